@@ -1,0 +1,49 @@
+"""Errors raised on bad input, each naming the input, the bad value and the fix."""
+
+
+class PlanetsError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InvalidParameterError(PlanetsError, ValueError):
+    """A parameter is outside what the step accepts."""
+
+    def __init__(self, name: str, value: object, allowed: str, fix: str = "") -> None:
+        message = f"Invalid {name}={value!r}: must be {allowed}."
+        if fix:
+            message += f" {fix}"
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
+class DataError(PlanetsError):
+    """The data set is missing, empty, corrupt or does not match what was asked for."""
+
+
+class DataSourceError(PlanetsError):
+    """The data repository, revision or DVC remote cannot be reached or resolved."""
+
+
+class DeployError(PlanetsError):
+    """A deployment did not become healthy, or its smoke test failed; it was rolled back."""
+
+
+class NotFoundError(PlanetsError, LookupError):
+    """A named pipeline, pipeline version, file or stored object does not exist."""
+
+
+class StorageError(PlanetsError):
+    """A gs:// bucket or object cannot be read or written."""
+
+
+class ObjectNotFoundError(StorageError, NotFoundError):
+    """A gs:// object or its bucket does not exist."""
+
+
+class KubeflowError(PlanetsError):
+    """The Kubeflow Pipelines API rejected or failed a request."""
+
+
+class KubeflowConnectionError(KubeflowError):
+    """The Kubeflow Pipelines API cannot be reached, or refused the credentials."""
