@@ -1,0 +1,49 @@
+"""deploy_model: serve a packaged bento on Kubernetes, smoke-test it, roll back on failure.
+
+The task needs a Kubernetes identity allowed to manage Deployments and Services (and
+InferenceServices) in the serving namespace: run the pipeline with the service account
+``planets-pipeline-runner`` (``kustomize/base``). The KFP IR carries no service account;
+it is set per run (``kfp.Client().create_run_from_pipeline_func(...,
+service_account="planets-pipeline-runner")`` or the run form in the UI). Disable caching
+on the task (``task.set_caching_options(False)``): a deploy must run every time.
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def deploy_model(
+    bento: Input[Artifact],
+    endpoint: Output[Artifact],
+    name: str = "planets-classifier",
+    namespace: str = "planets-serving",
+    replicas: int = 1,
+    serving_image: str = "",
+    cpu_request: str = "500m",
+    memory_request: str = "1Gi",
+    cpu_limit: str = "2",
+    memory_limit: str = "2Gi",
+    timeout_s: int = 300,
+    kserve: bool = False,
+    gcs_credentials_secret: str = "",
+):
+    """Serve ``bento`` (its ``.uri`` and ``metadata['bento_tag']``); empty ``serving_image``
+    means the serving image of this release (``components.images.SERVING_IMAGE``)."""
+    import json
+
+    from components.images import SERVING_IMAGE
+    from planets_mlops.deploy.apply import deploy_bento
+
+    info = deploy_bento(
+        bento_uri=bento.uri, bento_metadata=dict(bento.metadata),
+        serving_image=serving_image or SERVING_IMAGE, name=name, namespace=namespace,
+        replicas=replicas, cpu_request=cpu_request, memory_request=memory_request,
+        cpu_limit=cpu_limit, memory_limit=memory_limit, timeout_s=timeout_s, kserve=kserve,
+        gcs_credentials_secret=gcs_credentials_secret,
+    )
+    endpoint.metadata.update(info)
+    with open(endpoint.path, "w", encoding="utf-8") as out:
+        json.dump(info, out, indent=2)

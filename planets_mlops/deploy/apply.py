@@ -1,0 +1,491 @@
+"""Apply a served bento, wait for its rollout, smoke-test it, roll back on any failure.
+
+Everything that talks to the API server goes through ``ClusterApi`` (four calls), and the
+one HTTP call to the new endpoint through a ``predict`` callable, so tests replace only
+those two boundaries. ``KubernetesApi`` is the real implementation (server-side apply
+with field manager ``planets-mlops`` and forced conflicts).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from planets_mlops.deploy import manifests
+from planets_mlops.deploy.manifests import DeploySpec
+from planets_mlops.errors import DeployError, InvalidParameterError
+
+logger = logging.getLogger(__name__)
+
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "Pod": "v1",
+    "InferenceService": manifests.KSERVE_API_VERSION,
+}
+# Waiting reasons after which a pod will not become ready by itself.
+FATAL_WAITING_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# Server-populated fields that must not be sent back when re-applying a previous object.
+_SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "managedFields",
+                    "generation", "selfLink", "ownerReferences")
+_SERVER_ANNOTATIONS = (REVISION_ANNOTATION, "kubectl.kubernetes.io/last-applied-configuration")
+
+Predict = Callable[[str, bytes, float], dict[str, Any]]
+Json = dict[str, Any]
+
+
+class ClusterApi(Protocol):
+    """The only calls deploy() makes to the Kubernetes API server."""
+
+    def get(self, kind: str, namespace: str, name: str) -> Json | None:
+        """The object as JSON (camelCase keys, with status), or None if absent."""
+
+    def apply(self, obj: Json) -> Json:
+        """Server-side apply ``obj`` (field manager planets-mlops, force conflicts)."""
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete an object; absent is fine."""
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[Json]:
+        """Pods matching a label selector, as JSON."""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """Where the model is served now.
+
+    Attributes:
+        endpoint_url: In-cluster base URL (POST ``/predict``).
+        revision: Deployment revision (or InferenceService generation) now serving.
+        bento_tag: Tag of the bento served.
+        changed: False when the same spec was already deployed and healthy.
+        spec_hash: Hash of the applied objects (annotation ``planets-mlops.io/spec-hash``).
+        kind: ``Deployment`` or ``InferenceService``.
+    """
+
+    endpoint_url: str
+    revision: str
+    bento_tag: str
+    changed: bool
+    spec_hash: str
+    kind: str
+
+
+class KubernetesApi:
+    """``ClusterApi`` over the official ``kubernetes`` client's dynamic client."""
+
+    def __init__(self, api_client: Any = None) -> None:
+        """Use ``api_client``, else in-cluster config, else the local kubeconfig."""
+        from kubernetes import client, config
+        from kubernetes.dynamic import DynamicClient
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api_client = client.ApiClient()
+        self._dynamic = DynamicClient(api_client)
+
+    def _resource(self, kind: str) -> Any:
+        return self._dynamic.resources.get(api_version=API_VERSIONS[kind], kind=kind)
+
+    def get(self, kind: str, namespace: str, name: str) -> Json | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            return self._resource(kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def apply(self, obj: Json) -> Json:
+        meta = obj["metadata"]
+        result = self._resource(obj["kind"]).server_side_apply(
+            body=obj, name=meta["name"], namespace=meta["namespace"],
+            field_manager=manifests.FIELD_MANAGER, force_conflicts=True,
+        )
+        return result.to_dict()
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            self._resource(kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            pass
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[Json]:
+        pods = self._resource("Pod").get(namespace=namespace, label_selector=label_selector)
+        return list(pods.to_dict().get("items", []))
+
+
+def deployment_status(obj: Json | None, replicas: int) -> tuple[bool, str]:
+    """Whether a Deployment finished rolling out, as ``kubectl rollout status`` judges.
+
+    Returns:
+        (done, human-readable state).
+
+    Raises:
+        DeployError: the controller reports ProgressDeadlineExceeded.
+    """
+    if obj is None:
+        return False, "Deployment not found"
+    status = obj.get("status") or {}
+    generation = obj.get("metadata", {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return False, "waiting for the controller to observe the new spec"
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            raise DeployError(f"Deployment exceeded its progress deadline: {cond.get('message', '')}")
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < replicas:
+        return False, f"{updated} of {replicas} new replicas updated"
+    if total > updated:
+        return False, f"{total - updated} old replicas pending termination"
+    if available < updated:
+        return False, f"{available} of {updated} updated replicas available"
+    return True, f"{available} of {replicas} replicas available"
+
+
+def inference_service_status(obj: Json | None) -> tuple[bool, str]:
+    """Whether an InferenceService reports Ready for its latest generation."""
+    if obj is None:
+        return False, "InferenceService not found"
+    status = obj.get("status") or {}
+    generation = obj.get("metadata", {}).get("generation", 0)
+    if status.get("observedGeneration", generation) < generation:
+        return False, "waiting for KServe to observe the new spec"
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            if cond.get("status") == "True":
+                return True, "Ready"
+            return False, f"Ready={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}".strip()
+    return False, "no Ready condition yet"
+
+
+def fatal_pod_reason(pods: list[Json]) -> str | None:
+    """The first reason why a pod of the new revision will never become ready, if any."""
+    for pod in pods:
+        pod_name = pod.get("metadata", {}).get("name", "?")
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in FATAL_WAITING_REASONS:
+                detail = waiting.get("message", "")
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                if last:
+                    detail += (f" (last exit code {last.get('exitCode')}, "
+                               f"reason {last.get('reason', '?')}, restarts {cs.get('restartCount', 0)})")
+                return f"pod {pod_name} container {cs.get('name')} is {reason}{': ' + detail.strip() if detail.strip() else ''}"
+    return None
+
+
+def restorable(previous: Json) -> Json:
+    """An apply body that puts ``previous`` back: its spec and labels, minus server fields."""
+    meta = previous.get("metadata", {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k not in _SERVER_ANNOTATIONS}
+    clean_meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA}
+    clean_meta["annotations"] = annotations
+    return {
+        "apiVersion": previous["apiVersion"],
+        "kind": previous["kind"],
+        "metadata": clean_meta,
+        "spec": previous.get("spec", {}),
+    }
+
+
+def smoke_image(size: int = 128) -> bytes:
+    """A small planet-like JPEG made in-process: an orange disc on black."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), (0, 0, 0))
+    margin = size // 6
+    ImageDraw.Draw(img).ellipse((margin, margin, size - margin, size - margin), fill=(200, 120, 60))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def http_predict(base_url: str, image: bytes, timeout_s: float) -> dict[str, Any]:
+    """POST ``image`` as multipart field ``image`` to ``{base_url}/predict``.
+
+    Raises:
+        DeployError: the endpoint is unreachable or answers non-2xx or non-JSON.
+    """
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"smoke.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/predict", data=body, method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode(errors="replace")
+        raise DeployError(f"POST {request.full_url} answered HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+        raise DeployError(f"POST {request.full_url} failed: {exc}") from exc
+
+
+def check_prediction(answer: Any) -> str:
+    """Validate the /predict answer shape; return the predicted class.
+
+    Raises:
+        DeployError: not {"prediction": str, "probabilities": {class: float}} summing to ~1.
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("prediction"), str):
+        raise DeployError(f"smoke test: /predict answered {answer!r}, expected a 'prediction' string")
+    probabilities = answer.get("probabilities")
+    if not isinstance(probabilities, dict) or not probabilities:
+        raise DeployError(f"smoke test: /predict answered no 'probabilities' map: {answer!r}")
+    total = sum(float(p) for p in probabilities.values())
+    if abs(total - 1.0) > 0.01 or answer["prediction"] not in probabilities:
+        raise DeployError(
+            f"smoke test: probabilities sum to {total:.3f} or miss the predicted class "
+            f"{answer['prediction']!r}: {answer!r}"
+        )
+    return str(answer["prediction"])
+
+
+def _revision(obj: Json | None) -> str:
+    if obj is None:
+        return ""
+    meta = obj.get("metadata", {})
+    if obj.get("kind") == "Deployment":
+        return str((meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""))
+    return str(meta.get("generation", ""))
+
+
+def _endpoint(spec: DeploySpec, primary: Json | None) -> str:
+    if spec.kserve:
+        status = (primary or {}).get("status") or {}
+        url = (status.get("address") or {}).get("url") or status.get("url")
+        return str(url or f"http://{spec.name}-predictor.{spec.namespace}.svc.cluster.local")
+    return manifests.service_url(spec)
+
+
+def _rollout_done(spec: DeploySpec, primary: Json | None) -> tuple[bool, str]:
+    if spec.kserve:
+        return inference_service_status(primary)
+    return deployment_status(primary, spec.replicas)
+
+
+def wait_for_rollout(
+    api: ClusterApi,
+    spec: DeploySpec,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Json:
+    """Poll until the new revision is fully available.
+
+    Returns:
+        The primary object as last read.
+
+    Raises:
+        DeployError: a pod of the new revision will never start (CrashLoopBackOff, image
+            pull error: the pod's reason is in the message), or ``timeout_s`` passed.
+    """
+    kind = "InferenceService" if spec.kserve else "Deployment"
+    deadline = clock() + timeout_s
+    state = "not read yet"
+    while True:
+        primary = api.get(kind, spec.namespace, spec.name)
+        done, state = _rollout_done(spec, primary)
+        if done and primary is not None:
+            return primary
+        reason = fatal_pod_reason(api.list_pods(spec.namespace, manifests.pod_selector(spec)))
+        if reason:
+            raise DeployError(
+                f"{kind} {spec.namespace}/{spec.name}: {reason}. Fix: read the pod's log with "
+                f"`kubectl -n {spec.namespace} logs -l {manifests.pod_selector(spec)} --previous`; "
+                f"check image={spec.image!r} and bento.uri={spec.bento_uri!r}."
+            )
+        if clock() >= deadline:
+            raise DeployError(
+                f"{kind} {spec.namespace}/{spec.name} not ready after timeout_s={timeout_s:g}: "
+                f"{state}. Fix: raise timeout_s if the model is large, or see "
+                f"`kubectl -n {spec.namespace} describe {kind.lower()} {spec.name}`."
+            )
+        sleep(poll_s)
+
+
+def rollback(api: ClusterApi, desired: list[Json], previous: dict[str, Json | None]) -> str:
+    """Put back each object as read before the apply, or delete it if it did not exist.
+
+    Returns:
+        What was done, for the error message.
+    """
+    done = []
+    for obj in reversed(desired):
+        kind, meta = obj["kind"], obj["metadata"]
+        before = previous.get(kind)
+        if before is None:
+            api.delete(kind, meta["namespace"], meta["name"])
+            done.append(f"deleted new {kind}")
+        else:
+            api.apply(restorable(before))
+            rev = _revision(before)
+            done.append(f"restored {kind}" + (f" revision {rev}" if rev else ""))
+    return ", ".join(reversed(done))
+
+
+def deploy(
+    spec: DeploySpec,
+    api: ClusterApi,
+    timeout_s: float = 300.0,
+    predict: Predict = http_predict,
+    image: bytes | None = None,
+    poll_s: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeployResult:
+    """Serve ``spec`` and prove it answers, or leave the cluster as it was.
+
+    Steps: validate; read the current objects; if the same spec hash is already deployed
+    and healthy, return without applying; server-side apply; wait for the rollout; send
+    one real prediction. On any failure after the apply, roll back and raise.
+
+    Args:
+        spec: What to serve.
+        api: The Kubernetes API boundary (``KubernetesApi`` in a cluster).
+        timeout_s: Longest wait for the rollout.
+        predict: ``(base_url, jpeg, timeout_s) -> answer``; ``http_predict`` by default.
+        image: JPEG for the smoke test; ``smoke_image()`` when None.
+        poll_s, clock, sleep: Polling period and time sources (tests pass fakes).
+
+    Returns:
+        Where the model is served.
+
+    Raises:
+        InvalidParameterError: a bad input, before anything is applied.
+        DeployError: the rollout or smoke test failed; the message says why and what the
+            rollback did.
+    """
+    started = time.monotonic()
+    manifests.validate_spec(spec)
+    if timeout_s <= 0:
+        raise InvalidParameterError("timeout_s", timeout_s, "a positive number of seconds")
+    desired = manifests.desired_objects(spec)
+    digest = desired[0]["metadata"]["annotations"][manifests.SPEC_HASH_ANNOTATION]
+    kind = desired[0]["kind"]
+    previous = {obj["kind"]: api.get(obj["kind"], spec.namespace, spec.name) for obj in desired}
+
+    current = previous[kind]
+    if current is not None:
+        current_hash = (current.get("metadata", {}).get("annotations") or {}).get(
+            manifests.SPEC_HASH_ANNOTATION)
+        if current_hash == digest and _rollout_done(spec, current)[0]:
+            logger.info("%s %s/%s already serves %s (spec %s): nothing to apply",
+                        kind, spec.namespace, spec.name, spec.bento_tag, digest)
+            return DeployResult(_endpoint(spec, current), _revision(current), spec.bento_tag,
+                                False, digest, kind)
+
+    logger.info("Applying %s %s/%s for bento %s (spec %s, previous revision %s)", kind,
+                spec.namespace, spec.name, spec.bento_tag, digest, _revision(current) or "none")
+    try:
+        for obj in desired:
+            api.apply(obj)
+        primary = wait_for_rollout(api, spec, timeout_s, poll_s, clock, sleep)
+        url = _endpoint(spec, primary)
+        answer = predict(url, image if image is not None else smoke_image(), 30.0)
+        predicted = check_prediction(answer)
+    except Exception as exc:
+        logger.warning("Deploy of %s failed (%s); rolling back", spec.bento_tag, exc)
+        try:
+            undone = rollback(api, desired, previous)
+        except Exception as rollback_exc:  # report both; the first failure is the cause
+            raise DeployError(
+                f"Deploy of bento {spec.bento_tag} failed: {exc}; ROLLBACK ALSO FAILED: "
+                f"{rollback_exc}. Fix by hand: `kubectl -n {spec.namespace} rollout undo "
+                f"deployment/{spec.name}`."
+            ) from exc
+        raise DeployError(f"Deploy of bento {spec.bento_tag} failed and was rolled back "
+                          f"({undone}): {exc}") from exc
+
+    result = DeployResult(url, _revision(primary), spec.bento_tag, True, digest, kind)
+    logger.info("Serving %s at %s revision %s (smoke prediction %s) in %.1f s", spec.bento_tag,
+                url, result.revision, predicted, time.monotonic() - started)
+    return result
+
+
+def deploy_bento(
+    bento_uri: str,
+    bento_metadata: dict[str, Any],
+    serving_image: str,
+    name: str = "planets-classifier",
+    namespace: str = "planets-serving",
+    replicas: int = 1,
+    cpu_request: str = "500m",
+    memory_request: str = "1Gi",
+    cpu_limit: str = "2",
+    memory_limit: str = "2Gi",
+    timeout_s: float = 300.0,
+    kserve: bool = False,
+    gcs_credentials_secret: str = "",
+    api: ClusterApi | None = None,
+    predict: Predict | None = None,
+) -> dict[str, Any]:
+    """What the ``deploy_model`` component calls: artifact fields in, endpoint metadata out.
+
+    Args:
+        bento_uri: The bento artifact's ``.uri``.
+        bento_metadata: The bento artifact's metadata; ``bento_tag`` is required.
+        serving_image: Serving image reference (tagged).
+        name, namespace, replicas, cpu_request, memory_request, cpu_limit, memory_limit,
+            timeout_s, kserve, gcs_credentials_secret: See ``DeploySpec`` and ``deploy``.
+        api: Kubernetes boundary; ``KubernetesApi()`` (in-cluster config) when None.
+        predict: Smoke-test call; ``http_predict`` when None.
+
+    Returns:
+        Metadata for the ``endpoint`` artifact: endpoint_url, revision, bento_tag, changed,
+        spec_hash, kind, namespace, name, serving_image.
+    """
+    spec = DeploySpec(
+        name=name, namespace=namespace, image=serving_image, bento_uri=bento_uri or "",
+        bento_tag=str((bento_metadata or {}).get("bento_tag", "")), replicas=int(replicas),
+        cpu_request=cpu_request, memory_request=memory_request, cpu_limit=cpu_limit,
+        memory_limit=memory_limit, kserve=bool(kserve),
+        gcs_credentials_secret=gcs_credentials_secret,
+    )
+    manifests.validate_spec(spec)  # fail on bad input before connecting to any cluster
+    result = deploy(spec, api if api is not None else KubernetesApi(), timeout_s=timeout_s,
+                    predict=predict if predict is not None else http_predict)
+    return {
+        "endpoint_url": result.endpoint_url,
+        "revision": result.revision,
+        "bento_tag": result.bento_tag,
+        "changed": result.changed,
+        "spec_hash": result.spec_hash,
+        "kind": result.kind,
+        "namespace": namespace,
+        "name": name,
+        "serving_image": serving_image,
+    }
