@@ -279,7 +279,9 @@ def _revision(obj: Json | None) -> str:
     meta = obj.get("metadata", {})
     if obj.get("kind") == "Deployment":
         return str((meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""))
-    return str(meta.get("generation", ""))
+    if obj.get("kind") == "InferenceService":
+        return str(meta.get("generation", ""))
+    return ""
 
 
 def _endpoint(spec: DeploySpec, primary: Json | None) -> str:

@@ -1,0 +1,484 @@
+"""Apply, rollout wait, smoke test and rollback of ``planets_mlops.deploy.apply``.
+
+No Kubernetes API server runs on this machine, so ``FakeCluster`` below is a FAKE of the
+``ClusterApi`` boundary only (get / apply / delete / list_pods): it stores applied objects,
+bumps the generation and the Deployment revision when the pod template changes, and plays
+the Deployment controller and kubelet for each bento tag (healthy, stuck, crash-looping).
+Everything above that boundary (manifests, hashing, status reading, rollback) is real.
+The smoke-test HTTP call is checked against a real local server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from planets_mlops.deploy import apply as deploy_apply
+from planets_mlops.deploy import manifests
+from planets_mlops.deploy.apply import DeployResult, deploy
+from planets_mlops.deploy.manifests import DeploySpec
+from planets_mlops.errors import DeployError, InvalidParameterError
+
+IMAGE = "europe-docker.pkg.dev/proj/planets/serving:0.1.0"
+GOOD_ANSWER = {"prediction": "Mars", "probabilities": {"Mars": 0.9, "Earth": 0.1}}
+
+
+class FakeCluster:
+    """Fake ClusterApi: an in-memory API server plus a scripted controller and kubelet.
+
+    ``behaviour`` maps a bento tag to "healthy" (default), "stuck" (pods never ready),
+    "crashloop" (container in CrashLoopBackOff) or "deadline" (ProgressDeadlineExceeded).
+    """
+
+    def __init__(self, behaviour: dict[str, str] | None = None) -> None:
+        self.behaviour = behaviour or {}
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.applied: list[dict[str, Any]] = []
+        self.fail_apply_of: set[str] = set()
+
+    # -- ClusterApi ---------------------------------------------------------------
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind))
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"]))
+        if obj["kind"] in self.fail_apply_of:
+            raise RuntimeError(f"admission webhook denied {obj['kind']}")
+        self.applied.append(copy.deepcopy(obj))
+        meta = obj["metadata"]
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        old = self.objects.get(key)
+        new = copy.deepcopy(obj)
+        new["metadata"]["generation"] = (old or {}).get("metadata", {}).get("generation", 0)
+        if old is None or old.get("spec") != obj.get("spec"):
+            new["metadata"]["generation"] += 1
+        new["metadata"]["uid"] = (old or {}).get("metadata", {}).get("uid", f"uid-{len(self.objects)}")
+        new["metadata"]["resourceVersion"] = str(len(self.applied))
+        new["metadata"]["managedFields"] = [{"manager": manifests.FIELD_MANAGER}]
+        annotations = new["metadata"].setdefault("annotations", {})
+        if obj["kind"] == "Deployment":
+            revision = int((old or {}).get("metadata", {}).get("annotations", {}).get(
+                deploy_apply.REVISION_ANNOTATION, "0"))
+            if old is None or old["spec"]["template"] != obj["spec"]["template"]:
+                revision += 1
+            annotations[deploy_apply.REVISION_ANNOTATION] = str(revision)
+            new["status"] = self._deployment_status(new)
+        elif obj["kind"] == "InferenceService":
+            ready = self._mode(new) == "healthy"
+            new["status"] = {
+                "observedGeneration": new["metadata"]["generation"],
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "address": {"url": f"http://{meta['name']}-predictor.{meta['namespace']}.svc.cluster.local"},
+            }
+        else:
+            new.setdefault("spec", {})["clusterIP"] = "10.96.0.42"
+        self.objects[key] = new
+        return copy.deepcopy(new)
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.calls.append(("delete", kind))
+        self.objects.pop((kind, namespace, name), None)
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods", label_selector))
+        wanted = dict(part.split("=", 1) for part in label_selector.split(","))
+        pods = []
+        for (kind, ns, _), obj in self.objects.items():
+            if kind != "Deployment" or ns != namespace:
+                continue
+            template = obj["spec"]["template"]
+            if not all(template["metadata"]["labels"].get(k) == v for k, v in wanted.items()):
+                continue
+            mode = self._mode(obj)
+            state: dict[str, Any] = {"running": {}}
+            last: dict[str, Any] = {}
+            if mode == "crashloop":
+                state = {"waiting": {"reason": "CrashLoopBackOff",
+                                     "message": "back-off 40s restarting failed container"}}
+                last = {"terminated": {"exitCode": 1, "reason": "Error"}}
+            elif mode == "stuck":
+                state = {"waiting": {"reason": "ContainerCreating"}}
+            pods.append({
+                "metadata": {"name": f"{obj['metadata']['name']}-abc12", "labels": template["metadata"]["labels"]},
+                "status": {"containerStatuses": [{"name": "bento", "state": state, "lastState": last,
+                                                  "restartCount": 4 if last else 0}]},
+            })
+        return pods
+
+    # -- the scripted controller --------------------------------------------------
+    def _mode(self, obj: dict[str, Any]) -> str:
+        pod = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]["predictor"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        return self.behaviour.get(env["BENTO_TAG"], "healthy")
+
+    def _deployment_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        replicas = obj["spec"]["replicas"]
+        status: dict[str, Any] = {"observedGeneration": obj["metadata"]["generation"]}
+        mode = self._mode(obj)
+        if mode == "healthy":
+            return {**status, "replicas": replicas, "updatedReplicas": replicas,
+                    "readyReplicas": replicas, "availableReplicas": replicas}
+        # maxSurge 1, maxUnavailable 0: one new pod that never becomes available.
+        status.update({"replicas": replicas + 1, "updatedReplicas": 1, "availableReplicas": replicas})
+        if mode == "deadline":
+            status["conditions"] = [{"type": "Progressing", "status": "False",
+                                     "reason": "ProgressDeadlineExceeded",
+                                     "message": 'ReplicaSet "x" has timed out progressing.'}]
+        return status
+
+    def deployment(self, name: str = "planets-classifier") -> dict[str, Any]:
+        return self.objects[("Deployment", "planets-serving", name)]
+
+
+class FakeClock:
+    """Time that advances only when deploy() sleeps, so timeouts cost no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_spec(tag: str = "planets_classifier:v1", **overrides: Any) -> DeploySpec:
+    fields: dict[str, Any] = {
+        "name": "planets-classifier", "namespace": "planets-serving", "image": IMAGE,
+        "bento_uri": f"gs://planets-artifacts/bentos/{tag.replace(':', '-')}.bento",
+        "bento_tag": tag,
+    }
+    fields.update(overrides)
+    return DeploySpec(**fields)
+
+
+class Predictor:
+    """Records smoke-test calls; answers ``answer`` (or raises it if it is an exception)."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = GOOD_ANSWER if answer is None else answer
+        self.calls: list[tuple[str, bytes]] = []
+
+    def __call__(self, url: str, image: bytes, timeout_s: float) -> dict[str, Any]:
+        self.calls.append((url, image))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def run_deploy(cluster: FakeCluster, spec: DeploySpec, predictor: Predictor | None = None,
+               timeout_s: float = 60) -> DeployResult:
+    clock = FakeClock()
+    return deploy(spec, cluster, timeout_s=timeout_s, predict=predictor or Predictor(),
+                  poll_s=5, clock=clock, sleep=clock.sleep)
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+# -- success paths ------------------------------------------------------------------
+
+
+def test_first_deploy_applies_waits_and_smoke_tests() -> None:
+    cluster, predictor = FakeCluster(), Predictor()
+    result = run_deploy(cluster, make_spec(), predictor)
+    assert result.changed is True
+    assert result.revision == "1"
+    assert result.kind == "Deployment"
+    assert result.bento_tag == "planets_classifier:v1"
+    assert result.endpoint_url == "http://planets-classifier.planets-serving.svc.cluster.local:3000"
+    assert [o["kind"] for o in cluster.applied] == ["Deployment", "Service"]
+    url, image = predictor.calls[0]
+    assert url == result.endpoint_url
+    assert image[:3] == b"\xff\xd8\xff"  # a real JPEG made in-process
+    annotations = cluster.deployment()["metadata"]["annotations"]
+    assert annotations[manifests.SPEC_HASH_ANNOTATION] == result.spec_hash
+
+
+def test_same_bento_twice_changes_nothing() -> None:
+    cluster = FakeCluster()
+    first = run_deploy(cluster, make_spec())
+    cluster.calls.clear()
+    applied_before = len(cluster.applied)
+    predictor = Predictor()
+    second = run_deploy(cluster, make_spec(), predictor)
+    assert second.changed is False
+    assert (second.revision, second.spec_hash, second.endpoint_url) == (
+        first.revision, first.spec_hash, first.endpoint_url)
+    assert len(cluster.applied) == applied_before
+    assert all(call[0] == "get" for call in cluster.calls)
+    assert predictor.calls == []
+
+
+def test_new_bento_rolls_forward_to_next_revision() -> None:
+    cluster = FakeCluster()
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    result = run_deploy(cluster, make_spec("planets_classifier:v2"))
+    assert result.changed is True
+    assert result.revision == "2"
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v2"
+
+
+def test_replica_change_is_a_change_without_new_pods() -> None:
+    cluster = FakeCluster()
+    first = run_deploy(cluster, make_spec())
+    second = run_deploy(cluster, make_spec(replicas=2))
+    assert second.changed is True
+    assert second.spec_hash != first.spec_hash
+    assert second.revision == first.revision  # same pod template, same revision
+
+
+def test_kserve_inference_service_endpoint_from_status() -> None:
+    cluster = FakeCluster()
+    result = run_deploy(cluster, make_spec(kserve=True))
+    assert result.kind == "InferenceService"
+    assert [o["kind"] for o in cluster.applied] == ["InferenceService"]
+    assert result.endpoint_url == "http://planets-classifier-predictor.planets-serving.svc.cluster.local"
+    again = run_deploy(cluster, make_spec(kserve=True))
+    assert again.changed is False
+
+
+# -- bad input: rejected before any API call ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "fix_word"),
+    [
+        ({"bento_uri": ""}, "bento.uri", "Connect"),
+        ({"bento_uri": "/tmp/local/model.bento"}, "bento.uri", "gs:// pipeline root"),
+        ({"bento_tag": ""}, "bento_tag", "metadata['bento_tag']"),
+        ({"bento_tag": "NoVersion"}, "bento_tag", "metadata['bento_tag']"),
+    ],
+)
+def test_missing_bento_is_rejected_before_contacting_the_cluster(
+    overrides: dict[str, Any], name: str, fix_word: str
+) -> None:
+    cluster = FakeCluster()
+    with pytest.raises(InvalidParameterError) as info:
+        run_deploy(cluster, make_spec(**overrides))
+    message = str(info.value)
+    assert name in message
+    assert repr(next(iter(overrides.values()))) in message
+    assert fix_word in message
+    assert cluster.calls == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "europe-docker.pkg.dev/proj/planets/Serving:0.1.0",  # upper-case repository
+        "europe-docker.pkg.dev/proj/planets/serving",  # no tag means :latest
+        "ghcr.io/planets-mlops/serving:latest",
+        "ghcr.io/planets-mlops/serving:0.1.0 ",
+        "ghcr.io/planets-mlops/serving::0.1.0",
+        "",
+    ],
+)
+def test_bad_image_reference_is_rejected_before_applying(image: str) -> None:
+    cluster = FakeCluster()
+    with pytest.raises(InvalidParameterError) as info:
+        run_deploy(cluster, make_spec(image=image))
+    assert "serving_image" in str(info.value)
+    assert repr(image) in str(info.value)
+    assert cluster.calls == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/planets-mlops/serving:0.1.0",
+        "localhost:5000/serving:0.1.0",
+        "kind.local/planets/serving:0.1.0-rc1",
+        "serving@sha256:" + "a" * 64,
+        "europe-docker.pkg.dev/proj/repo/serving:0.1.0@sha256:" + "b" * 64,
+    ],
+)
+def test_good_image_references_pass(image: str) -> None:
+    assert manifests.validate_image(image) == image
+
+
+def test_non_positive_timeout_is_rejected() -> None:
+    with pytest.raises(InvalidParameterError, match="timeout_s"):
+        run_deploy(FakeCluster(), make_spec(), timeout_s=0)
+
+
+# -- failures after the apply: rollback -----------------------------------------------
+
+
+def test_rollout_timeout_on_first_deploy_deletes_what_it_created() -> None:
+    cluster = FakeCluster({"planets_classifier:v1": "stuck"})
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec(), timeout_s=30)
+    message = str(info.value)
+    assert "timeout_s=30" in message
+    assert "old replicas pending termination" in message
+    assert "deleted new Deployment" in message and "deleted new Service" in message
+    assert "raise timeout_s" in message
+    assert cluster.objects == {}
+
+
+def test_rollout_timeout_restores_previous_revision() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "stuck"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=20)
+    assert "rolled back (restored Deployment revision 1, restored Service)" in str(info.value)
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+    restored = cluster.applied[-1]  # rollback goes in reverse: Service, then Deployment
+    assert restored["kind"] == "Deployment"
+    assert "resourceVersion" not in restored["metadata"]
+    assert deploy_apply.REVISION_ANNOTATION not in restored["metadata"]["annotations"]
+    # The restored spec is the one deployed before, so deploying v1 again is a no-op.
+    assert run_deploy(cluster, make_spec("planets_classifier:v1")).changed is False
+
+
+def test_crash_looping_pod_rolls_back_with_the_pods_reason() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "crashloop"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=600)
+    message = str(info.value)
+    assert "CrashLoopBackOff" in message
+    assert "last exit code 1" in message
+    assert "pod planets-classifier-abc12" in message
+    assert "kubectl -n planets-serving logs" in message
+    assert "restored Deployment revision 1" in message
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+
+
+def test_progress_deadline_exceeded_rolls_back() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "deadline"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    with pytest.raises(DeployError, match="progress deadline"):
+        run_deploy(cluster, make_spec("planets_classifier:v2"))
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (DeployError("POST http://x/predict answered HTTP 500: boom"), "HTTP 500"),
+        ({"error": "no model"}, "expected a 'prediction' string"),
+        ({"prediction": "Mars", "probabilities": {"Mars": 0.2, "Earth": 0.1}}, "sum to 0.300"),
+        ({"prediction": "Mars"}, "no 'probabilities'"),
+    ],
+)
+def test_failing_smoke_test_rolls_back(answer: Any, expected: str) -> None:
+    cluster = FakeCluster()
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), Predictor(answer))
+    assert expected in str(info.value)
+    assert "rolled back" in str(info.value)
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+
+
+def test_rejected_apply_rolls_back_what_was_applied() -> None:
+    cluster = FakeCluster()
+    cluster.fail_apply_of = {"Service"}
+    with pytest.raises(DeployError, match="admission webhook denied Service"):
+        run_deploy(cluster, make_spec())
+    assert cluster.objects == {}
+
+
+def test_failed_rollback_is_reported_with_manual_fix() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "stuck"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    original_apply = cluster.apply
+
+    def apply_then_break(obj: dict[str, Any]) -> dict[str, Any]:
+        result = original_apply(obj)
+        cluster.fail_apply_of = {"Deployment", "Service"}  # API goes away after the apply
+        return result
+
+    cluster.apply = apply_then_break  # type: ignore[method-assign]
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=10)
+    assert "ROLLBACK ALSO FAILED" in str(info.value)
+    assert "rollout undo deployment/planets-classifier" in str(info.value)
+
+
+# -- pure status readers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "generation", "done", "state"),
+    [
+        ({"observedGeneration": 1}, 2, False, "observe"),
+        ({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 1, "availableReplicas": 1}, 2, False, "1 of 2 new"),
+        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2}, 2, False, "old replicas"),
+        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1}, 2, False, "1 of 2 updated"),
+        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}, 2, True, "2 of 2"),
+    ],
+)
+def test_deployment_status(status: dict[str, Any], generation: int, done: bool, state: str) -> None:
+    obj = {"metadata": {"generation": generation}, "status": status}
+    got_done, got_state = deploy_apply.deployment_status(obj, replicas=2)
+    assert got_done is done
+    assert state in got_state
+
+
+def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
+    starting = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
+        {"name": "bento", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
+    pulling = {"metadata": {"name": "q"}, "status": {"containerStatuses": [
+        {"name": "bento", "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                "message": "manifest unknown"}}}]}}
+    assert deploy_apply.fatal_pod_reason([starting, {"metadata": {"name": "r"}}]) is None
+    assert deploy_apply.fatal_pod_reason([starting, pulling]) == (
+        "pod q container bento is ImagePullBackOff: manifest unknown")
+
+
+# -- the real HTTP smoke-test call, against a local server ------------------------------
+
+
+class _PredictHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = (self.path == "/predict" and b'name="image"' in body and b"\xff\xd8\xff" in body
+              and self.headers["Content-Type"].startswith("multipart/form-data; boundary="))
+        payload = json.dumps(GOOD_ANSWER if ok else {"error": "bad request"}).encode()
+        self.send_response(200 if ok else 400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def predict_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PredictHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_predict_posts_multipart_jpeg_to_a_real_server(predict_server: str) -> None:
+    answer = deploy_apply.http_predict(predict_server, deploy_apply.smoke_image(), 5)
+    assert deploy_apply.check_prediction(answer) == "Mars"
+
+
+def test_http_predict_reports_http_errors(predict_server: str) -> None:
+    with pytest.raises(DeployError, match="HTTP 400"):
+        deploy_apply.http_predict(predict_server, b"not a jpeg", 5)
+
+
+def test_http_predict_reports_unreachable_endpoint() -> None:
+    with pytest.raises(DeployError, match="failed"):
+        deploy_apply.http_predict("http://127.0.0.1:9", deploy_apply.smoke_image(), 2)

@@ -1,0 +1,124 @@
+"""Every kustomize overlay hydrates with the real ``kubectl kustomize`` and validates.
+
+Objects are validated OFFLINE against the Kubernetes 1.30 JSON schemas shipped by the
+``kubernetes-validate`` package (strict: unknown fields fail); no cluster is contacted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1] / "kustomize"
+TARGETS = ["base", "overlays/kind", "overlays/gke"]
+K8S_VERSION = "1.30"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+
+@cache
+def hydrate(target: str) -> tuple[dict[str, Any], ...]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / target)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def find(objs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def test_every_overlay_directory_is_tested() -> None:
+    overlays = sorted(f"overlays/{p.name}" for p in (ROOT / "overlays").iterdir() if p.is_dir())
+    assert overlays == sorted(TARGETS[1:])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_overlay_hydrates_and_validates_offline(target: str) -> None:
+    objs = hydrate(target)
+    assert objs
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") in {"kubeflow", "planets-serving"}, obj["metadata"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_identities_and_namespace(target: str) -> None:
+    objs = hydrate(target)
+    find(objs, "Namespace", "planets-serving")
+    runner = find(objs, "ServiceAccount", "planets-pipeline-runner")
+    assert runner["metadata"]["namespace"] == "kubeflow"
+    serving = find(objs, "ServiceAccount", "planets-serving")
+    assert serving["metadata"]["namespace"] == "planets-serving"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runner_role_is_least_privilege(target: str) -> None:
+    objs = hydrate(target)
+    role = find(objs, "Role", "planets-deployer")
+    assert role["metadata"]["namespace"] == "planets-serving"
+    assert not [o for o in objs if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
+    granted = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+               for g in rule["apiGroups"] for r in rule["resources"]}
+    assert set(granted) == {("apps", "deployments"), ("", "services"),
+                            ("serving.kserve.io", "inferenceservices"), ("", "pods")}
+    assert granted[("", "pods")] == {"get", "list"}
+    assert all("*" not in verbs for verbs in granted.values())
+    binding = find(objs, "RoleBinding", "planets-deployer")
+    assert binding["metadata"]["namespace"] == "planets-serving"
+    assert binding["roleRef"]["name"] == "planets-deployer"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "planets-pipeline-runner",
+                                    "namespace": "kubeflow"}]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pipeline_root_is_a_bucket(target: str) -> None:
+    launcher = find(hydrate(target), "ConfigMap", "kfp-launcher")
+    assert launcher["metadata"]["namespace"] == "kubeflow"
+    assert launcher["data"]["defaultPipelineRoot"].startswith("gs://")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_secrets_are_templates_with_placeholders_only(target: str) -> None:
+    objs = hydrate(target)
+    label_studio = find(objs, "Secret", "label-studio")
+    assert set(label_studio["stringData"]) == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"}
+    assert label_studio["stringData"]["LABEL_STUDIO_API_KEY"] == "REPLACE_ME"
+    for secret in (o for o in objs if o["kind"] == "Secret"):
+        assert secret["metadata"]["labels"]["planets-mlops.io/template"] == "secret"
+        assert "data" not in secret  # nothing base64-encoded that could hide a real value
+        assert all("REPLACE" in v or "example.invalid" in v for v in secret["stringData"].values())
+    assert any(o["kind"] == "Secret" and o["metadata"]["name"] == "gcs-credentials" for o in objs)
+
+
+def test_kind_reads_the_bucket_with_the_key_secret() -> None:
+    objs = hydrate("overlays/kind")
+    providers = yaml.safe_load(find(objs, "ConfigMap", "kfp-launcher")["data"]["providers"])
+    secret_ref = providers["gs"]["default"]["credentials"]["secretRef"]
+    assert secret_ref == {"secretName": "gcs-credentials", "tokenKey": "key.json"}
+    namespaces = {o["metadata"]["namespace"] for o in objs
+                  if o["kind"] == "Secret" and o["metadata"]["name"] == "gcs-credentials"}
+    assert namespaces == {"kubeflow", "planets-serving"}
+    assert not any("iam.gke.io/gcp-service-account" in (o["metadata"].get("annotations") or {})
+                   for o in objs)
+
+
+def test_gke_uses_workload_identity_and_a_gpu_pool() -> None:
+    objs = hydrate("overlays/gke")
+    for name in ("planets-pipeline-runner", "planets-serving"):
+        annotations = find(objs, "ServiceAccount", name)["metadata"]["annotations"]
+        assert annotations["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    gpu = find(objs, "ConfigMap", "planets-gpu-node-pool")["data"]
+    assert gpu["node_selector_key"] == "cloud.google.com/gke-accelerator"
+    assert gpu["taint"].startswith("nvidia.com/gpu=")
