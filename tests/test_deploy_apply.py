@@ -444,7 +444,7 @@ def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
 
 
 class _PredictHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         ok = (self.path == "/predict" and b'name="image"' in body and b"\xff\xd8\xff" in body
               and self.headers["Content-Type"].startswith("multipart/form-data; boundary="))

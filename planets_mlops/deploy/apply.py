@@ -95,8 +95,8 @@ class KubernetesApi:
 
     def __init__(self, api_client: Any = None) -> None:
         """Use ``api_client``, else in-cluster config, else the local kubeconfig."""
-        from kubernetes import client, config
-        from kubernetes.dynamic import DynamicClient
+        from kubernetes import client, config  # type: ignore[import-untyped]
+        from kubernetes.dynamic import DynamicClient  # type: ignore[import-untyped]
 
         if api_client is None:
             try:
@@ -110,7 +110,7 @@ class KubernetesApi:
         return self._dynamic.resources.get(api_version=API_VERSIONS[kind], kind=kind)
 
     def get(self, kind: str, namespace: str, name: str) -> Json | None:
-        from kubernetes.dynamic.exceptions import NotFoundError
+        from kubernetes.dynamic.exceptions import NotFoundError  # type: ignore[import-untyped]
 
         try:
             return self._resource(kind).get(name=name, namespace=namespace).to_dict()
@@ -126,7 +126,7 @@ class KubernetesApi:
         return result.to_dict()
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
-        from kubernetes.dynamic.exceptions import NotFoundError
+        from kubernetes.dynamic.exceptions import NotFoundError  # type: ignore[import-untyped]
 
         try:
             self._resource(kind).delete(name=name, namespace=namespace)
@@ -244,7 +244,7 @@ def http_predict(base_url: str, image: bytes, timeout_s: float) -> dict[str, Any
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace")
@@ -423,7 +423,7 @@ def deploy(
         logger.warning("Deploy of %s failed (%s); rolling back", spec.bento_tag, exc)
         try:
             undone = rollback(api, desired, previous)
-        except Exception as rollback_exc:  # report both; the first failure is the cause
+        except Exception as rollback_exc:  # noqa: BLE001 - report both; the first failure is the cause
             raise DeployError(
                 f"Deploy of bento {spec.bento_tag} failed: {exc}; ROLLBACK ALSO FAILED: "
                 f"{rollback_exc}. Fix by hand: `kubectl -n {spec.namespace} rollout undo "

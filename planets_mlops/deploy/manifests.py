@@ -179,7 +179,7 @@ def container(spec: DeploySpec, name: str = "bento") -> dict[str, Any]:
         # Libraries write caches under $HOME; the root filesystem is read-only.
         {"name": "HOME", "value": "/tmp"},
     ]
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "bentoml-home", "mountPath": BENTOML_HOME},
     ]
