@@ -92,13 +92,19 @@ def square_image_size(value: Any, name: str = "prepare_image_size") -> int:
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or not all(_type_ok(v, (int,)) for v in value):
             raise InvalidParameterError(
-                name, value, "an int or a [height, width] pair of ints",
-                "Write e.g. image_size: [32, 32] or image_size: 32.")
+                name,
+                value,
+                "an int or a [height, width] pair of ints",
+                "Write e.g. image_size: [32, 32] or image_size: 32.",
+            )
         if value[0] != value[1]:
             raise InvalidParameterError(
-                name, value, "square (height == width)",
+                name,
+                value,
+                "square (height == width)",
                 f"The model takes square images: use [{value[0]}, {value[0]}] or "
-                f"{value[0]}.")
+                f"{value[0]}.",
+            )
         value = value[0]
     if not _type_ok(value, (int,)) or value <= 0:
         raise InvalidParameterError(name, value, "a positive int", "e.g. 32")
@@ -115,7 +121,9 @@ def _check_value(name: str, value: Any, types: tuple[type, ...]) -> Any:
     return value
 
 
-def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
+def flatten_params(
+    doc: Mapping[str, Any], source: str = "params.yaml"
+) -> dict[str, Any]:
     """Map the nested params.yaml shape onto flat pipeline parameter names.
 
     Sections (``prepare``, ``train``, ``data``) hold keys from :data:`PARAMS_SCHEMA`;
@@ -134,7 +142,8 @@ def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[
     """
     if not isinstance(doc, Mapping):
         raise InvalidParameterError(
-            source, type(doc).__name__, "a mapping of sections (prepare, train, data)")
+            source, type(doc).__name__, "a mapping of sections (prepare, train, data)"
+        )
     flat: dict[str, Any] = {}
     for section, body in doc.items():
         if not isinstance(body, Mapping):
@@ -142,21 +151,32 @@ def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[
             continue
         if section not in PARAMS_SCHEMA:
             raise InvalidParameterError(
-                f"{source} section", section, f"one of {sorted(PARAMS_SCHEMA)}",
-                "Remove the section or fix its name.")
+                f"{source} section",
+                section,
+                f"one of {sorted(PARAMS_SCHEMA)}",
+                "Remove the section or fix its name.",
+            )
         schema = PARAMS_SCHEMA[section]
         for key, value in body.items():
             if key not in schema:
                 raise InvalidParameterError(
-                    f"{source} key {section}.{key}", value,
+                    f"{source} key {section}.{key}",
+                    value,
                     f"a key of {section!r}: one of {sorted(schema)}",
-                    "Remove the key or fix its name.")
+                    "Remove the key or fix its name.",
+                )
             name = f"{section}_{key}"
             flat[name] = _check_value(name, value, schema[key])
-    if "train_output_classes" in flat and flat["train_output_classes"] != OUTPUT_CLASSES:
+    if (
+        "train_output_classes" in flat
+        and flat["train_output_classes"] != OUTPUT_CLASSES
+    ):
         raise InvalidParameterError(
-            "train.output_classes", flat["train_output_classes"], str(OUTPUT_CLASSES),
-            "The planets data set has 10 classes; the model's output layer follows it.")
+            "train.output_classes",
+            flat["train_output_classes"],
+            str(OUTPUT_CLASSES),
+            "The planets data set has 10 classes; the model's output layer follows it.",
+        )
     return {k: v for k, v in flat.items() if k not in _NOT_FORWARDED}
 
 
@@ -169,13 +189,16 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise NotFoundError(f"Params file not found: {path}. Pass an existing YAML file "
-                            "to --params-file.")
+        raise NotFoundError(
+            f"Params file not found: {path}. Pass an existing YAML file "
+            "to --params-file."
+        )
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InvalidParameterError("--params-file", str(path), "valid YAML",
-                                    f"YAML error: {exc}") from exc
+        raise InvalidParameterError(
+            "--params-file", str(path), "valid YAML", f"YAML error: {exc}"
+        ) from exc
     return flatten_params(doc, source=str(path))
 
 
@@ -191,8 +214,9 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
     name, sep, raw = flag.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise InvalidParameterError("--param", flag, "NAME=VALUE",
-                                    "e.g. --param train_epochs=20")
+        raise InvalidParameterError(
+            "--param", flag, "NAME=VALUE", "e.g. --param train_epochs=20"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -202,8 +226,9 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
     return name, value
 
 
-def merge_arguments(file_params: Mapping[str, Any] | None,
-                    flags: Iterable[str] = ()) -> dict[str, Any]:
+def merge_arguments(
+    file_params: Mapping[str, Any] | None, flags: Iterable[str] = ()
+) -> dict[str, Any]:
     """Combine params-file values with ``--param`` flags; flags win."""
     merged = dict(file_params or {})
     for flag in flags:
@@ -220,7 +245,7 @@ def pipeline_inputs(ir: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     Args:
         ir: The pipeline spec document (first YAML document of a compiled file).
     """
-    params = (ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {})
+    params = ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
     return {
         name: {
             "type": spec.get("parameterType", "STRING"),
@@ -240,18 +265,24 @@ def read_pipeline_spec(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise NotFoundError(f"Compiled pipeline not found: {path}. Run "
-                            "`planets-mlops compile` first or pass an existing file.")
+        raise NotFoundError(
+            f"Compiled pipeline not found: {path}. Run "
+            "`planets-mlops compile` first or pass an existing file."
+        )
     docs = list(yaml.safe_load_all(path.read_text()))
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0]:
-        raise InvalidParameterError("pipeline file", str(path), "a compiled KFP IR YAML",
-                                    "Compile it with `planets-mlops compile`.")
+        raise InvalidParameterError(
+            "pipeline file",
+            str(path),
+            "a compiled KFP IR YAML",
+            "Compile it with `planets-mlops compile`.",
+        )
     return docs[0]
 
 
-def validate_arguments(arguments: Mapping[str, Any],
-                       inputs: Mapping[str, Mapping[str, Any]],
-                       pipeline: str) -> dict[str, Any]:
+def validate_arguments(
+    arguments: Mapping[str, Any], inputs: Mapping[str, Mapping[str, Any]], pipeline: str
+) -> dict[str, Any]:
     """Check names and types of arguments against a compiled pipeline's inputs.
 
     Ints are widened to floats for ``NUMBER_DOUBLE`` inputs; a string given on the command
@@ -269,21 +300,35 @@ def validate_arguments(arguments: Mapping[str, Any],
     for name, value in arguments.items():
         if name not in inputs:
             raise InvalidParameterError(
-                "parameter", name, f"an input of pipeline {pipeline!r}: one of {valid}",
-                "Fix the name in --param or --params-file.")
+                "parameter",
+                name,
+                f"an input of pipeline {pipeline!r}: one of {valid}",
+                "Fix the name in --param or --params-file.",
+            )
         ir_type = inputs[name]["type"]
         types = _IR_TYPES.get(ir_type, (object,))
-        if ir_type == "STRING" and not isinstance(value, str) and not isinstance(
-                value, (dict, list)):
-            value = "true" if value is True else "false" if value is False else str(value)
+        if (
+            ir_type == "STRING"
+            and not isinstance(value, str)
+            and not isinstance(value, (dict, list))
+        ):
+            value = (
+                "true" if value is True else "false" if value is False else str(value)
+            )
         if not _type_ok(value, types):
-            raise InvalidParameterError(name, value, f"{ir_type} ({_type_names(types)})")
+            raise InvalidParameterError(
+                name, value, f"{ir_type} ({_type_names(types)})"
+            )
         if ir_type == "NUMBER_DOUBLE":
             value = float(value)
         out[name] = value
     missing = [n for n, spec in inputs.items() if not spec["optional"] and n not in out]
     if missing:
-        raise InvalidParameterError("parameters", missing, f"set for pipeline {pipeline!r}",
-                                    "Pass them with --param NAME=VALUE.")
+        raise InvalidParameterError(
+            "parameters",
+            missing,
+            f"set for pipeline {pipeline!r}",
+            "Pass them with --param NAME=VALUE.",
+        )
     logger.debug("validated %d arguments for %s", len(out), pipeline)
     return out

@@ -37,16 +37,27 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
         InvalidParameterError: Not a ``gs://`` URI, a bad bucket name, or no object path.
     """
     if not isinstance(uri, str) or not uri.startswith("gs://"):
-        raise InvalidParameterError("gs_uri", uri, "a URI like gs://BUCKET/PATH",
-                                    "Prefix the location with gs://.")
-    bucket, _, name = uri[len("gs://"):].partition("/")
+        raise InvalidParameterError(
+            "gs_uri",
+            uri,
+            "a URI like gs://BUCKET/PATH",
+            "Prefix the location with gs://.",
+        )
+    bucket, _, name = uri[len("gs://") :].partition("/")
     if not _BUCKET_RE.match(bucket):
         raise InvalidParameterError(
-            "gs_uri", uri, "a bucket of 3-63 lowercase letters, digits, '-', '_' or '.'",
-            "Check the bucket name.")
+            "gs_uri",
+            uri,
+            "a bucket of 3-63 lowercase letters, digits, '-', '_' or '.'",
+            "Check the bucket name.",
+        )
     if not name or name.endswith("/"):
-        raise InvalidParameterError("gs_uri", uri, "a full object path after the bucket",
-                                    "e.g. gs://BUCKET/bentos/planets.bento")
+        raise InvalidParameterError(
+            "gs_uri",
+            uri,
+            "a full object path after the bucket",
+            "e.g. gs://BUCKET/bentos/planets.bento",
+        )
     return bucket, name
 
 
@@ -57,31 +68,39 @@ def make_client() -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
-                              credentials=AnonymousCredentials())
+        return storage.Client(
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
+            credentials=AnonymousCredentials(),
+        )
     try:
         return storage.Client()
     except Exception as exc:  # google.auth raises several types for missing ADC
         raise StorageError(
             f"Cannot create a GCS client: {exc}. Run `gcloud auth application-default "
             "login`, mount a service account, or set STORAGE_EMULATOR_HOST for an "
-            "emulator.") from exc
+            "emulator."
+        ) from exc
 
 
 def _translate(exc: Exception, uri: str, action: str) -> StorageError:
     from google.api_core import exceptions as gexc
 
     if isinstance(exc, gexc.NotFound):
-        return ObjectNotFoundError(f"Not found: {uri} ({action}). Check the bucket and "
-                                   "object path, e.g. with `gsutil ls`.")
+        return ObjectNotFoundError(
+            f"Not found: {uri} ({action}). Check the bucket and "
+            "object path, e.g. with `gsutil ls`."
+        )
     if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized)):
-        return StorageError(f"Access denied to {uri} ({action}): {exc}. Grant the "
-                            "service account storage.objects access on the bucket.")
+        return StorageError(
+            f"Access denied to {uri} ({action}): {exc}. Grant the "
+            "service account storage.objects access on the bucket."
+        )
     return StorageError(f"Cannot {action} {uri}: {exc}")
 
 
-def upload_file(local: str | Path, gs_uri: str,
-                client: storage.Client | None = None) -> str:
+def upload_file(
+    local: str | Path, gs_uri: str, client: storage.Client | None = None
+) -> str:
     """Upload one local file to ``gs_uri`` with an MD5 check by the server.
 
     Returns:
@@ -94,7 +113,9 @@ def upload_file(local: str | Path, gs_uri: str,
     local = Path(local)
     bucket_name, name = parse_gs_uri(gs_uri)
     if not local.is_file():
-        raise NotFoundError(f"Local file not found: {local}; nothing uploaded to {gs_uri}.")
+        raise NotFoundError(
+            f"Local file not found: {local}; nothing uploaded to {gs_uri}."
+        )
     client = client or make_client()
     start = time.monotonic()
     try:
@@ -102,13 +123,19 @@ def upload_file(local: str | Path, gs_uri: str,
         blob.upload_from_filename(str(local), checksum="md5")
     except Exception as exc:
         raise _translate(exc, gs_uri, "upload to") from exc
-    logger.info("uploaded %s (%d bytes) to %s in %.2f s", local, local.stat().st_size,
-                gs_uri, time.monotonic() - start)
+    logger.info(
+        "uploaded %s (%d bytes) to %s in %.2f s",
+        local,
+        local.stat().st_size,
+        gs_uri,
+        time.monotonic() - start,
+    )
     return gs_uri
 
 
-def download_file(gs_uri: str, local: str | Path,
-                  client: storage.Client | None = None) -> Path:
+def download_file(
+    gs_uri: str, local: str | Path, client: storage.Client | None = None
+) -> Path:
     """Download ``gs_uri`` to ``local`` (parents created), checksum verified.
 
     The object lands in a temporary sibling first, so a failed download never leaves a
@@ -134,6 +161,11 @@ def download_file(gs_uri: str, local: str | Path,
         partial.unlink(missing_ok=True)
         raise _translate(exc, gs_uri, "download") from exc
     partial.replace(local)
-    logger.info("downloaded %s to %s (%d bytes) in %.2f s", gs_uri, local,
-                local.stat().st_size, time.monotonic() - start)
+    logger.info(
+        "downloaded %s to %s (%d bytes) in %.2f s",
+        gs_uri,
+        local,
+        local.stat().st_size,
+        time.monotonic() - start,
+    )
     return local

@@ -36,11 +36,16 @@ IR = {
     "root": {
         "inputDefinitions": {
             "parameters": {
-                "prepare_seed": {"parameterType": "NUMBER_INTEGER", "isOptional": True,
-                                 "defaultValue": 5241},
+                "prepare_seed": {
+                    "parameterType": "NUMBER_INTEGER",
+                    "isOptional": True,
+                    "defaultValue": 5241,
+                },
                 "prepare_split": {"parameterType": "NUMBER_DOUBLE", "isOptional": True},
-                "prepare_image_size": {"parameterType": "NUMBER_INTEGER",
-                                       "isOptional": True},
+                "prepare_image_size": {
+                    "parameterType": "NUMBER_INTEGER",
+                    "isOptional": True,
+                },
                 "prepare_grayscale": {"parameterType": "BOOLEAN", "isOptional": True},
                 "train_lr": {"parameterType": "NUMBER_DOUBLE", "isOptional": True},
                 "data_rev": {"parameterType": "STRING", "isOptional": True},
@@ -69,15 +74,21 @@ def test_guide_params_file_maps_to_flat_names(tmp_path):
 
 def test_data_section_and_flat_top_level_keys():
     doc = {"data": {"repo_url": "https://git/x.git", "rev": "v1"}, "data_path": "d"}
-    assert flatten_params(doc) == {"data_repo_url": "https://git/x.git",
-                                   "data_rev": "v1", "data_path": "d"}
+    assert flatten_params(doc) == {
+        "data_repo_url": "https://git/x.git",
+        "data_rev": "v1",
+        "data_path": "d",
+    }
 
 
 @pytest.mark.parametrize(
     ("doc", "match"),
     [
         ({"prepare": {"sead": 1}}, r"prepare\.sead.*'grayscale', 'image_size', 'seed'"),
-        ({"evaluate": {"x": 1}}, r"section.*'evaluate'.*\['data', 'prepare', 'train'\]"),
+        (
+            {"evaluate": {"x": 1}},
+            r"section.*'evaluate'.*\['data', 'prepare', 'train'\]",
+        ),
         ({"prepare": {"image_size": [32, 64]}}, r"square.*\[32, 32\]"),
         ({"prepare": {"image_size": [32]}}, "pair"),
         ({"prepare": {"image_size": 0}}, "positive"),
@@ -127,8 +138,9 @@ def test_parse_param_flag_rejects(flag):
         parse_param_flag(flag)
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="=\n\r"), min_size=1),
-       st.text())
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="=\n\r"), min_size=1), st.text()
+)
 def test_parse_param_flag_never_crashes(name, raw):
     if not name.strip():
         return
@@ -137,8 +149,10 @@ def test_parse_param_flag_never_crashes(name, raw):
 
 
 def test_flags_override_file_and_reduce_image_size():
-    merged = merge_arguments({"train_lr": 0.001, "prepare_seed": 1},
-                             ["train_lr=0.1", "prepare_image_size=[48, 48]"])
+    merged = merge_arguments(
+        {"train_lr": 0.001, "prepare_seed": 1},
+        ["train_lr=0.1", "prepare_image_size=[48, 48]"],
+    )
     assert merged == {"train_lr": 0.1, "prepare_seed": 1, "prepare_image_size": 48}
 
 
@@ -149,21 +163,24 @@ def test_square_image_size_accepts_int_and_square_pair(side):
 
 def test_validate_against_compiled_inputs():
     inputs = pipeline_inputs(IR)
-    out = validate_arguments({"train_lr": 1, "data_rev": 2, "data_repo_url": "u"},
-                             inputs, "training")
+    out = validate_arguments(
+        {"train_lr": 1, "data_rev": 2, "data_repo_url": "u"}, inputs, "training"
+    )
     assert out == {"train_lr": 1.0, "data_rev": "2", "data_repo_url": "u"}
     assert isinstance(out["train_lr"], float)
 
 
 def test_validate_unknown_name_lists_valid_ones():
     with pytest.raises(InvalidParameterError, match=r"train_epochz.*'data_repo_url'"):
-        validate_arguments({"train_epochz": 3, "data_repo_url": "u"},
-                           pipeline_inputs(IR), "training")
+        validate_arguments(
+            {"train_epochz": 3, "data_repo_url": "u"}, pipeline_inputs(IR), "training"
+        )
 
 
 def test_validate_wrong_type_and_missing_required():
     with pytest.raises(InvalidParameterError, match="prepare_seed.*NUMBER_INTEGER"):
-        validate_arguments({"prepare_seed": 1.5, "data_repo_url": "u"},
-                           pipeline_inputs(IR), "training")
+        validate_arguments(
+            {"prepare_seed": 1.5, "data_repo_url": "u"}, pipeline_inputs(IR), "training"
+        )
     with pytest.raises(InvalidParameterError, match="data_repo_url"):
         validate_arguments({}, pipeline_inputs(IR), "training")

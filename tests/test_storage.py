@@ -7,7 +7,11 @@ import os
 
 import pytest
 
-from planets_mlops.errors import InvalidParameterError, NotFoundError, ObjectNotFoundError
+from planets_mlops.errors import (
+    InvalidParameterError,
+    NotFoundError,
+    ObjectNotFoundError,
+)
 from planets_mlops.storage import download_file, parse_gs_uri, upload_file
 
 BUCKET = "planets-artifacts"
@@ -25,8 +29,10 @@ def _sha256(path) -> str:
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("gs://planets-artifacts/bentos/planets.bento",
-         ("planets-artifacts", "bentos/planets.bento")),
+        (
+            "gs://planets-artifacts/bentos/planets.bento",
+            ("planets-artifacts", "bentos/planets.bento"),
+        ),
         ("gs://abc/x", ("abc", "x")),
         ("gs://my.bucket_1/a/b/c.tar.gz", ("my.bucket_1", "a/b/c.tar.gz")),
     ],
@@ -37,8 +43,17 @@ def test_parse_gs_uri_splits_bucket_and_object(uri, expected):
 
 @pytest.mark.parametrize(
     "uri",
-    ["s3://bucket/key", "bucket/key", "gs://", "gs://bucket", "gs://bucket/",
-     "gs://Upper/key", "gs://ab/key", "gs://bucket/dir/", ""],
+    [
+        "s3://bucket/key",
+        "bucket/key",
+        "gs://",
+        "gs://bucket",
+        "gs://bucket/",
+        "gs://Upper/key",
+        "gs://ab/key",
+        "gs://bucket/dir/",
+        "",
+    ],
 )
 def test_parse_gs_uri_rejects_malformed(uri):
     with pytest.raises(InvalidParameterError, match="gs_uri"):

@@ -1,0 +1,287 @@
+"""A FAKE of the Kubeflow Pipelines v2beta1 REST API, for CLI tests only.
+
+No KFP backend runs on this machine, so the CLI is tested at the HTTP boundary: a small
+real HTTP server on 127.0.0.1 (stdlib ``http.server`` in a thread) answering just the
+endpoints ``kfp.Client`` calls for upload, run, schedule and status, keeping state in
+memory and recording every request so tests can assert on the exact bodies. It is not a
+KFP: no validation beyond what the tests need, no execution, no MLMD.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import itertools
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+API = "/apis/v2beta1"
+NOW = "2026-11-23T10:00:00Z"
+
+
+@dataclass
+class Recorded:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]  # names lower-cased
+
+
+@dataclass
+class FakeKfpState:
+    """In-memory objects plus switches the tests flip."""
+
+    token: str | None = None  # when set, requests need "Authorization: Bearer <token>"
+    multi_user: bool = False
+    reject_after: int | None = None  # answer 401 once this many requests were served
+    requests: list[Recorded] = field(default_factory=list)
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recurring: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_id(self, kind: str) -> str:
+        return f"{kind}-{next(self.ids)}"
+
+    def calls(self, method: str, pattern: str) -> list[Recorded]:
+        """Recorded requests whose method matches and path matches ``pattern`` (regex)."""
+        return [
+            r
+            for r in self.requests
+            if r.method == method and re.fullmatch(API + pattern, r.path)
+        ]
+
+
+def _display_filter(query: dict[str, str]) -> str | None:
+    raw = query.get("filter")
+    if not raw:
+        return None
+    for pred in json.loads(raw).get("predicates", []):
+        if pred.get("key") in ("display_name", "name"):
+            return pred.get("stringValue") or pred.get("string_value")
+    return None
+
+
+def _multipart_file(content_type: str, body: bytes) -> bytes:
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "uploadfile":
+            return part.get_payload(decode=True)
+    raise ValueError("no uploadfile part")
+
+
+def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str) -> None:
+            self._send(status, {"code": status, "message": message})
+
+        def _dispatch(self, method: str) -> None:
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            ctype = self.headers.get("Content-Type", "")
+            if ctype.startswith("multipart/"):
+                body: Any = {"uploadfile": _multipart_file(ctype, raw)}
+            else:
+                body = json.loads(raw) if raw else None
+            state.requests.append(
+                Recorded(
+                    method,
+                    url.path,
+                    query,
+                    body,
+                    {k.lower(): v for k, v in self.headers.items()},
+                )
+            )
+            expired = (
+                state.reject_after is not None
+                and len(state.requests) > state.reject_after
+            )
+            if expired or (
+                state.token is not None
+                and (self.headers.get("Authorization") != f"Bearer {state.token}")
+            ):
+                self._error(401, "Unauthorized: token expired or invalid")
+                return
+            try:
+                status, payload = route(state, method, url.path, query, body)
+            except KeyError as exc:
+                status, payload = 404, {"code": 404, "message": f"not found: {exc}"}
+            self._send(status, payload)
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+    return Handler
+
+
+def _page(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    return {key: items, "total_size": len(items)} if items else {"total_size": 0}
+
+
+def route(
+    state: FakeKfpState, method: str, path: str, query: dict[str, str], body: Any
+) -> tuple[int, Any]:
+    """The fake's whole API surface."""
+    p = path.removeprefix(API)
+    name = _display_filter(query)
+
+    if method == "GET" and p == "/healthz":
+        return 200, {"multi_user": state.multi_user}
+
+    if p == "/pipelines" and method == "GET":
+        items = [
+            x
+            for x in state.pipelines.values()
+            if name is None or x["display_name"] == name
+        ]
+        return 200, _page(items, "pipelines")
+    if p == "/pipelines" and method == "POST":
+        pid = state.new_id("pipeline")
+        state.pipelines[pid] = {**body, "pipeline_id": pid, "created_at": NOW}
+        return 200, state.pipelines[pid]
+    if p == "/pipelines/upload_version" and method == "POST":
+        pid = query["pipelineid"]
+        if pid not in state.pipelines:
+            return 404, {"code": 404, "message": f"pipeline {pid} not found"}
+        vid = state.new_id("version")
+        docs = list(yaml.safe_load_all(body["uploadfile"]))
+        state.versions[vid] = {
+            "pipeline_id": pid,
+            "pipeline_version_id": vid,
+            "display_name": query["name"],
+            "description": query.get("description"),
+            "created_at": NOW,
+            "pipeline_spec": docs[0]
+            if len(docs) == 1
+            else {"pipeline_spec": docs[0], "platform_spec": docs[1]},
+        }
+        return 200, state.versions[vid]
+    m = re.fullmatch(r"/pipelines/([^/]+)/versions", p)
+    if m and method == "GET":
+        items = [
+            {k: v for k, v in x.items() if k != "pipeline_spec"}
+            for x in state.versions.values()
+            if x["pipeline_id"] == m[1]
+        ]
+        return 200, _page(items, "pipeline_versions")
+    m = re.fullmatch(r"/pipelines/([^/]+)/versions/([^/]+)", p)
+    if m and method == "GET":
+        return 200, state.versions[m[2]]
+
+    if p == "/experiments" and method == "GET":
+        items = [
+            x
+            for x in state.experiments.values()
+            if name is None or x["display_name"] == name
+        ]
+        return 200, _page(items, "experiments")
+    if p == "/experiments" and method == "POST":
+        eid = state.new_id("experiment")
+        state.experiments[eid] = {**body, "experiment_id": eid, "created_at": NOW}
+        return 200, state.experiments[eid]
+
+    if p == "/runs" and method == "POST":
+        rid = state.new_id("run")
+        state.runs[rid] = {**body, "run_id": rid, "state": "PENDING", "created_at": NOW}
+        return 200, state.runs[rid]
+    if p == "/runs" and method == "GET":
+        items = [
+            x
+            for x in state.runs.values()
+            if "experiment_id" not in query
+            or x.get("experiment_id") == query["experiment_id"]
+        ]
+        items = sorted(items, key=lambda x: x["created_at"], reverse=True)
+        return 200, _page(items[: int(query.get("page_size", 10))], "runs")
+    m = re.fullmatch(r"/runs/([^/:]+)", p)
+    if m and method == "GET":
+        return 200, state.runs[m[1]]
+
+    if p == "/recurringruns" and method == "POST":
+        rid = state.new_id("recurring")
+        state.recurring[rid] = {
+            **body,
+            "recurring_run_id": rid,
+            "created_at": NOW,
+            "status": "ENABLED",
+        }
+        return 200, state.recurring[rid]
+    if p == "/recurringruns" and method == "GET":
+        items = [
+            x
+            for x in state.recurring.values()
+            if (
+                "experiment_id" not in query
+                or x.get("experiment_id") == query["experiment_id"]
+            )
+            and (name is None or x["display_name"] == name)
+        ]
+        # The v2beta1 proto names this field recurringRuns (the others are snake_case);
+        # kfp_server_api's model reads exactly that key.
+        return 200, _page(items, "recurringRuns")
+    m = re.fullmatch(r"/recurringruns/([^/:]+):disable", p)
+    if m and method == "POST":
+        state.recurring[m[1]]["mode"] = "DISABLE"
+        return 200, {}
+    m = re.fullmatch(r"/recurringruns/([^/:]+)", p)
+    if m and method == "DELETE":
+        del state.recurring[m[1]]
+        return 200, {}
+    return 404, {"code": 404, "message": f"fake has no route {method} {path}"}
+
+
+@contextmanager
+def serve_fake_kfp(
+    state: FakeKfpState | None = None,
+) -> Iterator[tuple[str, FakeKfpState]]:
+    """Run the fake on a free port of 127.0.0.1; yields ``(base_url, state)``."""
+    state = state or FakeKfpState()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,523 @@
+"""The ``planets-mlops`` CLI.
+
+``compile`` is real (kfp's compiler, YAML read back). ``upload``/``run``/``schedule``/
+``status`` talk to a KFP API, which cannot run here: they are tested against the FAKE
+v2beta1 REST API in ``tests/fake_kfp_api.py`` (a real HTTP server on 127.0.0.1), with
+the real ``kfp.Client`` in between, asserting on the exact requests.
+"""
+
+# No `from __future__ import annotations`: kfp reads the component annotations.
+import socket
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+from kfp import components, dsl
+
+from components.images import RUNTIME_IMAGE
+from planets_mlops import __version__, cli
+from planets_mlops.errors import InvalidParameterError
+from planets_mlops.kfp_client import ConnectionSettings, validate_cron
+from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
+
+TOKEN = "s3cr3t-token-value"
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def add_numbers(a: int, b: float) -> float:
+    return a + b
+
+
+@dsl.pipeline(name="tiny")
+def tiny(
+    prepare_seed: int = 5241,
+    train_lr: float = 0.001,
+    data_rev: str = "main",
+    prepare_grayscale: bool = True,
+    prepare_image_size: int = 32,
+):
+    first = add_numbers(a=prepare_seed, b=train_lr)
+    first.set_caching_options(False)  # a compile-time decision `run` must not undo
+    add_numbers(a=prepare_image_size, b=first.output)
+
+
+SOURCE = cli.PipelineSource({"tiny": tiny})
+
+PARAMS_YAML = """\
+prepare: {seed: 7, image_size: [48, 48], grayscale: false}
+train: {lr: 0.01}
+"""
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv), source_factory=lambda: SOURCE)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def commit(monkeypatch):
+    """Pin the git commit used in version names (the checkout moves under the tests)."""
+    state = {"commit": "abc1234"}
+    monkeypatch.setattr(
+        cli, "git_short_commit", lambda cwd=None: (state["commit"], False)
+    )
+    return state
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path, commit):
+    for var in ("KFP_NAMESPACE", "KFP_COOKIES", "KFP_VERIFY_SSL", "KFP_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with serve_fake_kfp(FakeKfpState(token=TOKEN)) as (url, state):
+        monkeypatch.setenv("KFP_HOST", url)
+        monkeypatch.setenv("KFP_TOKEN", TOKEN)
+        monkeypatch.setenv("KFP_TIMEOUT", "5")
+        yield state
+
+
+def compiled_spec(tmp_path) -> dict:
+    return yaml.safe_load((tmp_path / "build" / "pipelines" / "tiny.yaml").read_text())
+
+
+# ------------------------------------------------------------------------- compile
+
+
+def test_compile_writes_ir_yaml_that_reads_back(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "compile", "--out-dir", str(tmp_path / "b"))
+    assert code == 0, err
+    path = tmp_path / "b" / "pipelines" / "tiny.yaml"
+    assert str(path) in out
+    spec = yaml.safe_load(path.read_text())
+    assert spec["pipelineInfo"]["name"] == "tiny"
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["prepare_seed"]["parameterType"] == "NUMBER_INTEGER"
+    assert inputs["train_lr"]["defaultValue"] == 0.001
+    assert "compiled pipeline tiny" in err
+
+
+def test_compile_unknown_pipeline_is_not_found(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "compile", "nope", "--out-dir", str(tmp_path))
+    assert code == 4
+    assert "Unknown pipeline 'nope'" in err and "['tiny']" in err
+    assert not (tmp_path / "pipelines").exists()
+
+
+def test_components_are_discovered_and_published(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakecomps"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "steps.py").write_text(
+        "from kfp import dsl\n"
+        "@dsl.component(base_image='python:3.11-slim', install_kfp_package=False)\n"
+        "def score_model(x: int) -> int:\n    return x\n"
+        "NOT_A_COMPONENT = 3\n"
+    )
+    (pkg / "reexport.py").write_text("from fakecomps.steps import score_model\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    paths = cli.compile_components(tmp_path / "out", package="fakecomps")
+    assert paths == [tmp_path / "out" / "score_model.yaml"]
+    loaded = components.load_component_from_file(str(paths[0]))
+    assert loaded.name == "score-model"
+    for mod in ("fakecomps", "fakecomps.steps", "fakecomps.reexport"):
+        sys.modules.pop(mod, None)
+
+
+def test_project_components_package_compiles(tmp_path):
+    # Whatever components/ holds today must compile (none is fine).
+    for path in cli.compile_components(tmp_path, package="components"):
+        assert yaml.safe_load(path.read_text())["pipelineInfo"]["name"]
+
+
+# -------------------------------------------------------------------------- upload
+
+
+def test_upload_creates_pipeline_then_version_and_is_idempotent(capsys, fake):
+    code, out, err = run_cli(capsys, "upload")
+    assert code == 0, err
+    version = f"{__version__}-abc1234"
+    (create,) = fake.calls("POST", "/pipelines")
+    assert create.body["display_name"] == "tiny"
+    (upload,) = fake.calls("POST", "/pipelines/upload_version")
+    assert upload.query["name"] == version
+    assert upload.query["pipelineid"] == "pipeline-1"
+    assert yaml.safe_load(upload.body["uploadfile"])["pipelineInfo"]["name"] == "tiny"
+    assert f"tiny\t{version}\tpipeline_id=pipeline-1\tversion_id=version-2" in out
+
+    code, _, err = run_cli(capsys, "upload", "tiny")
+    assert code == 0 and "already uploaded" in err
+    assert len(fake.calls("POST", "/pipelines/upload_version")) == 1
+    assert len(fake.calls("POST", "/pipelines")) == 1
+
+
+def test_upload_adds_a_version_to_an_existing_pipeline(capsys, fake, commit):
+    assert run_cli(capsys, "upload")[0] == 0
+    commit["commit"] = "def5678"
+    assert run_cli(capsys, "upload")[0] == 0
+    names = [c.query["name"] for c in fake.calls("POST", "/pipelines/upload_version")]
+    assert names == [f"{__version__}-abc1234", f"{__version__}-def5678"]
+    assert len(fake.calls("POST", "/pipelines")) == 1
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def test_run_sends_params_root_and_service_account_and_keeps_caching(
+    capsys, fake, tmp_path
+):
+    (tmp_path / "params.yaml").write_text(PARAMS_YAML)
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "tiny",
+        "--params-file",
+        "params.yaml",
+        "--param",
+        "data_rev=v2",
+        "--param",
+        "train_lr=0.5",
+        "--pipeline-root",
+        "gs://planets-artifacts/kfp/",
+        "--service-account",
+        "pipeline-runner",
+        "--experiment",
+        "nightly",
+        "--run-name",
+        "r1",
+    )
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/runs")
+    body = post.body
+    assert body["display_name"] == "r1"
+    assert body["service_account"] == "pipeline-runner"
+    assert body["runtime_config"] == {
+        "pipeline_root": "gs://planets-artifacts/kfp",
+        "parameters": {
+            "prepare_seed": 7,
+            "prepare_image_size": 48,
+            "prepare_grayscale": False,
+            "train_lr": 0.5,
+            "data_rev": "v2",
+        },
+    }
+    assert fake.calls("POST", "/experiments")[0].body["display_name"] == "nightly"
+    assert body["experiment_id"] == "experiment-1"
+    # No enable_caching unless asked: the submitted spec is the compiled one, unchanged.
+    assert body["pipeline_spec"] == compiled_spec(tmp_path)
+    assert "run_id=run-" in out
+    assert TOKEN not in out + err
+    assert post.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_run_caching_flag_overrides_only_when_asked(capsys, fake, tmp_path):
+    assert run_cli(capsys, "run", "tiny", "--caching", "on")[0] == 0
+    tasks = fake.calls("POST", "/runs")[0].body["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert all(t["cachingOptions"].get("enableCache") is True for t in tasks.values())
+    compiled = compiled_spec(tmp_path)["root"]["dag"]["tasks"]
+    assert any(not t["cachingOptions"].get("enableCache") for t in compiled.values())
+
+
+def test_run_compiled_file_path(capsys, fake, tmp_path):
+    assert run_cli(capsys, "compile", "--no-components")[0] == 0
+    code, _, err = run_cli(capsys, "run", "build/pipelines/tiny.yaml")
+    assert code == 0, err
+    assert fake.calls("POST", "/runs")[0].body["display_name"].startswith("tiny-")
+
+
+def test_run_uploaded_version_references_it(capsys, fake):
+    assert run_cli(capsys, "upload")[0] == 0
+    version = f"{__version__}-abc1234"
+    code, _, err = run_cli(
+        capsys, "run", "tiny", "--version", version, "--param", "prepare_seed=3"
+    )
+    assert code == 0, err
+    body = fake.calls("POST", "/runs")[0].body
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": "pipeline-1",
+        "pipeline_version_id": "version-2",
+    }
+    assert "pipeline_spec" not in body
+    assert body["runtime_config"]["parameters"] == {"prepare_seed": 3}
+
+
+def test_run_unknown_version_is_not_found(capsys, fake):
+    assert run_cli(capsys, "upload")[0] == 0
+    code, _, err = run_cli(capsys, "run", "tiny", "--version", "9.9.9-0000000")
+    assert code == 4
+    assert "no version '9.9.9-0000000'" in err and "planets-mlops upload tiny" in err
+
+
+def test_unknown_parameter_fails_before_any_request(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "tiny", "--param", "train_epochz=3")
+    assert code == 2
+    assert "train_epochz" in err and "'prepare_seed'" in err and "'train_lr'" in err
+    assert fake.requests == []
+
+
+def test_wrongly_typed_parameter_is_bad_input(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "tiny", "--param", "prepare_seed=abc")
+    assert code == 2 and "prepare_seed" in err and "NUMBER_INTEGER" in err
+
+
+def test_unknown_pipeline_name_for_run(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "retraining")
+    assert code == 4 and "Unknown pipeline 'retraining'" in err
+    assert fake.requests == []
+
+
+def test_bad_pipeline_root_is_bad_input(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "tiny", "--pipeline-root", "/tmp/x")
+    assert code == 2 and "--pipeline-root" in err
+
+
+# ------------------------------------------------------------------------ schedule
+
+
+def test_schedule_uploads_and_creates_the_exact_recurring_run(capsys, fake):
+    code, out, err = run_cli(
+        capsys,
+        "schedule",
+        "tiny",
+        "--cron",
+        "0  0 3 * * MON-FRI",
+        "--param",
+        "data_rev=main",
+        "--service-account",
+        "sa",
+        "--pipeline-root",
+        "gs://planets-artifacts/kfp",
+    )
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/recurringruns")
+    body = post.body
+    assert body["display_name"] == "tiny-recurring"
+    assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * MON-FRI"}}
+    assert int(body["max_concurrency"]) == 1
+    assert body["no_catchup"] is True
+    assert body["mode"] == "ENABLE"
+    assert body["service_account"] == "sa"
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": "pipeline-1",
+        "pipeline_version_id": "version-2",
+    }
+    assert body["runtime_config"] == {
+        "pipeline_root": "gs://planets-artifacts/kfp",
+        "parameters": {"data_rev": "main"},
+    }
+    assert "recurring_run_id=recurring-" in out
+
+
+def test_schedule_replaces_older_versions_of_the_same_job(capsys, fake, commit):
+    assert run_cli(capsys, "schedule", "tiny", "--cron", "0 0 3 * * *")[0] == 0
+    assert (
+        run_cli(
+            capsys,
+            "schedule",
+            "tiny",
+            "--cron",
+            "0 0 4 * * *",
+            "--job-name",
+            "other-job",
+        )[0]
+        == 0
+    )
+    (old_id,) = [
+        k for k, v in fake.recurring.items() if v["display_name"] == "tiny-recurring"
+    ]
+    commit["commit"] = "fedcba9"
+    code, out, err = run_cli(capsys, "schedule", "tiny", "--cron", "0 0 3 * * *")
+    assert code == 0, err
+    assert [
+        c.path.rsplit("/", 1)[1] for c in fake.calls("POST", r"/recurringruns/.*")
+    ] == [f"{old_id}:disable"]
+    assert [
+        c.path.rsplit("/", 1)[1] for c in fake.calls("DELETE", r"/recurringruns/.*")
+    ] == [old_id]
+    names = sorted(v["display_name"] for v in fake.recurring.values())
+    assert names == ["other-job", "tiny-recurring"]
+    (current,) = [
+        v for v in fake.recurring.values() if v["display_name"] == "tiny-recurring"
+    ]
+    version = fake.versions[
+        current["pipeline_version_reference"]["pipeline_version_id"]
+    ]
+    assert version["display_name"] == f"{__version__}-fedcba9"
+    assert f"removed_recurring_run_id={old_id}" in out
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 3 * * *",
+        "0 0 3 * * * *",
+        "61 0 3 * * *",
+        "0 0 24 * * *",
+        "0 0 3 0 * *",
+        "0 0 3 * 13 *",
+        "0 0 3 * * 8",
+        "0 0 5-3 * * *",
+        "*/0 * * * * *",
+        "0 ? * * * *",
+        "@sometimes",
+        "@every soon",
+        "",
+    ],
+)
+def test_malformed_cron_is_rejected_locally(cron):
+    with pytest.raises(InvalidParameterError, match="--cron"):
+        validate_cron(cron)
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 0 3 * * *",
+        "*/30 * * * * *",
+        "0 15 2 1,15 * ?",
+        "0 0 9 ? * MON-FRI",
+        "0 0 0 1 JAN-jun/2 *",
+        "@daily",
+        "@every 6h30m",
+    ],
+)
+def test_valid_cron_passes(cron):
+    assert validate_cron(cron) == cron
+
+
+def test_schedule_bad_cron_exits_2_without_requests(capsys, fake):
+    code, _, err = run_cli(capsys, "schedule", "tiny", "--cron", "0 3 * * *")
+    assert code == 2
+    assert "6 space-separated fields" in err and "got 5" in err
+    assert fake.requests == []
+
+
+# -------------------------------------------------------------------------- status
+
+
+def test_status_lists_runs_with_state_and_metrics(capsys, fake):
+    assert run_cli(capsys, "run", "tiny")[0] == 0
+    (run_id,) = fake.runs
+    fake.runs[run_id].update(
+        {
+            "state": "SUCCEEDED",
+            "finished_at": "2026-11-23T10:05:30Z",
+            "run_details": {
+                "task_details": [
+                    {"display_name": "prepare", "state": "SUCCEEDED"},
+                    {"display_name": "train", "state": "SUCCEEDED"},
+                ]
+            },
+            "plugins_output": {
+                "mlflow": {
+                    "entries": {"accuracy": {"value": 0.93}},
+                    "state": "PLUGIN_SUCCEEDED",
+                }
+            },
+        }
+    )
+    code, out, err = run_cli(capsys, "status", "--json")
+    assert code == 0, err
+    import json
+
+    (row,) = json.loads(out)
+    assert row["state"] == "SUCCEEDED" and row["duration_s"] == 330.0
+    assert row["tasks"] == {"SUCCEEDED": 2}
+    assert row["metrics"] == {"mlflow.accuracy": 0.93}
+
+    code, out, _ = run_cli(capsys, "status", "--experiment", "planets")
+    assert code == 0
+    assert "SUCCEEDED" in out and "2 succeeded" in out and "mlflow.accuracy=0.93" in out
+
+
+def test_status_unknown_experiment_is_not_found(capsys, fake):
+    code, _, err = run_cli(capsys, "status", "--experiment", "nope")
+    assert code == 4 and "'nope'" in err
+
+
+# -------------------------------------------------- connection, auth, exit codes
+
+
+def test_expired_token_exits_3_and_never_prints_it(capsys, fake, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "expired-" + TOKEN)
+    code, out, err = run_cli(capsys, "status", "-v")
+    assert code == 3
+    assert "HTTP 401" in err and "Refresh KFP_TOKEN" in err
+    assert TOKEN not in out + err
+    assert "token ***" in err
+
+
+def test_token_expiring_mid_command_exits_3(capsys, fake):
+    fake.reject_after = 2  # healthz twice (ours, kfp.Client's), then 401
+    code, _, err = run_cli(capsys, "run", "tiny")
+    assert code == 3
+    assert "refused to submit a run of tiny (HTTP 401)" in err
+    assert TOKEN not in err
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_host_fails_fast_with_exit_3(capsys, fake, monkeypatch):
+    monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{_closed_port()}")
+    start = time.monotonic()
+    code, _, err = run_cli(capsys, "status", "--timeout", "1")
+    assert code == 3 and "Cannot reach Kubeflow Pipelines" in err
+    assert time.monotonic() - start < 5
+
+
+def test_stalled_host_times_out_with_exit_3(capsys, fake, monkeypatch):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # accepts connections, never answers
+    stop = threading.Event()
+    monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{server.getsockname()[1]}")
+    try:
+        start = time.monotonic()
+        code, _, err = run_cli(capsys, "status", "--timeout", "0.5")
+        assert code == 3 and "within 0.5 s" in err
+        assert time.monotonic() - start < 5
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_missing_host_is_bad_input(capsys, fake, monkeypatch):
+    monkeypatch.delenv("KFP_HOST")
+    code, _, err = run_cli(capsys, "status")
+    assert code == 2 and "KFP_HOST" in err
+
+
+def test_usage_errors_and_help():
+    assert cli.main(["frobnicate"], source_factory=lambda: SOURCE) == 2
+    assert cli.main(["schedule", "tiny"], source_factory=lambda: SOURCE) == 2
+    assert cli.main(["--help"], source_factory=lambda: SOURCE) == 0
+
+
+def test_settings_mask_secrets_and_read_env(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    settings = ConnectionSettings.resolve(
+        env={
+            "KFP_HOST": "https://kf.example.com/pipeline/",
+            "KFP_NAMESPACE": "team-a",
+            "KFP_COOKIES": "authservice_session=SECRET",
+            "KFP_VERIFY_SSL": "false",
+            "KFP_CA_BUNDLE": str(ca),
+        }
+    )
+    assert settings.host == "https://kf.example.com/pipeline"
+    assert settings.namespace == "team-a" and settings.verify_ssl is False
+    assert "SECRET" not in repr(settings) + settings.describe()
+    assert "cookies ***" in settings.describe()
+    with pytest.raises(InvalidParameterError, match="KFP_VERIFY_SSL"):
+        ConnectionSettings.resolve(
+            env={"KFP_HOST": "http://h", "KFP_VERIFY_SSL": "maybe"}
+        )
+    with pytest.raises(InvalidParameterError, match="http:// or https://"):
+        ConnectionSettings.resolve(env={"KFP_HOST": "kf.example.com"})
