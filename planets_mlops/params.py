@@ -24,10 +24,6 @@ from planets_mlops.errors import InvalidParameterError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
-# The number of planet classes is fixed by the data set, not a pipeline knob: the guide's
-# params.yaml carries it, so accept it when it agrees and never forward it.
-OUTPUT_CLASSES = 10
-
 # section -> key -> expected Python type(s). Pipeline parameter name = f"{section}_{key}".
 PARAMS_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "prepare": {
@@ -51,9 +47,6 @@ PARAMS_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "path": (str,),
     },
 }
-
-# Keys accepted in params.yaml that are checked but not passed to the pipeline.
-_NOT_FORWARDED = {"train_output_classes"}
 
 # IR parameterType -> Python types accepted for it (bool is an int subclass: excluded).
 _IR_TYPES: dict[str, tuple[type, ...]] = {
@@ -127,7 +120,8 @@ def flatten_params(
     """Map the nested params.yaml shape onto flat pipeline parameter names.
 
     Sections (``prepare``, ``train``, ``data``) hold keys from :data:`PARAMS_SCHEMA`;
-    a scalar at the top level is taken as an already flat name (``data_rev: v2``).
+    any other top-level key is taken as an already flat name (``data_rev: v2``) and is
+    checked later against the compiled pipeline's inputs.
 
     Args:
         doc: The parsed YAML document.
@@ -137,8 +131,8 @@ def flatten_params(
         Flat parameter names to typed values.
 
     Raises:
-        InvalidParameterError: Unknown section or key, wrong type, non-square image size,
-            or an ``output_classes`` other than 10.
+        InvalidParameterError: Unknown key in a section, wrong type, or a non-square
+            image size.
     """
     if not isinstance(doc, Mapping):
         raise InvalidParameterError(
@@ -146,15 +140,16 @@ def flatten_params(
         )
     flat: dict[str, Any] = {}
     for section, body in doc.items():
-        if not isinstance(body, Mapping):
+        if section not in PARAMS_SCHEMA:
+            # A flat pipeline parameter (``min_improvement: 0.01``, or a STRUCT like
+            # ``dvc_remote_config: {...}``); its name is checked against the pipeline.
             flat[str(section)] = body
             continue
-        if section not in PARAMS_SCHEMA:
+        if not isinstance(body, Mapping):
             raise InvalidParameterError(
-                f"{source} section",
-                section,
-                f"one of {sorted(PARAMS_SCHEMA)}",
-                "Remove the section or fix its name.",
+                f"{source} section {section}",
+                body,
+                f"a mapping of keys from {sorted(PARAMS_SCHEMA[section])}",
             )
         schema = PARAMS_SCHEMA[section]
         for key, value in body.items():
@@ -167,17 +162,7 @@ def flatten_params(
                 )
             name = f"{section}_{key}"
             flat[name] = _check_value(name, value, schema[key])
-    if (
-        "train_output_classes" in flat
-        and flat["train_output_classes"] != OUTPUT_CLASSES
-    ):
-        raise InvalidParameterError(
-            "train.output_classes",
-            flat["train_output_classes"],
-            str(OUTPUT_CLASSES),
-            "The planets data set has 10 classes; the model's output layer follows it.",
-        )
-    return {k: v for k, v in flat.items() if k not in _NOT_FORWARDED}
+    return flat
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:

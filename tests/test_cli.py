@@ -521,3 +521,21 @@ def test_settings_mask_secrets_and_read_env(tmp_path):
         )
     with pytest.raises(InvalidParameterError, match="http:// or https://"):
         ConnectionSettings.resolve(env={"KFP_HOST": "kf.example.com"})
+
+
+def test_guide_params_fit_the_real_training_pipeline(tmp_path):
+    # The project's own pipeline, compiled for real: the flattened guide params.yaml
+    # must name only its inputs, with the right types.
+    source = cli.pipeline_source()
+    if "training" not in source.pipelines:
+        pytest.skip("pipelines.PIPELINES has no 'training' yet")
+    from planets_mlops import params as pp
+
+    path = source.compile("training", tmp_path)
+    guide = tmp_path / "params.yaml"
+    guide.write_text(PARAMS_YAML.replace("{lr: 0.01}", "{lr: 0.01, epochs: 3}"))
+    arguments = pp.merge_arguments(
+        pp.load_params_file(guide), ["data_repo_url=https://example.com/data.git"]
+    )
+    inputs = pp.pipeline_inputs(pp.read_pipeline_spec(path))
+    assert pp.validate_arguments(arguments, inputs, "training")["train_epochs"] == 3
