@@ -38,10 +38,18 @@ def deploy_model(
     from planets_mlops.deploy.apply import deploy_bento
 
     info = deploy_bento(
-        bento_uri=bento.uri, bento_metadata=dict(bento.metadata),
-        serving_image=serving_image or SERVING_IMAGE, name=name, namespace=namespace,
-        replicas=replicas, cpu_request=cpu_request, memory_request=memory_request,
-        cpu_limit=cpu_limit, memory_limit=memory_limit, timeout_s=timeout_s, kserve=kserve,
+        bento_uri=bento.uri,
+        bento_metadata=dict(bento.metadata),
+        serving_image=serving_image or SERVING_IMAGE,
+        name=name,
+        namespace=namespace,
+        replicas=replicas,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+        timeout_s=timeout_s,
+        kserve=kserve,
         gcs_credentials_secret=gcs_credentials_secret,
     )
     endpoint.metadata.update(info)

@@ -43,8 +43,12 @@ def serve_command(tag: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> 
         InvalidParameterError: empty tag or port out of range.
     """
     if not tag or ":" not in tag:
-        raise InvalidParameterError("BENTO_TAG", tag, "a bento tag 'name:version'",
-                                    "Set env BENTO_TAG to the tag the packaging step exported.")
+        raise InvalidParameterError(
+            "BENTO_TAG",
+            tag,
+            "a bento tag 'name:version'",
+            "Set env BENTO_TAG to the tag the packaging step exported.",
+        )
     if not 0 < int(port) < 65536:
         raise InvalidParameterError("BENTO_PORT", port, "a TCP port from 1 to 65535")
     return ["bentoml", "serve", tag, "--host", host, "--port", str(int(port))]
@@ -65,7 +69,9 @@ def settings(env: Mapping[str, str]) -> tuple[str, str, int]:
     scheme = urllib.parse.urlparse(uri).scheme
     if not uri or scheme not in ("gs", "http", "https", "file", ""):
         raise InvalidParameterError(
-            "BENTO_URI", uri, "a gs://, http(s)://, file:// URI or a local path of a .bento archive",
+            "BENTO_URI",
+            uri,
+            "a gs://, http(s)://, file:// URI or a local path of a .bento archive",
             "The deploy step sets it from the bento artifact's URI.",
         )
     return uri, env.get("BENTO_TAG", ""), int(env.get("BENTO_PORT", str(DEFAULT_PORT)))
@@ -90,8 +96,12 @@ def download(uri: str, dest_dir: Path) -> Path:
     else:
         source = Path(parsed.path if parsed.scheme == "file" else uri)
         if not source.is_file():
-            raise InvalidParameterError("BENTO_URI", uri, "an existing .bento file",
-                                        "Mount the archive into the pod or use a gs:// URI.")
+            raise InvalidParameterError(
+                "BENTO_URI",
+                uri,
+                "an existing .bento file",
+                "Mount the archive into the pod or use a gs:// URI.",
+            )
         return source
     return target
 
@@ -107,8 +117,9 @@ def main(env: Mapping[str, str] | None = None, argv: Sequence[str] | None = None
     if already.returncode != 0:
         with tempfile.TemporaryDirectory(prefix="bento-") as tmp:
             archive = download(uri, Path(tmp))
-            logger.info("Downloaded %s (%d bytes) in %.1f s", uri, archive.stat().st_size,
-                        time.monotonic() - started)
+            logger.info(
+                "Downloaded %s (%d bytes) in %.1f s", uri, archive.stat().st_size, time.monotonic() - started
+            )
             subprocess.run(import_command(archive), check=True)
     else:
         logger.info("Bento %s already imported; skipping download", tag)

@@ -65,8 +65,12 @@ class FakeCluster:
         new["metadata"]["managedFields"] = [{"manager": manifests.FIELD_MANAGER}]
         annotations = new["metadata"].setdefault("annotations", {})
         if obj["kind"] == "Deployment":
-            revision = int((old or {}).get("metadata", {}).get("annotations", {}).get(
-                deploy_apply.REVISION_ANNOTATION, "0"))
+            revision = int(
+                (old or {})
+                .get("metadata", {})
+                .get("annotations", {})
+                .get(deploy_apply.REVISION_ANNOTATION, "0")
+            )
             if old is None or old["spec"]["template"] != obj["spec"]["template"]:
                 revision += 1
             annotations[deploy_apply.REVISION_ANNOTATION] = str(revision)
@@ -101,16 +105,33 @@ class FakeCluster:
             state: dict[str, Any] = {"running": {}}
             last: dict[str, Any] = {}
             if mode == "crashloop":
-                state = {"waiting": {"reason": "CrashLoopBackOff",
-                                     "message": "back-off 40s restarting failed container"}}
+                state = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": "back-off 40s restarting failed container",
+                    }
+                }
                 last = {"terminated": {"exitCode": 1, "reason": "Error"}}
             elif mode == "stuck":
                 state = {"waiting": {"reason": "ContainerCreating"}}
-            pods.append({
-                "metadata": {"name": f"{obj['metadata']['name']}-abc12", "labels": template["metadata"]["labels"]},
-                "status": {"containerStatuses": [{"name": "bento", "state": state, "lastState": last,
-                                                  "restartCount": 4 if last else 0}]},
-            })
+            pods.append(
+                {
+                    "metadata": {
+                        "name": f"{obj['metadata']['name']}-abc12",
+                        "labels": template["metadata"]["labels"],
+                    },
+                    "status": {
+                        "containerStatuses": [
+                            {
+                                "name": "bento",
+                                "state": state,
+                                "lastState": last,
+                                "restartCount": 4 if last else 0,
+                            }
+                        ]
+                    },
+                }
+            )
         return pods
 
     # -- the scripted controller --------------------------------------------------
@@ -124,14 +145,24 @@ class FakeCluster:
         status: dict[str, Any] = {"observedGeneration": obj["metadata"]["generation"]}
         mode = self._mode(obj)
         if mode == "healthy":
-            return {**status, "replicas": replicas, "updatedReplicas": replicas,
-                    "readyReplicas": replicas, "availableReplicas": replicas}
+            return {
+                **status,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+            }
         # maxSurge 1, maxUnavailable 0: one new pod that never becomes available.
         status.update({"replicas": replicas + 1, "updatedReplicas": 1, "availableReplicas": replicas})
         if mode == "deadline":
-            status["conditions"] = [{"type": "Progressing", "status": "False",
-                                     "reason": "ProgressDeadlineExceeded",
-                                     "message": 'ReplicaSet "x" has timed out progressing.'}]
+            status["conditions"] = [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": 'ReplicaSet "x" has timed out progressing.',
+                }
+            ]
         return status
 
     def deployment(self, name: str = "planets-classifier") -> dict[str, Any]:
@@ -153,7 +184,9 @@ class FakeClock:
 
 def make_spec(tag: str = "planets_classifier:v1", **overrides: Any) -> DeploySpec:
     fields: dict[str, Any] = {
-        "name": "planets-classifier", "namespace": "planets-serving", "image": IMAGE,
+        "name": "planets-classifier",
+        "namespace": "planets-serving",
+        "image": IMAGE,
         "bento_uri": f"gs://planets-artifacts/bentos/{tag.replace(':', '-')}.bento",
         "bento_tag": tag,
     }
@@ -175,11 +208,19 @@ class Predictor:
         return self.answer
 
 
-def run_deploy(cluster: FakeCluster, spec: DeploySpec, predictor: Predictor | None = None,
-               timeout_s: float = 60) -> DeployResult:
+def run_deploy(
+    cluster: FakeCluster, spec: DeploySpec, predictor: Predictor | None = None, timeout_s: float = 60
+) -> DeployResult:
     clock = FakeClock()
-    return deploy(spec, cluster, timeout_s=timeout_s, predict=predictor or Predictor(),
-                  poll_s=5, clock=clock, sleep=clock.sleep)
+    return deploy(
+        spec,
+        cluster,
+        timeout_s=timeout_s,
+        predict=predictor or Predictor(),
+        poll_s=5,
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, str]:
@@ -215,7 +256,10 @@ def test_same_bento_twice_changes_nothing() -> None:
     second = run_deploy(cluster, make_spec(), predictor)
     assert second.changed is False
     assert (second.revision, second.spec_hash, second.endpoint_url) == (
-        first.revision, first.spec_hash, first.endpoint_url)
+        first.revision,
+        first.spec_hash,
+        first.endpoint_url,
+    )
     assert len(cluster.applied) == applied_before
     assert all(call[0] == "get" for call in cluster.calls)
     assert predictor.calls == []
@@ -416,10 +460,30 @@ def test_failed_rollback_is_reported_with_manual_fix() -> None:
     ("status", "generation", "done", "state"),
     [
         ({"observedGeneration": 1}, 2, False, "observe"),
-        ({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 1, "availableReplicas": 1}, 2, False, "1 of 2 new"),
-        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2}, 2, False, "old replicas"),
-        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1}, 2, False, "1 of 2 updated"),
-        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}, 2, True, "2 of 2"),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 1, "replicas": 1, "availableReplicas": 1},
+            2,
+            False,
+            "1 of 2 new",
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3, "availableReplicas": 2},
+            2,
+            False,
+            "old replicas",
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1},
+            2,
+            False,
+            "1 of 2 updated",
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2},
+            2,
+            True,
+            "2 of 2",
+        ),
     ],
 )
 def test_deployment_status(status: dict[str, Any], generation: int, done: bool, state: str) -> None:
@@ -430,14 +494,27 @@ def test_deployment_status(status: dict[str, Any], generation: int, done: bool, 
 
 
 def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
-    starting = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
-        {"name": "bento", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
-    pulling = {"metadata": {"name": "q"}, "status": {"containerStatuses": [
-        {"name": "bento", "state": {"waiting": {"reason": "ImagePullBackOff",
-                                                "message": "manifest unknown"}}}]}}
+    starting = {
+        "metadata": {"name": "p"},
+        "status": {
+            "containerStatuses": [{"name": "bento", "state": {"waiting": {"reason": "ContainerCreating"}}}]
+        },
+    }
+    pulling = {
+        "metadata": {"name": "q"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "bento",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "manifest unknown"}},
+                }
+            ]
+        },
+    }
     assert deploy_apply.fatal_pod_reason([starting, {"metadata": {"name": "r"}}]) is None
     assert deploy_apply.fatal_pod_reason([starting, pulling]) == (
-        "pod q container bento is ImagePullBackOff: manifest unknown")
+        "pod q container bento is ImagePullBackOff: manifest unknown"
+    )
 
 
 # -- the real HTTP smoke-test call, against a local server ------------------------------
@@ -446,8 +523,12 @@ def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
 class _PredictHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        ok = (self.path == "/predict" and b'name="image"' in body and b"\xff\xd8\xff" in body
-              and self.headers["Content-Type"].startswith("multipart/form-data; boundary="))
+        ok = (
+            self.path == "/predict"
+            and b'name="image"' in body
+            and b"\xff\xd8\xff" in body
+            and self.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+        )
         payload = json.dumps(GOOD_ANSWER if ok else {"error": "bad request"}).encode()
         self.send_response(200 if ok else 400)
         self.send_header("Content-Type", "application/json")
@@ -482,3 +563,137 @@ def test_http_predict_reports_http_errors(predict_server: str) -> None:
 def test_http_predict_reports_unreachable_endpoint() -> None:
     with pytest.raises(DeployError, match="failed"):
         deploy_apply.http_predict("http://127.0.0.1:9", deploy_apply.smoke_image(), 2)
+
+
+# -- the real KubernetesApi, against a fake API server over HTTP ------------------------
+
+_RESOURCES = {
+    "/api/v1": [{"name": "services", "kind": "Service"}, {"name": "pods", "kind": "Pod"}],
+    "/apis/apps/v1": [{"name": "deployments", "kind": "Deployment"}],
+    "/apis/serving.kserve.io/v1beta1": [{"name": "inferenceservices", "kind": "InferenceService"}],
+}
+
+
+class _ApiServerHandler(BaseHTTPRequestHandler):
+    """Discovery plus get/patch/delete/list for a few kinds: just enough for KubernetesApi."""
+
+    store: dict[str, dict[str, Any]]
+    requests: list[tuple[str, str, str, dict[str, Any]]]
+
+    def _send(self, code: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _not_found(self) -> None:
+        self._send(
+            404,
+            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+        )
+
+    def do_GET(self) -> None:  # noqa: N802
+        path, _, query = self.path.partition("?")
+        self.requests.append(("GET", path, query, {}))
+        if path == "/version":
+            return self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0"})
+        if path == "/api":
+            return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
+        if path == "/apis":
+            groups = [
+                {
+                    "name": g,
+                    "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                    "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
+                }
+                for g, v in (("apps", "v1"), ("serving.kserve.io", "v1beta1"))
+            ]
+            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if path in _RESOURCES:
+            resources = [
+                {**r, "namespaced": True, "singularName": "", "verbs": ["get", "list", "patch", "delete"]}
+                for r in _RESOURCES[path]
+            ]
+            return self._send(
+                200,
+                {"kind": "APIResourceList", "groupVersion": path.split("/", 2)[-1], "resources": resources},
+            )
+        if path.endswith("/pods"):
+            items = [o for o in self.store.values() if o["kind"] == "Pod"]
+            return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+        if path in self.store:
+            return self._send(200, self.store[path])
+        return self._not_found()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        path, _, query = self.path.partition("?")
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(("PATCH", path, f"{query}|{self.headers['Content-Type']}", body))
+        self.store[path] = {**body, "status": {}}
+        self._send(200, self.store[path])
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        path, _, query = self.path.partition("?")
+        self.requests.append(("DELETE", path, query, {}))
+        if self.store.pop(path, None) is None:
+            return self._not_found()
+        return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_api_server():
+    """A FAKE API server (no Kubernetes API server runs on this machine) on 127.0.0.1."""
+    handler = type("Handler", (_ApiServerHandler,), {"store": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_kubernetes_api_speaks_server_side_apply(fake_api_server: Any, tmp_path: Any) -> None:
+    from kubernetes import client
+
+    host, handler = fake_api_server
+    api = deploy_apply.KubernetesApi(
+        client.ApiClient(client.Configuration(host=host)), discovery_cache=str(tmp_path / "discovery.json")
+    )
+    deployment, service = manifests.desired_objects(make_spec())
+    dep_path = "/apis/apps/v1/namespaces/planets-serving/deployments/planets-classifier"
+
+    assert api.get("Deployment", "planets-serving", "planets-classifier") is None
+    api.apply(deployment)
+    api.apply(service)
+    patches = [r for r in handler.requests if r[0] == "PATCH"]
+    assert [p[1] for p in patches] == [
+        dep_path,
+        "/api/v1/namespaces/planets-serving/services/planets-classifier",
+    ]
+    for _, _, query_and_type, _body in patches:
+        query, content_type = query_and_type.split("|")
+        assert "fieldManager=planets-mlops" in query
+        assert "force=True" in query or "force=true" in query
+        assert content_type == "application/apply-patch+yaml"
+    assert patches[0][3]["spec"] == deployment["spec"]
+    got = api.get("Deployment", "planets-serving", "planets-classifier")
+    assert got is not None and got["metadata"]["annotations"] == deployment["metadata"]["annotations"]
+
+    handler.store["/api/v1/namespaces/planets-serving/pods/p1"] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p1"},
+        "status": {},
+    }
+    pods = api.list_pods("planets-serving", manifests.pod_selector(make_spec()))
+    assert [p["metadata"]["name"] for p in pods] == ["p1"]
+    list_query = next(r[2] for r in handler.requests if r[1].endswith("/pods"))
+    assert "labelSelector=" in list_query
+
+    api.delete("Deployment", "planets-serving", "planets-classifier")
+    api.delete("Deployment", "planets-serving", "planets-classifier")  # absent is fine
+    assert api.get("Deployment", "planets-serving", "planets-classifier") is None

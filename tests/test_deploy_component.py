@@ -33,8 +33,9 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     return fake
 
 
-def artifacts(tmp_path: Path, tag: str = "planets_classifier:v1",
-              uri: str = BENTO_URI) -> tuple[dsl.Artifact, dsl.Artifact]:
+def artifacts(
+    tmp_path: Path, tag: str = "planets_classifier:v1", uri: str = BENTO_URI
+) -> tuple[dsl.Artifact, dsl.Artifact]:
     bento = dsl.Artifact(name="bento", uri=uri, metadata={"bento_tag": tag} if tag else {})
     endpoint = dsl.Artifact(name="endpoint", uri=str(tmp_path / "endpoint.json"))
     return bento, endpoint
@@ -92,8 +93,11 @@ def test_component_rejects_bad_inputs_before_any_api_call(
 def test_compiled_pipeline_runs_deploy_on_runtime_image_without_cache(tmp_path: Path) -> None:
     @dsl.pipeline(name="deploy-only")
     def deploy_only(bento_uri: str = BENTO_URI) -> None:
-        bento = dsl.importer(artifact_uri=bento_uri, artifact_class=dsl.Artifact,
-                             metadata={"bento_tag": "planets_classifier:v1"})
+        bento = dsl.importer(
+            artifact_uri=bento_uri,
+            artifact_class=dsl.Artifact,
+            metadata={"bento_tag": "planets_classifier:v1"},
+        )
         task = deploy_model(bento=bento.output, kserve=False)
         task.set_caching_options(False)
 

@@ -74,7 +74,8 @@ INFERENCE_SERVICE_SCHEMA: dict[str, Any] = {
 
 def make_spec(**overrides: Any) -> DeploySpec:
     fields: dict[str, Any] = {
-        "name": "planets-classifier", "namespace": "planets-serving",
+        "name": "planets-classifier",
+        "namespace": "planets-serving",
         "image": "ghcr.io/planets-mlops/serving:0.1.0",
         "bento_uri": "gs://planets-artifacts/bentos/planets_classifier-v1.bento",
         "bento_tag": "planets_classifier:v1",
@@ -100,8 +101,7 @@ def validate_k8s(obj: dict[str, Any]) -> None:
 @pytest.mark.parametrize("gcs_secret", ["", "gcs-credentials"])
 def test_every_object_validates_offline(kserve: bool, gcs_secret: str) -> None:
     objects = manifests.desired_objects(make_spec(kserve=kserve, gcs_credentials_secret=gcs_secret))
-    assert [o["kind"] for o in objects] == (
-        ["InferenceService"] if kserve else ["Deployment", "Service"])
+    assert [o["kind"] for o in objects] == (["InferenceService"] if kserve else ["Deployment", "Service"])
     for obj in objects:
         validate_k8s(obj)
 
@@ -185,7 +185,9 @@ def test_validate_spec_names_field_and_value(overrides: dict[str, Any], field: s
 
 def test_gcs_key_is_mounted_only_when_asked() -> None:
     plain = manifests.deployment(make_spec())["spec"]["template"]["spec"]
-    keyed = manifests.deployment(make_spec(gcs_credentials_secret="gcs-credentials"))["spec"]["template"]["spec"]
+    keyed = manifests.deployment(make_spec(gcs_credentials_secret="gcs-credentials"))["spec"]["template"][
+        "spec"
+    ]
     assert all("secret" not in v for v in plain["volumes"])
     env = {e["name"]: e["value"] for e in keyed["containers"][0]["env"]}
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
@@ -197,7 +199,14 @@ def test_gcs_key_is_mounted_only_when_asked() -> None:
 
 def test_serve_command() -> None:
     assert serving_entrypoint.serve_command("planets_classifier:v1") == [
-        "bentoml", "serve", "planets_classifier:v1", "--host", "0.0.0.0", "--port", "3000"]
+        "bentoml",
+        "serve",
+        "planets_classifier:v1",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "3000",
+    ]
     assert serving_entrypoint.import_command("/tmp/x.bento") == ["bentoml", "import", "/tmp/x.bento"]
 
 

@@ -27,7 +27,10 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 def hydrate(target: str) -> tuple[dict[str, Any], ...]:
     out = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / target)],
-        check=True, capture_output=True, text=True, timeout=60,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
@@ -69,17 +72,26 @@ def test_runner_role_is_least_privilege(target: str) -> None:
     role = find(objs, "Role", "planets-deployer")
     assert role["metadata"]["namespace"] == "planets-serving"
     assert not [o for o in objs if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
-    granted = {(g, r): set(rule["verbs"]) for rule in role["rules"]
-               for g in rule["apiGroups"] for r in rule["resources"]}
-    assert set(granted) == {("apps", "deployments"), ("", "services"),
-                            ("serving.kserve.io", "inferenceservices"), ("", "pods")}
+    granted = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert set(granted) == {
+        ("apps", "deployments"),
+        ("", "services"),
+        ("serving.kserve.io", "inferenceservices"),
+        ("", "pods"),
+    }
     assert granted[("", "pods")] == {"get", "list"}
     assert all("*" not in verbs for verbs in granted.values())
     binding = find(objs, "RoleBinding", "planets-deployer")
     assert binding["metadata"]["namespace"] == "planets-serving"
     assert binding["roleRef"]["name"] == "planets-deployer"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "planets-pipeline-runner",
-                                    "namespace": "kubeflow"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "planets-pipeline-runner", "namespace": "kubeflow"}
+    ]
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -107,11 +119,13 @@ def test_kind_reads_the_bucket_with_the_key_secret() -> None:
     providers = yaml.safe_load(find(objs, "ConfigMap", "kfp-launcher")["data"]["providers"])
     secret_ref = providers["gs"]["default"]["credentials"]["secretRef"]
     assert secret_ref == {"secretName": "gcs-credentials", "tokenKey": "key.json"}
-    namespaces = {o["metadata"]["namespace"] for o in objs
-                  if o["kind"] == "Secret" and o["metadata"]["name"] == "gcs-credentials"}
+    namespaces = {
+        o["metadata"]["namespace"]
+        for o in objs
+        if o["kind"] == "Secret" and o["metadata"]["name"] == "gcs-credentials"
+    }
     assert namespaces == {"kubeflow", "planets-serving"}
-    assert not any("iam.gke.io/gcp-service-account" in (o["metadata"].get("annotations") or {})
-                   for o in objs)
+    assert not any("iam.gke.io/gcp-service-account" in (o["metadata"].get("annotations") or {}) for o in objs)
 
 
 def test_gke_uses_workload_identity_and_a_gpu_pool() -> None:

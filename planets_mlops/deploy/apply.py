@@ -45,8 +45,15 @@ FATAL_WAITING_REASONS = frozenset(
 )
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Server-populated fields that must not be sent back when re-applying a previous object.
-_SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "managedFields",
-                    "generation", "selfLink", "ownerReferences")
+_SERVER_METADATA = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+    "ownerReferences",
+)
 _SERVER_ANNOTATIONS = (REVISION_ANNOTATION, "kubectl.kubernetes.io/last-applied-configuration")
 
 Predict = Callable[[str, bytes, float], dict[str, Any]]
@@ -93,8 +100,14 @@ class DeployResult:
 class KubernetesApi:
     """``ClusterApi`` over the official ``kubernetes`` client's dynamic client."""
 
-    def __init__(self, api_client: Any = None) -> None:
-        """Use ``api_client``, else in-cluster config, else the local kubeconfig."""
+    def __init__(self, api_client: Any = None, discovery_cache: str | None = None) -> None:
+        """Use ``api_client``, else in-cluster config, else the local kubeconfig.
+
+        Args:
+            api_client: A configured ``kubernetes.client.ApiClient``.
+            discovery_cache: File for the dynamic client's API discovery cache
+                (default: one per API host in the temp directory).
+        """
         from kubernetes import client, config  # type: ignore[import-untyped]
         from kubernetes.dynamic import DynamicClient  # type: ignore[import-untyped]
 
@@ -104,7 +117,7 @@ class KubernetesApi:
             except config.ConfigException:
                 config.load_kube_config()
             api_client = client.ApiClient()
-        self._dynamic = DynamicClient(api_client)
+        self._dynamic = DynamicClient(api_client, cache_file=discovery_cache)
 
     def _resource(self, kind: str) -> Any:
         return self._dynamic.resources.get(api_version=API_VERSIONS[kind], kind=kind)
@@ -120,8 +133,11 @@ class KubernetesApi:
     def apply(self, obj: Json) -> Json:
         meta = obj["metadata"]
         result = self._resource(obj["kind"]).server_side_apply(
-            body=obj, name=meta["name"], namespace=meta["namespace"],
-            field_manager=manifests.FIELD_MANAGER, force_conflicts=True,
+            body=obj,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            field_manager=manifests.FIELD_MANAGER,
+            force_conflicts=True,
         )
         return result.to_dict()
 
@@ -180,7 +196,10 @@ def inference_service_status(obj: Json | None) -> tuple[bool, str]:
         if cond.get("type") == "Ready":
             if cond.get("status") == "True":
                 return True, "Ready"
-            return False, f"Ready={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}".strip()
+            return (
+                False,
+                f"Ready={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}".strip(),
+            )
     return False, "no Ready condition yet"
 
 
@@ -195,8 +214,10 @@ def fatal_pod_reason(pods: list[Json]) -> str | None:
                 detail = waiting.get("message", "")
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 if last:
-                    detail += (f" (last exit code {last.get('exitCode')}, "
-                               f"reason {last.get('reason', '?')}, restarts {cs.get('restartCount', 0)})")
+                    detail += (
+                        f" (last exit code {last.get('exitCode')}, "
+                        f"reason {last.get('reason', '?')}, restarts {cs.get('restartCount', 0)})"
+                    )
                 return f"pod {pod_name} container {cs.get('name')} is {reason}{': ' + detail.strip() if detail.strip() else ''}"
     return None
 
@@ -204,8 +225,7 @@ def fatal_pod_reason(pods: list[Json]) -> str | None:
 def restorable(previous: Json) -> Json:
     """An apply body that puts ``previous`` back: its spec and labels, minus server fields."""
     meta = previous.get("metadata", {})
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k not in _SERVER_ANNOTATIONS}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _SERVER_ANNOTATIONS}
     clean_meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA}
     clean_meta["annotations"] = annotations
     return {
@@ -236,11 +256,17 @@ def http_predict(base_url: str, image: bytes, timeout_s: float) -> dict[str, Any
     """
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"smoke.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + image + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="smoke.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
-        base_url.rstrip("/") + "/predict", data=body, method="POST",
+        base_url.rstrip("/") + "/predict",
+        data=body,
+        method="POST",
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     try:
@@ -403,15 +429,30 @@ def deploy(
     current = previous[kind]
     if current is not None:
         current_hash = (current.get("metadata", {}).get("annotations") or {}).get(
-            manifests.SPEC_HASH_ANNOTATION)
+            manifests.SPEC_HASH_ANNOTATION
+        )
         if current_hash == digest and _rollout_done(spec, current)[0]:
-            logger.info("%s %s/%s already serves %s (spec %s): nothing to apply",
-                        kind, spec.namespace, spec.name, spec.bento_tag, digest)
-            return DeployResult(_endpoint(spec, current), _revision(current), spec.bento_tag,
-                                False, digest, kind)
+            logger.info(
+                "%s %s/%s already serves %s (spec %s): nothing to apply",
+                kind,
+                spec.namespace,
+                spec.name,
+                spec.bento_tag,
+                digest,
+            )
+            return DeployResult(
+                _endpoint(spec, current), _revision(current), spec.bento_tag, False, digest, kind
+            )
 
-    logger.info("Applying %s %s/%s for bento %s (spec %s, previous revision %s)", kind,
-                spec.namespace, spec.name, spec.bento_tag, digest, _revision(current) or "none")
+    logger.info(
+        "Applying %s %s/%s for bento %s (spec %s, previous revision %s)",
+        kind,
+        spec.namespace,
+        spec.name,
+        spec.bento_tag,
+        digest,
+        _revision(current) or "none",
+    )
     try:
         for obj in desired:
             api.apply(obj)
@@ -429,12 +470,19 @@ def deploy(
                 f"{rollback_exc}. Fix by hand: `kubectl -n {spec.namespace} rollout undo "
                 f"deployment/{spec.name}`."
             ) from exc
-        raise DeployError(f"Deploy of bento {spec.bento_tag} failed and was rolled back "
-                          f"({undone}): {exc}") from exc
+        raise DeployError(
+            f"Deploy of bento {spec.bento_tag} failed and was rolled back ({undone}): {exc}"
+        ) from exc
 
     result = DeployResult(url, _revision(primary), spec.bento_tag, True, digest, kind)
-    logger.info("Serving %s at %s revision %s (smoke prediction %s) in %.1f s", spec.bento_tag,
-                url, result.revision, predicted, time.monotonic() - started)
+    logger.info(
+        "Serving %s at %s revision %s (smoke prediction %s) in %.1f s",
+        spec.bento_tag,
+        url,
+        result.revision,
+        predicted,
+        time.monotonic() - started,
+    )
     return result
 
 
@@ -471,15 +519,26 @@ def deploy_bento(
         spec_hash, kind, namespace, name, serving_image.
     """
     spec = DeploySpec(
-        name=name, namespace=namespace, image=serving_image, bento_uri=bento_uri or "",
-        bento_tag=str((bento_metadata or {}).get("bento_tag", "")), replicas=int(replicas),
-        cpu_request=cpu_request, memory_request=memory_request, cpu_limit=cpu_limit,
-        memory_limit=memory_limit, kserve=bool(kserve),
+        name=name,
+        namespace=namespace,
+        image=serving_image,
+        bento_uri=bento_uri or "",
+        bento_tag=str((bento_metadata or {}).get("bento_tag", "")),
+        replicas=int(replicas),
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+        kserve=bool(kserve),
         gcs_credentials_secret=gcs_credentials_secret,
     )
     manifests.validate_spec(spec)  # fail on bad input before connecting to any cluster
-    result = deploy(spec, api if api is not None else KubernetesApi(), timeout_s=timeout_s,
-                    predict=predict if predict is not None else http_predict)
+    result = deploy(
+        spec,
+        api if api is not None else KubernetesApi(),
+        timeout_s=timeout_s,
+        predict=predict if predict is not None else http_predict,
+    )
     return {
         "endpoint_url": result.endpoint_url,
         "revision": result.revision,

@@ -87,13 +87,17 @@ def validate_image(image: str) -> str:
     allowed = "a Docker image reference with an explicit tag or digest, e.g. registry/serving:0.1.0"
     if match is None:
         raise InvalidParameterError(
-            "serving_image", image, allowed,
+            "serving_image",
+            image,
+            allowed,
             "Fix the reference (lower-case repository, no spaces, one ':' before the tag), "
             "or leave serving_image empty to use components.images.SERVING_IMAGE.",
         )
     if not (match.group("tag") or match.group("digest")) or match.group("tag") == "latest":
         raise InvalidParameterError(
-            "serving_image", image, allowed + " other than :latest",
+            "serving_image",
+            image,
+            allowed + " other than :latest",
             "Pin the tag to a released version (the package version) or a sha256 digest.",
         )
     return image
@@ -108,24 +112,32 @@ def validate_spec(spec: DeploySpec) -> None:
     for field_name, value in (("name", spec.name), ("namespace", spec.namespace)):
         if not _DNS_LABEL_RE.match(value or ""):
             raise InvalidParameterError(
-                field_name, value, "a DNS-1035 label: lower-case letters, digits and '-', "
+                field_name,
+                value,
+                "a DNS-1035 label: lower-case letters, digits and '-', "
                 "starting with a letter, at most 63 characters",
                 f"Pass e.g. {field_name}='planets-classifier'.",
             )
     if not spec.bento_uri:
         raise InvalidParameterError(
-            "bento.uri", spec.bento_uri, "the URI of an exported .bento archive",
+            "bento.uri",
+            spec.bento_uri,
+            "the URI of an exported .bento archive",
             "Connect deploy_model's `bento` input to the output of the packaging step.",
         )
     if not spec.bento_uri.startswith(_BENTO_URI_SCHEMES):
         raise InvalidParameterError(
-            "bento.uri", spec.bento_uri, "a gs:// or http(s):// URI the serving pod can fetch",
+            "bento.uri",
+            spec.bento_uri,
+            "a gs:// or http(s):// URI the serving pod can fetch",
             "Run the pipeline with a gs:// pipeline root (kfp-launcher ConfigMap "
             "defaultPipelineRoot) so artifacts live in a bucket the cluster can read.",
         )
     if not _BENTO_TAG_RE.match(spec.bento_tag or ""):
         raise InvalidParameterError(
-            "bento.metadata['bento_tag']", spec.bento_tag, "a bento tag 'name:version' in lower case",
+            "bento.metadata['bento_tag']",
+            spec.bento_tag,
+            "a bento tag 'name:version' in lower case",
             "The packaging step must set metadata['bento_tag'] on its bento output.",
         )
     validate_image(spec.image)
@@ -141,7 +153,9 @@ def validate_spec(spec: DeploySpec) -> None:
         raise InvalidParameterError("service_account", spec.service_account, "a DNS-1035 label")
     if spec.gcs_credentials_secret and not _DNS_LABEL_RE.match(spec.gcs_credentials_secret):
         raise InvalidParameterError(
-            "gcs_credentials_secret", spec.gcs_credentials_secret, "empty or a Secret name",
+            "gcs_credentials_secret",
+            spec.gcs_credentials_secret,
+            "empty or a Secret name",
             "Leave it empty on GKE (Workload Identity); on kind use 'gcs-credentials'.",
         )
 
@@ -232,8 +246,7 @@ def pod_spec_fields(spec: DeploySpec) -> dict[str, Any]:
         {"name": "bentoml-home", "emptyDir": {"sizeLimit": "4Gi"}},
     ]
     if spec.gcs_credentials_secret:
-        volumes.append({"name": "gcs-credentials",
-                        "secret": {"secretName": spec.gcs_credentials_secret}})
+        volumes.append({"name": "gcs-credentials", "secret": {"secretName": spec.gcs_credentials_secret}})
     return {
         "serviceAccountName": spec.service_account,
         "automountServiceAccountToken": False,
