@@ -1,0 +1,37 @@
+# Read me first. `make setup` once, then `make quickstart` or `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+
+.PHONY: setup quickstart test lint compile bench lock clean
+
+setup:  ## Create .venv from the lock, install the project and the test servers
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	git config --global --get user.email >/dev/null || git config --global user.email "planets-mlops@localhost"
+	git config --global --get user.name >/dev/null || git config --global user.name "planets-mlops"
+
+quickstart:  ## The whole loop on the bundled data under kfp.local
+	$(BIN)/python -m planets_mlops.quickstart
+
+test:  ## The whole test suite (CI runs exactly this)
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check planets_mlops components pipelines tests scripts
+	$(BIN)/mypy planets_mlops
+
+compile:  ## Every pipeline to build/pipelines/*.yaml
+	$(BIN)/python -m pipelines.compile
+
+bench:  ## Benchmarks (print figures; not tests)
+	$(BIN)/python scripts/bench_pipeline.py
+
+lock:  ## Re-resolve requirements.lock after editing pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf build .work .pytest_cache

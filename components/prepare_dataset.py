@@ -1,0 +1,47 @@
+"""KFP component: deterministic split and preprocessing."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def prepare_dataset(
+    raw: Input[Dataset],
+    prepared: Output[Dataset],
+    seed: int = 5241,
+    split: float = 0.2,
+    image_size: int = 32,
+    grayscale: bool = True,
+    rescale: float = 1.0 / 255.0,
+    output_classes: int = 0,
+    max_invalid_fraction: float = 0.01,
+):
+    """Grayscale, resize, rescale and split ``raw`` into sharded train/validation sets.
+
+    ``prepared`` holds ``manifest.json`` (classes, preprocessing, split files),
+    ``train/`` and ``validation/`` ``.npy`` shards and ``preview.png``.
+    """
+    import logging
+
+    from planets_mlops.prepare import PrepareParams
+    from planets_mlops.prepare import prepare_dataset as prepare
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = PrepareParams(
+        seed=seed, split=split, image_size=image_size, grayscale=grayscale, rescale=rescale,
+        output_classes=output_classes, max_invalid_fraction=max_invalid_fraction,
+    )
+    manifest = prepare(raw.path, prepared.path, params)
+    prepared.metadata.update(
+        {
+            "classes": manifest["classes"],
+            "preprocess": manifest["preprocess"],
+            "train_count": manifest["splits"]["train"]["count"],
+            "validation_count": manifest["splits"]["validation"]["count"],
+            "skipped": len(manifest["skipped"]),
+            "source_commit": raw.metadata.get("commit", ""),
+            "source_dvc_hash": raw.metadata.get("dvc_hash", ""),
+        }
+    )

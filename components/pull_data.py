@@ -1,0 +1,30 @@
+"""KFP component: DVC-pull a data set folder from a git repository at a revision."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def pull_data(
+    dataset: Output[Dataset],
+    repo_url: str,
+    rev: str = "main",
+    path: str = "data/raw",
+    remote: str = "",
+    remote_config: dict = {},
+):
+    """Pull ``path`` of the git + DVC repository ``repo_url`` at ``rev`` from its DVC remote.
+
+    GCS credentials come from the environment (Workload Identity or
+    GOOGLE_APPLICATION_CREDENTIALS). ``remote_config`` adds DVC remote settings such as
+    ``{"endpointurl": ...}``; never put secrets in it (it is stored in the run).
+    """
+    import logging
+
+    from planets_mlops.pull import pull_dataset
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = pull_dataset(repo_url, rev, path, dataset.path, remote=remote, remote_config=remote_config)
+    dataset.metadata.update(result.metadata())

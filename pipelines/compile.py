@@ -1,0 +1,54 @@
+"""Compile every pipeline (or one) to KFP IR YAML: ``python -m pipelines.compile [name...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kfp import compiler
+
+DEFAULT_OUT = Path("build/pipelines")
+
+
+def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT) -> Path:
+    """Compile pipeline ``name`` to ``out_dir/<name>.yaml``.
+
+    Raises:
+        KeyError: ``name`` is not a pipeline of the suite (the message lists them).
+    """
+    from pipelines import PIPELINES
+
+    if name not in PIPELINES:
+        raise KeyError(f"Unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.yaml"
+    compiler.Compiler().compile(PIPELINES[name], str(path))
+    return path
+
+
+def compile_all(out_dir: Path = DEFAULT_OUT) -> list[Path]:
+    """Compile every pipeline; returns the written files."""
+    from pipelines import PIPELINES
+
+    return [compile_pipeline(name, out_dir) for name in PIPELINES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help="pipelines to compile (default: all)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    try:
+        paths = [compile_pipeline(n, args.out) for n in args.names] if args.names else compile_all(args.out)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Index a class-per-folder image data set, check every file, and summarise it.
+
+Layout: ``<root>/<ClassName>/<image>``. Files with an image extension that do not decode
+are skipped and counted with their reason; files without an image extension are counted
+as skipped too. Nothing is dropped without a record in the returned :class:`DatasetIndex`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from planets_mlops.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+IGNORED_NAMES = {".DS_Store", "Thumbs.db", ".gitignore", ".gitkeep"}
+
+
+@dataclass
+class DatasetIndex:
+    """The valid images of a data set, in a fixed order, and what was skipped and why."""
+
+    root: Path
+    classes: list[str]
+    files: list[Path] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(self.labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def skipped_summary(self) -> dict[str, int]:
+        return dict(Counter(reason.split(":")[0] for _, reason in self.skipped))
+
+
+def list_classes(root: Path) -> list[str]:
+    """Class names: the sorted names of the sub-folders of ``root``."""
+    if not root.is_dir():
+        raise DataError(
+            f"Data set folder {str(root)!r} does not exist or is not a folder. "
+            "Check data_path: it must name a folder of class sub-folders."
+        )
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"Data set folder {str(root)!r} has no class sub-folders. "
+            "Expected <data_path>/<ClassName>/<image>.jpg."
+        )
+    return classes
+
+
+def check_image(path: Path) -> str | None:
+    """Return why ``path`` is not a usable image, or None when it decodes fully."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means unusable
+        return f"undecodable: {type(exc).__name__}: {exc}"
+    return None
+
+
+def index_dataset(root: Path, expected_classes: int | None = None, verify: bool = True) -> DatasetIndex:
+    """List and check every image under ``root``.
+
+    Files are ordered class by class (classes sorted), then by file name, the same order
+    as Keras' ``image_dataset_from_directory``, so a seeded split selects the same files.
+
+    Args:
+        root: folder of class sub-folders.
+        expected_classes: fail unless exactly this many classes are found (None: any).
+        verify: decode every image and skip (and count) the ones that fail.
+
+    Raises:
+        DataError: missing folder, no classes, a class with no valid image, or a class
+            count that differs from ``expected_classes``.
+    """
+    root = Path(root)
+    classes = list_classes(root)
+    if expected_classes is not None and len(classes) != expected_classes:
+        raise DataError(
+            f"Data set {str(root)!r} has {len(classes)} classes {classes}, but "
+            f"{expected_classes} were expected. Fix the output_classes parameter or the data."
+        )
+    index = DatasetIndex(root=root, classes=classes)
+    for label, name in enumerate(classes):
+        kept = 0
+        for path in sorted((root / name).iterdir()):
+            if path.name in IGNORED_NAMES or path.is_dir():
+                continue
+            relative = str(path.relative_to(root))
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                index.skipped.append((relative, f"not an image file: extension {path.suffix!r}"))
+                continue
+            if verify and (reason := check_image(path)) is not None:
+                index.skipped.append((relative, reason))
+                continue
+            index.files.append(path)
+            index.labels.append(label)
+            kept += 1
+        if kept == 0:
+            raise DataError(
+                f"Class folder {str(root / name)!r} has no valid image. Add images "
+                f"({', '.join(IMAGE_EXTENSIONS)}) or remove the empty folder."
+            )
+    for relative, reason in index.skipped:
+        log.warning("Skipped %s (%s)", relative, reason)
+    log.info(
+        "Indexed %d images in %d classes under %s; skipped %d",
+        len(index.files), len(classes), root, len(index.skipped),
+    )
+    return index

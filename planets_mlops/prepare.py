@@ -1,0 +1,209 @@
+"""Deterministic split and preprocessing into a streamable, sharded data set.
+
+Output folder layout::
+
+    manifest.json            classes, preprocessing, splits, shard names, source files
+    train/images-00000.npy   float32 (n, size, size, channels), memory-mappable
+    train/labels-00000.npy   int32 (n,)
+    validation/...
+    preview.png              a few training samples with their labels
+
+Shards are plain ``.npy`` files read with ``mmap_mode="r"``: a reader streams one shard
+at a time and never holds the whole data set in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from planets_mlops.dataset import index_dataset
+from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """The guide's ``prepare`` parameters."""
+
+    seed: int = 5241
+    split: float = 0.2
+    image_size: int = 32
+    grayscale: bool = True
+    rescale: float = 1.0 / 255.0
+    shard_size: int = 512
+    max_invalid_fraction: float = 0.01
+    output_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.split < 1.0:
+            raise InvalidParameterError(
+                "split", self.split, "a fraction strictly between 0 and 1",
+                "It is the share of images held out for validation; the reference uses 0.2.",
+            )
+        if self.shard_size <= 0:
+            raise InvalidParameterError("shard_size", self.shard_size, "a positive integer")
+        if not 0.0 <= self.max_invalid_fraction < 1.0:
+            raise InvalidParameterError(
+                "max_invalid_fraction", self.max_invalid_fraction, "in [0, 1)",
+            )
+        if self.output_classes < 0:
+            raise InvalidParameterError(
+                "output_classes", self.output_classes, "0 (any) or the number of classes"
+            )
+        # Validates image_size and rescale with the same messages serving would give.
+        self.preprocess_config()
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(image_size=self.image_size, grayscale=self.grayscale, rescale=self.rescale)
+
+
+def split_indices(num_samples: int, split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation split, the same as Keras' ``image_dataset_from_directory``.
+
+    Keras shuffles the file list with ``np.random.RandomState(seed)`` and keeps the last
+    ``int(split * n)`` files for validation; doing the same selects the same files.
+    """
+    order = np.arange(num_samples)
+    np.random.RandomState(seed).shuffle(order)
+    num_val = int(split * num_samples)
+    if num_val == 0 or num_val == num_samples:
+        raise InvalidParameterError(
+            "split", split, f"a fraction that leaves images on both sides of {num_samples} images",
+            "Use more images or a split closer to 0.5.",
+        )
+    return order[:-num_val], order[-num_val:]
+
+
+def _write_split(
+    files: list[Path], labels: list[int], out: Path, config: PreprocessConfig, shard_size: int
+) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for number, start in enumerate(range(0, len(files), shard_size)):
+        chunk = files[start : start + shard_size]
+        images = np.stack([preprocess_image(path, config) for path in chunk]).astype(np.float32)
+        name = f"{number:05d}"
+        np.save(out / f"images-{name}.npy", images)
+        np.save(out / f"labels-{name}.npy", np.asarray(labels[start : start + shard_size], np.int32))
+        shards.append(name)
+    return shards
+
+
+def prepare_dataset(raw_dir: Path, out_dir: Path, params: PrepareParams) -> dict:
+    """Index, check, split and preprocess ``raw_dir`` into ``out_dir``.
+
+    Returns:
+        The manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        DataError: bad data set, or more invalid files than ``max_invalid_fraction`` allows.
+    """
+    started = time.monotonic()
+    index = index_dataset(
+        Path(raw_dir), expected_classes=params.output_classes or None, verify=True
+    )
+    total = len(index.files) + len(index.skipped)
+    if len(index.skipped) > params.max_invalid_fraction * total:
+        listing = "; ".join(f"{name} ({reason})" for name, reason in index.skipped[:10])
+        raise DataError(
+            f"{len(index.skipped)} of {total} files in the data set are not usable images, more "
+            f"than max_invalid_fraction={params.max_invalid_fraction}: {listing}. Remove or "
+            "replace them in the data repository, or raise max_invalid_fraction."
+        )
+    train_idx, val_idx = split_indices(len(index.files), params.split, params.seed)
+    config = params.preprocess_config()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {
+        "format": "planets-shards/1",
+        "classes": index.classes,
+        "preprocess": config.to_dict(),
+        "input_shape": list(config.input_shape),
+        "seed": params.seed,
+        "split": params.split,
+        "skipped": [{"file": name, "reason": reason} for name, reason in index.skipped],
+        "splits": {},
+    }
+    for split_name, chosen in zip(SPLITS, (train_idx, val_idx)):
+        files = [index.files[i] for i in chosen]
+        labels = [index.labels[i] for i in chosen]
+        shards = _write_split(files, labels, out_dir / split_name, config, params.shard_size)
+        counts = np.bincount(np.asarray(labels), minlength=len(index.classes))
+        manifest["splits"][split_name] = {
+            "count": len(files),
+            "shards": shards,
+            "files": [str(path.relative_to(index.root)) for path in files],
+            "class_counts": dict(zip(index.classes, counts.tolist())),
+        }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    save_preview(out_dir, manifest)
+    log.info(
+        "Prepared %d train + %d validation images (%d classes, %dx%d, %s) in %.1f s; skipped %d",
+        len(train_idx), len(val_idx), len(index.classes), config.image_size, config.image_size,
+        "grayscale" if config.grayscale else "rgb", time.monotonic() - started, len(index.skipped),
+    )
+    return manifest
+
+
+def load_manifest(prepared_dir: Path) -> dict:
+    path = Path(prepared_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(
+            f"{str(path)!r} not found: {str(prepared_dir)!r} is not a prepared data set. "
+            "Pass the output of prepare_dataset."
+        )
+    return json.loads(path.read_text())
+
+
+def iter_shards(prepared_dir: Path, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (images, labels) one memory-mapped shard at a time."""
+    manifest = load_manifest(prepared_dir)
+    if split not in manifest["splits"]:
+        raise InvalidParameterError("split", split, f"one of {sorted(manifest['splits'])}")
+    folder = Path(prepared_dir) / split
+    for name in manifest["splits"][split]["shards"]:
+        yield (
+            np.load(folder / f"images-{name}.npy", mmap_mode="r"),
+            np.load(folder / f"labels-{name}.npy"),
+        )
+
+
+def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The whole split in memory (for evaluation of small splits)."""
+    parts = list(iter_shards(prepared_dir, split))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def save_preview(prepared_dir: Path, manifest: dict, count: int = 10) -> Path:
+    """A grid of the first training samples with their labels, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images, labels = next(iter_shards(prepared_dir, "train"))
+    count = min(count, len(labels))
+    columns = 5
+    rows = (count + columns - 1) // columns
+    fig = plt.figure(figsize=(2 * columns, 2.2 * rows), tight_layout=True)
+    for i in range(count):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0.0, vmax=float(np.max(images[i])) or 1.0)
+        ax.set_title(manifest["classes"][int(labels[i])])
+        ax.axis("off")
+    path = Path(prepared_dir) / "preview.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

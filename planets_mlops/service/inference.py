@@ -1,0 +1,70 @@
+"""Bytes in, answer out: what the service computes for each request, without BentoML.
+
+The tensor comes from :func:`planets_mlops.preprocess.preprocess_image`, the very
+function ``prepare_dataset`` used to build the training shards, so a served image and a
+training image go through the same code (``tests/test_parity.py`` checks it bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+
+
+def images_to_batch(blobs: Sequence[bytes], config: PreprocessConfig) -> np.ndarray:
+    """Preprocess raw image files into one model batch ``(n, size, size, channels)``.
+
+    Raises:
+        planets_mlops.errors.DataError: one of the blobs is not a decodable image; the
+            message names its position.
+    """
+    from planets_mlops.errors import DataError
+
+    tensors = []
+    for position, blob in enumerate(blobs):
+        try:
+            tensors.append(preprocess_image(blob, config))
+        except DataError as exc:
+            if len(blobs) == 1:
+                raise
+            raise DataError(f"Image {position} of {len(blobs)}: {exc}") from exc
+    return np.stack(tensors).astype(np.float32, copy=False)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (rows sum to 1 within 1e-12)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def answers(logits: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """One ``{"prediction", "probabilities"}`` answer per row of ``logits``.
+
+    The prediction is the arg-max of the logits (the same as of the probabilities).
+    """
+    probabilities = softmax(logits)
+    best = np.argmax(logits, axis=-1)
+    return [
+        {
+            "prediction": classes[int(index)],
+            "probabilities": dict(zip(classes, row.tolist())),
+        }
+        for index, row in zip(best, probabilities)
+    ]
+
+
+def onnx_session(model_path: str, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra- and inter-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,130 @@
+"""Read image uploads from an HTTP request, with limits, into raw bytes.
+
+Every way a request can be malformed ends here as an :class:`UploadError` carrying an
+HTTP 4xx status and a message that says what to send instead; nothing raises into the
+server. Only Starlette (a BentoML dependency) is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+FIELD = "image"
+HOW_TO = (
+    f"Send the image as multipart/form-data in a file field named '{FIELD}' "
+    f"(curl -F {FIELD}=@planet.jpg ...), or as the raw body with Content-Type image/jpeg "
+    "or image/png."
+)
+
+
+@dataclass(frozen=True)
+class UploadError:
+    """Why a request was refused: an HTTP status and a message for the caller."""
+
+    status: int
+    message: str
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.message, "status": self.status}
+
+
+@dataclass
+class Uploads:
+    """The raw image files of one request, or the reason there are none."""
+
+    images: list[bytes] = field(default_factory=list)
+    error: UploadError | None = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Pass the body through, stopping once it exceeds ``limit`` bytes (chunked uploads)."""
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise _TooLarge
+        yield chunk
+
+
+def _too_large(limit: int) -> UploadError:
+    return UploadError(
+        413,
+        f"Upload too large: the limit is {limit} bytes ({limit / 2**20:.1f} MiB). "
+        "Send a smaller image; the model sees it at 32x32 anyway (the operator sets the "
+        "limit with PLANETS_MAX_UPLOAD_BYTES).",
+    )
+
+
+async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Uploads:
+    """Collect the uploaded image files of ``request``.
+
+    Accepts ``multipart/form-data`` with one or more file fields named ``image`` (at most
+    ``max_images``), or a raw ``image/*`` / ``application/octet-stream`` body (one image).
+    The bytes are not decoded here; :func:`planets_mlops.preprocess.preprocess_image`
+    does that.
+
+    Args:
+        request: The incoming request; its body is consumed.
+        max_bytes: Largest body accepted, checked against Content-Length before reading
+            and while streaming (chunked uploads).
+        max_images: Most image fields accepted in one request.
+
+    Returns:
+        The raw files, or an :class:`UploadError` (400, 413 or 415) saying what to fix.
+    """
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                return Uploads(error=_too_large(max_bytes))
+        except ValueError:
+            return Uploads(error=UploadError(400, f"Invalid Content-Length header {declared!r}."))
+    try:
+        if media_type.startswith("image/") or media_type == "application/octet-stream":
+            body = bytearray()
+            async for chunk in _capped(request.stream(), max_bytes):
+                body += chunk
+            if not body:
+                return Uploads(error=UploadError(400, f"Empty body: no image was sent. {HOW_TO}"))
+            return Uploads(images=[bytes(body)])
+        if media_type != "multipart/form-data":
+            return Uploads(error=UploadError(
+                415, f"Unsupported Content-Type {content_type or '(none)'!r}. {HOW_TO}"
+            ))
+        parser = MultiPartParser(
+            request.headers, _capped(request.stream(), max_bytes),
+            max_files=max_images, max_fields=16,
+        )
+        form = await parser.parse()
+    except _TooLarge:
+        return Uploads(error=_too_large(max_bytes))
+    except MultiPartException as exc:
+        return Uploads(error=UploadError(400, f"Malformed multipart body: {exc}. {HOW_TO}"))
+    try:
+        values = form.getlist(FIELD)
+        if not values:
+            fields = sorted(set(form.keys())) or "none"
+            return Uploads(error=UploadError(
+                400, f"No field '{FIELD}' in the form (fields sent: {fields}). {HOW_TO}"
+            ))
+        images = []
+        for value in values:
+            if not isinstance(value, UploadFile):
+                return Uploads(error=UploadError(
+                    400, f"Field '{FIELD}' is a text value, not a file. {HOW_TO}"
+                ))
+            images.append(await value.read())
+        return Uploads(images=images)
+    finally:
+        await form.close()
