@@ -107,7 +107,8 @@ class PlanetClassifier:
         from planets_mlops.preprocess import PreprocessConfig
         from planets_mlops.service.inference import onnx_session
 
-        stored = self.model_ref.stored
+        # On an instance BentoML has already swapped the BentoModel for the stored Model.
+        stored = getattr(self.model_ref, "stored", self.model_ref)
         info = stored.info
         folder = Path(stored.path)
         self.classes: list[str] = json.loads((folder / "classes.json").read_text())

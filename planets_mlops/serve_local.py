@@ -1,0 +1,231 @@
+"""Serve a ``.bento`` archive on this machine with the real ``bentoml serve``, then classify.
+
+Used by the quickstart (:func:`serve_and_classify`), the test fixtures and the serving
+benchmark. The archive is imported into a private ``BENTOML_HOME``; the server runs in its
+own process group on 127.0.0.1 and is stopped with SIGTERM to the whole group, so its
+supervisor and workers all go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planets_mlops.errors import DataError, PlanetsError
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(PlanetsError):
+    """The local BentoML server did not start, or stopped, or answered an error."""
+
+
+@dataclass
+class LocalServer:
+    """Handle on a running ``bentoml serve``."""
+
+    url: str
+    tag: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float
+    ready_s: float = 0.0
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bento_tag_of(archive: Path) -> str:
+    """Read ``name:version`` from the ``bento.yaml`` inside an exported archive.
+
+    Raises:
+        DataError: not a readable bento archive.
+    """
+    import yaml
+
+    try:
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("./bento.yaml") or tar.extractfile("bento.yaml")
+            info = yaml.safe_load(member.read()) if member else None
+    except (tarfile.TarError, KeyError, OSError) as exc:
+        raise DataError(f"{str(archive)!r} is not a bento archive ({exc}). Pass the file "
+                        "package_model exported.") from exc
+    if not info or "name" not in info or "version" not in info:
+        raise DataError(f"{str(archive)!r} has no bento.yaml with name and version.")
+    return f"{info['name']}:{info['version']}"
+
+
+def _bentoml_command() -> list[str]:
+    return [sys.executable, "-m", "bentoml"]
+
+
+def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of the server: private home, no telemetry, no proxy for 127.0.0.1."""
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env.update(extra or {})
+    return env
+
+
+def import_bento(archive: Path, home: Path) -> str:
+    """``bentoml import`` the archive into ``home``; return its tag (skip if present).
+
+    Raises:
+        ServeError: the import failed.
+    """
+    tag = bento_tag_of(archive)
+    name, version = tag.split(":")
+    if (home / "bentos" / name / version / "bento.yaml").is_file():
+        return tag
+    done = subprocess.run([*_bentoml_command(), "import", str(archive)], env=server_env(home),
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ServeError(f"bentoml import {archive} failed: {done.stderr[-2000:]}")
+    return tag
+
+
+def _get(url: str, timeout: float = 1.0) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def stop_server(server: LocalServer, timeout: float = 15.0) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it lingers."""
+    process = server.process
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def serve_bento(
+    archive: Path,
+    port: int | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    ready_timeout: float = 90.0,
+    extra_args: Sequence[str] = (),
+) -> Iterator[LocalServer]:
+    """Import ``archive`` and run ``bentoml serve`` on 127.0.0.1 until the block ends.
+
+    Args:
+        archive: ``.bento`` file exported by :func:`planets_mlops.package.package_model`.
+        port: Port to bind; default a free one.
+        env: Extra environment for the server (``PLANETS_WORKERS``, ...).
+        home: BentoML home to import into; default a temporary folder.
+        ready_timeout: Seconds to wait for ``/readyz`` to answer 200.
+        extra_args: More ``bentoml serve`` arguments.
+
+    Yields:
+        The running server; ``ready_s`` is the time from start to ``/readyz`` = 200.
+
+    Raises:
+        ServeError: the server exited or was not ready in time (its log is in the message).
+    """
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="serve-bento-") as tmp:
+        home = Path(home) if home else Path(tmp) / "bentoml"
+        tag = import_bento(Path(archive), home)
+        log_path = Path(tmp) / "server.log"
+        command = [*_bentoml_command(), "serve", tag, "--host", "127.0.0.1", "--port", str(port),
+                   *extra_args]
+        with log_path.open("wb") as log_file:
+            started = time.monotonic()
+            process = subprocess.Popen(command, env=server_env(home, env), stdout=log_file,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+        server = LocalServer(url=f"http://127.0.0.1:{port}", tag=tag, process=process,
+                             log_path=log_path, started_at=started)
+        try:
+            wait_ready(server, ready_timeout)
+            log.info("Serving %s at %s (ready in %.1f s)", tag, server.url, server.ready_s)
+            yield server
+        finally:
+            stop_server(server)
+
+
+def wait_ready(server: LocalServer, timeout: float) -> None:
+    """Poll ``/readyz`` every 20 ms until it answers 200.
+
+    Raises:
+        ServeError: the process exited or ``timeout`` passed.
+    """
+    deadline = server.started_at + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServeError(f"bentoml serve {server.tag} exited with {server.process.returncode}:\n"
+                             f"{server.log_tail()}")
+        with contextlib.suppress(OSError):
+            if _get(f"{server.url}/readyz", timeout=1.0) == 200:
+                server.ready_s = time.monotonic() - server.started_at
+                return
+        time.sleep(0.02)
+    raise ServeError(f"bentoml serve {server.tag} not ready after {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def classify_files(url: str, images: Sequence[Path], timeout: float = 30.0) -> list[dict[str, Any]]:
+    """POST each image to ``{url}/predict``; return the JSON answers in order.
+
+    Raises:
+        ServeError: an answer was not HTTP 200 (its body is in the message).
+    """
+    import httpx
+
+    results = []
+    with httpx.Client(base_url=url, timeout=timeout, trust_env=False) as client:
+        for path in images:
+            path = Path(path)
+            response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
+            if response.status_code != 200:
+                raise ServeError(f"/predict answered {response.status_code} for {path}: {response.text[:500]}")
+            results.append({"file": str(path), **response.json()})
+    return results
+
+
+def serve_and_classify(bento_archive: Path, images: list[Path], port: int) -> list[dict[str, Any]]:
+    """Start the bento on 127.0.0.1:``port``, classify ``images`` over HTTP, stop it.
+
+    Returns:
+        One ``{"file", "prediction", "probabilities"}`` per image, in order.
+
+    Raises:
+        ServeError: the server did not start or refused an image.
+        DataError: ``bento_archive`` is not a bento archive.
+    """
+    with serve_bento(Path(bento_archive), port) as server:
+        return classify_files(server.url, images)
