@@ -22,6 +22,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import subprocess
 import sys
@@ -103,8 +104,7 @@ def pipeline_source() -> PipelineSource:
     registry = getattr(module, "PIPELINES", None)
     if not isinstance(registry, Mapping):
         raise PlanetsError(
-            "pipelines.PIPELINES (name -> @dsl.pipeline function) is "
-            "missing; no pipeline to work on yet."
+            "pipelines.PIPELINES (name -> @dsl.pipeline function) is missing; no pipeline to work on yet."
         )
     compile_fn = None
     try:
@@ -141,8 +141,7 @@ def discover_components(package: str = "components") -> dict[str, Any]:
                 continue
             if attr in found and found[attr] is not obj:
                 raise PlanetsError(
-                    f"Component name {attr!r} is defined in both "
-                    f"{where[attr]} and {modname}; rename one."
+                    f"Component name {attr!r} is defined in both {where[attr]} and {modname}; rename one."
                 )
             found[attr], where[attr] = obj, modname
     return found
@@ -194,8 +193,7 @@ def git_short_commit(cwd: Path | None = None) -> tuple[str, bool]:
             "version name",
             None,
             "derived from the git commit",
-            "Run inside the git checkout with at least one commit, or pass "
-            "--version-name.",
+            "Run inside the git checkout with at least one commit, or pass --version-name.",
         ) from exc
     return commit, dirty
 
@@ -205,8 +203,7 @@ def default_version_name() -> str:
     commit, dirty = git_short_commit()
     if dirty:
         say(
-            f"warning: uncommitted changes; version {__version__}-{commit} will not "
-            "match that commit exactly"
+            f"warning: uncommitted changes; version {__version__}-{commit} will not match that commit exactly"
         )
     return f"{__version__}-{commit}"
 
@@ -216,9 +213,7 @@ def _check_pipeline_root(root: str | None) -> str | None:
         return None
     import re
 
-    if not re.match(
-        r"^(gs|s3|minio)://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", root
-    ):
+    if not re.match(r"^(gs|s3|minio)://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", root):
         raise InvalidParameterError(
             "--pipeline-root",
             root,
@@ -329,9 +324,7 @@ def _version_spec(version: Any, where: str) -> dict[str, Any]:
     return spec
 
 
-def _validated(
-    args: argparse.Namespace, spec: Mapping[str, Any], name: str
-) -> dict[str, Any]:
+def _validated(args: argparse.Namespace, spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     return pp.validate_arguments(_arguments(args), pp.pipeline_inputs(spec), name)
 
 
@@ -356,9 +349,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 pp.pipeline_inputs(_version_spec(version, args.version)),
                 name,
             )
-        experiment_id = kc.ensure_experiment(
-            client, args.experiment, settings.namespace
-        )
+        experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         run_name = args.run_name or f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         extra: dict[str, Any] = {}
         if caching is not None:
@@ -392,18 +383,14 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         version_name = default_version_name()
         say(f"compiling {name}")
         package = source.compile(name, Path(args.out_dir) / "pipelines")
-        arguments = pp.validate_arguments(
-            arguments, pp.pipeline_inputs(pp.read_pipeline_spec(package)), name
-        )
+        arguments = pp.validate_arguments(arguments, pp.pipeline_inputs(pp.read_pipeline_spec(package)), name)
     else:
         version_name = args.version
     job_name = args.job_name or f"{name}-recurring"
     client, settings = _connect(args)
     with kc.translate_errors(settings, f"schedule {job_name}"):
         if package is not None:
-            pipeline_id, version_id, uploaded = kc.upload_version(
-                client, package, name, version_name
-            )
+            pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, version_name)
             if uploaded:
                 say(f"uploaded {name} version {version_name}")
         else:
@@ -414,9 +401,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                 pp.pipeline_inputs(_version_spec(version, version_name)),
                 name,
             )
-        experiment_id = kc.ensure_experiment(
-            client, args.experiment, settings.namespace
-        )
+        experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         extra: dict[str, Any] = {}
         if caching is not None:
             extra["enable_caching"] = caching
@@ -434,9 +419,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             service_account=args.service_account,
             **extra,
         )
-        removed = kc.replace_recurring_runs(
-            client, experiment_id, job_name, recurring.recurring_run_id
-        )
+        removed = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
     say(
         f"scheduled {job_name} ({name} {version_name}) at '{cron}'; replaced "
         f"{len(removed)} older recurring run(s)"
@@ -486,9 +469,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                         experiment_name=args.experiment, namespace=settings.namespace
                     )
                 except ValueError as exc:
-                    raise NotFoundError(
-                        f"Experiment {args.experiment!r} not found: {exc}"
-                    ) from exc
+                    raise NotFoundError(f"Experiment {args.experiment!r} not found: {exc}") from exc
                 experiment_id = experiment.experiment_id
             listed = client.list_runs(
                 page_size=args.limit,
@@ -523,7 +504,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for r in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     for row in rows:
         if row["error"]:
             print(f"{row['run_id']}: {row['error']}")
@@ -539,23 +520,17 @@ def build_parser(
     """The argument parser; ``source_factory`` supplies the pipelines (tests swap it)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    common.add_argument(
-        "--out-dir", default="build", help="where compiled YAML goes (default: build)"
-    )
+    common.add_argument("--out-dir", default="build", help="where compiled YAML goes (default: build)")
 
     conn = argparse.ArgumentParser(add_help=False)
     g = conn.add_argument_group("connection (flags override the environment)")
     g.add_argument("--host", help="KFP API URL [KFP_HOST]")
-    g.add_argument(
-        "--namespace", help="profile namespace, multi-user only [KFP_NAMESPACE]"
-    )
+    g.add_argument("--namespace", help="profile namespace, multi-user only [KFP_NAMESPACE]")
     g.add_argument(
         "--token",
         help="bearer token [KFP_TOKEN]; prefer the variable, flags show in `ps`",
     )
-    g.add_argument(
-        "--cookies", help="Cookie header, e.g. authservice_session=... [KFP_COOKIES]"
-    )
+    g.add_argument("--cookies", help="Cookie header, e.g. authservice_session=... [KFP_COOKIES]")
     g.add_argument("--ca-bundle", help="CA bundle PEM [KFP_CA_BUNDLE]")
     g.add_argument(
         "--no-verify-ssl",
@@ -565,8 +540,7 @@ def build_parser(
     g.add_argument(
         "--timeout",
         type=float,
-        help=f"seconds per connection and API call [KFP_TIMEOUT, "
-        f"default {kc.DEFAULT_TIMEOUT:g}]",
+        help=f"seconds per connection and API call [KFP_TIMEOUT, default {kc.DEFAULT_TIMEOUT:g}]",
     )
 
     submit = argparse.ArgumentParser(add_help=False)
@@ -611,19 +585,13 @@ def build_parser(
         "Pipelines. Exit codes: 0 ok, 1 error, 2 bad input, 3 connection/auth, "
         "4 not found.",
     )
-    parser.add_argument(
-        "--version-info", action="version", version=f"planets-mlops {__version__}"
-    )
+    parser.add_argument("--version-info", action="version", version=f"planets-mlops {__version__}")
     parser.set_defaults(source_factory=source_factory, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "compile", parents=[common], help="compile pipelines and components to IR YAML"
-    )
+    p = sub.add_parser("compile", parents=[common], help="compile pipelines and components to IR YAML")
     p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
-    p.add_argument(
-        "--no-components", action="store_true", help="skip build/components/*.yaml"
-    )
+    p.add_argument("--no-components", action="store_true", help="skip build/components/*.yaml")
     p.add_argument("--components-package", default="components", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_compile)
 
@@ -638,9 +606,7 @@ def build_parser(
     p.set_defaults(handler=cmd_upload)
 
     p = sub.add_parser("run", parents=[common, conn, submit], help="submit one run")
-    p.add_argument(
-        "pipeline", metavar="PIPELINE", help="pipeline name, or a compiled .yaml file"
-    )
+    p.add_argument("pipeline", metavar="PIPELINE", help="pipeline name, or a compiled .yaml file")
     p.add_argument("--run-name", help="default: PIPELINE-YYYYmmdd-HHMMSS")
     p.set_defaults(handler=cmd_run)
 
@@ -655,9 +621,7 @@ def build_parser(
         required=True,
         help="6 fields, seconds first: '0 0 3 * * *' = daily 03:00",
     )
-    p.add_argument(
-        "--job-name", help="recurring run name (default: PIPELINE-recurring)"
-    )
+    p.add_argument("--job-name", help="recurring run name (default: PIPELINE-recurring)")
     p.set_defaults(handler=cmd_schedule)
 
     p = sub.add_parser("status", parents=[common, conn], help="recent runs and state")
@@ -700,13 +664,9 @@ def main(
         return _fail(args, exc, EXIT_ERROR, unexpected=True)
 
 
-def _fail(
-    args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False
-) -> int:
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:
     text = str(exc)
     with_secrets = [getattr(args, "token", None), getattr(args, "cookies", None)]
-    import os
-
     with_secrets += [os.environ.get("KFP_TOKEN"), os.environ.get("KFP_COOKIES")]
     for secret in with_secrets:
         if secret:

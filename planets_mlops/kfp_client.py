@@ -122,13 +122,9 @@ class ConnectionSettings:
             try:
                 timeout = float(raw_timeout)
             except ValueError as exc:
-                raise InvalidParameterError(
-                    "KFP_TIMEOUT", raw_timeout, "a number of seconds"
-                ) from exc
+                raise InvalidParameterError("KFP_TIMEOUT", raw_timeout, "a number of seconds") from exc
         if timeout <= 0:
-            raise InvalidParameterError(
-                "timeout", timeout, "a positive number of seconds"
-            )
+            raise InvalidParameterError("timeout", timeout, "a positive number of seconds")
         return cls(
             host=host.rstrip("/"),
             namespace=namespace or env.get("KFP_NAMESPACE") or None,
@@ -230,8 +226,7 @@ def check_health(settings: ConnectionSettings) -> dict[str, Any]:
         body: dict[str, Any] = response.json()
     except ValueError as exc:
         raise KubeflowConnectionError(
-            f"{url} answered with something other than JSON (a login page?). Check the "
-            "host and credentials."
+            f"{url} answered with something other than JSON (a login page?). Check the host and credentials."
         ) from exc
     return body
 
@@ -265,20 +260,20 @@ def connect(settings: ConnectionSettings) -> kfp.Client:
 
 def _apply_default_timeout(client: kfp.Client, timeout: float) -> None:
     # kfp.Client never passes _request_timeout, so urllib3 would wait forever on a stalled
-    # server. All generated APIs share one ApiClient and one RESTClientObject.
+    # server. All generated APIs share one ApiClient and one RESTClientObject. The REST
+    # client only honours an int or a (connect, read) tuple: a float would be ignored.
     rest = client._run_api.api_client.rest_client
     original = rest.request
+    default = (timeout, timeout)
 
     def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return original(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+        return original(*args, _request_timeout=_request_timeout or default, **kwargs)
 
     rest.request = request
 
 
 @contextlib.contextmanager
-def translate_errors(
-    settings: ConnectionSettings | None, action: str
-) -> Iterator[None]:
+def translate_errors(settings: ConnectionSettings | None, action: str) -> Iterator[None]:
     """Turn kfp_server_api / urllib3 failures into the project's errors.
 
     401/403 -> KubeflowConnectionError, 404 -> NotFoundError, other HTTP errors ->
@@ -298,12 +293,8 @@ def translate_errors(
                 "namespace."
             ) from exc
         if exc.status == 404:
-            raise NotFoundError(
-                f"Not found while trying to {action}: {detail}"
-            ) from exc
-        raise KubeflowError(
-            f"Kubeflow Pipelines failed to {action} (HTTP {exc.status}): {detail}"
-        ) from exc
+            raise NotFoundError(f"Not found while trying to {action}: {detail}") from exc
+        raise KubeflowError(f"Kubeflow Pipelines failed to {action} (HTTP {exc.status}): {detail}") from exc
     except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
         raise KubeflowConnectionError(
             f"Lost the connection to Kubeflow Pipelines while trying to {action}: "
@@ -372,8 +363,7 @@ _CRON_DESCRIPTORS = {
     "@hourly",
 }
 _CRON_HELP = (
-    "6 space-separated fields: second minute hour day-of-month month "
-    "day-of-week (robfig/cron, as KFP uses)"
+    "6 space-separated fields: second minute hour day-of-month month day-of-week (robfig/cron, as KFP uses)"
 )
 _CRON_FIX = (
     "e.g. '0 0 3 * * *' runs daily at 03:00:00, '0 30 2 * * MON' Mondays at "
@@ -393,15 +383,11 @@ def validate_cron(expr: str) -> str:
     if text.startswith("@every "):
         if re.fullmatch(r"@every (\d+(\.\d+)?(ns|us|ms|s|m|h))+", text):
             return text
-        raise InvalidParameterError(
-            "--cron", expr, "@every DURATION like @every 6h30m", _CRON_FIX
-        )
+        raise InvalidParameterError("--cron", expr, "@every DURATION like @every 6h30m", _CRON_FIX)
     parts = text.split(" ")
     if len(parts) != 6:
-        raise InvalidParameterError(
-            "--cron", expr, f"{_CRON_HELP}; got {len(parts)} field(s)", _CRON_FIX
-        )
-    for part, (name, low, high, names) in zip(parts, _CRON_FIELDS):
+        raise InvalidParameterError("--cron", expr, f"{_CRON_HELP}; got {len(parts)} field(s)", _CRON_FIX)
+    for part, (name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
         for item in part.split(","):
             if not _cron_item_ok(item, low, high, names, name):
                 raise InvalidParameterError(
@@ -413,9 +399,7 @@ def validate_cron(expr: str) -> str:
     return text
 
 
-def _cron_item_ok(
-    item: str, low: int, high: int, names: Mapping[str, int], field_name: str
-) -> bool:
+def _cron_item_ok(item: str, low: int, high: int, names: Mapping[str, int], field_name: str) -> bool:
     base, slash, step = item.partition("/")
     if slash and not (step.isdigit() and int(step) > 0):
         return False
@@ -468,9 +452,7 @@ def find_pipeline_id(client: kfp.Client, name: str) -> str | None:
 def find_version(client: kfp.Client, pipeline_id: str, version_name: str) -> Any | None:
     """The version of ``pipeline_id`` named ``version_name``, or None."""
     versions = _list_all(
-        lambda **kw: client.list_pipeline_versions(
-            pipeline_id, sort_by="created_at desc", **kw
-        ),
+        lambda **kw: client.list_pipeline_versions(pipeline_id, sort_by="created_at desc", **kw),
         "pipeline_versions",
     )
     for version in versions:
@@ -520,9 +502,7 @@ def upload_version(
     return pipeline_id, version.pipeline_version_id, True
 
 
-def resolve_version(
-    client: kfp.Client, pipeline_name: str, version_name: str
-) -> tuple[str, Any]:
+def resolve_version(client: kfp.Client, pipeline_name: str, version_name: str) -> tuple[str, Any]:
     """``(pipeline_id, version)`` of an uploaded version.
 
     Raises:
@@ -531,8 +511,7 @@ def resolve_version(
     pipeline_id = find_pipeline_id(client, pipeline_name)
     if pipeline_id is None:
         raise NotFoundError(
-            f"Pipeline {pipeline_name!r} is not uploaded. Run "
-            f"`planets-mlops upload {pipeline_name}` first."
+            f"Pipeline {pipeline_name!r} is not uploaded. Run `planets-mlops upload {pipeline_name}` first."
         )
     version = find_version(client, pipeline_id, version_name)
     if version is None:
@@ -554,9 +533,7 @@ def ensure_experiment(client: kfp.Client, name: str, namespace: str | None) -> s
     return str(experiment.experiment_id)
 
 
-def replace_recurring_runs(
-    client: kfp.Client, experiment_id: str, job_name: str, keep_id: str
-) -> list[str]:
+def replace_recurring_runs(client: kfp.Client, experiment_id: str, job_name: str, keep_id: str) -> list[str]:
     """Disable then delete every recurring run named ``job_name`` in the experiment
     except ``keep_id`` (recurring runs cannot be edited, only replaced).
 
@@ -566,16 +543,10 @@ def replace_recurring_runs(
     import json
 
     name_filter = json.dumps(
-        {
-            "predicates": [
-                {"operation": "EQUALS", "key": "display_name", "stringValue": job_name}
-            ]
-        }
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": job_name}]}
     )
     runs = _list_all(
-        lambda **kw: client.list_recurring_runs(
-            experiment_id=experiment_id, filter=name_filter, **kw
-        ),
+        lambda **kw: client.list_recurring_runs(experiment_id=experiment_id, filter=name_filter, **kw),
         "recurring_runs",
     )
     removed = []

@@ -95,8 +95,7 @@ def square_image_size(value: Any, name: str = "prepare_image_size") -> int:
                 name,
                 value,
                 "square (height == width)",
-                f"The model takes square images: use [{value[0]}, {value[0]}] or "
-                f"{value[0]}.",
+                f"The model takes square images: use [{value[0]}, {value[0]}] or {value[0]}.",
             )
         value = value[0]
     if not _type_ok(value, (int,)) or value <= 0:
@@ -114,9 +113,7 @@ def _check_value(name: str, value: Any, types: tuple[type, ...]) -> Any:
     return value
 
 
-def flatten_params(
-    doc: Mapping[str, Any], source: str = "params.yaml"
-) -> dict[str, Any]:
+def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
     """Map the nested params.yaml shape onto flat pipeline parameter names.
 
     Sections (``prepare``, ``train``, ``data``) hold keys from :data:`PARAMS_SCHEMA`;
@@ -174,16 +171,11 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise NotFoundError(
-            f"Params file not found: {path}. Pass an existing YAML file "
-            "to --params-file."
-        )
+        raise NotFoundError(f"Params file not found: {path}. Pass an existing YAML file to --params-file.")
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InvalidParameterError(
-            "--params-file", str(path), "valid YAML", f"YAML error: {exc}"
-        ) from exc
+        raise InvalidParameterError("--params-file", str(path), "valid YAML", f"YAML error: {exc}") from exc
     return flatten_params(doc, source=str(path))
 
 
@@ -199,9 +191,7 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
     name, sep, raw = flag.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise InvalidParameterError(
-            "--param", flag, "NAME=VALUE", "e.g. --param train_epochs=20"
-        )
+        raise InvalidParameterError("--param", flag, "NAME=VALUE", "e.g. --param train_epochs=20")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -211,9 +201,7 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
     return name, value
 
 
-def merge_arguments(
-    file_params: Mapping[str, Any] | None, flags: Iterable[str] = ()
-) -> dict[str, Any]:
+def merge_arguments(file_params: Mapping[str, Any] | None, flags: Iterable[str] = ()) -> dict[str, Any]:
     """Combine params-file values with ``--param`` flags; flags win."""
     merged = dict(file_params or {})
     for flag in flags:
@@ -292,18 +280,10 @@ def validate_arguments(
             )
         ir_type = inputs[name]["type"]
         types = _IR_TYPES.get(ir_type, (object,))
-        if (
-            ir_type == "STRING"
-            and not isinstance(value, str)
-            and not isinstance(value, (dict, list))
-        ):
-            value = (
-                "true" if value is True else "false" if value is False else str(value)
-            )
+        if ir_type == "STRING" and not isinstance(value, str) and not isinstance(value, (dict, list)):
+            value = "true" if value is True else "false" if value is False else str(value)
         if not _type_ok(value, types):
-            raise InvalidParameterError(
-                name, value, f"{ir_type} ({_type_names(types)})"
-            )
+            raise InvalidParameterError(name, value, f"{ir_type} ({_type_names(types)})")
         if ir_type == "NUMBER_DOUBLE":
             value = float(value)
         out[name] = value

@@ -87,8 +87,7 @@ def _translate(exc: Exception, uri: str, action: str) -> StorageError:
 
     if isinstance(exc, gexc.NotFound):
         return ObjectNotFoundError(
-            f"Not found: {uri} ({action}). Check the bucket and "
-            "object path, e.g. with `gsutil ls`."
+            f"Not found: {uri} ({action}). Check the bucket and object path, e.g. with `gsutil ls`."
         )
     if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized)):
         return StorageError(
@@ -98,9 +97,7 @@ def _translate(exc: Exception, uri: str, action: str) -> StorageError:
     return StorageError(f"Cannot {action} {uri}: {exc}")
 
 
-def upload_file(
-    local: str | Path, gs_uri: str, client: storage.Client | None = None
-) -> str:
+def upload_file(local: str | Path, gs_uri: str, client: storage.Client | None = None) -> str:
     """Upload one local file to ``gs_uri`` with an MD5 check by the server.
 
     Returns:
@@ -113,9 +110,7 @@ def upload_file(
     local = Path(local)
     bucket_name, name = parse_gs_uri(gs_uri)
     if not local.is_file():
-        raise NotFoundError(
-            f"Local file not found: {local}; nothing uploaded to {gs_uri}."
-        )
+        raise NotFoundError(f"Local file not found: {local}; nothing uploaded to {gs_uri}.")
     client = client or make_client()
     start = time.monotonic()
     try:
@@ -133,9 +128,7 @@ def upload_file(
     return gs_uri
 
 
-def download_file(
-    gs_uri: str, local: str | Path, client: storage.Client | None = None
-) -> Path:
+def download_file(gs_uri: str, local: str | Path, client: storage.Client | None = None) -> Path:
     """Download ``gs_uri`` to ``local`` (parents created), checksum verified.
 
     The object lands in a temporary sibling first, so a failed download never leaves a

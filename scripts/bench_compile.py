@@ -62,9 +62,7 @@ def bench_in_process(repeat: int, out_dir: Path) -> dict[str, object]:
 
 def bench_cli(repeat: int, out_dir: Path) -> dict[str, float]:
     exe = Path(sys.executable).with_name("planets-mlops")
-    command = (
-        [str(exe)] if exe.exists() else [sys.executable, "-m", "planets_mlops.cli"]
-    )
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "planets_mlops.cli"]
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -83,9 +81,7 @@ def bench_cli(repeat: int, out_dir: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--target", type=float, default=3.0, help="seconds (CLI median)"
-    )
+    parser.add_argument("--target", type=float, default=3.0, help="seconds (CLI median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cli_stats = bench_cli(args.repeat, Path(tmp) / "cli")
@@ -104,9 +100,7 @@ def main() -> int:
     for name, s in in_process["pipelines"].items():
         rows.append((f"compile {name}", f"{s['best_s']:.3f}", f"{s['median_s']:.3f}"))
     comp = in_process["components"]
-    rows.append(
-        ("compile all components", f"{comp['best_s']:.3f}", f"{comp['median_s']:.3f}")
-    )
+    rows.append(("compile all components", f"{comp['best_s']:.3f}", f"{comp['median_s']:.3f}"))
     rows.append(
         (
             "planets-mlops compile (CLI)",
@@ -117,10 +111,8 @@ def main() -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print()
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    print(
-        f"\ntarget: CLI median < {args.target:g} s -> {'OK' if result['meets_target'] else 'MISSED'}"
-    )
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\ntarget: CLI median < {args.target:g} s -> {'OK' if result['meets_target'] else 'MISSED'}")
     return 0 if result["meets_target"] else 1
 
 

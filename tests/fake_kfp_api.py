@@ -15,6 +15,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class FakeKfpState:
     token: str | None = None  # when set, requests need "Authorization: Bearer <token>"
     multi_user: bool = False
     reject_after: int | None = None  # answer 401 once this many requests were served
+    stall_after: int | None = None  # then hang (stall_seconds) instead of answering
+    stall_seconds: float = 3.0
     requests: list[Recorded] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -59,11 +62,7 @@ class FakeKfpState:
 
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         """Recorded requests whose method matches and path matches ``pattern`` (regex)."""
-        return [
-            r
-            for r in self.requests
-            if r.method == method and re.fullmatch(API + pattern, r.path)
-        ]
+        return [r for r in self.requests if r.method == method and re.fullmatch(API + pattern, r.path)]
 
 
 def _display_filter(query: dict[str, str]) -> str | None:
@@ -123,13 +122,12 @@ def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
                     {k.lower(): v for k, v in self.headers.items()},
                 )
             )
-            expired = (
-                state.reject_after is not None
-                and len(state.requests) > state.reject_after
-            )
+            if state.stall_after is not None and len(state.requests) > state.stall_after:
+                time.sleep(state.stall_seconds)
+                return
+            expired = state.reject_after is not None and len(state.requests) > state.reject_after
             if expired or (
-                state.token is not None
-                and (self.headers.get("Authorization") != f"Bearer {state.token}")
+                state.token is not None and (self.headers.get("Authorization") != f"Bearer {state.token}")
             ):
                 self._error(401, "Unauthorized: token expired or invalid")
                 return
@@ -155,9 +153,7 @@ def _page(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {key: items, "total_size": len(items)} if items else {"total_size": 0}
 
 
-def route(
-    state: FakeKfpState, method: str, path: str, query: dict[str, str], body: Any
-) -> tuple[int, Any]:
+def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
     """The fake's whole API surface."""
     p = path.removeprefix(API)
     name = _display_filter(query)
@@ -166,11 +162,7 @@ def route(
         return 200, {"multi_user": state.multi_user}
 
     if p == "/pipelines" and method == "GET":
-        items = [
-            x
-            for x in state.pipelines.values()
-            if name is None or x["display_name"] == name
-        ]
+        items = [x for x in state.pipelines.values() if name is None or x["display_name"] == name]
         return 200, _page(items, "pipelines")
     if p == "/pipelines" and method == "POST":
         pid = state.new_id("pipeline")
@@ -206,11 +198,7 @@ def route(
         return 200, state.versions[m[2]]
 
     if p == "/experiments" and method == "GET":
-        items = [
-            x
-            for x in state.experiments.values()
-            if name is None or x["display_name"] == name
-        ]
+        items = [x for x in state.experiments.values() if name is None or x["display_name"] == name]
         return 200, _page(items, "experiments")
     if p == "/experiments" and method == "POST":
         eid = state.new_id("experiment")
@@ -225,8 +213,7 @@ def route(
         items = [
             x
             for x in state.runs.values()
-            if "experiment_id" not in query
-            or x.get("experiment_id") == query["experiment_id"]
+            if "experiment_id" not in query or x.get("experiment_id") == query["experiment_id"]
         ]
         items = sorted(items, key=lambda x: x["created_at"], reverse=True)
         return 200, _page(items[: int(query.get("page_size", 10))], "runs")
@@ -247,10 +234,7 @@ def route(
         items = [
             x
             for x in state.recurring.values()
-            if (
-                "experiment_id" not in query
-                or x.get("experiment_id") == query["experiment_id"]
-            )
+            if ("experiment_id" not in query or x.get("experiment_id") == query["experiment_id"])
             and (name is None or x["display_name"] == name)
         ]
         # The v2beta1 proto names this field recurringRuns (the others are snake_case);
@@ -275,9 +259,7 @@ def serve_fake_kfp(
     state = state or FakeKfpState()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", state

@@ -61,9 +61,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def commit(monkeypatch):
     """Pin the git commit used in version names (the checkout moves under the tests)."""
     state = {"commit": "abc1234"}
-    monkeypatch.setattr(
-        cli, "git_short_commit", lambda cwd=None: (state["commit"], False)
-    )
+    monkeypatch.setattr(cli, "git_short_commit", lambda cwd=None: (state["commit"], False))
     return state
 
 
@@ -165,9 +163,7 @@ def test_upload_adds_a_version_to_an_existing_pipeline(capsys, fake, commit):
 # ----------------------------------------------------------------------------- run
 
 
-def test_run_sends_params_root_and_service_account_and_keeps_caching(
-    capsys, fake, tmp_path
-):
+def test_run_sends_params_root_and_service_account_and_keeps_caching(capsys, fake, tmp_path):
     (tmp_path / "params.yaml").write_text(PARAMS_YAML)
     code, out, err = run_cli(
         capsys,
@@ -230,9 +226,7 @@ def test_run_compiled_file_path(capsys, fake, tmp_path):
 def test_run_uploaded_version_references_it(capsys, fake):
     assert run_cli(capsys, "upload")[0] == 0
     version = f"{__version__}-abc1234"
-    code, _, err = run_cli(
-        capsys, "run", "tiny", "--version", version, "--param", "prepare_seed=3"
-    )
+    code, _, err = run_cli(capsys, "run", "tiny", "--version", version, "--param", "prepare_seed=3")
     assert code == 0, err
     body = fake.calls("POST", "/runs")[0].body
     assert body["pipeline_version_reference"] == {
@@ -324,26 +318,18 @@ def test_schedule_replaces_older_versions_of_the_same_job(capsys, fake, commit):
         )[0]
         == 0
     )
-    (old_id,) = [
-        k for k, v in fake.recurring.items() if v["display_name"] == "tiny-recurring"
-    ]
+    (old_id,) = [k for k, v in fake.recurring.items() if v["display_name"] == "tiny-recurring"]
     commit["commit"] = "fedcba9"
     code, out, err = run_cli(capsys, "schedule", "tiny", "--cron", "0 0 3 * * *")
     assert code == 0, err
-    assert [
-        c.path.rsplit("/", 1)[1] for c in fake.calls("POST", r"/recurringruns/.*")
-    ] == [f"{old_id}:disable"]
-    assert [
-        c.path.rsplit("/", 1)[1] for c in fake.calls("DELETE", r"/recurringruns/.*")
-    ] == [old_id]
+    assert [c.path.rsplit("/", 1)[1] for c in fake.calls("POST", r"/recurringruns/.*")] == [
+        f"{old_id}:disable"
+    ]
+    assert [c.path.rsplit("/", 1)[1] for c in fake.calls("DELETE", r"/recurringruns/.*")] == [old_id]
     names = sorted(v["display_name"] for v in fake.recurring.values())
     assert names == ["other-job", "tiny-recurring"]
-    (current,) = [
-        v for v in fake.recurring.values() if v["display_name"] == "tiny-recurring"
-    ]
-    version = fake.versions[
-        current["pipeline_version_reference"]["pipeline_version_id"]
-    ]
+    (current,) = [v for v in fake.recurring.values() if v["display_name"] == "tiny-recurring"]
+    version = fake.versions[current["pipeline_version_reference"]["pipeline_version_id"]]
     assert version["display_name"] == f"{__version__}-fedcba9"
     assert f"removed_recurring_run_id={old_id}" in out
 
@@ -487,6 +473,15 @@ def test_stalled_host_times_out_with_exit_3(capsys, fake, monkeypatch):
         server.close()
 
 
+def test_api_call_stalling_after_connect_times_out(capsys, fake):
+    fake.stall_after = 2  # both health checks answer, the first real call hangs
+    start = time.monotonic()
+    code, _, err = run_cli(capsys, "run", "tiny", "--timeout", "0.5")
+    assert code == 3 and "Lost the connection" in err and "timed out" in err.lower()
+    # GETs are retried by urllib3 (3 times): still bounded by ~4 x the timeout.
+    assert time.monotonic() - start < 2.9
+
+
 def test_missing_host_is_bad_input(capsys, fake, monkeypatch):
     monkeypatch.delenv("KFP_HOST")
     code, _, err = run_cli(capsys, "status")
@@ -516,9 +511,7 @@ def test_settings_mask_secrets_and_read_env(tmp_path):
     assert "SECRET" not in repr(settings) + settings.describe()
     assert "cookies ***" in settings.describe()
     with pytest.raises(InvalidParameterError, match="KFP_VERIFY_SSL"):
-        ConnectionSettings.resolve(
-            env={"KFP_HOST": "http://h", "KFP_VERIFY_SSL": "maybe"}
-        )
+        ConnectionSettings.resolve(env={"KFP_HOST": "http://h", "KFP_VERIFY_SSL": "maybe"})
     with pytest.raises(InvalidParameterError, match="http:// or https://"):
         ConnectionSettings.resolve(env={"KFP_HOST": "kf.example.com"})
 
@@ -534,8 +527,6 @@ def test_guide_params_fit_the_real_training_pipeline(tmp_path):
     path = source.compile("training", tmp_path)
     guide = tmp_path / "params.yaml"
     guide.write_text(PARAMS_YAML.replace("{lr: 0.01}", "{lr: 0.01, epochs: 3}"))
-    arguments = pp.merge_arguments(
-        pp.load_params_file(guide), ["data_repo_url=https://example.com/data.git"]
-    )
+    arguments = pp.merge_arguments(pp.load_params_file(guide), ["data_repo_url=https://example.com/data.git"])
     inputs = pp.pipeline_inputs(pp.read_pipeline_spec(path))
     assert pp.validate_arguments(arguments, inputs, "training")["train_epochs"] == 3

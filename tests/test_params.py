@@ -140,9 +140,7 @@ def test_parse_param_flag_rejects(flag):
         parse_param_flag(flag)
 
 
-@given(
-    st.text(alphabet=st.characters(blacklist_characters="=\n\r"), min_size=1), st.text()
-)
+@given(st.text(alphabet=st.characters(blacklist_characters="=\n\r"), min_size=1), st.text())
 def test_parse_param_flag_never_crashes(name, raw):
     if not name.strip():
         return
@@ -165,24 +163,18 @@ def test_square_image_size_accepts_int_and_square_pair(side):
 
 def test_validate_against_compiled_inputs():
     inputs = pipeline_inputs(IR)
-    out = validate_arguments(
-        {"train_lr": 1, "data_rev": 2, "data_repo_url": "u"}, inputs, "training"
-    )
+    out = validate_arguments({"train_lr": 1, "data_rev": 2, "data_repo_url": "u"}, inputs, "training")
     assert out == {"train_lr": 1.0, "data_rev": "2", "data_repo_url": "u"}
     assert isinstance(out["train_lr"], float)
 
 
 def test_validate_unknown_name_lists_valid_ones():
     with pytest.raises(InvalidParameterError, match=r"train_epochz.*'data_repo_url'"):
-        validate_arguments(
-            {"train_epochz": 3, "data_repo_url": "u"}, pipeline_inputs(IR), "training"
-        )
+        validate_arguments({"train_epochz": 3, "data_repo_url": "u"}, pipeline_inputs(IR), "training")
 
 
 def test_validate_wrong_type_and_missing_required():
     with pytest.raises(InvalidParameterError, match="prepare_seed.*NUMBER_INTEGER"):
-        validate_arguments(
-            {"prepare_seed": 1.5, "data_repo_url": "u"}, pipeline_inputs(IR), "training"
-        )
+        validate_arguments({"prepare_seed": 1.5, "data_repo_url": "u"}, pipeline_inputs(IR), "training")
     with pytest.raises(InvalidParameterError, match="data_repo_url"):
         validate_arguments({}, pipeline_inputs(IR), "training")
