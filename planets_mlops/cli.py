@@ -18,6 +18,7 @@ Progress goes to stderr, results (IDs, paths, tables) to stdout. Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
 import json
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,14 @@ def _local_package(
     return target, source.compile(target, Path(args.out_dir) / "pipelines")
 
 
+@contextlib.contextmanager
+def _api(settings: kc.ConnectionSettings, action: str) -> Iterator[None]:
+    """KFP calls: errors translated, and kfp.Client's own prints ("Run details: <link>")
+    sent to stderr so stdout carries only this CLI's results."""
+    with kc.translate_errors(settings, action), contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 # ------------------------------------------------------------------------- commands
 
 
@@ -302,7 +311,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
         packages[name] = source.compile(name, Path(args.out_dir) / "pipelines")
     client, settings = _connect(args)
     for name, package in packages.items():
-        with kc.translate_errors(settings, f"upload pipeline {name}"):
+        with _api(settings, f"upload pipeline {name}"):
             pid, vid, uploaded = kc.upload_version(
                 client, package, name, version_name, args.description, None
             )
@@ -339,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         name = args.pipeline
         arguments = _arguments(args)  # checked against the server's spec below
     client, settings = _connect(args)
-    with kc.translate_errors(settings, f"submit a run of {name}"):
+    with _api(settings, f"submit a run of {name}"):
         pipeline_id = version_id = None
         if args.version is not None:
             pipeline_id, version = kc.resolve_version(client, name, args.version)
@@ -388,7 +397,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         version_name = args.version
     job_name = args.job_name or f"{name}-recurring"
     client, settings = _connect(args)
-    with kc.translate_errors(settings, f"schedule {job_name}"):
+    with _api(settings, f"schedule {job_name}"):
         if package is not None:
             pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, version_name)
             if uploaded:
@@ -458,7 +467,7 @@ def run_summary(run: Any) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     client, settings = _connect(args)
-    with kc.translate_errors(settings, "list runs"):
+    with _api(settings, "list runs"):
         if args.run_id:
             runs = [client.get_run(args.run_id)]
         else:

@@ -530,3 +530,10 @@ def test_guide_params_fit_the_real_training_pipeline(tmp_path):
     arguments = pp.merge_arguments(pp.load_params_file(guide), ["data_repo_url=https://example.com/data.git"])
     inputs = pp.pipeline_inputs(pp.read_pipeline_spec(path))
     assert pp.validate_arguments(arguments, inputs, "training")["train_epochs"] == 3
+
+
+def test_stdout_carries_only_results(capsys, fake):
+    code, out, err = run_cli(capsys, "run", "tiny")
+    assert code == 0
+    assert out.strip().splitlines() == [f"run_id={next(iter(fake.runs))}"]
+    assert "Experiment details:" in err
