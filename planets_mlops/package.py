@@ -103,7 +103,7 @@ def serving_requirements(
             name, _, version = line.partition("==")
             name = _normalise(name.split("[")[0])
             if name in wanted:
-                pins[name] = f"{wanted[name]}=={version.split(';')[0].strip()}"
+                pins[name] = f"{wanted[name]}=={version.split(';')[0].split()[0]}"
         source = str(lock_file)
     else:
         source = "installed distributions"
