@@ -89,16 +89,42 @@ def _explain(exc: Exception, repo_url: str, rev: str, path: str) -> DataSourceEr
             f"Cannot clone data repository data_repo_url={repo_url!r} as a DVC repository: "
             f"{exc}. Check the URL, network access and that the repository was initialised with DVC."
         )
-    if _find_cause(exc, ("FileNotFoundError", "PathMissingError")) and "remote" not in str(exc).lower():
-        return DataSourceError(
-            f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}: {exc}. "
-            "Use the path of a DVC-tracked folder (the folder a .dvc file points to)."
-        )
     return DataSourceError(
         f"Cannot download data_path={path!r} from the DVC remote of {repo_url!r} at {rev!r}: "
         f"{type(exc).__name__}: {exc}. Check that the remote is reachable, that the data was "
         "pushed (`dvc push`), and the remote credentials."
     )
+
+
+def check_gcs_credentials(remote_url: str, remote_settings: dict, repo_url: str) -> None:
+    """Fail fast, with the fix, when a ``gs://`` remote has no credentials to use.
+
+    Without this check gcsfs falls back to anonymous access or retries, and the user sees
+    a 403/401 deep in a stack trace minutes later.
+    """
+    if not remote_url.startswith("gs://"):
+        return
+    if remote_settings.get("allow_anonymous_login") or remote_settings.get("credentialpath"):
+        return
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError as exc:
+        raise DataSourceError(
+            f"Missing Google Cloud credentials for the DVC remote {remote_url!r} of {repo_url!r}: "
+            f"{exc} Set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file that can read "
+            "the bucket, or run on GKE with Workload Identity (see kustomize/overlays/gke)."
+        ) from exc
+
+
+def _remote_settings(fs, remote: str, remote_config: dict | None) -> tuple[str, dict]:
+    config = fs.repo.config
+    name = remote or config.get("core", {}).get("remote", "")
+    settings = dict(config.get("remote", {}).get(name, {}))
+    settings.update(remote_config or {})
+    return str(settings.get("url", "")), settings
 
 
 def pull_dataset(
@@ -138,7 +164,13 @@ def pull_dataset(
     try:
         fs = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=remote_config or None)
         commit = fs.repo.get_rev()
+        if not fs.exists(path):
+            raise DataSourceError(
+                f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}. Use the path of "
+                "a DVC-tracked folder (the folder a .dvc file points to), e.g. 'data/raw'."
+            )
         info = fs.info(path)
+        check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
         if info.get("type") != "directory":
             raise DataError(
                 f"data_path={path!r} in {repo_url!r} at {rev!r} is a file, not a folder of class "

@@ -149,8 +149,16 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
     )
     n_train, train_gen = _batches(prepared_dir, "train", params.batch_size, order)
     n_val, val_gen = _batches(prepared_dir, "validation", params.batch_size)
-    train_ds = tf.data.Dataset.from_generator(train_gen, output_signature=signature).prefetch(2)
-    val_ds = tf.data.Dataset.from_generator(val_gen, output_signature=signature).prefetch(2)
+    def dataset(generate: Any, count: int) -> Any:
+        batches = -(-count // params.batch_size)
+        return (
+            tf.data.Dataset.from_generator(generate, output_signature=signature)
+            .apply(tf.data.experimental.assert_cardinality(batches))
+            .prefetch(2)
+        )
+
+    train_ds = dataset(train_gen, n_train)
+    val_ds = dataset(val_gen, n_val)
 
     model = build_model(input_shape, len(classes), params.conv_size, params.dense_size)
     model.compile(
@@ -158,7 +166,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    fit = model.fit(train_ds, epochs=params.epochs, validation_data=val_ds, verbose=2)
+    fit = model.fit(train_ds, epochs=params.epochs, validation_data=val_ds, shuffle=False, verbose=2)
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     duration = time.monotonic() - started
 

@@ -1,0 +1,67 @@
+"""Compile every pipeline and assert selected fields of the IR (not a golden file)."""
+
+import yaml
+
+from components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
+from pipelines import PIPELINES
+from pipelines.compile import compile_all, compile_pipeline
+
+
+def _load(path):
+    docs = list(yaml.safe_load_all(path.read_text()))
+    spec = docs[0]
+    platform = docs[1]["platforms"]["kubernetes"] if len(docs) > 1 else {}
+    return spec, platform
+
+
+def _executor(spec, task):
+    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
+    return spec["deploymentSpec"]["executors"][label]["container"]
+
+
+def test_every_pipeline_compiles(tmp_path):
+    paths = compile_all(tmp_path)
+    assert {p.stem for p in paths} == set(PIPELINES)
+    for path in paths:
+        spec, _ = _load(path)
+        assert spec["pipelineInfo"]["name"] == path.stem
+
+
+def test_training_ir_images_gpu_and_caching(tmp_path):
+    spec, platform = _load(compile_pipeline("training", tmp_path))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model"}
+    for task in ("pull-data", "prepare-dataset", "evaluate-model"):
+        assert _executor(spec, task)["image"] == RUNTIME_IMAGE
+    train = _executor(spec, "train-model")
+    assert train["image"] == TRAINING_GPU_IMAGE
+    assert ":latest" not in train["image"]
+    resources = train["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "1"
+    # No runtime pip install: the images carry kfp and the project.
+    for task in tasks:
+        command = " ".join(_executor(spec, task)["command"])
+        assert "pip install" not in command, task
+
+    # Steps with outside effects never reuse a cached result; pure steps may.
+    assert tasks["pull-data"].get("cachingOptions", {}).get("enableCache") in (None, False)
+    assert tasks["prepare-dataset"]["cachingOptions"]["enableCache"] is True
+    assert tasks["train-model"]["cachingOptions"]["enableCache"] is True
+
+    train_platform = platform["deploymentSpec"]["executors"]["exec-train-model"]
+    assert train_platform["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "gpu-pool"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform["tolerations"]
+    (shm,) = train_platform["emptyDirMounts"]
+    assert shm["mountPath"] == "/dev/shm" and shm["medium"] == "Memory" and shm["sizeLimit"] == "2Gi"
+
+
+def test_training_parameters_follow_params_yaml(tmp_path):
+    spec, _ = _load(compile_pipeline("training", tmp_path))
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("data_repo_url", "data_rev", "data_path", "prepare_seed", "prepare_split",
+                 "prepare_image_size", "prepare_grayscale", "train_lr", "train_epochs",
+                 "train_conv_size", "train_dense_size", "train_seed"):
+        assert name in parameters, name
+    assert parameters["train_lr"]["defaultValue"] == 0.001
+    assert parameters["prepare_seed"]["defaultValue"] == 5241

@@ -1,0 +1,59 @@
+"""Components through ``.python_func`` with real kfp.dsl artifacts on tmp_path."""
+
+import json
+from pathlib import Path
+
+from kfp import dsl
+
+from components.evaluate_model import evaluate_model
+from components.prepare_dataset import prepare_dataset
+from components.pull_data import pull_data
+from components.train_model import train_model
+
+
+def _artifact(kind, tmp_path: Path, name: str, metadata=None):
+    return kind(name=name, uri=str(tmp_path / name), metadata=dict(metadata or {}))
+
+
+def test_the_four_components_chain(data_repo, tmp_path):
+    dataset = _artifact(dsl.Dataset, tmp_path, "dataset")
+    pull_data.python_func(dataset=dataset, repo_url=data_repo["url"], rev="v1", path="data/raw")
+    assert dataset.metadata["commit"] == data_repo["commit"]
+    assert dataset.metadata["class_counts"] == {"Earth": 20, "Jupiter": 20, "Moon": 20}
+    assert dataset.metadata["dvc_hash"].endswith(".dir")
+
+    prepared = _artifact(dsl.Dataset, tmp_path, "prepared")
+    prepare_dataset.python_func(raw=dataset, prepared=prepared, output_classes=3)
+    assert prepared.metadata["train_count"] == 48 and prepared.metadata["validation_count"] == 12
+    assert prepared.metadata["source_commit"] == data_repo["commit"]
+    assert (Path(prepared.path) / "preview.png").is_file()
+
+    model = _artifact(dsl.Model, tmp_path, "model")
+    history = _artifact(dsl.Artifact, tmp_path, "history")
+    train_metrics = _artifact(dsl.Metrics, tmp_path, "train_metrics")
+    curves = _artifact(dsl.HTML, tmp_path, "curves")
+    train_model.python_func(
+        prepared=prepared, model=model, history=history, metrics=train_metrics, curves=curves,
+        epochs=1, conv_size=8, dense_size=16, output_classes=3,
+    )
+    assert (Path(model.path) / "model.onnx").is_file()
+    assert model.metadata["data_commit"] == data_repo["commit"]
+    assert model.metadata["classes"] == ["Earth", "Jupiter", "Moon"]
+    assert len(json.loads(Path(history.path).read_text())["loss"]) == 1
+    assert set(train_metrics.metadata) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert "data:image/png;base64" in Path(curves.path).read_text()
+
+    metrics = _artifact(dsl.Metrics, tmp_path, "metrics")
+    confusion = _artifact(dsl.ClassificationMetrics, tmp_path, "confusion")
+    report = _artifact(dsl.HTML, tmp_path, "report")
+    promote = evaluate_model.python_func(
+        prepared=prepared, model=model, metrics=metrics, confusion=confusion, report=report,
+        production_model_uri=model.path,
+    )
+    assert promote is True
+    assert set(metrics.metadata) >= {"val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro"}
+    assert metrics.metadata["delta_val_acc"] == 0.0
+    matrix = confusion.metadata["confusionMatrix"]
+    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == ["Earth", "Jupiter", "Moon"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == 12
+    assert "Confusion matrix" in Path(report.path).read_text()

@@ -1,0 +1,96 @@
+"""Training and evaluation logic on real (small) data, and the pure scoring functions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.evaluate import classification_scores, confusion_matrix, evaluate_model, predict_logits
+from planets_mlops.prepare import load_split
+from planets_mlops.train import TrainParams, train_model
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("epochs", 0, "epochs=0"),
+        ("epochs", -1, "epochs=-1"),
+        ("lr", 0.0, "lr=0.0"),
+        ("conv_size", 0, "conv_size=0"),
+        ("batch_size", -32, "batch_size=-32"),
+    ],
+)
+def test_bad_training_parameters(field, value, fragment):
+    with pytest.raises(InvalidParameterError, match=fragment):
+        TrainParams(**{field: value})
+
+
+def test_confusion_matrix_and_macro_scores_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    logits = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 5.0
+    scores = classification_scores(logits, labels, 3)
+    assert scores["confusion_matrix"].tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert scores["val_acc"] == pytest.approx(4 / 6)
+    # precision per class: 1/2, 2/3, 1/1; recall: 1/2, 1, 1/2
+    assert scores["precision_macro"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
+    assert scores["recall_macro"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert confusion_matrix(labels, labels, 3).trace() == 6
+
+
+def test_class_with_no_predictions_scores_zero_not_nan():
+    scores = classification_scores(np.tile([5.0, 0.0], (4, 1)), np.array([0, 0, 1, 1]), 2)
+    assert scores["precision_macro"] == pytest.approx(0.25)
+    assert not np.isnan(scores["f1_macro"])
+
+
+def test_tiny_model_folder_and_onnx_matches_keras(tiny_model, small_prepared):
+    for name in ("model.keras", "model.onnx", "classes.json", "preprocess.json", "history.json"):
+        assert (tiny_model / name).is_file(), name
+    assert json.loads((tiny_model / "classes.json").read_text()) == ["Earth", "Jupiter", "Moon"]
+    history = json.loads((tiny_model / "history.json").read_text())
+    assert len(history["loss"]) == 2 and len(history["val_accuracy"]) == 2
+
+    import keras
+
+    images, _ = load_split(small_prepared, "validation")
+    keras_logits = keras.models.load_model(tiny_model / "model.keras")(images, training=False).numpy()
+    onnx_logits = predict_logits(tiny_model, images)
+    assert np.max(np.abs(keras_logits - onnx_logits)) < 1e-4
+
+
+def test_training_is_deterministic(small_prepared, tmp_path):
+    params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01)
+    first = train_model(small_prepared, tmp_path / "a", params)
+    second = train_model(small_prepared, tmp_path / "b", params)
+    assert first["history"] == second["history"]
+
+
+def test_class_count_mismatch_names_the_fix(small_prepared, tmp_path):
+    with pytest.raises(DataError, match=r"output_classes=10.*3 classes.*Set output_classes to 3"):
+        train_model(small_prepared, tmp_path / "m", TrainParams(output_classes=10, epochs=1))
+
+
+def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_prepared, tmp_path):
+    result = evaluate_model(small_prepared, tiny_model, tmp_path / "report.html", production_model_dir=tiny_model)
+    metrics = result["metrics"]
+    history = json.loads((tiny_model / "history.json").read_text())
+    # ONNX evaluation reproduces Keras' own validation accuracy of the last epoch.
+    assert metrics["val_acc"] == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
+    assert np.array(result["confusion_matrix"]).sum() == 12
+    assert result["comparison"]["delta_val_acc"] == 0.0 and result["promote"] is True
+    report = (tmp_path / "report.html").read_text()
+    for needle in ("val_acc", "Confusion matrix", "Training history", "Predictions", "data:image/png;base64"):
+        assert needle in report
+    stricter = evaluate_model(small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01)
+    assert stricter["promote"] is False
+
+
+def test_evaluate_rejects_a_model_of_other_classes(tiny_model, tmp_path):
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+    from tests.fixtures.data import copy_subset
+
+    raw = copy_subset(tmp_path / "raw", classes=("Mars", "Venus"), per_class=5)
+    prepare_dataset(raw, tmp_path / "prep", PrepareParams())
+    with pytest.raises(DataError, match="trained on classes"):
+        evaluate_model(tmp_path / "prep", tiny_model, tmp_path / "r.html")
