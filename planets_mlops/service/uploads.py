@@ -110,7 +110,12 @@ async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Upl
     except _TooLarge:
         return Uploads(error=_too_large(max_bytes))
     except MultiPartException as exc:
-        return Uploads(error=UploadError(400, f"Malformed multipart body: {exc}. {HOW_TO}"))
+        if "too many files" in str(exc).lower():
+            hint = "; use /predict_batch for several" if max_images == 1 else ""
+            return Uploads(error=UploadError(
+                400, f"Too many images: this route takes at most {max_images} per request{hint}."
+            ))
+        return Uploads(error=UploadError(400, f"Malformed multipart body: {str(exc).rstrip('.')}. {HOW_TO}"))
     try:
         values = form.getlist(FIELD)
         if not values:

@@ -1,0 +1,60 @@
+"""Train/serve parity: the same bytes give the same tensor and the same prediction.
+
+Training side: the tensors ``prepare_dataset`` stored in its shards (what the model was
+trained and evaluated on). Serving side: the service's own input handling from raw file
+bytes (:func:`planets_mlops.service.inference.images_to_batch`, which ``/predict`` runs),
+and the served model over real HTTP against evaluate's ONNX Runtime predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from planets_mlops.prepare import load_manifest, load_split
+from planets_mlops.preprocess import PreprocessConfig
+from planets_mlops.service.inference import answers, images_to_batch
+
+
+def split_files(prepared: Path, raw: Path, split: str) -> list[Path]:
+    return [raw / name for name in load_manifest(prepared)["splits"][split]["files"]]
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_serving_input_handling_reproduces_the_training_shards_exactly(
+    small_prepared: Path, small_raw: Path, split: str
+) -> None:
+    manifest = load_manifest(small_prepared)
+    config = PreprocessConfig.from_dict(manifest["preprocess"])
+    stored, _ = load_split(small_prepared, split)
+    blobs = [path.read_bytes() for path in split_files(small_prepared, small_raw, split)]
+    served = images_to_batch(blobs, config)
+    assert served.dtype == stored.dtype == np.float32
+    assert served.shape == stored.shape
+    assert np.array_equal(served, stored)
+
+
+def test_model_config_is_the_data_set_config(small_prepared: Path, tiny_model: Path) -> None:
+    assert json.loads((tiny_model / "preprocess.json").read_text()) == load_manifest(small_prepared)["preprocess"]
+
+
+def test_served_predictions_equal_evaluate_predictions_on_validation(
+    http: Any, small_prepared: Path, small_raw: Path, tiny_model: Path
+) -> None:
+    from planets_mlops.evaluate import predict_logits
+
+    images, _ = load_split(small_prepared, "validation")
+    classes = json.loads((tiny_model / "classes.json").read_text())
+    expected = answers(predict_logits(tiny_model, images), classes)
+    paths = split_files(small_prepared, small_raw, "validation")
+    served = [http.post("/predict", files={"image": (p.name, p.read_bytes())}).json() for p in paths]
+    assert [s["prediction"] for s in served] == [e["prediction"] for e in expected]
+    for one, other in zip(served, expected):
+        np.testing.assert_allclose(list(one["probabilities"].values()),
+                                   list(other["probabilities"].values()), rtol=0, atol=1e-6)
+    batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
+    assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]
