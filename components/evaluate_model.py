@@ -19,8 +19,7 @@ def evaluate_model(
     """Score ``model`` on the validation split; returns whether to promote it.
 
     ``production_model_uri`` is the model folder of the model in production (a local path
-    or ``gs://...``, read through the ``/gcs/`` mount on Kubeflow); empty: no comparison,
-    promote.
+    or ``gs://...``, downloaded with the task's credentials); empty: no comparison, promote.
     """
     import logging
 

@@ -1,7 +1,7 @@
 """KFP component: deterministic split and preprocessing."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Output
+from kfp.dsl import HTML, Dataset, Input, Output
 
 from components.images import RUNTIME_IMAGE
 
@@ -10,6 +10,7 @@ from components.images import RUNTIME_IMAGE
 def prepare_dataset(
     raw: Input[Dataset],
     prepared: Output[Dataset],
+    preview: Output[HTML],
     seed: int = 5241,
     split: float = 0.2,
     image_size: int = 32,
@@ -21,9 +22,12 @@ def prepare_dataset(
     """Grayscale, resize, rescale and split ``raw`` into sharded train/validation sets.
 
     ``prepared`` holds ``manifest.json`` (classes, preprocessing, split files),
-    ``train/`` and ``validation/`` ``.npy`` shards and ``preview.png``.
+    ``train/`` and ``validation/`` ``.npy`` shards and ``preview.png``; ``preview`` shows
+    the samples with their labels in the KFP UI.
     """
+    import base64
     import logging
+    from pathlib import Path
 
     from planets_mlops.prepare import PrepareParams
     from planets_mlops.prepare import prepare_dataset as prepare
@@ -34,6 +38,11 @@ def prepare_dataset(
         output_classes=output_classes, max_invalid_fraction=max_invalid_fraction,
     )
     manifest = prepare(raw.path, prepared.path, params)
+    picture = base64.b64encode((Path(prepared.path) / "preview.png").read_bytes()).decode()
+    Path(preview.path).write_text(
+        f"<html><body><h1>{len(manifest['classes'])} classes: {', '.join(manifest['classes'])}</h1>"
+        f"<img src='data:image/png;base64,{picture}'/></body></html>"
+    )
     prepared.metadata.update(
         {
             "classes": manifest["classes"],

@@ -1,9 +1,14 @@
-"""Pipelines of the suite; ``PIPELINES`` maps each pipeline name to its function."""
+"""Pipelines of the suite.
+
+``BUILDERS`` maps each pipeline name to a factory taking compile-time options
+(:class:`pipelines.platform.GpuOptions`); ``PIPELINES`` holds each built with defaults.
+"""
 
 from typing import Callable
 
-from pipelines.training import training
+from pipelines.training import build_training
 
-PIPELINES: dict[str, Callable] = {
-    "training": training,
+BUILDERS: dict[str, Callable] = {
+    "training": build_training,
 }
+PIPELINES: dict[str, Callable] = {name: build() for name, build in BUILDERS.items()}

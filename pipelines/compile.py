@@ -8,31 +8,36 @@ from pathlib import Path
 
 from kfp import compiler
 
+from pipelines.platform import GpuOptions
+
 DEFAULT_OUT = Path("build/pipelines")
 
 
-def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT) -> Path:
+def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> Path:
     """Compile pipeline ``name`` to ``out_dir/<name>.yaml``.
+
+    Args:
+        gpu: where the training task runs; the defaults of :class:`GpuOptions` when None.
 
     Raises:
         KeyError: ``name`` is not a pipeline of the suite (the message lists them).
     """
-    from pipelines import PIPELINES
+    from pipelines import BUILDERS
 
-    if name not in PIPELINES:
-        raise KeyError(f"Unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}.")
+    if name not in BUILDERS:
+        raise KeyError(f"Unknown pipeline {name!r}; choose one of {sorted(BUILDERS)}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.yaml"
-    compiler.Compiler().compile(PIPELINES[name], str(path))
+    compiler.Compiler().compile(BUILDERS[name](gpu or GpuOptions()), str(path))
     return path
 
 
-def compile_all(out_dir: Path = DEFAULT_OUT) -> list[Path]:
+def compile_all(out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> list[Path]:
     """Compile every pipeline; returns the written files."""
-    from pipelines import PIPELINES
+    from pipelines import BUILDERS
 
-    return [compile_pipeline(name, out_dir) for name in PIPELINES]
+    return [compile_pipeline(name, out_dir, gpu) for name in BUILDERS]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,30 @@ Every kfp-kubernetes setting is ignored by ``kfp.local`` and applied on a cluste
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from kfp import dsl, kubernetes
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class GpuOptions:
+    """Compile-time GPU placement of the training task (``count=0``: CPU only)."""
+
+    count: int = 1
+    node_pool: str = "gpu-pool"
+    node_pool_label: str = "cloud.google.com/gke-nodepool"
+    shm_size: str = "2Gi"
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+    def apply(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """Place ``task`` on a GPU node (or only set its CPU/memory when ``count`` is 0)."""
+        if self.count <= 0:
+            return task.set_cpu_limit(self.cpu).set_memory_limit(self.memory)
+        return on_gpu(task, **asdict(self))
 
 
 def on_gpu(

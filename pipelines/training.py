@@ -6,58 +6,63 @@ from components.evaluate_model import evaluate_model
 from components.prepare_dataset import prepare_dataset
 from components.pull_data import pull_data
 from components.train_model import train_model
-from pipelines.platform import on_gpu, with_side_effects
-
-GPU_COUNT = 1
-GPU_NODE_POOL = "gpu-pool"
+from pipelines.platform import GpuOptions, with_side_effects
 
 
-@dsl.pipeline(
-    name="training",
-    description="Pull a DVC data set at a git revision, prepare it, train the planets CNN and evaluate it.",
-)
-def training(
-    data_repo_url: str,
-    data_rev: str = "main",
-    data_path: str = "data/raw",
-    dvc_remote: str = "",
-    dvc_remote_config: dict = {},
-    prepare_seed: int = 5241,
-    prepare_split: float = 0.2,
-    prepare_image_size: int = 32,
-    prepare_grayscale: bool = True,
-    train_lr: float = 0.001,
-    train_epochs: int = 10,
-    train_conv_size: int = 64,
-    train_dense_size: int = 128,
-    train_batch_size: int = 32,
-    train_seed: int = 5241,
-    train_output_classes: int = 10,
-    production_model_uri: str = "",
-    min_improvement: float = 0.0,
-) -> bool:
-    pull = pull_data(
-        repo_url=data_repo_url, rev=data_rev, path=data_path,
-        remote=dvc_remote, remote_config=dvc_remote_config,
-    ).set_display_name("Pull data (DVC)")
-    # A branch name resolves to new data over time: never reuse a cached pull.
-    with_side_effects(pull)
+def build_training(gpu: GpuOptions = GpuOptions()):
+    """The ``training`` pipeline with the training task placed by ``gpu``."""
 
-    prepare = prepare_dataset(
-        raw=pull.outputs["dataset"], seed=prepare_seed, split=prepare_split,
-        image_size=prepare_image_size, grayscale=prepare_grayscale,
-        output_classes=train_output_classes,
-    ).set_display_name("Prepare data set")
+    @dsl.pipeline(
+        name="training",
+        description="Pull a DVC data set at a git revision, prepare it, train the planets CNN and evaluate it.",
+    )
+    def training(
+        data_repo_url: str,
+        data_rev: str = "main",
+        data_path: str = "data/raw",
+        dvc_remote: str = "",
+        dvc_remote_config: dict = {},
+        prepare_seed: int = 5241,
+        prepare_split: float = 0.2,
+        prepare_image_size: int = 32,
+        prepare_grayscale: bool = True,
+        train_lr: float = 0.001,
+        train_epochs: int = 10,
+        train_conv_size: int = 64,
+        train_dense_size: int = 128,
+        train_batch_size: int = 32,
+        train_seed: int = 5241,
+        train_output_classes: int = 10,
+        production_model_uri: str = "",
+        min_improvement: float = 0.0,
+    ) -> bool:
+        pull = pull_data(
+            repo_url=data_repo_url, rev=data_rev, path=data_path,
+            remote=dvc_remote, remote_config=dvc_remote_config,
+        ).set_display_name("Pull data (DVC)")
+        # A branch name resolves to new data over time: never reuse a cached pull.
+        with_side_effects(pull)
 
-    train = train_model(
-        prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
-        conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
-        seed=train_seed, output_classes=train_output_classes,
-    ).set_display_name("Train model (GPU)")
-    on_gpu(train, count=GPU_COUNT, node_pool=GPU_NODE_POOL)
+        prepare = prepare_dataset(
+            raw=pull.outputs["dataset"], seed=prepare_seed, split=prepare_split,
+            image_size=prepare_image_size, grayscale=prepare_grayscale,
+            output_classes=train_output_classes,
+        ).set_display_name("Prepare data set")
 
-    evaluate = evaluate_model(
-        prepared=prepare.outputs["prepared"], model=train.outputs["model"],
-        production_model_uri=production_model_uri, min_improvement=min_improvement,
-    ).set_display_name("Evaluate model")
-    return evaluate.outputs["Output"]
+        train = train_model(
+            prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
+            conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
+            seed=train_seed, output_classes=train_output_classes,
+        ).set_display_name("Train model (GPU)")
+        gpu.apply(train)
+
+        evaluate = evaluate_model(
+            prepared=prepare.outputs["prepared"], model=train.outputs["model"],
+            production_model_uri=production_model_uri, min_improvement=min_improvement,
+        ).set_display_name("Evaluate model")
+        return evaluate.outputs["Output"]
+
+    return training
+
+
+training = build_training()

@@ -81,11 +81,11 @@ class PipelineSource:
                 "file."
             )
 
-    def compile(self, name: str, out_dir: Path) -> Path:
+    def compile(self, name: str, out_dir: Path, gpu: Any = None) -> Path:
         self.check(name)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.compile_fn is not None:
-            return Path(self.compile_fn(name, out_dir))
+            return Path(self.compile_fn(name, out_dir, gpu) if gpu is not None else self.compile_fn(name, out_dir))
         from kfp import compiler
 
         path = out_dir / f"{name}.yaml"
@@ -278,6 +278,22 @@ def _api(settings: kc.ConnectionSettings, action: str) -> Iterator[None]:
 # ------------------------------------------------------------------------- commands
 
 
+def _gpu_options(args: argparse.Namespace) -> Any:
+    """Compile-time GPU placement from flags; None keeps the pipeline's defaults."""
+    given = {
+        "count": args.gpu_count, "node_pool": args.gpu_node_pool,
+        "node_pool_label": args.gpu_node_label, "shm_size": args.shm_size,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    from pipelines.platform import GpuOptions
+
+    if given.get("count", 1) < 0:
+        raise InvalidParameterError("--gpu-count", given["count"], "0 (CPU only) or more")
+    return GpuOptions(**given)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     start = time.monotonic()
     source = args.source_factory()
@@ -287,7 +303,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     for name in names:
         t0 = time.monotonic()
-        path = source.compile(name, out / "pipelines")
+        path = source.compile(name, out / "pipelines", _gpu_options(args))
         say(f"compiled pipeline {name} in {time.monotonic() - t0:.2f} s")
         print(path)
     if not args.no_components:
@@ -601,6 +617,10 @@ def build_parser(
     p = sub.add_parser("compile", parents=[common], help="compile pipelines and components to IR YAML")
     p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
     p.add_argument("--no-components", action="store_true", help="skip build/components/*.yaml")
+    p.add_argument("--gpu-count", type=int, help="GPUs for the training task (0: CPU only; default 1)")
+    p.add_argument("--gpu-node-pool", help="node pool of GPU nodes (default gpu-pool)")
+    p.add_argument("--gpu-node-label", help="node label naming pools (default cloud.google.com/gke-nodepool)")
+    p.add_argument("--shm-size", help="size of the memory-backed /dev/shm of the training task (default 2Gi)")
     p.add_argument("--components-package", default="components", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_compile)
 

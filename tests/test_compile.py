@@ -65,3 +65,25 @@ def test_training_parameters_follow_params_yaml(tmp_path):
         assert name in parameters, name
     assert parameters["train_lr"]["defaultValue"] == 0.001
     assert parameters["prepare_seed"]["defaultValue"] == 5241
+
+
+def test_gpu_placement_is_a_compile_time_option(tmp_path):
+    from pipelines.platform import GpuOptions
+
+    spec, platform = _load(compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi")))
+    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "4"
+    train_platform = platform["deploymentSpec"]["executors"]["exec-train-model"]
+    assert train_platform["nodeSelector"]["labels"]["cloud.google.com/gke-nodepool"] == "a100"
+    assert train_platform["emptyDirMounts"][0]["sizeLimit"] == "8Gi"
+
+    spec, platform = _load(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
+    assert "accelerator" not in _executor(spec, "train-model")["resources"]
+    assert "exec-train-model" not in platform.get("deploymentSpec", {}).get("executors", {})
+
+
+def test_cli_compile_passes_gpu_flags(tmp_path):
+    from planets_mlops.cli import main
+
+    assert main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
+    spec, _ = _load(tmp_path / "pipelines" / "training.yaml")
+    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"

@@ -23,7 +23,9 @@ def test_the_four_components_chain(data_repo, tmp_path):
     assert dataset.metadata["dvc_hash"].endswith(".dir")
 
     prepared = _artifact(dsl.Dataset, tmp_path, "prepared")
-    prepare_dataset.python_func(raw=dataset, prepared=prepared, output_classes=3)
+    preview = _artifact(dsl.HTML, tmp_path, "preview")
+    prepare_dataset.python_func(raw=dataset, prepared=prepared, preview=preview, output_classes=3)
+    assert "3 classes: Earth, Jupiter, Moon" in Path(preview.path).read_text()
     assert prepared.metadata["train_count"] == 48 and prepared.metadata["validation_count"] == 12
     assert prepared.metadata["source_commit"] == data_repo["commit"]
     assert (Path(prepared.path) / "preview.png").is_file()
