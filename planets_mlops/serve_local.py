@@ -97,6 +97,7 @@ def import_bento(archive: Path, home: Path) -> str:
     Raises:
         ServeError: the import failed.
     """
+    archive = Path(archive).resolve()
     tag = bento_tag_of(archive)
     name, version = tag.split(":")
     if (home / "bentos" / name / version / "bento.yaml").is_file():
@@ -117,11 +118,39 @@ def _get(url: str, timeout: float = 1.0) -> int:
         return int(exc.code)
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (Linux ``/proc``).
+
+    BentoML's supervisor starts each worker in a session of its own, so the process group
+    of ``bentoml serve`` does not contain the workers; the parent links do.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
 def stop_server(server: LocalServer, timeout: float = 15.0) -> None:
-    """SIGTERM the server's process group; SIGKILL it if it lingers."""
+    """SIGTERM the server's process group; SIGKILL the whole tree if it lingers.
+
+    The supervisor stops its workers on SIGTERM; the worker ids are collected first so
+    that none is left running if the supervisor has to be killed.
+    """
     process = server.process
     if process.poll() is not None:
         return
+    workers = [pid for pid in process_tree(process.pid) if pid != process.pid]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -130,6 +159,9 @@ def stop_server(server: LocalServer, timeout: float = 15.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,270 @@
+"""Benchmark the packaged service: real model, real ``bentoml serve``, real JPEGs.
+
+Not a test. It trains the reference model (prepare + train on data/planets/raw: lr 0.001,
+conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
+``package_model``, starts ``bentoml serve`` on 127.0.0.1 and measures:
+
+* cold start: from starting ``bentoml serve`` to the first /predict answer;
+* accuracy of the served model on the 500 images of data/planets/extra;
+* requests/s and p50/p95/p99 latency at 1 and 8 concurrent keep-alive clients over the
+  extra JPEGs (multipart field ``image``), with the error count (any non-200);
+* peak RSS of the server's whole process tree (supervisor + workers).
+
+The load generator is a plain asyncio client writing pre-built HTTP/1.1 requests on
+keep-alive sockets: it costs a few per cent of a core, so on 2 cores nearly all CPU is
+left to the server.
+
+Usage::
+
+    .venv/bin/python scripts/bench_serving.py                 # train, package, measure
+    .venv/bin/python scripts/bench_serving.py --model-dir M   # reuse a model folder
+    .venv/bin/python scripts/bench_serving.py --workers 1 --seconds 10 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from planets_mlops.serve_local import LocalServer, process_tree, serve_bento  # noqa: E402
+
+log = logging.getLogger("bench_serving")
+EXTRA = REPO / "data" / "planets" / "extra"
+RAW = REPO / "data" / "planets" / "raw"
+
+
+def label_of(path: Path) -> str:
+    """Class of an extra image: its stem reversed is URL-safe base64 of ``<Class>_<N>``."""
+    token = path.stem[::-1]
+    decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    return decoded.rsplit("_", 1)[0]
+
+
+def train_reference(work: Path) -> Path:
+    """Prepare + train the reference model (the guide's chapter 2.5 settings)."""
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+    from planets_mlops.train import TrainParams, train_model
+
+    prepared, model = work / "prepared", work / "model"
+    prepare_dataset(RAW, prepared, PrepareParams())
+    train_model(prepared, model, TrainParams(lr=0.001, epochs=10, conv_size=64, dense_size=128))
+    return model
+
+
+def multipart_request(host: str, path: Path) -> bytes:
+    """One complete keep-alive HTTP/1.1 POST /predict with ``path`` as field ``image``."""
+    boundary = "benchboundary7f3a"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; "
+        f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def _client(host: str, port: int, requests: list[bytes], offset: int, deadline: float,
+                  latencies: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    cycle = itertools.islice(itertools.cycle(requests), offset, None)
+    try:
+        while time.perf_counter() < deadline:
+            request = next(cycle)
+            started = time.perf_counter()
+            try:
+                status, body = await _exchange(reader, writer, request)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                errors.append(f"connection: {exc!r}")
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(f"{status}: {body[:200]!r}")
+    finally:
+        writer.close()
+
+
+def load(url: str, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """Drive /predict with ``clients`` concurrent keep-alive connections for ``seconds``."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def run() -> float:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(
+            _client(host, int(port), requests, i * 61, deadline, latencies, errors) for i in range(clients)
+        ))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(run())
+    ms = np.array(latencies) * 1000.0
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+    }
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """RSS of ``root_pid`` and all its descendants (supervisor + workers)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for pid in process_tree(root_pid):
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class RssSampler(threading.Thread):
+    """Samples the server tree's RSS every 100 ms; ``peak`` is the maximum seen."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._stop_event = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            self._stop_event.wait(0.1)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def accuracy(server: LocalServer, paths: list[Path]) -> float:
+    import httpx
+
+    correct = 0
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        for path in paths:
+            answer = client.post("/predict", files={"image": (path.name, path.read_bytes(), "image/jpeg")})
+            answer.raise_for_status()
+            correct += answer.json()["prediction"] == label_of(path)
+    return correct / len(paths)
+
+
+def first_answer_s(server: LocalServer, request: bytes) -> float:
+    """Seconds from starting ``bentoml serve`` to the first 200 from /predict."""
+    host, port = server.url.removeprefix("http://").split(":")
+
+    async def once() -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            return (await _exchange(reader, writer, request))[0]
+        finally:
+            writer.close()
+
+    status = asyncio.run(once())
+    if status != 200:
+        raise RuntimeError(f"first /predict answered {status}")
+    return time.monotonic() - server.started_at
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    from planets_mlops.package import package_model
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    if model_dir is None:
+        model_dir = work / "model"
+        if not (args.reuse and (model_dir / "model.onnx").is_file()):
+            started = time.monotonic()
+            model_dir = train_reference(work)
+            log.info("Trained the reference model in %.1f s", time.monotonic() - started)
+    archive = work / "planets.bento"
+    info = package_model(model_dir, archive, metrics={}, data_revision="bench", model_uri=model_dir.as_uri())
+    paths = sorted(EXTRA.glob("*.jpg"))
+    requests = [multipart_request("127.0.0.1", path) for path in paths]
+    env = {"PLANETS_WORKERS": str(args.workers)}
+    results: dict[str, Any] = {"bento_tag": info["bento_tag"], "workers": args.workers,
+                               "cpus": os.cpu_count(), "images": len(paths)}
+    with serve_bento(archive, env=env, ready_timeout=120) as server:
+        results["ready_s"] = round(server.ready_s, 2)
+        results["cold_start_s"] = round(first_answer_s(server, requests[0]), 2)
+        sampler = RssSampler(server.process.pid)
+        sampler.start()
+        results["extra_accuracy"] = round(accuracy(server, paths), 4)
+        results["load"] = [load(server.url, requests, clients, args.seconds) for clients in args.clients]
+        results["peak_rss_mb"] = round(sampler.stop() / 2**20, 1)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"bento {results['bento_tag']}, {results['workers']} worker(s), {results['cpus']} CPUs",
+        f"cold start to first answer: {results['cold_start_s']} s (readyz {results['ready_s']} s); "
+        f"peak RSS of server tree: {results['peak_rss_mb']} MB; "
+        f"accuracy on {results['images']} extra images: {results['extra_accuracy']}",
+        "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in results["load"]:
+        lines.append(f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
+                     f"{row['p99_ms']} | {row['errors']} | {row['requests']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", help="model folder from train_model (default: train one)")
+    parser.add_argument("--work", default=str(REPO / ".work" / "bench"), help="scratch folder")
+    parser.add_argument("--reuse", action="store_true", help="reuse WORK/model if it exists")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load phase")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    results = bench(args)
+    print(json.dumps(results, indent=1))
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
