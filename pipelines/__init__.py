@@ -4,7 +4,7 @@
 (:class:`pipelines.platform.GpuOptions`); ``PIPELINES`` holds each built with defaults.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from pipelines.training import build_training
 

@@ -67,3 +67,6 @@ def with_side_effects(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Never reuse a cached result of a step that reads or changes the outside world."""
     task.set_caching_options(False)
     return task
+
+
+DEFAULT_GPU = GpuOptions()

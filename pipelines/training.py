@@ -6,10 +6,10 @@ from components.evaluate_model import evaluate_model
 from components.prepare_dataset import prepare_dataset
 from components.pull_data import pull_data
 from components.train_model import train_model
-from pipelines.platform import GpuOptions, with_side_effects
+from pipelines.platform import DEFAULT_GPU, GpuOptions, with_side_effects
 
 
-def build_training(gpu: GpuOptions = GpuOptions()):
+def build_training(gpu: GpuOptions = DEFAULT_GPU):
     """The ``training`` pipeline with the training task placed by ``gpu``."""
 
     @dsl.pipeline(

@@ -16,14 +16,14 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from planets_mlops.errors import DataError, InvalidParameterError
 
-ImageSource = Union[bytes, str, Path, BinaryIO]
+ImageSource = bytes | str | Path | BinaryIO
 
 # Decompression-bomb guard: 128x128 is the data set's size; 40 MP is far beyond any photo
 # a user would classify and far below what exhausts memory.
@@ -61,7 +61,7 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PreprocessConfig":
+    def from_dict(cls, data: dict) -> PreprocessConfig:
         return cls(
             image_size=int(data["image_size"]),
             grayscale=bool(data["grayscale"]),
