@@ -16,7 +16,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     uv venv "$VENV" --python 3.11
 fi
 uv pip install --python "$VENV/bin/python" -r "$LOCK"
-"$VENV/bin/label-studio" --version >/dev/null 2>&1 || {
+"$VENV/bin/python" -c "import label_studio" >/dev/null 2>&1 || {
     echo "label-studio did not install correctly in $VENV" >&2
     exit 1
 }

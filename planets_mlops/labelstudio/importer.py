@@ -1,0 +1,119 @@
+"""Import the annotations of a Label Studio project into a copy of a data set.
+
+export (all tasks) -> :mod:`labels` rules -> fetch and hash each accepted image ->
+content rules -> :mod:`merge`. Every task ends up either imported or skipped with a reason
+(``ImportSummary``), logged and returned for the artifact metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planets_mlops.dataset import list_classes
+from planets_mlops.labelstudio import labels as rules
+from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient
+from planets_mlops.labelstudio.merge import hash_dataset, image_extension, merge_images, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportResult:
+    """What an import did, for the merged Dataset artifact's metadata."""
+
+    project_id: int
+    project_title: str
+    classes: list[str]
+    summary: rules.ImportSummary
+    num_base: int
+    num_files: int
+    class_counts: dict[str, int]
+    seconds: float
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "label_studio_project_id": self.project_id,
+            "label_studio_project": self.project_title,
+            **self.summary.metadata(),
+            "num_base_files": self.num_base,
+            "num_files": self.num_files,
+            "num_classes": len(self.class_counts),
+            "class_counts": self.class_counts,
+        }
+
+
+def import_labels(
+    client: LabelStudioClient,
+    project: str | int,
+    base_dir: Path,
+    out_dir: Path,
+    classes: list[str] | None = None,
+) -> ImportResult:
+    """Merge the human labels of ``project`` into a copy of ``base_dir`` at ``out_dir``.
+
+    Args:
+        client: connection to Label Studio.
+        project: exact project title or numeric id.
+        base_dir: current data set (``<Class>/<image>``).
+        out_dir: where the merged data set is written (replaced).
+        classes: allowed labels; the class folders of ``base_dir`` when None.
+
+    Raises:
+        LabelStudioError: server unreachable, token refused, project not found.
+        InvalidParameterError: the project's labelling config has no Choices over an Image.
+        DataError: ``base_dir`` is not a class-per-folder data set.
+    """
+    started = time.monotonic()
+    classes = rules.validate_classes(classes or list_classes(Path(base_dir)))
+    proj = client.find_project(project)
+    config = rules.parse_label_config(proj.label_config or "")
+    extra_choices = sorted(set(config.choices) - set(classes))
+    if extra_choices:
+        log.warning("Project %r offers choices %s outside the class list; such labels are skipped as %s",
+                    proj.title, extra_choices, rules.UNKNOWN_LABEL)
+    tasks = client.export_tasks(proj.id)
+    if not tasks:
+        log.warning("Project %r (id %s) has no tasks: nothing to import", proj.title, proj.id)
+    records = rules.parse_export(tasks, image_key=config.image_key, from_name=config.from_name)
+    summary = rules.ImportSummary()
+    pairs: list[tuple[rules.Decision, str]] = []
+    payloads: dict[str, tuple[bytes, str]] = {}
+    for decision in rules.decide_labels(records, classes):
+        if not decision.accepted:
+            summary.skipped.append(decision)
+            continue
+        try:
+            data = client.fetch_image(decision.image)
+        except ImageFetchError as exc:
+            summary.skipped.append(rules.Decision(decision.task_id, decision.image, rules.IMAGE_MISSING,
+                                                  decision.label, str(exc)))
+            continue
+        extension = image_extension(data)
+        if extension is None:
+            summary.skipped.append(rules.Decision(decision.task_id, decision.image, rules.IMAGE_UNDECODABLE,
+                                                  decision.label, f"{len(data)} bytes are not a JPEG/PNG/GIF/BMP"))
+            continue
+        sha = sha256_bytes(data)
+        payloads[sha] = (data, extension)
+        pairs.append((decision, sha))
+    accepted, skipped = rules.resolve_content(pairs, hash_dataset(Path(base_dir)))
+    summary.accepted.extend(accepted)
+    summary.skipped.extend(skipped)
+    merged = merge_images(Path(base_dir), Path(out_dir),
+                          [(item, *payloads[item.sha256]) for item in accepted])
+    for decision in summary.skipped:
+        if decision.reason != rules.NO_ANNOTATION:
+            log.warning("Skipped task %s (%s): %s", decision.task_id, decision.reason, decision.detail)
+    result = ImportResult(
+        project_id=int(proj.id), project_title=str(proj.title), classes=classes, summary=summary,
+        num_base=merged.num_base, num_files=merged.num_files, class_counts=merged.class_counts,
+        seconds=time.monotonic() - started,
+    )
+    log.info("Imported %d new labels from project %r (id %s) out of %d tasks; skipped %s; %d files in %.1f s",
+             len(accepted), proj.title, proj.id, summary.total_tasks, summary.skip_counts(),
+             merged.num_files, result.seconds)
+    return result

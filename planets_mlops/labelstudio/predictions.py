@@ -1,0 +1,154 @@
+"""Pre-label the unlabelled tasks of a project with the current model.
+
+Each prediction carries the model's top class in the project's Choices format, a
+``score`` (max softmax probability) so labellers can sort by low confidence, and a
+``model_version``. Pushing again first deletes that model version's predictions, so a
+re-run replaces them instead of piling up copies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.labelstudio import labels as rules
+from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient, choices_result
+
+log = logging.getLogger(__name__)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def build_predictions(
+    task_ids: Sequence[int], logits: np.ndarray, classes: Sequence[str], model_version: str,
+    from_name: str = rules.FROM_NAME, to_name: str = rules.TO_NAME,
+) -> list[dict[str, Any]]:
+    """Label Studio prediction objects for ``logits`` (one row per task)."""
+    if len(task_ids) != len(logits):
+        raise ValueError(f"{len(task_ids)} task ids for {len(logits)} logit rows")
+    probabilities = softmax(logits) if len(logits) else np.zeros((0, len(classes)))
+    predictions = []
+    for task_id, row in zip(task_ids, probabilities):
+        best = int(row.argmax())
+        predictions.append({
+            "task": int(task_id),
+            "model_version": model_version,
+            "score": round(float(row[best]), 6),
+            "result": [choices_result([classes[best]], from_name, to_name)],
+        })
+    return predictions
+
+
+def is_unlabelled(record: rules.TaskRecord) -> bool:
+    """No annotation that chose something (skipped tasks still get predictions)."""
+    return not any(v.choices and not v.cancelled for v in record.votes)
+
+
+def model_logits(model_dir: Path, images: np.ndarray) -> np.ndarray:
+    """Logits of ``model_dir/model.onnx`` (through :mod:`planets_mlops.evaluate`)."""
+    from planets_mlops.evaluate import predict_logits
+
+    return predict_logits(Path(model_dir), images)
+
+
+@dataclass
+class PushResult:
+    project_id: int
+    model_version: str
+    predicted: int
+    replaced: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    low_confidence: int = 0
+    mean_score: float = 0.0
+    seconds: float = 0.0
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "label_studio_project_id": self.project_id, "model_version": self.model_version,
+            "predicted_tasks": self.predicted, "replaced_predictions": self.replaced,
+            "skipped": self.skipped, "low_confidence_tasks": self.low_confidence,
+            "mean_score": round(self.mean_score, 4),
+        }
+
+
+def push_predictions(
+    client: LabelStudioClient,
+    project: str | int,
+    model_dir: Path,
+    model_version: str,
+    low_confidence: float = 0.5,
+) -> PushResult:
+    """Predict every unlabelled task of ``project`` and replace ``model_version``'s predictions.
+
+    Raises:
+        InvalidParameterError: empty ``model_version``; the model's classes are not all
+            choices of the project.
+        DataError: the model folder lacks ``classes.json`` / ``preprocess.json``.
+        LabelStudioError: server, token or project problems.
+    """
+    from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+
+    started = time.monotonic()
+    if not model_version.strip():
+        raise InvalidParameterError("model_version", model_version, "a non-empty name",
+                                    "Use e.g. the training run id or the model's commit.")
+    model_dir = Path(model_dir)
+    try:
+        classes = json.loads((model_dir / "classes.json").read_text())
+        config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"Model folder {str(model_dir)!r} lacks a readable classes.json/preprocess.json "
+                        f"({exc}). Pass the folder written by train_model.") from exc
+    proj = client.find_project(project)
+    cfg = rules.parse_label_config(proj.label_config or "")
+    missing = sorted(set(classes) - set(cfg.choices))
+    if missing:
+        raise InvalidParameterError(
+            "project", proj.title, f"a project whose Choices include the model's classes (missing {missing})",
+            "Add the classes to the project's labelling config or pick the right project.",
+        )
+    records = rules.parse_export(client.export_tasks(proj.id), image_key=cfg.image_key, from_name=cfg.from_name)
+    skipped: dict[str, int] = {}
+    task_ids: list[int] = []
+    tensors: list[np.ndarray] = []
+    for record in records:
+        if record.problem or not is_unlabelled(record):
+            continue
+        try:
+            tensors.append(preprocess_image(client.fetch_image(record.image), config))
+        except ImageFetchError as exc:
+            log.warning("No prediction for task %s: %s", record.task_id, exc)
+            skipped[rules.IMAGE_MISSING] = skipped.get(rules.IMAGE_MISSING, 0) + 1
+            continue
+        except DataError as exc:
+            log.warning("No prediction for task %s: %s", record.task_id, exc)
+            skipped[rules.IMAGE_UNDECODABLE] = skipped.get(rules.IMAGE_UNDECODABLE, 0) + 1
+            continue
+        task_ids.append(int(record.task_id or 0))
+    logits = model_logits(model_dir, np.stack(tensors)) if tensors else np.zeros((0, len(classes)), np.float32)
+    predictions = build_predictions(task_ids, logits, classes, model_version, cfg.from_name, cfg.to_name)
+    # Replace, not pile up: drop this version's old predictions first (labelled tasks too).
+    replaced = client.delete_model_version(proj.id, model_version)
+    client.import_predictions(proj.id, predictions)
+    scores = [p["score"] for p in predictions]
+    result = PushResult(
+        project_id=int(proj.id), model_version=model_version, predicted=len(predictions), replaced=replaced,
+        skipped=skipped, low_confidence=sum(s < low_confidence for s in scores),
+        mean_score=float(np.mean(scores)) if scores else 0.0, seconds=time.monotonic() - started,
+    )
+    log.info("Pushed %d predictions (model_version %r, replaced %d, %d below %.2f, skipped %s) to project %r in %.1f s",
+             result.predicted, model_version, replaced, result.low_confidence, low_confidence, skipped,
+             proj.title, result.seconds)
+    return result
