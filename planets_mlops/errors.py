@@ -47,3 +47,7 @@ class KubeflowError(PlanetsError):
 
 class KubeflowConnectionError(KubeflowError):
     """The Kubeflow Pipelines API cannot be reached, or refused the credentials."""
+
+
+class LabelStudioError(PlanetsError):
+    """Label Studio cannot be reached, refused the token, or lacks the project or a file."""
