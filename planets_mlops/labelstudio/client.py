@@ -214,6 +214,15 @@ class LabelStudioClient:
                                                     request_options=NO_RETRY)
         return int(getattr(result, "task_count", None) or len(tasks))
 
+    def add_local_storage(self, project_id: int, path: Path, title: str = "local images") -> int:
+        """Connect a local-files storage (a folder under the server's document root) so that
+        ``/data/local-files/?d=<relative path>`` URLs of the project resolve; returns its id."""
+        with self.errors(f"adding local storage {path} to project {project_id}", project=project_id):
+            storage = self.sdk.import_storage.local.create(
+                project=project_id, path=str(path), title=title, use_blob_urls=True,
+                request_options=NO_RETRY)
+        return int(storage.id)
+
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project (annotated or not) with its annotations, as JSON."""
         with self.errors(f"exporting project {project_id}", project=project_id):

@@ -5,8 +5,8 @@ The rules, applied in this order (each skipped task is counted under its reason)
 Per task (:func:`decide_label`):
     1. ``malformed_task``     the task has no id or no ``data.<image key>`` URL.
     2. ``no_annotation``      nobody annotated the task yet.
-    3. A labeller's *latest* annotation (``updated_at``, then id) supersedes their earlier
-       ones on the same task; other labellers' annotations all count.
+    3. Every annotation counts as one vote, whoever made it (Label Studio keeps one
+       annotation per labeller and task when edited in the UI; extra ones are deliberate).
     4. ``cancelled``          every remaining annotation was cancelled ("Skip" in the UI).
        Cancelled annotations never vote.
     5. ``empty_annotation``   annotations were submitted but none chose a class.
@@ -302,16 +302,6 @@ def parse_export(
 # Rules
 
 
-def latest_per_author(votes: Iterable[Vote]) -> list[Vote]:
-    """Each labeller's latest annotation (by ``updated_at``, then annotation id)."""
-    latest: dict[str, Vote] = {}
-    for vote in votes:
-        current = latest.get(vote.author)
-        if current is None or (vote.updated_at, vote.annotation_id) > (current.updated_at, current.annotation_id):
-            latest[vote.author] = vote
-    return sorted(latest.values(), key=lambda v: v.annotation_id)
-
-
 def decide_label(record: TaskRecord, classes: Sequence[str]) -> Decision:
     """Apply rules 1-8 of the module docstring to one task."""
     tid, image = record.task_id, record.image
@@ -319,7 +309,7 @@ def decide_label(record: TaskRecord, classes: Sequence[str]) -> Decision:
         return Decision(tid, image, MALFORMED, detail=record.problem)
     if not record.votes:
         return Decision(tid, image, NO_ANNOTATION)
-    votes = [v for v in latest_per_author(record.votes) if not v.cancelled]
+    votes = [v for v in record.votes if not v.cancelled]
     if not votes:
         return Decision(tid, image, CANCELLED, detail=f"{len(record.votes)} annotation(s), all cancelled")
     labelled = [v for v in votes if v.choices]

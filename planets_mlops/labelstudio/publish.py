@@ -25,10 +25,12 @@ class PublishResult:
     branch: str
     commit: str
     created: bool
+    dvc_hash: str = ""
 
     def metadata(self) -> dict[str, object]:
         return {"published_branch": self.branch, "published_commit": self.commit,
-                "published_new_version": self.created}
+                "published_new_version": self.created,
+                "published_dvc_hash": self.dvc_hash}
 
 
 def publish_dataset(
@@ -76,6 +78,7 @@ def publish_dataset(
             shutil.copytree(merged, target)
             commit = commit_data(repo, data_path, message)
             created = commit != before
+            dvc_hash = _dvc_hash(repo / f"{data_path}.dvc")
             if created or not remote_branch:
                 git(repo, "push", "-q", "origin", f"{branch}:refs/heads/{branch}")
         except subprocess.CalledProcessError as exc:
@@ -94,4 +97,14 @@ def publish_dataset(
         shutil.rmtree(work, ignore_errors=True)
     log.info("Published %s on %s@%s (%s)", data_path, branch, commit[:12],
              "new version" if created else "unchanged, no new version")
-    return PublishResult(branch=branch, commit=commit, created=created)
+    return PublishResult(branch=branch, commit=commit, created=created, dvc_hash=dvc_hash)
+
+
+def _dvc_hash(pointer: Path) -> str:
+    import yaml
+
+    try:
+        outs = yaml.safe_load(pointer.read_text()).get("outs") or [{}]
+        return str(outs[0].get("md5", ""))
+    except (OSError, AttributeError, yaml.YAMLError):
+        return ""

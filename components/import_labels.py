@@ -1,0 +1,70 @@
+"""KFP components: import Label Studio labels into the data set; gate on the number of new labels.
+
+``import_labels`` reads ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` from the
+environment (on a cluster from the Secret ``label-studio``, see
+``pipelines.retraining.with_label_studio_secret``). Disable caching on the task: the
+project changes between runs while the inputs do not.
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def import_labels(
+    dataset: Input[Dataset],
+    merged: Output[Dataset],
+    project: str,
+    classes: list = [],
+    publish: bool = False,
+    data_repo_url: str = "",
+    data_path: str = "data/raw",
+    publish_branch: str = "labels",
+    dvc_remote_config: dict = {},
+):
+    """Merge the human labels of Label Studio ``project`` (exact title or id) into ``dataset``.
+
+    Rules and skip reasons: ``planets_mlops.labelstudio.labels``; every skipped task is
+    counted in ``merged.metadata['skipped']``. Empty ``classes``: the data set's classes.
+    ``publish`` commits the merged folder as a DVC version on ``publish_branch`` of
+    ``data_repo_url`` (starting from the pulled commit) and pushes it; an unchanged data
+    set makes no new commit.
+    """
+    import logging
+
+    from planets_mlops.labelstudio.client import LabelStudioClient
+    from planets_mlops.labelstudio.importer import import_labels as run_import
+    from planets_mlops.labelstudio.publish import publish_dataset
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = run_import(LabelStudioClient(), project, dataset.path, merged.path, classes=list(classes) or None)
+    base = dict(dataset.metadata)
+    merged.metadata.update(result.metadata())
+    merged.metadata.update({"base_commit": base.get("commit", ""), "base_dvc_hash": base.get("dvc_hash", ""),
+                            "repo_url": base.get("repo_url", ""), "data_path": base.get("data_path", data_path),
+                            "commit": base.get("commit", ""), "dvc_hash": base.get("dvc_hash", ""),
+                            "unpublished_changes": result.summary.accepted != []})
+    if publish:
+        published = publish_dataset(
+            merged.path, data_repo_url or base.get("repo_url", ""), data_path, publish_branch,
+            base_commit=base.get("commit", ""), remote_config=dict(dvc_remote_config) or None,
+            message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",
+        )
+        merged.metadata.update(published.metadata())
+        merged.metadata.update({"commit": published.commit, "dvc_hash": published.dvc_hash,
+                                "unpublished_changes": False})
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
+    """True when the import added at least ``min_new_labels`` images (retrain gate)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    new = int(merged.metadata.get("new_labels", 0))
+    enough = new >= min_new_labels
+    logging.getLogger("check_new_labels").info(
+        "%d new labels, minimum %d: %s", new, min_new_labels, "retrain" if enough else "skip retraining")
+    return enough

@@ -1,0 +1,98 @@
+"""The ``retraining`` pipeline: pull data -> import Label Studio labels -> (enough new
+labels?) prepare -> train -> evaluate against production -> (promoted?) package."""
+
+from kfp import dsl
+
+from components.evaluate_model import evaluate_model
+from components.import_labels import check_new_labels, import_labels
+from components.package_model import package_model
+from components.prepare_dataset import prepare_dataset
+from components.pull_data import pull_data
+from components.train_model import train_model
+from pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
+
+LABEL_STUDIO_SECRET = "label-studio"
+LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}
+
+
+def with_label_studio_secret(task: dsl.PipelineTask, secret_name: str = LABEL_STUDIO_SECRET) -> dsl.PipelineTask:
+    """``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` from the Kubernetes Secret ``secret_name``."""
+    return with_secret_env(task, secret_name, LABEL_STUDIO_ENV)
+
+
+def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
+    """The ``retraining`` pipeline with the training task placed by ``gpu``."""
+
+    @dsl.pipeline(
+        name="retraining",
+        description="Merge new Label Studio labels into the DVC data set, retrain, evaluate against "
+        "production and package the model when it is at least as good.",
+    )
+    def retraining(
+        data_repo_url: str,
+        label_studio_project: str,
+        data_rev: str = "main",
+        data_path: str = "data/raw",
+        dvc_remote: str = "",
+        dvc_remote_config: dict = {},
+        min_new_labels: int = 1,
+        publish_labels: bool = False,
+        publish_branch: str = "labels",
+        prepare_seed: int = 5241,
+        prepare_split: float = 0.2,
+        prepare_image_size: int = 32,
+        prepare_grayscale: bool = True,
+        train_lr: float = 0.001,
+        train_epochs: int = 10,
+        train_conv_size: int = 64,
+        train_dense_size: int = 128,
+        train_batch_size: int = 32,
+        train_seed: int = 5241,
+        train_output_classes: int = 10,
+        production_model_uri: str = "",
+        min_improvement: float = 0.0,
+    ):
+        pull = pull_data(
+            repo_url=data_repo_url, rev=data_rev, path=data_path,
+            remote=dvc_remote, remote_config=dvc_remote_config,
+        ).set_display_name("Pull data (DVC)")
+        with_side_effects(pull)
+
+        imported = import_labels(
+            dataset=pull.outputs["dataset"], project=label_studio_project, publish=publish_labels,
+            data_repo_url=data_repo_url, data_path=data_path, publish_branch=publish_branch,
+            dvc_remote_config=dvc_remote_config,
+        ).set_display_name("Import labels (Label Studio)")
+        # Reads a project that changes while the inputs stay the same, and may push a commit.
+        with_side_effects(with_label_studio_secret(imported))
+
+        gate = check_new_labels(
+            merged=imported.outputs["merged"], min_new_labels=min_new_labels,
+        ).set_display_name("Enough new labels?")
+        with_side_effects(gate)
+
+        with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
+            prepare = prepare_dataset(
+                raw=imported.outputs["merged"], seed=prepare_seed, split=prepare_split,
+                image_size=prepare_image_size, grayscale=prepare_grayscale,
+                output_classes=train_output_classes,
+            ).set_display_name("Prepare data set")
+            train = train_model(
+                prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
+                conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
+                seed=train_seed, output_classes=train_output_classes,
+            ).set_display_name("Train model (GPU)")
+            gpu.apply(train)
+            evaluate = evaluate_model(
+                prepared=prepare.outputs["prepared"], model=train.outputs["model"],
+                production_model_uri=production_model_uri, min_improvement=min_improvement,
+            ).set_display_name("Evaluate vs production")
+            with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
+                package_model(
+                    model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+                ).set_display_name("Package model (BentoML)")
+
+    return retraining
+
+
+retraining = build_retraining()

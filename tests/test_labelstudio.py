@@ -1,0 +1,271 @@
+"""Against a REAL Label Studio server (session fixture): projects, uploads, annotations made
+through the API, the import rules end to end, publishing a DVC version, predictions.
+
+Nothing here is mocked. The server comes from ``.venv-labelstudio``
+(``scripts/setup_label_studio.sh``); without it these tests fail with that instruction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from planets_mlops.errors import InvalidParameterError, LabelStudioError
+from planets_mlops.labelstudio import labels as rules
+from planets_mlops.labelstudio.client import LabelStudioClient
+from planets_mlops.labelstudio.demo import extra_images, true_label
+from planets_mlops.labelstudio.importer import import_labels
+from tests.fixtures.data import PLANETS, SMALL_CLASSES
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def task_by_image_name(tasks: list[dict], name: str) -> list[dict]:
+    return [t for t in tasks if str(t["data"]["image"]).endswith("-" + name) or str(t["data"]["image"]).endswith("/" + name)]
+
+
+# -- connection, token, project ---------------------------------------------------------
+
+
+def test_unreachable_server_is_a_clear_error():
+    client = LabelStudioClient("http://127.0.0.1:9", "some-token", timeout=5)
+    with pytest.raises(LabelStudioError, match=r"Cannot reach Label Studio at LABEL_STUDIO_URL='http://127.0.0.1:9'"):
+        client.find_project("anything")
+
+
+def test_wrong_token_is_a_clear_error(label_studio):
+    client = LabelStudioClient(label_studio.url, "not-the-token")
+    with pytest.raises(LabelStudioError, match=r"refused the API token.*HTTP 401.*LABEL_STUDIO_API_KEY"):
+        client.find_project("anything")
+
+
+@pytest.mark.parametrize("url, key, name", [("", "tok", "LABEL_STUDIO_URL"), ("ftp://x", "tok", "LABEL_STUDIO_URL"),
+                                            ("http://127.0.0.1:9", "", "LABEL_STUDIO_API_KEY")])
+def test_missing_settings_name_the_variable(monkeypatch, url, key, name):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(InvalidParameterError, match=name):
+        LabelStudioClient(url, key)
+
+
+@pytest.mark.parametrize("project", ["No such project title", 987654])
+def test_project_not_found(ls_client, project):
+    with pytest.raises(LabelStudioError, match=r"project .* not found"):
+        ls_client.find_project(project)
+
+
+def test_get_or_create_matches_the_exact_title(ls_client):
+    longer, _ = ls_client.get_or_create_project("Exact title match (copy)", SMALL_CLASSES)
+    first, created = ls_client.get_or_create_project("Exact title match", SMALL_CLASSES)
+    again, created_again = ls_client.get_or_create_project("Exact title match", SMALL_CLASSES)
+    assert created and not created_again
+    assert again.id == first.id != longer.id
+    assert ls_client.find_project("Exact title match").id == first.id
+    assert ls_client.find_project(str(first.id)).title == "Exact title match"
+
+
+# -- import rules end to end --------------------------------------------------------------
+
+
+@pytest.fixture
+def labelled_project(ls_client, ls_project):
+    """A project exercising every import rule through real uploads and API annotations."""
+    pid = ls_project.id
+    extras = extra_images(SMALL_CLASSES, per_class=4)
+    base_image = sorted((PLANETS / "raw" / "Earth").iterdir())[0]  # in the small data set
+    # extras[0] is uploaded twice (duplicate tasks); base_image comes from the data set.
+    ls_client.upload_images(pid, [*extras, extras[0], base_image])
+    ls_client.add_local_storage(pid, PLANETS / "extra")
+    ls_client.import_tasks(pid, [
+        {"data": {"image": f"/data/local-files/?d=extra/{extras[1].name}"}},
+        {"data": {"image": "/data/upload/999/does-not-exist.jpg"}},
+    ])
+    tasks = ls_client.export_tasks(pid)
+    local = [t for t in tasks if "local-files" in t["data"]["image"]]
+    missing = [t for t in tasks if "does-not-exist" in t["data"]["image"]]
+    by = {p.name: task_by_image_name(tasks, p.name) for p in [*extras, base_image]}
+    truth = {p.name: true_label(p) for p in extras}
+    expected: dict[str, int] = {}
+
+    def label(task, *choices, cancelled=False):
+        ls_client.annotate(task["id"], list(choices), cancelled=cancelled)
+
+    dup_a, dup_b = by[extras[0].name]
+    label(dup_a, truth[extras[0].name]); label(dup_b, truth[extras[0].name])
+    expected[rules.DUPLICATE_TASK] = 1
+    label(by[extras[1].name][0], truth[extras[1].name])                     # accepted
+    label(local[0], truth[extras[1].name])                                  # same bytes via local files
+    expected[rules.DUPLICATE_TASK] += 1
+    t = by[extras[2].name][0]                                               # majority 2 of 3
+    label(t, truth[extras[2].name]); label(t, truth[extras[2].name]); label(t, "Moon" if truth[extras[2].name] != "Moon" else "Earth")
+    t = by[extras[3].name][0]                                               # 1 vs 1: disagreement
+    label(t, "Earth"); label(t, "Jupiter")
+    expected[rules.DISAGREEMENT] = 1
+    label(by[extras[4].name][0], cancelled=True)                            # skipped in the UI
+    expected[rules.CANCELLED] = 1
+    t = by[extras[5].name][0]                                               # cancelled + a real vote
+    label(t, cancelled=True); label(t, truth[extras[5].name])
+    label(by[extras[6].name][0], "Pluto")                                   # not a class
+    expected[rules.UNKNOWN_LABEL] = 1
+    label(by[base_image.name][0], "Moon")                                   # in the data set as Earth
+    expected[rules.DATASET_CONFLICT] = 1
+    label(missing[0], "Earth")
+    expected[rules.IMAGE_MISSING] = 1
+    label(by[extras[7].name][0], truth[extras[7].name])                     # accepted
+    # extras[8:] stay unannotated
+    expected[rules.NO_ANNOTATION] = len(extras) - 8
+    accepted = {truth[extras[i].name] for i in (0, 1, 2, 5, 7)}
+    return {"project": ls_project, "expected": expected, "accepted_count": 5, "accepted_classes": accepted,
+            "tasks": len(tasks)}
+
+
+def test_import_applies_every_rule_and_counts_every_skip(ls_client, labelled_project, small_raw, tmp_path):
+    result = import_labels(ls_client, labelled_project["project"].title, small_raw, tmp_path / "merged")
+    meta = result.metadata()
+    assert meta["skipped"] == labelled_project["expected"]
+    assert meta["new_labels"] == labelled_project["accepted_count"]
+    assert meta["tasks_total"] == labelled_project["tasks"] == meta["new_labels"] + meta["skipped_total"]
+    assert set(meta["new_labels_per_class"]) <= labelled_project["accepted_classes"]
+    imported = sorted((tmp_path / "merged").glob("*/ls-*"))
+    assert len(imported) == 5 and all(p.suffix == ".jpg" for p in imported)
+    for item in result.summary.accepted:
+        assert (tmp_path / "merged" / item.label / f"ls-{item.sha256[:20]}.jpg").is_file()
+    assert meta["num_files"] == meta["num_base_files"] + 5 == 65
+    assert "task" in meta["skipped_examples"][rules.UNKNOWN_LABEL][0]
+
+
+def test_import_is_repeatable_and_a_reimport_adds_nothing(ls_client, labelled_project, small_raw, tmp_path):
+    title = labelled_project["project"].title
+    first = import_labels(ls_client, title, small_raw, tmp_path / "one")
+    second = import_labels(ls_client, title, small_raw, tmp_path / "two")
+    assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "two")
+    # Importing again on top of the merged data set: everything is already there.
+    third = import_labels(ls_client, title, tmp_path / "one", tmp_path / "three")
+    assert third.summary.accepted == [] and first.summary.accepted == second.summary.accepted
+    # 5 imported images, 2 of them also in a duplicate task: 7 tasks already present.
+    assert third.metadata()["skipped"][rules.ALREADY_IN_DATASET] == 7
+    assert rules.DUPLICATE_TASK not in third.metadata()["skipped"]
+    assert tree_digest(tmp_path / "three") == tree_digest(tmp_path / "one")
+
+
+def test_empty_project_imports_nothing_and_says_so(ls_client, ls_project, small_raw, tmp_path, caplog):
+    result = import_labels(ls_client, ls_project.id, small_raw, tmp_path / "merged")
+    assert result.metadata()["new_labels"] == 0 and result.metadata()["tasks_total"] == 0
+    assert tree_digest(tmp_path / "merged") == tree_digest(small_raw)
+    assert "has no tasks" in caplog.text
+
+
+def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_path):
+    project = ls_client.sdk.projects.create(title="Text project", label_config=(
+        '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'))
+    with pytest.raises(InvalidParameterError, match="label_config"):
+        import_labels(ls_client, project.id, small_raw, tmp_path / "merged")
+
+
+# -- the component, publishing a DVC version ------------------------------------------------
+
+
+def make_artifact(cls, path: Path, metadata: dict | None = None):
+    artifact = cls(uri=str(path), metadata=dict(metadata or {}))
+    return artifact
+
+
+def test_component_publishes_one_version_and_a_retry_makes_none(
+    ls_env, ls_client, ls_project, data_repo, tmp_path
+):
+    from components.import_labels import check_new_labels, import_labels as component
+    from planets_mlops.datarepo import git
+    from planets_mlops.pull import pull_dataset
+
+    pulled = pull_dataset(str(data_repo["repo"]), "v1", "data/raw", tmp_path / "pulled")
+    images = extra_images(SMALL_CLASSES, per_class=2)
+    ls_client.upload_images(ls_project.id, images)
+    for task in ls_client.export_tasks(ls_project.id):
+        name = task["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]
+        ls_client.annotate(task["id"], [true_label(name)])
+    branch = f"labels-{ls_project.id}"
+    commits = []
+    for attempt in range(2):
+        merged = make_artifact(dsl.Dataset, tmp_path / f"merged{attempt}")
+        component.python_func(
+            dataset=make_artifact(dsl.Dataset, tmp_path / "pulled", pulled.metadata()), merged=merged,
+            project=ls_project.title, classes=[], publish=True, data_repo_url=str(data_repo["repo"]),
+            data_path="data/raw", publish_branch=branch, dvc_remote_config={},
+        )
+        commits.append(merged.metadata["published_commit"])
+        assert merged.metadata["new_labels"] == 6 and merged.metadata["commit"] == commits[-1]
+        assert merged.metadata["published_new_version"] is (attempt == 0)
+        assert merged.metadata["base_commit"] == pulled.commit
+        assert check_new_labels.python_func(merged=merged, min_new_labels=6) is True
+        assert check_new_labels.python_func(merged=merged, min_new_labels=7) is False
+    assert commits[0] == commits[1]
+    log = git(data_repo["repo"], "log", "--format=%H %s", branch).splitlines()
+    assert log[0].startswith(commits[0]) and "Import 6 labels" in log[0]
+    assert git(data_repo["repo"], "rev-parse", f"{branch}~1") == pulled.commit
+    # The published version pulls back as the merged data set, 60 + 6 files.
+    again = pull_dataset(str(data_repo["repo"]), branch, "data/raw", tmp_path / "repulled")
+    assert again.num_files == 66 and again.commit == commits[0]
+    assert tree_digest(tmp_path / "repulled") == tree_digest(tmp_path / "merged0")
+
+
+# -- predictions ----------------------------------------------------------------------------
+
+
+def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_project, tiny_model, tmp_path):
+    from components.push_predictions import push_predictions as component
+    from planets_mlops.labelstudio.predictions import push_predictions
+
+    images = extra_images(SMALL_CLASSES, per_class=3)
+    ls_client.upload_images(ls_project.id, images)
+    ls_client.import_tasks(ls_project.id, [{"data": {"image": "/data/upload/999/gone.jpg"}}])
+    tasks = ls_client.export_tasks(ls_project.id)
+    ls_client.annotate(tasks[0]["id"], ["Earth"])
+    ls_client.annotate(tasks[1]["id"], cancelled=True)  # skipped: still worth a prediction
+    for _ in range(2):
+        result = push_predictions(ls_client, ls_project.title, tiny_model, "tiny-v1", low_confidence=0.9)
+        assert result.predicted == len(images) - 1 and result.skipped == {rules.IMAGE_MISSING: 1}
+    assert result.replaced == len(images) - 1
+    assert ls_client.model_versions(ls_project.id) == {"tiny-v1": len(images) - 1}
+    predictions = list(ls_client.sdk.predictions.list(task=tasks[2]["id"]))
+    assert len(predictions) == 1
+    prediction = predictions[0]
+    assert prediction.model_version == "tiny-v1" and 1 / 3 <= prediction.score <= 1
+    assert prediction.result[0]["value"]["choices"][0] in SMALL_CLASSES
+    assert prediction.result[0]["from_name"] == rules.FROM_NAME
+    assert list(ls_client.sdk.predictions.list(task=tasks[0]["id"])) == []
+
+    # The component names the version after the model's bytes and adds it next to tiny-v1.
+    model = make_artifact(dsl.Model, tiny_model)
+    summary = make_artifact(dsl.Artifact, tmp_path / "summary.json")
+    component.python_func(model=model, summary=summary, project=str(ls_project.id), model_version="",
+                          low_confidence=0.5)
+    version = summary.metadata["model_version"]
+    assert version.startswith("planets-") and summary.metadata["predicted_tasks"] == len(images) - 1
+    assert ls_client.model_versions(ls_project.id) == {"tiny-v1": len(images) - 1, version: len(images) - 1}
+
+
+def test_push_predictions_rejects_a_project_missing_model_classes(ls_client, tiny_model):
+    project, _ = ls_client.get_or_create_project("Two classes only", ["Earth", "Mars"])
+    with pytest.raises(InvalidParameterError, match=r"missing \['Jupiter', 'Moon'\]"):
+        from planets_mlops.labelstudio.predictions import push_predictions
+
+        push_predictions(ls_client, project.id, tiny_model, "v1")
+
+
+def test_labelling_demo_is_idempotent(label_studio, tiny_model):
+    from planets_mlops.labelstudio.demo import run_labelling_demo
+
+    images = extra_images(SMALL_CLASSES, per_class=4)
+    first = run_labelling_demo(label_studio.url, label_studio.api_key, title="Demo test", classes=SMALL_CLASSES,
+                               images=images, label_fraction=0.5, model_dir=tiny_model)
+    second = run_labelling_demo(label_studio.url, label_studio.api_key, title="Demo test", classes=SMALL_CLASSES,
+                                images=images, label_fraction=0.5, model_dir=tiny_model)
+    assert first.tasks == second.tasks == 12 and first.labelled == second.labelled == 6
+    assert first.predictions["predicted_tasks"] == second.predictions["replaced_predictions"] == 6
+    assert second.environment()["LABEL_STUDIO_URL"] == label_studio.url
