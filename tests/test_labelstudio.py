@@ -93,24 +93,29 @@ def labelled_project(ls_client, ls_project):
     truth = {p.name: true_label(p) for p in extras}
     expected: dict[str, int] = {}
 
-    def label(task, *choices, cancelled=False):
-        ls_client.annotate(task["id"], list(choices), cancelled=cancelled)
+    def label(task, *votes, cancelled=False):
+        """One annotation per vote (or one cancelled annotation), as labellers in the UI."""
+        for choice in votes or [None]:
+            ls_client.annotate(task["id"], [choice] if choice else [], cancelled=cancelled)
 
     dup_a, dup_b = by[extras[0].name]
-    label(dup_a, truth[extras[0].name]); label(dup_b, truth[extras[0].name])
+    label(dup_a, truth[extras[0].name])
+    label(dup_b, truth[extras[0].name])
     expected[rules.DUPLICATE_TASK] = 1
     label(by[extras[1].name][0], truth[extras[1].name])                     # accepted
     label(local[0], truth[extras[1].name])                                  # same bytes via local files
     expected[rules.DUPLICATE_TASK] += 1
     t = by[extras[2].name][0]                                               # majority 2 of 3
-    label(t, truth[extras[2].name]); label(t, truth[extras[2].name]); label(t, "Moon" if truth[extras[2].name] != "Moon" else "Earth")
+    other = "Moon" if truth[extras[2].name] != "Moon" else "Earth"
+    label(t, truth[extras[2].name], truth[extras[2].name], other)
     t = by[extras[3].name][0]                                               # 1 vs 1: disagreement
-    label(t, "Earth"); label(t, "Jupiter")
+    label(t, "Earth", "Jupiter")
     expected[rules.DISAGREEMENT] = 1
     label(by[extras[4].name][0], cancelled=True)                            # skipped in the UI
     expected[rules.CANCELLED] = 1
     t = by[extras[5].name][0]                                               # cancelled + a real vote
-    label(t, cancelled=True); label(t, truth[extras[5].name])
+    label(t, cancelled=True)
+    label(t, truth[extras[5].name])
     label(by[extras[6].name][0], "Pluto")                                   # not a class
     expected[rules.UNKNOWN_LABEL] = 1
     label(by[base_image.name][0], "Moon")                                   # in the data set as Earth
@@ -179,7 +184,8 @@ def make_artifact(cls, path: Path, metadata: dict | None = None):
 def test_component_publishes_one_version_and_a_retry_makes_none(
     ls_env, ls_client, ls_project, data_repo, tmp_path
 ):
-    from components.import_labels import check_new_labels, import_labels as component
+    from components.import_labels import check_new_labels
+    from components.import_labels import import_labels as component
     from planets_mlops.datarepo import git
     from planets_mlops.pull import pull_dataset
 

@@ -16,17 +16,20 @@ import os
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from planets_mlops.errors import InvalidParameterError, LabelStudioError
 from planets_mlops.labelstudio.labels import FROM_NAME, TO_NAME, labeling_config
+
+if TYPE_CHECKING:  # the SDK costs ~4 s to import: only inside functions at run time
+    from label_studio_sdk.core.request_options import RequestOptions
 
 log = logging.getLogger(__name__)
 
 URL_ENV = "LABEL_STUDIO_URL"
 API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 UPLOAD_BATCH = 100
-NO_RETRY = {"max_retries": 0}
+NO_RETRY = cast("RequestOptions", {"max_retries": 0})
 _IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
                 ".bmp": "image/bmp"}
 
@@ -154,7 +157,8 @@ class LabelStudioClient:
     def _projects_titled(self, title: str) -> list[Any]:
         # The server filters by case-insensitive substring: match exactly here.
         with self.errors(f"listing projects titled {title!r}"):
-            projects = [p for p in self.sdk.projects.list(title=title) if p.title == title]
+            listed: Any = self.sdk.projects.list(title=title)
+            projects: list[Any] = [p for p in listed if p.title == title]
         projects.sort(key=lambda p: p.id)
         if len(projects) > 1:
             log.warning("%d projects titled %r; using the oldest (id %s)", len(projects), title, projects[0].id)
@@ -210,7 +214,7 @@ class LabelStudioClient:
     def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> int:
         """Import JSON tasks (``{"data": {...}, "annotations": [...], ...}``); returns the count."""
         with self.errors(f"importing {len(tasks)} tasks into project {project_id}", project=project_id):
-            result = self.sdk.projects.import_tasks(id=project_id, request=list(tasks),
+            result = self.sdk.projects.import_tasks(id=project_id, request=cast(Any, list(tasks)),
                                                     request_options=NO_RETRY)
         return int(getattr(result, "task_count", None) or len(tasks))
 
@@ -286,7 +290,7 @@ class LabelStudioClient:
             return 0
         with self.errors(f"importing {len(predictions)} predictions into project {project_id}",
                          project=project_id):
-            self.sdk.projects.import_predictions(id=project_id, request=list(predictions),
+            self.sdk.projects.import_predictions(id=project_id, request=cast(Any, list(predictions)),
                                                  request_options=NO_RETRY)
         return len(predictions)
 

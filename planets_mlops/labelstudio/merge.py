@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from planets_mlops.dataset import IMAGE_EXTENSIONS, IGNORED_NAMES
+from planets_mlops.dataset import IGNORED_NAMES, IMAGE_EXTENSIONS
 from planets_mlops.labelstudio.labels import LabelledImage
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,96 @@
+"""The ``retraining`` pipeline: compiled IR, and whole runs under kfp.local against a real
+Label Studio server and a real git + DVC data repository (3 classes x 20 images, tiny model)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from kfp import compiler
+
+from pipelines.platform import GpuOptions
+from pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
+from planets_mlops.labelstudio.demo import extra_images, true_label
+from planets_mlops.local import run_local
+from tests.fixtures.data import SMALL_CLASSES
+
+TINY = {"train_epochs": 1, "train_conv_size": 8, "train_dense_size": 16, "train_output_classes": 3}
+
+
+def compiled(tmp_path, pipeline=retraining):
+    path = tmp_path / "retraining.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return docs[0], docs[1]["platforms"]["kubernetes"]
+
+
+def test_ir_secret_caching_and_gates(tmp_path):
+    spec, platform = compiled(tmp_path)
+    assert spec["pipelineInfo"]["name"] == "retraining"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"pull-data", "import-labels", "check-new-labels", "condition-1"} <= set(tasks)
+    for name in ("pull-data", "import-labels", "check-new-labels"):
+        assert tasks[name]["cachingOptions"].get("enableCache") in (None, False), name
+    assert tasks["condition-1"]["triggerPolicy"]["condition"].endswith("== true")
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert {"prepare-dataset", "train-model", "evaluate-model", "condition-2"} <= set(inner)
+    assert "package-model" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    secret = platform["deploymentSpec"]["executors"]["exec-import-labels"]["secretAsEnv"]
+    assert {s["secretName"] for s in secret} == {LABEL_STUDIO_SECRET}
+    assert {(k["secretKey"], k["envVar"]) for s in secret for k in s["keyToEnv"]} == {
+        ("LABEL_STUDIO_URL", "LABEL_STUDIO_URL"), ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY")}
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["min_new_labels"]["defaultValue"] == 1 and inputs["publish_labels"]["defaultValue"] is False
+
+
+def test_ir_cpu_only_build_has_no_gpu(tmp_path):
+    spec, _ = compiled(tmp_path, build_retraining(GpuOptions(count=0)))
+    executor = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
+    assert "accelerator" not in executor.get("resources", {})
+
+
+@pytest.fixture
+def labelled_small_project(ls_client, ls_project):
+    """4 correctly labelled extra images per class, plus 3 unlabelled and 1 wrong-class label."""
+    images = extra_images(SMALL_CLASSES, per_class=5)
+    ls_client.upload_images(ls_project.id, images)
+    tasks = ls_client.export_tasks(ls_project.id)
+    for n, task in enumerate(tasks):
+        name = task["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]
+        if n % 5 == 4:
+            continue
+        ls_client.annotate(task["id"], [true_label(name) if n != 0 else "Saturn"])
+    return ls_project
+
+
+def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_model, tmp_path):
+    from planets_mlops.datarepo import git
+
+    branch = f"labels-e2e-{labelled_small_project.id}"
+    run = run_local(
+        retraining, tmp_path / "root", log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]), data_rev="v1", label_studio_project=labelled_small_project.title,
+        min_new_labels=5, publish_labels=True, publish_branch=branch,
+        # Compared with a "production" model; a negative margin makes the promotion certain.
+        production_model_uri=str(tiny_model), min_improvement=-1.0, **TINY,
+    )
+    assert {"pull-data", "import-labels", "check-new-labels", "prepare-dataset", "train-model",
+            "evaluate-model", "package-model"} <= set(run.tasks)
+    merged = run.metadata("import-labels", "merged")
+    assert merged["new_labels"] == 11 and merged["skipped"] == {"no_annotation": 3, "unknown_label": 1}
+    assert merged["num_files"] == 71 and merged["published_new_version"] is True
+    assert git(data_repo["repo"], "rev-parse", branch) == merged["commit"]
+    prepared = run.metadata("prepare-dataset", "prepared")
+    assert prepared["source_commit"] == merged["commit"]
+    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert "delta_val_acc" in run.metadata("evaluate-model", "metrics")
+    assert run.metadata("package-model", "bento")["bento_tag"]
+
+
+def test_retraining_stops_before_training_without_enough_labels(ls_env, labelled_small_project, data_repo, tmp_path):
+    run = run_local(
+        retraining, tmp_path / "root", log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]), data_rev="v1", label_studio_project=labelled_small_project.title,
+        min_new_labels=12, **TINY,
+    )
+    assert run.tasks["check-new-labels"].parameters["Output"] is False
+    assert set(run.tasks) == {"pull-data", "import-labels", "check-new-labels"}
