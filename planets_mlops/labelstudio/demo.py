@@ -62,6 +62,7 @@ class DemoResult:
     tasks: int
     labelled: int
     predictions: dict[str, Any] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)
 
     def pipeline_arguments(self) -> dict[str, Any]:
         return {"label_studio_project": self.project_title}
@@ -100,8 +101,7 @@ def run_labelling_demo(
     target = int(round(label_fraction * len(tasks))) - (len(tasks) - len(unlabelled))
     labelled = 0
     for task in rng.sample(unlabelled, max(0, min(target, len(unlabelled)))):
-        # Uploaded files are stored as "<8 hex>-<original name>".
-        name = str(task.get("file_upload") or task["data"]["image"]).rsplit("/", 1)[-1].split("-", 1)[-1]
+        name = _upload_name(task)
         if name in by_name:
             client.annotate(task["id"], [true_label(by_name[name])])
             labelled += 1
@@ -111,5 +111,107 @@ def run_labelling_demo(
 
         predictions = push_predictions(client, project.id, Path(model_dir), model_version).metadata()
     total_labelled = len(tasks) - len(unlabelled) + labelled
+    left = sorted(_upload_name(t) for t in client.export_tasks(project.id) if not t.get("annotations"))
     log.info("Demo project %r (id %s): %d tasks, %d labelled", project.title, project.id, len(tasks), total_labelled)
-    return DemoResult(url, api_key, int(project.id), str(project.title), len(tasks), total_labelled, predictions)
+    return DemoResult(url, api_key, int(project.id), str(project.title), len(tasks), total_labelled, predictions,
+                      unlabelled=left)
+
+
+def _upload_name(task: dict[str, Any]) -> str:
+    """Original file name of an uploaded task (stored as ``<8 hex>-<name>``)."""
+    return str(task.get("file_upload") or task["data"]["image"]).rsplit("/", 1)[-1].split("-", 1)[-1]
+
+
+def held_out_accuracy(model_dir: Path, images: Sequence[Path]) -> float:
+    """Accuracy of ``model_dir`` on demo images, using the true labels hidden in their names."""
+    import json
+
+    import numpy as np
+
+    from planets_mlops.evaluate import predict_logits
+    from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+
+    classes = json.loads((Path(model_dir) / "classes.json").read_text())
+    config = PreprocessConfig.from_dict(json.loads((Path(model_dir) / "preprocess.json").read_text()))
+    batch = np.stack([preprocess_image(p, config) for p in images])
+    predicted = predict_logits(Path(model_dir), batch).argmax(axis=1)
+    truth = np.array([classes.index(true_label(p)) for p in images])
+    return float((predicted == truth).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Whole labelling loop on the full bundled data, measured (``scripts/labelling_demo.py``).
+
+    1. data repository (as the quickstart) and a baseline ``training`` run = "production";
+    2. a local Label Studio with the 500 extra images, ``--label-fraction`` of them labelled
+       through the API, the baseline's predictions pushed to the rest;
+    3. the ``retraining`` pipeline (publishing the labels as a new DVC version on branch
+       ``labels``), evaluated against the baseline on the same validation split.
+    """
+    import argparse
+    import json
+    import os
+
+    from pipelines.retraining import retraining
+    from pipelines.training import training
+    from planets_mlops.labelstudio.server import running_server
+    from planets_mlops.local import run_local
+    from planets_mlops.quickstart import CHAPTER_2_5, DATA_PATH, ensure_data_repo
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".work" / "labelling-demo")
+    parser.add_argument("--label-fraction", type=float, default=0.8)
+    parser.add_argument("--epochs", type=int, default=CHAPTER_2_5["train_epochs"])
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = {**CHAPTER_2_5, "train_epochs": args.epochs}
+
+    print("== 1. Data repository and the baseline (production) model")
+    repo = ensure_data_repo(workdir)
+    base = run_local(training, workdir / "pipeline-root", log_file=workdir / "logs" / "training.log",
+                     data_repo_url=str(repo), data_rev="v1", data_path=DATA_PATH, **params)
+    production = base.artifact("train-model", "model")
+    base_metrics = base.metadata("evaluate-model", "metrics")
+    print(f"baseline val_acc {base_metrics['val_acc']:.4f} ({production})")
+
+    print("\n== 2. Label Studio: project, uploads, labels, predictions")
+    with running_server(data_dir=workdir / "labelstudio") as server:
+        print(f"Label Studio at {server.url} (user {server.username})")
+        demo = run_labelling_demo(server.url, server.api_key, images=extra_images(),
+                                  label_fraction=args.label_fraction, model_dir=production,
+                                  model_version="baseline")
+        print(f"project {demo.project_title!r}: {demo.tasks} tasks, {demo.labelled} labelled, "
+              f"predictions {demo.predictions}")
+        os.environ.update(demo.environment())
+
+        print("\n== 3. Retraining pipeline (import labels -> prepare -> train -> evaluate vs production)")
+        run = run_local(retraining, workdir / "pipeline-root", log_file=workdir / "logs" / "retraining.log",
+                        data_repo_url=str(repo), data_rev="v1", data_path=DATA_PATH,
+                        label_studio_project=demo.project_title, publish_labels=True,
+                        production_model_uri=str(production), **params)
+    merged = run.metadata("import-labels", "merged")
+    metrics = run.metadata("evaluate-model", "metrics")
+    # Neither model saw the still-unlabelled extras: a fair, leak-free comparison.
+    held_out = [EXTRA_DIR / name for name in demo.unlabelled]
+    summary = {
+        "labelled": demo.labelled, "new_labels": merged.get("new_labels"), "skipped": merged.get("skipped"),
+        "published_commit": merged.get("published_commit"), "num_files": merged.get("num_files"),
+        "baseline_val_acc_original_split": base_metrics.get("val_acc"),
+        "retrained_val_acc": metrics.get("val_acc"),
+        "production_val_acc_same_split": metrics.get("production_val_acc"),
+        "delta_val_acc_same_split": metrics.get("delta_val_acc"),
+        "promoted": run.tasks["evaluate-model"].parameters.get("Output"),
+        "held_out_images": len(held_out),
+        "held_out_acc_baseline": held_out_accuracy(production, held_out) if held_out else None,
+        "held_out_acc_retrained": held_out_accuracy(run.artifact("train-model", "model"), held_out)
+        if held_out else None,
+        "predictions": demo.predictions, "seconds": {"training": base.seconds, "retraining": run.seconds},
+    }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+    return 0
