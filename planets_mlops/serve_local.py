@@ -192,7 +192,7 @@ def serve_bento(
     """
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="serve-bento-") as tmp:
-        home = Path(home) if home else Path(tmp) / "bentoml"
+        home = Path(home).resolve() if home else Path(tmp) / "bentoml"
         tag = import_bento(Path(archive), home)
         log_path = Path(tmp) / "server.log"
         command = [*_bentoml_command(), "serve", tag, "--host", "127.0.0.1", "--port", str(port),

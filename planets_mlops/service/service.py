@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import bentoml
 from starlette.applications import Starlette
@@ -47,10 +47,10 @@ class ImageUpload(bentoml.IODescriptor):
 
     max_images: ClassVar[int] = 1
     images: list[bytes] = []
-    error: Optional[dict] = None
+    error: dict | None = None
 
     @classmethod
-    async def from_http_request(cls, request: Request, serde: Any) -> "ImageUpload":
+    async def from_http_request(cls, request: Request, serde: Any) -> ImageUpload:
         uploads = await read_uploads(request, SETTINGS.max_upload_bytes, cls.max_images)
         if uploads.error is None and len(uploads.images) > cls.max_images:
             uploads.error = UploadError(400, f"Send one image to /predict (got {len(uploads.images)}); "
@@ -133,7 +133,7 @@ class PlanetClassifier:
         logits = self.session.run(None, {self.input_name: batch})[0]
         return answers(logits, self.classes)
 
-    def _answer(self, images: list[bytes], error: Optional[dict], batch: bool) -> JSONResponse:
+    def _answer(self, images: list[bytes], error: dict | None, batch: bool) -> JSONResponse:
         from planets_mlops.errors import DataError
 
         if error is not None:
@@ -147,11 +147,11 @@ class PlanetClassifier:
         return JSONResponse({"predictions": results} if batch else results[0])
 
     @bentoml.api(route="/predict", input_spec=ImageUpload, output_spec=Prediction)
-    async def predict(self, images: list[bytes], error: Optional[dict] = None) -> JSONResponse:
+    async def predict(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
         """Classify one image: ``{"prediction": class, "probabilities": {class: p}}``."""
         return self._answer(images, error, batch=False)
 
     @bentoml.api(route="/predict_batch", input_spec=ImageBatchUpload, output_spec=BatchPrediction)
-    async def predict_batch(self, images: list[bytes], error: Optional[dict] = None) -> JSONResponse:
+    async def predict_batch(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
         """Classify several ``image`` fields in one model call: ``{"predictions": [...]}``."""
         return self._answer(images, error, batch=True)

@@ -65,7 +65,7 @@ class ServingSettings:
     max_batch: int = 64
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if env is None else env
         return cls(
             workers=_positive_int(env, "PLANETS_WORKERS", cls.workers),

@@ -7,7 +7,7 @@ server. Only Starlette (a BentoML dependency) is needed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.datastructures import UploadFile
@@ -45,7 +45,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     """Pass the body through, stopping once it exceeds ``limit`` bytes (chunked uploads)."""
     seen = 0
     async for chunk in stream:
