@@ -83,7 +83,7 @@ def labelled_project(ls_client, ls_project):
     ls_client.upload_images(pid, [*extras, extras[0], base_image])
     ls_client.add_local_storage(pid, PLANETS / "extra")
     ls_client.import_tasks(pid, [
-        {"data": {"image": f"/data/local-files/?d=extra/{extras[1].name}"}},
+        {"data": {"image": f"/data/local-files/?d=planets/extra/{extras[1].name}"}},
         {"data": {"image": "/data/upload/999/does-not-exist.jpg"}},
     ])
     tasks = ls_client.export_tasks(pid)
@@ -171,6 +171,26 @@ def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_pa
         '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'))
     with pytest.raises(InvalidParameterError, match="label_config"):
         import_labels(ls_client, project.id, small_raw, tmp_path / "merged")
+
+
+def test_gs_and_local_files_images_and_undecodable_bytes(ls_client, ls_project, gcs_emulator, small_raw, tmp_path):
+    from planets_mlops.storage import upload_file
+
+    bucket = gcs_emulator.make_bucket("labelling-images")
+    images = extra_images(SMALL_CLASSES, per_class=1)
+    for path in images:
+        upload_file(path, f"{bucket}/incoming/{path.name}")
+    ls_client.add_local_storage(ls_project.id, PLANETS)
+    choice = [{"result": [{"from_name": "planet", "to_name": "image", "type": "choices",
+                           "value": {"choices": [true_label(p)]}}]} for p in images]
+    ls_client.import_tasks(ls_project.id, [
+        *({"data": {"image": f"{bucket}/incoming/{p.name}"}, "annotations": [c]} for p, c in zip(images, choice)),
+        {"data": {"image": f"{bucket}/incoming/absent.jpg"}, "annotations": [choice[0]]},
+        {"data": {"image": "/data/local-files/?d=planets/README.md"}, "annotations": [choice[0]]},  # not an image
+    ])
+    result = import_labels(ls_client, ls_project.title, small_raw, tmp_path / "merged")
+    assert result.metadata()["skipped"] == {rules.IMAGE_MISSING: 1, rules.IMAGE_UNDECODABLE: 1}
+    assert result.metadata()["new_labels_per_class"] == {name: 1 for name in SMALL_CLASSES}
 
 
 # -- the component, publishing a DVC version ------------------------------------------------
