@@ -1,5 +1,6 @@
 """The ``retraining`` pipeline: pull data -> import Label Studio labels -> (enough new
-labels?) prepare -> train -> evaluate against production -> (promoted?) package."""
+labels?) prepare -> train -> evaluate against production -> (promoted?) package, and push the
+new model's predictions to the project's unlabelled tasks."""
 
 from kfp import dsl
 
@@ -8,6 +9,7 @@ from components.import_labels import check_new_labels, import_labels
 from components.package_model import package_model
 from components.prepare_dataset import prepare_dataset
 from components.pull_data import pull_data
+from components.push_predictions import push_predictions
 from components.train_model import train_model
 from pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
 
@@ -51,6 +53,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         train_output_classes: int = 10,
         production_model_uri: str = "",
         min_improvement: float = 0.0,
+        push_new_predictions: bool = True,
     ):
         pull = pull_data(
             repo_url=data_repo_url, rev=data_rev, path=data_path,
@@ -91,6 +94,11 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                 package_model(
                     model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                 ).set_display_name("Package model (BentoML)")
+                with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
+                    push = push_predictions(
+                        model=train.outputs["model"], project=label_studio_project,
+                    ).set_display_name("Push predictions (Label Studio)")
+                    with_side_effects(with_label_studio_secret(push))
 
     return retraining
 

@@ -34,10 +34,13 @@ def test_ir_secret_caching_and_gates(tmp_path):
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert {"prepare-dataset", "train-model", "evaluate-model", "condition-2"} <= set(inner)
     assert "package-model" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
-    secret = platform["deploymentSpec"]["executors"]["exec-import-labels"]["secretAsEnv"]
-    assert {s["secretName"] for s in secret} == {LABEL_STUDIO_SECRET}
-    assert {(k["secretKey"], k["envVar"]) for s in secret for k in s["keyToEnv"]} == {
-        ("LABEL_STUDIO_URL", "LABEL_STUDIO_URL"), ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY")}
+    push = spec["components"]["comp-condition-3"]["dag"]["tasks"]["push-predictions"]
+    assert push["cachingOptions"].get("enableCache") in (None, False)
+    for executor in ("exec-import-labels", "exec-push-predictions"):
+        secret = platform["deploymentSpec"]["executors"][executor]["secretAsEnv"]
+        assert {s["secretName"] for s in secret} == {LABEL_STUDIO_SECRET}
+        assert {(k["secretKey"], k["envVar"]) for s in secret for k in s["keyToEnv"]} == {
+            ("LABEL_STUDIO_URL", "LABEL_STUDIO_URL"), ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY")}
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["min_new_labels"]["defaultValue"] == 1 and inputs["publish_labels"]["defaultValue"] is False
 
@@ -74,7 +77,7 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
         production_model_uri=str(tiny_model), min_improvement=-1.0, **TINY,
     )
     assert {"pull-data", "import-labels", "check-new-labels", "prepare-dataset", "train-model",
-            "evaluate-model", "package-model"} <= set(run.tasks)
+            "evaluate-model", "package-model", "push-predictions"} <= set(run.tasks)
     merged = run.metadata("import-labels", "merged")
     assert merged["new_labels"] == 11 and merged["skipped"] == {"no_annotation": 3, "unknown_label": 1}
     assert merged["num_files"] == 71 and merged["published_new_version"] is True
@@ -84,6 +87,8 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
     assert run.tasks["evaluate-model"].parameters["Output"] is True
     assert "delta_val_acc" in run.metadata("evaluate-model", "metrics")
     assert run.metadata("package-model", "bento")["bento_tag"]
+    pushed = run.metadata("push-predictions", "summary")
+    assert pushed["predicted_tasks"] == 3 and pushed["model_version"].startswith("planets-")
 
 
 def test_retraining_stops_before_training_without_enough_labels(ls_env, labelled_small_project, data_repo, tmp_path):
