@@ -180,3 +180,38 @@ def test_malformed_requests_get_a_4xx_with_a_message_and_the_worker_survives(
     after = http.post("/predict", files={"image": ("a.jpg", _jpeg())})
     assert after.status_code == 200
     assert_answer(after.json(), packaged_bento["classes"])
+
+
+def test_openapi_document_is_served(http: Any) -> None:
+    response = http.get("/docs.json")
+    assert response.status_code == 200
+    assert {"/predict", "/predict_batch"} <= set(response.json()["paths"])
+
+
+def test_deploy_smoke_request_is_understood(bento_server: Any, packaged_bento: dict[str, Any]) -> None:
+    from planets_mlops.deploy.apply import http_predict
+
+    answer = http_predict(bento_server.url, EXTRA[0].read_bytes(), timeout_s=10)
+    assert_answer(answer, packaged_bento["classes"])
+
+
+def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str, Any]) -> None:
+    import os
+    import socket
+
+    from planets_mlops.serve_local import free_port, process_tree, serve_and_classify
+
+    def servers() -> set[int]:
+        return {pid for pid in process_tree(os.getpid()) if pid != os.getpid()
+                and "bentoml" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")}
+
+    before = servers()
+    port = free_port()
+    results = serve_and_classify(packaged_bento["archive"], EXTRA[:3], port)
+    assert [r["file"] for r in results] == [str(p) for p in EXTRA[:3]]
+    for result, path in zip(results, EXTRA[:3]):
+        assert result["prediction"] == onnx_answer(packaged_bento["model_dir"], path.read_bytes())[0]
+    # Stopped: no new server process is left and the port is free again.
+    assert servers() <= before
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
