@@ -130,6 +130,17 @@ def _jpeg() -> bytes:
     return EXTRA[0].read_bytes()
 
 
+def _bomb() -> bytes:
+    """A PNG whose header claims 20000 x 20000 pixels (400 MP): Pillow's decompression-bomb
+    guard must refuse it before allocating anything."""
+    import struct
+    import zlib
+
+    png = encode(Image.new("L", (1, 1)), "PNG")
+    ihdr = b"IHDR" + struct.pack(">II", 20000, 20000) + png[24:29]
+    return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
 def _chunks(total: int, size: int = 64 * 1024):
     boundary = b"--xyz\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n"
     yield boundary
@@ -165,6 +176,8 @@ MALFORMED = {
                               400, "predict_batch"),
     "batch too big": (lambda h: h.post("/predict_batch", files=[("image", ("a.jpg", b"x"))] * (TEST_MAX_BATCH + 1)),
                       400, "too many images"),
+    "decompression bomb": (lambda h: h.post("/predict", files={"image": ("big.png", _bomb())}), 400,
+                           "cannot decode"),
     "bad image in batch": (lambda h: h.post("/predict_batch", files=[("image", ("a.jpg", _jpeg())),
                                                                      ("image", ("b.jpg", b"junk"))]),
                            400, "image 1 of 2"),
