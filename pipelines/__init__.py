@@ -6,9 +6,11 @@
 
 from collections.abc import Callable
 
+from pipelines.retraining import build_retraining
 from pipelines.training import build_training
 
 BUILDERS: dict[str, Callable] = {
     "training": build_training,
+    "retraining": build_retraining,
 }
 PIPELINES: dict[str, Callable] = {name: build() for name, build in BUILDERS.items()}

@@ -21,4 +21,6 @@ os.environ.setdefault("KFP_DISABLE_EXECUTION_CACHING_BY_DEFAULT", "false")
 pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.gcs",
+    "tests.fixtures.serving",
+    "tests.fixtures.labelstudio",
 ]
