@@ -12,6 +12,7 @@ from components.pull_data import pull_data
 from components.push_predictions import push_predictions
 from components.train_model import train_model
 from pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
+from pipelines.training import add_deploy
 
 LABEL_STUDIO_SECRET = "label-studio"
 LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}
@@ -54,6 +55,9 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         production_model_uri: str = "",
         min_improvement: float = 0.0,
         push_new_predictions: bool = True,
+        deploy: bool = False,
+        serving_name: str = "planets-classifier",
+        serving_namespace: str = "planets-serving",
     ):
         pull = pull_data(
             repo_url=data_repo_url, rev=data_rev, path=data_path,
@@ -91,9 +95,11 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                 production_model_uri=production_model_uri, min_improvement=min_improvement,
             ).set_display_name("Evaluate vs production")
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
-                package_model(
+                package = package_model(
                     model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                 ).set_display_name("Package model (BentoML)")
+                with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+                    add_deploy(package, serving_name, serving_namespace)
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(
                         model=train.outputs["model"], project=label_studio_project,

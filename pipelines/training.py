@@ -1,12 +1,21 @@
-"""The ``training`` pipeline: pull data -> prepare -> train -> evaluate."""
+"""The ``training`` pipeline: pull data -> prepare -> train -> evaluate -> (promoted?)
+package as a bento -> (asked to?) deploy to Kubernetes."""
 
 from kfp import dsl
 
+from components.deploy_model import deploy_model
 from components.evaluate_model import evaluate_model
+from components.package_model import package_model
 from components.prepare_dataset import prepare_dataset
 from components.pull_data import pull_data
 from components.train_model import train_model
 from pipelines.platform import DEFAULT_GPU, GpuOptions, with_side_effects
+
+
+def add_deploy(package: dsl.PipelineTask, name, namespace) -> dsl.PipelineTask:
+    """Deploy the bento of ``package``; never cached, since it changes the cluster."""
+    task = deploy_model(bento=package.outputs["bento"], name=name, namespace=namespace)
+    return with_side_effects(task.set_display_name("Deploy to Kubernetes"))
 
 
 def build_training(gpu: GpuOptions = DEFAULT_GPU):
@@ -14,7 +23,8 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
 
     @dsl.pipeline(
         name="training",
-        description="Pull a DVC data set at a git revision, prepare it, train the planets CNN and evaluate it.",
+        description="Pull a DVC data set at a git revision, prepare it, train the planets CNN, evaluate "
+        "it against production, package it as a BentoML bento and optionally deploy it.",
     )
     def training(
         data_repo_url: str,
@@ -35,6 +45,9 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
         train_output_classes: int = 10,
         production_model_uri: str = "",
         min_improvement: float = 0.0,
+        deploy: bool = False,
+        serving_name: str = "planets-classifier",
+        serving_namespace: str = "planets-serving",
     ) -> bool:
         pull = pull_data(
             repo_url=data_repo_url, rev=data_rev, path=data_path,
@@ -60,7 +73,15 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
             prepared=prepare.outputs["prepared"], model=train.outputs["model"],
             production_model_uri=production_model_uri, min_improvement=min_improvement,
         ).set_display_name("Evaluate model")
-        return evaluate.outputs["Output"]
+        promoted = evaluate.outputs["Output"]
+
+        with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
+            package = package_model(
+                model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+            ).set_display_name("Package model (BentoML)")
+            with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+                add_deploy(package, serving_name, serving_namespace)
+        return promoted
 
     return training
 

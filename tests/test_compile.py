@@ -15,8 +15,7 @@ def _load(path):
 
 
 def _executor(spec, task):
-    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"].replace("comp-", "exec-")
-    return spec["deploymentSpec"]["executors"][label]["container"]
+    return spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
 
 
 def test_every_pipeline_compiles(tmp_path):
@@ -30,7 +29,7 @@ def test_every_pipeline_compiles(tmp_path):
 def test_training_ir_images_gpu_and_caching(tmp_path):
     spec, platform = _load(compile_pipeline("training", tmp_path))
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model"}
+    assert set(tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model", "condition-1"}
     for task in ("pull-data", "prepare-dataset", "evaluate-model"):
         assert _executor(spec, task)["image"] == RUNTIME_IMAGE
     train = _executor(spec, "train-model")
@@ -40,9 +39,9 @@ def test_training_ir_images_gpu_and_caching(tmp_path):
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "1"
     # No runtime pip install: the images carry kfp and the project.
-    for task in tasks:
-        command = " ".join(_executor(spec, task)["command"])
-        assert "pip install" not in command, task
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        command = " ".join(executor["container"]["command"])
+        assert "pip install" not in command, name
 
     # Steps with outside effects never reuse a cached result; pure steps may.
     assert tasks["pull-data"].get("cachingOptions", {}).get("enableCache") in (None, False)
@@ -87,3 +86,40 @@ def test_cli_compile_passes_gpu_flags(tmp_path):
     assert main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
     spec, _ = _load(tmp_path / "pipelines" / "training.yaml")
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"
+
+
+def _inner_tasks(spec, *conditions):
+    tasks = {}
+    for name in conditions:
+        tasks.update(spec["components"][f"comp-{name}"]["dag"]["tasks"])
+    return tasks
+
+
+def test_package_and_deploy_are_gated_and_never_cached(tmp_path):
+    spec, _ = _load(compile_pipeline("training", tmp_path))
+    gate = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert "evaluate-model" in gate["triggerPolicy"]["condition"]
+    inner = _inner_tasks(spec, "condition-1", "condition-2")
+    assert set(inner) >= {"package-model", "deploy-model", "condition-2"}
+    assert "pipelinechannel--deploy" in inner["condition-2"]["triggerPolicy"]["condition"]
+    assert inner["deploy-model"]["cachingOptions"].get("enableCache") in (None, False)
+    assert inner["package-model"]["cachingOptions"]["enableCache"] is True
+    for task in ("package-model", "deploy-model"):
+        assert _executor(spec, task)["image"] == RUNTIME_IMAGE
+
+
+def test_retraining_secrets_as_env_and_side_effect_steps_uncached(tmp_path):
+    spec, platform = _load(compile_pipeline("retraining", tmp_path))
+    executors = platform["deploymentSpec"]["executors"]
+    for task in ("exec-import-labels", "exec-push-predictions"):
+        (secret,) = executors[task]["secretAsEnv"]
+        assert secret["secretName"] == "label-studio"
+        assert {m["envVar"] for m in secret["keyToEnv"]} == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"}
+    train = executors["exec-train-model"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train["tolerations"]
+    assert _executor(spec, "train-model")["image"] == TRAINING_GPU_IMAGE
+    all_tasks = {**spec["root"]["dag"]["tasks"]}
+    for component in spec["components"].values():
+        all_tasks.update(component.get("dag", {}).get("tasks", {}))
+    for task in ("pull-data", "import-labels", "push-predictions", "deploy-model"):
+        assert all_tasks[task]["cachingOptions"].get("enableCache") in (None, False), task
