@@ -18,12 +18,15 @@ def prepare_dataset(
     rescale: float = 1.0 / 255.0,
     output_classes: int = 0,
     max_invalid_fraction: float = 0.01,
+    base: Input[Dataset] = None,
 ):
     """Grayscale, resize, rescale and split ``raw`` into sharded train/validation sets.
 
     ``prepared`` holds ``manifest.json`` (classes, preprocessing, split files),
     ``train/`` and ``validation/`` ``.npy`` shards and ``preview.png``; ``preview`` shows
-    the samples with their labels in the KFP UI.
+    the samples with their labels in the KFP UI. With ``base`` (the data set ``raw`` was
+    grown from), the base files keep their split and only added files are split anew, so a
+    model trained on ``base`` is compared with a new one on images neither trained on.
     """
     import base64
     import logging
@@ -37,7 +40,7 @@ def prepare_dataset(
         seed=seed, split=split, image_size=image_size, grayscale=grayscale, rescale=rescale,
         output_classes=output_classes, max_invalid_fraction=max_invalid_fraction,
     )
-    manifest = prepare(raw.path, prepared.path, params)
+    manifest = prepare(raw.path, prepared.path, params, base_dir=base.path if base else None)
     picture = base64.b64encode((Path(prepared.path) / "preview.png").read_bytes()).decode()
     Path(preview.path).write_text(
         f"<html><body><h1>{len(manifest['classes'])} classes: {', '.join(manifest['classes'])}</h1>"
@@ -50,6 +53,7 @@ def prepare_dataset(
             "train_count": manifest["splits"]["train"]["count"],
             "validation_count": manifest["splits"]["validation"]["count"],
             "skipped": len(manifest["skipped"]),
+            "split_method": manifest["split_method"],
             "source_commit": raw.metadata.get("commit", ""),
             "source_dvc_hash": raw.metadata.get("dvc_hash", ""),
         }

@@ -80,7 +80,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
 
         with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
             prepare = prepare_dataset(
-                raw=imported.outputs["merged"], seed=prepare_seed, split=prepare_split,
+                raw=imported.outputs["merged"], base=pull.outputs["dataset"], seed=prepare_seed, split=prepare_split,
                 image_size=prepare_image_size, grayscale=prepare_grayscale,
                 output_classes=train_output_classes,
             ).set_display_name("Prepare data set")

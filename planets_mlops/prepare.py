@@ -69,15 +69,20 @@ class PrepareParams:
         return PreprocessConfig(image_size=self.image_size, grayscale=self.grayscale, rescale=self.rescale)
 
 
-def split_indices(num_samples: int, split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    num_samples: int, split: float, seed: int, allow_empty: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation split, the same as Keras' ``image_dataset_from_directory``.
 
     Keras shuffles the file list with ``np.random.RandomState(seed)`` and keeps the last
     ``int(split * n)`` files for validation; doing the same selects the same files.
+    ``allow_empty`` accepts a side with no file (a handful of newly added images).
     """
     order = np.arange(num_samples)
     np.random.RandomState(seed).shuffle(order)
     num_val = int(split * num_samples)
+    if num_val == 0 and allow_empty:
+        return order, order[:0]
     if num_val == 0 or num_val == num_samples:
         raise InvalidParameterError(
             "split", split, f"a fraction that leaves images on both sides of {num_samples} images",
@@ -101,8 +106,39 @@ def _write_split(
     return shards
 
 
-def prepare_dataset(raw_dir: Path, out_dir: Path, params: PrepareParams) -> dict:
+def stable_split(
+    files: list[str], base_files: list[str], split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``files`` so that the files of ``base_files`` keep the split they had there.
+
+    A model trained on the base data set never saw its validation files; splitting the
+    base files exactly as before, and the added files on their own, keeps it that way, so
+    that model and one trained on the grown data set are compared on unseen images only.
+    """
+    position = {name: i for i, name in enumerate(files)}
+    missing = [name for name in base_files if name not in position]
+    if missing:
+        raise DataError(
+            f"{len(missing)} files of the base data set are not in the data set to split "
+            f"(e.g. {missing[:3]}). The base must be the data set the new one was grown from."
+        )
+    base_train, base_val = split_indices(len(base_files), split, seed)
+    base = set(base_files)
+    added = [name for name in files if name not in base]
+    new_train, new_val = split_indices(len(added), split, seed, allow_empty=True) if added else ([], [])
+    train = [position[base_files[i]] for i in base_train] + [position[added[i]] for i in new_train]
+    val = [position[base_files[i]] for i in base_val] + [position[added[i]] for i in new_val]
+    return np.asarray(train, np.int64), np.asarray(val, np.int64)
+
+
+def prepare_dataset(
+    raw_dir: Path, out_dir: Path, params: PrepareParams, base_dir: Path | None = None
+) -> dict:
     """Index, check, split and preprocess ``raw_dir`` into ``out_dir``.
+
+    Args:
+        base_dir: the data set ``raw_dir`` was grown from (e.g. before new labels were
+            merged); its files keep their split (see :func:`stable_split`).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
@@ -122,7 +158,16 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, params: PrepareParams) -> dict
             f"than max_invalid_fraction={params.max_invalid_fraction}: {listing}. Remove or "
             "replace them in the data repository, or raise max_invalid_fraction."
         )
-    train_idx, val_idx = split_indices(len(index.files), params.split, params.seed)
+    relative = [str(path.relative_to(index.root)) for path in index.files]
+    if base_dir is None:
+        train_idx, val_idx = split_indices(len(index.files), params.split, params.seed)
+    else:
+        base = index_dataset(Path(base_dir), verify=False)
+        skipped = {name for name, _ in index.skipped}  # counted in the manifest already
+        base_files = [
+            name for name in (str(path.relative_to(base.root)) for path in base.files) if name not in skipped
+        ]
+        train_idx, val_idx = stable_split(relative, base_files, params.split, params.seed)
     config = params.preprocess_config()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +179,7 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, params: PrepareParams) -> dict
         "seed": params.seed,
         "split": params.split,
         "skipped": [{"file": name, "reason": reason} for name, reason in index.skipped],
+        "split_method": "seeded-shuffle" if base_dir is None else "stable-over-base",
         "splits": {},
     }
     for split_name, chosen in zip(SPLITS, (train_idx, val_idx)):

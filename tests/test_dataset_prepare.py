@@ -111,3 +111,26 @@ def test_prepare_rejects_wrong_class_count(raw, tmp_path):
     shutil.rmtree(raw / "Moon")
     with pytest.raises(DataError, match="2 classes"):
         prepare_dataset(raw, tmp_path / "out", PrepareParams(output_classes=3))
+
+
+def test_stable_split_keeps_the_base_split_and_splits_added_files_apart(raw, tmp_path):
+    base = prepare_dataset(raw, tmp_path / "base", PrepareParams())
+    grown = tmp_path / "grown"
+    shutil.copytree(raw, grown)
+    extra = sorted((raw / "Moon").iterdir())[0]
+    for i in range(10):
+        shutil.copy(extra, grown / "Moon" / f"ls-new{i}.jpg")
+    manifest = prepare_dataset(grown, tmp_path / "out", PrepareParams(), base_dir=raw)
+    assert manifest["split_method"] == "stable-over-base"
+    base_val = set(base["splits"]["validation"]["files"])
+    new_val = set(manifest["splits"]["validation"]["files"])
+    assert base_val <= new_val  # no base validation image moves into training
+    assert set(base["splits"]["train"]["files"]) <= set(manifest["splits"]["train"]["files"])
+    added_val = {f for f in new_val if "ls-new" in f}
+    assert len(added_val) == 2 and len(new_val) == len(base_val) + 2
+
+
+def test_stable_split_rejects_a_base_that_is_not_a_subset(raw, tmp_path):
+    other = copy_subset(tmp_path / "other", classes=("Mars",), per_class=3)
+    with pytest.raises(DataError, match="base data set are not in the data set"):
+        prepare_dataset(raw, tmp_path / "out", PrepareParams(), base_dir=other)
