@@ -85,6 +85,9 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
     assert git(data_repo["repo"], "rev-parse", branch) == merged["commit"]
     prepared = run.metadata("prepare-dataset", "prepared")
     assert prepared["source_commit"] == merged["commit"]
+    # The pulled data set's files keep their split: production never trained on validation.
+    assert prepared["split_method"] == "stable-over-base"
+    assert prepared["validation_count"] == 12 + 2  # base validation + int(0.2 * 11) new images
     assert run.tasks["evaluate-model"].parameters["Output"] is True
     assert "delta_val_acc" in run.metadata("evaluate-model", "metrics")
     assert run.metadata("package-model", "bento")["bento_tag"]
