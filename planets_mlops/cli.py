@@ -67,7 +67,7 @@ class PipelineSource:
     """
 
     pipelines: Mapping[str, Callable[..., Any]]
-    compile_fn: Callable[[str, Path], Path] | None = None
+    compile_fn: Callable[..., Path] | None = None
 
     @property
     def names(self) -> list[str]:

@@ -125,10 +125,15 @@ def stable_split(
     base_train, base_val = split_indices(len(base_files), split, seed)
     base = set(base_files)
     added = [name for name in files if name not in base]
-    new_train, new_val = split_indices(len(added), split, seed, allow_empty=True) if added else ([], [])
+    new_train, new_val = (
+        split_indices(len(added), split, seed, allow_empty=True) if added else (np.zeros(0, np.int64),) * 2
+    )
     train = [position[base_files[i]] for i in base_train] + [position[added[i]] for i in new_train]
     val = [position[base_files[i]] for i in base_val] + [position[added[i]] for i in new_val]
-    return np.asarray(train, np.int64), np.asarray(val, np.int64)
+    # Training reads files in split order through a local shuffle buffer: mix the added
+    # files in, or every epoch would end with batches of new images only.
+    mixed = np.asarray(train, np.int64)[np.random.RandomState(seed).permutation(len(train))]
+    return mixed, np.asarray(val, np.int64)
 
 
 def prepare_dataset(

@@ -25,8 +25,8 @@ from planets_mlops.errors import DataError, InvalidParameterError
 
 ImageSource = bytes | str | Path | BinaryIO
 
-# Decompression-bomb guard: 128x128 is the data set's size; 40 MP is far beyond any photo
-# a user would classify and far below what exhausts memory.
+# Decompression-bomb guard: 128x128 is the data set's size. Pillow warns above this many
+# pixels and refuses above twice as many (80 MP), far below what exhausts memory.
 Image.MAX_IMAGE_PIXELS = 40_000_000
 
 
@@ -91,14 +91,15 @@ def decode_image(source: ImageSource, grayscale: bool = True) -> np.ndarray:
                     # Draft mode also skips fancy chroma upsampling, which luma never uses.
                     img.decoderconfig = (1, 1)
             img.load()
-            if img.mode != mode:
-                if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            decoded: Image.Image = img
+            if decoded.mode != mode:
+                if decoded.mode in ("RGBA", "LA", "PA") or (decoded.mode == "P" and "transparency" in decoded.info):
                     # Composite on black, the data set's background, rather than on garbage.
-                    img = img.convert("RGBA")
-                    background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-                    img = Image.alpha_composite(background, img)
-                img = img.convert(mode)
-            array = np.asarray(img, dtype=np.uint8)
+                    decoded = decoded.convert("RGBA")
+                    background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))
+                    decoded = Image.alpha_composite(background, decoded)
+                decoded = decoded.convert(mode)
+            array = np.asarray(decoded, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         name = getattr(source, "name", None) or "upload"
         raise DataError(

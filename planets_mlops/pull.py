@@ -63,11 +63,12 @@ def _normalise_repo_url(repo_url: str) -> str:
 
 def _find_cause(exc: BaseException, names: tuple[str, ...]) -> BaseException | None:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if type(exc).__name__ in names:
-            return exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in names:
+            return current
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -3,8 +3,14 @@
 1. Builds a git + DVC data repository from ``data/planets/raw`` with a local-folder DVC
    remote (``dvc add`` + ``dvc push`` + commit), once; later runs reuse it.
 2. Runs the ``training`` pipeline under ``kfp.local`` (pull -> prepare -> train ->
-   evaluate) with the guide's chapter 2.5 parameters, one progress line per step.
-3. Prints the metrics and where every artifact is.
+   evaluate -> package as a bento) with the guide's chapter 2.5 parameters, one progress
+   line per step, and prints the metrics and where every artifact is.
+3. Serves the bento with ``bentoml serve`` on 127.0.0.1 and classifies a few images of
+   the bundled ``extra/`` set over HTTP.
+4. Labelling loop: a local Label Studio project with the ``extra/`` images, some labelled
+   through the API, the model's predictions pushed to the rest, then the ``retraining``
+   pipeline (labels -> new DVC version -> train -> evaluate against the model of step 2),
+   with before/after metrics.
 """
 
 from __future__ import annotations
@@ -75,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="the guide's baseline settings instead of ch 2.5")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--json", type=Path, help="also write a JSON summary here")
+    parser.add_argument("--skip-serving", action="store_true", help="skip step 3 (serve and classify)")
+    parser.add_argument("--skip-labelling", action="store_true", help="skip step 4 (Label Studio + retraining)")
+    parser.add_argument("--label-fraction", type=float, default=0.8,
+                        help="share of the extra images labelled in step 4 (default 0.8)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
@@ -105,9 +115,64 @@ def main(argv: list[str] | None = None) -> int:
         "steps": {name: task.seconds for name, task in run.tasks.items()},
         "run_dir": str(run.root),
     }
+    model_dir = run.artifact("train-model", "model")
+    if not args.skip_serving:
+        print("\n== 3. Serve the bento (bentoml serve on 127.0.0.1) and classify extra images")
+        summary["serving"] = serve_and_show(run.artifact("package-model", "bento"))
+    if not args.skip_labelling:
+        from planets_mlops.labelstudio.demo import labelling_loop
+
+        print("\n== 4. Labelling loop: Label Studio -> retraining pipeline")
+        loop = labelling_loop(workdir, repo, model_dir, params, args.label_fraction, DATA_PATH)
+        summary["labelling"] = loop
+        print_labelling_summary(loop, metrics)
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def one_extra_image_per_class() -> list[Path]:
+    from planets_mlops.labelstudio.demo import extra_images
+
+    chosen: dict[str, Path] = {}
+    from planets_mlops.labelstudio.demo import true_label
+
+    for path in extra_images():
+        chosen.setdefault(true_label(path), path)
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def serve_and_show(bento: Path) -> dict[str, Any]:
+    """Serve ``bento`` on a free port, classify one extra image per class, print the answers."""
+    import time
+
+    from planets_mlops.labelstudio.demo import true_label
+    from planets_mlops.serve_local import free_port, serve_and_classify
+
+    images = one_extra_image_per_class()
+    started = time.monotonic()
+    results = serve_and_classify(bento, images, free_port())
+    right = 0
+    for path, result in zip(images, results):
+        truth = true_label(path)
+        right += result["prediction"] == truth
+        confidence = result["probabilities"][result["prediction"]]
+        mark = "ok   " if result["prediction"] == truth else "WRONG"
+        print(f"  {mark} {path.name:<22} -> {result['prediction']:<8} (p={confidence:.3f}; truly {truth})")
+    print(f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s")
+    return {"images": len(images), "right": right}
+
+
+def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> None:
+    print(f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
+          f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}")
+    print(f"{'':<44}{'production':>12}{'retrained':>12}")
+    print(f"{'val_acc, same validation images (unseen by both)':<44}"
+          f"{loop['production_val_acc_same_split']:>12.4f}{loop['retrained_val_acc']:>12.4f}")
+    if loop["held_out_images"]:
+        print(f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<44}"
+              f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}")
+    print(f"Promoted: {loop['promoted']} (production val_acc on its own split was {before['val_acc']:.4f})")
 
 
 if __name__ == "__main__":

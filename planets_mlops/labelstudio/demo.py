@@ -139,79 +139,72 @@ def held_out_accuracy(model_dir: Path, images: Sequence[Path]) -> float:
     return float((predicted == truth).mean())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Whole labelling loop on the full bundled data, measured (``scripts/labelling_demo.py``).
+def labelling_loop(
+    workdir: Path, repo: Path, production: Path, params: dict[str, Any], label_fraction: float = 0.8,
+    data_path: str = "data/raw",
+) -> dict[str, Any]:
+    """Label Studio + the ``retraining`` pipeline on the bundled extras, measured.
 
-    1. data repository (as the quickstart) and a baseline ``training`` run = "production";
-    2. a local Label Studio with the 500 extra images, ``--label-fraction`` of them labelled
-       through the API, the baseline's predictions pushed to the rest;
-    3. the ``retraining`` pipeline (publishing the labels as a new DVC version on branch
-       ``labels``), evaluated against the baseline on the same validation split.
+    Starts a local Label Studio, fills a project with the 500 extra images, labels
+    ``label_fraction`` of them through the API (as a person would), pushes the production
+    model's predictions to the rest, runs ``retraining`` (publishing the labels as a new
+    DVC version on branch ``labels``) against ``production`` and stops the server.
+
+    Returns:
+        A summary: labels, skips, published commit, before/after metrics.
     """
-    import argparse
-    import json
     import os
 
     from pipelines.retraining import retraining
-    from pipelines.training import training
     from planets_mlops.labelstudio.server import running_server
     from planets_mlops.local import run_local
-    from planets_mlops.quickstart import CHAPTER_2_5, DATA_PATH, ensure_data_repo
 
-    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".work" / "labelling-demo")
-    parser.add_argument("--label-fraction", type=float, default=0.8)
-    parser.add_argument("--epochs", type=int, default=CHAPTER_2_5["train_epochs"])
-    parser.add_argument("--json", type=Path, help="also write the summary here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    params = {**CHAPTER_2_5, "train_epochs": args.epochs}
-
-    print("== 1. Data repository and the baseline (production) model")
-    repo = ensure_data_repo(workdir)
-    base = run_local(training, workdir / "pipeline-root", log_file=workdir / "logs" / "training.log",
-                     data_repo_url=str(repo), data_rev="v1", data_path=DATA_PATH, **params)
-    production = base.artifact("train-model", "model")
-    base_metrics = base.metadata("evaluate-model", "metrics")
-    print(f"baseline val_acc {base_metrics['val_acc']:.4f} ({production})")
-
-    print("\n== 2. Label Studio: project, uploads, labels, predictions")
     with running_server(data_dir=workdir / "labelstudio") as server:
         print(f"Label Studio at {server.url} (user {server.username})")
         demo = run_labelling_demo(server.url, server.api_key, images=extra_images(),
-                                  label_fraction=args.label_fraction, model_dir=production,
-                                  model_version="baseline")
-        print(f"project {demo.project_title!r}: {demo.tasks} tasks, {demo.labelled} labelled, "
-              f"predictions {demo.predictions}")
+                                  label_fraction=label_fraction, model_dir=production,
+                                  model_version="production")
+        print(f"Project {demo.project_title!r}: {demo.tasks} tasks, {demo.labelled} labelled through the API, "
+              f"production predictions on {demo.predictions.get('predicted_tasks', 0)} unlabelled tasks")
+        previous = {key: os.environ.get(key) for key in demo.environment()}
         os.environ.update(demo.environment())
-
-        print("\n== 3. Retraining pipeline (import labels -> prepare -> train -> evaluate vs production)")
-        run = run_local(retraining, workdir / "pipeline-root", log_file=workdir / "logs" / "retraining.log",
-                        data_repo_url=str(repo), data_rev="v1", data_path=DATA_PATH,
-                        label_studio_project=demo.project_title, publish_labels=True,
-                        production_model_uri=str(production), **params)
+        try:
+            print("Retraining pipeline (pull -> import labels -> prepare -> train -> evaluate vs production -> package):")
+            run = run_local(retraining, workdir / "pipeline-root", log_file=workdir / "logs" / "retraining.log",
+                            data_repo_url=str(repo), data_rev="main", data_path=data_path,
+                            label_studio_project=demo.project_title, publish_labels=True,
+                            production_model_uri=str(production), **params)
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     merged = run.metadata("import-labels", "merged")
     metrics = run.metadata("evaluate-model", "metrics")
-    # Neither model saw the still-unlabelled extras: a fair, leak-free comparison.
+    # Neither model saw the still-unlabelled extras: a second, leak-free comparison.
     held_out = [EXTRA_DIR / name for name in demo.unlabelled]
-    summary = {
+    return {
         "labelled": demo.labelled, "new_labels": merged.get("new_labels"), "skipped": merged.get("skipped"),
-        "published_commit": merged.get("published_commit"), "num_files": merged.get("num_files"),
-        "baseline_val_acc_original_split": base_metrics.get("val_acc"),
+        "published_commit": merged.get("published_commit") or merged.get("commit"),
+        "num_files": merged.get("num_files"),
         "retrained_val_acc": metrics.get("val_acc"),
         "production_val_acc_same_split": metrics.get("production_val_acc"),
         "delta_val_acc_same_split": metrics.get("delta_val_acc"),
         "promoted": run.tasks["evaluate-model"].parameters.get("Output"),
         "held_out_images": len(held_out),
-        "held_out_acc_baseline": held_out_accuracy(production, held_out) if held_out else None,
+        "held_out_acc_production": held_out_accuracy(production, held_out) if held_out else None,
         "held_out_acc_retrained": held_out_accuracy(run.artifact("train-model", "model"), held_out)
         if held_out else None,
-        "predictions": demo.predictions, "seconds": {"training": base.seconds, "retraining": run.seconds},
+        "predictions": demo.predictions, "retraining_seconds": run.seconds, "run_dir": str(run.root),
     }
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The labelling loop alone, on the full bundled data: ``scripts/labelling_demo.py``.
+
+    The same as stages 1, 2 and 4 of ``make quickstart``; see :func:`labelling_loop`.
+    """
+    from planets_mlops.quickstart import main as quickstart
+
+    return quickstart(["--skip-serving", *(argv or [])])
