@@ -15,12 +15,12 @@ def resolve_model_dir(uri: str) -> Path:
         DataError: the folder or the objects under the prefix do not exist.
     """
     if uri.startswith("gs://"):
-        from google.cloud import storage
+        from planets_mlops.storage import make_client, parse_gs_uri
 
-        bucket_name, _, prefix = uri[len("gs://"):].partition("/")
-        prefix = prefix.rstrip("/") + "/"
+        bucket_name, prefix = parse_gs_uri(uri.rstrip("/") + "/model.onnx")
+        prefix = prefix.rsplit("/", 1)[0] + "/"
         target = Path(tempfile.mkdtemp(prefix="model-"))
-        blobs = list(storage.Client().list_blobs(bucket_name, prefix=prefix))
+        blobs = list(make_client().list_blobs(bucket_name, prefix=prefix))
         if not blobs:
             raise DataError(
                 f"No objects under production_model_uri={uri!r}. Pass the model folder URI of "
