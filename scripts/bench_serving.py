@@ -207,7 +207,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(args.model_dir) if args.model_dir else None
+    model_dir = Path(args.model_dir).resolve() if args.model_dir else None
     if model_dir is None:
         model_dir = work / "model"
         if not (args.reuse and (model_dir / "model.onnx").is_file()):
