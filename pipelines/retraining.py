@@ -4,15 +4,10 @@ new model's predictions to the project's unlabelled tasks."""
 
 from kfp import dsl
 
-from components.evaluate_model import evaluate_model
 from components.import_labels import check_new_labels, import_labels
-from components.package_model import package_model
-from components.prepare_dataset import prepare_dataset
-from components.pull_data import pull_data
 from components.push_predictions import push_predictions
-from components.train_model import train_model
 from pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
-from pipelines.training import add_deploy
+from pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
 
 LABEL_STUDIO_SECRET = "label-studio"
 LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}
@@ -59,11 +54,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         serving_name: str = "planets-classifier",
         serving_namespace: str = "planets-serving",
     ):
-        pull = pull_data(
-            repo_url=data_repo_url, rev=data_rev, path=data_path,
-            remote=dvc_remote, remote_config=dvc_remote_config,
-        ).set_display_name("Pull data (DVC)")
-        with_side_effects(pull)
+        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
 
         imported = import_labels(
             dataset=pull.outputs["dataset"], project=label_studio_project, publish=publish_labels,
@@ -79,25 +70,11 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         with_side_effects(gate)
 
         with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
-            prepare = prepare_dataset(
-                raw=imported.outputs["merged"], base=pull.outputs["dataset"], seed=prepare_seed, split=prepare_split,
-                image_size=prepare_image_size, grayscale=prepare_grayscale,
-                output_classes=train_output_classes,
-            ).set_display_name("Prepare data set")
-            train = train_model(
-                prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
-                conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
-                seed=train_seed, output_classes=train_output_classes,
-            ).set_display_name("Train model (GPU)")
-            gpu.apply(train)
-            evaluate = evaluate_model(
-                prepared=prepare.outputs["prepared"], model=train.outputs["model"],
-                production_model_uri=production_model_uri, min_improvement=min_improvement,
-            ).set_display_name("Evaluate vs production")
+            train, evaluate = add_train_and_evaluate(
+                imported.outputs["merged"], gpu, base=pull.outputs["dataset"], **model_parameters(locals()),
+            )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
-                package = package_model(
-                    model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
-                ).set_display_name("Package model (BentoML)")
+                package = add_package(train, evaluate)
                 with dsl.If(deploy == True, name="deploy"):  # noqa: E712
                     add_deploy(package, serving_name, serving_namespace)
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712

@@ -3,19 +3,8 @@ package as a bento -> (asked to?) deploy to Kubernetes."""
 
 from kfp import dsl
 
-from components.deploy_model import deploy_model
-from components.evaluate_model import evaluate_model
-from components.package_model import package_model
-from components.prepare_dataset import prepare_dataset
-from components.pull_data import pull_data
-from components.train_model import train_model
-from pipelines.platform import DEFAULT_GPU, GpuOptions, with_side_effects
-
-
-def add_deploy(package: dsl.PipelineTask, name, namespace) -> dsl.PipelineTask:
-    """Deploy the bento of ``package``; never cached, since it changes the cluster."""
-    task = deploy_model(bento=package.outputs["bento"], name=name, namespace=namespace)
-    return with_side_effects(task.set_display_name("Deploy to Kubernetes"))
+from pipelines.platform import DEFAULT_GPU, GpuOptions
+from pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
 
 
 def build_training(gpu: GpuOptions = DEFAULT_GPU):
@@ -49,36 +38,11 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
         serving_name: str = "planets-classifier",
         serving_namespace: str = "planets-serving",
     ) -> bool:
-        pull = pull_data(
-            repo_url=data_repo_url, rev=data_rev, path=data_path,
-            remote=dvc_remote, remote_config=dvc_remote_config,
-        ).set_display_name("Pull data (DVC)")
-        # A branch name resolves to new data over time: never reuse a cached pull.
-        with_side_effects(pull)
-
-        prepare = prepare_dataset(
-            raw=pull.outputs["dataset"], seed=prepare_seed, split=prepare_split,
-            image_size=prepare_image_size, grayscale=prepare_grayscale,
-            output_classes=train_output_classes,
-        ).set_display_name("Prepare data set")
-
-        train = train_model(
-            prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
-            conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
-            seed=train_seed, output_classes=train_output_classes,
-        ).set_display_name("Train model (GPU)")
-        gpu.apply(train)
-
-        evaluate = evaluate_model(
-            prepared=prepare.outputs["prepared"], model=train.outputs["model"],
-            production_model_uri=production_model_uri, min_improvement=min_improvement,
-        ).set_display_name("Evaluate model")
+        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
+        train, evaluate = add_train_and_evaluate(pull.outputs["dataset"], gpu, **model_parameters(locals()))
         promoted = evaluate.outputs["Output"]
-
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
-            package = package_model(
-                model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
-            ).set_display_name("Package model (BentoML)")
+            package = add_package(train, evaluate)
             with dsl.If(deploy == True, name="deploy"):  # noqa: E712
                 add_deploy(package, serving_name, serving_namespace)
         return promoted
