@@ -6,6 +6,8 @@ so ``pull_data`` at a git revision gets exactly the data of that revision.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -53,7 +55,15 @@ def create_data_repo(
     repo = Path(repo).resolve()
     repo.mkdir(parents=True, exist_ok=True)
     git(repo, "init", "-q", "-b", "main")
-    Repo.init(str(repo))
+    # `dvc init` prints a welcome banner and logs it again at INFO: keep both out of the way.
+    init_log = logging.getLogger("dvc.repo.init")
+    level = init_log.level
+    init_log.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            Repo.init(str(repo))
+    finally:
+        init_log.setLevel(level)
     with Repo(str(repo)) as dvc_repo:
         with dvc_repo.config.edit("repo") as conf:
             conf["core"]["remote"] = "storage"
