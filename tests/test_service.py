@@ -227,4 +227,7 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
     # Stopped: no new server process is left and the port is free again.
     assert servers() <= before
     with socket.socket() as sock:
+        # SO_REUSEADDR: closed connections may linger in TIME_WAIT; a live listener would
+        # still make bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
