@@ -31,8 +31,8 @@ compile:  ## Every pipeline to build/pipelines/*.yaml
 bench:  ## Benchmarks (print figures; not tests)
 	$(BIN)/python scripts/bench_pipeline.py
 
-lock:  ## Re-resolve requirements.lock after editing pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+lock:  ## Re-resolve requirements.lock (and the GPU image's derived lock) after editing pyproject.toml
+	UV=$(abspath $(BIN)/uv) scripts/lock.sh
 
 clean:
 	rm -rf build .work .pytest_cache
