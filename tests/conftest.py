@@ -16,7 +16,6 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KFP_DISABLE_EXECUTION_CACHING_BY_DEFAULT", "false")
 
 pytest_plugins = [
     "tests.fixtures.data",
