@@ -173,6 +173,10 @@ def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> N
         print(f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<44}"
               f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}")
     print(f"Promoted: {loop['promoted']} (production val_acc on its own split was {before['val_acc']:.4f})")
+    if not loop["promoted"]:
+        print("The retrained model did not beat production on images neither trained on, so the pipeline "
+              "kept production\n(no package, no new predictions). One 10-epoch run varies by about +-3 points "
+              "with the seed: see docs/labelling.md.")
 
 
 if __name__ == "__main__":
