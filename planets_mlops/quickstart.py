@@ -166,11 +166,11 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
 def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> None:
     print(f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
           f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}")
-    print(f"{'':<44}{'production':>12}{'retrained':>12}")
-    print(f"{'val_acc, same validation images (unseen by both)':<44}"
+    print(f"{'':<50}{'production':>12}{'retrained':>12}")
+    print(f"{'val_acc, same validation images (unseen by both)':<50}"
           f"{loop['production_val_acc_same_split']:>12.4f}{loop['retrained_val_acc']:>12.4f}")
     if loop["held_out_images"]:
-        print(f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<44}"
+        print(f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<50}"
               f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}")
     print(f"Promoted: {loop['promoted']} (production val_acc on its own split was {before['val_acc']:.4f})")
     if not loop["promoted"]:
