@@ -170,25 +170,12 @@ def git_short_commit(cwd: Path | None = None) -> tuple[str, bool]:
     Raises:
         InvalidParameterError: Not a git checkout, or no commit yet.
     """
+    from planets_mlops.datarepo import git
+
+    where = cwd or Path.cwd()
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=7", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            ).stdout.strip()
-        )
+        commit = git(where, "rev-parse", "--short=7", "HEAD")
+        dirty = bool(git(where, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError) as exc:
         raise InvalidParameterError(
             "version name",

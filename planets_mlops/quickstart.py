@@ -147,7 +147,8 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
     import time
 
     from planets_mlops.labelstudio.demo import true_label
-    from planets_mlops.serve_local import free_port, serve_and_classify
+    from planets_mlops.net import free_port
+    from planets_mlops.serve_local import serve_and_classify
 
     images = one_extra_image_per_class()
     started = time.monotonic()

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops.errors import DataError, PlanetsError
+from planets_mlops.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,6 @@ class LocalServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bento_tag_of(archive: Path) -> str:

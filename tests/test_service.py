@@ -212,7 +212,8 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
     import os
     import socket
 
-    from planets_mlops.serve_local import free_port, process_tree, serve_and_classify
+    from planets_mlops.net import free_port
+    from planets_mlops.serve_local import process_tree, serve_and_classify
 
     def servers() -> set[int]:
         return {pid for pid in process_tree(os.getpid()) if pid != os.getpid()

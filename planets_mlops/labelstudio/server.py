@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planets_mlops.errors import LabelStudioError
+from planets_mlops.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,6 @@ def label_studio_executable(venv: Path | None = None) -> Path:
             "into .venv-labelstudio (set LABEL_STUDIO_VENV to use another folder)."
         )
     return exe
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _child_env(data_dir: Path, creds: dict[str, str], local_files_root: Path | None) -> dict[str, str]:
