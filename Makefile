@@ -16,7 +16,7 @@ setup:  ## Create .venv from the lock, install the project and the test servers
 	git config --global --get user.name >/dev/null || git config --global user.name "planets-mlops"
 
 quickstart:  ## The whole loop on the bundled data under kfp.local
-	$(BIN)/python -m planets_mlops.quickstart
+	$(BIN)/python -m planets_mlops.app.quickstart
 
 test:  ## The whole test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q
@@ -26,7 +26,7 @@ lint:
 	$(BIN)/mypy planets_mlops
 
 compile:  ## Every pipeline to build/pipelines/*.yaml
-	$(BIN)/python -m pipelines.compile
+	$(BIN)/planets-mlops compile
 
 bench:  ## Benchmarks (print figures; not tests)
 	$(BIN)/python scripts/bench_pipeline.py

@@ -11,7 +11,7 @@ on the task (``task.set_caching_options(False)``): a deploy must run every time.
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
-from components.images import RUNTIME_IMAGE
+from planets_mlops.components.images import RUNTIME_IMAGE
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -34,7 +34,7 @@ def deploy_model(
     means the serving image of this release (``components.images.SERVING_IMAGE``)."""
     import json
 
-    from components.images import SERVING_IMAGE
+    from planets_mlops.components.images import SERVING_IMAGE
     from planets_mlops.deploy.apply import deploy_bento
 
     info = deploy_bento(

@@ -9,7 +9,7 @@ project changes between runs while the inputs do not.
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.images import RUNTIME_IMAGE
+from planets_mlops.components.images import RUNTIME_IMAGE
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)

@@ -7,7 +7,7 @@ Reads ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` from the environment (the 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from components.images import RUNTIME_IMAGE
+from planets_mlops.components.images import RUNTIME_IMAGE
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)

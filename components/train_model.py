@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from components.images import TRAINING_GPU_IMAGE
+from planets_mlops.components.images import TRAINING_GPU_IMAGE
 
 
 @dsl.component(base_image=TRAINING_GPU_IMAGE, install_kfp_package=False)

@@ -6,8 +6,8 @@
 
 from collections.abc import Callable
 
-from pipelines.retraining import build_retraining
-from pipelines.training import build_training
+from planets_mlops.pipelines.retraining import build_retraining
+from planets_mlops.pipelines.training import build_training
 
 BUILDERS: dict[str, Callable] = {
     "training": build_training,

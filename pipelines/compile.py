@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kfp import compiler
 
-from pipelines.platform import GpuOptions
+from planets_mlops.pipelines.platform import GpuOptions
 
 DEFAULT_OUT = Path("build/pipelines")
 
@@ -22,7 +22,7 @@ def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | N
     Raises:
         KeyError: ``name`` is not a pipeline of the suite (the message lists them).
     """
-    from pipelines import BUILDERS
+    from planets_mlops.pipelines import BUILDERS
 
     if name not in BUILDERS:
         raise KeyError(f"Unknown pipeline {name!r}; choose one of {sorted(BUILDERS)}.")
@@ -35,7 +35,7 @@ def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | N
 
 def compile_all(out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> list[Path]:
     """Compile every pipeline; returns the written files."""
-    from pipelines import BUILDERS
+    from planets_mlops.pipelines import BUILDERS
 
     return [compile_pipeline(name, out_dir, gpu) for name in BUILDERS]
 

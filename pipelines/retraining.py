@@ -4,10 +4,10 @@ new model's predictions to the project's unlabelled tasks."""
 
 from kfp import dsl
 
-from components.import_labels import check_new_labels, import_labels
-from components.push_predictions import push_predictions
-from pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
-from pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
+from planets_mlops.components.import_labels import check_new_labels, import_labels
+from planets_mlops.components.push_predictions import push_predictions
+from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
+from planets_mlops.pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
 
 LABEL_STUDIO_SECRET = "label-studio"
 LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}

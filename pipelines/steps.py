@@ -6,13 +6,13 @@ from typing import Any
 
 from kfp import dsl
 
-from components.deploy_model import deploy_model
-from components.evaluate_model import evaluate_model
-from components.package_model import package_model
-from components.prepare_dataset import prepare_dataset
-from components.pull_data import pull_data
-from components.train_model import train_model
-from pipelines.platform import GpuOptions, with_side_effects
+from planets_mlops.components.deploy_model import deploy_model
+from planets_mlops.components.evaluate_model import evaluate_model
+from planets_mlops.components.package_model import package_model
+from planets_mlops.components.prepare_dataset import prepare_dataset
+from planets_mlops.components.pull_data import pull_data
+from planets_mlops.components.train_model import train_model
+from planets_mlops.pipelines.platform import GpuOptions, with_side_effects
 
 # Pipeline parameters consumed by add_train_and_evaluate, by prefix or name.
 MODEL_PARAMETERS = ("prepare_", "train_", "production_model_uri", "min_improvement")

@@ -36,7 +36,7 @@ def _stats(samples: list[float]) -> dict[str, float]:
 def bench_in_process(repeat: int, out_dir: Path) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
-    from planets_mlops import cli
+    from planets_mlops.app import cli
 
     source = cli.pipeline_source()
     import_s = time.perf_counter() - start
@@ -62,7 +62,7 @@ def bench_in_process(repeat: int, out_dir: Path) -> dict[str, object]:
 
 def bench_cli(repeat: int, out_dir: Path) -> dict[str, float]:
     exe = Path(sys.executable).with_name("planets-mlops")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "planets_mlops.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "planets_mlops.app.cli"]
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planets_mlops.quickstart import BASELINE, CHAPTER_2_5, DATA_PATH, ensure_data_repo  # noqa: E402
+from planets_mlops.app.quickstart import BASELINE, CHAPTER_2_5, DATA_PATH, ensure_data_repo  # noqa: E402
 
 REFERENCE_SECONDS = {"whole": 42.0, "prepare-dataset": 7.0, "train-model": 28.0, "evaluate-model": 12.0}
 
@@ -34,8 +34,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from pipelines.training import training
-    from planets_mlops.local import run_local
+    from planets_mlops.pipelines.training import training
+    from planets_mlops.app.local import run_local
 
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     repo_started = time.monotonic()

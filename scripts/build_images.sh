@@ -34,7 +34,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 version="$("$PYTHON" -c 'from planets_mlops import __version__; print(__version__)')"
-registry="$("$PYTHON" -c 'from components.images import registry; print(registry())')"
+registry="$("$PYTHON" -c 'from planets_mlops.components.images import registry; print(registry())')"
 vcs_ref="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain -- planets_mlops components pipelines pyproject.toml requirements.lock images 2>/dev/null)" ]]; then
   echo "warning: uncommitted changes; the images will not match revision $vcs_ref" >&2
@@ -45,7 +45,7 @@ for name in "${names[@]}"; do
 done
 
 for name in "${names[@]}"; do
-  tag="$("$PYTHON" -c "from components.images import ALL_IMAGES; print(ALL_IMAGES['$name'])")"
+  tag="$("$PYTHON" -c "from planets_mlops.components.images import ALL_IMAGES; print(ALL_IMAGES['$name'])")"
   case "$tag" in *:latest|*:) echo "refusing to build $name as '$tag': no :latest" >&2; exit 1 ;; esac
   dockerfile="images/$name/Dockerfile"
   build_args=(--build-arg "VERSION=$version" --build-arg "REGISTRY=$registry" --build-arg "VCS_REF=$vcs_ref")

@@ -54,7 +54,7 @@ echo "==> images (built locally, loaded into the nodes)"
 scripts/build_images.sh --load --only runtime --only serving
 for name in RUNTIME_IMAGE SERVING_IMAGE; do
   kind load docker-image --name "$CLUSTER_NAME" \
-    "$("$PYTHON" -c "import components.images as i; print(i.$name)")"
+    "$("$PYTHON" -c "import planets_mlops.components.images as i; print(i.$name)")"
 done
 
 echo "==> waiting for KFP"

@@ -1,12 +1,9 @@
 #!/usr/bin/env python
-"""Label Studio loop on the full bundled data, measured: see planets_mlops.labelstudio.demo.main."""
+"""Label Studio loop on the full bundled data, measured: stages 1, 2 and 4 of the quickstart."""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from planets_mlops.labelstudio.demo import main  # noqa: E402
+from planets_mlops.app.quickstart import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["--skip-serving", *sys.argv[1:]]))

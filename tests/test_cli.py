@@ -16,10 +16,11 @@ import pytest
 import yaml
 from kfp import components, dsl
 
-from components.images import RUNTIME_IMAGE
-from planets_mlops import __version__, cli
+from planets_mlops.components.images import RUNTIME_IMAGE
+from planets_mlops import __version__
+from planets_mlops.app import cli
 from planets_mlops.errors import InvalidParameterError
-from planets_mlops.kfp_client import ConnectionSettings, validate_cron
+from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 
 TOKEN = "s3cr3t-token-value"
@@ -126,7 +127,7 @@ def test_components_are_discovered_and_published(tmp_path, monkeypatch):
 
 def test_project_components_package_compiles(tmp_path):
     # Whatever components/ holds today must compile (none is fine).
-    for path in cli.compile_components(tmp_path, package="components"):
+    for path in cli.compile_components(tmp_path, package="planets_mlops.components"):
         assert yaml.safe_load(path.read_text())["pipelineInfo"]["name"]
 
 

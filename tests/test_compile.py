@@ -2,9 +2,9 @@
 
 import yaml
 
-from components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
-from pipelines import PIPELINES
-from pipelines.compile import compile_all, compile_pipeline
+from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
+from planets_mlops.pipelines import PIPELINES
+from planets_mlops.pipelines.compile import compile_all, compile_pipeline
 
 
 def _load(path):
@@ -67,7 +67,7 @@ def test_training_parameters_follow_params_yaml(tmp_path):
 
 
 def test_gpu_placement_is_a_compile_time_option(tmp_path):
-    from pipelines.platform import GpuOptions
+    from planets_mlops.pipelines.platform import GpuOptions
 
     spec, platform = _load(compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi")))
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "4"
@@ -81,7 +81,7 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
 
 
 def test_cli_compile_passes_gpu_flags(tmp_path):
-    from planets_mlops.cli import main
+    from planets_mlops.app.cli import main
 
     assert main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
     spec, _ = _load(tmp_path / "pipelines" / "training.yaml")

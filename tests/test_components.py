@@ -5,10 +5,10 @@ from pathlib import Path
 
 from kfp import dsl
 
-from components.evaluate_model import evaluate_model
-from components.prepare_dataset import prepare_dataset
-from components.pull_data import pull_data
-from components.train_model import train_model
+from planets_mlops.components.evaluate_model import evaluate_model
+from planets_mlops.components.prepare_dataset import prepare_dataset
+from planets_mlops.components.pull_data import pull_data
+from planets_mlops.components.train_model import train_model
 
 
 def _artifact(kind, tmp_path: Path, name: str, metadata=None):

@@ -16,7 +16,7 @@ from kfp import dsl
 from planets_mlops.errors import InvalidParameterError, LabelStudioError
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient
-from planets_mlops.labelstudio.demo import extra_images, true_label
+from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.labelstudio.importer import import_labels
 from tests.fixtures.data import PLANETS, SMALL_CLASSES
 
@@ -204,8 +204,8 @@ def make_artifact(cls, path: Path, metadata: dict | None = None):
 def test_component_publishes_one_version_and_a_retry_makes_none(
     ls_env, ls_client, ls_project, data_repo, tmp_path
 ):
-    from components.import_labels import check_new_labels
-    from components.import_labels import import_labels as component
+    from planets_mlops.components.import_labels import check_new_labels
+    from planets_mlops.components.import_labels import import_labels as component
     from planets_mlops.datarepo import git
     from planets_mlops.pull import pull_dataset
 
@@ -244,7 +244,7 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
 
 
 def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_project, tiny_model, tmp_path):
-    from components.push_predictions import push_predictions as component
+    from planets_mlops.components.push_predictions import push_predictions as component
     from planets_mlops.labelstudio.predictions import push_predictions
 
     images = extra_images(SMALL_CLASSES, per_class=3)
@@ -285,7 +285,7 @@ def test_push_predictions_rejects_a_project_missing_model_classes(ls_client, tin
 
 
 def test_labelling_demo_is_idempotent(label_studio, tiny_model):
-    from planets_mlops.labelstudio.demo import run_labelling_demo
+    from planets_mlops.app.labelling_demo import run_labelling_demo
 
     images = extra_images(SMALL_CLASSES, per_class=4)
     first = run_labelling_demo(label_studio.url, label_studio.api_key, title="Demo test", classes=SMALL_CLASSES,

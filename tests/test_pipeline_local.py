@@ -2,8 +2,8 @@
 
 import json
 
-from pipelines.training import training
-from planets_mlops.local import run_local
+from planets_mlops.pipelines.training import training
+from planets_mlops.app.local import run_local
 
 
 def test_training_pipeline_end_to_end(data_repo, tmp_path):

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from kfp import compiler
 
-from pipelines.platform import GpuOptions
-from pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
-from planets_mlops.labelstudio.demo import extra_images, true_label
-from planets_mlops.local import run_local
+from planets_mlops.pipelines.platform import GpuOptions
+from planets_mlops.pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
+from planets_mlops.app.labelling_demo import extra_images, true_label
+from planets_mlops.app.local import run_local
 from tests.fixtures.data import SMALL_CLASSES
 
 TINY = {"train_epochs": 1, "train_conv_size": 8, "train_dense_size": 16, "train_output_classes": 3}

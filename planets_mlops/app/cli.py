@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops import __version__
-from planets_mlops import kfp_client as kc
+from planets_mlops.app import kfp_client as kc
 from planets_mlops import params as pp
 from planets_mlops.errors import (
     InvalidParameterError,
@@ -96,7 +96,7 @@ class PipelineSource:
 def pipeline_source() -> PipelineSource:
     """The project's pipelines: ``pipelines.PIPELINES`` (+ ``pipelines.compile``)."""
     try:
-        module = importlib.import_module("pipelines")
+        module = importlib.import_module("planets_mlops.pipelines")
     except ImportError as exc:
         raise PlanetsError(
             f"Cannot import the `pipelines` package: {exc}. Run from the "
@@ -109,13 +109,13 @@ def pipeline_source() -> PipelineSource:
         )
     compile_fn = None
     try:
-        compile_fn = importlib.import_module("pipelines.compile").compile_pipeline
+        compile_fn = importlib.import_module("planets_mlops.pipelines.compile").compile_pipeline
     except (ImportError, AttributeError):
         logger.debug("pipelines.compile.compile_pipeline missing; compiling directly")
     return PipelineSource(dict(registry), compile_fn)
 
 
-def discover_components(package: str = "components") -> dict[str, Any]:
+def discover_components(package: str = "planets_mlops.components") -> dict[str, Any]:
     """Module-level ``BaseComponent`` objects of every module in ``package``, by name.
 
     A component re-exported by another module is counted once, where it is defined.
@@ -148,7 +148,7 @@ def discover_components(package: str = "components") -> dict[str, Any]:
     return found
 
 
-def compile_components(out_dir: Path, package: str = "components") -> list[Path]:
+def compile_components(out_dir: Path, package: str = "planets_mlops.components") -> list[Path]:
     """Write each component to ``out_dir/<name>.yaml`` (for ``load_component_from_file``)."""
     from kfp import compiler
 
@@ -274,7 +274,7 @@ def _gpu_options(args: argparse.Namespace) -> Any:
     given = {k: v for k, v in given.items() if v is not None}
     if not given:
         return None
-    from pipelines.platform import GpuOptions
+    from planets_mlops.pipelines.platform import GpuOptions
 
     if given.get("count", 1) < 0:
         raise InvalidParameterError("--gpu-count", given["count"], "0 (CPU only) or more")
@@ -608,7 +608,7 @@ def build_parser(
     p.add_argument("--gpu-node-pool", help="node pool of GPU nodes (default gpu-pool)")
     p.add_argument("--gpu-node-label", help="node label naming pools (default cloud.google.com/gke-nodepool)")
     p.add_argument("--shm-size", help="size of the memory-backed /dev/shm of the training task (default 2Gi)")
-    p.add_argument("--components-package", default="components", help=argparse.SUPPRESS)
+    p.add_argument("--components-package", default="planets_mlops.components", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser(

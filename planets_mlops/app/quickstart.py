@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("dvc").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipelines.training import training
-    from planets_mlops.local import run_local
+    from planets_mlops.pipelines.training import training
+    from planets_mlops.app.local import run_local
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== 3. Serve the bento (bentoml serve on 127.0.0.1) and classify extra images")
         summary["serving"] = serve_and_show(run.artifact("package-model", "bento"))
     if not args.skip_labelling:
-        from planets_mlops.labelstudio.demo import labelling_loop
+        from planets_mlops.app.labelling_demo import labelling_loop
 
         print("\n== 4. Labelling loop: Label Studio -> retraining pipeline")
         loop = labelling_loop(workdir, repo, model_dir, params, args.label_fraction, DATA_PATH)
@@ -132,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def one_extra_image_per_class() -> list[Path]:
-    from planets_mlops.labelstudio.demo import extra_images
+    from planets_mlops.app.labelling_demo import extra_images
 
     chosen: dict[str, Path] = {}
-    from planets_mlops.labelstudio.demo import true_label
+    from planets_mlops.app.labelling_demo import true_label
 
     for path in extra_images():
         chosen.setdefault(true_label(path), path)
@@ -146,7 +146,7 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
     """Serve ``bento`` on a free port, classify one extra image per class, print the answers."""
     import time
 
-    from planets_mlops.labelstudio.demo import true_label
+    from planets_mlops.app.labelling_demo import true_label
     from planets_mlops.net import free_port
     from planets_mlops.serve_local import serve_and_classify
 

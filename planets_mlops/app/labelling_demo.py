@@ -155,9 +155,9 @@ def labelling_loop(
     """
     import os
 
-    from pipelines.retraining import retraining
+    from planets_mlops.pipelines.retraining import retraining
     from planets_mlops.labelstudio.server import running_server
-    from planets_mlops.local import run_local
+    from planets_mlops.app.local import run_local
 
     with running_server(data_dir=workdir / "labelstudio") as server:
         print(f"Label Studio at {server.url} (user {server.username})")
@@ -199,12 +199,3 @@ def labelling_loop(
         "predictions": demo.predictions, "retraining_seconds": run.seconds, "run_dir": str(run.root),
     }
 
-
-def main(argv: list[str] | None = None) -> int:
-    """The labelling loop alone, on the full bundled data: ``scripts/labelling_demo.py``.
-
-    The same as stages 1, 2 and 4 of ``make quickstart``; see :func:`labelling_loop`.
-    """
-    from planets_mlops.quickstart import main as quickstart
-
-    return quickstart(["--skip-serving", *(argv or [])])

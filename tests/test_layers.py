@@ -1,0 +1,67 @@
+"""One-way layers (app -> pipelines -> components -> logic) and a light compile path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests import layers
+
+pytestmark = pytest.mark.pure
+
+
+def test_the_project_keeps_its_layers():
+    graph = layers.project_graph()
+    assert {layers.layer_of(m) for m in graph} == set(layers.LAYERS)
+    violations = layers.check(graph)
+    assert not violations, "\n".join(map(str, violations))
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("planets_mlops.train", "from planets_mlops.app.cli import main", "logic imports app"),
+        ("planets_mlops.train", "def f():\n    from planets_mlops.pipelines import training", "logic imports pipelines"),
+        ("planets_mlops.components.train_model", "import planets_mlops.pipelines.steps", "components imports pipelines"),
+        ("planets_mlops.pipelines.steps", "from planets_mlops import app", "pipelines imports app"),
+        ("planets_mlops.app.cli", "from pipelines.training import training", "imports bare 'pipelines.training'"),
+        ("planets_mlops.dataset", "def f():\n    import kfp", "logic imports kfp"),
+        ("planets_mlops.pipelines.training", "import tensorflow as tf", "heavy import at module top"),
+        ("planets_mlops.components.pull_data", "from planets_mlops.train import fit", "planets_mlops.train -> numpy"),
+    ],
+)
+def test_an_arrow_added_back_is_caught(module, source, expected):
+    graph = layers.project_graph()
+    graph["planets_mlops.train"] = [*graph.get("planets_mlops.train", []), layers.Import("planets_mlops.train", "numpy", 1, True)]
+    graph[module] = [*graph.get(module, []), *layers.imports_of(module, source)]
+    messages = [str(v) for v in layers.check(graph) if v.module == module]
+    assert any(expected in m for m in messages), messages
+
+
+def test_allowed_imports_pass():
+    graph = {
+        "planets_mlops.components.train_model": layers.imports_of(
+            "planets_mlops.components.train_model",
+            "from kfp import dsl\nfrom planets_mlops.components.images import IMAGE\n"
+            "def f():\n    import tensorflow\n    from planets_mlops.train import fit\n",
+        ),
+        "planets_mlops.app.cli": layers.imports_of("planets_mlops.app.cli", "from planets_mlops.pipelines import BUILDERS"),
+    }
+    assert layers.check(graph) == []
+
+
+def test_compiling_loads_no_heavy_module():
+    """Import every pipeline and component: none of the ML stack may load."""
+    code = (
+        "import sys, json\n"
+        "import planets_mlops.app.cli, planets_mlops.pipelines.compile\n"
+        "from planets_mlops.app.cli import discover_components\n"
+        "discover_components()\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert loaded & layers.HEAVY - {"google", "kubernetes", "requests"} == set()
