@@ -39,22 +39,36 @@ def import_labels(
     from planets_mlops.labelstudio.publish import publish_dataset
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run_import(LabelStudioClient(), project, dataset.path, merged.path, classes=list(classes) or None)
+    result = run_import(
+        LabelStudioClient(), project, dataset.path, merged.path, classes=list(classes) or None
+    )
     base = dict(dataset.metadata)
     merged.metadata.update(result.metadata())
-    merged.metadata.update({"base_commit": base.get("commit", ""), "base_dvc_hash": base.get("dvc_hash", ""),
-                            "repo_url": base.get("repo_url", ""), "data_path": base.get("data_path", data_path),
-                            "commit": base.get("commit", ""), "dvc_hash": base.get("dvc_hash", ""),
-                            "unpublished_changes": result.summary.accepted != []})
+    merged.metadata.update(
+        {
+            "base_commit": base.get("commit", ""),
+            "base_dvc_hash": base.get("dvc_hash", ""),
+            "repo_url": base.get("repo_url", ""),
+            "data_path": base.get("data_path", data_path),
+            "commit": base.get("commit", ""),
+            "dvc_hash": base.get("dvc_hash", ""),
+            "unpublished_changes": result.summary.accepted != [],
+        }
+    )
     if publish:
         published = publish_dataset(
-            merged.path, data_repo_url or base.get("repo_url", ""), data_path, publish_branch,
-            base_commit=base.get("commit", ""), remote_config=dict(dvc_remote_config) or None,
+            merged.path,
+            data_repo_url or base.get("repo_url", ""),
+            data_path,
+            publish_branch,
+            base_commit=base.get("commit", ""),
+            remote_config=dict(dvc_remote_config) or None,
             message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",
         )
         merged.metadata.update(published.metadata())
-        merged.metadata.update({"commit": published.commit, "dvc_hash": published.dvc_hash,
-                                "unpublished_changes": False})
+        merged.metadata.update(
+            {"commit": published.commit, "dvc_hash": published.dvc_hash, "unpublished_changes": False}
+        )
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -66,5 +80,6 @@ def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
     new = int(merged.metadata.get("new_labels", 0))
     enough = new >= min_new_labels
     logging.getLogger("check_new_labels").info(
-        "%d new labels, minimum %d: %s", new, min_new_labels, "retrain" if enough else "skip retraining")
+        "%d new labels, minimum %d: %s", new, min_new_labels, "retrain" if enough else "skip retraining"
+    )
     return enough

@@ -28,16 +28,22 @@ def package_model(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     revision = data_revision or str(model.metadata.get("data_commit", "")) or "unknown"
     info = package(
-        model.path, bento.path, metrics=dict(metrics.metadata), data_revision=revision,
-        model_uri=model.uri, version=version,
+        model.path,
+        bento.path,
+        metrics=dict(metrics.metadata),
+        data_revision=revision,
+        model_uri=model.uri,
+        version=version,
     )
-    bento.metadata.update({
-        "bento_tag": info["bento_tag"],
-        "model_tag": info["model_tag"],
-        "data_revision": revision,
-        "model_uri": model.uri,
-        "classes": info["classes"],
-        "size_bytes": info["size_bytes"],
-        "serving_requirements": info["requirements"],
-        "framework": "onnxruntime",
-    })
+    bento.metadata.update(
+        {
+            "bento_tag": info["bento_tag"],
+            "model_tag": info["model_tag"],
+            "data_revision": revision,
+            "model_uri": model.uri,
+            "classes": info["classes"],
+            "size_bytes": info["size_bytes"],
+            "serving_requirements": info["requirements"],
+            "framework": "onnxruntime",
+        }
+    )

@@ -37,8 +37,13 @@ def prepare_dataset(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = PrepareParams(
-        seed=seed, split=split, image_size=image_size, grayscale=grayscale, rescale=rescale,
-        output_classes=output_classes, max_invalid_fraction=max_invalid_fraction,
+        seed=seed,
+        split=split,
+        image_size=image_size,
+        grayscale=grayscale,
+        rescale=rescale,
+        output_classes=output_classes,
+        max_invalid_fraction=max_invalid_fraction,
     )
     manifest = prepare(raw.path, prepared.path, params, base_dir=base.path if base else None)
     picture = base64.b64encode((Path(prepared.path) / "preview.png").read_bytes()).decode()

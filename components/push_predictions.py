@@ -32,8 +32,10 @@ def push_predictions(
     from planets_mlops.labelstudio.predictions import push_predictions as push
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    version = model_version or "planets-" + hashlib.sha256(
-        (Path(model.path) / "model.onnx").read_bytes()).hexdigest()[:12]
+    version = (
+        model_version
+        or "planets-" + hashlib.sha256((Path(model.path) / "model.onnx").read_bytes()).hexdigest()[:12]
+    )
     result = push(LabelStudioClient(), project, Path(model.path), version, low_confidence=low_confidence)
     summary.metadata.update(result.metadata())
     Path(summary.path).write_text(json.dumps(result.metadata(), indent=2))

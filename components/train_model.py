@@ -32,8 +32,13 @@ def train_model(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = TrainParams(
-        lr=lr, epochs=epochs, conv_size=conv_size, dense_size=dense_size,
-        batch_size=batch_size, seed=seed, output_classes=output_classes,
+        lr=lr,
+        epochs=epochs,
+        conv_size=conv_size,
+        dense_size=dense_size,
+        batch_size=batch_size,
+        seed=seed,
+        output_classes=output_classes,
     )
     summary = train(prepared.path, model.path, params)
     Path(history.path).write_text(json.dumps(summary["history"], indent=1))

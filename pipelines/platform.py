@@ -53,7 +53,9 @@ def on_gpu(
     if node_pool:
         kubernetes.add_node_selector(task, label_key=node_pool_label, label_value=node_pool)
     kubernetes.add_toleration(task, key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=shm_size)
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=shm_size
+    )
     return task
 
 

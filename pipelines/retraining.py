@@ -7,13 +7,21 @@ from kfp import dsl
 from planets_mlops.components.import_labels import check_new_labels, import_labels
 from planets_mlops.components.push_predictions import push_predictions
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
-from planets_mlops.pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
+from planets_mlops.pipelines.steps import (
+    add_deploy,
+    add_package,
+    add_pull,
+    add_train_and_evaluate,
+    model_parameters,
+)
 
 LABEL_STUDIO_SECRET = "label-studio"
 LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}
 
 
-def with_label_studio_secret(task: dsl.PipelineTask, secret_name: str = LABEL_STUDIO_SECRET) -> dsl.PipelineTask:
+def with_label_studio_secret(
+    task: dsl.PipelineTask, secret_name: str = LABEL_STUDIO_SECRET
+) -> dsl.PipelineTask:
     """``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` from the Kubernetes Secret ``secret_name``."""
     return with_secret_env(task, secret_name, LABEL_STUDIO_ENV)
 
@@ -57,21 +65,29 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
 
         imported = import_labels(
-            dataset=pull.outputs["dataset"], project=label_studio_project, publish=publish_labels,
-            data_repo_url=data_repo_url, data_path=data_path, publish_branch=publish_branch,
+            dataset=pull.outputs["dataset"],
+            project=label_studio_project,
+            publish=publish_labels,
+            data_repo_url=data_repo_url,
+            data_path=data_path,
+            publish_branch=publish_branch,
             dvc_remote_config=dvc_remote_config,
         ).set_display_name("Import labels (Label Studio)")
         # Reads a project that changes while the inputs stay the same, and may push a commit.
         with_side_effects(with_label_studio_secret(imported))
 
         gate = check_new_labels(
-            merged=imported.outputs["merged"], min_new_labels=min_new_labels,
+            merged=imported.outputs["merged"],
+            min_new_labels=min_new_labels,
         ).set_display_name("Enough new labels?")
         with_side_effects(gate)
 
         with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
             train, evaluate = add_train_and_evaluate(
-                imported.outputs["merged"], gpu, base=pull.outputs["dataset"], **model_parameters(locals()),
+                imported.outputs["merged"],
+                gpu,
+                base=pull.outputs["dataset"],
+                **model_parameters(locals()),
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 package = add_package(train, evaluate)
@@ -79,7 +95,8 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                     add_deploy(package, serving_name, serving_namespace)
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(
-                        model=train.outputs["model"], project=label_studio_project,
+                        model=train.outputs["model"],
+                        project=label_studio_project,
                     ).set_display_name("Push predictions (Label Studio)")
                     with_side_effects(with_label_studio_secret(push))
 

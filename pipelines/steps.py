@@ -26,8 +26,11 @@ def model_parameters(scope: dict[str, Any]) -> dict[str, Any]:
 def add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config) -> dsl.PipelineTask:
     """DVC pull; a branch name resolves to new data over time, so never cached."""
     pull = pull_data(
-        repo_url=data_repo_url, rev=data_rev, path=data_path,
-        remote=dvc_remote, remote_config=dvc_remote_config,
+        repo_url=data_repo_url,
+        rev=data_rev,
+        path=data_path,
+        remote=dvc_remote,
+        remote_config=dvc_remote_config,
     ).set_display_name("Pull data (DVC)")
     return with_side_effects(pull)
 
@@ -36,9 +39,19 @@ def add_train_and_evaluate(
     raw: Any,
     gpu: GpuOptions,
     *,
-    prepare_seed, prepare_split, prepare_image_size, prepare_grayscale,
-    train_lr, train_epochs, train_conv_size, train_dense_size, train_batch_size, train_seed,
-    train_output_classes, production_model_uri, min_improvement,
+    prepare_seed,
+    prepare_split,
+    prepare_image_size,
+    prepare_grayscale,
+    train_lr,
+    train_epochs,
+    train_conv_size,
+    train_dense_size,
+    train_batch_size,
+    train_seed,
+    train_output_classes,
+    production_model_uri,
+    min_improvement,
     base: Any = None,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """prepare -> train (placed by ``gpu``) -> evaluate; returns (train, evaluate).
@@ -47,25 +60,38 @@ def add_train_and_evaluate(
     """
     grown_from = {"base": base} if base is not None else {}
     prepare = prepare_dataset(
-        raw=raw, seed=prepare_seed, split=prepare_split, image_size=prepare_image_size,
-        grayscale=prepare_grayscale, output_classes=train_output_classes, **grown_from,
+        raw=raw,
+        seed=prepare_seed,
+        split=prepare_split,
+        image_size=prepare_image_size,
+        grayscale=prepare_grayscale,
+        output_classes=train_output_classes,
+        **grown_from,
     ).set_display_name("Prepare data set")
     train = train_model(
-        prepared=prepare.outputs["prepared"], lr=train_lr, epochs=train_epochs,
-        conv_size=train_conv_size, dense_size=train_dense_size, batch_size=train_batch_size,
-        seed=train_seed, output_classes=train_output_classes,
+        prepared=prepare.outputs["prepared"],
+        lr=train_lr,
+        epochs=train_epochs,
+        conv_size=train_conv_size,
+        dense_size=train_dense_size,
+        batch_size=train_batch_size,
+        seed=train_seed,
+        output_classes=train_output_classes,
     ).set_display_name("Train model (GPU)")
     gpu.apply(train)
     evaluate = evaluate_model(
-        prepared=prepare.outputs["prepared"], model=train.outputs["model"],
-        production_model_uri=production_model_uri, min_improvement=min_improvement,
+        prepared=prepare.outputs["prepared"],
+        model=train.outputs["model"],
+        production_model_uri=production_model_uri,
+        min_improvement=min_improvement,
     ).set_display_name("Evaluate vs production")
     return train, evaluate
 
 
 def add_package(train: dsl.PipelineTask, evaluate: dsl.PipelineTask) -> dsl.PipelineTask:
     return package_model(
-        model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+        model=train.outputs["model"],
+        metrics=evaluate.outputs["metrics"],
     ).set_display_name("Package model (BentoML)")
 
 

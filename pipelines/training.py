@@ -4,7 +4,13 @@ package as a bento -> (asked to?) deploy to Kubernetes."""
 from kfp import dsl
 
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions
-from planets_mlops.pipelines.steps import add_deploy, add_package, add_pull, add_train_and_evaluate, model_parameters
+from planets_mlops.pipelines.steps import (
+    add_deploy,
+    add_package,
+    add_pull,
+    add_train_and_evaluate,
+    model_parameters,
+)
 
 
 def build_training(gpu: GpuOptions = DEFAULT_GPU):

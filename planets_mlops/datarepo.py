@@ -27,9 +27,7 @@ GIT_IDENTITY = {
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` and return its stripped stdout."""
     env = {**os.environ, **GIT_IDENTITY}
-    result = subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    )
+    result = subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True)
     return result.stdout.strip()
 
 

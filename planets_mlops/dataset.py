@@ -114,6 +114,9 @@ def index_dataset(root: Path, expected_classes: int | None = None, verify: bool 
         log.warning("Skipped %s (%s)", relative, reason)
     log.info(
         "Indexed %d images in %d classes under %s; skipped %d",
-        len(index.files), len(classes), root, len(index.skipped),
+        len(index.files),
+        len(classes),
+        root,
+        len(index.skipped),
     )
     return index

@@ -166,20 +166,26 @@ def plot_predictions(
         ok = predictions[i] == labels[i]
         ax.set_title(
             f"{'OK' if ok else 'WRONG'}\ntrue {classes[labels[i]]}\npred {classes[predictions[i]]}",
-            color="green" if ok else "red", fontsize=8,
+            color="green" if ok else "red",
+            fontsize=8,
         )
         ax.axis("off")
     return _png(fig)
 
 
 def render_report(
-    metrics: dict[str, float], classes: list[str], history: dict, images: dict[str, str],
-    comparison: dict[str, Any] | None, per_class_f1: np.ndarray,
+    metrics: dict[str, float],
+    classes: list[str],
+    history: dict,
+    images: dict[str, str],
+    comparison: dict[str, Any] | None,
+    per_class_f1: np.ndarray,
 ) -> str:
     """The HTML report shown in the KFP UI."""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
     class_rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{score:.3f}</td></tr>" for name, score in zip(classes, per_class_f1)
+        f"<tr><td>{html.escape(name)}</td><td>{score:.3f}</td></tr>"
+        for name, score in zip(classes, per_class_f1)
     )
     compare = "<p>No production model given: nothing to compare with.</p>"
     if comparison:
@@ -189,7 +195,8 @@ def render_report(
             f"(delta {comparison['delta_val_acc']:+.4f}). <b>{'Promote' if comparison['promote'] else 'Keep production'}</b>.</p>"
         )
     pictures = "".join(
-        f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>" for title, data in images.items()
+        f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
+        for title, data in images.items()
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title>"
@@ -260,11 +267,15 @@ def evaluate_model(
         "Predictions (mistakes first)": plot_predictions(images, labels, scores["predictions"], classes),
         "Confusion matrix": plot_confusion(scores["confusion_matrix"], classes),
     }
-    Path(report_path).write_text(render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"]))
+    Path(report_path).write_text(
+        render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"])
+    )
     log.info(
         "Evaluated on %d validation images in %.1f s: %s; promote=%s",
-        len(labels), time.monotonic() - started,
-        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), promote,
+        len(labels),
+        time.monotonic() - started,
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+        promote,
     )
     return {
         "metrics": metrics,

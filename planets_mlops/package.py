@@ -54,8 +54,14 @@ SERVING_SOURCES = (
 )
 # Distributions the service process imports, pinned exactly in the bento.
 SERVING_PACKAGES = (
-    "bentoml", "onnxruntime", "numpy", "pillow", "starlette", "python-multipart",
-    "uvloop", "httptools",
+    "bentoml",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "starlette",
+    "python-multipart",
+    "uvloop",
+    "httptools",
 )
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_LOCK = PACKAGE_ROOT.parent / "requirements.lock"
@@ -141,10 +147,13 @@ def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
         classes = json.loads((model_dir / "classes.json").read_text())
         preprocess = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"Model folder {str(model_dir)!r} has an unreadable classes.json or "
-                        f"preprocess.json: {exc}") from exc
+        raise DataError(
+            f"Model folder {str(model_dir)!r} has an unreadable classes.json or preprocess.json: {exc}"
+        ) from exc
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise DataError(f"classes.json in {str(model_dir)!r} must be a non-empty list of names, got {classes!r}.")
+        raise DataError(
+            f"classes.json in {str(model_dir)!r} must be a non-empty list of names, got {classes!r}."
+        )
     return classes, preprocess.to_dict()
 
 
@@ -195,8 +204,11 @@ def package_model(
     started = time.monotonic()
     model_dir = Path(model_dir)
     classes, _ = check_model_dir(model_dir)
-    numeric = {k: float(v) for k, v in (metrics or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {
+        k: float(v)
+        for k, v in (metrics or {}).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     spec = PackageSpec(
         model_dir=str(model_dir.resolve()),
         output_path=str(Path(output_path).resolve()),
@@ -213,17 +225,22 @@ def package_model(
         spec_file.write_text(json.dumps(asdict(spec)))
         env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
         command = [sys.executable, "-m", "planets_mlops.package", str(spec_file), str(result_file)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, check=False, cwd=tmp)
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=tmp
+        )
         if done.returncode != 0:
             raise PackagingError(
-                f"Packaging {str(model_dir)!r} failed (exit {done.returncode}):\n"
-                f"{done.stderr[-4000:]}"
+                f"Packaging {str(model_dir)!r} failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
             )
         info = json.loads(result_file.read_text())
     info.update(classes=classes, seconds=round(time.monotonic() - started, 2))
-    log.info("Packaged %s as bento %s (%d bytes) in %.1f s", model_dir, info["bento_tag"],
-             info["size_bytes"], info["seconds"])
+    log.info(
+        "Packaged %s as bento %s (%d bytes) in %.1f s",
+        model_dir,
+        info["bento_tag"],
+        info["size_bytes"],
+        info["seconds"],
+    )
     return info
 
 
@@ -248,8 +265,13 @@ def _package_in_this_process(spec: PackageSpec) -> dict[str, Any]:
     with bentoml.models.create(
         model_tag,
         labels=spec.labels,
-        metadata={"classes": classes, "preprocess": preprocess, "metrics": spec.metrics,
-                  "format": "onnx", "input_name": "image"},
+        metadata={
+            "classes": classes,
+            "preprocess": preprocess,
+            "metrics": spec.metrics,
+            "format": "onnx",
+            "input_name": "image",
+        },
     ) as model:
         for name in MODEL_FILES + OPTIONAL_MODEL_FILES:
             if (model_dir / name).is_file():
@@ -291,7 +313,9 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit(InvalidParameterError(
-            "argv", sys.argv[1:], "SPEC_JSON RESULT_JSON", "This entry point is for package_model()."
-        ))
+        raise SystemExit(
+            InvalidParameterError(
+                "argv", sys.argv[1:], "SPEC_JSON RESULT_JSON", "This entry point is for package_model()."
+            )
+        )
     sys.exit(_main(sys.argv[1:]))

@@ -49,14 +49,18 @@ class PrepareParams:
     def __post_init__(self) -> None:
         if not 0.0 < self.split < 1.0:
             raise InvalidParameterError(
-                "split", self.split, "a fraction strictly between 0 and 1",
+                "split",
+                self.split,
+                "a fraction strictly between 0 and 1",
                 "It is the share of images held out for validation; the reference uses 0.2.",
             )
         if self.shard_size <= 0:
             raise InvalidParameterError("shard_size", self.shard_size, "a positive integer")
         if not 0.0 <= self.max_invalid_fraction < 1.0:
             raise InvalidParameterError(
-                "max_invalid_fraction", self.max_invalid_fraction, "in [0, 1)",
+                "max_invalid_fraction",
+                self.max_invalid_fraction,
+                "in [0, 1)",
             )
         if self.output_classes < 0:
             raise InvalidParameterError(
@@ -85,7 +89,9 @@ def split_indices(
         return order, order[:0]
     if num_val == 0 or num_val == num_samples:
         raise InvalidParameterError(
-            "split", split, f"a fraction that leaves images on both sides of {num_samples} images",
+            "split",
+            split,
+            f"a fraction that leaves images on both sides of {num_samples} images",
             "Use more images or a split closer to 0.5.",
         )
     return order[:-num_val], order[-num_val:]
@@ -152,9 +158,7 @@ def prepare_dataset(
         DataError: bad data set, or more invalid files than ``max_invalid_fraction`` allows.
     """
     started = time.monotonic()
-    index = index_dataset(
-        Path(raw_dir), expected_classes=params.output_classes or None, verify=True
-    )
+    index = index_dataset(Path(raw_dir), expected_classes=params.output_classes or None, verify=True)
     total = len(index.files) + len(index.skipped)
     if len(index.skipped) > params.max_invalid_fraction * total:
         listing = "; ".join(f"{name} ({reason})" for name, reason in index.skipped[:10])
@@ -202,8 +206,14 @@ def prepare_dataset(
     save_preview(out_dir, manifest)
     log.info(
         "Prepared %d train + %d validation images (%d classes, %dx%d, %s) in %.1f s; skipped %d",
-        len(train_idx), len(val_idx), len(index.classes), config.image_size, config.image_size,
-        "grayscale" if config.grayscale else "rgb", time.monotonic() - started, len(index.skipped),
+        len(train_idx),
+        len(val_idx),
+        len(index.classes),
+        config.image_size,
+        config.image_size,
+        "grayscale" if config.grayscale else "rgb",
+        time.monotonic() - started,
+        len(index.skipped),
     )
     return manifest
 

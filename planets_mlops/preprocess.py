@@ -41,7 +41,9 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or self.image_size <= 0:
             raise InvalidParameterError(
-                "image_size", self.image_size, "a positive integer (pixels per side)",
+                "image_size",
+                self.image_size,
+                "a positive integer (pixels per side)",
                 "The reference experiment uses 32.",
             )
         if not self.rescale > 0:
@@ -93,7 +95,9 @@ def decode_image(source: ImageSource, grayscale: bool = True) -> np.ndarray:
             img.load()
             decoded: Image.Image = img
             if decoded.mode != mode:
-                if decoded.mode in ("RGBA", "LA", "PA") or (decoded.mode == "P" and "transparency" in decoded.info):
+                if decoded.mode in ("RGBA", "LA", "PA") or (
+                    decoded.mode == "P" and "transparency" in decoded.info
+                ):
                     # Composite on black, the data set's background, rather than on garbage.
                     decoded = decoded.convert("RGBA")
                     background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))

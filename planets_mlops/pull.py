@@ -203,7 +203,13 @@ def pull_dataset(
     )
     log.info(
         "Pulled %s@%s (%s) %s: %d files, %d classes, dvc hash %s in %.1f s",
-        repo_url, rev, commit[:12], path, result.num_files, len(result.class_counts),
-        dvc_hash, time.monotonic() - started,
+        repo_url,
+        rev,
+        commit[:12],
+        path,
+        result.num_files,
+        len(result.class_counts),
+        dvc_hash,
+        time.monotonic() - started,
     )
     return result

@@ -65,8 +65,9 @@ def bento_tag_of(archive: Path) -> str:
             member = tar.extractfile("./bento.yaml") or tar.extractfile("bento.yaml")
             info = yaml.safe_load(member.read()) if member else None
     except (tarfile.TarError, KeyError, OSError) as exc:
-        raise DataError(f"{str(archive)!r} is not a bento archive ({exc}). Pass the file "
-                        "package_model exported.") from exc
+        raise DataError(
+            f"{str(archive)!r} is not a bento archive ({exc}). Pass the file package_model exported."
+        ) from exc
     if not info or "name" not in info or "version" not in info:
         raise DataError(f"{str(archive)!r} has no bento.yaml with name and version.")
     return f"{info['name']}:{info['version']}"
@@ -78,8 +79,13 @@ def _bentoml_command() -> list[str]:
 
 def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of the server: private home, no telemetry, no proxy for 127.0.0.1."""
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
     env.update(extra or {})
     return env
 
@@ -95,8 +101,13 @@ def import_bento(archive: Path, home: Path) -> str:
     name, version = tag.split(":")
     if (home / "bentos" / name / version / "bento.yaml").is_file():
         return tag
-    done = subprocess.run([*_bentoml_command(), "import", str(archive)], env=server_env(home),
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [*_bentoml_command(), "import", str(archive)],
+        env=server_env(home),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise ServeError(f"bentoml import {archive} failed: {done.stderr[-2000:]}")
     return tag
@@ -122,7 +133,7 @@ def process_tree(root: int) -> list[int]:
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
-                parent = int(stat[stat.rindex(")") + 2:].split()[1])
+                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(parent, []).append(int(entry))
@@ -188,14 +199,20 @@ def serve_bento(
         home = Path(home).resolve() if home else Path(tmp) / "bentoml"
         tag = import_bento(Path(archive), home)
         log_path = Path(tmp) / "server.log"
-        command = [*_bentoml_command(), "serve", tag, "--host", "127.0.0.1", "--port", str(port),
-                   *extra_args]
+        command = [*_bentoml_command(), "serve", tag, "--host", "127.0.0.1", "--port", str(port), *extra_args]
         with log_path.open("wb") as log_file:
             started = time.monotonic()
-            process = subprocess.Popen(command, env=server_env(home, env), stdout=log_file,
-                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
-        server = LocalServer(url=f"http://127.0.0.1:{port}", tag=tag, process=process,
-                             log_path=log_path, started_at=started)
+            process = subprocess.Popen(
+                command,
+                env=server_env(home, env),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=tmp,
+            )
+        server = LocalServer(
+            url=f"http://127.0.0.1:{port}", tag=tag, process=process, log_path=log_path, started_at=started
+        )
         try:
             wait_ready(server, ready_timeout)
             log.info("Serving %s at %s (ready in %.1f s)", tag, server.url, server.ready_s)
@@ -213,8 +230,9 @@ def wait_ready(server: LocalServer, timeout: float) -> None:
     deadline = server.started_at + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise ServeError(f"bentoml serve {server.tag} exited with {server.process.returncode}:\n"
-                             f"{server.log_tail()}")
+            raise ServeError(
+                f"bentoml serve {server.tag} exited with {server.process.returncode}:\n{server.log_tail()}"
+            )
         with contextlib.suppress(OSError):
             if _get(f"{server.url}/readyz", timeout=1.0) == 200:
                 server.ready_s = time.monotonic() - server.started_at
@@ -237,7 +255,9 @@ def classify_files(url: str, images: Sequence[Path], timeout: float = 30.0) -> l
             path = Path(path)
             response = client.post("/predict", files={"image": (path.name, path.read_bytes())})
             if response.status_code != 200:
-                raise ServeError(f"/predict answered {response.status_code} for {path}: {response.text[:500]}")
+                raise ServeError(
+                    f"/predict answered {response.status_code} for {path}: {response.text[:500]}"
+                )
             results.append({"file": str(path), **response.json()})
     return results
 

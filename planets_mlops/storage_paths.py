@@ -27,7 +27,7 @@ def resolve_model_dir(uri: str) -> Path:
                 "a train_model output (it holds model.onnx and classes.json)."
             )
         for blob in blobs:
-            destination = target / blob.name[len(prefix):]
+            destination = target / blob.name[len(prefix) :]
             destination.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(destination))
         return target

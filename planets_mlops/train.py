@@ -49,7 +49,9 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
-            raise InvalidParameterError("lr", self.lr, "a positive learning rate", "The reference uses 0.001.")
+            raise InvalidParameterError(
+                "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
+            )
         for name in ("epochs", "conv_size", "dense_size", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -107,7 +109,11 @@ def _batches(
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, total, batch_size):
-            chosen = np.arange(start, min(start + batch_size, total)) if order is None else order[start : start + batch_size]
+            chosen = (
+                np.arange(start, min(start + batch_size, total))
+                if order is None
+                else order[start : start + batch_size]
+            )
             shard_of = np.searchsorted(offsets, chosen, side="right") - 1
             images = np.stack([shards[s][0][i - offsets[s]] for s, i in zip(shard_of, chosen)])
             labels = np.asarray([shards[s][1][i - offsets[s]] for s, i in zip(shard_of, chosen)])
@@ -150,6 +156,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
     )
     n_train, train_gen = _batches(prepared_dir, "train", params.batch_size, order)
     n_val, val_gen = _batches(prepared_dir, "validation", params.batch_size)
+
     def dataset(generate: Any, count: int) -> Any:
         batches = -(-count // params.batch_size)
         return (
@@ -191,7 +198,9 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
     }
     log.info(
         "Trained %d epochs on %d images in %.1f s: %s",
-        params.epochs, n_train, duration,
+        params.epochs,
+        n_train,
+        duration,
         ", ".join(f"{k}={v:.4f}" for k, v in summary["final"].items()),
     )
     return summary

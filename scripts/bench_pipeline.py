@@ -28,7 +28,9 @@ REFERENCE_SECONDS = {"whole": 42.0, "prepare-dataset": 7.0, "train-model": 28.0,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
@@ -44,10 +46,22 @@ def main() -> int:
     params = BASELINE if args.baseline else CHAPTER_2_5
     runs = []
     for _ in range(args.repeat):
-        run = run_local(training, work / "root", log_file=work / "run.log",
-                        data_repo_url=str(repo), data_rev="main", data_path=DATA_PATH, **params)
-        runs.append({"whole": run.seconds, **{name: task.seconds for name, task in run.tasks.items()},
-                     "val_acc": run.metadata("evaluate-model", "metrics")["val_acc"]})
+        run = run_local(
+            training,
+            work / "root",
+            log_file=work / "run.log",
+            data_repo_url=str(repo),
+            data_rev="main",
+            data_path=DATA_PATH,
+            **params,
+        )
+        runs.append(
+            {
+                "whole": run.seconds,
+                **{name: task.seconds for name, task in run.tasks.items()},
+                "val_acc": run.metadata("evaluate-model", "metrics")["val_acc"],
+            }
+        )
     # Each task is its own process: the largest child is the peak of the run.
     peak_child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     peak_self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -59,7 +73,10 @@ def main() -> int:
         "median_seconds": {s: round(statistics.median(r[s] for r in runs), 2) for s in steps},
         "reference_seconds": REFERENCE_SECONDS,
         "val_acc": [r["val_acc"] for r in runs],
-        "peak_rss_mb": {"largest_task_process": round(peak_child_mb, 1), "orchestrator": round(peak_self_mb, 1)},
+        "peak_rss_mb": {
+            "largest_task_process": round(peak_child_mb, 1),
+            "orchestrator": round(peak_self_mb, 1),
+        },
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))

@@ -70,9 +70,13 @@ def multipart_request(host: str, path: Path) -> bytes:
     """One complete keep-alive HTTP/1.1 POST /predict with ``path`` as field ``image``."""
     boundary = "benchboundary7f3a"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     head = (
         f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; "
         f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -80,7 +84,9 @@ def multipart_request(host: str, path: Path) -> bytes:
     return head + body
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -92,8 +98,15 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, body
 
 
-async def _client(host: str, port: int, requests: list[bytes], offset: int, deadline: float,
-                  latencies: list[float], errors: list[str]) -> None:
+async def _client(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     cycle = itertools.islice(itertools.cycle(requests), offset, None)
     try:
@@ -123,9 +136,9 @@ def load(url: str, requests: list[bytes], clients: int, seconds: float) -> dict[
     async def run() -> float:
         started = time.perf_counter()
         deadline = started + seconds
-        await asyncio.gather(*(
-            _client(host, int(port), requests, i * 61, deadline, latencies, errors) for i in range(clients)
-        ))
+        await asyncio.gather(
+            *(_client(host, int(port), requests, i * 61, deadline, latencies, errors) for i in range(clients))
+        )
         return time.perf_counter() - started
 
     elapsed = asyncio.run(run())
@@ -224,9 +237,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         # sets PYTHONDONTWRITEBYTECODE and the venv has no .pyc, so every process compiles
         # BentoML's ~800 modules (~1 s) at every start.
         env.update(PYTHONPYCACHEPREFIX=str(Path(args.bytecode_cache).resolve()), PYTHONDONTWRITEBYTECODE="")
-    results: dict[str, Any] = {"bento_tag": info["bento_tag"], "workers": args.workers,
-                               "cpus": os.cpu_count(), "images": len(paths),
-                               "bytecode_cache": bool(args.bytecode_cache)}
+    results: dict[str, Any] = {
+        "bento_tag": info["bento_tag"],
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "images": len(paths),
+        "bytecode_cache": bool(args.bytecode_cache),
+    }
     home = work / "bentoml-home"
     starts = []
     for _ in range(args.cold_starts):
@@ -254,8 +271,10 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["load"]:
-        lines.append(f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
-                     f"{row['p99_ms']} | {row['errors']} | {row['requests']} |")
+        lines.append(
+            f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
+            f"{row['p99_ms']} | {row['errors']} | {row['requests']} |"
+        )
     return "\n".join(lines)
 
 

@@ -132,7 +132,11 @@ def check(graph: Mapping[str, Iterable[Import]]) -> list[Violation]:
         for imp in imports:
             head = imp.target.split(".")[0]
             if head in ("components", "pipelines"):
-                bad.append(Violation(module, imp.line, f"imports bare {imp.target!r}: use planets_mlops.{imp.target}"))
+                bad.append(
+                    Violation(
+                        module, imp.line, f"imports bare {imp.target!r}: use planets_mlops.{imp.target}"
+                    )
+                )
                 continue
             target_layer = layer_of(imp.target)
             if own and target_layer and LAYERS.index(target_layer) > LAYERS.index(own):
@@ -141,11 +145,19 @@ def check(graph: Mapping[str, Iterable[Import]]) -> list[Violation]:
                               "pipelines -> components -> logic")
                 )  # fmt: skip
             if own == "logic" and head == "kfp":
-                bad.append(Violation(module, imp.line, f"logic imports {imp.target}: only components and above use kfp"))
+                bad.append(
+                    Violation(
+                        module, imp.line, f"logic imports {imp.target}: only components and above use kfp"
+                    )
+                )
         if own in ("components", "pipelines"):
             for imp, chain in _heavy_at_top(module, graph):
                 via = " -> ".join(chain)
-                bad.append(Violation(module, imp.line, f"heavy import at module top: {via}; import it inside the function"))
+                bad.append(
+                    Violation(
+                        module, imp.line, f"heavy import at module top: {via}; import it inside the function"
+                    )
+                )
     return bad
 
 

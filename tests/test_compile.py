@@ -50,7 +50,9 @@ def test_training_ir_images_gpu_and_caching(tmp_path):
 
     train_platform = platform["deploymentSpec"]["executors"]["exec-train-model"]
     assert train_platform["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "gpu-pool"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train_platform[
+        "tolerations"
+    ]
     (shm,) = train_platform["emptyDirMounts"]
     assert shm["mountPath"] == "/dev/shm" and shm["medium"] == "Memory" and shm["sizeLimit"] == "2Gi"
 
@@ -58,9 +60,20 @@ def test_training_ir_images_gpu_and_caching(tmp_path):
 def test_training_parameters_follow_params_yaml(tmp_path):
     spec, _ = _load(compile_pipeline("training", tmp_path))
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("data_repo_url", "data_rev", "data_path", "prepare_seed", "prepare_split",
-                 "prepare_image_size", "prepare_grayscale", "train_lr", "train_epochs",
-                 "train_conv_size", "train_dense_size", "train_seed"):
+    for name in (
+        "data_repo_url",
+        "data_rev",
+        "data_path",
+        "prepare_seed",
+        "prepare_split",
+        "prepare_image_size",
+        "prepare_grayscale",
+        "train_lr",
+        "train_epochs",
+        "train_conv_size",
+        "train_dense_size",
+        "train_seed",
+    ):
         assert name in parameters, name
     assert parameters["train_lr"]["defaultValue"] == 0.001
     assert parameters["prepare_seed"]["defaultValue"] == 5241
@@ -69,7 +82,9 @@ def test_training_parameters_follow_params_yaml(tmp_path):
 def test_gpu_placement_is_a_compile_time_option(tmp_path):
     from planets_mlops.pipelines.platform import GpuOptions
 
-    spec, platform = _load(compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi")))
+    spec, platform = _load(
+        compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi"))
+    )
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "4"
     train_platform = platform["deploymentSpec"]["executors"]["exec-train-model"]
     assert train_platform["nodeSelector"]["labels"]["cloud.google.com/gke-nodepool"] == "a100"
@@ -83,7 +98,9 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
 def test_cli_compile_passes_gpu_flags(tmp_path):
     from planets_mlops.app.cli import main
 
-    assert main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
+    assert (
+        main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
+    )
     spec, _ = _load(tmp_path / "pipelines" / "training.yaml")
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"
 

@@ -35,8 +35,15 @@ def test_the_four_components_chain(data_repo, tmp_path):
     train_metrics = _artifact(dsl.Metrics, tmp_path, "train_metrics")
     curves = _artifact(dsl.HTML, tmp_path, "curves")
     train_model.python_func(
-        prepared=prepared, model=model, history=history, metrics=train_metrics, curves=curves,
-        epochs=1, conv_size=8, dense_size=16, output_classes=3,
+        prepared=prepared,
+        model=model,
+        history=history,
+        metrics=train_metrics,
+        curves=curves,
+        epochs=1,
+        conv_size=8,
+        dense_size=16,
+        output_classes=3,
     )
     assert (Path(model.path) / "model.onnx").is_file()
     assert model.metadata["data_commit"] == data_repo["commit"]
@@ -49,7 +56,11 @@ def test_the_four_components_chain(data_repo, tmp_path):
     confusion = _artifact(dsl.ClassificationMetrics, tmp_path, "confusion")
     report = _artifact(dsl.HTML, tmp_path, "report")
     promote = evaluate_model.python_func(
-        prepared=prepared, model=model, metrics=metrics, confusion=confusion, report=report,
+        prepared=prepared,
+        model=model,
+        metrics=metrics,
+        confusion=confusion,
+        report=report,
         production_model_uri=model.path,
     )
     assert promote is True

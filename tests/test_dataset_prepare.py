@@ -27,7 +27,9 @@ def test_index_orders_classes_and_files(raw):
 
 def test_corrupt_and_non_image_files_are_skipped_and_counted(raw):
     (raw / "Earth" / "notes.txt").write_text("not an image")
-    (raw / "Moon" / "broken.jpg").write_bytes((raw / "Moon" / sorted(p.name for p in (raw / "Moon").iterdir())[0]).read_bytes()[:200])
+    (raw / "Moon" / "broken.jpg").write_bytes(
+        (raw / "Moon" / sorted(p.name for p in (raw / "Moon").iterdir())[0]).read_bytes()[:200]
+    )
     index = index_dataset(raw)
     reasons = dict(index.skipped)
     assert set(reasons) == {"Earth/notes.txt", "Moon/broken.jpg"}

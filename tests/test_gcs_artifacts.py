@@ -40,5 +40,7 @@ def test_missing_production_model_on_gcs_names_the_uri(gcs_emulator):
     from planets_mlops.errors import DataError
 
     bucket = gcs_emulator.make_bucket("planets-models")
-    with pytest.raises(DataError, match=r"No objects under production_model_uri='gs://planets-models/nothing'"):
+    with pytest.raises(
+        DataError, match=r"No objects under production_model_uri='gs://planets-models/nothing'"
+    ):
         resolve_model_dir(f"{bucket}/nothing")

@@ -14,10 +14,25 @@ CLASSES = ["Earth", "Jupiter", "Moon"]
 
 
 def annotation(*choices, cancelled=False, author=1, ann_id=1, from_name="planet"):
-    result = [] if not choices else [
-        {"from_name": from_name, "to_name": "image", "type": "choices", "value": {"choices": list(choices)}}]
-    return {"id": ann_id, "completed_by": author, "result": result, "was_cancelled": cancelled,
-            "updated_at": f"2026-01-01T00:00:{ann_id:02d}Z"}
+    result = (
+        []
+        if not choices
+        else [
+            {
+                "from_name": from_name,
+                "to_name": "image",
+                "type": "choices",
+                "value": {"choices": list(choices)},
+            }
+        ]
+    )
+    return {
+        "id": ann_id,
+        "completed_by": author,
+        "result": result,
+        "was_cancelled": cancelled,
+        "updated_at": f"2026-01-01T00:00:{ann_id:02d}Z",
+    }
 
 
 def task(*annotations, task_id=1, image="/data/upload/1/a.jpg"):
@@ -28,28 +43,51 @@ def decide(raw):
     return rules.decide_label(rules.parse_task(raw), CLASSES)
 
 
-@pytest.mark.parametrize("raw, reason, label", [
-    (task(annotation("Earth")), rules.ACCEPTED, "Earth"),
-    (task(), rules.NO_ANNOTATION, None),
-    (task(annotation(cancelled=True)), rules.CANCELLED, None),
-    (task(annotation(cancelled=True), annotation(cancelled=True, ann_id=2)), rules.CANCELLED, None),
-    (task(annotation(cancelled=True), annotation("Moon", ann_id=2)), rules.ACCEPTED, "Moon"),
-    (task(annotation()), rules.EMPTY, None),
-    (task(annotation("Earth", "Moon")), rules.MULTIPLE, None),
-    (task(annotation("Pluto")), rules.UNKNOWN_LABEL, None),
-    (task(annotation("earth")), rules.UNKNOWN_LABEL, None),  # labels are case-sensitive folder names
-    (task(annotation("Earth"), annotation("Pluto", ann_id=2), annotation("Earth", ann_id=3)), rules.UNKNOWN_LABEL, None),
-    (task(annotation("Earth"), annotation("Moon", ann_id=2)), rules.DISAGREEMENT, None),
-    (task(annotation("Earth"), annotation("Moon", ann_id=2), annotation("Jupiter", ann_id=3)), rules.DISAGREEMENT, None),
-    (task(annotation("Earth"), annotation("Earth", ann_id=2), annotation("Moon", ann_id=3)), rules.ACCEPTED, "Earth"),
-    (task(annotation("Earth"), annotation("Earth", ann_id=2, author=2), annotation("Moon", ann_id=3, author=3),
-          annotation("Moon", ann_id=4, author=4)), rules.DISAGREEMENT, None),
-    (task(annotation("Earth"), annotation("Moon", ann_id=2, cancelled=True)), rules.ACCEPTED, "Earth"),
-    (task(annotation("Earth", from_name="other")), rules.EMPTY, None),  # another control's choice
-    ({"id": 3, "data": {}}, rules.MALFORMED, None),
-    ({"data": {"image": "/x.jpg"}}, rules.MALFORMED, None),
-    ("not a task", rules.MALFORMED, None),
-])
+@pytest.mark.parametrize(
+    "raw, reason, label",
+    [
+        (task(annotation("Earth")), rules.ACCEPTED, "Earth"),
+        (task(), rules.NO_ANNOTATION, None),
+        (task(annotation(cancelled=True)), rules.CANCELLED, None),
+        (task(annotation(cancelled=True), annotation(cancelled=True, ann_id=2)), rules.CANCELLED, None),
+        (task(annotation(cancelled=True), annotation("Moon", ann_id=2)), rules.ACCEPTED, "Moon"),
+        (task(annotation()), rules.EMPTY, None),
+        (task(annotation("Earth", "Moon")), rules.MULTIPLE, None),
+        (task(annotation("Pluto")), rules.UNKNOWN_LABEL, None),
+        (task(annotation("earth")), rules.UNKNOWN_LABEL, None),  # labels are case-sensitive folder names
+        (
+            task(annotation("Earth"), annotation("Pluto", ann_id=2), annotation("Earth", ann_id=3)),
+            rules.UNKNOWN_LABEL,
+            None,
+        ),
+        (task(annotation("Earth"), annotation("Moon", ann_id=2)), rules.DISAGREEMENT, None),
+        (
+            task(annotation("Earth"), annotation("Moon", ann_id=2), annotation("Jupiter", ann_id=3)),
+            rules.DISAGREEMENT,
+            None,
+        ),
+        (
+            task(annotation("Earth"), annotation("Earth", ann_id=2), annotation("Moon", ann_id=3)),
+            rules.ACCEPTED,
+            "Earth",
+        ),
+        (
+            task(
+                annotation("Earth"),
+                annotation("Earth", ann_id=2, author=2),
+                annotation("Moon", ann_id=3, author=3),
+                annotation("Moon", ann_id=4, author=4),
+            ),
+            rules.DISAGREEMENT,
+            None,
+        ),
+        (task(annotation("Earth"), annotation("Moon", ann_id=2, cancelled=True)), rules.ACCEPTED, "Earth"),
+        (task(annotation("Earth", from_name="other")), rules.EMPTY, None),  # another control's choice
+        ({"id": 3, "data": {}}, rules.MALFORMED, None),
+        ({"data": {"image": "/x.jpg"}}, rules.MALFORMED, None),
+        ("not a task", rules.MALFORMED, None),
+    ],
+)
 def test_decide_label_rules(raw, reason, label):
     decision = decide(raw)
     assert (decision.reason, decision.label) == (reason, label)
@@ -65,14 +103,32 @@ def accepted(task_id, label):
     return rules.Decision(task_id, f"/img/{task_id}", rules.ACCEPTED, label=label)
 
 
-@pytest.mark.parametrize("pairs, existing, kept, reasons", [
-    ([(accepted(1, "Earth"), "a")], {}, [(1, "Earth")], {}),
-    ([(accepted(2, "Earth"), "a"), (accepted(1, "Earth"), "a")], {}, [(1, "Earth")], {rules.DUPLICATE_TASK: 1}),
-    ([(accepted(1, "Earth"), "a"), (accepted(2, "Moon"), "a")], {}, [], {rules.DUPLICATE_CONFLICT: 2}),
-    ([(accepted(1, "Earth"), "a")], {"a": "Moon"}, [], {rules.DATASET_CONFLICT: 1}),
-    ([(accepted(1, "Earth"), "a"), (accepted(2, "Earth"), "a")], {"a": "Earth"}, [], {rules.ALREADY_IN_DATASET: 2}),
-    ([(accepted(1, "Earth"), "a"), (accepted(2, "Moon"), "b")], {"c": "Earth"}, [(1, "Earth"), (2, "Moon")], {}),
-])
+@pytest.mark.parametrize(
+    "pairs, existing, kept, reasons",
+    [
+        ([(accepted(1, "Earth"), "a")], {}, [(1, "Earth")], {}),
+        (
+            [(accepted(2, "Earth"), "a"), (accepted(1, "Earth"), "a")],
+            {},
+            [(1, "Earth")],
+            {rules.DUPLICATE_TASK: 1},
+        ),
+        ([(accepted(1, "Earth"), "a"), (accepted(2, "Moon"), "a")], {}, [], {rules.DUPLICATE_CONFLICT: 2}),
+        ([(accepted(1, "Earth"), "a")], {"a": "Moon"}, [], {rules.DATASET_CONFLICT: 1}),
+        (
+            [(accepted(1, "Earth"), "a"), (accepted(2, "Earth"), "a")],
+            {"a": "Earth"},
+            [],
+            {rules.ALREADY_IN_DATASET: 2},
+        ),
+        (
+            [(accepted(1, "Earth"), "a"), (accepted(2, "Moon"), "b")],
+            {"c": "Earth"},
+            [(1, "Earth"), (2, "Moon")],
+            {},
+        ),
+    ],
+)
 def test_resolve_content_rules(pairs, existing, kept, reasons):
     images, skipped = rules.resolve_content(pairs, existing)
     assert [(i.task_id, i.label) for i in images] == kept
@@ -81,9 +137,15 @@ def test_resolve_content_rules(pairs, existing, kept, reasons):
     assert summary.total_tasks == len(pairs)
 
 
-@pytest.mark.parametrize("classes, match", [
-    ([], "non-empty"), (["Earth", "Earth"], "duplicates"), (["../etc"], "folder name"), (["a/b"], "folder name"),
-])
+@pytest.mark.parametrize(
+    "classes, match",
+    [
+        ([], "non-empty"),
+        (["Earth", "Earth"], "duplicates"),
+        (["../etc"], "folder name"),
+        (["a/b"], "folder name"),
+    ],
+)
 def test_validate_classes_rejects(classes, match):
     with pytest.raises(InvalidParameterError, match=match):
         rules.validate_classes(classes)
@@ -108,8 +170,9 @@ def test_build_predictions_scores_and_format():
     assert [p["task"] for p in predictions] == [7, 8]
     assert predictions[0]["score"] == pytest.approx(1 / 3, abs=1e-6)
     assert predictions[1]["score"] > 0.99
-    assert predictions[1]["result"] == [{"from_name": "planet", "to_name": "image", "type": "choices",
-                                         "value": {"choices": ["Earth"]}}]
+    assert predictions[1]["result"] == [
+        {"from_name": "planet", "to_name": "image", "type": "choices", "value": {"choices": ["Earth"]}}
+    ]
     assert {p["model_version"] for p in predictions} == {"v1"}
 
 
@@ -122,14 +185,26 @@ def test_is_unlabelled():
 # -- properties ------------------------------------------------------------------------------
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8))
-json_value = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=20)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 label = st.sampled_from([*CLASSES, "Pluto", "earth"])
 ann = st.builds(
-    lambda choices, cancelled, author, ann_id: annotation(*choices, cancelled=cancelled, author=author, ann_id=ann_id),
-    st.lists(label, max_size=2), st.booleans(), st.integers(1, 3), st.integers(1, 60),
+    lambda choices, cancelled, author, ann_id: annotation(
+        *choices, cancelled=cancelled, author=author, ann_id=ann_id
+    ),
+    st.lists(label, max_size=2),
+    st.booleans(),
+    st.integers(1, 3),
+    st.integers(1, 60),
 )
-tasks = st.builds(lambda anns, tid: task(*anns, task_id=tid), st.lists(ann, max_size=5), st.integers(1, 10_000))
+tasks = st.builds(
+    lambda anns, tid: task(*anns, task_id=tid), st.lists(ann, max_size=5), st.integers(1, 10_000)
+)
 
 
 @given(st.one_of(json_value, st.dictionaries(st.sampled_from(["id", "data", "annotations"]), json_value)))
@@ -149,8 +224,10 @@ def test_decision_is_a_known_class_and_independent_of_annotation_order(raw, rnd)
     assert decide(shuffled).reason == decision.reason and decide(shuffled).label == decision.label
 
 
-@given(st.lists(st.tuples(st.integers(1, 50), st.sampled_from(CLASSES), st.sampled_from("abcdef")), max_size=30),
-       st.dictionaries(st.sampled_from("abcdef"), st.sampled_from(CLASSES), max_size=4))
+@given(
+    st.lists(st.tuples(st.integers(1, 50), st.sampled_from(CLASSES), st.sampled_from("abcdef")), max_size=30),
+    st.dictionaries(st.sampled_from("abcdef"), st.sampled_from(CLASSES), max_size=4),
+)
 @settings(max_examples=200, deadline=None)
 def test_resolve_content_accounts_for_every_task_once(rows, existing):
     pairs = [(accepted(tid, lab), sha) for tid, lab, sha in rows]

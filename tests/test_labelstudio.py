@@ -22,12 +22,19 @@ from tests.fixtures.data import PLANETS, SMALL_CLASSES
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def task_by_image_name(tasks: list[dict], name: str) -> list[dict]:
-    return [t for t in tasks if str(t["data"]["image"]).endswith("-" + name) or str(t["data"]["image"]).endswith("/" + name)]
+    return [
+        t
+        for t in tasks
+        if str(t["data"]["image"]).endswith("-" + name) or str(t["data"]["image"]).endswith("/" + name)
+    ]
 
 
 # -- connection, token, project ---------------------------------------------------------
@@ -35,7 +42,9 @@ def task_by_image_name(tasks: list[dict], name: str) -> list[dict]:
 
 def test_unreachable_server_is_a_clear_error():
     client = LabelStudioClient("http://127.0.0.1:9", "some-token", timeout=5)
-    with pytest.raises(LabelStudioError, match=r"Cannot reach Label Studio at LABEL_STUDIO_URL='http://127.0.0.1:9'"):
+    with pytest.raises(
+        LabelStudioError, match=r"Cannot reach Label Studio at LABEL_STUDIO_URL='http://127.0.0.1:9'"
+    ):
         client.find_project("anything")
 
 
@@ -45,8 +54,14 @@ def test_wrong_token_is_a_clear_error(label_studio):
         client.find_project("anything")
 
 
-@pytest.mark.parametrize("url, key, name", [("", "tok", "LABEL_STUDIO_URL"), ("ftp://x", "tok", "LABEL_STUDIO_URL"),
-                                            ("http://127.0.0.1:9", "", "LABEL_STUDIO_API_KEY")])
+@pytest.mark.parametrize(
+    "url, key, name",
+    [
+        ("", "tok", "LABEL_STUDIO_URL"),
+        ("ftp://x", "tok", "LABEL_STUDIO_URL"),
+        ("http://127.0.0.1:9", "", "LABEL_STUDIO_API_KEY"),
+    ],
+)
 def test_missing_settings_name_the_variable(monkeypatch, url, key, name):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
@@ -82,10 +97,13 @@ def labelled_project(ls_client, ls_project):
     # extras[0] is uploaded twice (duplicate tasks); base_image comes from the data set.
     ls_client.upload_images(pid, [*extras, extras[0], base_image])
     ls_client.add_local_storage(pid, PLANETS / "extra")
-    ls_client.import_tasks(pid, [
-        {"data": {"image": f"/data/local-files/?d=planets/extra/{extras[1].name}"}},
-        {"data": {"image": "/data/upload/999/does-not-exist.jpg"}},
-    ])
+    ls_client.import_tasks(
+        pid,
+        [
+            {"data": {"image": f"/data/local-files/?d=planets/extra/{extras[1].name}"}},
+            {"data": {"image": "/data/upload/999/does-not-exist.jpg"}},
+        ],
+    )
     tasks = ls_client.export_tasks(pid)
     local = [t for t in tasks if "local-files" in t["data"]["image"]]
     missing = [t for t in tasks if "does-not-exist" in t["data"]["image"]]
@@ -102,32 +120,37 @@ def labelled_project(ls_client, ls_project):
     label(dup_a, truth[extras[0].name])
     label(dup_b, truth[extras[0].name])
     expected[rules.DUPLICATE_TASK] = 1
-    label(by[extras[1].name][0], truth[extras[1].name])                     # accepted
-    label(local[0], truth[extras[1].name])                                  # same bytes via local files
+    label(by[extras[1].name][0], truth[extras[1].name])  # accepted
+    label(local[0], truth[extras[1].name])  # same bytes via local files
     expected[rules.DUPLICATE_TASK] += 1
-    t = by[extras[2].name][0]                                               # majority 2 of 3
+    t = by[extras[2].name][0]  # majority 2 of 3
     other = "Moon" if truth[extras[2].name] != "Moon" else "Earth"
     label(t, truth[extras[2].name], truth[extras[2].name], other)
-    t = by[extras[3].name][0]                                               # 1 vs 1: disagreement
+    t = by[extras[3].name][0]  # 1 vs 1: disagreement
     label(t, "Earth", "Jupiter")
     expected[rules.DISAGREEMENT] = 1
-    label(by[extras[4].name][0], cancelled=True)                            # skipped in the UI
+    label(by[extras[4].name][0], cancelled=True)  # skipped in the UI
     expected[rules.CANCELLED] = 1
-    t = by[extras[5].name][0]                                               # cancelled + a real vote
+    t = by[extras[5].name][0]  # cancelled + a real vote
     label(t, cancelled=True)
     label(t, truth[extras[5].name])
-    label(by[extras[6].name][0], "Pluto")                                   # not a class
+    label(by[extras[6].name][0], "Pluto")  # not a class
     expected[rules.UNKNOWN_LABEL] = 1
-    label(by[base_image.name][0], "Moon")                                   # in the data set as Earth
+    label(by[base_image.name][0], "Moon")  # in the data set as Earth
     expected[rules.DATASET_CONFLICT] = 1
     label(missing[0], "Earth")
     expected[rules.IMAGE_MISSING] = 1
-    label(by[extras[7].name][0], truth[extras[7].name])                     # accepted
+    label(by[extras[7].name][0], truth[extras[7].name])  # accepted
     # extras[8:] stay unannotated
     expected[rules.NO_ANNOTATION] = len(extras) - 8
     accepted = {truth[extras[i].name] for i in (0, 1, 2, 5, 7)}
-    return {"project": ls_project, "expected": expected, "accepted_count": 5, "accepted_classes": accepted,
-            "tasks": len(tasks)}
+    return {
+        "project": ls_project,
+        "expected": expected,
+        "accepted_count": 5,
+        "accepted_classes": accepted,
+        "tasks": len(tasks),
+    }
 
 
 def test_import_applies_every_rule_and_counts_every_skip(ls_client, labelled_project, small_raw, tmp_path):
@@ -167,13 +190,19 @@ def test_empty_project_imports_nothing_and_says_so(ls_client, ls_project, small_
 
 
 def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_path):
-    project = ls_client.sdk.projects.create(title="Text project", label_config=(
-        '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'))
+    project = ls_client.sdk.projects.create(
+        title="Text project",
+        label_config=(
+            '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'
+        ),
+    )
     with pytest.raises(InvalidParameterError, match="label_config"):
         import_labels(ls_client, project.id, small_raw, tmp_path / "merged")
 
 
-def test_gs_and_local_files_images_and_undecodable_bytes(ls_client, ls_project, gcs_emulator, small_raw, tmp_path):
+def test_gs_and_local_files_images_and_undecodable_bytes(
+    ls_client, ls_project, gcs_emulator, small_raw, tmp_path
+):
     from planets_mlops.storage import upload_file
 
     bucket = gcs_emulator.make_bucket("labelling-images")
@@ -181,13 +210,33 @@ def test_gs_and_local_files_images_and_undecodable_bytes(ls_client, ls_project, 
     for path in images:
         upload_file(path, f"{bucket}/incoming/{path.name}")
     ls_client.add_local_storage(ls_project.id, PLANETS)
-    choice = [{"result": [{"from_name": "planet", "to_name": "image", "type": "choices",
-                           "value": {"choices": [true_label(p)]}}]} for p in images]
-    ls_client.import_tasks(ls_project.id, [
-        *({"data": {"image": f"{bucket}/incoming/{p.name}"}, "annotations": [c]} for p, c in zip(images, choice)),
-        {"data": {"image": f"{bucket}/incoming/absent.jpg"}, "annotations": [choice[0]]},
-        {"data": {"image": "/data/local-files/?d=planets/README.md"}, "annotations": [choice[0]]},  # not an image
-    ])
+    choice = [
+        {
+            "result": [
+                {
+                    "from_name": "planet",
+                    "to_name": "image",
+                    "type": "choices",
+                    "value": {"choices": [true_label(p)]},
+                }
+            ]
+        }
+        for p in images
+    ]
+    ls_client.import_tasks(
+        ls_project.id,
+        [
+            *(
+                {"data": {"image": f"{bucket}/incoming/{p.name}"}, "annotations": [c]}
+                for p, c in zip(images, choice)
+            ),
+            {"data": {"image": f"{bucket}/incoming/absent.jpg"}, "annotations": [choice[0]]},
+            {
+                "data": {"image": "/data/local-files/?d=planets/README.md"},
+                "annotations": [choice[0]],
+            },  # not an image
+        ],
+    )
     result = import_labels(ls_client, ls_project.title, small_raw, tmp_path / "merged")
     assert result.metadata()["skipped"] == {rules.IMAGE_MISSING: 1, rules.IMAGE_UNDECODABLE: 1}
     assert result.metadata()["new_labels_per_class"] == {name: 1 for name in SMALL_CLASSES}
@@ -220,9 +269,15 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
     for attempt in range(2):
         merged = make_artifact(dsl.Dataset, tmp_path / f"merged{attempt}")
         component.python_func(
-            dataset=make_artifact(dsl.Dataset, tmp_path / "pulled", pulled.metadata()), merged=merged,
-            project=ls_project.title, classes=[], publish=True, data_repo_url=str(data_repo["repo"]),
-            data_path="data/raw", publish_branch=branch, dvc_remote_config={},
+            dataset=make_artifact(dsl.Dataset, tmp_path / "pulled", pulled.metadata()),
+            merged=merged,
+            project=ls_project.title,
+            classes=[],
+            publish=True,
+            data_repo_url=str(data_repo["repo"]),
+            data_path="data/raw",
+            publish_branch=branch,
+            dvc_remote_config={},
         )
         commits.append(merged.metadata["published_commit"])
         assert merged.metadata["new_labels"] == 6 and merged.metadata["commit"] == commits[-1]
@@ -269,8 +324,9 @@ def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_proje
     # The component names the version after the model's bytes and adds it next to tiny-v1.
     model = make_artifact(dsl.Model, tiny_model)
     summary = make_artifact(dsl.Artifact, tmp_path / "summary.json")
-    component.python_func(model=model, summary=summary, project=str(ls_project.id), model_version="",
-                          low_confidence=0.5)
+    component.python_func(
+        model=model, summary=summary, project=str(ls_project.id), model_version="", low_confidence=0.5
+    )
     version = summary.metadata["model_version"]
     assert version.startswith("planets-") and summary.metadata["predicted_tasks"] == len(images) - 1
     assert ls_client.model_versions(ls_project.id) == {"tiny-v1": len(images) - 1, version: len(images) - 1}
@@ -288,10 +344,24 @@ def test_labelling_demo_is_idempotent(label_studio, tiny_model):
     from planets_mlops.app.labelling_demo import run_labelling_demo
 
     images = extra_images(SMALL_CLASSES, per_class=4)
-    first = run_labelling_demo(label_studio.url, label_studio.api_key, title="Demo test", classes=SMALL_CLASSES,
-                               images=images, label_fraction=0.5, model_dir=tiny_model)
-    second = run_labelling_demo(label_studio.url, label_studio.api_key, title="Demo test", classes=SMALL_CLASSES,
-                                images=images, label_fraction=0.5, model_dir=tiny_model)
+    first = run_labelling_demo(
+        label_studio.url,
+        label_studio.api_key,
+        title="Demo test",
+        classes=SMALL_CLASSES,
+        images=images,
+        label_fraction=0.5,
+        model_dir=tiny_model,
+    )
+    second = run_labelling_demo(
+        label_studio.url,
+        label_studio.api_key,
+        title="Demo test",
+        classes=SMALL_CLASSES,
+        images=images,
+        label_fraction=0.5,
+        model_dir=tiny_model,
+    )
     assert first.tasks == second.tasks == 12 and first.labelled == second.labelled == 6
     assert first.predictions["predicted_tasks"] == second.predictions["replaced_predictions"] == 6
     assert second.environment()["LABEL_STUDIO_URL"] == label_studio.url

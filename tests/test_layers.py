@@ -24,18 +24,37 @@ def test_the_project_keeps_its_layers():
     ("module", "source", "expected"),
     [
         ("planets_mlops.train", "from planets_mlops.app.cli import main", "logic imports app"),
-        ("planets_mlops.train", "def f():\n    from planets_mlops.pipelines import training", "logic imports pipelines"),
-        ("planets_mlops.components.train_model", "import planets_mlops.pipelines.steps", "components imports pipelines"),
+        (
+            "planets_mlops.train",
+            "def f():\n    from planets_mlops.pipelines import training",
+            "logic imports pipelines",
+        ),
+        (
+            "planets_mlops.components.train_model",
+            "import planets_mlops.pipelines.steps",
+            "components imports pipelines",
+        ),
         ("planets_mlops.pipelines.steps", "from planets_mlops import app", "pipelines imports app"),
-        ("planets_mlops.app.cli", "from pipelines.training import training", "imports bare 'pipelines.training'"),
+        (
+            "planets_mlops.app.cli",
+            "from pipelines.training import training",
+            "imports bare 'pipelines.training'",
+        ),
         ("planets_mlops.dataset", "def f():\n    import kfp", "logic imports kfp"),
         ("planets_mlops.pipelines.training", "import tensorflow as tf", "heavy import at module top"),
-        ("planets_mlops.components.pull_data", "from planets_mlops.train import fit", "planets_mlops.train -> numpy"),
+        (
+            "planets_mlops.components.pull_data",
+            "from planets_mlops.train import fit",
+            "planets_mlops.train -> numpy",
+        ),
     ],
 )
 def test_an_arrow_added_back_is_caught(module, source, expected):
     graph = layers.project_graph()
-    graph["planets_mlops.train"] = [*graph.get("planets_mlops.train", []), layers.Import("planets_mlops.train", "numpy", 1, True)]
+    graph["planets_mlops.train"] = [
+        *graph.get("planets_mlops.train", []),
+        layers.Import("planets_mlops.train", "numpy", 1, True),
+    ]
     graph[module] = [*graph.get(module, []), *layers.imports_of(module, source)]
     messages = [str(v) for v in layers.check(graph) if v.module == module]
     assert any(expected in m for m in messages), messages
@@ -48,7 +67,9 @@ def test_allowed_imports_pass():
             "from kfp import dsl\nfrom planets_mlops.components.images import IMAGE\n"
             "def f():\n    import tensorflow\n    from planets_mlops.train import fit\n",
         ),
-        "planets_mlops.app.cli": layers.imports_of("planets_mlops.app.cli", "from planets_mlops.pipelines import BUILDERS"),
+        "planets_mlops.app.cli": layers.imports_of(
+            "planets_mlops.app.cli", "from planets_mlops.pipelines import BUILDERS"
+        ),
     }
     assert layers.check(graph) == []
 

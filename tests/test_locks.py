@@ -13,7 +13,9 @@ def _pins(path: Path) -> dict[str, str]:
 
 def test_every_dependency_is_pinned_exactly():
     for path in (ROOT / "requirements.lock", ROOT / "images/train-gpu/requirements-gpu.lock"):
-        requirements = [line for line in path.read_text().splitlines() if line and not line.startswith((" ", "#"))]
+        requirements = [
+            line for line in path.read_text().splitlines() if line and not line.startswith((" ", "#"))
+        ]
         assert requirements and all("==" in line for line in requirements), path
 
 

@@ -108,8 +108,11 @@ def test_packaged_bento_carries_model_provenance_pins_and_only_serving_sources(
     requirements = info["image"]["python_requirements"].split()
     assert set(packaged_bento["requirements"]) <= set(requirements)
     assert not any("tensorflow" in r or r.startswith("kfp") for r in requirements)
-    sources = {name.removeprefix("src/") for name in archive_files(archive)
-               if name.startswith("src/planets_mlops/") and name.endswith(".py")}
+    sources = {
+        name.removeprefix("src/")
+        for name in archive_files(archive)
+        if name.startswith("src/planets_mlops/") and name.endswith(".py")
+    }
     assert sources == set(SERVING_SOURCES)
     assert info["services"][0]["config"]["metrics"] == {"enabled": False}
 
@@ -155,10 +158,14 @@ def test_component_compiles_on_runtime_image_without_pip(tmp_path: Path) -> None
     ("env", "expected"),
     [
         ({}, ServingSettings()),
-        ({"PLANETS_WORKERS": "1", "PLANETS_METRICS": "true", "PLANETS_ACCESS_LOG": "on"},
-         ServingSettings(workers=1, metrics=True, access_log=True)),
-        ({"PLANETS_MAX_UPLOAD_BYTES": "2048", "PLANETS_MAX_BATCH": "4", "PLANETS_ORT_THREADS": "2"},
-         ServingSettings(max_upload_bytes=2048, max_batch=4, ort_threads=2)),
+        (
+            {"PLANETS_WORKERS": "1", "PLANETS_METRICS": "true", "PLANETS_ACCESS_LOG": "on"},
+            ServingSettings(workers=1, metrics=True, access_log=True),
+        ),
+        (
+            {"PLANETS_MAX_UPLOAD_BYTES": "2048", "PLANETS_MAX_BATCH": "4", "PLANETS_ORT_THREADS": "2"},
+            ServingSettings(max_upload_bytes=2048, max_batch=4, ort_threads=2),
+        ),
     ],
 )
 def test_serving_settings_from_env(env: dict[str, str], expected: ServingSettings) -> None:
@@ -167,8 +174,11 @@ def test_serving_settings_from_env(env: dict[str, str], expected: ServingSetting
 
 @pytest.mark.parametrize(
     ("env", "name"),
-    [({"PLANETS_WORKERS": "0"}, "PLANETS_WORKERS"), ({"PLANETS_METRICS": "maybe"}, "PLANETS_METRICS"),
-     ({"PLANETS_MAX_UPLOAD_BYTES": "10MB"}, "PLANETS_MAX_UPLOAD_BYTES")],
+    [
+        ({"PLANETS_WORKERS": "0"}, "PLANETS_WORKERS"),
+        ({"PLANETS_METRICS": "maybe"}, "PLANETS_METRICS"),
+        ({"PLANETS_MAX_UPLOAD_BYTES": "10MB"}, "PLANETS_MAX_UPLOAD_BYTES"),
+    ],
 )
 def test_serving_settings_name_the_bad_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(InvalidParameterError, match=name):

@@ -39,7 +39,10 @@ def test_serving_input_handling_reproduces_the_training_shards_exactly(
 
 
 def test_model_config_is_the_data_set_config(small_prepared: Path, tiny_model: Path) -> None:
-    assert json.loads((tiny_model / "preprocess.json").read_text()) == load_manifest(small_prepared)["preprocess"]
+    assert (
+        json.loads((tiny_model / "preprocess.json").read_text())
+        == load_manifest(small_prepared)["preprocess"]
+    )
 
 
 def test_served_predictions_equal_evaluate_predictions_on_validation(
@@ -54,7 +57,8 @@ def test_served_predictions_equal_evaluate_predictions_on_validation(
     served = [http.post("/predict", files={"image": (p.name, p.read_bytes())}).json() for p in paths]
     assert [s["prediction"] for s in served] == [e["prediction"] for e in expected]
     for one, other in zip(served, expected):
-        np.testing.assert_allclose(list(one["probabilities"].values()),
-                                   list(other["probabilities"].values()), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            list(one["probabilities"].values()), list(other["probabilities"].values()), rtol=0, atol=1e-6
+        )
     batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
     assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]

@@ -8,12 +8,25 @@ from planets_mlops.app.local import run_local
 
 def test_training_pipeline_end_to_end(data_repo, tmp_path):
     run = run_local(
-        training, tmp_path / "root", log_file=tmp_path / "run.log",
-        data_repo_url=str(data_repo["repo"]), data_rev="v1", data_path="data/raw",
-        train_epochs=1, train_conv_size=8, train_dense_size=16, train_output_classes=3,
+        training,
+        tmp_path / "root",
+        log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]),
+        data_rev="v1",
+        data_path="data/raw",
+        train_epochs=1,
+        train_conv_size=8,
+        train_dense_size=16,
+        train_output_classes=3,
     )
     # Promoted (no production model to beat) -> packaged; deploy=False -> not deployed.
-    assert set(run.tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model", "package-model"}
+    assert set(run.tasks) == {
+        "pull-data",
+        "prepare-dataset",
+        "train-model",
+        "evaluate-model",
+        "package-model",
+    }
     assert run.metadata("pull-data", "dataset")["commit"] == data_repo["commit"]
     metrics = run.metadata("evaluate-model", "metrics")
     assert 0.0 <= metrics["val_acc"] <= 1.0 and metrics["val_loss"] > 0
@@ -25,5 +38,7 @@ def test_training_pipeline_end_to_end(data_repo, tmp_path):
     assert bento["bento_tag"].startswith("planets_classifier:")
     assert bento["data_revision"] == data_repo["commit"]
     assert run.artifact("package-model", "bento").stat().st_size > 10_000
-    assert "Task 'evaluate-model' finished with status" in run.log_file.read_text().replace("\x1b[96m", "").replace("\x1b[0m", "")
+    assert "Task 'evaluate-model' finished with status" in run.log_file.read_text().replace(
+        "\x1b[96m", ""
+    ).replace("\x1b[0m", "")
     assert all(task.seconds > 0 for task in run.tasks.values())

@@ -48,7 +48,9 @@ def test_revision_selects_the_data_version(tmp_path):
 
 
 def test_unknown_revision(data_repo, tmp_path):
-    with pytest.raises(DataSourceError, match=r"Unknown git revision data_rev='no-such-tag'.*branch, tag or commit"):
+    with pytest.raises(
+        DataSourceError, match=r"Unknown git revision data_rev='no-such-tag'.*branch, tag or commit"
+    ):
         pull_dataset(data_repo["url"], "no-such-tag", "data/raw", tmp_path / "out")
 
 
@@ -87,10 +89,15 @@ def test_gcs_remote_without_credentials(gcs_emulator, tmp_path, monkeypatch):
     """No endpoint override and no credentials: real GCS would need them; the error says how."""
     raw = copy_subset(tmp_path / "raw", per_class=1)
     bucket = gcs_emulator.make_bucket("planets-nocreds")
-    create_data_repo(raw, tmp_path / "repo", f"{bucket}/store", remote_config=dvc_remote_config(gcs_emulator.url))
+    create_data_repo(
+        raw, tmp_path / "repo", f"{bucket}/store", remote_config=dvc_remote_config(gcs_emulator.url)
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
     with pytest.raises(DataSourceError, match="credentials|GOOGLE_APPLICATION_CREDENTIALS"):
         pull_dataset(
-            str(tmp_path / "repo"), "main", "data/raw", tmp_path / "out",
+            str(tmp_path / "repo"),
+            "main",
+            "data/raw",
+            tmp_path / "out",
             remote_config={"endpointurl": gcs_emulator.url},
         )

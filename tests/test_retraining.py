@@ -34,14 +34,19 @@ def test_ir_secret_caching_and_gates(tmp_path):
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert {"prepare-dataset", "train-model", "evaluate-model", "condition-2"} <= set(inner)
     assert "package-model" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
-    (push,) = [c["dag"]["tasks"]["push-predictions"] for c in spec["components"].values()
-               if "push-predictions" in c.get("dag", {}).get("tasks", {})]
+    (push,) = [
+        c["dag"]["tasks"]["push-predictions"]
+        for c in spec["components"].values()
+        if "push-predictions" in c.get("dag", {}).get("tasks", {})
+    ]
     assert push["cachingOptions"].get("enableCache") in (None, False)
     for executor in ("exec-import-labels", "exec-push-predictions"):
         secret = platform["deploymentSpec"]["executors"][executor]["secretAsEnv"]
         assert {s["secretName"] for s in secret} == {LABEL_STUDIO_SECRET}
         assert {(k["secretKey"], k["envVar"]) for s in secret for k in s["keyToEnv"]} == {
-            ("LABEL_STUDIO_URL", "LABEL_STUDIO_URL"), ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY")}
+            ("LABEL_STUDIO_URL", "LABEL_STUDIO_URL"),
+            ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY"),
+        }
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["min_new_labels"]["defaultValue"] == 1 and inputs["publish_labels"]["defaultValue"] is False
 
@@ -71,14 +76,30 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
 
     branch = f"labels-e2e-{labelled_small_project.id}"
     run = run_local(
-        retraining, tmp_path / "root", log_file=tmp_path / "run.log",
-        data_repo_url=str(data_repo["repo"]), data_rev="v1", label_studio_project=labelled_small_project.title,
-        min_new_labels=5, publish_labels=True, publish_branch=branch,
+        retraining,
+        tmp_path / "root",
+        log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]),
+        data_rev="v1",
+        label_studio_project=labelled_small_project.title,
+        min_new_labels=5,
+        publish_labels=True,
+        publish_branch=branch,
         # Compared with a "production" model; a negative margin makes the promotion certain.
-        production_model_uri=str(tiny_model), min_improvement=-1.0, **TINY,
+        production_model_uri=str(tiny_model),
+        min_improvement=-1.0,
+        **TINY,
     )
-    assert {"pull-data", "import-labels", "check-new-labels", "prepare-dataset", "train-model",
-            "evaluate-model", "package-model", "push-predictions"} <= set(run.tasks)
+    assert {
+        "pull-data",
+        "import-labels",
+        "check-new-labels",
+        "prepare-dataset",
+        "train-model",
+        "evaluate-model",
+        "package-model",
+        "push-predictions",
+    } <= set(run.tasks)
     merged = run.metadata("import-labels", "merged")
     assert merged["new_labels"] == 11 and merged["skipped"] == {"no_annotation": 3, "unknown_label": 1}
     assert merged["num_files"] == 71 and merged["published_new_version"] is True
@@ -95,11 +116,18 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
     assert pushed["predicted_tasks"] == 3 and pushed["model_version"].startswith("planets-")
 
 
-def test_retraining_stops_before_training_without_enough_labels(ls_env, labelled_small_project, data_repo, tmp_path):
+def test_retraining_stops_before_training_without_enough_labels(
+    ls_env, labelled_small_project, data_repo, tmp_path
+):
     run = run_local(
-        retraining, tmp_path / "root", log_file=tmp_path / "run.log",
-        data_repo_url=str(data_repo["repo"]), data_rev="v1", label_studio_project=labelled_small_project.title,
-        min_new_labels=12, **TINY,
+        retraining,
+        tmp_path / "root",
+        log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]),
+        data_rev="v1",
+        label_studio_project=labelled_small_project.title,
+        min_new_labels=12,
+        **TINY,
     )
     assert run.tasks["check-new-labels"].parameters["Output"] is False
     assert set(run.tasks) == {"pull-data", "import-labels", "check-new-labels"}

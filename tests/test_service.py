@@ -31,8 +31,14 @@ def encode(image: Image.Image, fmt: str) -> bytes:
 def synthetic(mode: str, size: tuple[int, int]) -> Image.Image:
     """A deterministic gradient image in ``mode`` (smooth, so large sizes stay small files)."""
     ys, xs = np.mgrid[0 : size[1], 0 : size[0]]
-    rgb = np.stack([xs * 255 // max(size[0], 1), ys * 255 // max(size[1], 1),
-                    (xs + ys) * 255 // max(size[0] + size[1], 1)], axis=-1).astype(np.uint8)
+    rgb = np.stack(
+        [
+            xs * 255 // max(size[0], 1),
+            ys * 255 // max(size[1], 1),
+            (xs + ys) * 255 // max(size[0] + size[1], 1),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
     return Image.fromarray(rgb, "RGB").convert(mode)
 
 
@@ -62,7 +68,9 @@ def assert_refused(response: Any, status: int, words: str) -> None:
 
 
 @pytest.mark.parametrize("path", EXTRA[:5], ids=lambda p: p.name)
-def test_predict_matches_onnx_on_the_model_folder(http: Any, packaged_bento: dict[str, Any], path: Path) -> None:
+def test_predict_matches_onnx_on_the_model_folder(
+    http: Any, packaged_bento: dict[str, Any], path: Path
+) -> None:
     blob = path.read_bytes()
     response = http.post("/predict", files={"image": (path.name, blob, "image/jpeg")})
     assert response.status_code == 200, response.text
@@ -75,9 +83,17 @@ def test_predict_matches_onnx_on_the_model_folder(http: Any, packaged_bento: dic
 
 @pytest.mark.parametrize(
     ("mode", "fmt", "size"),
-    [("RGB", "PNG", (300, 200)), ("RGBA", "PNG", (64, 64)), ("L", "JPEG", (128, 128)),
-     ("P", "PNG", (50, 90)), ("CMYK", "JPEG", (40, 40)), ("LA", "PNG", (33, 17)),
-     ("RGB", "JPEG", (1, 1)), ("I;16", "PNG", (20, 20)), ("RGB", "JPEG", (2000, 1500))],
+    [
+        ("RGB", "PNG", (300, 200)),
+        ("RGBA", "PNG", (64, 64)),
+        ("L", "JPEG", (128, 128)),
+        ("P", "PNG", (50, 90)),
+        ("CMYK", "JPEG", (40, 40)),
+        ("LA", "PNG", (33, 17)),
+        ("RGB", "JPEG", (1, 1)),
+        ("I;16", "PNG", (20, 20)),
+        ("RGB", "JPEG", (2000, 1500)),
+    ],
 )
 def test_predict_accepts_any_size_and_colour_mode(
     http: Any, packaged_bento: dict[str, Any], mode: str, fmt: str, size: tuple[int, int]
@@ -105,8 +121,9 @@ def test_predict_batch_equals_one_by_one(http: Any, packaged_bento: dict[str, An
     single = [http.post("/predict", files={"image": (p.name, p.read_bytes())}).json() for p in paths]
     assert [b["prediction"] for b in batch] == [s["prediction"] for s in single]
     for one, other in zip(batch, single):
-        np.testing.assert_allclose(list(one["probabilities"].values()),
-                                   list(other["probabilities"].values()), atol=1e-6)
+        np.testing.assert_allclose(
+            list(one["probabilities"].values()), list(other["probabilities"].values()), atol=1e-6
+        )
 
 
 def test_metadata_describes_model_data_and_metrics(http: Any, packaged_bento: dict[str, Any]) -> None:
@@ -142,45 +159,83 @@ def _bomb() -> bytes:
 
 
 def _chunks(total: int, size: int = 64 * 1024):
-    boundary = b"--xyz\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n"
+    boundary = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
     yield boundary
     for _ in range(total // size + 1):
         yield b"\xff" * size
 
 
 MALFORMED = {
-    "not an image": (lambda h: h.post("/predict", files={"image": ("a.jpg", b"hello, not a picture")}),
-                     400, "cannot decode"),
-    "truncated jpeg": (lambda h: h.post("/predict", files={"image": ("a.jpg", _jpeg()[:300])}),
-                       400, "cannot decode"),
+    "not an image": (
+        lambda h: h.post("/predict", files={"image": ("a.jpg", b"hello, not a picture")}),
+        400,
+        "cannot decode",
+    ),
+    "truncated jpeg": (
+        lambda h: h.post("/predict", files={"image": ("a.jpg", _jpeg()[:300])}),
+        400,
+        "cannot decode",
+    ),
     "empty file": (lambda h: h.post("/predict", files={"image": ("a.jpg", b"")}), 400, "empty"),
-    "empty body": (lambda h: h.post("/predict", content=b"", headers={"Content-Type": "image/jpeg"}),
-                   400, "empty"),
+    "empty body": (
+        lambda h: h.post("/predict", content=b"", headers={"Content-Type": "image/jpeg"}),
+        400,
+        "empty",
+    ),
     "no content type": (lambda h: h.post("/predict", content=b""), 415, "content-type"),
     "json body": (lambda h: h.post("/predict", json={"image": "abc"}), 415, "content-type"),
-    "wrong field name": (lambda h: h.post("/predict", files={"file": ("a.jpg", _jpeg())}), 400,
-                         "no field 'image'"),
-    "text field": (lambda h: h.post("/predict", data={"image": "abc"}, files={"x": ("x.txt", b"1")}),
-                   400, "not a file"),
+    "wrong field name": (
+        lambda h: h.post("/predict", files={"file": ("a.jpg", _jpeg())}),
+        400,
+        "no field 'image'",
+    ),
+    "text field": (
+        lambda h: h.post("/predict", data={"image": "abc"}, files={"x": ("x.txt", b"1")}),
+        400,
+        "not a file",
+    ),
     "urlencoded form": (lambda h: h.post("/predict", data={"image": "abc"}), 415, "content-type"),
-    "broken multipart": (lambda h: h.post("/predict", content=b"garbage",
-                                          headers={"Content-Type": "multipart/form-data"}),
-                         400, "multipart"),
-    "oversized": (lambda h: h.post("/predict", files={"image": ("a.jpg", b"\xff" * (TEST_MAX_UPLOAD_BYTES + 1))}),
-                  413, "too large"),
-    "oversized chunked": (lambda h: h.post("/predict", content=_chunks(TEST_MAX_UPLOAD_BYTES + 1),
-                                           headers={"Content-Type": "multipart/form-data; boundary=xyz"}),
-                          413, "too large"),
-    "two images to predict": (lambda h: h.post("/predict", files=[("image", ("a.jpg", _jpeg())),
-                                                                   ("image", ("b.jpg", _jpeg()))]),
-                              400, "predict_batch"),
-    "batch too big": (lambda h: h.post("/predict_batch", files=[("image", ("a.jpg", b"x"))] * (TEST_MAX_BATCH + 1)),
-                      400, "too many images"),
-    "decompression bomb": (lambda h: h.post("/predict", files={"image": ("big.png", _bomb())}), 400,
-                           "cannot decode"),
-    "bad image in batch": (lambda h: h.post("/predict_batch", files=[("image", ("a.jpg", _jpeg())),
-                                                                     ("image", ("b.jpg", b"junk"))]),
-                           400, "image 1 of 2"),
+    "broken multipart": (
+        lambda h: h.post("/predict", content=b"garbage", headers={"Content-Type": "multipart/form-data"}),
+        400,
+        "multipart",
+    ),
+    "oversized": (
+        lambda h: h.post("/predict", files={"image": ("a.jpg", b"\xff" * (TEST_MAX_UPLOAD_BYTES + 1))}),
+        413,
+        "too large",
+    ),
+    "oversized chunked": (
+        lambda h: h.post(
+            "/predict",
+            content=_chunks(TEST_MAX_UPLOAD_BYTES + 1),
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+        ),
+        413,
+        "too large",
+    ),
+    "two images to predict": (
+        lambda h: h.post("/predict", files=[("image", ("a.jpg", _jpeg())), ("image", ("b.jpg", _jpeg()))]),
+        400,
+        "predict_batch",
+    ),
+    "batch too big": (
+        lambda h: h.post("/predict_batch", files=[("image", ("a.jpg", b"x"))] * (TEST_MAX_BATCH + 1)),
+        400,
+        "too many images",
+    ),
+    "decompression bomb": (
+        lambda h: h.post("/predict", files={"image": ("big.png", _bomb())}),
+        400,
+        "cannot decode",
+    ),
+    "bad image in batch": (
+        lambda h: h.post(
+            "/predict_batch", files=[("image", ("a.jpg", _jpeg())), ("image", ("b.jpg", b"junk"))]
+        ),
+        400,
+        "image 1 of 2",
+    ),
 }
 
 
@@ -216,8 +271,11 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
     from planets_mlops.serve_local import process_tree, serve_and_classify
 
     def servers() -> set[int]:
-        return {pid for pid in process_tree(os.getpid()) if pid != os.getpid()
-                and "bentoml" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")}
+        return {
+            pid
+            for pid in process_tree(os.getpid())
+            if pid != os.getpid() and "bentoml" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+        }
 
     before = servers()
     port = free_port()

@@ -72,7 +72,9 @@ def test_class_count_mismatch_names_the_fix(small_prepared, tmp_path):
 
 
 def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_prepared, tmp_path):
-    result = evaluate_model(small_prepared, tiny_model, tmp_path / "report.html", production_model_dir=tiny_model)
+    result = evaluate_model(
+        small_prepared, tiny_model, tmp_path / "report.html", production_model_dir=tiny_model
+    )
     metrics = result["metrics"]
     history = json.loads((tiny_model / "history.json").read_text())
     # ONNX evaluation reproduces Keras' own validation accuracy of the last epoch.
@@ -82,7 +84,9 @@ def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_p
     report = (tmp_path / "report.html").read_text()
     for needle in ("val_acc", "Confusion matrix", "Training history", "Predictions", "data:image/png;base64"):
         assert needle in report
-    stricter = evaluate_model(small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01)
+    stricter = evaluate_model(
+        small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01
+    )
     assert stricter["promote"] is False
 
 

@@ -85,7 +85,9 @@ class PipelineSource:
         self.check(name)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.compile_fn is not None:
-            return Path(self.compile_fn(name, out_dir, gpu) if gpu is not None else self.compile_fn(name, out_dir))
+            return Path(
+                self.compile_fn(name, out_dir, gpu) if gpu is not None else self.compile_fn(name, out_dir)
+            )
         from kfp import compiler
 
         path = out_dir / f"{name}.yaml"
@@ -268,8 +270,10 @@ def _api(settings: kc.ConnectionSettings, action: str) -> Iterator[None]:
 def _gpu_options(args: argparse.Namespace) -> Any:
     """Compile-time GPU placement from flags; None keeps the pipeline's defaults."""
     given = {
-        "count": args.gpu_count, "node_pool": args.gpu_node_pool,
-        "node_pool_label": args.gpu_node_label, "shm_size": args.shm_size,
+        "count": args.gpu_count,
+        "node_pool": args.gpu_node_pool,
+        "node_pool_label": args.gpu_node_label,
+        "shm_size": args.shm_size,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if not given:

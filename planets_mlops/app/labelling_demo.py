@@ -35,8 +35,9 @@ def true_label(path: Path | str) -> str:
     return decoded.rsplit("_", 1)[0]
 
 
-def extra_images(classes: Sequence[str] | None = None, per_class: int | None = None,
-                 folder: Path = EXTRA_DIR) -> list[Path]:
+def extra_images(
+    classes: Sequence[str] | None = None, per_class: int | None = None, folder: Path = EXTRA_DIR
+) -> list[Path]:
     """Bundled unlabelled images, optionally only of ``classes`` and at most ``per_class`` each."""
     counts: dict[str, int] = {}
     chosen = []
@@ -112,9 +113,23 @@ def run_labelling_demo(
         predictions = push_predictions(client, project.id, Path(model_dir), model_version).metadata()
     total_labelled = len(tasks) - len(unlabelled) + labelled
     left = sorted(_upload_name(t) for t in client.export_tasks(project.id) if not t.get("annotations"))
-    log.info("Demo project %r (id %s): %d tasks, %d labelled", project.title, project.id, len(tasks), total_labelled)
-    return DemoResult(url, api_key, int(project.id), str(project.title), len(tasks), total_labelled, predictions,
-                      unlabelled=left)
+    log.info(
+        "Demo project %r (id %s): %d tasks, %d labelled",
+        project.title,
+        project.id,
+        len(tasks),
+        total_labelled,
+    )
+    return DemoResult(
+        url,
+        api_key,
+        int(project.id),
+        str(project.title),
+        len(tasks),
+        total_labelled,
+        predictions,
+        unlabelled=left,
+    )
 
 
 def _upload_name(task: dict[str, Any]) -> str:
@@ -140,7 +155,11 @@ def held_out_accuracy(model_dir: Path, images: Sequence[Path]) -> float:
 
 
 def labelling_loop(
-    workdir: Path, repo: Path, production: Path, params: dict[str, Any], label_fraction: float = 0.8,
+    workdir: Path,
+    repo: Path,
+    production: Path,
+    params: dict[str, Any],
+    label_fraction: float = 0.8,
     data_path: str = "data/raw",
 ) -> dict[str, Any]:
     """Label Studio + the ``retraining`` pipeline on the bundled extras, measured.
@@ -161,19 +180,36 @@ def labelling_loop(
 
     with running_server(data_dir=workdir / "labelstudio") as server:
         print(f"Label Studio at {server.url} (user {server.username})")
-        demo = run_labelling_demo(server.url, server.api_key, images=extra_images(),
-                                  label_fraction=label_fraction, model_dir=production,
-                                  model_version="production")
-        print(f"Project {demo.project_title!r}: {demo.tasks} tasks, {demo.labelled} labelled through the API, "
-              f"production predictions on {demo.predictions.get('predicted_tasks', 0)} unlabelled tasks")
+        demo = run_labelling_demo(
+            server.url,
+            server.api_key,
+            images=extra_images(),
+            label_fraction=label_fraction,
+            model_dir=production,
+            model_version="production",
+        )
+        print(
+            f"Project {demo.project_title!r}: {demo.tasks} tasks, {demo.labelled} labelled through the API, "
+            f"production predictions on {demo.predictions.get('predicted_tasks', 0)} unlabelled tasks"
+        )
         previous = {key: os.environ.get(key) for key in demo.environment()}
         os.environ.update(demo.environment())
         try:
-            print("Retraining pipeline (pull -> import labels -> prepare -> train -> evaluate vs production -> package):")
-            run = run_local(retraining, workdir / "pipeline-root", log_file=workdir / "logs" / "retraining.log",
-                            data_repo_url=str(repo), data_rev="main", data_path=data_path,
-                            label_studio_project=demo.project_title, publish_labels=True,
-                            production_model_uri=str(production), **params)
+            print(
+                "Retraining pipeline (pull -> import labels -> prepare -> train -> evaluate vs production -> package):"
+            )
+            run = run_local(
+                retraining,
+                workdir / "pipeline-root",
+                log_file=workdir / "logs" / "retraining.log",
+                data_repo_url=str(repo),
+                data_rev="main",
+                data_path=data_path,
+                label_studio_project=demo.project_title,
+                publish_labels=True,
+                production_model_uri=str(production),
+                **params,
+            )
         finally:
             for key, value in previous.items():
                 if value is None:
@@ -185,7 +221,9 @@ def labelling_loop(
     # Neither model saw the still-unlabelled extras: a second, leak-free comparison.
     held_out = [EXTRA_DIR / name for name in demo.unlabelled]
     return {
-        "labelled": demo.labelled, "new_labels": merged.get("new_labels"), "skipped": merged.get("skipped"),
+        "labelled": demo.labelled,
+        "new_labels": merged.get("new_labels"),
+        "skipped": merged.get("skipped"),
         "published_commit": merged.get("published_commit") or merged.get("commit"),
         "num_files": merged.get("num_files"),
         "retrained_val_acc": metrics.get("val_acc"),
@@ -195,7 +233,9 @@ def labelling_loop(
         "held_out_images": len(held_out),
         "held_out_acc_production": held_out_accuracy(production, held_out) if held_out else None,
         "held_out_acc_retrained": held_out_accuracy(run.artifact("train-model", "model"), held_out)
-        if held_out else None,
-        "predictions": demo.predictions, "retraining_seconds": run.seconds, "run_dir": str(run.root),
+        if held_out
+        else None,
+        "predictions": demo.predictions,
+        "retraining_seconds": run.seconds,
+        "run_dir": str(run.root),
     }
-

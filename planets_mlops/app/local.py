@@ -81,7 +81,9 @@ class ProgressLog(io.TextIOBase):
             seconds = time.monotonic() - self.started.get(name, time.monotonic())
             self.durations[name] = seconds
             mark = "ok" if status == "SUCCESS" else status
-            self.terminal.write(f"  {'+' if status == 'SUCCESS' else '!'} {name}: {mark} in {seconds:.1f} s\n")
+            self.terminal.write(
+                f"  {'+' if status == 'SUCCESS' else '!'} {name}: {mark} in {seconds:.1f} s\n"
+            )
         self.terminal.flush()
 
     def flush(self) -> None:

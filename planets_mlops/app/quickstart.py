@@ -39,7 +39,13 @@ CHAPTER_2_5 = {
     "train_seed": 5241,
     "train_output_classes": 10,
 }
-BASELINE = {**CHAPTER_2_5, "train_lr": 0.0001, "train_conv_size": 32, "train_dense_size": 64, "train_epochs": 5}
+BASELINE = {
+    **CHAPTER_2_5,
+    "train_lr": 0.0001,
+    "train_conv_size": 32,
+    "train_dense_size": 64,
+    "train_epochs": 5,
+}
 
 
 def ensure_data_repo(workdir: Path, source: Path = BUNDLED_DATA / "raw") -> Path:
@@ -59,8 +65,10 @@ def ensure_data_repo(workdir: Path, source: Path = BUNDLED_DATA / "raw") -> Path
 def print_training_summary(run: Any) -> dict[str, float]:
     metrics = run.metadata("evaluate-model", "metrics")
     dataset = run.metadata("pull-data", "dataset")
-    print(f"\nData: {dataset.get('num_files')} files, commit {str(dataset.get('commit'))[:8]}, "
-          f"DVC hash {dataset.get('dvc_hash')}")
+    print(
+        f"\nData: {dataset.get('num_files')} files, commit {str(dataset.get('commit'))[:8]}, "
+        f"DVC hash {dataset.get('dvc_hash')}"
+    )
     print("Metrics (validation):")
     for key, value in metrics.items():
         print(f"  {key:<18} {value:.4f}")
@@ -76,15 +84,25 @@ def print_training_summary(run: Any) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".work" / "quickstart")
-    parser.add_argument("--baseline", action="store_true", help="the guide's baseline settings instead of ch 2.5")
+    parser.add_argument(
+        "--baseline", action="store_true", help="the guide's baseline settings instead of ch 2.5"
+    )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--json", type=Path, help="also write a JSON summary here")
     parser.add_argument("--skip-serving", action="store_true", help="skip step 3 (serve and classify)")
-    parser.add_argument("--skip-labelling", action="store_true", help="skip step 4 (Label Studio + retraining)")
-    parser.add_argument("--label-fraction", type=float, default=0.8,
-                        help="share of the extra images labelled in step 4 (default 0.8)")
+    parser.add_argument(
+        "--skip-labelling", action="store_true", help="skip step 4 (Label Studio + retraining)"
+    )
+    parser.add_argument(
+        "--label-fraction",
+        type=float,
+        default=0.8,
+        help="share of the extra images labelled in step 4 (default 0.8)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
@@ -103,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         params["train_epochs"] = args.epochs
     print(f"\n== 2. Training pipeline under kfp.local ({', '.join(f'{k}={v}' for k, v in params.items())})")
     run = run_local(
-        training, workdir / "pipeline-root", log_file=workdir / "logs" / "training.log",
-        data_repo_url=str(repo), data_rev="main", data_path=DATA_PATH, **params,
+        training,
+        workdir / "pipeline-root",
+        log_file=workdir / "logs" / "training.log",
+        data_repo_url=str(repo),
+        data_rev="main",
+        data_path=DATA_PATH,
+        **params,
     )
     print(f"Pipeline finished in {run.seconds:.1f} s: {run.root}")
     metrics = print_training_summary(run)
@@ -160,24 +183,34 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
         confidence = result["probabilities"][result["prediction"]]
         mark = "ok   " if result["prediction"] == truth else "WRONG"
         print(f"  {mark} {path.name:<22} -> {result['prediction']:<8} (p={confidence:.3f}; truly {truth})")
-    print(f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s")
+    print(
+        f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s"
+    )
     return {"images": len(images), "right": right}
 
 
 def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> None:
-    print(f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
-          f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}")
+    print(
+        f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
+        f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}"
+    )
     print(f"{'':<50}{'production':>12}{'retrained':>12}")
-    print(f"{'val_acc, same validation images (unseen by both)':<50}"
-          f"{loop['production_val_acc_same_split']:>12.4f}{loop['retrained_val_acc']:>12.4f}")
+    print(
+        f"{'val_acc, same validation images (unseen by both)':<50}"
+        f"{loop['production_val_acc_same_split']:>12.4f}{loop['retrained_val_acc']:>12.4f}"
+    )
     if loop["held_out_images"]:
-        print(f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<50}"
-              f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}")
+        print(
+            f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<50}"
+            f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}"
+        )
     print(f"Promoted: {loop['promoted']} (production val_acc on its own split was {before['val_acc']:.4f})")
     if not loop["promoted"]:
-        print("The retrained model did not beat production on images neither trained on, so the pipeline "
-              "kept production\n(no package, no new predictions). One 10-epoch run varies by about +-3 points "
-              "with the seed: see docs/labelling.md.")
+        print(
+            "The retrained model did not beat production on images neither trained on, so the pipeline "
+            "kept production\n(no package, no new predictions). One 10-epoch run varies by about +-3 points "
+            "with the seed: see docs/labelling.md."
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,13 @@ URL_ENV = "LABEL_STUDIO_URL"
 API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 UPLOAD_BATCH = 100
 NO_RETRY = cast("RequestOptions", {"max_retries": 0})
-_IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
-                ".bmp": "image/bmp"}
+_IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+}
 
 
 class ImageFetchError(LabelStudioError):
@@ -66,12 +71,16 @@ class LabelStudioClient:
         api_key = (api_key or os.environ.get(API_KEY_ENV, "")).strip()
         if not url.startswith(("http://", "https://")):
             raise InvalidParameterError(
-                URL_ENV, url, "an http(s):// URL of the Label Studio server",
+                URL_ENV,
+                url,
+                "an http(s):// URL of the Label Studio server",
                 f"Set {URL_ENV} (on a cluster: the key {URL_ENV} of the Secret 'label-studio').",
             )
         if not api_key:
             raise InvalidParameterError(
-                API_KEY_ENV, "", "a Label Studio API token",
+                API_KEY_ENV,
+                "",
+                "a Label Studio API token",
                 f"Set {API_KEY_ENV} (Account & Settings > Access Token; on a cluster: the "
                 f"key {API_KEY_ENV} of the Secret 'label-studio').",
             )
@@ -121,8 +130,9 @@ class LabelStudioClient:
 
         with self.errors(action):
             try:
-                response = self._http.request(path.lstrip("/"), method=method,
-                                              request_options=NO_RETRY, **kwargs)
+                response = self._http.request(
+                    path.lstrip("/"), method=method, request_options=NO_RETRY, **kwargs
+                )
             except (httpx.ConnectError, httpx.TimeoutException):
                 raise
         if response.status_code in (401, 403):
@@ -161,10 +171,14 @@ class LabelStudioClient:
             projects: list[Any] = [p for p in listed if p.title == title]
         projects.sort(key=lambda p: p.id)
         if len(projects) > 1:
-            log.warning("%d projects titled %r; using the oldest (id %s)", len(projects), title, projects[0].id)
+            log.warning(
+                "%d projects titled %r; using the oldest (id %s)", len(projects), title, projects[0].id
+            )
         return projects
 
-    def get_or_create_project(self, title: str, classes: Sequence[str], description: str = "") -> tuple[Any, bool]:
+    def get_or_create_project(
+        self, title: str, classes: Sequence[str], description: str = ""
+    ) -> tuple[Any, bool]:
         """The project titled exactly ``title``, created with a Choices config if missing.
 
         Returns:
@@ -175,8 +189,9 @@ class LabelStudioClient:
             return found[0], False
         config = labeling_config(classes)
         with self.errors(f"creating project {title!r}"):
-            project = self.sdk.projects.create(title=title, label_config=config, description=description,
-                                               request_options=NO_RETRY)
+            project = self.sdk.projects.create(
+                title=title, label_config=config, description=description, request_options=NO_RETRY
+            )
         log.info("Created Label Studio project %r (id %s)", title, project.id)
         return project, True
 
@@ -190,16 +205,24 @@ class LabelStudioClient:
         """Upload image files as tasks (one task per file); returns the task count added."""
         added = 0
         for start in range(0, len(paths), UPLOAD_BATCH):
-            batch = paths[start:start + UPLOAD_BATCH]
+            batch = paths[start : start + UPLOAD_BATCH]
             handles = [open(p, "rb") for p in batch]  # noqa: SIM115 - closed below
             try:
                 # One field name per file: with a repeated name only the last is imported.
-                files = {f"file{i}": (Path(p).name, h, _IMAGE_TYPES.get(Path(p).suffix.lower(),
-                                                                         "application/octet-stream"))
-                         for i, (p, h) in enumerate(zip(batch, handles))}
-                response = self._request("POST", f"api/projects/{project_id}/import",
-                                         f"uploading {len(batch)} files to project {project_id}",
-                                         files=files)
+                files = {
+                    f"file{i}": (
+                        Path(p).name,
+                        h,
+                        _IMAGE_TYPES.get(Path(p).suffix.lower(), "application/octet-stream"),
+                    )
+                    for i, (p, h) in enumerate(zip(batch, handles))
+                }
+                response = self._request(
+                    "POST",
+                    f"api/projects/{project_id}/import",
+                    f"uploading {len(batch)} files to project {project_id}",
+                    files=files,
+                )
             finally:
                 for h in handles:
                     h.close()
@@ -214,8 +237,9 @@ class LabelStudioClient:
     def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> int:
         """Import JSON tasks (``{"data": {...}, "annotations": [...], ...}``); returns the count."""
         with self.errors(f"importing {len(tasks)} tasks into project {project_id}", project=project_id):
-            result = self.sdk.projects.import_tasks(id=project_id, request=cast(Any, list(tasks)),
-                                                    request_options=NO_RETRY)
+            result = self.sdk.projects.import_tasks(
+                id=project_id, request=cast(Any, list(tasks)), request_options=NO_RETRY
+            )
         return int(getattr(result, "task_count", None) or len(tasks))
 
     def add_local_storage(self, project_id: int, path: Path, title: str = "local images") -> int:
@@ -223,15 +247,16 @@ class LabelStudioClient:
         ``/data/local-files/?d=<relative path>`` URLs of the project resolve; returns its id."""
         with self.errors(f"adding local storage {path} to project {project_id}", project=project_id):
             storage = self.sdk.import_storage.local.create(
-                project=project_id, path=str(path), title=title, use_blob_urls=True,
-                request_options=NO_RETRY)
+                project=project_id, path=str(path), title=title, use_blob_urls=True, request_options=NO_RETRY
+            )
         return int(storage.id)
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project (annotated or not) with its annotations, as JSON."""
         with self.errors(f"exporting project {project_id}", project=project_id):
             chunks = self.sdk.projects.exports.download_sync(
-                id=project_id, export_type="JSON", download_all_tasks=True)
+                id=project_id, export_type="JSON", download_all_tasks=True
+            )
             raw = b"".join(chunks)
         try:
             tasks = json.loads(raw or b"[]")
@@ -240,27 +265,39 @@ class LabelStudioClient:
                 f"Export of project {project_id} at {self.url} is not JSON: {raw[:200]!r}"
             ) from exc
         if not isinstance(tasks, list):
-            raise LabelStudioError(f"Export of project {project_id} is not a list of tasks: {str(tasks)[:200]}")
+            raise LabelStudioError(
+                f"Export of project {project_id} is not a list of tasks: {str(tasks)[:200]}"
+            )
         return tasks
 
     # -- annotations and predictions -----------------------------------------------------
 
-    def annotate(self, task_id: int, choices: Sequence[str] = (), cancelled: bool = False,
-                 from_name: str = FROM_NAME, to_name: str = TO_NAME) -> int:
+    def annotate(
+        self,
+        task_id: int,
+        choices: Sequence[str] = (),
+        cancelled: bool = False,
+        from_name: str = FROM_NAME,
+        to_name: str = TO_NAME,
+    ) -> int:
         """Annotate a task as a labeller would in the UI; returns the annotation id.
 
         ``cancelled=True`` is the UI's "Skip" (empty result).
         """
         result = [] if cancelled or not choices else [choices_result(list(choices), from_name, to_name)]
         with self.errors(f"annotating task {task_id}"):
-            annotation = self.sdk.annotations.create(id=task_id, result=result, was_cancelled=cancelled,
-                                                     request_options=NO_RETRY)
+            annotation = self.sdk.annotations.create(
+                id=task_id, result=result, was_cancelled=cancelled, request_options=NO_RETRY
+            )
         return int(annotation.id)
 
     def model_versions(self, project_id: int) -> dict[str, int]:
         """Model versions with predictions in the project, and their prediction counts."""
-        response = self._request("GET", f"api/projects/{project_id}/model-versions/",
-                                 f"listing model versions of project {project_id}")
+        response = self._request(
+            "GET",
+            f"api/projects/{project_id}/model-versions/",
+            f"listing model versions of project {project_id}",
+        )
         if response.status_code >= 300:
             raise LabelStudioError(f"Listing model versions failed: HTTP {response.status_code}")
         data = response.json()
@@ -274,9 +311,12 @@ class LabelStudioClient:
         count = self.model_versions(project_id).get(model_version, 0)
         if not count:
             return 0
-        response = self._request("DELETE", f"api/projects/{project_id}/model-versions/",
-                                 f"deleting predictions of model version {model_version!r}",
-                                 json={"model_version": model_version})
+        response = self._request(
+            "DELETE",
+            f"api/projects/{project_id}/model-versions/",
+            f"deleting predictions of model version {model_version!r}",
+            json={"model_version": model_version},
+        )
         if response.status_code >= 300:
             raise LabelStudioError(
                 f"Deleting predictions of model version {model_version!r} in project {project_id} "
@@ -288,10 +328,12 @@ class LabelStudioClient:
         """Bulk-create predictions (``task``, ``result``, ``score``, ``model_version``)."""
         if not predictions:
             return 0
-        with self.errors(f"importing {len(predictions)} predictions into project {project_id}",
-                         project=project_id):
-            self.sdk.projects.import_predictions(id=project_id, request=cast(Any, list(predictions)),
-                                                 request_options=NO_RETRY)
+        with self.errors(
+            f"importing {len(predictions)} predictions into project {project_id}", project=project_id
+        ):
+            self.sdk.projects.import_predictions(
+                id=project_id, request=cast(Any, list(predictions)), request_options=NO_RETRY
+            )
         return len(predictions)
 
     # -- images -----------------------------------------------------------------------
@@ -313,7 +355,7 @@ class LabelStudioClient:
         parsed = urllib.parse.urlparse(url)
         own = urllib.parse.urlparse(self.url)
         if not parsed.scheme or (parsed.scheme, parsed.netloc) == (own.scheme, own.netloc):
-            path = url if not parsed.scheme else url[len(f"{own.scheme}://{own.netloc}"):]
+            path = url if not parsed.scheme else url[len(f"{own.scheme}://{own.netloc}") :]
             response = self._request("GET", path, f"downloading {url}")
         elif parsed.scheme in ("http", "https"):
             import httpx
@@ -340,7 +382,7 @@ def _fetch_gcs(url: str) -> bytes:
 
     from planets_mlops.storage import make_client
 
-    bucket, _, name = url[len("gs://"):].partition("/")
+    bucket, _, name = url[len("gs://") :].partition("/")
     if not bucket or not name:
         raise ImageFetchError(f"Bad gs:// URL {url!r}: expected gs://bucket/object")
     try:

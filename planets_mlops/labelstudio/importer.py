@@ -73,8 +73,12 @@ def import_labels(
     config = rules.parse_label_config(proj.label_config or "")
     extra_choices = sorted(set(config.choices) - set(classes))
     if extra_choices:
-        log.warning("Project %r offers choices %s outside the class list; such labels are skipped as %s",
-                    proj.title, extra_choices, rules.UNKNOWN_LABEL)
+        log.warning(
+            "Project %r offers choices %s outside the class list; such labels are skipped as %s",
+            proj.title,
+            extra_choices,
+            rules.UNKNOWN_LABEL,
+        )
     tasks = client.export_tasks(proj.id)
     if not tasks:
         log.warning("Project %r (id %s) has no tasks: nothing to import", proj.title, proj.id)
@@ -89,13 +93,23 @@ def import_labels(
         try:
             data = client.fetch_image(decision.image)
         except ImageFetchError as exc:
-            summary.skipped.append(rules.Decision(decision.task_id, decision.image, rules.IMAGE_MISSING,
-                                                  decision.label, str(exc)))
+            summary.skipped.append(
+                rules.Decision(
+                    decision.task_id, decision.image, rules.IMAGE_MISSING, decision.label, str(exc)
+                )
+            )
             continue
         extension = image_extension(data)
         if extension is None:
-            summary.skipped.append(rules.Decision(decision.task_id, decision.image, rules.IMAGE_UNDECODABLE,
-                                                  decision.label, f"{len(data)} bytes are not a JPEG/PNG/GIF/BMP"))
+            summary.skipped.append(
+                rules.Decision(
+                    decision.task_id,
+                    decision.image,
+                    rules.IMAGE_UNDECODABLE,
+                    decision.label,
+                    f"{len(data)} bytes are not a JPEG/PNG/GIF/BMP",
+                )
+            )
             continue
         sha = sha256_bytes(data)
         payloads[sha] = (data, extension)
@@ -103,17 +117,30 @@ def import_labels(
     accepted, skipped = rules.resolve_content(pairs, hash_dataset(Path(base_dir)))
     summary.accepted.extend(accepted)
     summary.skipped.extend(skipped)
-    merged = merge_images(Path(base_dir), Path(out_dir),
-                          [(item, *payloads[item.sha256]) for item in accepted])
+    merged = merge_images(
+        Path(base_dir), Path(out_dir), [(item, *payloads[item.sha256]) for item in accepted]
+    )
     for decision in summary.skipped:
         if decision.reason != rules.NO_ANNOTATION:
             log.warning("Skipped task %s (%s): %s", decision.task_id, decision.reason, decision.detail)
     result = ImportResult(
-        project_id=int(proj.id), project_title=str(proj.title), classes=classes, summary=summary,
-        num_base=merged.num_base, num_files=merged.num_files, class_counts=merged.class_counts,
+        project_id=int(proj.id),
+        project_title=str(proj.title),
+        classes=classes,
+        summary=summary,
+        num_base=merged.num_base,
+        num_files=merged.num_files,
+        class_counts=merged.class_counts,
         seconds=time.monotonic() - started,
     )
-    log.info("Imported %d new labels from project %r (id %s) out of %d tasks; skipped %s; %d files in %.1f s",
-             len(accepted), proj.title, proj.id, summary.total_tasks, summary.skip_counts(),
-             merged.num_files, result.seconds)
+    log.info(
+        "Imported %d new labels from project %r (id %s) out of %d tasks; skipped %s; %d files in %.1f s",
+        len(accepted),
+        proj.title,
+        proj.id,
+        summary.total_tasks,
+        summary.skip_counts(),
+        merged.num_files,
+        result.seconds,
+    )
     return result

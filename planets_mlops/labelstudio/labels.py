@@ -57,8 +57,18 @@ DATASET_CONFLICT = "conflicts_with_dataset"
 ALREADY_IN_DATASET = "already_in_dataset"
 
 SKIP_REASONS = (
-    MALFORMED, NO_ANNOTATION, CANCELLED, EMPTY, MULTIPLE, UNKNOWN_LABEL, DISAGREEMENT,
-    IMAGE_MISSING, IMAGE_UNDECODABLE, DUPLICATE_CONFLICT, DUPLICATE_TASK, DATASET_CONFLICT,
+    MALFORMED,
+    NO_ANNOTATION,
+    CANCELLED,
+    EMPTY,
+    MULTIPLE,
+    UNKNOWN_LABEL,
+    DISAGREEMENT,
+    IMAGE_MISSING,
+    IMAGE_UNDECODABLE,
+    DUPLICATE_CONFLICT,
+    DUPLICATE_TASK,
+    DATASET_CONFLICT,
     ALREADY_IN_DATASET,
 )
 
@@ -162,15 +172,21 @@ def validate_classes(classes: Sequence[str]) -> list[str]:
     """
     names = list(classes)
     if not names:
-        raise InvalidParameterError("classes", names, "a non-empty list of class names",
-                                    "Pass the data set's class folders, e.g. ['Earth', 'Mars'].")
+        raise InvalidParameterError(
+            "classes",
+            names,
+            "a non-empty list of class names",
+            "Pass the data set's class folders, e.g. ['Earth', 'Mars'].",
+        )
     duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
     if duplicates:
         raise InvalidParameterError("classes", names, "unique names", f"Remove duplicates {duplicates}.")
     for name in names:
         if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
             raise InvalidParameterError(
-                "classes", name, "letters, digits, '_', '-', '.', spaces (a folder name)",
+                "classes",
+                name,
+                "letters, digits, '_', '-', '.', spaces (a folder name)",
                 "Rename the class; it becomes a folder of the data set.",
             )
     return names
@@ -221,7 +237,9 @@ def parse_label_config(xml: str) -> ChoicesConfig:
             choices = tuple(c.get("value", "") for c in el.iter("Choice"))
             return ChoicesConfig(el.get("name", ""), to_name, images[to_name], choices)
     raise InvalidParameterError(
-        "label_config", xml[:200], "a config with <Choices toName=...> over an <Image>",
+        "label_config",
+        xml[:200],
+        "a config with <Choices toName=...> over an <Image>",
         "Create the project with planets_mlops.labelstudio.labels.labeling_config(classes).",
     )
 
@@ -275,14 +293,16 @@ def parse_task(task: Any, image_key: str = IMAGE_KEY, from_name: str | None = FR
         if isinstance(author, dict):
             author = author.get("id", author.get("email"))
         ann_id = _as_int(ann.get("id"))
-        votes.append(Vote(
-            annotation_id=ann_id if ann_id is not None else -1 - i,
-            choices=_choices_of(ann.get("result"), from_name),
-            cancelled=bool(ann.get("was_cancelled")),
-            # An unknown author is its own labeller: never merged with someone else.
-            author=str(author) if author is not None else f"anonymous-{i}",
-            updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
-        ))
+        votes.append(
+            Vote(
+                annotation_id=ann_id if ann_id is not None else -1 - i,
+                choices=_choices_of(ann.get("result"), from_name),
+                cancelled=bool(ann.get("was_cancelled")),
+                # An unknown author is its own labeller: never merged with someone else.
+                author=str(author) if author is not None else f"anonymous-{i}",
+                updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
+            )
+        )
     problem = ""
     if task_id is None:
         problem = f"task has no integer id ({task.get('id')!r})"
@@ -317,13 +337,18 @@ def decide_label(record: TaskRecord, classes: Sequence[str]) -> Decision:
         return Decision(tid, image, EMPTY, detail=f"{len(votes)} annotation(s) without a choice")
     multiple = [v for v in labelled if len(v.choices) > 1]
     if multiple:
-        return Decision(tid, image, MULTIPLE,
-                        detail=f"annotation {multiple[0].annotation_id} chose {list(multiple[0].choices)}")
+        return Decision(
+            tid,
+            image,
+            MULTIPLE,
+            detail=f"annotation {multiple[0].annotation_id} chose {list(multiple[0].choices)}",
+        )
     allowed = set(classes)
     unknown = sorted({v.choices[0] for v in labelled if v.choices[0] not in allowed})
     if unknown:
-        return Decision(tid, image, UNKNOWN_LABEL,
-                        detail=f"label(s) {unknown} not in the class list {list(classes)}")
+        return Decision(
+            tid, image, UNKNOWN_LABEL, detail=f"label(s) {unknown} not in the class list {list(classes)}"
+        )
     counts = Counter(v.choices[0] for v in labelled)
     label, top = counts.most_common(1)[0]
     if top * 2 <= len(labelled):
@@ -370,7 +395,11 @@ def resolve_content(
         present = existing.get(sha)
         if present is not None and present != label:
             for d in decisions:
-                skip(d, DATASET_CONFLICT, f"image is already in the data set as {present!r}, labelled {label!r}")
+                skip(
+                    d,
+                    DATASET_CONFLICT,
+                    f"image is already in the data set as {present!r}, labelled {label!r}",
+                )
             continue
         if present == label:
             for d in decisions:

@@ -32,8 +32,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def build_predictions(
-    task_ids: Sequence[int], logits: np.ndarray, classes: Sequence[str], model_version: str,
-    from_name: str = rules.FROM_NAME, to_name: str = rules.TO_NAME,
+    task_ids: Sequence[int],
+    logits: np.ndarray,
+    classes: Sequence[str],
+    model_version: str,
+    from_name: str = rules.FROM_NAME,
+    to_name: str = rules.TO_NAME,
 ) -> list[dict[str, Any]]:
     """Label Studio prediction objects for ``logits`` (one row per task)."""
     if len(task_ids) != len(logits):
@@ -42,12 +46,14 @@ def build_predictions(
     predictions = []
     for task_id, row in zip(task_ids, probabilities):
         best = int(row.argmax())
-        predictions.append({
-            "task": int(task_id),
-            "model_version": model_version,
-            "score": round(float(row[best]), 6),
-            "result": [choices_result([classes[best]], from_name, to_name)],
-        })
+        predictions.append(
+            {
+                "task": int(task_id),
+                "model_version": model_version,
+                "score": round(float(row[best]), 6),
+                "result": [choices_result([classes[best]], from_name, to_name)],
+            }
+        )
     return predictions
 
 
@@ -76,9 +82,12 @@ class PushResult:
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "label_studio_project_id": self.project_id, "model_version": self.model_version,
-            "predicted_tasks": self.predicted, "replaced_predictions": self.replaced,
-            "skipped": self.skipped, "low_confidence_tasks": self.low_confidence,
+            "label_studio_project_id": self.project_id,
+            "model_version": self.model_version,
+            "predicted_tasks": self.predicted,
+            "replaced_predictions": self.replaced,
+            "skipped": self.skipped,
+            "low_confidence_tasks": self.low_confidence,
             "mean_score": round(self.mean_score, 4),
         }
 
@@ -102,24 +111,34 @@ def push_predictions(
 
     started = time.monotonic()
     if not model_version.strip():
-        raise InvalidParameterError("model_version", model_version, "a non-empty name",
-                                    "Use e.g. the training run id or the model's commit.")
+        raise InvalidParameterError(
+            "model_version",
+            model_version,
+            "a non-empty name",
+            "Use e.g. the training run id or the model's commit.",
+        )
     model_dir = Path(model_dir)
     try:
         classes = json.loads((model_dir / "classes.json").read_text())
         config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"Model folder {str(model_dir)!r} lacks a readable classes.json/preprocess.json "
-                        f"({exc}). Pass the folder written by train_model.") from exc
+        raise DataError(
+            f"Model folder {str(model_dir)!r} lacks a readable classes.json/preprocess.json "
+            f"({exc}). Pass the folder written by train_model."
+        ) from exc
     proj = client.find_project(project)
     cfg = rules.parse_label_config(proj.label_config or "")
     missing = sorted(set(classes) - set(cfg.choices))
     if missing:
         raise InvalidParameterError(
-            "project", proj.title, f"a project whose Choices include the model's classes (missing {missing})",
+            "project",
+            proj.title,
+            f"a project whose Choices include the model's classes (missing {missing})",
             "Add the classes to the project's labelling config or pick the right project.",
         )
-    records = rules.parse_export(client.export_tasks(proj.id), image_key=cfg.image_key, from_name=cfg.from_name)
+    records = rules.parse_export(
+        client.export_tasks(proj.id), image_key=cfg.image_key, from_name=cfg.from_name
+    )
     skipped: dict[str, int] = {}
     task_ids: list[int] = []
     tensors: list[np.ndarray] = []
@@ -137,18 +156,33 @@ def push_predictions(
             skipped[rules.IMAGE_UNDECODABLE] = skipped.get(rules.IMAGE_UNDECODABLE, 0) + 1
             continue
         task_ids.append(int(record.task_id or 0))
-    logits = model_logits(model_dir, np.stack(tensors)) if tensors else np.zeros((0, len(classes)), np.float32)
+    logits = (
+        model_logits(model_dir, np.stack(tensors)) if tensors else np.zeros((0, len(classes)), np.float32)
+    )
     predictions = build_predictions(task_ids, logits, classes, model_version, cfg.from_name, cfg.to_name)
     # Replace, not pile up: drop this version's old predictions first (labelled tasks too).
     replaced = client.delete_model_version(proj.id, model_version)
     client.import_predictions(proj.id, predictions)
     scores = [p["score"] for p in predictions]
     result = PushResult(
-        project_id=int(proj.id), model_version=model_version, predicted=len(predictions), replaced=replaced,
-        skipped=skipped, low_confidence=sum(s < low_confidence for s in scores),
-        mean_score=float(np.mean(scores)) if scores else 0.0, seconds=time.monotonic() - started,
+        project_id=int(proj.id),
+        model_version=model_version,
+        predicted=len(predictions),
+        replaced=replaced,
+        skipped=skipped,
+        low_confidence=sum(s < low_confidence for s in scores),
+        mean_score=float(np.mean(scores)) if scores else 0.0,
+        seconds=time.monotonic() - started,
     )
-    log.info("Pushed %d predictions (model_version %r, replaced %d, %d below %.2f, skipped %s) to project %r in %.1f s",
-             result.predicted, model_version, replaced, result.low_confidence, low_confidence, skipped,
-             proj.title, result.seconds)
+    log.info(
+        "Pushed %d predictions (model_version %r, replaced %d, %d below %.2f, skipped %s) to project %r in %.1f s",
+        result.predicted,
+        model_version,
+        replaced,
+        result.low_confidence,
+        low_confidence,
+        skipped,
+        proj.title,
+        result.seconds,
+    )
     return result

@@ -28,9 +28,12 @@ class PublishResult:
     dvc_hash: str = ""
 
     def metadata(self) -> dict[str, object]:
-        return {"published_branch": self.branch, "published_commit": self.commit,
-                "published_new_version": self.created,
-                "published_dvc_hash": self.dvc_hash}
+        return {
+            "published_branch": self.branch,
+            "published_commit": self.commit,
+            "published_new_version": self.created,
+            "published_dvc_hash": self.dvc_hash,
+        }
 
 
 def publish_dataset(
@@ -64,7 +67,7 @@ def publish_dataset(
             if remote_branch:
                 git(repo, "checkout", "-q", "-B", branch, f"origin/{branch}")
             else:
-                git(repo, "checkout", "-q", "-b", branch, *( [base_commit] if base_commit else []))
+                git(repo, "checkout", "-q", "-b", branch, *([base_commit] if base_commit else []))
             before = git(repo, "rev-parse", "HEAD")
             if remote_config:
                 with Repo(str(repo)) as dvc_repo:
@@ -95,8 +98,13 @@ def publish_dataset(
             ) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("Published %s on %s@%s (%s)", data_path, branch, commit[:12],
-             "new version" if created else "unchanged, no new version")
+    log.info(
+        "Published %s on %s@%s (%s)",
+        data_path,
+        branch,
+        commit[:12],
+        "new version" if created else "unchanged, no new version",
+    )
     return PublishResult(branch=branch, commit=commit, created=created, dvc_hash=dvc_hash)
 
 

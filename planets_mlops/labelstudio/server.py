@@ -39,8 +39,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_COMMAND = "scripts/setup_label_studio.sh (or `make setup`)"
 TEMPLATE_VERSION = "1"
 # Variables Label Studio also reads under bare names; a stray DEBUG=maybe crashes it.
-_STRIPPED_ENV = ("USERNAME", "PASSWORD", "PORT", "HOST", "DEBUG", "LOG_LEVEL", "DATABASE_NAME",
-                 "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")
+_STRIPPED_ENV = (
+    "USERNAME",
+    "PASSWORD",
+    "PORT",
+    "HOST",
+    "DEBUG",
+    "LOG_LEVEL",
+    "DATABASE_NAME",
+    "LABEL_STUDIO_API_KEY",
+    "LABEL_STUDIO_URL",
+)
 
 
 @dataclass
@@ -90,20 +99,22 @@ def label_studio_executable(venv: Path | None = None) -> Path:
 
 def _child_env(data_dir: Path, creds: dict[str, str], local_files_root: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
-    env.update({
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "SECRET_KEY": creds["secret_key"],
-        "LABEL_STUDIO_USERNAME": creds["username"],
-        "LABEL_STUDIO_PASSWORD": creds["password"],
-        "LABEL_STUDIO_USER_TOKEN": creds["token"],
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "LATEST_VERSION_CHECK": "false",
-        "COLLECT_ANALYTICS": "false",
-        "SENTRY_DSN": "",
-        "FRONTEND_SENTRY_DSN": "",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "SECRET_KEY": creds["secret_key"],
+            "LABEL_STUDIO_USERNAME": creds["username"],
+            "LABEL_STUDIO_PASSWORD": creds["password"],
+            "LABEL_STUDIO_USER_TOKEN": creds["token"],
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     if local_files_root is not None:
         env["LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"] = "true"
         env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = str(Path(local_files_root).resolve())
@@ -142,15 +153,32 @@ def build_template(template_dir: Path, venv: Path | None = None, timeout: float 
         log_path = work / "init.log"
         with open(log_path, "wb") as out:
             result = subprocess.run(
-                [str(exe), "init", str(work / "project"), "-q", "--no-browser",
-                 "--username", creds["username"], "--password", creds["password"],
-                 "--user-token", creds["token"], "--enable-legacy-api-token"],
-                env=_child_env(data_dir, creds, None), stdout=out, stderr=subprocess.STDOUT,
-                timeout=timeout, cwd=work, check=False,
+                [
+                    str(exe),
+                    "init",
+                    str(work / "project"),
+                    "-q",
+                    "--no-browser",
+                    "--username",
+                    creds["username"],
+                    "--password",
+                    creds["password"],
+                    "--user-token",
+                    creds["token"],
+                    "--enable-legacy-api-token",
+                ],
+                env=_child_env(data_dir, creds, None),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                cwd=work,
+                check=False,
             )
         if result.returncode != 0:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise LabelStudioError(f"`label-studio init` failed (exit {result.returncode}); log {log_path}:\n{tail}")
+            raise LabelStudioError(
+                f"`label-studio init` failed (exit {result.returncode}); log {log_path}:\n{tail}"
+            )
         (work / "credentials.json").write_text(json.dumps({**creds, "version": TEMPLATE_VERSION}))
         if template_dir.exists():
             shutil.rmtree(template_dir)
@@ -203,11 +231,15 @@ def start_server(
     with open(log_path, "wb") as out:
         process = subprocess.Popen(
             [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)],
-            env=_child_env(data_dir, creds, local_files_root), stdout=out, stderr=subprocess.STDOUT,
-            cwd=data_dir, start_new_session=True,
+            env=_child_env(data_dir, creds, local_files_root),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+            start_new_session=True,
         )
-    server = LabelStudioServer(f"http://127.0.0.1:{port}", creds["token"], creds["username"],
-                               data_dir, log_path, process)
+    server = LabelStudioServer(
+        f"http://127.0.0.1:{port}", creds["token"], creds["username"], data_dir, log_path, process
+    )
     address = re.compile(rb"Starting development server at (http://127\.0\.0\.1:\d+)/")
     while time.monotonic() - started < ready_timeout:
         if process.poll() is not None:
@@ -219,8 +251,9 @@ def start_server(
         if match:
             server.url = match.group(1).decode()
         if _http_ok(server.url + "/health"):
-            log.info("Label Studio up at %s in %.1f s (data %s)", server.url,
-                     time.monotonic() - started, data_dir)
+            log.info(
+                "Label Studio up at %s in %.1f s (data %s)", server.url, time.monotonic() - started, data_dir
+            )
             return server
         time.sleep(0.5)
     server.stop()

@@ -53,8 +53,10 @@ class ImageUpload(bentoml.IODescriptor):
     async def from_http_request(cls, request: Request, serde: Any) -> ImageUpload:
         uploads = await read_uploads(request, SETTINGS.max_upload_bytes, cls.max_images)
         if uploads.error is None and len(uploads.images) > cls.max_images:
-            uploads.error = UploadError(400, f"Send one image to /predict (got {len(uploads.images)}); "
-                                             "use /predict_batch for several.")
+            uploads.error = UploadError(
+                400,
+                f"Send one image to /predict (got {len(uploads.images)}); use /predict_batch for several.",
+            )
         error = None if uploads.error is None else uploads.error.body()
         # model_construct: the bytes are already checked; pydantic would copy them again.
         return cls.model_construct(images=uploads.images, error=error)
@@ -115,15 +117,17 @@ class PlanetClassifier:
         self.config = PreprocessConfig.from_dict(json.loads((folder / "preprocess.json").read_text()))
         self.session = onnx_session(str(folder / "model.onnx"), SETTINGS.ort_threads)
         self.input_name = self.session.get_inputs()[0].name
-        _METADATA.update({
-            "model_tag": str(stored.tag),
-            "data_revision": info.labels.get("data_revision", "unknown"),
-            "model_uri": info.labels.get("model_uri", ""),
-            "classes": self.classes,
-            "metrics": info.metadata.get("metrics", {}),
-            "preprocess": self.config.to_dict(),
-            "input_shape": list(self.config.input_shape),
-        })
+        _METADATA.update(
+            {
+                "model_tag": str(stored.tag),
+                "data_revision": info.labels.get("data_revision", "unknown"),
+                "model_uri": info.labels.get("model_uri", ""),
+                "classes": self.classes,
+                "metrics": info.metadata.get("metrics", {}),
+                "preprocess": self.config.to_dict(),
+                "input_shape": list(self.config.input_shape),
+            }
+        )
         logger.info("Loaded %s (%d classes) from %s", stored.tag, len(self.classes), folder)
 
     def _classify(self, blobs: list[bytes]) -> list[dict[str, Any]]:

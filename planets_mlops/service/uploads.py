@@ -99,12 +99,14 @@ async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Upl
                 return Uploads(error=UploadError(400, f"Empty body: no image was sent. {HOW_TO}"))
             return Uploads(images=[bytes(body)])
         if media_type != "multipart/form-data":
-            return Uploads(error=UploadError(
-                415, f"Unsupported Content-Type {content_type or '(none)'!r}. {HOW_TO}"
-            ))
+            return Uploads(
+                error=UploadError(415, f"Unsupported Content-Type {content_type or '(none)'!r}. {HOW_TO}")
+            )
         parser = MultiPartParser(
-            request.headers, _capped(request.stream(), max_bytes),
-            max_files=max_images, max_fields=16,
+            request.headers,
+            _capped(request.stream(), max_bytes),
+            max_files=max_images,
+            max_fields=16,
         )
         form = await parser.parse()
     except _TooLarge:
@@ -112,23 +114,25 @@ async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Upl
     except MultiPartException as exc:
         if "too many files" in str(exc).lower():
             hint = "; use /predict_batch for several" if max_images == 1 else ""
-            return Uploads(error=UploadError(
-                400, f"Too many images: this route takes at most {max_images} per request{hint}."
-            ))
+            return Uploads(
+                error=UploadError(
+                    400, f"Too many images: this route takes at most {max_images} per request{hint}."
+                )
+            )
         return Uploads(error=UploadError(400, f"Malformed multipart body: {str(exc).rstrip('.')}. {HOW_TO}"))
     try:
         values = form.getlist(FIELD)
         if not values:
             fields = sorted(set(form.keys())) or "none"
-            return Uploads(error=UploadError(
-                400, f"No field '{FIELD}' in the form (fields sent: {fields}). {HOW_TO}"
-            ))
+            return Uploads(
+                error=UploadError(400, f"No field '{FIELD}' in the form (fields sent: {fields}). {HOW_TO}")
+            )
         images = []
         for value in values:
             if not isinstance(value, UploadFile):
-                return Uploads(error=UploadError(
-                    400, f"Field '{FIELD}' is a text value, not a file. {HOW_TO}"
-                ))
+                return Uploads(
+                    error=UploadError(400, f"Field '{FIELD}' is a text value, not a file. {HOW_TO}")
+                )
             images.append(await value.read())
         return Uploads(images=images)
     finally:
