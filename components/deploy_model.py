@@ -10,7 +10,6 @@ on the task (``task.set_caching_options(False)``): a deploy must run every time.
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
-
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 
@@ -35,6 +34,7 @@ def deploy_model(
     import json
 
     from planets_mlops.components.images import SERVING_IMAGE
+
     from planets_mlops.deploy.apply import deploy_bento
 
     info = deploy_bento(

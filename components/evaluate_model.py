@@ -2,7 +2,6 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
-
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 

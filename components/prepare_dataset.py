@@ -2,7 +2,6 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Output
-
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from kfp import compiler
-
 from planets_mlops.pipelines.platform import GpuOptions
 
 DEFAULT_OUT = Path("build/pipelines")

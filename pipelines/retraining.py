@@ -3,7 +3,6 @@ labels?) prepare -> train -> evaluate against production -> (promoted?) package,
 new model's predictions to the project's unlabelled tasks."""
 
 from kfp import dsl
-
 from planets_mlops.components.import_labels import check_new_labels, import_labels
 from planets_mlops.components.push_predictions import push_predictions
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects

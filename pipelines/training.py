@@ -2,7 +2,6 @@
 package as a bento -> (asked to?) deploy to Kubernetes."""
 
 from kfp import dsl
-
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions
 from planets_mlops.pipelines.steps import (
     add_deploy,

@@ -37,6 +37,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from planets_mlops.pipelines.training import training
+
     from planets_mlops.app.local import run_local
 
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))

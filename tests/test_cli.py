@@ -15,12 +15,12 @@ import time
 import pytest
 import yaml
 from kfp import components, dsl
-
 from planets_mlops.components.images import RUNTIME_IMAGE
+
 from planets_mlops import __version__
 from planets_mlops.app import cli
-from planets_mlops.errors import InvalidParameterError
 from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
+from planets_mlops.errors import InvalidParameterError
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 
 TOKEN = "s3cr3t-token-value"

@@ -1,7 +1,6 @@
 """Compile every pipeline and assert selected fields of the IR (not a golden file)."""
 
 import yaml
-
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
 from planets_mlops.pipelines import PIPELINES
 from planets_mlops.pipelines.compile import compile_all, compile_pipeline

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 from kfp import dsl
-
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.prepare_dataset import prepare_dataset
 from planets_mlops.components.pull_data import pull_data

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
+from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.errors import InvalidParameterError, LabelStudioError
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient
-from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.labelstudio.importer import import_labels
 from tests.fixtures.data import PLANETS, SMALL_CLASSES
 
@@ -255,6 +255,7 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
 ):
     from planets_mlops.components.import_labels import check_new_labels
     from planets_mlops.components.import_labels import import_labels as component
+
     from planets_mlops.datarepo import git
     from planets_mlops.pull import pull_dataset
 
@@ -300,6 +301,7 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
 
 def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_project, tiny_model, tmp_path):
     from planets_mlops.components.push_predictions import push_predictions as component
+
     from planets_mlops.labelstudio.predictions import push_predictions
 
     images = extra_images(SMALL_CLASSES, per_class=3)

@@ -3,6 +3,7 @@
 import json
 
 from planets_mlops.pipelines.training import training
+
 from planets_mlops.app.local import run_local
 
 

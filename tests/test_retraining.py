@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 from kfp import compiler
-
 from planets_mlops.pipelines.platform import GpuOptions
 from planets_mlops.pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
+
 from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.app.local import run_local
 from tests.fixtures.data import SMALL_CLASSES

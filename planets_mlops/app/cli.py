@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops import __version__
-from planets_mlops.app import kfp_client as kc
 from planets_mlops import params as pp
+from planets_mlops.app import kfp_client as kc
 from planets_mlops.errors import (
     InvalidParameterError,
     KubeflowConnectionError,

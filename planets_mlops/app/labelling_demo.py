@@ -174,9 +174,9 @@ def labelling_loop(
     """
     import os
 
-    from planets_mlops.pipelines.retraining import retraining
-    from planets_mlops.labelstudio.server import running_server
     from planets_mlops.app.local import run_local
+    from planets_mlops.labelstudio.server import running_server
+    from planets_mlops.pipelines.retraining import retraining
 
     with running_server(data_dir=workdir / "labelstudio") as server:
         print(f"Label Studio at {server.url} (user {server.username})")

@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("dvc").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from planets_mlops.pipelines.training import training
     from planets_mlops.app.local import run_local
+    from planets_mlops.pipelines.training import training
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
