@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: setup quickstart test lint compile bench lock clean
+.PHONY: help setup quickstart test test-fast lint compile bench lock clean
+
+help:  ## This list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
 
 setup:  ## Create .venv from the lock, install the project and the test servers
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +22,18 @@ setup:  ## Create .venv from the lock, install the project and the test servers
 quickstart:  ## The whole loop on the bundled data under kfp.local
 	$(BIN)/python -m planets_mlops.app.quickstart
 
-test:  ## The whole test suite (CI runs exactly this)
+test:  ## The whole test suite, every tier (CI runs exactly this)
 	$(BIN)/python -m pytest -q
 
-lint:
-	$(BIN)/ruff check planets_mlops components pipelines tests scripts
-	$(BIN)/mypy planets_mlops
+test-fast:  ## Inner loop: the pure and component tiers (under a minute)
+	$(BIN)/python -m pytest -q -m "pure or component"
 
-compile:  ## Every pipeline to build/pipelines/*.yaml
+lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, components and pipelines
+	$(BIN)/ruff format --check planets_mlops components pipelines tests scripts
+	$(BIN)/ruff check planets_mlops components pipelines tests scripts
+	$(BIN)/mypy planets_mlops components pipelines
+
+compile:  ## Every pipeline and component to build/ (the same entry point as planets-mlops compile)
 	$(BIN)/planets-mlops compile
 
 bench:  ## Benchmarks (print figures; not tests)
@@ -34,5 +42,5 @@ bench:  ## Benchmarks (print figures; not tests)
 lock:  ## Re-resolve requirements.lock (and the GPU image's derived lock) after editing pyproject.toml
 	UV=$(abspath $(BIN)/uv) scripts/lock.sh
 
-clean:
+clean:  ## Remove build outputs
 	rm -rf build .work .pytest_cache

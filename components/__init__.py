@@ -1,0 +1,1 @@
+"""KFP components of the suite (installed as ``planets_mlops.components``): thin shells over the logic."""

@@ -29,8 +29,24 @@ def deploy_model(
     kserve: bool = False,
     gcs_credentials_secret: str = "",
 ):
-    """Serve ``bento`` (its ``.uri`` and ``metadata['bento_tag']``); empty ``serving_image``
-    means the serving image of this release (``components.images.SERVING_IMAGE``)."""
+    """Serve ``bento`` on Kubernetes, smoke-test it and roll back on failure.
+
+    Args:
+        bento: The packaged bento (its ``.uri`` and ``metadata['bento_tag']``).
+        endpoint: Written with the URL, revision and tag that now serve.
+        name: Deployment and Service name.
+        namespace: Namespace to serve in.
+        replicas: Pod count.
+        serving_image: Empty: the serving image of this release
+            (``planets_mlops.components.images.SERVING_IMAGE``).
+        cpu_request: Container CPU request.
+        memory_request: Container memory request.
+        cpu_limit: Container CPU limit.
+        memory_limit: Container memory limit.
+        timeout_s: How long to wait for the rollout and the smoke test.
+        kserve: Serve as a KServe InferenceService instead of a Deployment.
+        gcs_credentials_secret: Secret with a GCS key for the pod (kind); empty on GKE.
+    """
     import json
 
     from planets_mlops.components.images import SERVING_IMAGE

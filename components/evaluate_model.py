@@ -20,12 +20,9 @@ def evaluate_model(
     ``production_model_uri`` is the model folder of the model in production (a local path
     or ``gs://...``, downloaded with the task's credentials); empty: no comparison, promote.
     """
-    import logging
-
     from planets_mlops.evaluate import evaluate_model as evaluate
     from planets_mlops.storage_paths import resolve_model_dir
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     production = resolve_model_dir(production_model_uri) if production_model_uri else None
     result = evaluate(prepared.path, model.path, report.path, production, min_improvement)
     for key, value in result["metrics"].items():

@@ -31,13 +31,10 @@ def import_labels(
     ``data_repo_url`` (starting from the pulled commit) and pushes it; an unchanged data
     set makes no new commit.
     """
-    import logging
-
     from planets_mlops.labelstudio.client import LabelStudioClient
     from planets_mlops.labelstudio.importer import import_labels as run_import
     from planets_mlops.labelstudio.publish import publish_dataset
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = run_import(
         LabelStudioClient(), project, dataset.path, merged.path, classes=list(classes) or None
     )
@@ -62,7 +59,7 @@ def import_labels(
             publish_branch,
             base_commit=base.get("commit", ""),
             remote_config=dict(dvc_remote_config) or None,
-            message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",
+            message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",  # noqa: E501
         )
         merged.metadata.update(published.metadata())
         merged.metadata.update(
@@ -75,7 +72,6 @@ def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
     """True when the import added at least ``min_new_labels`` images (retrain gate)."""
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     new = int(merged.metadata.get("new_labels", 0))
     enough = new >= min_new_labels
     logging.getLogger("check_new_labels").info(

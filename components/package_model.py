@@ -13,18 +13,21 @@ def package_model(
     data_revision: str = "",
     version: str = "",
 ):
-    """Save ``model`` (ONNX + classes + preprocessing) with its evaluation ``metrics`` to a
-    private BentoML store, build the serving bento and export it to ``bento`` (a ``.bento``
-    archive; ``metadata['bento_tag']`` names it for ``bentoml import``/``serve``).
+    """Package ``model`` with its pre/post-processing as a BentoML bento archive.
 
-    Empty ``data_revision`` takes the model's ``data_commit`` metadata; empty ``version``
-    lets BentoML generate one.
+    The model (ONNX + classes + preprocessing) and its evaluation ``metrics`` go to a private
+    BentoML store; the serving bento is built and exported to ``bento``, whose
+    ``metadata['bento_tag']`` names it for ``bentoml import``/``serve``.
+
+    Args:
+        model: The trained model folder.
+        metrics: The evaluation metrics, stored with the model.
+        bento: Written: the ``.bento`` archive.
+        data_revision: Empty: the model's ``data_commit`` metadata.
+        version: Empty: BentoML generates one.
     """
-    import logging
-
     from planets_mlops.package import package_model as package
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     revision = data_revision or str(model.metadata.get("data_commit", "")) or "unknown"
     info = package(
         model.path,

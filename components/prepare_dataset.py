@@ -28,13 +28,11 @@ def prepare_dataset(
     model trained on ``base`` is compared with a new one on images neither trained on.
     """
     import base64
-    import logging
     from pathlib import Path
 
     from planets_mlops.prepare import PrepareParams
     from planets_mlops.prepare import prepare_dataset as prepare
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = PrepareParams(
         seed=seed,
         split=split,

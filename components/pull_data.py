@@ -20,10 +20,7 @@ def pull_data(
     GOOGLE_APPLICATION_CREDENTIALS). ``remote_config`` adds DVC remote settings such as
     ``{"endpointurl": ...}``; never put secrets in it (it is stored in the run).
     """
-    import logging
-
     from planets_mlops.pull import pull_dataset
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = pull_dataset(repo_url, rev, path, dataset.path, remote=remote, remote_config=remote_config)
     dataset.metadata.update(result.metadata())

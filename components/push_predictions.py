@@ -24,13 +24,11 @@ def push_predictions(
     """
     import hashlib
     import json
-    import logging
     from pathlib import Path
 
     from planets_mlops.labelstudio.client import LabelStudioClient
     from planets_mlops.labelstudio.predictions import push_predictions as push
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     version = (
         model_version
         or "planets-" + hashlib.sha256((Path(model.path) / "model.onnx").read_bytes()).hexdigest()[:12]

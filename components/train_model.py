@@ -22,14 +22,12 @@ def train_model(
 ):
     """Train on the train split, validate per epoch, save Keras + ONNX model folder."""
     import json
-    import logging
     from pathlib import Path
 
     from planets_mlops.evaluate import plot_history
     from planets_mlops.train import TrainParams
     from planets_mlops.train import train_model as train
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = TrainParams(
         lr=lr,
         epochs=epochs,

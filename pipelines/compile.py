@@ -1,9 +1,11 @@
-"""Compile every pipeline (or one) to KFP IR YAML: ``python -m pipelines.compile [name...]``."""
+"""Compile every pipeline (or one) to KFP IR YAML.
+
+The one command-line entry point is ``planets-mlops compile`` (also ``make compile``), which
+calls :func:`compile_pipeline` with the GPU options and also writes the component YAML.
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from kfp import compiler
@@ -16,6 +18,8 @@ def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | N
     """Compile pipeline ``name`` to ``out_dir/<name>.yaml``.
 
     Args:
+        name: A pipeline of :data:`planets_mlops.pipelines.BUILDERS`.
+        out_dir: Folder for the YAML file (made if missing).
         gpu: where the training task runs; the defaults of :class:`GpuOptions` when None.
 
     Raises:
@@ -33,26 +37,7 @@ def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | N
 
 
 def compile_all(out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> list[Path]:
-    """Compile every pipeline; returns the written files."""
+    """Compile every pipeline to ``out_dir``; returns the written files."""
     from planets_mlops.pipelines import BUILDERS
 
     return [compile_pipeline(name, out_dir, gpu) for name in BUILDERS]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", help="pipelines to compile (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    try:
-        paths = [compile_pipeline(n, args.out) for n in args.names] if args.names else compile_all(args.out)
-    except KeyError as exc:
-        print(exc.args[0], file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,10 +43,13 @@ def on_gpu(
     """Run ``task`` on a GPU node: accelerator, node selector, GPU toleration, /dev/shm.
 
     Args:
+        task: The training task.
         count: GPUs per task (``nvidia.com/gpu`` limit).
         node_pool: value of ``node_pool_label`` that selects the GPU node pool.
         node_pool_label: the node label naming pools (GKE's by default).
         shm_size: size of the memory-backed ``/dev/shm`` (tf.data and NCCL use it).
+        cpu: CPU limit of the task.
+        memory: memory limit of the task.
     """
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(count)
     task.set_cpu_limit(cpu).set_memory_limit(memory)

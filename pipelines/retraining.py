@@ -1,6 +1,9 @@
-"""The ``retraining`` pipeline: pull data -> import Label Studio labels -> (enough new
-labels?) prepare -> train -> evaluate against production -> (promoted?) package, and push the
-new model's predictions to the project's unlabelled tasks."""
+"""The ``retraining`` pipeline.
+
+Pull data -> import Label Studio labels -> (enough new labels?) prepare -> train ->
+evaluate against production -> (promoted?) package, and push the
+new model's predictions to the project's unlabelled tasks.
+"""
 
 from kfp import dsl
 from planets_mlops.components.import_labels import check_new_labels, import_labels
@@ -11,7 +14,15 @@ from planets_mlops.pipelines.steps import (
     add_package,
     add_pull,
     add_train_and_evaluate,
-    model_parameters,
+)
+
+from planets_mlops.knobs import (
+    DataParams,
+    DeployParams,
+    EvaluateParams,
+    LabelParams,
+    PrepareParams,
+    TrainParams,
 )
 
 LABEL_STUDIO_SECRET = "label-studio"
@@ -36,30 +47,30 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
     def retraining(
         data_repo_url: str,
         label_studio_project: str,
-        data_rev: str = "main",
-        data_path: str = "data/raw",
-        dvc_remote: str = "",
+        data_rev: str = DataParams.rev,
+        data_path: str = DataParams.path,
+        dvc_remote: str = DataParams.remote,
         dvc_remote_config: dict = {},
-        min_new_labels: int = 1,
-        publish_labels: bool = False,
-        publish_branch: str = "labels",
-        prepare_seed: int = 5241,
-        prepare_split: float = 0.2,
-        prepare_image_size: int = 32,
-        prepare_grayscale: bool = True,
-        train_lr: float = 0.001,
-        train_epochs: int = 10,
-        train_conv_size: int = 64,
-        train_dense_size: int = 128,
-        train_batch_size: int = 32,
-        train_seed: int = 5241,
-        train_output_classes: int = 10,
+        min_new_labels: int = LabelParams.min_new_labels,
+        publish_labels: bool = LabelParams.publish,
+        publish_branch: str = LabelParams.publish_branch,
+        prepare_seed: int = PrepareParams.seed,
+        prepare_split: float = PrepareParams.split,
+        prepare_image_size: int = PrepareParams.image_size,
+        prepare_grayscale: bool = PrepareParams.grayscale,
+        train_lr: float = TrainParams.lr,
+        train_epochs: int = TrainParams.epochs,
+        train_conv_size: int = TrainParams.conv_size,
+        train_dense_size: int = TrainParams.dense_size,
+        train_batch_size: int = TrainParams.batch_size,
+        train_seed: int = TrainParams.seed,
+        train_output_classes: int = TrainParams.output_classes,
         production_model_uri: str = "",
-        min_improvement: float = 0.0,
-        push_new_predictions: bool = True,
-        deploy: bool = False,
-        serving_name: str = "planets-classifier",
-        serving_namespace: str = "planets-serving",
+        min_improvement: float = EvaluateParams.min_improvement,
+        push_new_predictions: bool = LabelParams.push_new_predictions,
+        deploy: bool = DeployParams.deploy,
+        serving_name: str = DeployParams.name,
+        serving_namespace: str = DeployParams.namespace,
     ):
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
 
@@ -86,7 +97,19 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                 imported.outputs["merged"],
                 gpu,
                 base=pull.outputs["dataset"],
-                **model_parameters(locals()),
+                prepare_seed=prepare_seed,
+                prepare_split=prepare_split,
+                prepare_image_size=prepare_image_size,
+                prepare_grayscale=prepare_grayscale,
+                train_lr=train_lr,
+                train_epochs=train_epochs,
+                train_conv_size=train_conv_size,
+                train_dense_size=train_dense_size,
+                train_batch_size=train_batch_size,
+                train_seed=train_seed,
+                train_output_classes=train_output_classes,
+                production_model_uri=production_model_uri,
+                min_improvement=min_improvement,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 package = add_package(train, evaluate)

@@ -13,14 +13,6 @@ from planets_mlops.components.pull_data import pull_data
 from planets_mlops.components.train_model import train_model
 from planets_mlops.pipelines.platform import GpuOptions, with_side_effects
 
-# Pipeline parameters consumed by add_train_and_evaluate, by prefix or name.
-MODEL_PARAMETERS = ("prepare_", "train_", "production_model_uri", "min_improvement")
-
-
-def model_parameters(scope: dict[str, Any]) -> dict[str, Any]:
-    """The prepare/train/evaluate parameters among a pipeline function's ``locals()``."""
-    return {k: v for k, v in scope.items() if k.startswith(MODEL_PARAMETERS)}
-
 
 def add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config) -> dsl.PipelineTask:
     """DVC pull; a branch name resolves to new data over time, so never cached."""
@@ -53,7 +45,7 @@ def add_train_and_evaluate(
     min_improvement,
     base: Any = None,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
-    """prepare -> train (placed by ``gpu``) -> evaluate; returns (train, evaluate).
+    """Prepare -> train (placed by ``gpu``) -> evaluate; returns (train, evaluate).
 
     ``base``: the data set ``raw`` was grown from; its files keep their split.
     """
@@ -88,6 +80,7 @@ def add_train_and_evaluate(
 
 
 def add_package(train: dsl.PipelineTask, evaluate: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Package the trained model of ``train`` with the metrics of ``evaluate``."""
     return package_model(
         model=train.outputs["model"],
         metrics=evaluate.outputs["metrics"],

@@ -1,5 +1,8 @@
-"""The ``training`` pipeline: pull data -> prepare -> train -> evaluate -> (promoted?)
-package as a bento -> (asked to?) deploy to Kubernetes."""
+"""The ``training`` pipeline.
+
+Pull data -> prepare -> train -> evaluate -> (promoted?) package as a bento -> (asked to?)
+deploy to Kubernetes.
+"""
 
 from kfp import dsl
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions
@@ -8,7 +11,14 @@ from planets_mlops.pipelines.steps import (
     add_package,
     add_pull,
     add_train_and_evaluate,
-    model_parameters,
+)
+
+from planets_mlops.knobs import (
+    DataParams,
+    DeployParams,
+    EvaluateParams,
+    PrepareParams,
+    TrainParams,
 )
 
 
@@ -22,29 +32,45 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
     )
     def training(
         data_repo_url: str,
-        data_rev: str = "main",
-        data_path: str = "data/raw",
-        dvc_remote: str = "",
+        data_rev: str = DataParams.rev,
+        data_path: str = DataParams.path,
+        dvc_remote: str = DataParams.remote,
         dvc_remote_config: dict = {},
-        prepare_seed: int = 5241,
-        prepare_split: float = 0.2,
-        prepare_image_size: int = 32,
-        prepare_grayscale: bool = True,
-        train_lr: float = 0.001,
-        train_epochs: int = 10,
-        train_conv_size: int = 64,
-        train_dense_size: int = 128,
-        train_batch_size: int = 32,
-        train_seed: int = 5241,
-        train_output_classes: int = 10,
+        prepare_seed: int = PrepareParams.seed,
+        prepare_split: float = PrepareParams.split,
+        prepare_image_size: int = PrepareParams.image_size,
+        prepare_grayscale: bool = PrepareParams.grayscale,
+        train_lr: float = TrainParams.lr,
+        train_epochs: int = TrainParams.epochs,
+        train_conv_size: int = TrainParams.conv_size,
+        train_dense_size: int = TrainParams.dense_size,
+        train_batch_size: int = TrainParams.batch_size,
+        train_seed: int = TrainParams.seed,
+        train_output_classes: int = TrainParams.output_classes,
         production_model_uri: str = "",
-        min_improvement: float = 0.0,
-        deploy: bool = False,
-        serving_name: str = "planets-classifier",
-        serving_namespace: str = "planets-serving",
+        min_improvement: float = EvaluateParams.min_improvement,
+        deploy: bool = DeployParams.deploy,
+        serving_name: str = DeployParams.name,
+        serving_namespace: str = DeployParams.namespace,
     ) -> bool:
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
-        train, evaluate = add_train_and_evaluate(pull.outputs["dataset"], gpu, **model_parameters(locals()))
+        train, evaluate = add_train_and_evaluate(
+            pull.outputs["dataset"],
+            gpu,
+            prepare_seed=prepare_seed,
+            prepare_split=prepare_split,
+            prepare_image_size=prepare_image_size,
+            prepare_grayscale=prepare_grayscale,
+            train_lr=train_lr,
+            train_epochs=train_epochs,
+            train_conv_size=train_conv_size,
+            train_dense_size=train_dense_size,
+            train_batch_size=train_batch_size,
+            train_seed=train_seed,
+            train_output_classes=train_output_classes,
+            production_model_uri=production_model_uri,
+            min_improvement=min_improvement,
+        )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
             package = add_package(train, evaluate)

@@ -192,7 +192,7 @@ def render_report(
         compare = (
             f"<p>Production model <code>{html.escape(comparison['production_model_uri'])}</code>: "
             f"val_acc {comparison['production_val_acc']:.4f}, candidate {metrics['val_acc']:.4f} "
-            f"(delta {comparison['delta_val_acc']:+.4f}). <b>{'Promote' if comparison['promote'] else 'Keep production'}</b>.</p>"
+            f"(delta {comparison['delta_val_acc']:+.4f}). <b>{'Promote' if comparison['promote'] else 'Keep production'}</b>.</p>"  # noqa: E501
         )
     pictures = "".join(
         f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"

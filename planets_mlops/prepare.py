@@ -18,59 +18,19 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from planets_mlops.dataset import index_dataset
 from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.knobs import PrepareParams
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class PrepareParams:
-    """The guide's ``prepare`` parameters."""
-
-    seed: int = 5241
-    split: float = 0.2
-    image_size: int = 32
-    grayscale: bool = True
-    rescale: float = 1.0 / 255.0
-    shard_size: int = 512
-    max_invalid_fraction: float = 0.01
-    output_classes: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.split < 1.0:
-            raise InvalidParameterError(
-                "split",
-                self.split,
-                "a fraction strictly between 0 and 1",
-                "It is the share of images held out for validation; the reference uses 0.2.",
-            )
-        if self.shard_size <= 0:
-            raise InvalidParameterError("shard_size", self.shard_size, "a positive integer")
-        if not 0.0 <= self.max_invalid_fraction < 1.0:
-            raise InvalidParameterError(
-                "max_invalid_fraction",
-                self.max_invalid_fraction,
-                "in [0, 1)",
-            )
-        if self.output_classes < 0:
-            raise InvalidParameterError(
-                "output_classes", self.output_classes, "0 (any) or the number of classes"
-            )
-        # Validates image_size and rescale with the same messages serving would give.
-        self.preprocess_config()
-
-    def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig(image_size=self.image_size, grayscale=self.grayscale, rescale=self.rescale)
 
 
 def split_indices(

@@ -16,13 +16,14 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.errors import DataError
+from planets_mlops.knobs import TrainParams
 from planets_mlops.prepare import iter_shards, load_manifest
 
 log = logging.getLogger(__name__)
@@ -32,36 +33,6 @@ ONNX_FILE = "model.onnx"
 CLASSES_FILE = "classes.json"
 PREPROCESS_FILE = "preprocess.json"
 HISTORY_FILE = "history.json"
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """The guide's ``train`` parameters plus batch size and threads."""
-
-    lr: float = 0.001
-    epochs: int = 10
-    conv_size: int = 64
-    dense_size: int = 128
-    batch_size: int = 32
-    seed: int = 5241
-    output_classes: int = 0
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise InvalidParameterError(
-                "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
-            )
-        for name in ("epochs", "conv_size", "dense_size", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise InvalidParameterError(name, value, "a positive integer")
-        if self.output_classes < 0:
-            raise InvalidParameterError(
-                "output_classes", self.output_classes, "0 (take it from the data) or the class count"
-            )
-        if self.threads < 0:
-            raise InvalidParameterError("threads", self.threads, "0 (all cores) or a positive integer")
 
 
 def configure_tensorflow(seed: int, threads: int = 0) -> Any:

@@ -15,7 +15,7 @@ TF_VERSION="$(sed -n 's/^tensorflow-cpu==//p' requirements.lock)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 # Runtime subset (no dev tools), CPU TensorFlow swapped for the GPU build of the same release.
-"$UV" pip compile pyproject.toml --python-version 3.11 -c requirements.lock -q -o "$tmp/runtime.lock"
+"$UV" pip compile pyproject.toml --extra train --python-version 3.11 -c requirements.lock -q -o "$tmp/runtime.lock"
 grep -v '^tensorflow-cpu==' "$tmp/runtime.lock" > "$tmp/gpu.in"
 echo "tensorflow[and-cuda]==${TF_VERSION}" >> "$tmp/gpu.in"
 "$UV" pip compile "$tmp/gpu.in" -c requirements.lock --python-version 3.11 \

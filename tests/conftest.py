@@ -23,3 +23,42 @@ pytest_plugins = [
     "tests.fixtures.serving",
     "tests.fixtures.labelstudio",
 ]
+
+# ----------------------------------------------------------------------------- test tiers
+# Each test gets exactly one tier marker (see [tool.pytest.ini_options] markers): an explicit
+# one wins; otherwise the fixtures it uses decide (a real server -> servers), then its file.
+TIERS = ("pure", "component", "pipeline", "servers", "install", "containers")
+SERVER_FIXTURES = {
+    "gcs_emulator", "label_studio", "ls_client", "ls_env", "ls_project", "label_studio_project",
+    "bento_server", "served", "fake_kfp_api", "api",
+}  # fmt: skip
+FILE_TIERS = {
+    "test_components.py": "component",
+    "test_compile.py": "component",
+    "test_package.py": "component",
+    "test_deploy_component.py": "component",
+    "test_cli.py": "component",
+    "test_train_evaluate.py": "component",
+    "test_parity.py": "component",
+    "test_pipeline_local.py": "pipeline",
+    "test_retraining.py": "pipeline",
+    "test_reference_results.py": "pipeline",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give every test its tier, and refuse a test with two."""
+    import pytest
+
+    for item in items:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if len(set(tiers)) > 1 and item.get_closest_marker(tiers[0]) is not None:
+            # The closest explicit marker wins over a module-wide one.
+            tiers = [tiers[0]]
+        if not tiers:
+            fixtures = set(getattr(item, "fixturenames", ()))
+            if fixtures & SERVER_FIXTURES:
+                tier = "servers"
+            else:
+                tier = FILE_TIERS.get(item.path.name, "pure")
+            item.add_marker(getattr(pytest.mark, tier))

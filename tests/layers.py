@@ -141,7 +141,7 @@ def check(graph: Mapping[str, Iterable[Import]]) -> list[Violation]:
             target_layer = layer_of(imp.target)
             if own and target_layer and LAYERS.index(target_layer) > LAYERS.index(own):
                 bad.append(
-                    Violation(module, imp.line, f"{own} imports {target_layer} ({imp.target}): arrows point app -> "
+                    Violation(module, imp.line, f"{own} imports {target_layer} ({imp.target}): arrows point app -> "  # noqa: E501
                               "pipelines -> components -> logic")
                 )  # fmt: skip
             if own == "logic" and head == "kfp":

@@ -193,7 +193,7 @@ def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_pa
     project = ls_client.sdk.projects.create(
         title="Text project",
         label_config=(
-            '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'
+            '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'  # noqa: E501
         ),
     )
     with pytest.raises(InvalidParameterError, match="label_config"):

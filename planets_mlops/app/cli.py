@@ -259,7 +259,8 @@ def _local_package(
 @contextlib.contextmanager
 def _api(settings: kc.ConnectionSettings, action: str) -> Iterator[None]:
     """KFP calls: errors translated, and kfp.Client's own prints ("Run details: <link>")
-    sent to stderr so stdout carries only this CLI's results."""
+    sent to stderr so stdout carries only this CLI's results.
+    """
     with kc.translate_errors(settings, action), contextlib.redirect_stdout(sys.stderr):
         yield
 

@@ -424,7 +424,8 @@ def _cron_item_ok(item: str, low: int, high: int, names: Mapping[str, int], fiel
 
 def spec_of(pipeline_spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The pipeline spec of a stored version (it may wrap ``pipeline_spec`` and
-    ``platform_spec`` when kfp-kubernetes settings are present)."""
+    ``platform_spec`` when kfp-kubernetes settings are present).
+    """
     if not pipeline_spec:
         return None
     if "root" in pipeline_spec:

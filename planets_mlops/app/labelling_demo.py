@@ -196,7 +196,7 @@ def labelling_loop(
         os.environ.update(demo.environment())
         try:
             print(
-                "Retraining pipeline (pull -> import labels -> prepare -> train -> evaluate vs production -> package):"
+                "Retraining pipeline (pull -> import labels -> prepare -> train -> evaluate vs production -> package):"  # noqa: E501
             )
             run = run_local(
                 retraining,

@@ -184,7 +184,7 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
         mark = "ok   " if result["prediction"] == truth else "WRONG"
         print(f"  {mark} {path.name:<22} -> {result['prediction']:<8} (p={confidence:.3f}; truly {truth})")
     print(
-        f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s"
+        f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s"  # noqa: E501
     )
     return {"images": len(images), "right": right}
 

@@ -218,7 +218,7 @@ def fatal_pod_reason(pods: list[Json]) -> str | None:
                         f" (last exit code {last.get('exitCode')}, "
                         f"reason {last.get('reason', '?')}, restarts {cs.get('restartCount', 0)})"
                     )
-                return f"pod {pod_name} container {cs.get('name')} is {reason}{': ' + detail.strip() if detail.strip() else ''}"
+                return f"pod {pod_name} container {cs.get('name')} is {reason}{': ' + detail.strip() if detail.strip() else ''}"  # noqa: E501
     return None
 
 

@@ -228,7 +228,7 @@ class LabelStudioClient:
                     h.close()
             if response.status_code >= 300:
                 raise LabelStudioError(
-                    f"Upload to project {project_id} failed: HTTP {response.status_code} {response.text[:300]}"
+                    f"Upload to project {project_id} failed: HTTP {response.status_code} {response.text[:300]}"  # noqa: E501
                 )
             added += int(response.json().get("task_count", 0))
         log.info("Uploaded %d files (%d tasks) to project %s", len(paths), added, project_id)
@@ -244,7 +244,8 @@ class LabelStudioClient:
 
     def add_local_storage(self, project_id: int, path: Path, title: str = "local images") -> int:
         """Connect a local-files storage (a folder under the server's document root) so that
-        ``/data/local-files/?d=<relative path>`` URLs of the project resolve; returns its id."""
+        ``/data/local-files/?d=<relative path>`` URLs of the project resolve; returns its id.
+        """
         with self.errors(f"adding local storage {path} to project {project_id}", project=project_id):
             storage = self.sdk.import_storage.local.create(
                 project=project_id, path=str(path), title=title, use_blob_urls=True, request_options=NO_RETRY

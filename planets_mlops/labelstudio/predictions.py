@@ -175,7 +175,7 @@ def push_predictions(
         seconds=time.monotonic() - started,
     )
     log.info(
-        "Pushed %d predictions (model_version %r, replaced %d, %d below %.2f, skipped %s) to project %r in %.1f s",
+        "Pushed %d predictions (model_version %r, replaced %d, %d below %.2f, skipped %s) to project %r in %.1f s",  # noqa: E501
         result.predicted,
         model_version,
         replaced,

@@ -1,0 +1,132 @@
+"""The one source of every knob's default.
+
+Each step's parameters are a dataclass here. The logic takes them as they are; the
+pipelines derive their parameter defaults from them; the components repeat them as
+literals (KFP copies a lightweight component's source into the container, where these
+names would not resolve), and ``tests/test_defaults.py`` compiles the IR and fails when any
+component or pipeline default differs from this module. Stdlib only: the compile path
+imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from planets_mlops.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from planets_mlops.preprocess import PreprocessConfig
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where the data set comes from: a git + DVC repository at a revision."""
+
+    rev: str = "main"
+    path: str = "data/raw"
+    remote: str = ""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """The guide's ``prepare`` parameters."""
+
+    seed: int = 5241
+    split: float = 0.2
+    image_size: int = 32
+    grayscale: bool = True
+    rescale: float = 1.0 / 255.0
+    shard_size: int = 512
+    max_invalid_fraction: float = 0.01
+    output_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.split < 1.0:
+            raise InvalidParameterError(
+                "split",
+                self.split,
+                "a fraction strictly between 0 and 1",
+                "It is the share of images held out for validation; the reference uses 0.2.",
+            )
+        if self.shard_size <= 0:
+            raise InvalidParameterError("shard_size", self.shard_size, "a positive integer")
+        if not 0.0 <= self.max_invalid_fraction < 1.0:
+            raise InvalidParameterError(
+                "max_invalid_fraction",
+                self.max_invalid_fraction,
+                "in [0, 1)",
+            )
+        if self.output_classes < 0:
+            raise InvalidParameterError(
+                "output_classes", self.output_classes, "0 (any) or the number of classes"
+            )
+        # Validates image_size and rescale with the same messages serving would give.
+        self.preprocess_config()
+
+    def preprocess_config(self) -> PreprocessConfig:
+        """The preprocessing these parameters ask for (validated)."""
+        from planets_mlops.preprocess import PreprocessConfig
+
+        return PreprocessConfig(image_size=self.image_size, grayscale=self.grayscale, rescale=self.rescale)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The guide's ``train`` parameters plus batch size and threads."""
+
+    lr: float = 0.001
+    epochs: int = 10
+    conv_size: int = 64
+    dense_size: int = 128
+    batch_size: int = 32
+    seed: int = 5241
+    output_classes: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise InvalidParameterError(
+                "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
+            )
+        for name in ("epochs", "conv_size", "dense_size", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise InvalidParameterError(name, value, "a positive integer")
+        if self.output_classes < 0:
+            raise InvalidParameterError(
+                "output_classes", self.output_classes, "0 (take it from the data) or the class count"
+            )
+        if self.threads < 0:
+            raise InvalidParameterError("threads", self.threads, "0 (all cores) or a positive integer")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """The promotion gate."""
+
+    min_improvement: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    """The Label Studio import of the ``retraining`` pipeline."""
+
+    min_new_labels: int = 1
+    publish: bool = False
+    publish_branch: str = "labels"
+    push_new_predictions: bool = True
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """Where a promoted model is served."""
+
+    deploy: bool = False
+    name: str = "planets-classifier"
+    namespace: str = "planets-serving"
+
+
+def defaults(params: type) -> dict[str, Any]:
+    """Field name -> default of one of the dataclasses above."""
+    return {f.name: f.default for f in fields(params)}
