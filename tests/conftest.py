@@ -30,7 +30,7 @@ pytest_plugins = [
 TIERS = ("pure", "component", "pipeline", "servers", "install", "containers")
 SERVER_FIXTURES = {
     "gcs_emulator", "label_studio", "ls_client", "ls_env", "ls_project", "label_studio_project",
-    "bento_server", "served", "fake_kfp_api", "api",
+    "bento_server", "served",
 }  # fmt: skip
 FILE_TIERS = {
     "test_components.py": "component",
@@ -47,18 +47,14 @@ FILE_TIERS = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Give every test its tier, and refuse a test with two."""
+    """Give every test without an explicit tier marker its tier."""
     import pytest
 
     for item in items:
-        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
-        if len(set(tiers)) > 1 and item.get_closest_marker(tiers[0]) is not None:
-            # The closest explicit marker wins over a module-wide one.
-            tiers = [tiers[0]]
-        if not tiers:
-            fixtures = set(getattr(item, "fixturenames", ()))
-            if fixtures & SERVER_FIXTURES:
-                tier = "servers"
-            else:
-                tier = FILE_TIERS.get(item.path.name, "pure")
-            item.add_marker(getattr(pytest.mark, tier))
+        if any(m.name in TIERS for m in item.iter_markers()):
+            continue
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            tier = "servers"
+        else:
+            tier = FILE_TIERS.get(item.path.name, "pure")
+        item.add_marker(getattr(pytest.mark, tier))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import fields
 
 import pytest
 import yaml
@@ -16,6 +15,7 @@ from planets_mlops.knobs import (
     LabelParams,
     PrepareParams,
     TrainParams,
+    defaults,
 )
 
 pytestmark = pytest.mark.component
@@ -25,8 +25,8 @@ PIPELINE_KNOBS = {
     "data_rev": (DataParams, "rev"),
     "data_path": (DataParams, "path"),
     "dvc_remote": (DataParams, "remote"),
-    **{f"prepare_{f.name}": (PrepareParams, f.name) for f in fields(PrepareParams)},
-    **{f"train_{f.name}": (TrainParams, f.name) for f in fields(TrainParams)},
+    **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
+    **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
     "min_improvement": (EvaluateParams, "min_improvement"),
     "deploy": (DeployParams, "deploy"),
     "serving_name": (DeployParams, "name"),
@@ -56,10 +56,6 @@ def specs(tmp_path_factory):
     return {p.stem: next(yaml.safe_load_all(p.read_text())) for p in compile_all(out)}
 
 
-def _default(cls, name):
-    return {f.name: f.default for f in fields(cls)}[name]
-
-
 def test_pipeline_defaults_come_from_the_knobs(specs):
     checked = 0
     for pipeline, spec in specs.items():
@@ -70,7 +66,7 @@ def test_pipeline_defaults_come_from_the_knobs(specs):
                 f"{pipeline}.{name} has a default but no source in planets_mlops.knobs"
             )
             cls, field = PIPELINE_KNOBS[name]
-            assert param["defaultValue"] == _default(cls, field), (
+            assert param["defaultValue"] == defaults(cls)[field], (
                 f"{pipeline}.{name} != {cls.__name__}.{field}"
             )
             checked += 1
@@ -84,10 +80,10 @@ def test_component_defaults_match_the_knobs(specs):
             params = spec["components"].get(comp, {}).get("inputDefinitions", {}).get("parameters", {})
             for name, param in params.items():
                 for cls in knobs:
-                    if name in {f.name for f in fields(cls)}:
-                        assert param.get("defaultValue") == _default(cls, name), (
+                    if name in defaults(cls):
+                        assert param.get("defaultValue") == defaults(cls)[name], (
                             f"{comp}.{name} = {param.get('defaultValue')!r} but {cls.__name__}.{name} = "
-                            f"{_default(cls, name)!r}: change the component's literal default"
+                            f"{defaults(cls)[name]!r}: change the component's literal default"
                         )
                         checked += 1
     assert checked >= 20
