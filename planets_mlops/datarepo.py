@@ -25,7 +25,15 @@ GIT_IDENTITY = {
 
 
 def git(repo: Path, *args: str) -> str:
-    """Run git in ``repo`` and return its stripped stdout."""
+    """Run git in ``repo`` and return its stripped stdout.
+
+    Args:
+        repo: Working directory of the git command.
+        *args: git arguments, e.g. ``"rev-parse", "HEAD"``.
+
+    Raises:
+        subprocess.CalledProcessError: git exited non-zero (``stderr`` holds its message).
+    """
     env = {**os.environ, **GIT_IDENTITY}
     result = subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True)
     return result.stdout.strip()
@@ -44,6 +52,14 @@ def create_data_repo(
     Copies ``source``, ``dvc add``s it, pushes the data to ``remote_url`` (a folder or
     ``gs://``) and commits. Test-only remote settings (endpoint URL, anonymous login) go
     in ``.dvc/config.local``, which is not committed.
+
+    Args:
+        source: Folder to version (a class-per-folder data set).
+        repo: Where to create the repository (created if missing).
+        remote_url: DVC remote: a local folder or a ``gs://`` URL.
+        data_path: Path of the data inside the repository.
+        remote_config: Extra settings of the remote, kept out of git (``.dvc/config.local``).
+        tag: Git tag to put on the commit, if any.
 
     Returns:
         The commit hash.
@@ -78,6 +94,12 @@ def create_data_repo(
 
 def commit_data(repo: Path, data_path: str, message: str, tag: str | None = None) -> str:
     """``dvc add`` + ``dvc push`` ``data_path`` and commit the pointer; idempotent.
+
+    Args:
+        repo: An existing git + DVC repository.
+        data_path: Data folder inside ``repo`` to add.
+        message: Commit message.
+        tag: Git tag to move onto the resulting commit, if any.
 
     Returns:
         The commit hash (the existing HEAD when nothing changed).

@@ -34,15 +34,30 @@ class DatasetIndex:
 
     @property
     def class_counts(self) -> dict[str, int]:
+        """Class name -> number of valid images, in class order (0 for a class with none)."""
         counts = Counter(self.labels)
         return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
 
     def skipped_summary(self) -> dict[str, int]:
+        """Skip reason (the text before its first ``:``) -> number of files skipped for it.
+
+        For example ``{"undecodable": 2, "not an image file": 1}``.
+        """
         return dict(Counter(reason.split(":")[0] for _, reason in self.skipped))
 
 
 def list_classes(root: Path) -> list[str]:
-    """Class names: the sorted names of the sub-folders of ``root``."""
+    """Class names: the sorted names of the sub-folders of ``root``.
+
+    Args:
+        root: Folder of class sub-folders; hidden folders are ignored.
+
+    Returns:
+        The class names, sorted.
+
+    Raises:
+        DataError: ``root`` is not a folder, or has no class sub-folder.
+    """
     if not root.is_dir():
         raise DataError(
             f"Data set folder {str(root)!r} does not exist or is not a folder. "
@@ -58,7 +73,14 @@ def list_classes(root: Path) -> list[str]:
 
 
 def check_image(path: Path) -> str | None:
-    """Return why ``path`` is not a usable image, or None when it decodes fully."""
+    """Return why ``path`` is not a usable image, or None when it decodes fully.
+
+    Args:
+        path: Image file to decode completely.
+
+    Returns:
+        ``"undecodable: <error type>: <message>"``, or None for a good image.
+    """
     try:
         with Image.open(path) as img:
             img.load()

@@ -6,7 +6,16 @@ class PlanetsError(Exception):
 
 
 class InvalidParameterError(PlanetsError, ValueError):
-    """A parameter is outside what the step accepts."""
+    """A parameter is outside what the step accepts.
+
+    The message reads ``Invalid <name>=<value>: must be <allowed>. <fix>``.
+
+    Args:
+        name: The parameter's name as the caller knows it (argument, knob or env variable).
+        value: The bad value.
+        allowed: What the parameter accepts, completing "must be ...".
+        fix: A sentence saying how to fix it; omitted from the message when empty.
+    """
 
     def __init__(self, name: str, value: object, allowed: str, fix: str = "") -> None:
         message = f"Invalid {name}={value!r}: must be {allowed}."

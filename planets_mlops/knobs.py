@@ -42,6 +42,13 @@ class PrepareParams:
     output_classes: int = 0
 
     def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: ``split`` not in (0, 1), ``shard_size`` not positive,
+                ``max_invalid_fraction`` not in [0, 1), a negative ``output_classes``, or an
+                invalid ``image_size``/``rescale`` (see :class:`PreprocessConfig`).
+        """
         if not 0.0 < self.split < 1.0:
             raise InvalidParameterError(
                 "split",
@@ -85,6 +92,13 @@ class TrainParams:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: ``lr`` not positive; ``epochs``, ``conv_size``,
+                ``dense_size`` or ``batch_size`` not a positive integer; a negative
+                ``output_classes`` or ``threads``.
+        """
         if not self.lr > 0:
             raise InvalidParameterError(
                 "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
@@ -128,5 +142,12 @@ class DeployParams:
 
 
 def defaults(params: type) -> dict[str, Any]:
-    """Field name -> default of one of the dataclasses above."""
+    """Field name -> default of one of the dataclasses above.
+
+    Args:
+        params: One of the ``*Params`` classes of this module (the class, not an instance).
+
+    Returns:
+        Every field's default, in field order.
+    """
     return {f.name: f.default for f in fields(params)}

@@ -165,6 +165,12 @@ def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[
 def load_params_file(path: str | Path) -> dict[str, Any]:
     """Read a params.yaml and return flat pipeline arguments.
 
+    Args:
+        path: A params.yaml with sections ``data``, ``prepare``, ``train``, ...
+
+    Returns:
+        Pipeline arguments named ``<section>_<key>`` (e.g. ``train_lr``), values checked.
+
     Raises:
         NotFoundError: The file does not exist.
         InvalidParameterError: The YAML is malformed or has unknown keys or bad values.
@@ -185,6 +191,12 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
     ``train_lr=0.01`` gives a float, ``prepare_grayscale=false`` a bool,
     ``prepare_image_size=[32,32]`` a list (reduced later), ``data_rev=v2`` a string.
 
+    Args:
+        flag: The flag's value, ``NAME=VALUE``.
+
+    Returns:
+        ``(name, value)``; a value YAML cannot read is kept as the raw string.
+
     Raises:
         InvalidParameterError: No ``=`` or an empty name.
     """
@@ -202,7 +214,18 @@ def parse_param_flag(flag: str) -> tuple[str, Any]:
 
 
 def merge_arguments(file_params: Mapping[str, Any] | None, flags: Iterable[str] = ()) -> dict[str, Any]:
-    """Combine params-file values with ``--param`` flags; flags win."""
+    """Combine params-file values with ``--param`` flags; flags win.
+
+    Args:
+        file_params: Arguments from :func:`load_params_file`, or None.
+        flags: ``NAME=VALUE`` strings from ``--param``, applied in order.
+
+    Returns:
+        The merged arguments (``prepare_image_size`` reduced to one side).
+
+    Raises:
+        InvalidParameterError: a malformed flag, or a non-square ``prepare_image_size``.
+    """
     merged = dict(file_params or {})
     for flag in flags:
         name, value = parse_param_flag(flag)
@@ -232,6 +255,12 @@ def pipeline_inputs(ir: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def read_pipeline_spec(path: str | Path) -> dict[str, Any]:
     """Read the pipeline spec (first document) of a compiled IR YAML file.
 
+    Args:
+        path: A pipeline YAML written by ``planets-mlops compile``.
+
+    Returns:
+        The pipeline spec as a dict (with ``root``, ``components``, ...).
+
     Raises:
         NotFoundError: The file does not exist.
         InvalidParameterError: The file is not a compiled pipeline.
@@ -260,6 +289,11 @@ def validate_arguments(
 
     Ints are widened to floats for ``NUMBER_DOUBLE`` inputs; a string given on the command
     line for a ``STRING`` input that YAML read as a number is turned back into a string.
+
+    Args:
+        arguments: Name -> value, e.g. from :func:`merge_arguments`.
+        inputs: The pipeline's inputs, from :func:`pipeline_inputs`.
+        pipeline: The pipeline's name, for the messages.
 
     Returns:
         The arguments, coerced to the input types.

@@ -39,6 +39,12 @@ class PreprocessConfig:
     rescale: float = 1.0 / 255.0
 
     def __post_init__(self) -> None:
+        """Check the fields.
+
+        Raises:
+            InvalidParameterError: ``image_size`` is not a positive integer, or ``rescale``
+                is not positive.
+        """
         if not isinstance(self.image_size, int) or self.image_size <= 0:
             raise InvalidParameterError(
                 "image_size",
@@ -53,17 +59,32 @@ class PreprocessConfig:
 
     @property
     def channels(self) -> int:
+        """Colour channels of the model input: 1 for grayscale, 3 for RGB."""
         return 1 if self.grayscale else 3
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one model input tensor: ``(image_size, image_size, channels)``."""
         return (self.image_size, self.image_size, self.channels)
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (what ``preprocess.json`` stores next to a data set or model)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
+        """Read a config written by :meth:`to_dict`.
+
+        Args:
+            data: A dict with ``image_size``, ``grayscale`` and ``rescale``.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            KeyError: a field is missing.
+            InvalidParameterError: a field has an invalid value.
+        """
         return cls(
             image_size=int(data["image_size"]),
             grayscale=bool(data["grayscale"]),

@@ -35,6 +35,7 @@ class PullResult:
     skipped: dict[str, int]
 
     def metadata(self) -> dict[str, Any]:
+        """Flat metadata for the Dataset artifact: provenance (repo, rev, commit, DVC hash) and counts."""
         return {
             "repo_url": self.repo_url,
             "rev": self.rev,

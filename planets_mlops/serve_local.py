@@ -46,6 +46,14 @@ class LocalServer:
     ready_s: float = 0.0
 
     def log_tail(self, chars: int = 4000) -> str:
+        """The last ``chars`` characters of the server's log, for error messages.
+
+        Args:
+            chars: How many characters to return at most.
+
+        Returns:
+            The tail of the log, or ``""`` when the log cannot be read.
+        """
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
@@ -54,6 +62,12 @@ class LocalServer:
 
 def bento_tag_of(archive: Path) -> str:
     """Read ``name:version`` from the ``bento.yaml`` inside an exported archive.
+
+    Args:
+        archive: A ``.bento`` file written by ``bentoml export``.
+
+    Returns:
+        The bento's tag, ``name:version``.
 
     Raises:
         DataError: not a readable bento archive.
@@ -78,7 +92,15 @@ def _bentoml_command() -> list[str]:
 
 
 def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of the server: private home, no telemetry, no proxy for 127.0.0.1."""
+    """Environment of the server: private home, no telemetry, no proxy for 127.0.0.1.
+
+    Args:
+        home: ``BENTOML_HOME`` of the server.
+        extra: More variables, which win over the current environment.
+
+    Returns:
+        The current environment with those settings.
+    """
     env = {
         **os.environ,
         "BENTOML_HOME": str(home),
@@ -93,7 +115,15 @@ def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
 def import_bento(archive: Path, home: Path) -> str:
     """``bentoml import`` the archive into ``home``; return its tag (skip if present).
 
+    Args:
+        archive: A ``.bento`` file.
+        home: ``BENTOML_HOME`` to import into.
+
+    Returns:
+        The bento's tag, ``name:version``.
+
     Raises:
+        DataError: ``archive`` is not a bento archive.
         ServeError: the import failed.
     """
     archive = Path(archive).resolve()
@@ -127,6 +157,12 @@ def process_tree(root: int) -> list[int]:
 
     BentoML's supervisor starts each worker in a session of its own, so the process group
     of ``bentoml serve`` does not contain the workers; the parent links do.
+
+    Args:
+        root: Process id at the top of the tree.
+
+    Returns:
+        ``root`` first, then every descendant that is still running.
     """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -150,6 +186,10 @@ def stop_server(server: LocalServer, timeout: float = 15.0) -> None:
 
     The supervisor stops its workers on SIGTERM; the worker ids are collected first so
     that none is left running if the supervisor has to be killed.
+
+    Args:
+        server: The server to stop; nothing happens if it has already exited.
+        timeout: Seconds to wait after SIGTERM before killing.
     """
     process = server.process
     if process.poll() is not None:
@@ -224,6 +264,12 @@ def serve_bento(
 def wait_ready(server: LocalServer, timeout: float) -> None:
     """Poll ``/readyz`` every 20 ms until it answers 200.
 
+    Sets ``server.ready_s`` when the server is ready.
+
+    Args:
+        server: The server just started.
+        timeout: Seconds from the server's start to wait.
+
     Raises:
         ServeError: the process exited or ``timeout`` passed.
     """
@@ -243,6 +289,14 @@ def wait_ready(server: LocalServer, timeout: float) -> None:
 
 def classify_files(url: str, images: Sequence[Path], timeout: float = 30.0) -> list[dict[str, Any]]:
     """POST each image to ``{url}/predict``; return the JSON answers in order.
+
+    Args:
+        url: Base URL of the server, e.g. ``http://127.0.0.1:3000``.
+        images: Image files, each sent as field ``image``.
+        timeout: Seconds per request.
+
+    Returns:
+        ``{"file": path, "prediction": ..., "probabilities": {...}}`` per image.
 
     Raises:
         ServeError: an answer was not HTTP 200 (its body is in the message).

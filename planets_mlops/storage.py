@@ -33,6 +33,12 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 def parse_gs_uri(uri: str) -> tuple[str, str]:
     """Split ``gs://bucket/path/to/object`` into bucket and object name.
 
+    Args:
+        uri: An object URI, ``gs://BUCKET/PATH``.
+
+    Returns:
+        ``(bucket, object name)``.
+
     Raises:
         InvalidParameterError: Not a ``gs://`` URI, a bad bucket name, or no object path.
     """
@@ -100,6 +106,11 @@ def _translate(exc: Exception, uri: str, action: str) -> StorageError:
 def upload_file(local: str | Path, gs_uri: str, client: storage.Client | None = None) -> str:
     """Upload one local file to ``gs_uri`` with an MD5 check by the server.
 
+    Args:
+        local: File to upload.
+        gs_uri: Destination object, ``gs://BUCKET/PATH``.
+        client: Storage client; :func:`make_client` when None.
+
     Returns:
         The ``gs_uri`` written.
 
@@ -133,6 +144,11 @@ def download_file(gs_uri: str, local: str | Path, client: storage.Client | None 
 
     The object lands in a temporary sibling first, so a failed download never leaves a
     truncated file at ``local``.
+
+    Args:
+        gs_uri: Object to download, ``gs://BUCKET/PATH``.
+        local: Destination file.
+        client: Storage client; :func:`make_client` when None.
 
     Returns:
         The local path.

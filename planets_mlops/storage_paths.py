@@ -11,6 +11,12 @@ from planets_mlops.errors import DataError
 def resolve_model_dir(uri: str) -> Path:
     """A local model folder for ``uri``: a local path as-is, ``gs://`` downloaded to a temp dir.
 
+    Args:
+        uri: A ``train_model`` output folder: a local path or ``gs://BUCKET/PREFIX``.
+
+    Returns:
+        The local folder (a new temporary folder for ``gs://``; the caller may delete it).
+
     Raises:
         DataError: the folder or the objects under the prefix do not exist.
     """

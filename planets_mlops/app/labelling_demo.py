@@ -66,6 +66,11 @@ class DemoResult:
     unlabelled: list[str] = field(default_factory=list)
 
     def pipeline_arguments(self) -> dict[str, Any]:
+        """The ``retraining`` pipeline's arguments that point it at the demo project.
+
+        Returns:
+            ``{"label_studio_project": <project title>}``.
+        """
         return {"label_studio_project": self.project_title}
 
     def environment(self) -> dict[str, str]:

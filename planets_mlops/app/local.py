@@ -41,17 +41,47 @@ class LocalRun:
     log_file: Path | None = None
 
     def artifact(self, task: str, name: str) -> Path:
+        """The local path of output artifact ``name`` of ``task``.
+
+        Args:
+            task: Task name as kfp.local reports it (e.g. ``"train-model"``).
+            name: Output name of that task (e.g. ``"model"``).
+
+        Returns:
+            The artifact's file or folder under the run root.
+
+        Raises:
+            KeyError: the run has no such task or output; the message names both and the run.
+        """
         try:
             return self.tasks[task].artifacts[name]
         except KeyError as exc:
             raise KeyError(f"No artifact {name!r} of task {task!r} in run {self.root}") from exc
 
     def metadata(self, task: str, name: str) -> dict:
+        """The metadata kfp.local recorded for output ``name`` of ``task``.
+
+        Args:
+            task: Task name as kfp.local reports it.
+            name: Output name of that task.
+
+        Returns:
+            The artifact's metadata, or ``{}`` when the task wrote none (or does not exist).
+        """
         return self.tasks[task].metadata.get(name, {})
 
 
 class ProgressLog(io.TextIOBase):
-    """Sends kfp.local's verbose output to a log file and one line per step to the terminal."""
+    """Sends kfp.local's verbose output to a log file and one line per step to the terminal.
+
+    Args:
+        log: Receives everything, unchanged.
+        terminal: Receives one line when a task starts and one when it finishes (with its
+            status and duration).
+
+    Attributes:
+        durations: Task name -> seconds, for every task that finished.
+    """
 
     def __init__(self, log: TextIO, terminal: TextIO) -> None:
         self.log = log
@@ -61,9 +91,18 @@ class ProgressLog(io.TextIOBase):
         self._buffer = ""
 
     def writable(self) -> bool:
+        """Always True: this stream only accepts writes."""
         return True
 
     def write(self, text: str) -> int:
+        """Copy ``text`` to the log and turn every complete start/finish line into a progress line.
+
+        Args:
+            text: A chunk of kfp.local's output (need not end at a line break).
+
+        Returns:
+            The number of characters accepted (all of them).
+        """
         self.log.write(text)
         self._buffer += text
         while "\n" in self._buffer:
@@ -87,6 +126,7 @@ class ProgressLog(io.TextIOBase):
         self.terminal.flush()
 
     def flush(self) -> None:
+        """Flush the log file (the terminal is flushed after every progress line)."""
         self.log.flush()
 
 

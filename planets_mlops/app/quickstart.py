@@ -63,6 +63,14 @@ def ensure_data_repo(workdir: Path, source: Path = BUNDLED_DATA / "raw") -> Path
 
 
 def print_training_summary(run: Any) -> dict[str, float]:
+    """Print the data, validation metrics and artifact locations of a ``training`` run.
+
+    Args:
+        run: The finished :class:`~planets_mlops.app.local.LocalRun`.
+
+    Returns:
+        The ``evaluate-model`` task's metrics (name -> value).
+    """
     metrics = run.metadata("evaluate-model", "metrics")
     dataset = run.metadata("pull-data", "dataset")
     print(
@@ -84,6 +92,14 @@ def print_training_summary(run: Any) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the quickstart (see the module docstring for the steps).
+
+    Args:
+        argv: Command-line arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The process exit status (0 on success).
+    """
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def one_extra_image_per_class() -> list[Path]:
+    """The first image of each class in the bundled ``extra/`` set, sorted by class name.
+
+    Returns:
+        One path per class that has an extra image.
+    """
     from planets_mlops.app.labelling_demo import extra_images
 
     chosen: dict[str, Path] = {}
@@ -190,6 +211,13 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
 
 
 def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> None:
+    """Print what the labelling loop imported and the production/retrained comparison.
+
+    Args:
+        loop: Figures of the labelling loop (new labels, skips, data set size, val_acc of
+            both models on the same validation images).
+        before: The production model's metrics from the ``training`` run.
+    """
     print(
         f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
         f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}"

@@ -123,6 +123,16 @@ class KubernetesApi:
         return self._dynamic.resources.get(api_version=API_VERSIONS[kind], kind=kind)
 
     def get(self, kind: str, namespace: str, name: str) -> Json | None:
+        """Read one object.
+
+        Args:
+            kind: Kubernetes kind, a key of ``API_VERSIONS`` (e.g. ``"Deployment"``).
+            namespace: Namespace of the object.
+            name: Name of the object.
+
+        Returns:
+            The object as a dict, or None when it does not exist.
+        """
         from kubernetes.dynamic.exceptions import NotFoundError  # type: ignore[import-untyped]
 
         try:
@@ -131,6 +141,14 @@ class KubernetesApi:
             return None
 
     def apply(self, obj: Json) -> Json:
+        """Server-side apply ``obj`` as the project's field manager, taking over conflicting fields.
+
+        Args:
+            obj: A complete manifest with ``kind`` and ``metadata.name``/``metadata.namespace``.
+
+        Returns:
+            The object as the API server stored it.
+        """
         meta = obj["metadata"]
         result = self._resource(obj["kind"]).server_side_apply(
             body=obj,
@@ -142,6 +160,13 @@ class KubernetesApi:
         return result.to_dict()
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete one object; an object that is already gone is not an error.
+
+        Args:
+            kind: Kubernetes kind, a key of ``API_VERSIONS``.
+            namespace: Namespace of the object.
+            name: Name of the object.
+        """
         from kubernetes.dynamic.exceptions import NotFoundError  # type: ignore[import-untyped]
 
         try:
@@ -150,6 +175,15 @@ class KubernetesApi:
             pass
 
     def list_pods(self, namespace: str, label_selector: str) -> list[Json]:
+        """The pods of ``namespace`` that match ``label_selector``.
+
+        Args:
+            namespace: Namespace to list.
+            label_selector: Kubernetes label selector, e.g. ``"app=planets-classifier"``.
+
+        Returns:
+            The pods as dicts (empty when none match).
+        """
         pods = self._resource("Pod").get(namespace=namespace, label_selector=label_selector)
         return list(pods.to_dict().get("items", []))
 
@@ -407,7 +441,9 @@ def deploy(
         timeout_s: Longest wait for the rollout.
         predict: ``(base_url, jpeg, timeout_s) -> answer``; ``http_predict`` by default.
         image: JPEG for the smoke test; ``smoke_image()`` when None.
-        poll_s, clock, sleep: Polling period and time sources (tests pass fakes).
+        poll_s: Seconds between two rollout status reads.
+        clock: Monotonic time source for the rollout deadline (tests pass a fake).
+        sleep: Waits between polls (tests pass a fake that advances ``clock``).
 
     Returns:
         Where the model is served.
@@ -509,8 +545,17 @@ def deploy_bento(
         bento_uri: The bento artifact's ``.uri``.
         bento_metadata: The bento artifact's metadata; ``bento_tag`` is required.
         serving_image: Serving image reference (tagged).
-        name, namespace, replicas, cpu_request, memory_request, cpu_limit, memory_limit,
-            timeout_s, kserve, gcs_credentials_secret: See ``DeploySpec`` and ``deploy``.
+        name: Name of the Deployment/InferenceService, its Service and labels.
+        namespace: Namespace to serve in.
+        replicas: Pods to run.
+        cpu_request: CPU request of each pod (Kubernetes quantity, e.g. ``"500m"``).
+        memory_request: Memory request of each pod (e.g. ``"1Gi"``).
+        cpu_limit: CPU limit of each pod.
+        memory_limit: Memory limit of each pod.
+        timeout_s: Longest wait for the rollout (see ``deploy``).
+        kserve: Serve as a KServe InferenceService instead of a Deployment + Service.
+        gcs_credentials_secret: Secret with a service-account key ``key.json`` for reading
+            the bucket where Workload Identity is not available (kind); ``""`` on GKE.
         api: Kubernetes boundary; ``KubernetesApi()`` (in-cluster config) when None.
         predict: Smoke-test call; ``http_predict`` when None.
 

@@ -147,7 +147,14 @@ class LabelStudioClient:
     def find_project(self, project: str | int) -> Any:
         """The project with this numeric id or exact title (lowest id if titles repeat).
 
+        Args:
+            project: Numeric id (as int or digits) or exact title.
+
+        Returns:
+            The SDK's project object.
+
         Raises:
+            InvalidParameterError: ``project`` is empty.
             LabelStudioError: no such project, or the server/token fails.
         """
         key = str(project).strip()
@@ -181,8 +188,17 @@ class LabelStudioClient:
     ) -> tuple[Any, bool]:
         """The project titled exactly ``title``, created with a Choices config if missing.
 
+        Args:
+            title: Exact project title.
+            classes: Class names of the Choices config, used only when creating.
+            description: Project description, used only when creating.
+
         Returns:
             ``(project, created)``.
+
+        Raises:
+            InvalidParameterError: ``classes`` is not a valid class list (when creating).
+            LabelStudioError: the server is unreachable or refuses the token.
         """
         found = self._projects_titled(title)
         if found:
@@ -196,13 +212,31 @@ class LabelStudioClient:
         return project, True
 
     def delete_project(self, project_id: int) -> None:
+        """Delete a project with its tasks, annotations and predictions.
+
+        Args:
+            project_id: Numeric id of the project.
+
+        Raises:
+            LabelStudioError: the server is unreachable, refuses the token or has no such project.
+        """
         with self.errors(f"deleting project {project_id}", project=project_id):
             self.sdk.projects.delete(id=project_id)
 
     # -- tasks ------------------------------------------------------------------------
 
     def upload_images(self, project_id: int, paths: Sequence[Path]) -> int:
-        """Upload image files as tasks (one task per file); returns the task count added."""
+        """Upload image files as tasks (one task per file); returns the task count added.
+
+        Files are sent in batches; each task's image is the uploaded file.
+
+        Args:
+            project_id: Numeric id of the project.
+            paths: Image files to upload.
+
+        Raises:
+            LabelStudioError: the server refuses a batch (status and body in the message).
+        """
         added = 0
         for start in range(0, len(paths), UPLOAD_BATCH):
             batch = paths[start : start + UPLOAD_BATCH]
@@ -235,7 +269,15 @@ class LabelStudioClient:
         return added
 
     def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> int:
-        """Import JSON tasks (``{"data": {...}, "annotations": [...], ...}``); returns the count."""
+        """Import JSON tasks (``{"data": {...}, "annotations": [...], ...}``); returns the count.
+
+        Args:
+            project_id: Numeric id of the project.
+            tasks: Task objects in Label Studio's import format.
+
+        Raises:
+            LabelStudioError: the server is unreachable or refuses the import.
+        """
         with self.errors(f"importing {len(tasks)} tasks into project {project_id}", project=project_id):
             result = self.sdk.projects.import_tasks(
                 id=project_id, request=cast(Any, list(tasks)), request_options=NO_RETRY
@@ -243,8 +285,21 @@ class LabelStudioClient:
         return int(getattr(result, "task_count", None) or len(tasks))
 
     def add_local_storage(self, project_id: int, path: Path, title: str = "local images") -> int:
-        """Connect a local-files storage (a folder under the server's document root) so that
-        ``/data/local-files/?d=<relative path>`` URLs of the project resolve; returns its id.
+        """Connect a local-files storage so the project's local-files URLs resolve.
+
+        With it, ``/data/local-files/?d=<relative path>`` URLs of the project's tasks are
+        served from ``path``, which must lie under the server's document root.
+
+        Args:
+            project_id: Numeric id of the project.
+            path: Folder of the images, on the server's file system.
+            title: Display name of the storage.
+
+        Returns:
+            The storage's id.
+
+        Raises:
+            LabelStudioError: the server refuses (e.g. ``path`` outside the document root).
         """
         with self.errors(f"adding local storage {path} to project {project_id}", project=project_id):
             storage = self.sdk.import_storage.local.create(
@@ -253,7 +308,17 @@ class LabelStudioClient:
         return int(storage.id)
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        """Every task of the project (annotated or not) with its annotations, as JSON."""
+        """Every task of the project (annotated or not) with its annotations, as JSON.
+
+        Args:
+            project_id: Numeric id of the project.
+
+        Returns:
+            The export's task objects (read them with ``labels.parse_export``).
+
+        Raises:
+            LabelStudioError: the export fails or is not a list of tasks.
+        """
         with self.errors(f"exporting project {project_id}", project=project_id):
             chunks = self.sdk.projects.exports.download_sync(
                 id=project_id, export_type="JSON", download_all_tasks=True
@@ -284,6 +349,13 @@ class LabelStudioClient:
         """Annotate a task as a labeller would in the UI; returns the annotation id.
 
         ``cancelled=True`` is the UI's "Skip" (empty result).
+
+        Args:
+            task_id: Id of the task.
+            choices: Class names chosen (more than one only for tests of bad input).
+            cancelled: Skip the task instead of labelling it.
+            from_name: Name of the config's Choices tag.
+            to_name: Name of the config's Image tag.
         """
         result = [] if cancelled or not choices else [choices_result(list(choices), from_name, to_name)]
         with self.errors(f"annotating task {task_id}"):
@@ -293,7 +365,17 @@ class LabelStudioClient:
         return int(annotation.id)
 
     def model_versions(self, project_id: int) -> dict[str, int]:
-        """Model versions with predictions in the project, and their prediction counts."""
+        """Model versions with predictions in the project, and their prediction counts.
+
+        Args:
+            project_id: Numeric id of the project.
+
+        Returns:
+            Model version -> number of its predictions in the project.
+
+        Raises:
+            LabelStudioError: the listing fails.
+        """
         response = self._request(
             "GET",
             f"api/projects/{project_id}/model-versions/",
@@ -307,7 +389,15 @@ class LabelStudioClient:
         return {str(item.get("model_version")): int(item.get("count", 0)) for item in data}
 
     def delete_model_version(self, project_id: int, model_version: str) -> int:
-        """Delete every prediction of ``model_version`` in the project; returns the count."""
+        """Delete every prediction of ``model_version`` in the project; returns the count.
+
+        Args:
+            project_id: Numeric id of the project.
+            model_version: Model version whose predictions go.
+
+        Raises:
+            LabelStudioError: the listing or the deletion fails.
+        """
         # The DELETE answers without a count: read it from the listing first.
         count = self.model_versions(project_id).get(model_version, 0)
         if not count:
@@ -326,7 +416,19 @@ class LabelStudioClient:
         return count
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
-        """Bulk-create predictions (``task``, ``result``, ``score``, ``model_version``)."""
+        """Bulk-create predictions (``task``, ``result``, ``score``, ``model_version``).
+
+        Args:
+            project_id: Numeric id of the project.
+            predictions: Prediction objects, e.g. from
+                :func:`~planets_mlops.labelstudio.predictions.build_predictions`.
+
+        Returns:
+            The number of predictions sent.
+
+        Raises:
+            LabelStudioError: the server is unreachable or refuses the import.
+        """
         if not predictions:
             return 0
         with self.errors(
@@ -346,6 +448,9 @@ class LabelStudioClient:
         (``/data/local-files/?d=...``), other URLs on the same server (with the token),
         plain ``http(s)://`` URLs and ``gs://bucket/object`` (google-cloud-storage, with
         the pod's credentials).
+
+        Args:
+            url: The task's image URL (its ``data.image``).
 
         Raises:
             ImageFetchError: the file is missing or unreadable (the caller counts a skip).
@@ -374,7 +479,16 @@ class LabelStudioClient:
 
 
 def choices_result(choices: list[str], from_name: str = FROM_NAME, to_name: str = TO_NAME) -> dict[str, Any]:
-    """One Choices region, the shape of annotation and prediction results."""
+    """One Choices region, the shape of annotation and prediction results.
+
+    Args:
+        choices: Class names chosen.
+        from_name: Name of the config's Choices tag.
+        to_name: Name of the config's Image tag.
+
+    Returns:
+        ``{"type": "choices", "value": {"choices": [...]}, "from_name": ..., "to_name": ...}``.
+    """
     return {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": choices}}
 
 

@@ -35,6 +35,12 @@ class ImportResult:
     seconds: float
 
     def metadata(self) -> dict[str, Any]:
+        """Flat metadata for the merged Dataset artifact.
+
+        Returns:
+            The project, the import summary's counts (accepted, skipped by reason), and the
+            merged data set's size and class counts.
+        """
         return {
             "label_studio_project_id": self.project_id,
             "label_studio_project": self.project_title,

@@ -113,6 +113,7 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
+        """True when the task's label is taken into the data set."""
         return self.reason == ACCEPTED
 
 
@@ -135,13 +136,16 @@ class ImportSummary:
 
     @property
     def total_tasks(self) -> int:
+        """Number of tasks decided: accepted plus skipped."""
         return len(self.accepted) + len(self.skipped)
 
     def skip_counts(self) -> dict[str, int]:
+        """Skip reason -> number of tasks, in ``SKIP_REASONS`` order, leaving out reasons with none."""
         counts = Counter(d.reason for d in self.skipped)
         return {reason: counts[reason] for reason in SKIP_REASONS if counts[reason]}
 
     def class_counts(self) -> dict[str, int]:
+        """Class -> number of accepted images, sorted by class name."""
         return dict(sorted(Counter(item.label for item in self.accepted).items()))
 
     def metadata(self, max_examples: int = 20) -> dict[str, Any]:
@@ -166,6 +170,9 @@ class ImportSummary:
 
 def validate_classes(classes: Sequence[str]) -> list[str]:
     """Check a class list (non-empty, unique, folder-safe names); returns it as a list.
+
+    Args:
+        classes: Class names, e.g. the data set's class folders.
 
     Raises:
         InvalidParameterError: empty list, duplicates, or a name unsafe as a folder name.
@@ -193,7 +200,14 @@ def validate_classes(classes: Sequence[str]) -> list[str]:
 
 
 def labeling_config(classes: Sequence[str]) -> str:
-    """The project's labelling config: one image, single-choice classes."""
+    """The project's labelling config: one image, single-choice classes.
+
+    Args:
+        classes: Class names (checked with :func:`validate_classes`).
+
+    Returns:
+        The XML labelling config.
+    """
     names = validate_classes(classes)
     choices = "\n".join(f'    <Choice value="{_xml_attr(n)}"/>' for n in names)
     return (
@@ -278,6 +292,14 @@ def parse_task(task: Any, image_key: str = IMAGE_KEY, from_name: str | None = FR
     """Reduce one exported task to a :class:`TaskRecord`; never raises.
 
     A task that is not a dict, has no integer id or no image URL gets ``problem`` set.
+
+    A task that cannot be read gets a ``problem`` instead of raising, so one bad task is
+    counted as a skip and never stops the import.
+
+    Args:
+        task: One task object of a JSON export.
+        image_key: Key of the image URL in ``task["data"]``.
+        from_name: Only annotation results of this Choices tag count (None: any).
     """
     if not isinstance(task, dict):
         return TaskRecord(None, "", (), problem=f"task is a {type(task).__name__}, not an object")
@@ -314,7 +336,13 @@ def parse_task(task: Any, image_key: str = IMAGE_KEY, from_name: str | None = FR
 def parse_export(
     tasks: Iterable[Any], image_key: str = IMAGE_KEY, from_name: str | None = FROM_NAME
 ) -> list[TaskRecord]:
-    """Parse a JSON export (a list of task objects) into records, in the export's order."""
+    """Parse a JSON export (a list of task objects) into records, in the export's order.
+
+    Args:
+        tasks: The export, as from :meth:`LabelStudioClient.export_tasks`.
+        image_key: Key of the image URL in each task's ``data``.
+        from_name: Only annotation results of this Choices tag count (None: any).
+    """
     return [parse_task(t, image_key=image_key, from_name=from_name) for t in tasks]
 
 
@@ -323,7 +351,15 @@ def parse_export(
 
 
 def decide_label(record: TaskRecord, classes: Sequence[str]) -> Decision:
-    """Apply rules 1-8 of the module docstring to one task."""
+    """Apply rules 1-8 of the module docstring to one task.
+
+    Args:
+        record: The task, from :func:`parse_task`.
+        classes: The data set's classes; a label outside them is a skip.
+
+    Returns:
+        The accepted label, or the first rule that skips the task.
+    """
     tid, image = record.task_id, record.image
     if record.problem:
         return Decision(tid, image, MALFORMED, detail=record.problem)
@@ -413,7 +449,14 @@ def resolve_content(
 
 
 def summary_dict(summary: ImportSummary) -> dict[str, Any]:
-    """The summary as plain JSON-able data (for a report file)."""
+    """The summary as plain JSON-able data (for a report file).
+
+    Args:
+        summary: What the import decided.
+
+    Returns:
+        Counts, accepted images and skipped tasks with their reasons.
+    """
     return {
         **summary.metadata(),
         "accepted": [asdict(a) for a in summary.accepted],

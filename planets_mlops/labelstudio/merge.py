@@ -27,6 +27,7 @@ _FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp"}
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``: the content key of an image in the data set."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -35,6 +36,12 @@ def hash_dataset(root: Path) -> dict[str, str]:
 
     When the same bytes sit in two classes (a conflict already in the data), the first
     class in sorted order is reported; the import then treats the image as present.
+
+    Args:
+        root: Class-per-folder data set.
+
+    Returns:
+        Hex SHA-256 -> class name, for every image file.
     """
     hashes: dict[str, str] = {}
     for class_dir in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -45,7 +52,15 @@ def hash_dataset(root: Path) -> dict[str, str]:
 
 
 def image_extension(data: bytes) -> str | None:
-    """File extension for decodable image bytes (by format, not by URL), else None."""
+    """File extension for decodable image bytes (by format, not by URL), else None.
+
+    Args:
+        data: Bytes fetched for a task's image.
+
+    Returns:
+        ``.jpg``, ``.png``, ``.gif`` or ``.bmp``; None when the bytes do not decode or are
+        of another format.
+    """
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
@@ -56,6 +71,15 @@ def image_extension(data: bytes) -> str | None:
 
 
 def imported_name(sha256: str, extension: str) -> str:
+    """File name of an imported image: ``ls-`` + the first 20 hex digits of its hash + extension.
+
+    Args:
+        sha256: Hex SHA-256 of the image bytes.
+        extension: File extension with its dot, as :func:`image_extension` returns it.
+
+    Returns:
+        The same name for the same bytes, so a retried import writes identical files.
+    """
     return f"{PREFIX}{sha256[:20]}{extension}"
 
 
@@ -69,6 +93,7 @@ class MergeResult:
 
     @property
     def num_files(self) -> int:
+        """Files in the merged data set: base files plus added images."""
         return self.num_base + self.num_added
 
 

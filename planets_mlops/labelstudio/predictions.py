@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a ``(rows, classes)`` logit array, computed in float64.
+
+    The row maximum is subtracted first, so large logits do not overflow.
+    """
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -39,7 +43,22 @@ def build_predictions(
     from_name: str = rules.FROM_NAME,
     to_name: str = rules.TO_NAME,
 ) -> list[dict[str, Any]]:
-    """Label Studio prediction objects for ``logits`` (one row per task)."""
+    """Label Studio prediction objects for ``logits`` (one row per task).
+
+    Args:
+        task_ids: Task ids, one per row of ``logits``.
+        logits: Model outputs, shape ``(tasks, classes)``.
+        classes: Class names in model output order.
+        model_version: Label Studio model version of the predictions.
+        from_name: Name of the config's Choices tag.
+        to_name: Name of the config's Image tag.
+
+    Returns:
+        One prediction per task: top class, its probability as ``score``, model version.
+
+    Raises:
+        ValueError: ``task_ids`` and ``logits`` differ in length.
+    """
     if len(task_ids) != len(logits):
         raise ValueError(f"{len(task_ids)} task ids for {len(logits)} logit rows")
     probabilities = softmax(logits) if len(logits) else np.zeros((0, len(classes)))
@@ -71,6 +90,8 @@ def model_logits(model_dir: Path, images: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PushResult:
+    """What a prediction push did, for the step's metadata and log."""
+
     project_id: int
     model_version: str
     predicted: int
@@ -81,6 +102,12 @@ class PushResult:
     seconds: float = 0.0
 
     def metadata(self) -> dict[str, Any]:
+        """Flat metadata for the push step's output artifact.
+
+        Returns:
+            Project id, model version, counts of predicted tasks, replaced predictions,
+            skipped tasks by reason and low-confidence tasks, and the mean score (4 decimals).
+        """
         return {
             "label_studio_project_id": self.project_id,
             "model_version": self.model_version,

@@ -22,12 +22,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PublishResult:
+    """Where a merged data set was published, and whether that made a new version.
+
+    Attributes:
+        branch: Branch of the data repository that holds the data.
+        commit: The branch's head commit after publishing.
+        created: True when a new commit was made (False: the data was already there).
+        dvc_hash: The data folder's DVC hash (``md5`` of its ``.dvc`` pointer), or ``""``.
+    """
+
     branch: str
     commit: str
     created: bool
     dvc_hash: str = ""
 
     def metadata(self) -> dict[str, object]:
+        """The publication fields for the merged Dataset artifact's metadata (``published_*``)."""
         return {
             "published_branch": self.branch,
             "published_commit": self.commit,

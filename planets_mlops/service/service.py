@@ -51,6 +51,16 @@ class ImageUpload(bentoml.IODescriptor):
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> ImageUpload:
+        """Parse the request's image fields; a refusal is kept in ``error`` for the API to answer.
+
+        Args:
+            request: The incoming HTTP request.
+            serde: BentoML's serializer (unused: the body is parsed here).
+
+        Returns:
+            The images, or an ``error`` body with its 4xx status when the request is refused
+            (too large, not an image, wrong field name, or more images than ``max_images``).
+        """
         uploads = await read_uploads(request, SETTINGS.max_upload_bytes, cls.max_images)
         if uploads.error is None and len(uploads.images) > cls.max_images:
             uploads.error = UploadError(
@@ -101,7 +111,12 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])]
 )
 @bentoml.asgi_app(metadata_app, path="/")
 class PlanetClassifier:
-    """Classifies a planet photo into one of the classes the model was trained on."""
+    """Classifies a planet photo into one of the classes the model was trained on.
+
+    Each worker loads the stored model (``model.onnx``, ``classes.json``,
+    ``preprocess.json``) once, at start, into an ONNX Runtime session with
+    ``PLANETS_ORT_THREADS`` threads, and publishes its provenance at ``GET /metadata``.
+    """
 
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 

@@ -66,6 +66,18 @@ class ServingSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
+        """Read every setting from ``env``; an unset variable keeps its default.
+
+        Args:
+            env: Environment to read; ``os.environ`` when None.
+
+        Returns:
+            The settings.
+
+        Raises:
+            InvalidParameterError: a variable is set to a value that is not a positive integer
+                (or, for a switch, not true/false); the message names the variable.
+        """
         env = os.environ if env is None else env
         return cls(
             workers=_positive_int(env, "PLANETS_WORKERS", cls.workers),

@@ -30,6 +30,7 @@ class UploadError:
     message: str
 
     def body(self) -> dict[str, object]:
+        """The JSON body of the refusal: ``{"error": message, "status": status}``."""
         return {"error": self.message, "status": self.status}
 
 
