@@ -18,6 +18,7 @@ from planets_mlops.components.images import RUNTIME_IMAGE
 
 from planets_mlops import __version__
 from planets_mlops.app import cli
+from planets_mlops.app.cli import versions
 from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
 from planets_mlops.errors import InvalidParameterError
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
@@ -61,7 +62,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def commit(monkeypatch):
     """Pin the git commit used in version names (the checkout moves under the tests)."""
     state = {"commit": "abc1234"}
-    monkeypatch.setattr(cli, "git_short_commit", lambda cwd=None: (state["commit"], False))
+    monkeypatch.setattr(versions, "git_short_commit", lambda cwd=None: (state["commit"], False))
     return state
 
 

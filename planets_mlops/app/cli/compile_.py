@@ -1,0 +1,73 @@
+"""``planets-mlops compile``: pipelines and components to IR YAML, no cluster needed."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from planets_mlops.app.cli.options import Parents
+from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.source import compile_components
+from planets_mlops.errors import InvalidParameterError
+
+
+def register(sub: Any, parents: Parents) -> None:
+    """Add the ``compile`` command to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "compile", parents=[parents.common], help="compile pipelines and components to IR YAML"
+    )
+    p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
+    p.add_argument("--no-components", action="store_true", help="skip build/components/*.yaml")
+    p.add_argument("--gpu-count", type=int, help="GPUs for the training task (0: CPU only; default 1)")
+    p.add_argument("--gpu-node-pool", help="node pool of GPU nodes (default gpu-pool)")
+    p.add_argument("--gpu-node-label", help="node label naming pools (default cloud.google.com/gke-nodepool)")
+    p.add_argument("--shm-size", help="size of the memory-backed /dev/shm of the training task (default 2Gi)")
+    p.add_argument("--components-package", default="planets_mlops.components", help=argparse.SUPPRESS)
+    p.set_defaults(handler=handle)
+
+
+def gpu_options(args: argparse.Namespace) -> Any:
+    """Compile-time GPU placement from flags; None keeps the pipeline's defaults.
+
+    Raises:
+        InvalidParameterError: A negative ``--gpu-count``.
+    """
+    given = {
+        "count": args.gpu_count,
+        "node_pool": args.gpu_node_pool,
+        "node_pool_label": args.gpu_node_label,
+        "shm_size": args.shm_size,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    from planets_mlops.pipelines.platform import GpuOptions
+
+    if given.get("count", 1) < 0:
+        raise InvalidParameterError("--gpu-count", given["count"], "0 (CPU only) or more")
+    return GpuOptions(**given)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Compile the named pipelines (default: all), then every component."""
+    start = time.monotonic()
+    source = args.source_factory()
+    names = args.names or source.names
+    for name in names:
+        source.check(name)
+    out = Path(args.out_dir)
+    for name in names:
+        t0 = time.monotonic()
+        path = source.compile(name, out / "pipelines", gpu_options(args))
+        say(f"compiled pipeline {name} in {time.monotonic() - t0:.2f} s")
+        print(path)
+    if not args.no_components:
+        t0 = time.monotonic()
+        paths = compile_components(out / "components", args.components_package)
+        for path in paths:
+            print(path)
+        say(f"compiled {len(paths)} component(s) in {time.monotonic() - t0:.2f} s")
+    say(f"done: {len(names)} pipeline(s) in {time.monotonic() - start:.2f} s")
+    return EXIT_OK

@@ -1,0 +1,79 @@
+"""The console entry point: the root parser, and errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from planets_mlops import __version__
+from planets_mlops.app.cli import compile_, options, run, schedule, status, upload
+from planets_mlops.app.cli.output import (
+    EXIT_CONNECTION,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    report_error,
+)
+from planets_mlops.app.cli.source import PipelineSource, pipeline_source
+from planets_mlops.errors import (
+    InvalidParameterError,
+    KubeflowConnectionError,
+    NotFoundError,
+    PlanetsError,
+)
+
+# In help order; each has register(subparsers, parents) and handle(args).
+COMMANDS = (compile_, upload, run, schedule, status)
+
+
+def build_parser(
+    source_factory: Callable[[], PipelineSource] = pipeline_source,
+) -> argparse.ArgumentParser:
+    """The argument parser; ``source_factory`` supplies the pipelines (tests swap it)."""
+    parser = argparse.ArgumentParser(
+        prog="planets-mlops",
+        description="Compile, upload, run and schedule the planets pipelines on Kubeflow "
+        "Pipelines. Exit codes: 0 ok, 1 error, 2 bad input, 3 connection/auth, "
+        "4 not found.",
+    )
+    parser.add_argument("--version-info", action="version", version=f"planets-mlops {__version__}")
+    parser.set_defaults(source_factory=source_factory, verbose=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = options.parents()
+    for command in COMMANDS:
+        command.register(sub, shared)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    source_factory: Callable[[], PipelineSource] = pipeline_source,
+) -> int:
+    """Entry point of the ``planets-mlops`` console script; returns the exit code."""
+    parser = build_parser(source_factory)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except InvalidParameterError as exc:
+        return report_error(args, exc, EXIT_USAGE)
+    except KubeflowConnectionError as exc:
+        return report_error(args, exc, EXIT_CONNECTION)
+    except NotFoundError as exc:
+        return report_error(args, exc, EXIT_NOT_FOUND)
+    except PlanetsError as exc:
+        return report_error(args, exc, EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug or library error: still exit 1, no crash dump
+        return report_error(args, exc, EXIT_ERROR, unexpected=True)

@@ -1,0 +1,184 @@
+"""The option groups commands share, and what they resolve to.
+
+``common`` (verbosity, output folder), ``connection`` (where the KFP API is and how to
+authenticate) and ``submit`` (run arguments and settings) are argparse parent parsers;
+each command picks the groups it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from planets_mlops import params as pp
+from planets_mlops.app import kfp_client as kc
+from planets_mlops.app.cli.output import say
+from planets_mlops.errors import InvalidParameterError
+
+DEFAULT_EXPERIMENT = "planets"
+
+
+@dataclass(frozen=True)
+class Parents:
+    """The shared option groups, as argparse parent parsers."""
+
+    common: argparse.ArgumentParser
+    connection: argparse.ArgumentParser
+    submit: argparse.ArgumentParser
+
+
+def parents() -> Parents:
+    """Fresh parent parsers (argparse copies their actions into each command)."""
+    return Parents(_common(), _connection(), _submit())
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--out-dir", default="build", help="where compiled YAML goes (default: build)")
+    return common
+
+
+def _connection() -> argparse.ArgumentParser:
+    conn = argparse.ArgumentParser(add_help=False)
+    g = conn.add_argument_group("connection (flags override the environment)")
+    g.add_argument("--host", help="KFP API URL [KFP_HOST]")
+    g.add_argument("--namespace", help="profile namespace, multi-user only [KFP_NAMESPACE]")
+    g.add_argument(
+        "--token",
+        help="bearer token [KFP_TOKEN]; prefer the variable, flags show in `ps`",
+    )
+    g.add_argument("--cookies", help="Cookie header, e.g. authservice_session=... [KFP_COOKIES]")
+    g.add_argument("--ca-bundle", help="CA bundle PEM [KFP_CA_BUNDLE]")
+    g.add_argument(
+        "--no-verify-ssl",
+        action="store_true",
+        help="skip TLS verification [KFP_VERIFY_SSL=false]",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        help=f"seconds per connection and API call [KFP_TIMEOUT, default {kc.DEFAULT_TIMEOUT:g}]",
+    )
+    return conn
+
+
+def _submit() -> argparse.ArgumentParser:
+    submit = argparse.ArgumentParser(add_help=False)
+    s = submit.add_argument_group("run settings")
+    s.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="pipeline argument (repeatable), value read as YAML",
+    )
+    s.add_argument(
+        "--params-file",
+        metavar="PARAMS_YAML",
+        help="params.yaml (prepare:/train:/data: sections); --param wins",
+    )
+    s.add_argument(
+        "--experiment",
+        default=DEFAULT_EXPERIMENT,
+        help=f"experiment, created if missing (default: {DEFAULT_EXPERIMENT})",
+    )
+    s.add_argument(
+        "--pipeline-root",
+        metavar="GS_URI",
+        help="artifact root, e.g. gs://BUCKET/kfp (default: the cluster's)",
+    )
+    s.add_argument("--service-account", help="Kubernetes service account for the pods")
+    s.add_argument(
+        "--caching",
+        choices=("on", "off"),
+        help="override compile-time caching for root-level tasks (default: "
+        "leave the compiled settings alone)",
+    )
+    s.add_argument(
+        "--version",
+        metavar="VERSION_NAME",
+        help="use this uploaded pipeline version instead of compiling locally",
+    )
+    return submit
+
+
+# ----------------------------------------------------------------- resolved values
+
+
+def check_pipeline_root(root: str | None) -> str | None:
+    """``--pipeline-root`` without its trailing slash, or None when not given.
+
+    Raises:
+        InvalidParameterError: Not a ``gs://``, ``s3://`` or ``minio://`` bucket URI.
+    """
+    if root is None:
+        return None
+    if not re.match(r"^(gs|s3|minio)://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", root):
+        raise InvalidParameterError(
+            "--pipeline-root",
+            root,
+            "a URI like gs://BUCKET/PREFIX",
+            "e.g. --pipeline-root gs://planets-artifacts/kfp",
+        )
+    return root.rstrip("/")
+
+
+def caching(value: str | None) -> bool | None:
+    """``--caching`` as a bool; None means "not asked": the compiled settings stay."""
+    return None if value is None else value == "on"
+
+
+def submit_extra(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``run_pipeline`` / ``create_recurring_run`` from the flags."""
+    extra: dict[str, Any] = {}
+    enable = caching(args.caching)
+    if enable is not None:
+        extra["enable_caching"] = enable
+    return extra
+
+
+def arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """Pipeline arguments from ``--params-file`` then ``--param`` (which wins)."""
+    file_params = pp.load_params_file(args.params_file) if args.params_file else {}
+    return pp.merge_arguments(file_params, args.param or [])
+
+
+def validated(values: dict[str, Any], spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """``values`` checked against the inputs of the pipeline spec ``spec``."""
+    return pp.validate_arguments(values, pp.pipeline_inputs(spec), name)
+
+
+def settings(args: argparse.Namespace) -> kc.ConnectionSettings:
+    """Connection settings from the flags, then the environment."""
+    return kc.ConnectionSettings.resolve(
+        host=args.host,
+        namespace=args.namespace,
+        token=args.token,
+        cookies=args.cookies,
+        verify_ssl=False if args.no_verify_ssl else None,
+        ca_bundle=args.ca_bundle,
+        timeout=args.timeout,
+    )
+
+
+def connect(args: argparse.Namespace) -> tuple[Any, kc.ConnectionSettings]:
+    """``(kfp.Client, settings)``, after a fast health check."""
+    resolved = settings(args)
+    say(f"connecting to {resolved.describe()}")
+    return kc.connect(resolved), resolved
+
+
+@contextlib.contextmanager
+def api(resolved: kc.ConnectionSettings, action: str) -> Iterator[None]:
+    """KFP calls: errors translated, and kfp.Client's own prints sent to stderr.
+
+    ``kfp.Client`` prints "Run details: <link>" to stdout; this CLI keeps stdout for its
+    own results.
+    """
+    with kc.translate_errors(resolved, action), contextlib.redirect_stdout(sys.stderr):
+        yield

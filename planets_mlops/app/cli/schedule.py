@@ -1,0 +1,84 @@
+"""``planets-mlops schedule``: one recurring run per job name, replacing older ones."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from planets_mlops import params as pp
+from planets_mlops.app import kfp_client as kc
+from planets_mlops.app.cli import options
+from planets_mlops.app.cli.options import Parents
+from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.versions import default_version_name, version_spec
+
+
+def register(sub: Any, parents: Parents) -> None:
+    """Add the ``schedule`` command to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "schedule",
+        parents=[parents.common, parents.connection, parents.submit],
+        help="create a recurring run, replacing older ones of that name",
+    )
+    p.add_argument("pipeline", metavar="PIPELINE", help="pipeline name")
+    p.add_argument(
+        "--cron",
+        required=True,
+        help="6 fields, seconds first: '0 0 3 * * *' = daily 03:00",
+    )
+    p.add_argument("--job-name", help="recurring run name (default: PIPELINE-recurring)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Upload (or resolve) the version, create the recurring run, remove older ones."""
+    cron = kc.validate_cron(args.cron)
+    root = options.check_pipeline_root(args.pipeline_root)
+    name = args.pipeline
+    arguments = options.arguments(args)
+    package = None
+    if args.version is None:
+        source = args.source_factory()
+        source.check(name)
+        version_name = default_version_name()
+        say(f"compiling {name}")
+        package = source.compile(name, Path(args.out_dir) / "pipelines")
+        arguments = options.validated(arguments, pp.read_pipeline_spec(package), name)
+    else:
+        version_name = args.version
+    job_name = args.job_name or f"{name}-recurring"
+    client, settings = options.connect(args)
+    with options.api(settings, f"schedule {job_name}"):
+        if package is not None:
+            pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, version_name)
+            if uploaded:
+                say(f"uploaded {name} version {version_name}")
+        else:
+            pipeline_id, version = kc.resolve_version(client, name, version_name)
+            version_id = version.pipeline_version_id
+            arguments = options.validated(arguments, version_spec(version, version_name), name)
+        experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
+        recurring = client.create_recurring_run(
+            experiment_id=experiment_id,
+            job_name=job_name,
+            description=f"{name} {version_name}, cron '{cron}'",
+            cron_expression=cron,
+            max_concurrency=1,
+            no_catchup=True,
+            params=arguments,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            pipeline_root=root,
+            service_account=args.service_account,
+            **options.submit_extra(args),
+        )
+        removed = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
+    say(
+        f"scheduled {job_name} ({name} {version_name}) at '{cron}'; "
+        f"replaced {len(removed)} older recurring run(s)"
+    )
+    print(f"recurring_run_id={recurring.recurring_run_id}")
+    for old in removed:
+        print(f"removed_recurring_run_id={old}")
+    return EXIT_OK

@@ -1,0 +1,48 @@
+"""``planets-mlops upload``: pipelines as version ``<package version>-<git commit>``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from planets_mlops.app import kfp_client as kc
+from planets_mlops.app.cli import options
+from planets_mlops.app.cli.options import Parents
+from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.versions import default_version_name
+
+
+def register(sub: Any, parents: Parents) -> None:
+    """Add the ``upload`` command to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "upload",
+        parents=[parents.common, parents.connection],
+        help="upload pipelines as version <package version>-<git commit>",
+    )
+    p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
+    p.add_argument("--version-name", help="override the version name")
+    p.add_argument("--description", help="pipeline/version description")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Compile, then get-or-upload each pipeline's version (a rerun changes nothing)."""
+    source = args.source_factory()
+    names = args.names or source.names
+    for name in names:
+        source.check(name)
+    version_name = args.version_name or default_version_name()
+    packages = {}
+    for name in names:
+        packages[name] = source.compile(name, Path(args.out_dir) / "pipelines")
+    client, settings = options.connect(args)
+    for name, package in packages.items():
+        with options.api(settings, f"upload pipeline {name}"):
+            pid, vid, uploaded = kc.upload_version(
+                client, package, name, version_name, args.description, None
+            )
+        verb = "uploaded" if uploaded else "already uploaded"
+        say(f"{verb} {name} version {version_name}")
+        print(f"{name}\t{version_name}\tpipeline_id={pid}\tversion_id={vid}")
+    return EXIT_OK

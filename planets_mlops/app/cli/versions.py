@@ -1,0 +1,61 @@
+"""Pipeline version names (``<package version>-<short git commit>``) and stored specs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from planets_mlops import __version__
+from planets_mlops.app import kfp_client as kc
+from planets_mlops.app.cli.output import say
+from planets_mlops.errors import InvalidParameterError
+
+
+def git_short_commit(cwd: Path | None = None) -> tuple[str, bool]:
+    """``(short commit, dirty)`` of the checkout at ``cwd``.
+
+    Raises:
+        InvalidParameterError: Not a git checkout, or no commit yet.
+    """
+    from planets_mlops.datarepo import git
+
+    where = cwd or Path.cwd()
+    try:
+        commit = git(where, "rev-parse", "--short=7", "HEAD")
+        dirty = bool(git(where, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InvalidParameterError(
+            "version name",
+            None,
+            "derived from the git commit",
+            "Run inside the git checkout with at least one commit, or pass --version-name.",
+        ) from exc
+    return commit, dirty
+
+
+def default_version_name() -> str:
+    """``<package version>-<short git commit>``; warns on a dirty checkout."""
+    commit, dirty = git_short_commit()
+    if dirty:
+        say(
+            f"warning: uncommitted changes; version {__version__}-{commit} will not match that commit exactly"
+        )
+    return f"{__version__}-{commit}"
+
+
+def version_spec(version: Any, where: str) -> dict[str, Any]:
+    """The pipeline spec stored with an uploaded ``version`` (``where`` names it).
+
+    Raises:
+        InvalidParameterError: The version carries no spec.
+    """
+    spec = kc.spec_of(version.pipeline_spec)
+    if spec is None:
+        raise InvalidParameterError(
+            "pipeline version",
+            where,
+            "one with a pipeline spec",
+            "Re-upload it with `planets-mlops upload`.",
+        )
+    return spec

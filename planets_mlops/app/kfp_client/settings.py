@@ -1,0 +1,131 @@
+"""Where and how to reach the KFP API: flags over the environment, secrets masked."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planets_mlops.errors import InvalidParameterError
+
+DEFAULT_TIMEOUT = 10.0
+_FALSE = {"0", "false", "no", "off"}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def mask(secret: str | None) -> str:
+    """What to print instead of a secret: whether it is set, never any of it."""
+    return "***" if secret else "(unset)"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to reach the KFP API. ``repr`` and ``describe`` mask secrets."""
+
+    host: str
+    namespace: str | None = None
+    token: str | None = field(default=None, repr=False)
+    cookies: str | None = field(default=None, repr=False)
+    verify_ssl: bool = True
+    ca_bundle: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def resolve(
+        cls,
+        host: str | None = None,
+        namespace: str | None = None,
+        token: str | None = None,
+        cookies: str | None = None,
+        verify_ssl: bool | None = None,
+        ca_bundle: str | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ConnectionSettings:
+        """Flags win over the environment.
+
+        Raises:
+            InvalidParameterError: No host, a host without http(s)://, a bad
+                ``KFP_VERIFY_SSL`` or timeout, or a CA bundle that does not exist.
+        """
+        env = os.environ if env is None else env
+        host = (host or env.get("KFP_HOST") or "").strip()
+        if not host:
+            raise InvalidParameterError(
+                "KFP host",
+                host,
+                "set",
+                "Pass --host or set KFP_HOST, e.g. "
+                "http://localhost:8080 after `kubectl port-forward -n kubeflow "
+                "svc/ml-pipeline-ui 8080:80`.",
+            )
+        if not re.match(r"^https?://[^/\s]+", host):
+            raise InvalidParameterError(
+                "KFP host",
+                host,
+                "a URL starting with http:// or https://",
+                "e.g. https://kubeflow.example.com/pipeline",
+            )
+        if verify_ssl is None:
+            raw = env.get("KFP_VERIFY_SSL", "true").strip().lower()
+            if raw not in _FALSE | _TRUE:
+                raise InvalidParameterError("KFP_VERIFY_SSL", raw, "true or false")
+            verify_ssl = raw in _TRUE
+        ca_bundle = ca_bundle or env.get("KFP_CA_BUNDLE") or None
+        if ca_bundle and not Path(ca_bundle).is_file():
+            raise InvalidParameterError(
+                "KFP_CA_BUNDLE",
+                ca_bundle,
+                "an existing PEM file",
+                "Point it at the cluster's CA certificate.",
+            )
+        if timeout is None:
+            raw_timeout = env.get("KFP_TIMEOUT", str(DEFAULT_TIMEOUT))
+            try:
+                timeout = float(raw_timeout)
+            except ValueError as exc:
+                raise InvalidParameterError("KFP_TIMEOUT", raw_timeout, "a number of seconds") from exc
+        if timeout <= 0:
+            raise InvalidParameterError("timeout", timeout, "a positive number of seconds")
+        return cls(
+            host=host.rstrip("/"),
+            namespace=namespace or env.get("KFP_NAMESPACE") or None,
+            token=token or env.get("KFP_TOKEN") or None,
+            cookies=cookies or env.get("KFP_COOKIES") or None,
+            verify_ssl=verify_ssl,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+        )
+
+    def describe(self) -> str:
+        """One line for progress output, secrets masked."""
+        auth = (
+            ("token " + mask(self.token))
+            if self.token
+            else ("cookies " + mask(self.cookies) if self.cookies else "no credentials")
+        )
+        tls = "" if self.verify_ssl else ", TLS verification OFF"
+        ns = self.namespace or "(single-user)"
+        return f"{self.host} namespace={ns} auth={auth}{tls}"
+
+
+def scrub(text: str, settings: ConnectionSettings | None) -> str:
+    """Remove the token and cookies from ``text`` (error bodies can echo headers)."""
+    if settings is None:
+        return text
+    for secret in (settings.token, settings.cookies):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def auth_headers(settings: ConnectionSettings) -> dict[str, str]:
+    """The request headers that carry the credentials (never log them)."""
+    headers = {"Accept": "application/json"}
+    if settings.token:
+        headers["Authorization"] = f"Bearer {settings.token}"
+    if settings.cookies:
+        headers["Cookie"] = settings.cookies
+    return headers
