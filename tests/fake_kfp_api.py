@@ -49,6 +49,10 @@ class FakeKfpState:
     reject_after: int | None = None  # answer 401 once this many requests were served
     stall_after: int | None = None  # then hang (stall_seconds) instead of answering
     stall_seconds: float = 3.0
+    # Hold each GET /recurringruns until this many recurring runs were created (lets two
+    # concurrent `schedule` calls interleave the same way every time).
+    hold_recurring_list_until: int | None = None
+    echo_credentials: bool = False  # error bodies quote the auth headers, as some proxies do
     requests: list[Recorded] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -101,6 +105,11 @@ def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _error(self, status: int, message: str) -> None:
+            if state.echo_credentials:
+                message += (
+                    f" (request had Authorization: {self.headers.get('Authorization')}; "
+                    f"Cookie: {self.headers.get('Cookie')})"
+                )
             self._send(status, {"code": status, "message": message})
 
         def _dispatch(self, method: str) -> None:
@@ -131,10 +140,22 @@ def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
             ):
                 self._error(401, "Unauthorized: token expired or invalid")
                 return
+            if state.hold_recurring_list_until is not None and (method, url.path) == (
+                "GET",
+                API + "/recurringruns",
+            ):
+                deadline = time.monotonic() + 10
+                while len(state.calls("POST", "/recurringruns")) < state.hold_recurring_list_until:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
             try:
                 status, payload = route(state, method, url.path, query, body)
             except KeyError as exc:
                 status, payload = 404, {"code": 404, "message": f"not found: {exc}"}
+            if status >= 400:
+                self._error(status, payload["message"])
+                return
             self._send(status, payload)
 
         def do_GET(self) -> None:

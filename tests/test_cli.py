@@ -8,6 +8,7 @@ the real ``kfp.Client`` in between, asserting on the exact requests.
 
 # No `from __future__ import annotations`: kfp reads the component annotations.
 import socket
+import subprocess
 import sys
 import threading
 
@@ -333,6 +334,53 @@ def test_schedule_replaces_older_versions_of_the_same_job(capsys, fake, commit):
     version = fake.versions[current["pipeline_version_reference"]["pipeline_version_id"]]
     assert version["display_name"] == f"{__version__}-fedcba9"
     assert f"removed_recurring_run_id={old_id}" in out
+
+
+def _schedule_in_subprocess(version: str, cron: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "planets_mlops.app.cli", "schedule", "tiny", "--version", version]
+    return subprocess.Popen(
+        [*command, "--cron", cron], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_concurrent_schedules_leave_exactly_one(capsys, fake):
+    # Two `schedule` processes of one job at once: both create, then both list (the fake
+    # holds each listing until both recurring runs exist), then both replace.
+    assert run_cli(capsys, "upload")[0] == 0
+    version = f"{__version__}-abc1234"
+    fake.hold_recurring_list_until = 2
+    procs = [_schedule_in_subprocess(version, cron) for cron in ("0 0 3 * * *", "0 0 4 * * *")]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    left = [k for k, v in fake.recurring.items() if v["display_name"] == "tiny-recurring"]
+    assert len(left) == 1, (left, results)
+    assert len(fake.calls("POST", "/recurringruns")) == 2
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    (winner,) = [out for code, out, _ in results if code == 0]
+    assert f"recurring_run_id={left[0]}" in winner
+    (loser,) = [err for code, _, err in results if code == 1]
+    assert "ran at the same time" in loser and left[0] in loser
+
+
+def test_replacing_interleaved_calls_keeps_the_newest(fake):
+    # The race of two `schedule` calls, interleaved by hand: A creates, B creates, A
+    # replaces, B replaces. Every caller keeps the same (newest) one.
+    from planets_mlops.app import kfp_client as kc
+
+    settings = ConnectionSettings.resolve()
+    client = kc.connect(settings)
+    eid = kc.ensure_experiment(client, "planets", None)
+    fake.pipelines["p"] = {"pipeline_id": "p", "display_name": "p"}
+    fake.versions["v"] = {"pipeline_id": "p", "pipeline_version_id": "v", "display_name": "v"}
+    own = [
+        client.create_recurring_run(
+            experiment_id=eid, job_name="job", cron_expression="0 0 3 * * *", pipeline_id="p", version_id="v"
+        ).recurring_run_id
+        for _ in range(2)
+    ]
+    first, second = (kc.replace_recurring_runs(client, eid, "job", rid) for rid in own)
+    assert list(fake.recurring) == [first.kept] and first.kept == second.kept
+    assert [first.superseded, second.superseded].count(True) == 1
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from planets_mlops.app.cli import options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
 from planets_mlops.app.cli.versions import default_version_name, version_spec
+from planets_mlops.errors import KubeflowError
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -73,12 +74,21 @@ def handle(args: argparse.Namespace) -> int:
             service_account=args.service_account,
             **options.submit_extra(args),
         )
-        removed = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
+        replaced = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
+    if replaced.superseded:
+        for old in replaced.removed:
+            print(f"removed_recurring_run_id={old}")
+        raise KubeflowError(
+            f"Another `schedule` of {job_name} ran at the same time and its recurring run "
+            f"{replaced.kept} is newer, so it stays and this call's {replaced.own} was removed. "
+            "Check which settings are live in the UI (Recurring runs); rerun "
+            "`planets-mlops schedule` if this call's should win."
+        )
     say(
         f"scheduled {job_name} ({name} {version_name}) at '{cron}'; "
-        f"replaced {len(removed)} older recurring run(s)"
+        f"replaced {len(replaced.removed)} older recurring run(s)"
     )
     print(f"recurring_run_id={recurring.recurring_run_id}")
-    for old in removed:
+    for old in replaced.removed:
         print(f"removed_recurring_run_id={old}")
     return EXIT_OK

@@ -44,7 +44,7 @@ from planets_mlops.app.kfp_client.pipelines import (
     spec_of,
     upload_version,
 )
-from planets_mlops.app.kfp_client.recurring import replace_recurring_runs
+from planets_mlops.app.kfp_client.recurring import Replacement, recurring_runs_named, replace_recurring_runs
 from planets_mlops.app.kfp_client.runs import ensure_experiment
 from planets_mlops.app.kfp_client.settings import (
     DEFAULT_TIMEOUT,
@@ -57,6 +57,7 @@ from planets_mlops.app.kfp_client.settings import (
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ConnectionSettings",
+    "Replacement",
     "auth_headers",
     "check_health",
     "connect",
@@ -65,6 +66,7 @@ __all__ = [
     "find_version",
     "list_all",
     "mask",
+    "recurring_runs_named",
     "replace_recurring_runs",
     "resolve_version",
     "scrub",
