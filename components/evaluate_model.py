@@ -25,10 +25,7 @@ def evaluate_model(
 
     production = resolve_model_dir(production_model_uri) if production_model_uri else None
     result = evaluate(prepared.path, model.path, report.path, production, min_improvement)
-    for key, value in result["metrics"].items():
+    for key, value in result.metadata().items():
         metrics.log_metric(key, value)
-    if result["comparison"]:
-        metrics.log_metric("production_val_acc", result["comparison"]["production_val_acc"])
-        metrics.log_metric("delta_val_acc", result["comparison"]["delta_val_acc"])
-    confusion.log_confusion_matrix(result["classes"], result["confusion_matrix"])
-    return bool(result["promote"])
+    confusion.log_confusion_matrix(result.classes, result.confusion_matrix)
+    return result.promote

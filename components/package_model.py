@@ -28,24 +28,12 @@ def package_model(
     """
     from planets_mlops.package import package_model as package
 
-    revision = data_revision or str(model.metadata.get("data_commit", "")) or "unknown"
-    info = package(
+    result = package(
         model.path,
         bento.path,
         metrics=dict(metrics.metadata),
-        data_revision=revision,
+        data_revision=data_revision or str(model.metadata.get("data_commit", "")),
         model_uri=model.uri,
         version=version,
     )
-    bento.metadata.update(
-        {
-            "bento_tag": info["bento_tag"],
-            "model_tag": info["model_tag"],
-            "data_revision": revision,
-            "model_uri": model.uri,
-            "classes": info["classes"],
-            "size_bytes": info["size_bytes"],
-            "serving_requirements": info["requirements"],
-            "framework": "onnxruntime",
-        }
-    )
+    bento.metadata.update(result.metadata())

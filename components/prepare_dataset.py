@@ -27,7 +27,6 @@ def prepare_dataset(
     grown from), the base files keep their split and only added files are split anew, so a
     model trained on ``base`` is compared with a new one on images neither trained on.
     """
-    import base64
     from pathlib import Path
 
     from planets_mlops.prepare import PrepareParams
@@ -42,21 +41,6 @@ def prepare_dataset(
         output_classes=output_classes,
         max_invalid_fraction=max_invalid_fraction,
     )
-    manifest = prepare(raw.path, prepared.path, params, base_dir=base.path if base else None)
-    picture = base64.b64encode((Path(prepared.path) / "preview.png").read_bytes()).decode()
-    Path(preview.path).write_text(
-        f"<html><body><h1>{len(manifest['classes'])} classes: {', '.join(manifest['classes'])}</h1>"
-        f"<img src='data:image/png;base64,{picture}'/></body></html>"
-    )
-    prepared.metadata.update(
-        {
-            "classes": manifest["classes"],
-            "preprocess": manifest["preprocess"],
-            "train_count": manifest["splits"]["train"]["count"],
-            "validation_count": manifest["splits"]["validation"]["count"],
-            "skipped": len(manifest["skipped"]),
-            "split_method": manifest["split_method"],
-            "source_commit": raw.metadata.get("commit", ""),
-            "source_dvc_hash": raw.metadata.get("dvc_hash", ""),
-        }
-    )
+    result = prepare(raw.path, prepared.path, params, base_dir=base.path if base else None)
+    Path(preview.path).write_text(result.preview_html())
+    prepared.metadata.update(result.metadata(source=raw.metadata))

@@ -21,10 +21,8 @@ def train_model(
     output_classes: int = 0,
 ):
     """Train on the train split, validate per epoch, save Keras + ONNX model folder."""
-    import json
     from pathlib import Path
 
-    from planets_mlops.evaluate import plot_history
     from planets_mlops.train import TrainParams
     from planets_mlops.train import train_model as train
 
@@ -37,22 +35,9 @@ def train_model(
         seed=seed,
         output_classes=output_classes,
     )
-    summary = train(prepared.path, model.path, params)
-    Path(history.path).write_text(json.dumps(summary["history"], indent=1))
-    for key, value in summary["final"].items():
-        metrics.log_metric(f"train_{key}" if not key.startswith("val_") else key, value)
-    Path(curves.path).write_text(
-        "<html><body><h1>Training curves</h1>"
-        f"<img src='data:image/png;base64,{plot_history(summary['history'])}'/></body></html>"
-    )
-    model.metadata.update(
-        {
-            "framework": summary["framework"],
-            "classes": summary["classes"],
-            "parameters": summary["parameters"],
-            "train_seconds": summary["train_seconds"],
-            "data_commit": prepared.metadata.get("source_commit", ""),
-            "data_dvc_hash": prepared.metadata.get("source_dvc_hash", ""),
-            **{f"final_{k}": v for k, v in summary["final"].items()},
-        }
-    )
+    result = train(prepared.path, model.path, params)
+    Path(history.path).write_text(result.history_json())
+    for key, value in result.metrics().items():
+        metrics.log_metric(key, value)
+    Path(curves.path).write_text(result.curves_html())
+    model.metadata.update(result.metadata(source=prepared.metadata))

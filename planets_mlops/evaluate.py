@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,56 @@ from planets_mlops.prepare import load_manifest, load_split
 from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE
 
 log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate against the model in production, on the same validation data.
+
+    Attributes:
+        production_model_uri: Model folder of the production model.
+        production_val_acc: Its validation accuracy.
+        production_val_loss: Its validation loss.
+        delta_val_acc: Candidate minus production validation accuracy.
+        promote: Whether the candidate beats production by the required margin.
+    """
+
+    production_model_uri: str
+    production_val_acc: float
+    production_val_loss: float
+    delta_val_acc: float
+    promote: bool
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """Scores of a model on the validation split and the promotion decision.
+
+    Attributes:
+        metrics: ``val_loss``, ``val_acc`` and macro precision, recall and F1.
+        classes: Class names; the index is the label.
+        confusion_matrix: Counts, rows are true classes and columns predicted ones.
+        predictions: The predicted class index of each validation image.
+        promote: Whether to promote the model (always when there is no production model).
+        comparison: The comparison with production; ``None`` when none was given.
+    """
+
+    metrics: dict[str, float]
+    classes: list[str]
+    confusion_matrix: list[list[int]]
+    predictions: list[int]
+    promote: bool
+    comparison: Comparison | None = None
+
+    def metadata(self) -> dict[str, float]:
+        """Values for the KFP Metrics output: the metrics, and the comparison when there is one."""
+        values = dict(self.metrics)
+        if self.comparison:
+            values["production_val_acc"] = self.comparison.production_val_acc
+            values["delta_val_acc"] = self.comparison.delta_val_acc
+        return values
 
 
 def load_session(model_dir: Path) -> Any:
@@ -51,6 +102,7 @@ def predict_logits(model_dir: Path, images: np.ndarray, batch_size: int = 256) -
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, classes) logits, computed stably."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -178,10 +230,22 @@ def render_report(
     classes: list[str],
     history: dict,
     images: dict[str, str],
-    comparison: dict[str, Any] | None,
+    comparison: Comparison | None,
     per_class_f1: np.ndarray,
 ) -> str:
-    """The HTML report shown in the KFP UI."""
+    """The HTML report shown in the KFP UI.
+
+    Args:
+        metrics: Metric names and values for the summary table.
+        classes: Class names, in label order.
+        history: Training history (unused in the page; its plot is in ``images``).
+        images: Section title -> base64 PNG.
+        comparison: The comparison with production, or ``None``.
+        per_class_f1: F1 of each class, in label order.
+
+    Returns:
+        A self-contained HTML page.
+    """
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
     class_rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{score:.3f}</td></tr>"
@@ -190,9 +254,9 @@ def render_report(
     compare = "<p>No production model given: nothing to compare with.</p>"
     if comparison:
         compare = (
-            f"<p>Production model <code>{html.escape(comparison['production_model_uri'])}</code>: "
-            f"val_acc {comparison['production_val_acc']:.4f}, candidate {metrics['val_acc']:.4f} "
-            f"(delta {comparison['delta_val_acc']:+.4f}). <b>{'Promote' if comparison['promote'] else 'Keep production'}</b>.</p>"  # noqa: E501
+            f"<p>Production model <code>{html.escape(comparison.production_model_uri)}</code>: "
+            f"val_acc {comparison.production_val_acc:.4f}, candidate {metrics['val_acc']:.4f} "
+            f"(delta {comparison.delta_val_acc:+.4f}). <b>{'Promote' if comparison.promote else 'Keep production'}</b>.</p>"  # noqa: E501
         )
     pictures = "".join(
         f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
@@ -208,58 +272,79 @@ def render_report(
     )
 
 
+def _check_classes(model_dir: Path, classes: list[str], message: str) -> None:
+    """Refuse a model whose ``classes.json`` differs from the data's classes."""
+    model_classes = json.loads((Path(model_dir) / CLASSES_FILE).read_text())
+    if model_classes != classes:
+        raise DataError(message.format(model=model_classes, data=classes))
+
+
+def _compare(
+    production_model_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    candidate: dict[str, Any],
+    min_improvement: float,
+) -> Comparison:
+    """Score the production model on the same images and decide on promotion."""
+    _check_classes(
+        production_model_dir,
+        classes,
+        "The production model's classes {model} differ from the data's {data}; "
+        "they cannot be compared on the same validation data.",
+    )
+    production = classification_scores(predict_logits(production_model_dir, images), labels, len(classes))
+    return Comparison(
+        production_model_uri=str(production_model_dir),
+        production_val_acc=production["val_acc"],
+        production_val_loss=production["val_loss"],
+        delta_val_acc=candidate["val_acc"] - production["val_acc"],
+        promote=candidate["val_acc"] >= production["val_acc"] + min_improvement,
+    )
+
+
 def evaluate_model(
     prepared_dir: Path,
     model_dir: Path,
     report_path: Path,
     production_model_dir: Path | None = None,
     min_improvement: float = 0.0,
-) -> dict[str, Any]:
+) -> EvaluateResult:
     """Score the model on the validation split; compare with production when given.
 
     Args:
-        prepared_dir: output of ``prepare_dataset``.
-        model_dir: output of ``train_model``.
-        report_path: where the HTML report goes.
-        production_model_dir: model folder of the model in production, scored on the same
+        prepared_dir: Output of ``prepare_dataset``.
+        model_dir: Output of ``train_model``.
+        report_path: Where the HTML report goes.
+        production_model_dir: Model folder of the model in production, scored on the same
             validation data; ``None`` when there is none yet.
-        min_improvement: the candidate is promoted when its val_acc is at least the
+        min_improvement: The candidate is promoted when its val_acc is at least the
             production model's plus this margin (may be negative to tolerate noise).
 
     Returns:
-        metrics, the confusion matrix, classes, the promote decision and the comparison.
+        Metrics, the confusion matrix, classes, predictions, the promote decision and the
+        comparison.
+
+    Raises:
+        DataError: the model, or the production model, was trained on other classes.
     """
     started = time.monotonic()
     manifest = load_manifest(prepared_dir)
     classes = manifest["classes"]
-    model_classes = json.loads((Path(model_dir) / CLASSES_FILE).read_text())
-    if model_classes != classes:
-        raise DataError(
-            f"The model was trained on classes {model_classes} but the validation data has "
-            f"{classes}. Evaluate with the prepared data set the model was trained on."
-        )
+    _check_classes(
+        model_dir,
+        classes,
+        "The model was trained on classes {model} but the validation data has "
+        "{data}. Evaluate with the prepared data set the model was trained on.",
+    )
     images, labels = load_split(prepared_dir, "validation")
     scores = classification_scores(predict_logits(model_dir, images), labels, len(classes))
-    metrics = {k: scores[k] for k in ("val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro")}
-
+    metrics = {k: scores[k] for k in METRIC_NAMES}
     comparison = None
-    promote = True
     if production_model_dir is not None:
-        production_classes = json.loads((Path(production_model_dir) / CLASSES_FILE).read_text())
-        if production_classes != classes:
-            raise DataError(
-                f"The production model's classes {production_classes} differ from the data's {classes}; "
-                "they cannot be compared on the same validation data."
-            )
-        production = classification_scores(predict_logits(production_model_dir, images), labels, len(classes))
-        promote = scores["val_acc"] >= production["val_acc"] + min_improvement
-        comparison = {
-            "production_model_uri": str(production_model_dir),
-            "production_val_acc": production["val_acc"],
-            "production_val_loss": production["val_loss"],
-            "delta_val_acc": scores["val_acc"] - production["val_acc"],
-            "promote": promote,
-        }
+        comparison = _compare(production_model_dir, images, labels, classes, scores, min_improvement)
+    promote = comparison.promote if comparison else True
     history_path = Path(model_dir) / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     pictures = {
@@ -277,11 +362,11 @@ def evaluate_model(
         ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
         promote,
     )
-    return {
-        "metrics": metrics,
-        "confusion_matrix": scores["confusion_matrix"].tolist(),
-        "classes": classes,
-        "predictions": scores["predictions"].tolist(),
-        "promote": promote,
-        "comparison": comparison,
-    }
+    return EvaluateResult(
+        metrics=metrics,
+        classes=classes,
+        confusion_matrix=scores["confusion_matrix"].tolist(),
+        predictions=scores["predictions"].tolist(),
+        promote=promote,
+        comparison=comparison,
+    )

@@ -83,6 +83,46 @@ class PackageSpec:
     version: str = ""
 
 
+@dataclass(frozen=True)
+class PackageResult:
+    """The exported bento.
+
+    Attributes:
+        bento_tag: Tag of the bento, for ``bentoml import`` and ``bentoml serve``.
+        model_tag: Tag of the model in the bento.
+        size_bytes: Size of the ``.bento`` archive.
+        requirements: The exact serving pins built into the bento.
+        labels: Bento and model labels (provenance and headline metrics).
+        classes: Class names of the model.
+        seconds: Duration of the packaging.
+        data_revision: Data revision the model was trained on (``unknown`` when not given).
+        model_uri: URI of the packaged model artifact.
+    """
+
+    bento_tag: str
+    model_tag: str
+    size_bytes: int
+    requirements: list[str]
+    labels: dict[str, str]
+    classes: list[str]
+    seconds: float
+    data_revision: str
+    model_uri: str
+
+    def metadata(self) -> dict[str, Any]:
+        """Metadata of the bento Model artifact; ``bento_tag`` names it for ``bentoml import``."""
+        return {
+            "bento_tag": self.bento_tag,
+            "model_tag": self.model_tag,
+            "data_revision": self.data_revision,
+            "model_uri": self.model_uri,
+            "classes": self.classes,
+            "size_bytes": self.size_bytes,
+            "serving_requirements": self.requirements,
+            "framework": "onnxruntime",
+        }
+
+
 def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(".", "-")
 
@@ -94,6 +134,13 @@ def serving_requirements(
 
     Read from ``requirements.lock`` when it is there (a checkout); otherwise from the
     installed distributions, which in the runtime image were installed from that lock.
+
+    Args:
+        lock_file: The lock to read; default the repository's ``requirements.lock``.
+        packages: Distribution names to pin.
+
+    Returns:
+        ``name==version`` pins, in the order of ``packages``.
 
     Raises:
         DataError: a serving package is neither in the lock nor installed.
@@ -131,6 +178,12 @@ def serving_requirements(
 def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
     """Validate a model folder; return its classes and preprocessing config.
 
+    Args:
+        model_dir: A folder written by ``train_model``.
+
+    Returns:
+        The class names and the preprocessing config as a dict.
+
     Raises:
         DataError: a required file is missing or unreadable.
     """
@@ -158,12 +211,42 @@ def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
 
 
 def bento_labels(data_revision: str, model_uri: str, metrics: Mapping[str, Any]) -> dict[str, str]:
-    """Bento/model labels: provenance and the headline metrics, all as strings."""
+    """Bento/model labels: provenance and the headline metrics, all as strings.
+
+    Args:
+        data_revision: Data revision the model was trained on; empty: ``unknown``.
+        model_uri: URI of the model artifact; empty: ``unknown``.
+        metrics: Metrics; numbers become ``metric_<name>`` labels, other values are dropped.
+
+    Returns:
+        Label name -> value.
+    """
     labels = {"data_revision": data_revision or "unknown", "model_uri": model_uri or "unknown"}
     for key, value in sorted(metrics.items()):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             labels[f"metric_{key}"] = f"{float(value):.6g}"
     return labels
+
+
+def _run_child(
+    spec: PackageSpec, model_dir: Path, bentoml_home: Path | None, timeout_s: float
+) -> dict[str, Any]:
+    """Package ``spec`` in a child Python process with a private ``BENTOML_HOME``."""
+    with tempfile.TemporaryDirectory(prefix="package-model-") as tmp:
+        home = Path(bentoml_home) if bentoml_home else Path(tmp) / "bentoml"
+        spec_file = Path(tmp) / "spec.json"
+        result_file = Path(tmp) / "result.json"
+        spec_file.write_text(json.dumps(asdict(spec)))
+        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+        command = [sys.executable, "-m", "planets_mlops.package", str(spec_file), str(result_file)]
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=tmp
+        )
+        if done.returncode != 0:
+            raise PackagingError(
+                f"Packaging {str(model_dir)!r} failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
+            )
+        return json.loads(result_file.read_text())
 
 
 def package_model(
@@ -177,7 +260,7 @@ def package_model(
     lock_file: Path | None = None,
     bentoml_home: Path | None = None,
     timeout_s: float = 600.0,
-) -> dict[str, Any]:
+) -> PackageResult:
     """Save ``model_dir`` to a private model store, build a bento, export it to ``output_path``.
 
     Args:
@@ -186,7 +269,8 @@ def package_model(
             path has no extension, which ``bentoml import`` accepts).
         metrics: Evaluation metrics (numbers are kept, other values dropped), recorded as
             model metadata, bento labels and served by ``GET /metadata``.
-        data_revision: Data revision the model was trained on (label ``data_revision``).
+        data_revision: Data revision the model was trained on (label ``data_revision``);
+            empty: ``unknown``.
         model_uri: URI of the model artifact (label ``model_uri``).
         version: Bento and model version; empty lets BentoML generate one.
         lock_file: Lock to take the serving pins from (default: the repository's).
@@ -194,8 +278,8 @@ def package_model(
         timeout_s: Limit for the packaging child process.
 
     Returns:
-        ``bento_tag``, ``model_tag``, ``size_bytes``, ``requirements``, ``labels``,
-        ``classes``, ``seconds``.
+        The bento and model tags, archive size, serving pins, labels, classes, duration
+        and provenance.
 
     Raises:
         DataError: the model folder is incomplete.
@@ -218,30 +302,26 @@ def package_model(
         version=version,
     )
     Path(spec.output_path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="package-model-") as tmp:
-        home = Path(bentoml_home) if bentoml_home else Path(tmp) / "bentoml"
-        spec_file = Path(tmp) / "spec.json"
-        result_file = Path(tmp) / "result.json"
-        spec_file.write_text(json.dumps(asdict(spec)))
-        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-        command = [sys.executable, "-m", "planets_mlops.package", str(spec_file), str(result_file)]
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=tmp
-        )
-        if done.returncode != 0:
-            raise PackagingError(
-                f"Packaging {str(model_dir)!r} failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
-            )
-        info = json.loads(result_file.read_text())
-    info.update(classes=classes, seconds=round(time.monotonic() - started, 2))
+    info = _run_child(spec, model_dir, bentoml_home, timeout_s)
+    result = PackageResult(
+        bento_tag=info["bento_tag"],
+        model_tag=info["model_tag"],
+        size_bytes=info["size_bytes"],
+        requirements=info["requirements"],
+        labels=info["labels"],
+        classes=classes,
+        seconds=round(time.monotonic() - started, 2),
+        data_revision=data_revision or "unknown",
+        model_uri=model_uri,
+    )
     log.info(
         "Packaged %s as bento %s (%d bytes) in %.1f s",
         model_dir,
-        info["bento_tag"],
-        info["size_bytes"],
-        info["seconds"],
+        result.bento_tag,
+        result.size_bytes,
+        result.seconds,
     )
-    return info
+    return result
 
 
 def _build_context(root: Path) -> Path:

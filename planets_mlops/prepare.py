@@ -14,15 +14,19 @@ at a time and never holds the whole data set in memory.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from planets_mlops.dataset import index_dataset
+from planets_mlops.dataset import DatasetIndex, index_dataset
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.knobs import PrepareParams
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
@@ -31,6 +35,58 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
+PREVIEW = "preview.png"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """A prepared data set: its manifest and the folder it was written to.
+
+    Attributes:
+        manifest: The manifest written to ``out_dir/manifest.json`` (classes,
+            preprocessing, splits with their files and shards, skipped files).
+        out_dir: The prepared data set folder.
+    """
+
+    manifest: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names; the index is the label."""
+        return list(self.manifest["classes"])
+
+    def count(self, split: str) -> int:
+        """Number of images in ``split`` (``train`` or ``validation``)."""
+        return int(self.manifest["splits"][split]["count"])
+
+    def metadata(self, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Metadata of the prepared Dataset artifact.
+
+        Args:
+            source: Metadata of the raw data set artifact (from ``pull_data``); its
+                ``commit`` and ``dvc_hash`` are recorded as the data's provenance.
+
+        Returns:
+            Classes, preprocessing, split sizes, skipped count, split method, provenance.
+        """
+        source = source or {}
+        return {
+            "classes": self.manifest["classes"],
+            "preprocess": self.manifest["preprocess"],
+            "train_count": self.count("train"),
+            "validation_count": self.count("validation"),
+            "skipped": len(self.manifest["skipped"]),
+            "split_method": self.manifest["split_method"],
+            "source_commit": source.get("commit", ""),
+            "source_dvc_hash": source.get("dvc_hash", ""),
+        }
+
+    def preview_html(self) -> str:
+        """An HTML page with the class list and the preview picture embedded."""
+        picture = base64.b64encode((Path(self.out_dir) / PREVIEW).read_bytes()).decode()
+        title = html.escape(f"{len(self.classes)} classes: {', '.join(self.classes)}")
+        return f"<html><body><h1>{title}</h1><img src='data:image/png;base64,{picture}'/></body></html>"
 
 
 def split_indices(
@@ -102,41 +158,55 @@ def stable_split(
     return mixed, np.asarray(val, np.int64)
 
 
+def _check_invalid(index: DatasetIndex, max_invalid_fraction: float) -> None:
+    """Refuse a data set with more unusable files than ``max_invalid_fraction`` allows."""
+    total = len(index.files) + len(index.skipped)
+    if len(index.skipped) > max_invalid_fraction * total:
+        listing = "; ".join(f"{name} ({reason})" for name, reason in index.skipped[:10])
+        raise DataError(
+            f"{len(index.skipped)} of {total} files in the data set are not usable images, more "
+            f"than max_invalid_fraction={max_invalid_fraction}: {listing}. Remove or "
+            "replace them in the data repository, or raise max_invalid_fraction."
+        )
+
+
+def _split(
+    index: DatasetIndex, params: PrepareParams, base_dir: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices into ``index.files`` (stable over ``base_dir`` when given)."""
+    if base_dir is None:
+        return split_indices(len(index.files), params.split, params.seed)
+    relative = [str(path.relative_to(index.root)) for path in index.files]
+    base = index_dataset(Path(base_dir), verify=False)
+    skipped = {name for name, _ in index.skipped}  # counted in the manifest already
+    base_files = [
+        name for name in (str(path.relative_to(base.root)) for path in base.files) if name not in skipped
+    ]
+    return stable_split(relative, base_files, params.split, params.seed)
+
+
 def prepare_dataset(
     raw_dir: Path, out_dir: Path, params: PrepareParams, base_dir: Path | None = None
-) -> dict:
+) -> PrepareResult:
     """Index, check, split and preprocess ``raw_dir`` into ``out_dir``.
 
     Args:
-        base_dir: the data set ``raw_dir`` was grown from (e.g. before new labels were
+        raw_dir: A class-per-folder image data set (the output of ``pull_data``).
+        out_dir: Where the manifest, the shards and the preview go.
+        params: Split, preprocessing and data checks.
+        base_dir: The data set ``raw_dir`` was grown from (e.g. before new labels were
             merged); its files keep their split (see :func:`stable_split`).
 
     Returns:
-        The manifest (also written to ``out_dir/manifest.json``).
+        The manifest (also written to ``out_dir/manifest.json``) and the output folder.
 
     Raises:
         DataError: bad data set, or more invalid files than ``max_invalid_fraction`` allows.
     """
     started = time.monotonic()
     index = index_dataset(Path(raw_dir), expected_classes=params.output_classes or None, verify=True)
-    total = len(index.files) + len(index.skipped)
-    if len(index.skipped) > params.max_invalid_fraction * total:
-        listing = "; ".join(f"{name} ({reason})" for name, reason in index.skipped[:10])
-        raise DataError(
-            f"{len(index.skipped)} of {total} files in the data set are not usable images, more "
-            f"than max_invalid_fraction={params.max_invalid_fraction}: {listing}. Remove or "
-            "replace them in the data repository, or raise max_invalid_fraction."
-        )
-    relative = [str(path.relative_to(index.root)) for path in index.files]
-    if base_dir is None:
-        train_idx, val_idx = split_indices(len(index.files), params.split, params.seed)
-    else:
-        base = index_dataset(Path(base_dir), verify=False)
-        skipped = {name for name, _ in index.skipped}  # counted in the manifest already
-        base_files = [
-            name for name in (str(path.relative_to(base.root)) for path in base.files) if name not in skipped
-        ]
-        train_idx, val_idx = stable_split(relative, base_files, params.split, params.seed)
+    _check_invalid(index, params.max_invalid_fraction)
+    train_idx, val_idx = _split(index, params, base_dir)
     config = params.preprocess_config()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,10 +245,21 @@ def prepare_dataset(
         time.monotonic() - started,
         len(index.skipped),
     )
-    return manifest
+    return PrepareResult(manifest=manifest, out_dir=out_dir)
 
 
 def load_manifest(prepared_dir: Path) -> dict:
+    """The manifest of a prepared data set.
+
+    Args:
+        prepared_dir: A folder written by :func:`prepare_dataset`.
+
+    Returns:
+        The parsed ``manifest.json``.
+
+    Raises:
+        DataError: the folder has no manifest.
+    """
     path = Path(prepared_dir) / MANIFEST
     if not path.is_file():
         raise DataError(
@@ -224,7 +305,7 @@ def save_preview(prepared_dir: Path, manifest: dict, count: int = 10) -> Path:
         ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0.0, vmax=float(np.max(images[i])) or 1.0)
         ax.set_title(manifest["classes"][int(labels[i])])
         ax.axis("off")
-    path = Path(prepared_dir) / "preview.png"
+    path = Path(prepared_dir) / PREVIEW
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

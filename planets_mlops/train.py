@@ -15,8 +15,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,77 @@ ONNX_FILE = "model.onnx"
 CLASSES_FILE = "classes.json"
 PREPROCESS_FILE = "preprocess.json"
 HISTORY_FILE = "history.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What training produced, besides the model folder.
+
+    Attributes:
+        params: The training parameters used.
+        classes: Class names; the index is the model output.
+        train_images: Number of training images.
+        validation_images: Number of validation images.
+        history: Per-epoch values of each Keras metric (``loss``, ``accuracy``,
+            ``val_loss``, ``val_accuracy``).
+        train_seconds: Wall-clock seconds from TensorFlow set-up to the last epoch.
+        parameters: Number of model weights.
+        framework: Framework name and version.
+    """
+
+    params: TrainParams
+    classes: list[str]
+    train_images: int
+    validation_images: int
+    history: dict[str, list[float]]
+    train_seconds: float
+    parameters: int
+    framework: str
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's value of each metric in ``history``."""
+        return {key: values[-1] for key, values in self.history.items()}
+
+    def metrics(self) -> dict[str, float]:
+        """Values for the KFP Metrics output: ``train_<metric>`` and ``val_<metric>``."""
+        return {
+            (key if key.startswith("val_") else f"train_{key}"): value for key, value in self.final.items()
+        }
+
+    def metadata(self, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Metadata of the Model artifact.
+
+        Args:
+            source: Metadata of the prepared data set artifact (from ``prepare_dataset``);
+                its ``source_commit`` and ``source_dvc_hash`` become the model's provenance.
+
+        Returns:
+            Framework, classes, parameter count, duration, provenance and ``final_<metric>``.
+        """
+        source = source or {}
+        return {
+            "framework": self.framework,
+            "classes": self.classes,
+            "parameters": self.parameters,
+            "train_seconds": self.train_seconds,
+            "data_commit": source.get("source_commit", ""),
+            "data_dvc_hash": source.get("source_dvc_hash", ""),
+            **{f"final_{key}": value for key, value in self.final.items()},
+        }
+
+    def history_json(self) -> str:
+        """The history as JSON, the content of ``history.json``."""
+        return json.dumps(self.history, indent=1)
+
+    def curves_html(self) -> str:
+        """An HTML page with the training curves (loss and accuracy per epoch)."""
+        from planets_mlops.evaluate import plot_history
+
+        return (
+            "<html><body><h1>Training curves</h1>"
+            f"<img src='data:image/png;base64,{plot_history(self.history)}'/></body></html>"
+        )
 
 
 def configure_tensorflow(seed: int, threads: int = 0) -> Any:
@@ -93,27 +164,10 @@ def _batches(
     return total, generate
 
 
-def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dict[str, Any]:
-    """Train on the ``train`` split, validate on ``validation``, write the model folder.
-
-    Returns:
-        Summary: final metrics, history, epochs, duration, parameter count.
-
-    Raises:
-        DataError: the prepared data does not match ``params.output_classes``.
-    """
-    manifest = load_manifest(prepared_dir)
-    classes = manifest["classes"]
-    if params.output_classes and params.output_classes != len(classes):
-        raise DataError(
-            f"output_classes={params.output_classes} but the prepared data has {len(classes)} "
-            f"classes {classes}. Set output_classes to {len(classes)} or 0 (take it from the data)."
-        )
-    started = time.monotonic()
-    tf = configure_tensorflow(params.seed, params.threads)
-    input_shape = tuple(manifest["input_shape"])
+def _datasets(tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams) -> tuple[int, Any, int, Any]:
+    """Training and validation ``tf.data`` pipelines over the shards, with their sizes."""
     signature = (
-        tf.TensorSpec(shape=(None, *input_shape), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, *manifest["input_shape"]), dtype=tf.float32),
         tf.TensorSpec(shape=(None,), dtype=tf.int32),
     )
     n_train = int(manifest["splits"]["train"]["count"])
@@ -136,10 +190,45 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
             .prefetch(2)
         )
 
-    train_ds = dataset(train_gen, n_train)
-    val_ds = dataset(val_gen, n_val)
+    return n_train, dataset(train_gen, n_train), n_val, dataset(val_gen, n_val)
 
-    model = build_model(input_shape, len(classes), params.conv_size, params.dense_size)
+
+def _write_model_dir(model: Any, model_dir: Path, manifest: dict, history: dict) -> None:
+    """Save the model (Keras and ONNX), its classes, preprocessing and history."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save(model_dir / MODEL_FILE)
+    export_onnx(model, model_dir / ONNX_FILE)
+    (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
+    (model_dir / PREPROCESS_FILE).write_text(json.dumps(manifest["preprocess"]))
+    (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+
+
+def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> TrainResult:
+    """Train on the ``train`` split, validate on ``validation``, write the model folder.
+
+    Args:
+        prepared_dir: A folder written by ``prepare_dataset``.
+        model_dir: Where the model folder goes (see the module docstring for its files).
+        params: The training parameters.
+
+    Returns:
+        History, final metrics, sizes, duration and parameter count.
+
+    Raises:
+        DataError: the prepared data does not match ``params.output_classes``.
+    """
+    manifest = load_manifest(prepared_dir)
+    classes = manifest["classes"]
+    if params.output_classes and params.output_classes != len(classes):
+        raise DataError(
+            f"output_classes={params.output_classes} but the prepared data has {len(classes)} "
+            f"classes {classes}. Set output_classes to {len(classes)} or 0 (take it from the data)."
+        )
+    started = time.monotonic()
+    tf = configure_tensorflow(params.seed, params.threads)
+    n_train, train_ds, n_val, val_ds = _datasets(tf, prepared_dir, manifest, params)
+    model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(params.lr),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -148,33 +237,25 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> dic
     fit = model.fit(train_ds, epochs=params.epochs, validation_data=val_ds, shuffle=False, verbose=2)
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     duration = time.monotonic() - started
-
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
-    export_onnx(model, model_dir / ONNX_FILE)
-    (model_dir / CLASSES_FILE).write_text(json.dumps(classes))
-    (model_dir / PREPROCESS_FILE).write_text(json.dumps(manifest["preprocess"]))
-    (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
-    summary = {
-        "params": asdict(params),
-        "classes": classes,
-        "train_images": n_train,
-        "validation_images": n_val,
-        "history": history,
-        "final": {key: values[-1] for key, values in history.items()},
-        "train_seconds": round(duration, 2),
-        "parameters": int(model.count_params()),
-        "framework": f"tensorflow {tf.__version__}",
-    }
+    _write_model_dir(model, model_dir, manifest, history)
+    result = TrainResult(
+        params=params,
+        classes=classes,
+        train_images=n_train,
+        validation_images=n_val,
+        history=history,
+        train_seconds=round(duration, 2),
+        parameters=int(model.count_params()),
+        framework=f"tensorflow {tf.__version__}",
+    )
     log.info(
         "Trained %d epochs on %d images in %.1f s: %s",
         params.epochs,
         n_train,
         duration,
-        ", ".join(f"{k}={v:.4f}" for k, v in summary["final"].items()),
+        ", ".join(f"{k}={v:.4f}" for k, v in result.final.items()),
     )
-    return summary
+    return result
 
 
 def export_onnx(model: Any, path: Path) -> None:

@@ -238,7 +238,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         # BentoML's ~800 modules (~1 s) at every start.
         env.update(PYTHONPYCACHEPREFIX=str(Path(args.bytecode_cache).resolve()), PYTHONDONTWRITEBYTECODE="")
     results: dict[str, Any] = {
-        "bento_tag": info["bento_tag"],
+        "bento_tag": info.bento_tag,
         "workers": args.workers,
         "cpus": os.cpu_count(),
         "images": len(paths),

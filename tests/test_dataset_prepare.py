@@ -79,7 +79,7 @@ def test_image_size_must_be_positive():
 
 def test_prepare_writes_streamable_shards(raw, tmp_path):
     out = tmp_path / "prepared"
-    manifest = prepare_dataset(raw, out, PrepareParams(shard_size=7))
+    manifest = prepare_dataset(raw, out, PrepareParams(shard_size=7)).manifest
     assert manifest["splits"]["train"]["count"] == 24 and manifest["splits"]["validation"]["count"] == 6
     shards = list(iter_shards(out, "train"))
     assert [len(labels) for _, labels in shards] == [7, 7, 7, 3]
@@ -94,8 +94,8 @@ def test_prepare_writes_streamable_shards(raw, tmp_path):
 
 
 def test_prepare_is_deterministic(raw, tmp_path):
-    a = prepare_dataset(raw, tmp_path / "a", PrepareParams())
-    b = prepare_dataset(raw, tmp_path / "b", PrepareParams())
+    a = prepare_dataset(raw, tmp_path / "a", PrepareParams()).manifest
+    b = prepare_dataset(raw, tmp_path / "b", PrepareParams()).manifest
     assert a["splits"] == b["splits"]
     assert np.array_equal(load_split(tmp_path / "a", "train")[0], load_split(tmp_path / "b", "train")[0])
 
@@ -105,7 +105,7 @@ def test_too_many_invalid_files_fail_with_the_list(raw, tmp_path):
         (raw / "Earth" / f"bad{i}.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"3 of 33 files.*Earth/bad0.jpg.*max_invalid_fraction"):
         prepare_dataset(raw, tmp_path / "out", PrepareParams())
-    manifest = prepare_dataset(raw, tmp_path / "out", PrepareParams(max_invalid_fraction=0.2))
+    manifest = prepare_dataset(raw, tmp_path / "out", PrepareParams(max_invalid_fraction=0.2)).manifest
     assert len(manifest["skipped"]) == 3
 
 
@@ -116,13 +116,13 @@ def test_prepare_rejects_wrong_class_count(raw, tmp_path):
 
 
 def test_stable_split_keeps_the_base_split_and_splits_added_files_apart(raw, tmp_path):
-    base = prepare_dataset(raw, tmp_path / "base", PrepareParams())
+    base = prepare_dataset(raw, tmp_path / "base", PrepareParams()).manifest
     grown = tmp_path / "grown"
     shutil.copytree(raw, grown)
     extra = sorted((raw / "Moon").iterdir())[0]
     for i in range(10):
         shutil.copy(extra, grown / "Moon" / f"ls-new{i}.jpg")
-    manifest = prepare_dataset(grown, tmp_path / "out", PrepareParams(), base_dir=raw)
+    manifest = prepare_dataset(grown, tmp_path / "out", PrepareParams(), base_dir=raw).manifest
     assert manifest["split_method"] == "stable-over-base"
     base_val = set(base["splits"]["validation"]["files"])
     new_val = set(manifest["splits"]["validation"]["files"])

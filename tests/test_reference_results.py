@@ -25,7 +25,7 @@ def full_prepared(tmp_path_factory):
 
 def _val_acc(prepared, tmp_path, name, **params):
     train_model(prepared, tmp_path / name, TrainParams(**params))
-    return evaluate_model(prepared, tmp_path / name, tmp_path / f"{name}.html")["metrics"]["val_acc"]
+    return evaluate_model(prepared, tmp_path / name, tmp_path / f"{name}.html").metrics["val_acc"]
 
 
 def test_chapter_2_5_settings_reach_094(full_prepared, tmp_path):

@@ -63,7 +63,7 @@ def test_training_is_deterministic(small_prepared, tmp_path):
     params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01)
     first = train_model(small_prepared, tmp_path / "a", params)
     second = train_model(small_prepared, tmp_path / "b", params)
-    assert first["history"] == second["history"]
+    assert first.history == second.history
 
 
 def test_class_count_mismatch_names_the_fix(small_prepared, tmp_path):
@@ -75,19 +75,20 @@ def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_p
     result = evaluate_model(
         small_prepared, tiny_model, tmp_path / "report.html", production_model_dir=tiny_model
     )
-    metrics = result["metrics"]
+    metrics = result.metrics
     history = json.loads((tiny_model / "history.json").read_text())
     # ONNX evaluation reproduces Keras' own validation accuracy of the last epoch.
     assert metrics["val_acc"] == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
-    assert np.array(result["confusion_matrix"]).sum() == 12
-    assert result["comparison"]["delta_val_acc"] == 0.0 and result["promote"] is True
+    assert np.array(result.confusion_matrix).sum() == 12
+    assert result.comparison is not None
+    assert result.comparison.delta_val_acc == 0.0 and result.promote is True
     report = (tmp_path / "report.html").read_text()
     for needle in ("val_acc", "Confusion matrix", "Training history", "Predictions", "data:image/png;base64"):
         assert needle in report
     stricter = evaluate_model(
         small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01
     )
-    assert stricter["promote"] is False
+    assert stricter.promote is False
 
 
 def test_evaluate_rejects_a_model_of_other_classes(tiny_model, tmp_path):
