@@ -22,7 +22,9 @@ from planets_mlops.app import cli
 from planets_mlops.app.cli import versions
 from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.net import free_port
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
+from tests.helpers import load_ir
 
 TOKEN = "s3cr3t-token-value"
 
@@ -80,7 +82,7 @@ def fake(monkeypatch, tmp_path, commit):
 
 
 def compiled_spec(tmp_path) -> dict:
-    return yaml.safe_load((tmp_path / "build" / "pipelines" / "tiny.yaml").read_text())
+    return load_ir(tmp_path / "build" / "pipelines" / "tiny.yaml")[0]
 
 
 # ------------------------------------------------------------------------- compile
@@ -492,14 +494,8 @@ def test_token_expiring_mid_command_exits_3(capsys, fake):
     assert TOKEN not in err
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_host_fails_fast_with_exit_3(capsys, fake, monkeypatch):
-    monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{free_port()}")
     code, _, err = run_cli(capsys, "status", "--timeout", "1")
     assert code == 3 and "Cannot reach Kubeflow Pipelines" in err
 

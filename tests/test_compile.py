@@ -1,16 +1,10 @@
 """Compile every pipeline and assert selected fields of the IR (not a golden file)."""
 
-import yaml
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
 from planets_mlops.pipelines import PIPELINES
 from planets_mlops.pipelines.compile import compile_all, compile_pipeline
 
-
-def _load(path):
-    docs = list(yaml.safe_load_all(path.read_text()))
-    spec = docs[0]
-    platform = docs[1]["platforms"]["kubernetes"] if len(docs) > 1 else {}
-    return spec, platform
+from tests.helpers import load_ir
 
 
 def _executor(spec, task):
@@ -21,12 +15,12 @@ def test_every_pipeline_compiles(tmp_path):
     paths = compile_all(tmp_path)
     assert {p.stem for p in paths} == set(PIPELINES)
     for path in paths:
-        spec, _ = _load(path)
+        spec, _ = load_ir(path)
         assert spec["pipelineInfo"]["name"] == path.stem
 
 
 def test_training_ir_images_gpu_and_caching(tmp_path):
-    spec, platform = _load(compile_pipeline("training", tmp_path))
+    spec, platform = load_ir(compile_pipeline("training", tmp_path))
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model", "condition-1"}
     for task in ("pull-data", "prepare-dataset", "evaluate-model"):
@@ -57,7 +51,7 @@ def test_training_ir_images_gpu_and_caching(tmp_path):
 
 
 def test_training_parameters_follow_params_yaml(tmp_path):
-    spec, _ = _load(compile_pipeline("training", tmp_path))
+    spec, _ = load_ir(compile_pipeline("training", tmp_path))
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     for name in (
         "data_repo_url",
@@ -81,7 +75,7 @@ def test_training_parameters_follow_params_yaml(tmp_path):
 def test_gpu_placement_is_a_compile_time_option(tmp_path):
     from planets_mlops.pipelines.platform import GpuOptions
 
-    spec, platform = _load(
+    spec, platform = load_ir(
         compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi"))
     )
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "4"
@@ -89,7 +83,7 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
     assert train_platform["nodeSelector"]["labels"]["cloud.google.com/gke-nodepool"] == "a100"
     assert train_platform["emptyDirMounts"][0]["sizeLimit"] == "8Gi"
 
-    spec, platform = _load(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
+    spec, platform = load_ir(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
     assert "accelerator" not in _executor(spec, "train-model")["resources"]
     assert "exec-train-model" not in platform.get("deploymentSpec", {}).get("executors", {})
 
@@ -100,7 +94,7 @@ def test_cli_compile_passes_gpu_flags(tmp_path):
     assert (
         main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
     )
-    spec, _ = _load(tmp_path / "pipelines" / "training.yaml")
+    spec, _ = load_ir(tmp_path / "pipelines" / "training.yaml")
     assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"
 
 
@@ -112,7 +106,7 @@ def _inner_tasks(spec, *conditions):
 
 
 def test_package_and_deploy_are_gated_and_never_cached(tmp_path):
-    spec, _ = _load(compile_pipeline("training", tmp_path))
+    spec, _ = load_ir(compile_pipeline("training", tmp_path))
     gate = spec["root"]["dag"]["tasks"]["condition-1"]
     assert "evaluate-model" in gate["triggerPolicy"]["condition"]
     inner = _inner_tasks(spec, "condition-1", "condition-2")
@@ -125,7 +119,7 @@ def test_package_and_deploy_are_gated_and_never_cached(tmp_path):
 
 
 def test_retraining_secrets_as_env_and_side_effect_steps_uncached(tmp_path):
-    spec, platform = _load(compile_pipeline("retraining", tmp_path))
+    spec, platform = load_ir(compile_pipeline("retraining", tmp_path))
     executors = platform["deploymentSpec"]["executors"]
     for task in ("exec-import-labels", "exec-push-predictions"):
         (secret,) = executors[task]["secretAsEnv"]

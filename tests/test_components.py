@@ -9,30 +9,28 @@ from planets_mlops.components.prepare_dataset import prepare_dataset
 from planets_mlops.components.pull_data import pull_data
 from planets_mlops.components.train_model import train_model
 
-
-def _artifact(kind, tmp_path: Path, name: str, metadata=None):
-    return kind(name=name, uri=str(tmp_path / name), metadata=dict(metadata or {}))
+from tests.helpers import make_artifact
 
 
 def test_the_four_components_chain(data_repo, tmp_path):
-    dataset = _artifact(dsl.Dataset, tmp_path, "dataset")
+    dataset = make_artifact(dsl.Dataset, tmp_path / "dataset")
     pull_data.python_func(dataset=dataset, repo_url=data_repo["url"], rev="v1", path="data/raw")
     assert dataset.metadata["commit"] == data_repo["commit"]
     assert dataset.metadata["class_counts"] == {"Earth": 20, "Jupiter": 20, "Moon": 20}
     assert dataset.metadata["dvc_hash"].endswith(".dir")
 
-    prepared = _artifact(dsl.Dataset, tmp_path, "prepared")
-    preview = _artifact(dsl.HTML, tmp_path, "preview")
+    prepared = make_artifact(dsl.Dataset, tmp_path / "prepared")
+    preview = make_artifact(dsl.HTML, tmp_path / "preview")
     prepare_dataset.python_func(raw=dataset, prepared=prepared, preview=preview, output_classes=3)
     assert "3 classes: Earth, Jupiter, Moon" in Path(preview.path).read_text()
     assert prepared.metadata["train_count"] == 48 and prepared.metadata["validation_count"] == 12
     assert prepared.metadata["source_commit"] == data_repo["commit"]
     assert (Path(prepared.path) / "preview.png").is_file()
 
-    model = _artifact(dsl.Model, tmp_path, "model")
-    history = _artifact(dsl.Artifact, tmp_path, "history")
-    train_metrics = _artifact(dsl.Metrics, tmp_path, "train_metrics")
-    curves = _artifact(dsl.HTML, tmp_path, "curves")
+    model = make_artifact(dsl.Model, tmp_path / "model")
+    history = make_artifact(dsl.Artifact, tmp_path / "history")
+    train_metrics = make_artifact(dsl.Metrics, tmp_path / "train_metrics")
+    curves = make_artifact(dsl.HTML, tmp_path / "curves")
     train_model.python_func(
         prepared=prepared,
         model=model,
@@ -51,9 +49,9 @@ def test_the_four_components_chain(data_repo, tmp_path):
     assert set(train_metrics.metadata) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
     assert "data:image/png;base64" in Path(curves.path).read_text()
 
-    metrics = _artifact(dsl.Metrics, tmp_path, "metrics")
-    confusion = _artifact(dsl.ClassificationMetrics, tmp_path, "confusion")
-    report = _artifact(dsl.HTML, tmp_path, "report")
+    metrics = make_artifact(dsl.Metrics, tmp_path / "metrics")
+    confusion = make_artifact(dsl.ClassificationMetrics, tmp_path / "confusion")
+    report = make_artifact(dsl.HTML, tmp_path / "report")
     promote = evaluate_model.python_func(
         prepared=prepared,
         model=model,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import yaml
 from planets_mlops.pipelines.compile import compile_all
 
 from planets_mlops.knobs import (
@@ -17,6 +16,7 @@ from planets_mlops.knobs import (
     TrainParams,
     defaults,
 )
+from tests.helpers import load_ir
 
 pytestmark = pytest.mark.component
 
@@ -53,7 +53,7 @@ COMPONENT_KNOBS = {
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ir")
-    return {p.stem: next(yaml.safe_load_all(p.read_text())) for p in compile_all(out)}
+    return {p.stem: load_ir(p)[0] for p in compile_all(out)}
 
 
 def test_pipeline_defaults_come_from_the_knobs(specs):

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kfp import compiler, dsl
+from kfp import dsl
 from planets_mlops.components.deploy_model import deploy_model
 from planets_mlops.components.images import RUNTIME_IMAGE, SERVING_IMAGE
 
 from planets_mlops.deploy import apply as deploy_apply
 from planets_mlops.errors import DeployError, InvalidParameterError
+from tests.helpers import compile_ir, make_artifact
 from tests.test_deploy_apply import FakeCluster, Predictor, env_of
 
 BENTO_URI = "gs://planets-artifacts/pipeline-root/run-1/package-model/bento/planets.bento"
@@ -37,7 +37,7 @@ def artifacts(
     tmp_path: Path, tag: str = "planets_classifier:v1", uri: str = BENTO_URI
 ) -> tuple[dsl.Artifact, dsl.Artifact]:
     bento = dsl.Artifact(name="bento", uri=uri, metadata={"bento_tag": tag} if tag else {})
-    endpoint = dsl.Artifact(name="endpoint", uri=str(tmp_path / "endpoint.json"))
+    endpoint = make_artifact(dsl.Artifact, tmp_path / "endpoint.json")
     return bento, endpoint
 
 
@@ -102,8 +102,7 @@ def test_compiled_pipeline_runs_deploy_on_runtime_image_without_cache(tmp_path: 
         task.set_caching_options(False)
 
     package = tmp_path / "deploy.yaml"
-    compiler.Compiler().compile(deploy_only, str(package))
-    ir = yaml.safe_load(package.read_text())
+    ir, _ = compile_ir(deploy_only, package)
     executors = ir["deploymentSpec"]["executors"]
     (deploy_exec,) = [e for name, e in executors.items() if "deploy-model" in name]
     assert deploy_exec["container"]["image"] == RUNTIME_IMAGE

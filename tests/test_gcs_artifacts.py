@@ -1,16 +1,11 @@
 """Artifacts on gs:// against fake-gcs-server: the bento archive the serving pod fetches,
 and a production model folder that evaluate_model compares with. No mocked storage."""
 
-import hashlib
-
 from planets_mlops.serve_local import bento_tag_of
 from planets_mlops.serving_entrypoint import download
 from planets_mlops.storage import upload_file
 from planets_mlops.storage_paths import resolve_model_dir
-
-
-def _sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.helpers import sha256_file
 
 
 def test_serving_pod_fetches_the_bento_archive_from_gcs(gcs_emulator, packaged_bento, tmp_path):
@@ -18,7 +13,7 @@ def test_serving_pod_fetches_the_bento_archive_from_gcs(gcs_emulator, packaged_b
     uri = f"{bucket}/pipeline-root/run-1/package-model/bento/planets.bento"
     upload_file(packaged_bento["archive"], uri)
     fetched = download(uri, tmp_path)
-    assert _sha(fetched) == _sha(packaged_bento["archive"])
+    assert sha256_file(fetched) == sha256_file(packaged_bento["archive"])
     assert bento_tag_of(fetched) == packaged_bento["bento_tag"]
 
 

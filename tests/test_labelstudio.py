@@ -7,9 +7,6 @@ Nothing here is mocked. The server comes from ``.venv-labelstudio``
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
 from kfp import dsl
 
@@ -19,14 +16,7 @@ from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient
 from planets_mlops.labelstudio.importer import import_labels
 from tests.fixtures.data import PLANETS, SMALL_CLASSES
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.helpers import make_artifact, tree_digest
 
 
 def task_by_image_name(tasks: list[dict], name: str) -> list[dict]:
@@ -243,11 +233,6 @@ def test_gs_and_local_files_images_and_undecodable_bytes(
 
 
 # -- the component, publishing a DVC version ------------------------------------------------
-
-
-def make_artifact(cls, path: Path, metadata: dict | None = None):
-    artifact = cls(uri=str(path), metadata=dict(metadata or {}))
-    return artifact
 
 
 def test_component_publishes_one_version_and_a_retry_makes_none(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kfp import compiler, dsl
+from kfp import dsl
 from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.components.package_model import package_model as package_model_component
 
@@ -23,6 +23,7 @@ from planets_mlops.package import (
 )
 from planets_mlops.serve_local import bento_tag_of
 from planets_mlops.service.settings import ServingSettings
+from tests.helpers import compile_ir, make_artifact
 
 
 def bento_yaml(archive: Path) -> dict[str, Any]:
@@ -118,10 +119,10 @@ def test_packaged_bento_carries_model_provenance_pins_and_only_serving_sources(
 
 
 def test_component_packages_real_artifacts(tmp_path: Path, tiny_model: Path) -> None:
-    model = dsl.Model(name="model", uri=str(tiny_model), metadata={"data_commit": "feedbeef"})
-    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    model = make_artifact(dsl.Model, tiny_model, {"data_commit": "feedbeef"})
+    metrics = make_artifact(dsl.Metrics, tmp_path / "metrics")
     metrics.log_metric("val_accuracy", 0.5)
-    bento = dsl.Model(name="bento", uri=str(tmp_path / "bento"))
+    bento = make_artifact(dsl.Model, tmp_path / "bento")
     package_model_component.python_func(model=model, metrics=metrics, bento=bento, version="v1")
     assert Path(bento.path).is_file()
     assert bento.metadata["bento_tag"] == "planets_classifier:v1" == bento_tag_of(Path(bento.path))
@@ -145,8 +146,7 @@ def test_component_compiles_on_runtime_image_without_pip(tmp_path: Path) -> None
         package_model_component(model=model.output, metrics=metrics.output)
 
     path = tmp_path / "package.yaml"
-    compiler.Compiler().compile(package_only, str(path))
-    ir = yaml.safe_load(path.read_text())
+    ir, _ = compile_ir(package_only, path)
     (executor,) = [e for name, e in ir["deploymentSpec"]["executors"].items() if "package-model" in name]
     assert executor["container"]["image"] == RUNTIME_IMAGE
     assert "pip install" not in " ".join(executor["container"]["command"])

@@ -4,23 +4,19 @@ Label Studio server and a real git + DVC data repository (3 classes x 20 images,
 from __future__ import annotations
 
 import pytest
-import yaml
-from kfp import compiler
 from planets_mlops.pipelines.platform import GpuOptions
 from planets_mlops.pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
 
 from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.app.local import run_local
 from tests.fixtures.data import SMALL_CLASSES
+from tests.helpers import compile_ir
 
 TINY = {"train_epochs": 1, "train_conv_size": 8, "train_dense_size": 16, "train_output_classes": 3}
 
 
 def compiled(tmp_path, pipeline=retraining):
-    path = tmp_path / "retraining.yaml"
-    compiler.Compiler().compile(pipeline, str(path))
-    docs = list(yaml.safe_load_all(path.read_text()))
-    return docs[0], docs[1]["platforms"]["kubernetes"]
+    return compile_ir(pipeline, tmp_path / "retraining.yaml")
 
 
 def test_ir_secret_caching_and_gates(tmp_path):

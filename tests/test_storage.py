@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -13,6 +12,7 @@ from planets_mlops.errors import (
     ObjectNotFoundError,
 )
 from planets_mlops.storage import download_file, parse_gs_uri, upload_file
+from tests.helpers import sha256_file
 
 BUCKET = "planets-artifacts"
 
@@ -20,10 +20,6 @@ BUCKET = "planets-artifacts"
 @pytest.fixture(scope="module")
 def bucket(gcs_emulator):
     return gcs_emulator.make_bucket(BUCKET)
-
-
-def _sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -70,7 +66,7 @@ def test_round_trip_of_a_few_megabytes_keeps_every_byte(bucket, tmp_path):
     target = download_file(uri, tmp_path / "back" / "planets.bento")
 
     assert target.stat().st_size == source.stat().st_size
-    assert _sha256(target) == _sha256(source)
+    assert sha256_file(target) == sha256_file(source)
     assert not (tmp_path / "back" / "planets.bento.partial").exists()
 
 

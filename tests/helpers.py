@@ -1,0 +1,48 @@
+"""Helpers shared by the test modules: KFP artifacts on disk, compiled IR, file digests.
+
+Free ports come from ``planets_mlops.net.free_port`` (the one the local servers use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+A = TypeVar("A")
+
+
+def make_artifact(kind: type[A], path: Path, metadata: dict[str, Any] | None = None) -> A:
+    """A real ``kfp.dsl`` artifact (``Dataset``, ``Model``, ...) whose ``.path`` is ``path``.
+
+    The artifact is named after the file or folder; ``metadata`` is copied.
+    """
+    return kind(name=Path(path).name, uri=str(path), metadata=dict(metadata or {}))  # type: ignore[call-arg]
+
+
+def load_ir(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A compiled pipeline YAML as ``(pipeline spec, kubernetes platform spec or {})``."""
+    docs = list(yaml.safe_load_all(Path(path).read_text()))
+    platform = docs[1]["platforms"]["kubernetes"] if len(docs) > 1 else {}
+    return docs[0], platform
+
+
+def compile_ir(pipeline: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compile a pipeline (or component) to ``path`` with the KFP compiler and load it."""
+    from kfp import compiler
+
+    compiler.Compiler().compile(pipeline, str(path))
+    return load_ir(path)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``root``: equal digests, equal trees."""
+    root = Path(root)
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
