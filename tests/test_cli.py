@@ -494,6 +494,44 @@ def test_token_expiring_mid_command_exits_3(capsys, fake):
     assert TOKEN not in err
 
 
+COOKIE_VALUE = "c00kie-value-0123456789"
+
+
+def test_verbose_output_never_prints_echoed_credentials(capsys, fake, monkeypatch):
+    # The server quotes the request's Authorization and Cookie headers in its 401 body:
+    # the error line, the -v traceback (chained ApiException) and the debug log of the
+    # response body must all come out scrubbed.
+    monkeypatch.setenv("KFP_COOKIES", f"authservice_session={COOKIE_VALUE}; theme=dark")
+    fake.echo_credentials = True
+    fake.reject_after = 2
+    code, out, err = run_cli(capsys, "run", "tiny", "-v")
+    assert code == 3, err
+    echoed = fake.requests[-1].headers
+    assert echoed["authorization"] == f"Bearer {TOKEN}" and COOKIE_VALUE in echoed["cookie"]
+    assert "Traceback" in err and "ApiException" in err and "response body" in err
+    assert "request had Authorization: Bearer ***" in err
+    assert TOKEN not in out + err and COOKIE_VALUE not in out + err
+
+
+def test_log_records_are_scrubbed_in_message_args_and_traceback():
+    import argparse
+    import logging
+
+    from planets_mlops.app.cli.output import ScrubSecrets
+
+    args = argparse.Namespace(token=TOKEN, cookies=f"session={COOKIE_VALUE}")
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "sent %s", (f"Bearer {TOKEN}",), None)
+    try:
+        raise RuntimeError(f"echo: session={COOKIE_VALUE}")
+    except RuntimeError:
+        record.exc_info = sys.exc_info()
+    record.stack_info = f"stack {TOKEN}"
+    ScrubSecrets(cli.output.secrets_of(args)).filter(record)
+    text = logging.Formatter().format(record)
+    assert "sent Bearer ***" in text and "echo: ***" in text and "stack ***" in text
+    assert TOKEN not in text and COOKIE_VALUE not in text
+
+
 def test_unreachable_host_fails_fast_with_exit_3(capsys, fake, monkeypatch):
     monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{free_port()}")
     code, _, err = run_cli(capsys, "status", "--timeout", "1")

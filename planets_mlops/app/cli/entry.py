@@ -15,6 +15,7 @@ from planets_mlops.app.cli.output import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    log_handler,
     report_error,
 )
 from planets_mlops.app.cli.source import PipelineSource, pipeline_source
@@ -58,10 +59,19 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    root = logging.getLogger()
+    handler = log_handler(args)
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        return _handle(args)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def _handle(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or EXIT_OK)
     except InvalidParameterError as exc:

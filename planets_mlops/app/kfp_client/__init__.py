@@ -52,6 +52,8 @@ from planets_mlops.app.kfp_client.settings import (
     auth_headers,
     mask,
     scrub,
+    scrub_text,
+    secret_values,
 )
 
 __all__ = [
@@ -70,6 +72,8 @@ __all__ = [
     "replace_recurring_runs",
     "resolve_version",
     "scrub",
+    "scrub_text",
+    "secret_values",
     "spec_of",
     "translate_errors",
     "upload_version",

@@ -111,14 +111,37 @@ class ConnectionSettings:
         return f"{self.host} namespace={ns} auth={auth}{tls}"
 
 
+def secret_values(*secrets: str | None) -> list[str]:
+    """Every form in which a token or cookie header may come back in a server's text.
+
+    The whole value, and for a cookie header each ``name=value`` pair and each value of 8
+    or more characters (a server may quote one cookie only); longest first, so a longer
+    form is replaced before a part of it.
+    """
+    found: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        found.add(secret)
+        for pair in secret.split(";"):
+            pair = pair.strip()
+            _, _, value = pair.partition("=")
+            found.update(p for p in (pair, value.strip()) if len(p) >= 8)
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub_text(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` (from :func:`secret_values`) replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def scrub(text: str, settings: ConnectionSettings | None) -> str:
     """Remove the token and cookies from ``text`` (error bodies can echo headers)."""
     if settings is None:
         return text
-    for secret in (settings.token, settings.cookies):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return scrub_text(text, secret_values(settings.token, settings.cookies))
 
 
 def auth_headers(settings: ConnectionSettings) -> dict[str, str]:
