@@ -42,20 +42,39 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def answers(logits: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """One ``{"prediction", "probabilities"}`` answer per row of ``logits``.
+def answers(
+    logits: np.ndarray,
+    classes: Sequence[str],
+    known_scores: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """One answer per row of ``logits``.
 
-    The prediction is the arg-max of the logits (the same as of the probabilities).
+    Without a guard: ``{"prediction", "closest_class", "probabilities"}``, the prediction
+    being the arg-max of the logits (the same as of the probabilities).
+
+    With a guard's ``known_scores`` and ``threshold`` (see :mod:`planets_mlops.guard`),
+    each answer also says ``"recognised"`` (score >= threshold), ``"known_score"`` and
+    ``"known_threshold"``; an unrecognised image gets ``"prediction": None`` and only its
+    ``"closest_class"``, so it is never presented as a confident class.
     """
     probabilities = softmax(logits)
     best = np.argmax(logits, axis=-1)
-    return [
-        {
+    results = []
+    for row, (index, row_probabilities) in enumerate(zip(best, probabilities)):
+        answer: dict[str, Any] = {
             "prediction": classes[int(index)],
-            "probabilities": dict(zip(classes, row.tolist())),
+            "closest_class": classes[int(index)],
+            "probabilities": dict(zip(classes, row_probabilities.tolist())),
         }
-        for index, row in zip(best, probabilities)
-    ]
+        if known_scores is not None and threshold is not None:
+            score = float(known_scores[row])
+            recognised = score >= threshold
+            answer.update(recognised=recognised, known_score=score, known_threshold=float(threshold))
+            if not recognised:
+                answer["prediction"] = None
+        results.append(answer)
+    return results
 
 
 def onnx_session(model_path: str, threads: int = 1) -> Any:

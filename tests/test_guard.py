@@ -1,0 +1,170 @@
+"""The open-set guard as pure functions, on synthetic embeddings with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.guard import (
+    BANK_FILE,
+    GUARD_FILE,
+    Guard,
+    calibrate_threshold,
+    knn_scores,
+    load_guard,
+    normalize,
+    rejection_rate,
+)
+
+
+def clusters(rng: np.random.Generator, centres: np.ndarray, per: int, spread: float) -> np.ndarray:
+    """Non-negative (post-ReLU-like) points around each centre."""
+    points = np.repeat(centres, per, axis=0) + rng.normal(0.0, spread, (len(centres) * per, centres.shape[1]))
+    return np.maximum(points, 0.0)
+
+
+@pytest.fixture
+def synthetic():
+    """Ten known clusters on disjoint coordinates and one unseen cluster on others."""
+    rng = np.random.default_rng(0)
+    dim = 64
+    centres = np.zeros((11, dim))
+    for i in range(11):
+        centres[i, i * 5 : i * 5 + 5] = 3.0
+    known = centres[:10]
+    return {
+        "train": clusters(rng, known, 80, 0.3),
+        "validation": clusters(rng, known, 20, 0.3),
+        "unseen": clusters(rng, centres[10:], 200, 0.3),
+    }
+
+
+def test_calibration_keeps_the_stated_share_of_known_scores():
+    scores = np.arange(1, 301) / 300.0  # 300 distinct scores
+    threshold = calibrate_threshold(scores, 0.95)
+    # 15 lowest rejected, 285 kept: exactly 95 %.
+    assert threshold == pytest.approx(16 / 300.0)
+    assert np.mean(scores >= threshold) == pytest.approx(0.95)
+    assert calibrate_threshold(scores, 1.0) == pytest.approx(1 / 300.0)
+    # 10 scores at 90 %: one rejected.
+    assert calibrate_threshold(np.arange(10.0), 0.9) == 1.0
+    # Shuffled input, same answer.
+    assert calibrate_threshold(np.random.default_rng(1).permutation(scores), 0.95) == threshold
+
+
+def test_calibration_keeps_at_least_the_coverage_with_ties():
+    scores = np.array([0.5] * 50 + [0.9] * 50)
+    threshold = calibrate_threshold(scores, 0.95)
+    assert threshold == 0.5
+    assert np.mean(scores >= threshold) == 1.0
+
+
+@pytest.mark.parametrize("coverage", [0.0, -0.1, 1.5, float("nan"), "0.9", True])
+def test_calibration_refuses_a_bad_coverage(coverage):
+    with pytest.raises(InvalidParameterError, match="coverage"):
+        calibrate_threshold([0.1, 0.2], coverage)
+
+
+@pytest.mark.parametrize("scores", [[], [0.1, float("nan")]])
+def test_calibration_refuses_empty_or_broken_scores(scores):
+    with pytest.raises(DataError):
+        calibrate_threshold(scores, 0.95)
+
+
+def test_knn_scores_are_cosine_similarities_of_the_nearest_rows():
+    bank = normalize(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    queries = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 1.0]])
+    np.testing.assert_allclose(knn_scores(bank, queries, k=1), [1.0, 1.0, 0.0, 3 / np.sqrt(10)], atol=1e-6)
+    # k=2: mean of the two nearest; for [1, 0]: 1 and cos 45 degrees.
+    np.testing.assert_allclose(knn_scores(bank, queries[:1], k=2), [(1 + np.sqrt(0.5)) / 2], atol=1e-6)
+
+
+def test_knn_scores_in_blocks_equal_one_matrix_product():
+    rng = np.random.default_rng(3)
+    bank = normalize(rng.random((50, 8)))
+    queries = rng.random((1300, 8))  # more than one block
+    expected = np.sort(normalize(queries) @ bank.T, axis=1)[:, -3:].mean(axis=1)
+    np.testing.assert_allclose(knn_scores(bank, queries, k=3), expected, atol=1e-6)
+
+
+def test_knn_scores_refuse_mismatched_inputs():
+    bank = normalize(np.eye(3))
+    with pytest.raises(DataError, match="dimensions"):
+        knn_scores(bank, np.ones((2, 4)))
+    with pytest.raises(InvalidParameterError, match="k"):
+        knn_scores(bank, np.ones((2, 3)), k=4)
+    with pytest.raises(DataError, match="NaN"):
+        knn_scores(bank, np.array([[np.nan, 0.0, 0.0]]))
+    with pytest.raises(DataError, match="2-D"):
+        knn_scores(bank, np.ones(3))
+
+
+def test_fitted_guard_keeps_known_and_rejects_unseen(synthetic):
+    guard = Guard.fit(synthetic["train"], synthetic["validation"], coverage=0.95)
+    assert guard.calibration == {"count": 200, "kept": pytest.approx(0.95)}
+    validation = guard.scores(synthetic["validation"])
+    assert np.mean(guard.recognised(validation)) >= 0.95
+    unseen = guard.scores(synthetic["unseen"])
+    assert rejection_rate(unseen, guard.threshold) == 1.0
+    # A blank input (all-zero embedding) is never recognised.
+    assert not guard.recognised(guard.scores(np.zeros((1, 64))))[0]
+
+
+def test_higher_coverage_lowers_the_threshold(synthetic):
+    thresholds = [
+        Guard.fit(synthetic["train"], synthetic["validation"], c).threshold for c in (0.8, 0.95, 1.0)
+    ]
+    assert thresholds[0] >= thresholds[1] >= thresholds[2]
+    assert thresholds[0] > thresholds[2]
+
+
+def test_guard_round_trips_through_its_files(synthetic, tmp_path):
+    guard = Guard.fit(synthetic["train"], synthetic["validation"], coverage=0.9, k=3)
+    guard.save(tmp_path)
+    doc = json.loads((tmp_path / GUARD_FILE).read_text())
+    assert doc["format"] == "planets-guard/1" and doc["metric"] == "cosine-knn"
+    assert (doc["bank_size"], doc["embedding_dim"], doc["k"]) == (800, 64, 3)
+    loaded = load_guard(tmp_path)
+    assert loaded.threshold == guard.threshold and loaded.coverage == 0.9 and loaded.k == 3
+    np.testing.assert_array_equal(loaded.bank, guard.bank)
+    np.testing.assert_array_equal(loaded.scores(synthetic["unseen"]), guard.scores(synthetic["unseen"]))
+
+
+def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
+    with pytest.raises(DataError, match="Retrain"):
+        load_guard(tmp_path)  # nothing there
+    Guard.fit(synthetic["train"], synthetic["validation"]).save(tmp_path)
+    np.save(tmp_path / BANK_FILE, np.ones((5, 64), np.float32))
+    with pytest.raises(DataError, match="do not belong together"):
+        load_guard(tmp_path)
+    (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(DataError, match="planets-guard/1"):
+        load_guard(tmp_path)
+    np.save(tmp_path / BANK_FILE, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "planets-guard/1", "metric": "cosine-knn"}))
+    with pytest.raises(DataError, match="Cannot read"):
+        load_guard(tmp_path)  # pickled objects are refused, not executed
+
+
+def test_fit_refuses_a_model_with_dead_embeddings():
+    with pytest.raises(DataError, match="zero"):
+        Guard.fit(np.zeros((10, 4)), np.ones((3, 4)))
+
+
+def test_answers_never_present_an_unrecognised_image_as_a_class():
+    from planets_mlops.service.inference import answers
+
+    logits = np.array([[5.0, 0.0], [9.0, 0.0]])
+    plain = answers(logits, ["Earth", "Moon"])
+    assert [a["prediction"] for a in plain] == ["Earth", "Earth"]
+    assert "recognised" not in plain[0]
+    guarded = answers(logits, ["Earth", "Moon"], known_scores=np.array([0.9, 0.2]), threshold=0.5)
+    assert guarded[0]["prediction"] == "Earth" and guarded[0]["recognised"] is True
+    assert guarded[0]["known_score"] == 0.9 and guarded[0]["known_threshold"] == 0.5
+    # Confident logits, unknown image: no prediction, only the closest class.
+    assert guarded[1]["prediction"] is None and guarded[1]["recognised"] is False
+    assert guarded[1]["closest_class"] == "Earth" and guarded[1]["known_score"] == 0.2
+    assert guarded[1]["probabilities"] == plain[1]["probabilities"]
