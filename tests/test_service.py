@@ -53,11 +53,11 @@ def onnx_answer(model_dir: Path, blob: bytes) -> tuple[str, np.ndarray]:
 
 
 def assert_answer(body: dict[str, Any], classes: list[str]) -> None:
-    assert set(body) == {"prediction", "probabilities"}
+    assert set(body) == {"prediction", "closest_class", "probabilities"}
     assert list(body["probabilities"]) == classes
     probabilities = np.array(list(body["probabilities"].values()))
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-9)
-    assert body["prediction"] == classes[int(np.argmax(probabilities))]
+    assert body["prediction"] == body["closest_class"] == classes[int(np.argmax(probabilities))]
 
 
 def assert_refused(response: Any, status: int, words: str) -> None:
