@@ -24,7 +24,7 @@ def test_production_model_folder_on_gcs(gcs_emulator, tiny_model, small_prepared
     for path in tiny_model.iterdir():
         upload_file(path, f"{bucket}/production/model/{path.name}")
     local = resolve_model_dir(f"{bucket}/production/model")
-    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+    assert {"model.onnx", "classes.json"} <= {p.name for p in local.iterdir()}
     result = evaluate_model(small_prepared, tiny_model, tmp_path / "r.html", production_model_dir=local)
     assert result.comparison is not None and result.comparison.delta_val_acc == 0.0
 
@@ -39,3 +39,81 @@ def test_missing_production_model_on_gcs_names_the_uri(gcs_emulator):
         DataError, match=r"No objects under production_model_uri='gs://planets-models/nothing'"
     ):
         resolve_model_dir(f"{bucket}/nothing")
+
+
+def _upload_model(tiny_model, bucket, prefix):
+    for path in tiny_model.iterdir():
+        upload_file(path, f"{bucket}/{prefix}/{path.name}")
+
+
+def test_production_model_objects_named_with_dotdot_never_leave_the_folder(
+    gcs_emulator, tiny_model, tmp_path, monkeypatch
+):
+    import tempfile
+
+    import pytest
+
+    from planets_mlops.errors import DataError
+    from planets_mlops.storage import make_client
+
+    bucket = gcs_emulator.make_bucket("planets-traversal")
+    _upload_model(tiny_model, bucket, "production/model")
+    # Anyone who can write under the prefix picks the object names.
+    escape_name = f"escaped-{tmp_path.name}.txt"
+    blob = make_client().bucket(bucket[len("gs://") :]).blob(f"production/model/../../{escape_name}")
+    blob.upload_from_string(b"written outside the temp folder")
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+
+    with pytest.raises(DataError, match=r"Refusing .*\.\./\.\./escaped-.*resolves outside"):
+        resolve_model_dir(f"{bucket}/production/model")
+    assert not (tmp_path / escape_name).exists()
+    assert not (temp_root / escape_name).exists()
+    assert list(temp_root.iterdir()) == []  # the partial download is removed too
+
+
+def test_production_model_downloads_only_the_model_files(gcs_emulator, tiny_model, tmp_path):
+    from planets_mlops.storage_paths import MODEL_FILES
+
+    bucket = gcs_emulator.make_bucket("planets-extra")
+    _upload_model(tiny_model, bucket, "production/model")
+    extra = tmp_path / "extra.bin"
+    extra.write_bytes(b"x" * 1024)
+    upload_file(extra, f"{bucket}/production/model/checkpoints/big.bin")
+    upload_file(extra, f"{bucket}/production/model/notes.txt")
+    local = resolve_model_dir(f"{bucket}/production/model")
+    names = sorted(str(p.relative_to(local)) for p in local.rglob("*"))
+    assert names == sorted(set(MODEL_FILES) & {p.name for p in tiny_model.iterdir()})
+
+
+def test_local_production_model_link_out_of_the_folder_is_refused(tiny_model, tmp_path):
+    import shutil
+
+    import pytest
+
+    from planets_mlops.errors import DataError
+
+    folder = tmp_path / "production"
+    shutil.copytree(tiny_model, folder)
+    secret = tmp_path / "secret.json"
+    secret.write_text('["a"]')
+    (folder / "classes.json").unlink()
+    (folder / "classes.json").symlink_to(secret)
+    with pytest.raises(DataError, match=r"classes\.json.*resolves outside"):
+        resolve_model_dir(str(folder))
+
+
+def test_local_production_model_without_onnx_names_what_is_missing(tiny_model, tmp_path):
+    import shutil
+
+    import pytest
+
+    from planets_mlops.errors import DataError
+
+    folder = tmp_path / "production"
+    shutil.copytree(tiny_model, folder)
+    (folder / "model.onnx").unlink()
+    with pytest.raises(DataError, match=r"lacks model\.onnx"):
+        resolve_model_dir(str(folder))
+    assert resolve_model_dir(str(tiny_model)) == tiny_model
