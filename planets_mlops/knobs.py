@@ -10,6 +10,7 @@ imports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,40 @@ class LabelParams:
     publish: bool = False
     publish_branch: str = "labels"
     push_new_predictions: bool = True
+
+
+@dataclass(frozen=True)
+class ImageFetchParams:
+    """Limits on downloading the image of a Label Studio task (outside input).
+
+    Set on a pod through ``PLANETS_FETCH_MAX_BYTES``, ``PLANETS_FETCH_DEADLINE_S``,
+    ``PLANETS_FETCH_MAX_REDIRECTS`` and ``PLANETS_FETCH_ALLOW_HOSTS`` (see
+    ``planets_mlops.labelstudio.fetch``).
+
+    Attributes:
+        max_bytes: largest image accepted; larger ones are skipped before they are read
+            whole (the serving upload limit, 10 MiB).
+        deadline_s: seconds for one image, every redirect and read together.
+        max_redirects: redirects followed for one image.
+        allow_hosts: hosts, IP addresses or CIDR ranges (each optionally ``:port``) that
+            may be fetched although they are private, loopback or link-local. Empty: none;
+            the configured Label Studio server itself is always allowed.
+    """
+
+    max_bytes: int = 10 * 1024 * 1024
+    deadline_s: float = 30.0
+    max_redirects: int = 3
+    allow_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
+            raise InvalidParameterError("max_bytes", self.max_bytes, "a positive number of bytes")
+        if not (isinstance(self.deadline_s, (int, float)) and math.isfinite(self.deadline_s)) or (
+            self.deadline_s <= 0
+        ):
+            raise InvalidParameterError("deadline_s", self.deadline_s, "a finite number of seconds > 0")
+        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise InvalidParameterError("max_redirects", self.max_redirects, "0 or a positive integer")
 
 
 @dataclass(frozen=True)

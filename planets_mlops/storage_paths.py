@@ -109,9 +109,7 @@ def resolve_model_dir(uri: str) -> Path:
     return _check_model_dir(path, uri)
 
 
-def _download_model_files(
-    blobs: list[Any], bucket_name: str, prefix: str, target: Path, uri: str
-) -> Path:
+def _download_model_files(blobs: list[Any], bucket_name: str, prefix: str, target: Path, uri: str) -> Path:
     skipped: list[str] = []
     for blob in blobs:
         relative = blob.name[len(prefix) :]

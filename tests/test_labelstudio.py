@@ -232,6 +232,53 @@ def test_gs_and_local_files_images_and_undecodable_bytes(
     assert result.metadata()["new_labels_per_class"] == {name: 1 for name in SMALL_CLASSES}
 
 
+def test_import_skips_hostile_image_urls_and_keeps_the_rest(label_studio, ls_project, small_raw, tmp_path):
+    from planets_mlops.knobs import ImageFetchParams
+    from tests.hostile_http import DRIP_BYTES, hostile_server
+
+    with hostile_server() as hostile:
+        limits = ImageFetchParams(max_bytes=1024 * 1024, deadline_s=1.0, allow_hosts=(hostile.host_port,))
+        client = LabelStudioClient(label_studio.url, label_studio.api_key, fetch_limits=limits)
+        label = {"from_name": "planet", "to_name": "image", "type": "choices"}
+        urls = {
+            "image": f"{hostile.url}/image",
+            "huge": f"{hostile.url}/huge-chunked",
+            "drip": f"{hostile.url}/drip",
+            "metadata": f"{hostile.url}/redirect?to=http://169.254.169.254/computeMetadata/v1/",
+        }
+        client.import_tasks(
+            ls_project.id,
+            [
+                {
+                    "data": {"image": url},
+                    "annotations": [{"result": [{**label, "value": {"choices": [SMALL_CLASSES[0]]}}]}],
+                }
+                for url in urls.values()
+            ],
+        )
+        result = import_labels(client, ls_project.id, small_raw, tmp_path / "merged")
+    assert result.metadata()["skipped"] == {rules.IMAGE_MISSING: 3}
+    details = {d.image: d.detail for d in result.summary.skipped}
+    assert "over the limit of 1048576 bytes" in details[urls["huge"]]
+    assert "took longer than 1 s" in details[urls["drip"]]
+    assert "resolves to 169.254.169.254" in details[urls["metadata"]]
+    assert [d.image for d in result.summary.accepted] == [urls["image"]]
+    assert hostile.sent["/drip"] < DRIP_BYTES // 2
+
+
+def test_task_images_of_the_server_itself_are_fetched_with_the_token(ls_client, ls_project, tmp_path):
+    # The configured server is on 127.0.0.1, and the default limits allow no internal
+    # address: the configured server is trusted all the same.
+    image = extra_images(SMALL_CLASSES, per_class=1)[0]
+    ls_client.upload_images(ls_project.id, [image])
+    (task,) = ls_client.export_tasks(ls_project.id)
+    assert ls_client.fetch_limits.allow_hosts == ()
+    assert ls_client.fetch_image(task["data"]["image"]) == image.read_bytes()
+    anonymous = LabelStudioClient(ls_client.url, "not-the-token")
+    with pytest.raises(LabelStudioError, match="refused the API token"):
+        anonymous.fetch_image(task["data"]["image"])
+
+
 # -- the component, publishing a DVC version ------------------------------------------------
 
 

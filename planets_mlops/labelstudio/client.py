@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from planets_mlops.errors import InvalidParameterError, LabelStudioError
+from planets_mlops.knobs import ImageFetchParams
+from planets_mlops.labelstudio import fetch
+from planets_mlops.labelstudio.fetch import ImageFetchError
 from planets_mlops.labelstudio.labels import FROM_NAME, TO_NAME, labeling_config
 
 if TYPE_CHECKING:  # the SDK costs ~4 s to import: only inside functions at run time
@@ -39,10 +42,6 @@ _IMAGE_TYPES = {
 }
 
 
-class ImageFetchError(LabelStudioError):
-    """One task's image cannot be downloaded (missing file, bad URL, storage error)."""
-
-
 def _describe_api_error(exc: Any) -> str:
     body = exc.body
     if isinstance(body, (dict, list)):
@@ -61,12 +60,20 @@ class LabelStudioClient:
         url: server URL; ``$LABEL_STUDIO_URL`` when empty.
         api_key: legacy token or personal access token; ``$LABEL_STUDIO_API_KEY`` when empty.
         timeout: seconds per HTTP request.
+        fetch_limits: limits on downloading task images; ``PLANETS_FETCH_*`` from the
+            environment when None (see :mod:`planets_mlops.labelstudio.fetch`).
 
     Raises:
         InvalidParameterError: URL or token missing or the URL is not http(s).
     """
 
-    def __init__(self, url: str = "", api_key: str = "", timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str = "",
+        api_key: str = "",
+        timeout: float = 60.0,
+        fetch_limits: ImageFetchParams | None = None,
+    ) -> None:
         url = (url or os.environ.get(URL_ENV, "")).strip().rstrip("/")
         api_key = (api_key or os.environ.get(API_KEY_ENV, "")).strip()
         if not url.startswith(("http://", "https://")):
@@ -84,6 +91,7 @@ class LabelStudioClient:
                 f"Set {API_KEY_ENV} (Account & Settings > Access Token; on a cluster: the "
                 f"key {API_KEY_ENV} of the Secret 'label-studio').",
             )
+        self.fetch_limits = fetch_limits or fetch.limits_from_env()
         from label_studio_sdk import LabelStudio
 
         self.url = url
@@ -442,40 +450,44 @@ class LabelStudioClient:
     # -- images -----------------------------------------------------------------------
 
     def fetch_image(self, url: str) -> bytes:
-        """Bytes of a task's image.
+        """Bytes of a task's image, within :attr:`fetch_limits`.
 
         Supports files uploaded to Label Studio (``/data/upload/...``), local-files storage
         (``/data/local-files/?d=...``), other URLs on the same server (with the token),
         plain ``http(s)://`` URLs and ``gs://bucket/object`` (google-cloud-storage, with
-        the pod's credentials).
+        the pod's credentials). Limits and address checks: :mod:`planets_mlops.labelstudio.fetch`.
 
         Args:
             url: The task's image URL (its ``data.image``).
 
         Raises:
-            ImageFetchError: the file is missing or unreadable (the caller counts a skip).
+            ImageFetchError: the file is missing, unreadable, too big, too slow or at a
+                refused address (the caller counts a skip).
             LabelStudioError: the server is unreachable or refuses the token.
         """
         if url.startswith("gs://"):
-            return _fetch_gcs(url)
+            return fetch.fetch_gcs(url, self.fetch_limits)
         parsed = urllib.parse.urlparse(url)
         own = urllib.parse.urlparse(self.url)
-        if not parsed.scheme or (parsed.scheme, parsed.netloc) == (own.scheme, own.netloc):
-            path = url if not parsed.scheme else url[len(f"{own.scheme}://{own.netloc}") :]
-            response = self._request("GET", path, f"downloading {url}")
-        elif parsed.scheme in ("http", "https"):
-            import httpx
-
-            try:
-                response = httpx.get(url, timeout=60, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise ImageFetchError(f"Cannot download {url}: {exc}") from exc
-        else:
+        if not parsed.scheme and not parsed.netloc:
+            url = f"{self.url}/{url.lstrip('/')}"
+        elif parsed.scheme not in ("http", "https"):
             raise ImageFetchError(f"Unsupported image URL {url!r}: expected /data/..., http(s):// or gs://")
-        # A missing upload gives 500 (not 404) on 1.23: any non-2xx means "no image".
-        if response.status_code != 200 or not response.content:
-            raise ImageFetchError(f"Cannot download {url}: HTTP {response.status_code}")
-        return bytes(response.content)
+        try:
+            return fetch.fetch_http(
+                url,
+                self.fetch_limits,
+                trusted_origin=(own.scheme, own.netloc),
+                trusted_headers=self.sdk._client_wrapper.get_headers,
+            )
+        except fetch.FetchStatusError as exc:
+            # A missing upload gives 500 (not 404) on 1.23: any other non-2xx means "no image".
+            if exc.trusted and exc.status in (401, 403):
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} refused the API token while downloading {url} "
+                    f"(HTTP {exc.status}). Set {API_KEY_ENV} to a valid token."
+                ) from exc
+            raise
 
 
 def choices_result(choices: list[str], from_name: str = FROM_NAME, to_name: str = TO_NAME) -> dict[str, Any]:
@@ -490,19 +502,3 @@ def choices_result(choices: list[str], from_name: str = FROM_NAME, to_name: str 
         ``{"type": "choices", "value": {"choices": [...]}, "from_name": ..., "to_name": ...}``.
     """
     return {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": choices}}
-
-
-def _fetch_gcs(url: str) -> bytes:
-    from google.api_core import exceptions as gexc
-
-    from planets_mlops.storage import make_client
-
-    bucket, _, name = url[len("gs://") :].partition("/")
-    if not bucket or not name:
-        raise ImageFetchError(f"Bad gs:// URL {url!r}: expected gs://bucket/object")
-    try:
-        return make_client().bucket(bucket).blob(name).download_as_bytes()
-    except gexc.NotFound as exc:
-        raise ImageFetchError(f"Image {url} not found") from exc
-    except gexc.GoogleAPIError as exc:
-        raise ImageFetchError(f"Cannot read {url}: {exc}") from exc
