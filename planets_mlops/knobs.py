@@ -157,6 +157,11 @@ class ImageFetchParams:
     allow_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: a limit is not a positive (finite) number.
+        """
         if not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
             raise InvalidParameterError("max_bytes", self.max_bytes, "a positive number of bytes")
         if not (isinstance(self.deadline_s, (int, float)) and math.isfinite(self.deadline_s)) or (
