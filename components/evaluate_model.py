@@ -1,7 +1,7 @@
-"""KFP component: metrics, confusion matrix and a readable report; compare with production."""
+"""KFP component: metrics, confusion matrix, a readable report and the promotion verdict."""
 
 from kfp import dsl
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 
@@ -12,20 +12,39 @@ def evaluate_model(
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     report: Output[HTML],
+    verdict: Output[Markdown],
     production_model_uri: str = "",
     min_improvement: float = 0.0,
+    gate_alpha: float = 0.05,
+    gate_confidence: float = 0.95,
+    bootstrap_resamples: int = 2000,
+    bootstrap_seed: int = 0,
 ) -> bool:
     """Score ``model`` on the validation split; returns whether to promote it.
 
     ``production_model_uri`` is the model folder of the model in production (a local path
     or ``gs://...``, downloaded with the task's credentials); empty: no comparison, promote.
+    Otherwise both models classify the same images and the gate of
+    ``planets_mlops.gate`` decides: not worse beyond noise (exact McNemar at
+    ``gate_alpha``, overall and per class), and a gain of ``min_improvement`` or a new
+    class. ``verdict`` shows the decision with its numbers (bootstrap intervals at
+    ``gate_confidence``) in the KFP UI.
     """
     from planets_mlops.evaluate import evaluate_model as evaluate
+    from planets_mlops.knobs import EvaluateParams
     from planets_mlops.storage_paths import resolve_model_dir
 
+    gate = EvaluateParams(
+        min_improvement=min_improvement,
+        gate_alpha=gate_alpha,
+        gate_confidence=gate_confidence,
+        bootstrap_resamples=bootstrap_resamples,
+        bootstrap_seed=bootstrap_seed,
+    )
     production = resolve_model_dir(production_model_uri) if production_model_uri else None
-    result = evaluate(prepared.path, model.path, report.path, production, min_improvement)
+    result = evaluate(prepared.path, model.path, report.path, production, min_improvement, gate, verdict.path)
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)
     confusion.log_confusion_matrix(result.classes, result.confusion_matrix)
+    verdict.metadata["promote"] = result.promote
     return result.promote

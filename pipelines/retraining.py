@@ -67,6 +67,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         train_output_classes: int = TrainParams.output_classes,
         production_model_uri: str = "",
         min_improvement: float = EvaluateParams.min_improvement,
+        gate_alpha: float = EvaluateParams.gate_alpha,
         push_new_predictions: bool = LabelParams.push_new_predictions,
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
@@ -110,6 +111,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                 train_output_classes=train_output_classes,
                 production_model_uri=production_model_uri,
                 min_improvement=min_improvement,
+                gate_alpha=gate_alpha,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 package = add_package(train, evaluate)

@@ -43,6 +43,7 @@ def add_train_and_evaluate(
     train_output_classes,
     production_model_uri,
     min_improvement,
+    gate_alpha,
     base: Any = None,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """Prepare -> train (placed by ``gpu``) -> evaluate; returns (train, evaluate).
@@ -75,6 +76,7 @@ def add_train_and_evaluate(
         model=train.outputs["model"],
         production_model_uri=production_model_uri,
         min_improvement=min_improvement,
+        gate_alpha=gate_alpha,
     ).set_display_name("Evaluate vs production")
     return train, evaluate
 

@@ -49,6 +49,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
         train_output_classes: int = TrainParams.output_classes,
         production_model_uri: str = "",
         min_improvement: float = EvaluateParams.min_improvement,
+        gate_alpha: float = EvaluateParams.gate_alpha,
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
@@ -70,6 +71,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
             train_output_classes=train_output_classes,
             production_model_uri=production_model_uri,
             min_improvement=min_improvement,
+            gate_alpha=gate_alpha,
         )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition

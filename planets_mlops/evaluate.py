@@ -12,13 +12,15 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from planets_mlops.errors import DataError
+from planets_mlops.gate import Verdict, decide
+from planets_mlops.knobs import EvaluateParams
 from planets_mlops.prepare import load_manifest, load_split
 from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE
 
@@ -33,10 +35,12 @@ class Comparison:
 
     Attributes:
         production_model_uri: Model folder of the production model.
-        production_val_acc: Its validation accuracy.
-        production_val_loss: Its validation loss.
+        production_val_acc: Its accuracy on the same validation images (an image of a class
+            it does not know counts as wrong).
+        production_val_loss: Its validation loss on the images of classes it knows.
         delta_val_acc: Candidate minus production validation accuracy.
-        promote: Whether the candidate beats production by the required margin.
+        promote: The gate's decision (``verdict.promote``).
+        verdict: The paired comparison behind the decision (:mod:`planets_mlops.gate`).
     """
 
     production_model_uri: str
@@ -44,6 +48,7 @@ class Comparison:
     production_val_loss: float
     delta_val_acc: float
     promote: bool
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,26 @@ class EvaluateResult:
         if self.comparison:
             values["production_val_acc"] = self.comparison.production_val_acc
             values["delta_val_acc"] = self.comparison.delta_val_acc
+            if self.comparison.verdict:
+                values.update(self.comparison.verdict.metadata())
         return values
+
+    def verdict_markdown(self, candidate: str = "candidate") -> str:
+        """The promotion verdict as Markdown, for the KFP UI.
+
+        Args:
+            candidate: How to name the candidate model.
+
+        Returns:
+            The gate's verdict with its numbers, or a note that nothing was compared.
+        """
+        if self.comparison is None or self.comparison.verdict is None:
+            return (
+                "# Promotion gate: **PROMOTE**\n\nNo production model given: nothing to compare "
+                f"with. Candidate val_acc {self.metrics['val_acc']:.4f} on {len(self.predictions)} "
+                "validation images.\n"
+            )
+        return self.comparison.verdict.to_markdown(candidate, self.comparison.production_model_uri)
 
 
 def load_session(model_dir: Path) -> Any:
@@ -258,6 +282,15 @@ def render_report(
             f"val_acc {comparison.production_val_acc:.4f}, candidate {metrics['val_acc']:.4f} "
             f"(delta {comparison.delta_val_acc:+.4f}). <b>{'Promote' if comparison.promote else 'Keep production'}</b>.</p>"  # noqa: E501
         )
+        if comparison.verdict:
+            reasons = "".join(f"<li>{html.escape(r)}</li>" for r in comparison.verdict.reasons)
+            low, high = comparison.verdict.overall.interval
+            compare += (
+                f"<p>Paired on {comparison.verdict.overall.images} images of shared classes: delta "
+                f"{comparison.verdict.overall.delta:+.4f}, {round(comparison.verdict.confidence * 100)} % "
+                f"interval [{low:+.4f}, {high:+.4f}], McNemar p {comparison.verdict.overall.p_value:.4g}."
+                f"</p><ul>{reasons}</ul>"
+            )
     pictures = "".join(
         f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
         for title, data in images.items()
@@ -279,28 +312,69 @@ def _check_classes(model_dir: Path, classes: list[str], message: str) -> None:
         raise DataError(message.format(model=model_classes, data=classes))
 
 
+def _production_classes(production_model_dir: Path) -> list[str]:
+    path = Path(production_model_dir) / CLASSES_FILE
+    try:
+        classes = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"Cannot read {str(path)!r} ({exc}): {str(production_model_dir)!r} is not a model folder "
+            "from train_model. Pass the production model's folder as production_model_uri."
+        ) from exc
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataError(f"{str(path)!r} is not a list of class names: {str(classes)[:200]}.")
+    return classes
+
+
 def _compare(
     production_model_dir: Path,
     images: np.ndarray,
     labels: np.ndarray,
     classes: list[str],
     candidate: dict[str, Any],
-    min_improvement: float,
+    gate: EvaluateParams,
 ) -> Comparison:
-    """Score the production model on the same images and decide on promotion."""
-    _check_classes(
-        production_model_dir,
+    """Score the production model on the same images and let the gate decide.
+
+    Production may know fewer classes than the data (a class was added through labelling):
+    the gate compares on the classes both know, and reports the new ones' recall.
+    """
+    production_classes = _production_classes(production_model_dir)
+    logits = predict_logits(production_model_dir, images)
+    if logits.shape[1:] != (len(production_classes),):
+        raise DataError(
+            f"The production model gives {logits.shape[1:]} outputs for {len(production_classes)} classes "
+            f"in its classes.json: {str(production_model_dir)!r} is inconsistent."
+        )
+    predicted = logits.argmax(axis=1)
+    verdict = decide(
+        labels,
+        candidate["predictions"],
+        predicted,
         classes,
-        "The production model's classes {model} differ from the data's {data}; "
-        "they cannot be compared on the same validation data.",
+        production_classes,
+        min_improvement=gate.min_improvement,
+        alpha=gate.gate_alpha,
+        resamples=gate.bootstrap_resamples,
+        confidence=gate.gate_confidence,
+        seed=gate.bootstrap_seed,
     )
-    production = classification_scores(predict_logits(production_model_dir, images), labels, len(classes))
+    names = np.asarray(production_classes, dtype=object)
+    truth = np.asarray(classes, dtype=object)[labels]
+    production_acc = float(np.mean(names[predicted] == truth)) if len(labels) else 0.0
+    known = np.isin(truth, production_classes)
+    loss = 0.0
+    if np.any(known):
+        index = {name: i for i, name in enumerate(production_classes)}
+        own_labels = np.array([index[name] for name in truth[known]])
+        loss = classification_scores(logits[known], own_labels, len(production_classes))["val_loss"]
     return Comparison(
         production_model_uri=str(production_model_dir),
-        production_val_acc=production["val_acc"],
-        production_val_loss=production["val_loss"],
-        delta_val_acc=candidate["val_acc"] - production["val_acc"],
-        promote=candidate["val_acc"] >= production["val_acc"] + min_improvement,
+        production_val_acc=production_acc,
+        production_val_loss=loss,
+        delta_val_acc=candidate["val_acc"] - production_acc,
+        promote=verdict.promote,
+        verdict=verdict,
     )
 
 
@@ -310,6 +384,8 @@ def evaluate_model(
     report_path: Path,
     production_model_dir: Path | None = None,
     min_improvement: float = 0.0,
+    gate: EvaluateParams | None = None,
+    verdict_path: Path | None = None,
 ) -> EvaluateResult:
     """Score the model on the validation split; compare with production when given.
 
@@ -319,15 +395,19 @@ def evaluate_model(
         report_path: Where the HTML report goes.
         production_model_dir: Model folder of the model in production, scored on the same
             validation data; ``None`` when there is none yet.
-        min_improvement: The candidate is promoted when its val_acc is at least the
-            production model's plus this margin (may be negative to tolerate noise).
+        min_improvement: Required accuracy gain over production on the images of shared
+            classes (may be negative); see :func:`planets_mlops.gate.decide`.
+        gate: The gate's other knobs (significance level, bootstrap); its
+            ``min_improvement`` is replaced by the argument above. Defaults when None.
+        verdict_path: Where the verdict goes as Markdown; not written when None.
 
     Returns:
         Metrics, the confusion matrix, classes, predictions, the promote decision and the
         comparison.
 
     Raises:
-        DataError: the model, or the production model, was trained on other classes.
+        DataError: the model was trained on other classes than the data's, or the
+            production model shares no class with it.
     """
     started = time.monotonic()
     manifest = load_manifest(prepared_dir)
@@ -343,7 +423,8 @@ def evaluate_model(
     metrics = {k: scores[k] for k in METRIC_NAMES}
     comparison = None
     if production_model_dir is not None:
-        comparison = _compare(production_model_dir, images, labels, classes, scores, min_improvement)
+        params = replace(gate or EvaluateParams(), min_improvement=min_improvement)
+        comparison = _compare(production_model_dir, images, labels, classes, scores, params)
     promote = comparison.promote if comparison else True
     history_path = Path(model_dir) / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
@@ -355,14 +436,7 @@ def evaluate_model(
     Path(report_path).write_text(
         render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"])
     )
-    log.info(
-        "Evaluated on %d validation images in %.1f s: %s; promote=%s",
-        len(labels),
-        time.monotonic() - started,
-        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
-        promote,
-    )
-    return EvaluateResult(
+    result = EvaluateResult(
         metrics=metrics,
         classes=classes,
         confusion_matrix=scores["confusion_matrix"].tolist(),
@@ -370,3 +444,13 @@ def evaluate_model(
         promote=promote,
         comparison=comparison,
     )
+    if verdict_path is not None:
+        Path(verdict_path).write_text(result.verdict_markdown(str(model_dir)))
+    log.info(
+        "Evaluated on %d validation images in %.1f s: %s; promote=%s",
+        len(labels),
+        time.monotonic() - started,
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+        promote,
+    )
+    return result

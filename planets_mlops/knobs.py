@@ -118,9 +118,40 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    """The promotion gate."""
+    """The promotion gate (:mod:`planets_mlops.gate`).
+
+    Attributes:
+        min_improvement: Required accuracy gain over production on the images of shared
+            classes; a candidate that knows more classes needs no gain.
+        gate_alpha: Significance level of "worse beyond noise" (exact McNemar test,
+            overall and per class).
+        gate_confidence: Confidence of the paired bootstrap intervals in the verdict.
+        bootstrap_resamples: Resamples of those intervals.
+        bootstrap_seed: Their seed (the verdict is reproducible).
+    """
 
     min_improvement: float = 0.0
+    gate_alpha: float = 0.05
+    gate_confidence: float = 0.95
+    bootstrap_resamples: int = 2000
+    bootstrap_seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Check the gate's knobs.
+
+        Raises:
+            InvalidParameterError: ``gate_alpha`` or ``gate_confidence`` outside (0, 1),
+                ``bootstrap_resamples`` not a positive integer.
+        """
+        for name in ("gate_alpha", "gate_confidence"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise InvalidParameterError(name, value, "a fraction strictly between 0 and 1")
+        resamples = self.bootstrap_resamples
+        if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples <= 0:
+            raise InvalidParameterError(
+                "bootstrap_resamples", resamples, "a positive integer", "2000 is plenty."
+            )
 
 
 @dataclass(frozen=True)

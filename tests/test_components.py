@@ -52,15 +52,20 @@ def test_the_four_components_chain(data_repo, tmp_path):
     metrics = make_artifact(dsl.Metrics, tmp_path / "metrics")
     confusion = make_artifact(dsl.ClassificationMetrics, tmp_path / "confusion")
     report = make_artifact(dsl.HTML, tmp_path / "report")
+    verdict = make_artifact(dsl.Markdown, tmp_path / "verdict")
     promote = evaluate_model.python_func(
         prepared=prepared,
         model=model,
         metrics=metrics,
         confusion=confusion,
         report=report,
+        verdict=verdict,
         production_model_uri=model.path,
     )
-    assert promote is True
+    assert promote is True and verdict.metadata["promote"] is True
+    # The same model against itself: no discordant pair, p = 1, a zero-width interval.
+    assert "# Promotion gate: **PROMOTE**" in Path(verdict.path).read_text()
+    assert metrics.metadata["gate_mcnemar_p"] == 1.0 and metrics.metadata["gate_delta_low"] == 0.0
     assert set(metrics.metadata) >= {"val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro"}
     assert metrics.metadata["delta_val_acc"] == 0.0
     matrix = confusion.metadata["confusionMatrix"]

@@ -28,6 +28,7 @@ PIPELINE_KNOBS = {
     **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
     **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
     "min_improvement": (EvaluateParams, "min_improvement"),
+    "gate_alpha": (EvaluateParams, "gate_alpha"),
     "deploy": (DeployParams, "deploy"),
     "serving_name": (DeployParams, "name"),
     "serving_namespace": (DeployParams, "namespace"),

@@ -193,3 +193,25 @@ def test_package_metadata_names_the_bento_and_its_provenance():
         "serving_requirements": ["bentoml==1.0", "numpy==2.0"],
         "framework": "onnxruntime",
     }
+
+
+def test_the_verdict_goes_into_metadata_report_and_markdown():
+    from planets_mlops.gate import decide
+
+    labels = np.array([0] * 10 + [1] * 10)
+    candidate = labels.copy()
+    production = labels.copy()
+    production[:10] = 1  # production gets every Earth wrong: 10 wins for the candidate
+    verdict = decide(labels, candidate, production, ["Earth", "Moon"], ["Earth", "Moon"])
+    comparison = Comparison("gs://models/prod", 0.5, 0.7, 0.5, verdict.promote, verdict)
+    result = _evaluate_result(comparison)
+    metadata = result.metadata()
+    assert metadata["gate_mcnemar_p"] == pytest.approx(2 * 0.5**10)
+    assert metadata["gate_wins"] == 10 and metadata["gate_losses"] == 0 and metadata["gate_promote"] == 1.0
+    markdown = result.verdict_markdown("gs://models/cand")
+    assert markdown.startswith("# Promotion gate: **PROMOTE**")
+    assert "`gs://models/cand` against production `gs://models/prod`" in markdown
+    assert "| Earth | 10 | 0.0000 | 1.0000 | +1.0000 |" in markdown
+    page = render_report(result.metrics, result.classes, {}, {}, comparison, np.array([0.5, 1.0]))
+    assert "McNemar p 0.001953" in page and "<li>Not worse beyond noise" in page
+    assert "No production model given" in _evaluate_result(None).verdict_markdown()

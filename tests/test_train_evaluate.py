@@ -99,3 +99,37 @@ def test_evaluate_rejects_a_model_of_other_classes(tiny_model, tmp_path):
     prepare_dataset(raw, tmp_path / "prep", PrepareParams())
     with pytest.raises(DataError, match="trained on classes"):
         evaluate_model(tmp_path / "prep", tiny_model, tmp_path / "r.html")
+
+
+def test_evaluate_compares_with_a_production_model_that_lacks_a_class(tiny_model, small_prepared, tmp_path):
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+    from tests.fixtures.data import copy_subset
+
+    raw = copy_subset(tmp_path / "raw", classes=("Earth", "Jupiter"), per_class=20)
+    prepare_dataset(raw, tmp_path / "prep", PrepareParams())
+    params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01)
+    train_model(tmp_path / "prep", tmp_path / "production", params)
+    result = evaluate_model(
+        small_prepared,
+        tiny_model,
+        tmp_path / "report.html",
+        tmp_path / "production",
+        min_improvement=0.5,
+        verdict_path=tmp_path / "verdict.md",
+    )
+    assert result.comparison is not None and result.comparison.verdict is not None
+    verdict = result.comparison.verdict
+    # The comparison is on the validation images of Earth and Jupiter (labels 0 and 1).
+    _, labels = load_split(small_prepared, "validation")
+    assert verdict.shared_classes == ["Earth", "Jupiter"]
+    assert verdict.overall.images == int(np.sum(labels < 2)) > 0
+    (moon,) = verdict.new_classes
+    matrix = np.array(result.confusion_matrix)
+    assert (moon.name, moon.images) == ("Moon", int(np.sum(labels == 2)))
+    assert moon.recall == pytest.approx(matrix[2, 2] / matrix[2].sum())
+    # A new class replaces the required gain; only "worse beyond noise" can refuse it.
+    worse = verdict.overall.worse or any(s.worse for s in verdict.per_class.values())
+    assert result.promote is (not worse)
+    markdown = (tmp_path / "verdict.md").read_text()
+    assert "## New classes" in markdown and f"| Moon | {moon.images} |" in markdown
+    assert result.metadata()["new_class_recall_Moon"] == pytest.approx(moon.recall)

@@ -1,0 +1,452 @@
+"""Champion/challenger gate: the candidate against production on the same images, paired.
+
+Both models classify the same validation images, so each image is a pair of outcomes
+(candidate right or wrong, production right or wrong). Only the *discordant* pairs say
+anything about which model is better: ``wins`` (candidate right, production wrong) and
+``losses`` (the reverse).
+
+- :func:`mcnemar_exact` -- the exact McNemar test: under "equally good", each discordant
+  pair is a fair coin, so ``wins ~ Binomial(wins + losses, 1/2)``; the two-sided p-value is
+  ``min(1, 2 * P(X <= min(wins, losses)))``.
+- :func:`paired_bootstrap` -- a percentile interval for the accuracy difference
+  (candidate minus production), resampling images with their pair of outcomes. Resampling
+  ``n`` images with replacement only changes how many wins, losses and ties are drawn, so it
+  draws those counts from a multinomial: the same distribution as resampling indices, in
+  O(resamples) time and memory whatever ``n``.
+- :func:`decide` -- the gate. The comparison is on the images of classes both models know.
+  The candidate is *worse beyond noise* on a set of images when it loses more pairs than it
+  wins and the McNemar p-value is below ``alpha``. It is promoted only when it is not worse
+  beyond noise overall nor on any shared class, forgets no class of production, and either
+  gains at least ``min_improvement`` accuracy on the shared images or knows more classes.
+  Each class is tested at ``alpha`` without a multiple-comparison correction: the gate errs
+  on keeping production. With fewer than six discordant pairs no p-value is below 0.05, so
+  a class of well-agreeing models is never flagged by chance.
+
+NumPy only; no I/O. :meth:`Verdict.to_markdown` writes the verdict for the KFP UI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planets_mlops.errors import DataError, InvalidParameterError
+
+
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value for ``wins`` and ``losses`` discordant pairs.
+
+    Args:
+        wins: Pairs the candidate got right and production wrong.
+        losses: Pairs production got right and the candidate wrong.
+
+    Returns:
+        ``min(1, 2 * sum_{i <= min(wins, losses)} C(n, i) / 2**n)`` with ``n = wins + losses``;
+        1.0 when there is no discordant pair. Computed with exact integers.
+
+    Raises:
+        InvalidParameterError: a negative or non-integer count.
+    """
+    for name, value in (("wins", wins), ("losses", losses)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InvalidParameterError(name, value, "a non-negative integer count of discordant pairs")
+    n = int(wins) + int(losses)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(int(wins), int(losses)) + 1))
+    # Integer true division is correctly rounded, so this stays exact far past 2**-1074.
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _check_fraction(name: str, value: float, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise InvalidParameterError(name, value, allowed)
+    return float(value)
+
+
+def paired_bootstrap(
+    candidate_correct: Any,
+    production_correct: Any,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the paired accuracy difference (candidate - production).
+
+    Args:
+        candidate_correct: One boolean per image: the candidate classified it right.
+        production_correct: The same images, production's outcome.
+        resamples: Bootstrap resamples.
+        confidence: Two-sided confidence of the interval, in (0, 1).
+        seed: Seed of the resampling; the same inputs and seed give the same interval.
+
+    Returns:
+        ``(low, high)``; ``(0.0, 0.0)`` for no images.
+
+    Raises:
+        InvalidParameterError: ``resamples`` not positive, ``confidence`` outside (0, 1).
+        DataError: the two outcome arrays differ in length.
+    """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples <= 0:
+        raise InvalidParameterError("bootstrap_resamples", resamples, "a positive integer", "2000 is plenty.")
+    confidence = _check_fraction("confidence", confidence, "a fraction strictly between 0 and 1")
+    cand = np.asarray(candidate_correct, dtype=bool).ravel()
+    prod = np.asarray(production_correct, dtype=bool).ravel()
+    if cand.shape != prod.shape:
+        raise DataError(
+            f"Paired outcomes differ in length ({cand.size} candidate, {prod.size} production): "
+            "both models must be scored on the same images."
+        )
+    n = cand.size
+    if n == 0:
+        return 0.0, 0.0
+    wins = int(np.sum(cand & ~prod))
+    losses = int(np.sum(~cand & prod))
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, [wins / n, losses / n, (n - wins - losses) / n], size=resamples)
+    differences = (draws[:, 0] - draws[:, 1]) / n
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """Both models on one set of images (all shared-class images, or one class's).
+
+    Attributes:
+        images: Number of images.
+        candidate_acc: Share the candidate got right.
+        production_acc: Share production got right.
+        wins: Candidate right, production wrong.
+        losses: Production right, candidate wrong.
+        p_value: Exact McNemar p-value of ``wins`` against ``losses``.
+        interval: Bootstrap interval of ``delta``.
+        worse: The candidate is worse beyond noise here (more losses, ``p_value < alpha``).
+    """
+
+    images: int
+    candidate_acc: float
+    production_acc: float
+    wins: int
+    losses: int
+    p_value: float
+    interval: tuple[float, float]
+    worse: bool
+
+    @property
+    def delta(self) -> float:
+        """Candidate minus production accuracy."""
+        return self.candidate_acc - self.production_acc
+
+
+def paired_stats(
+    candidate_correct: Any,
+    production_correct: Any,
+    alpha: float,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> PairedStats:
+    """:class:`PairedStats` of two aligned boolean outcome arrays.
+
+    Args:
+        candidate_correct: One boolean per image for the candidate.
+        production_correct: One boolean per image for production, same order.
+        alpha: Significance level of "worse beyond noise".
+        resamples: Bootstrap resamples.
+        confidence: Confidence of the bootstrap interval.
+        seed: Bootstrap seed.
+
+    Returns:
+        Accuracies, discordant counts, p-value, interval and the "worse" flag.
+    """
+    cand = np.asarray(candidate_correct, dtype=bool).ravel()
+    prod = np.asarray(production_correct, dtype=bool).ravel()
+    interval = paired_bootstrap(cand, prod, resamples, confidence, seed)
+    wins = int(np.sum(cand & ~prod))
+    losses = int(np.sum(~cand & prod))
+    p_value = mcnemar_exact(wins, losses)
+    n = int(cand.size)
+    return PairedStats(
+        images=n,
+        candidate_acc=float(cand.mean()) if n else 0.0,
+        production_acc=float(prod.mean()) if n else 0.0,
+        wins=wins,
+        losses=losses,
+        p_value=p_value,
+        interval=interval,
+        worse=losses > wins and p_value < alpha,
+    )
+
+
+@dataclass(frozen=True)
+class NewClass:
+    """A class the candidate knows and production does not: its recall on validation."""
+
+    name: str
+    images: int
+    recall: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision with every number behind it.
+
+    Attributes:
+        promote: Whether to promote the candidate.
+        reasons: Why, one sentence each (the failed conditions when refused).
+        shared_classes: Classes both models know; the comparison is on their images.
+        overall: Both models on every shared-class image.
+        per_class: Class -> both models on that class's images.
+        new_classes: Classes only the candidate knows, with its recall on them.
+        forgotten_classes: Classes of production the candidate lacks.
+        min_improvement: Required accuracy gain on the shared images.
+        alpha: Significance level of "worse beyond noise".
+        confidence: Confidence of the bootstrap intervals.
+        resamples: Bootstrap resamples.
+        seed: Bootstrap seed.
+    """
+
+    promote: bool
+    reasons: list[str]
+    shared_classes: list[str]
+    overall: PairedStats
+    per_class: dict[str, PairedStats]
+    new_classes: list[NewClass] = field(default_factory=list)
+    forgotten_classes: list[str] = field(default_factory=list)
+    min_improvement: float = 0.0
+    alpha: float = 0.05
+    confidence: float = 0.95
+    resamples: int = 2000
+    seed: int = 0
+
+    def metadata(self) -> dict[str, float]:
+        """Numbers for the KFP Metrics output (all floats)."""
+        values = {
+            "gate_promote": float(self.promote),
+            "gate_images": float(self.overall.images),
+            "gate_candidate_acc": self.overall.candidate_acc,
+            "gate_production_acc": self.overall.production_acc,
+            "gate_delta_acc": self.overall.delta,
+            "gate_delta_low": self.overall.interval[0],
+            "gate_delta_high": self.overall.interval[1],
+            "gate_mcnemar_p": self.overall.p_value,
+            "gate_wins": float(self.overall.wins),
+            "gate_losses": float(self.overall.losses),
+            "gate_classes_worse": float(sum(s.worse for s in self.per_class.values())),
+        }
+        for new in self.new_classes:
+            values[f"new_class_recall_{new.name}"] = new.recall
+        return values
+
+    def to_markdown(self, candidate: str = "candidate", production: str = "production") -> str:
+        """The verdict as Markdown for the KFP UI: decision, reasons, overall and per-class tables.
+
+        Args:
+            candidate: How to name the candidate model.
+            production: How to name the production model (e.g. its URI).
+
+        Returns:
+            A Markdown document.
+        """
+        pct = round(self.confidence * 100)
+        lines = [
+            f"# Promotion gate: **{'PROMOTE' if self.promote else 'KEEP PRODUCTION'}**",
+            "",
+            f"Candidate `{candidate}` against production `{production}`, paired on "
+            f"{self.overall.images} validation images of the {len(self.shared_classes)} classes both know.",
+            "",
+            *[f"- {reason}" for reason in self.reasons],
+            "",
+            "## Overall (shared classes)",
+            "",
+            f"| images | production | candidate | delta | {pct} % interval | wins | losses | McNemar p |",
+            "|---:|---:|---:|---:|---|---:|---:|---:|",
+            _row(self.overall),
+            "",
+            "## Per class",
+            "",
+            f"| class | images | production | candidate | delta | {pct} % interval | wins | losses "
+            "| McNemar p | worse |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+            *[
+                f"| {name} " + _row(stats) + f" {'**yes**' if stats.worse else 'no'} |"
+                for name, stats in self.per_class.items()
+            ],
+        ]
+        if self.new_classes:
+            lines += [
+                "",
+                "## New classes (candidate only)",
+                "",
+                "| class | images | recall |",
+                "|---|---:|---:|",
+                *[f"| {n.name} | {n.images} | {n.recall:.4f} |" for n in self.new_classes],
+            ]
+        if self.forgotten_classes:
+            lines += ["", f"Production classes the candidate lacks: {', '.join(self.forgotten_classes)}."]
+        lines += [
+            "",
+            f"Gate: worse beyond noise = more losses than wins with McNemar p < {self.alpha:g} "
+            f"(overall and per class); required gain {self.min_improvement:+.4f} or a new class. "
+            f"Intervals: paired percentile bootstrap, {self.resamples} resamples, seed {self.seed}.",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _row(stats: PairedStats) -> str:
+    low, high = stats.interval
+    return (
+        f"| {stats.images} | {stats.production_acc:.4f} | {stats.candidate_acc:.4f} | {stats.delta:+.4f} "
+        f"| [{low:+.4f}, {high:+.4f}] | {stats.wins} | {stats.losses} | {stats.p_value:.4g} |"
+    )
+
+
+def check_gate_params(alpha: float, resamples: int, confidence: float) -> None:
+    """Validate the gate's knobs.
+
+    Raises:
+        InvalidParameterError: ``alpha`` or ``confidence`` outside (0, 1), ``resamples`` not
+            a positive integer.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        raise InvalidParameterError(
+            "gate_alpha", alpha, "a significance level strictly between 0 and 1", "0.05 is usual."
+        )
+    _check_fraction("confidence", confidence, "a fraction strictly between 0 and 1")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples <= 0:
+        raise InvalidParameterError("bootstrap_resamples", resamples, "a positive integer", "2000 is plenty.")
+
+
+def decide(
+    labels: Any,
+    candidate_predictions: Any,
+    production_predictions: Any,
+    candidate_classes: Sequence[str],
+    production_classes: Sequence[str],
+    min_improvement: float = 0.0,
+    alpha: float = 0.05,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Verdict:
+    """Compare the candidate with production on the same images and decide on promotion.
+
+    Args:
+        labels: True class index of each image, in ``candidate_classes``.
+        candidate_predictions: The candidate's predicted index per image (``candidate_classes``).
+        production_predictions: Production's predicted index per image (``production_classes``).
+        candidate_classes: The candidate's class names (the data's classes).
+        production_classes: Production's class names.
+        min_improvement: Required accuracy gain on the shared-class images (may be negative).
+        alpha: Significance level of "worse beyond noise".
+        resamples: Bootstrap resamples.
+        confidence: Confidence of the bootstrap intervals.
+        seed: Bootstrap seed.
+
+    Returns:
+        The :class:`Verdict`.
+
+    Raises:
+        InvalidParameterError: bad ``alpha``, ``resamples`` or ``confidence``.
+        DataError: arrays of different lengths, indices outside the class lists, or no
+            class in common.
+    """
+    check_gate_params(alpha, resamples, confidence)
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    cand = np.asarray(candidate_predictions, dtype=np.int64).ravel()
+    prod = np.asarray(production_predictions, dtype=np.int64).ravel()
+    if not labels.shape == cand.shape == prod.shape:
+        raise DataError(
+            f"{labels.size} labels, {cand.size} candidate and {prod.size} production predictions: "
+            "both models must be scored on the same images."
+        )
+    for name, values, classes in (
+        ("labels", labels, candidate_classes),
+        ("candidate predictions", cand, candidate_classes),
+        ("production predictions", prod, production_classes),
+    ):
+        if values.size and (values.min() < 0 or values.max() >= len(classes)):
+            raise DataError(f"{name} hold indices outside the {len(classes)} classes {list(classes)}.")
+    shared = [c for c in candidate_classes if c in set(production_classes)]
+    if not shared:
+        raise DataError(
+            f"The candidate's classes {list(candidate_classes)} and production's {list(production_classes)} "
+            "have none in common: there is nothing to compare on."
+        )
+    names = np.asarray(list(candidate_classes), dtype=object)
+    production_names = np.asarray(list(production_classes), dtype=object)
+    truth = names[labels] if labels.size else np.zeros(0, dtype=object)
+    cand_right = names[cand] == truth if labels.size else np.zeros(0, bool)
+    prod_right = production_names[prod] == truth if labels.size else np.zeros(0, bool)
+    on_shared = np.isin(truth, shared)
+    overall = paired_stats(cand_right[on_shared], prod_right[on_shared], alpha, resamples, confidence, seed)
+    per_class = {
+        name: paired_stats(
+            cand_right[truth == name], prod_right[truth == name], alpha, resamples, confidence, seed
+        )
+        for name in shared
+    }
+    new_classes = [
+        NewClass(
+            name,
+            int(np.sum(truth == name)),
+            float(cand_right[truth == name].mean()) if np.any(truth == name) else 0.0,
+        )
+        for name in candidate_classes
+        if name not in set(production_classes)
+    ]
+    forgotten = [c for c in production_classes if c not in set(candidate_classes)]
+
+    reasons: list[str] = []
+    ok = True
+    if forgotten:
+        ok = False
+        reasons.append(f"The candidate does not know production's classes {forgotten}.")
+    if overall.worse:
+        ok = False
+        reasons.append(
+            f"Worse beyond noise overall: {overall.losses} losses against {overall.wins} wins, "
+            f"McNemar p = {overall.p_value:.4g} < {alpha:g}."
+        )
+    worse_classes = [name for name, stats in per_class.items() if stats.worse]
+    for name in worse_classes:
+        stats = per_class[name]
+        ok = False
+        reasons.append(
+            f"Worse beyond noise on {name}: {stats.losses} losses against {stats.wins} wins, "
+            f"McNemar p = {stats.p_value:.4g} < {alpha:g}."
+        )
+    if ok:
+        reasons.append(
+            f"Not worse beyond noise overall (p = {overall.p_value:.4g}) nor on any of "
+            f"{len(shared)} shared classes."
+        )
+    gained = overall.delta >= min_improvement - 1e-12
+    if new_classes:
+        learnt = ", ".join(f"{n.name} (recall {n.recall:.3f} on {n.images})" for n in new_classes)
+        reasons.append(f"Knows {len(new_classes)} more class(es): {learnt}.")
+    elif gained:
+        reasons.append(f"Accuracy gain {overall.delta:+.4f} reaches the required {min_improvement:+.4f}.")
+    else:
+        ok = False
+        reasons.append(f"Accuracy gain {overall.delta:+.4f} is short of the required {min_improvement:+.4f}.")
+    return Verdict(
+        promote=ok,
+        reasons=reasons,
+        shared_classes=shared,
+        overall=overall,
+        per_class=per_class,
+        new_classes=new_classes,
+        forgotten_classes=forgotten,
+        min_improvement=float(min_improvement),
+        alpha=float(alpha),
+        confidence=float(confidence),
+        resamples=int(resamples),
+        seed=int(seed),
+    )
