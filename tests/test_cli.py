@@ -260,6 +260,70 @@ def test_wrongly_typed_parameter_is_bad_input(capsys, fake):
     assert code == 2 and "prepare_seed" in err and "NUMBER_INTEGER" in err
 
 
+def test_every_bad_argument_is_reported_at_once_before_any_request(capsys, fake):
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "tiny",
+        "--param",
+        "train_lr=-1",
+        "--param",
+        "prepare_seed=abc",
+        "--param",
+        "train_epochz=3",
+        "--param",
+        "data_rev=main",
+    )
+    assert code == 2
+    assert "3 invalid arguments for pipeline 'tiny'" in err
+    # The value rule is the training step's own (TrainParams), named as the user typed it.
+    assert "Invalid train_lr=-1.0: must be a positive learning rate" in err
+    assert "prepare_seed" in err and "NUMBER_INTEGER" in err
+    assert "Invalid parameter='train_epochz'" in err and "'prepare_seed'" in err
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("value", ["0", ".nan", ".inf", "-.inf"])
+def test_learning_rates_the_trainer_refuses_fail_locally(capsys, fake, value):
+    code, _, err = run_cli(capsys, "run", "tiny", "--param", f"train_lr={value}")
+    assert code == 2 and "Invalid train_lr=" in err
+    assert fake.requests == []
+
+
+def test_uploaded_version_arguments_are_value_checked_before_submitting(capsys, fake):
+    assert run_cli(capsys, "upload")[0] == 0
+    version = f"{__version__}-abc1234"
+    code, _, err = run_cli(capsys, "run", "tiny", "--version", version, "--param", "train_lr=0")
+    assert code == 2 and "Invalid train_lr=0.0" in err
+    assert fake.calls("POST", "/runs") == []
+
+
+def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
+    from planets_mlops import params as pp
+    from planets_mlops.app.cli import arguments
+
+    source = cli.pipeline_source()
+    spec = pp.read_pipeline_spec(source.compile("training", tmp_path))
+    values = {
+        "data_repo_url": "https://example.com/data.git",
+        "prepare_split": 1.5,
+        "train_epochs": 0,
+        "train_batch_size": 32,
+        "serving_name": "Bad_Name",
+        "min_improvement": 0.01,
+    }
+    with pytest.raises(arguments.ParameterErrors) as caught:
+        arguments.validate(values, spec, "training")
+    text = str(caught.value)
+    assert text.startswith("3 invalid arguments for pipeline 'training':")
+    assert "Invalid prepare_split=1.5: must be a fraction strictly between 0 and 1" in text
+    assert "Invalid train_epochs=0: must be a positive integer" in text
+    assert "Invalid serving_name='Bad_Name': must be a DNS-1035 label" in text
+    assert [e.name for e in caught.value.errors] == ["prepare_split", "train_epochs", "serving_name"]
+    good = {**values, "prepare_split": 0.3, "train_epochs": 2, "serving_name": "planets"}
+    assert arguments.validate(good, spec, "training")["prepare_split"] == 0.3
+
+
 def test_unknown_pipeline_name_for_run(capsys, fake):
     code, _, err = run_cli(capsys, "run", "retraining")
     assert code == 4 and "Unknown pipeline 'retraining'" in err

@@ -20,6 +20,8 @@ Modules, one per command plus the shared parts (as the ``kfp`` CLI is laid out):
 - :mod:`.output`: exit codes, progress lines, tables, error reports with secrets scrubbed.
 - :mod:`.options`: the option groups commands share (output, connection, run settings)
   and what they resolve to.
+- :mod:`.arguments`: pipeline arguments from the flags, checked all at once (names,
+  types, and values by the steps' own rules) before any request.
 - :mod:`.source`: the pipelines and components the CLI knows, and compiling them.
 - :mod:`.versions`: version names from the git checkout.
 - :mod:`.compile_`, :mod:`.upload`, :mod:`.run`, :mod:`.schedule`, :mod:`.status`: one

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli.output import say
 from planets_mlops.errors import InvalidParameterError
@@ -140,17 +139,6 @@ def submit_extra(args: argparse.Namespace) -> dict[str, Any]:
     if enable is not None:
         extra["enable_caching"] = enable
     return extra
-
-
-def arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """Pipeline arguments from ``--params-file`` then ``--param`` (which wins)."""
-    file_params = pp.load_params_file(args.params_file) if args.params_file else {}
-    return pp.merge_arguments(file_params, args.param or [])
-
-
-def validated(values: dict[str, Any], spec: dict[str, Any], name: str) -> dict[str, Any]:
-    """``values`` checked against the inputs of the pipeline spec ``spec``."""
-    return pp.validate_arguments(values, pp.pipeline_inputs(spec), name)
 
 
 def settings(args: argparse.Namespace) -> kc.ConnectionSettings:

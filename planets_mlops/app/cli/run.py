@@ -9,7 +9,7 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
-from planets_mlops.app.cli import options
+from planets_mlops.app.cli import arguments, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
 from planets_mlops.app.cli.source import local_package
@@ -34,30 +34,30 @@ def handle(args: argparse.Namespace) -> int:
     package: Path | None = None
     if args.version is None:
         name, package = local_package(args, args.source_factory)
-        arguments = options.validated(options.arguments(args), pp.read_pipeline_spec(package), name)
+        values = arguments.validate(arguments.from_flags(args), pp.read_pipeline_spec(package), name)
     else:
         name = args.pipeline
-        arguments = options.arguments(args)  # checked against the server's spec below
+        values = arguments.from_flags(args)  # checked against the server's spec below
     client, settings = options.connect(args)
     with options.api(settings, f"submit a run of {name}"):
         pipeline_id = version_id = None
         if args.version is not None:
             pipeline_id, version = kc.resolve_version(client, name, args.version)
             version_id = version.pipeline_version_id
-            arguments = options.validated(arguments, version_spec(version, args.version), name)
+            values = arguments.validate(values, version_spec(version, args.version), name)
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         run_name = args.run_name or f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         run = client.run_pipeline(
             experiment_id=experiment_id,
             job_name=run_name,
             pipeline_package_path=str(package) if package else None,
-            params=arguments,
+            params=values,
             pipeline_id=pipeline_id,
             version_id=version_id,
             pipeline_root=root,
             service_account=args.service_account,
             **options.submit_extra(args),
         )
-    say(f"submitted run {run_name} with {len(arguments)} argument(s)")
+    say(f"submitted run {run_name} with {len(values)} argument(s)")
     print(f"run_id={run.run_id}")
     return EXIT_OK

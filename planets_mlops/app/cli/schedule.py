@@ -8,7 +8,7 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
-from planets_mlops.app.cli import options
+from planets_mlops.app.cli import arguments, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
 from planets_mlops.app.cli.versions import default_version_name, version_spec
@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     cron = kc.validate_cron(args.cron)
     root = options.check_pipeline_root(args.pipeline_root)
     name = args.pipeline
-    arguments = options.arguments(args)
+    values = arguments.from_flags(args)
     package = None
     if args.version is None:
         source = args.source_factory()
@@ -45,7 +45,7 @@ def handle(args: argparse.Namespace) -> int:
         version_name = default_version_name()
         say(f"compiling {name}")
         package = source.compile(name, Path(args.out_dir) / "pipelines")
-        arguments = options.validated(arguments, pp.read_pipeline_spec(package), name)
+        values = arguments.validate(values, pp.read_pipeline_spec(package), name)
     else:
         version_name = args.version
     job_name = args.job_name or f"{name}-recurring"
@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
         else:
             pipeline_id, version = kc.resolve_version(client, name, version_name)
             version_id = version.pipeline_version_id
-            arguments = options.validated(arguments, version_spec(version, version_name), name)
+            values = arguments.validate(values, version_spec(version, version_name), name)
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         recurring = client.create_recurring_run(
             experiment_id=experiment_id,
@@ -67,7 +67,7 @@ def handle(args: argparse.Namespace) -> int:
             cron_expression=cron,
             max_concurrency=1,
             no_catchup=True,
-            params=arguments,
+            params=values,
             pipeline_id=pipeline_id,
             version_id=version_id,
             pipeline_root=root,
