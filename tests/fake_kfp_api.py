@@ -144,7 +144,7 @@ def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
                 "GET",
                 API + "/recurringruns",
             ):
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 60
                 while len(state.calls("POST", "/recurringruns")) < state.hold_recurring_list_until:
                     if time.monotonic() > deadline:
                         break

@@ -7,6 +7,7 @@ the real ``kfp.Client`` in between, asserting on the exact requests.
 """
 
 # No `from __future__ import annotations`: kfp reads the component annotations.
+import os
 import socket
 import subprocess
 import sys
@@ -404,8 +405,10 @@ def test_schedule_replaces_older_versions_of_the_same_job(capsys, fake, commit):
 
 def _schedule_in_subprocess(version: str, cron: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "planets_mlops.app.cli", "schedule", "tiny", "--version", version]
+    # A held listing must not hit the client's read timeout on a loaded machine.
+    env = {**os.environ, "KFP_TIMEOUT": "90"}
     return subprocess.Popen(
-        [*command, "--cron", cron], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--cron", cron], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
@@ -416,7 +419,7 @@ def test_concurrent_schedules_leave_exactly_one(capsys, fake):
     version = f"{__version__}-abc1234"
     fake.hold_recurring_list_until = 2
     procs = [_schedule_in_subprocess(version, cron) for cron in ("0 0 3 * * *", "0 0 4 * * *")]
-    results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
     left = [k for k, v in fake.recurring.items() if v["display_name"] == "tiny-recurring"]
     assert len(left) == 1, (left, results)
     assert len(fake.calls("POST", "/recurringruns")) == 2
