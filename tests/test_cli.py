@@ -325,6 +325,20 @@ def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
     assert arguments.validate(good, spec, "training")["prepare_split"] == 0.3
 
 
+def test_every_pipeline_input_has_its_value_rules_mapped(tmp_path):
+    from planets_mlops import params as pp
+    from planets_mlops.app.cli import arguments
+    from planets_mlops.knobs import defaults
+
+    source = cli.pipeline_source()
+    for name in source.names:
+        inputs = pp.pipeline_inputs(pp.read_pipeline_spec(source.compile(name, tmp_path)))
+        unmapped = set(inputs) - set(arguments.PIPELINE_KNOBS) - arguments.NOT_KNOBS
+        assert not unmapped, f"{name}: map these inputs to a knob in cli/arguments.py"
+    for cls, field in arguments.PIPELINE_KNOBS.values():
+        assert field in defaults(cls), (cls, field)
+
+
 def test_unknown_pipeline_name_for_run(capsys, fake):
     code, _, err = run_cli(capsys, "run", "retraining")
     assert code == 4 and "Unknown pipeline 'retraining'" in err

@@ -30,7 +30,8 @@ from planets_mlops.knobs import (
 
 logger = logging.getLogger(__name__)
 
-# Pipeline parameter -> (knob dataclass, field) whose checks its value must pass.
+# Pipeline parameter -> (knob dataclass, field) whose checks its value must pass. Every
+# pipeline input is here or in NOT_KNOBS (a test compiles the pipelines and checks).
 PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "data_rev": (DataParams, "rev"),
     "data_path": (DataParams, "path"),
@@ -38,6 +39,7 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
     **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
     "min_improvement": (EvaluateParams, "min_improvement"),
+    "gate_alpha": (EvaluateParams, "gate_alpha"),
     "deploy": (DeployParams, "deploy"),
     "serving_name": (DeployParams, "name"),
     "serving_namespace": (DeployParams, "namespace"),
@@ -46,6 +48,9 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "publish_branch": (LabelParams, "publish_branch"),
     "push_new_predictions": (LabelParams, "push_new_predictions"),
 }
+
+# Inputs no knob describes: required names, URIs, a config mapping.
+NOT_KNOBS = frozenset({"data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri"})
 
 # The deploy step checks the serving name and namespace inside a whole DeploySpec; the
 # other fields of this probe are valid, so only the field under test can fail.
