@@ -12,8 +12,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from planets_mlops.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -75,18 +73,19 @@ def list_classes(root: Path) -> list[str]:
 def check_image(path: Path) -> str | None:
     """Return why ``path`` is not a usable image, or None when it decodes fully.
 
+    The project's one decoder decides (:func:`planets_mlops.imaging.check_image`: its
+    formats, size limits and complete pixel data), as for the import and for serving.
+
     Args:
         path: Image file to decode completely.
 
     Returns:
-        ``"undecodable: <error type>: <message>"``, or None for a good image.
+        ``"undecodable: <the decoder's reason>"``, or None for a good image.
     """
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means unusable
-        return f"undecodable: {type(exc).__name__}: {exc}"
-    return None
+    from planets_mlops.imaging import check_image as decoder_check
+
+    reason = decoder_check(path)
+    return None if reason is None else f"undecodable: {reason}"
 
 
 def index_dataset(root: Path, expected_classes: int | None = None, verify: bool = True) -> DatasetIndex:

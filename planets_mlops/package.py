@@ -45,11 +45,14 @@ OPTIONAL_MODEL_FILES = ("history.json",)
 SERVING_SOURCES = (
     "planets_mlops/__init__.py",
     "planets_mlops/errors.py",
+    "planets_mlops/imaging.py",
     "planets_mlops/preprocess.py",
     "planets_mlops/service/__init__.py",
     "planets_mlops/service/settings.py",
     "planets_mlops/service/uploads.py",
     "planets_mlops/service/inference.py",
+    "planets_mlops/service/decoding.py",
+    "planets_mlops/service/protocol.py",
     "planets_mlops/service/service.py",
 )
 # Distributions the service process imports, pinned exactly in the bento.

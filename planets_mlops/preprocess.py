@@ -13,21 +13,12 @@ selects the same fast DCT that TensorFlow uses by default.
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from planets_mlops.errors import DataError, InvalidParameterError
-
-ImageSource = bytes | str | Path | BinaryIO
-
-# Decompression-bomb guard: 128x128 is the data set's size. Pillow warns above this many
-# pixels and refuses above twice as many (80 MP), far below what exhausts memory.
-Image.MAX_IMAGE_PIXELS = 40_000_000
+from planets_mlops.errors import InvalidParameterError
+from planets_mlops.imaging import ImageSource, decode
 
 
 @dataclass(frozen=True)
@@ -93,46 +84,16 @@ class PreprocessConfig:
 
 
 def decode_image(source: ImageSource, grayscale: bool = True) -> np.ndarray:
-    """Decode an image file to a ``uint8`` array of shape (H, W, C).
+    """Decode an image file to a ``uint8`` array of shape (H, W, C), within the limits.
+
+    The project's one decoder, :func:`planets_mlops.imaging.decode` (its format, size and
+    bit-depth rules apply).
 
     Raises:
-        DataError: the bytes are not a readable image (not an image, truncated, empty).
+        DataError: the bytes are not a usable image (not an image, truncated, empty, of a
+            refused format or too large); an :class:`planets_mlops.imaging.ImageError`.
     """
-    if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise DataError("Empty image: got 0 bytes. Send a JPEG or PNG file.")
-        source = io.BytesIO(source)
-    try:
-        with Image.open(source) as img:
-            mode = "L" if grayscale else "RGB"
-            if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
-                # Ask libjpeg for the target colour space directly (luma for "L"), exactly
-                # as TensorFlow's decoder does; no scaling because the size is unchanged.
-                img.draft(mode, img.size)
-                if grayscale:
-                    # (scale 1, draft on): libjpeg's fast integer DCT, TensorFlow's default.
-                    # Draft mode also skips fancy chroma upsampling, which luma never uses.
-                    img.decoderconfig = (1, 1)
-            img.load()
-            decoded: Image.Image = img
-            if decoded.mode != mode:
-                if decoded.mode in ("RGBA", "LA", "PA") or (
-                    decoded.mode == "P" and "transparency" in decoded.info
-                ):
-                    # Composite on black, the data set's background, rather than on garbage.
-                    decoded = decoded.convert("RGBA")
-                    background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))
-                    decoded = Image.alpha_composite(background, decoded)
-                decoded = decoded.convert(mode)
-            array = np.asarray(decoded, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        name = getattr(source, "name", None) or "upload"
-        raise DataError(
-            f"Cannot decode image {name!s}: {exc}. Expected a complete JPEG or PNG file."
-        ) from exc
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return array
+    return decode(source, grayscale=grayscale)
 
 
 def _resize_axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,13 +112,14 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     Matches ``tf.image.resize(image, (size, size), "bilinear", antialias=False)``.
     """
     height, width = image.shape[:2]
-    data = image.astype(np.float32)
     y_lo, y_hi, y_w = _resize_axis_weights(height, size)
     x_lo, x_hi, x_w = _resize_axis_weights(width, size)
-    top_left = data[y_lo][:, x_lo]
-    top_right = data[y_lo][:, x_hi]
-    bottom_left = data[y_hi][:, x_lo]
-    bottom_right = data[y_hi][:, x_hi]
+    # Gather the four neighbours first, then convert: only size x size pixels become
+    # float32 (uint8 -> float32 is exact, so the result is the same as converting first).
+    top_left = image[y_lo][:, x_lo].astype(np.float32)
+    top_right = image[y_lo][:, x_hi].astype(np.float32)
+    bottom_left = image[y_hi][:, x_lo].astype(np.float32)
+    bottom_right = image[y_hi][:, x_hi].astype(np.float32)
     x_w = x_w[None, :, None]
     top = top_left + (top_right - top_left) * x_w
     bottom = bottom_left + (bottom_right - bottom_left) * x_w

@@ -143,6 +143,22 @@ def import_bento(archive: Path, home: Path) -> str:
     return tag
 
 
+def check_settings(env: Mapping[str, str]) -> None:
+    """Validate the serving variables of ``env`` before ``bentoml serve`` is started.
+
+    BentoML reports an error raised while it imports the service as an unrelated
+    "No module named ..."; checking here names the variable instead.
+
+    Raises:
+        InvalidParameterError: a ``PLANETS_*`` serving variable is invalid.
+    """
+    from planets_mlops.service.settings import ServingSettings
+
+    ServingSettings.from_env(env)
+    for hint in ServingSettings.unknown_variables(env):
+        log.warning("Not a serving setting, ignored: %s", hint)
+
+
 def _get(url: str, timeout: float = 1.0) -> int:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -232,8 +248,11 @@ def serve_bento(
         The running server; ``ready_s`` is the time from start to ``/readyz`` = 200.
 
     Raises:
+        InvalidParameterError: a ``PLANETS_*`` serving variable of the environment is invalid
+            (checked before the server starts; the message names it).
         ServeError: the server exited or was not ready in time (its log is in the message).
     """
+    check_settings(server_env(Path("."), env))
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="serve-bento-") as tmp:
         home = Path(home).resolve() if home else Path(tmp) / "bentoml"

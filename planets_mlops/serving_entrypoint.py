@@ -77,6 +77,22 @@ def settings(env: Mapping[str, str]) -> tuple[str, str, int]:
     return uri, env.get("BENTO_TAG", ""), int(env.get("BENTO_PORT", str(DEFAULT_PORT)))
 
 
+def check_serving_settings(env: Mapping[str, str]) -> None:
+    """Validate every ``PLANETS_*`` serving variable before anything is downloaded.
+
+    ``bentoml serve`` would report a bad value as an unrelated import error; failing here
+    names the variable, its value and the fix in the pod's log.
+
+    Raises:
+        InvalidParameterError: a serving variable is invalid.
+    """
+    from planets_mlops.service.settings import ServingSettings
+
+    ServingSettings.from_env(env)
+    for hint in ServingSettings.unknown_variables(env):
+        logger.warning("Not a serving setting, ignored: %s", hint)
+
+
 def download(uri: str, dest_dir: Path) -> Path:
     """Fetch the archive at ``uri`` into ``dest_dir``; return the local path.
 
@@ -107,9 +123,18 @@ def download(uri: str, dest_dir: Path) -> Path:
 
 
 def main(env: Mapping[str, str] | None = None, argv: Sequence[str] | None = None) -> int:
-    """Download, import, then exec ``bentoml serve`` (never returns on success)."""
+    """Download, import, then exec ``bentoml serve`` (never returns on success).
+
+    Returns:
+        2 when a ``PLANETS_*`` serving variable is invalid (logged, naming it).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = os.environ if env is None else env
+    try:
+        check_serving_settings(env)
+    except InvalidParameterError as exc:
+        logger.error("%s", exc)
+        return 2
     uri, tag, port = settings(env)
     command = serve_command(tag, port=port)
     started = time.monotonic()

@@ -62,3 +62,50 @@ def test_served_predictions_equal_evaluate_predictions_on_validation(
         )
     batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
     assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]
+
+
+def test_parity_holds_for_16_bit_and_palette_files(tmp_path: Path, small_raw: Path) -> None:
+    """Training shards from 16-bit gray, 16-bit RGB and palette PNGs equal what serving computes,
+    and a 16-bit copy (v * 257) of a photo gives the tensor of the photo itself."""
+    from PIL import Image
+
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+    from planets_mlops.preprocess import decode_image, preprocess_image
+    from tests.fixtures import hostile
+
+    raw = tmp_path / "raw"
+    originals = {}
+    for class_dir in sorted(small_raw.iterdir()):
+        (raw / class_dir.name).mkdir(parents=True)
+        for number, path in enumerate(sorted(class_dir.iterdir())[:6]):
+            gray = hostile.luma(path)
+            rgb = decode_image(path.read_bytes(), grayscale=False)
+            kind = number % 3
+            if kind == 0:
+                blob = hostile.png16(gray.astype(np.uint16) * 257)
+            elif kind == 1:
+                blob = hostile.png16(rgb.astype(np.uint16) * 257)
+            else:
+                blob = hostile.encode(Image.fromarray(rgb, "RGB").quantize(64), "PNG")
+            target = raw / class_dir.name / f"{path.stem}-{kind}.png"
+            target.write_bytes(blob)
+            originals[target.name] = path
+    prepared = tmp_path / "prepared"
+    prepare_dataset(raw, prepared, PrepareParams(split=0.5))
+    config = PreprocessConfig.from_dict(load_manifest(prepared)["preprocess"])
+    for split in ("train", "validation"):
+        stored, _ = load_split(prepared, split)
+        files = split_files(prepared, raw, split)
+        assert np.array_equal(images_to_batch([p.read_bytes() for p in files], config), stored)
+        for path, tensor in zip(files, stored):
+            if not path.stem.endswith("-2"):  # 16 bits: exactly the original photo's tensor
+                rgb_original = path.stem.endswith("-1")
+                photo = originals[path.name].read_bytes()
+                expected = (
+                    preprocess_image(
+                        hostile.encode(Image.fromarray(decode_image(photo, False)), "PNG"), config
+                    )
+                    if rgb_original
+                    else preprocess_image(photo, config)
+                )
+                assert np.array_equal(tensor, expected), path.name

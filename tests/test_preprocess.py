@@ -92,3 +92,122 @@ def test_random_bytes_never_crash_with_anything_but_data_error(data):
         preprocess_image(data)
     except DataError:
         pass
+
+
+# --- One decoder, one set of limits: high bit depth, formats, sizes ---------------------
+
+
+@pytest.mark.parametrize("grayscale", [True, False], ids=["gray", "rgb"])
+@pytest.mark.parametrize("path", SAMPLES[::2], ids=lambda p: p.parent.name)
+def test_16_bit_pngs_give_the_tensor_of_their_8_bit_original(path, grayscale):
+    """v * 257 stored as 16 bits is v: Pillow's own I;16 -> L conversion clipped it at 255."""
+    from tests.fixtures import hostile
+
+    config = PreprocessConfig(grayscale=grayscale)
+    rgb = decode_image(path.read_bytes(), grayscale=False)
+    gray = hostile.luma(path)
+    cases = [
+        (hostile.encode(Image.fromarray(gray, "L"), "PNG"), hostile.png16(gray.astype(np.uint16) * 257)),
+        (hostile.encode(Image.fromarray(rgb, "RGB"), "PNG"), hostile.png16(rgb.astype(np.uint16) * 257)),
+    ]
+    for eight, sixteen in cases:
+        assert np.array_equal(preprocess_image(sixteen, config), preprocess_image(eight, config))
+
+
+def test_16_bit_values_are_scaled_not_clipped():
+    from tests.fixtures import hostile
+
+    ramp = np.arange(0, 65536, 257, dtype=np.uint16).reshape(16, 16)
+    assert np.array_equal(decode_image(hostile.png16(ramp))[:, :, 0], (ramp // 257).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "build", ["corrupt_dds", "corrupt_ico", "tiff_bomb", "float_tiff"], ids=lambda name: name
+)
+def test_only_the_data_set_formats_are_opened(build):
+    from tests.fixtures import hostile
+
+    with pytest.raises(DataError, match="not a file of an accepted format"):
+        preprocess_image(getattr(hostile, build)())
+
+
+def test_an_image_over_the_limits_is_refused_from_its_header():
+    from planets_mlops.imaging import LIMITS, read_header
+    from tests.fixtures import hostile
+
+    with pytest.raises(DataError, match=r"too large: 8800x8800 pixels"):
+        read_header(hostile.huge_png(8800))
+    with pytest.raises(DataError, match="too large"):
+        preprocess_image(hostile.png_from_rows(LIMITS.max_side + 1, 1, 8, 0, b"\x00" * (LIMITS.max_side + 1)))
+    header = read_header(hostile.gradient_png(2048))
+    assert (header.format, header.width, header.height, header.pixels) == (
+        "PNG",
+        2048,
+        2048,
+        LIMITS.max_pixels,
+    )
+
+
+def test_an_animated_gif_decodes_its_first_frame():
+    from tests.fixtures import hostile
+
+    tensor = preprocess_image(hostile.animated_gif(300, side=32), PreprocessConfig(image_size=32))
+    assert np.array_equal(tensor, np.zeros((32, 32, 1), np.float32))
+
+
+def test_check_image_gives_the_decoder_s_reason(tmp_path):
+    from planets_mlops.imaging import check_image
+    from tests.fixtures import hostile
+
+    big = tmp_path / "big.png"
+    big.write_bytes(hostile.huge_png(5000))
+    assert "too large" in check_image(big)
+    assert check_image(SAMPLES[0]) is None
+
+
+def test_import_prepare_and_serving_accept_and_refuse_the_same_files(tmp_path):
+    """One decoder, one set of limits: the Label Studio import, prepare's data set check
+    and the served decoder agree on every file, hostile or not."""
+    from planets_mlops.dataset import check_image
+    from planets_mlops.labelstudio.merge import image_extension
+    from tests.fixtures import hostile
+
+    files = {
+        "photo.jpg": SAMPLES[1].read_bytes(),
+        "16-bit.png": hostile.png16(np.full((40, 40), 3000, np.uint16)),
+        "animated.gif": hostile.animated_gif(20),
+        "10000x10000.png": hostile.huge_png(10000),
+        "5000x5000.png": hostile.huge_png(5000),
+        "truncated.png": hostile.truncated(hostile.gradient_png(256)),
+        "corrupt.dds": hostile.corrupt_dds(),
+        "bomb.tiff": hostile.tiff_bomb(),
+    }
+    for name, blob in files.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        served = True
+        try:
+            preprocess_image(blob)
+        except DataError:
+            served = False
+        assert (image_extension(blob) is not None) == (check_image(path) is None) == served, name
+    assert image_extension(files["photo.jpg"]) == ".jpg"
+    assert image_extension(files["5000x5000.png"]) is None
+
+
+def test_the_import_refuses_what_prepare_refuses_in_a_fresh_process(tmp_path):
+    """As the import step runs it (no other module loaded first): a 97 KB PNG of
+    10000x10000 must not be imported, since every later prepare would refuse it."""
+    import subprocess
+    import sys
+
+    from tests.fixtures import hostile
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(hostile.huge_png(10000))
+    code = (
+        "import sys; from pathlib import Path; from planets_mlops.labelstudio.merge import image_extension; "
+        "print(image_extension(Path(sys.argv[1]).read_bytes()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "None"

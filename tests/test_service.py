@@ -1,7 +1,8 @@
-"""The served bento over real HTTP: answers, metadata, and every malformed request.
+"""The served bento over real HTTP: answers, metadata, every malformed request, every limit.
 
 ``bento_server`` (tests/fixtures/serving.py) runs the real ``bentoml serve`` of a bento
-built from a tiny trained model, with one worker, a 1 MB upload limit and batches of 8.
+built from a tiny trained model, with one worker, a 1 MB upload limit, batches of 8 and
+small pixel, queue and timeout limits. Hostile files are built by tests/fixtures/hostile.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ import pytest
 from PIL import Image
 
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+from tests.fixtures import hostile
 from tests.fixtures.data import PLANETS
-from tests.fixtures.serving import TEST_MAX_BATCH, TEST_MAX_UPLOAD_BYTES, TEST_METRICS, TEST_REVISION
+from tests.fixtures.serving import (
+    TEST_BODY_TIMEOUT_S,
+    TEST_HEADER_TIMEOUT_S,
+    TEST_MAX_BATCH,
+    TEST_MAX_REQUEST_PIXELS,
+    TEST_MAX_UPLOAD_BYTES,
+    TEST_METRICS,
+    TEST_REVISION,
+    TEST_UPLOADS_IN_FLIGHT,
+)
 
 EXTRA = sorted((PLANETS / "extra").glob("*.jpg"))
 
@@ -227,7 +238,7 @@ MALFORMED = {
     "decompression bomb": (
         lambda h: h.post("/predict", files={"image": ("big.png", _bomb())}),
         400,
-        "cannot decode",
+        "too large",
     ),
     "bad image in batch": (
         lambda h: h.post(
@@ -290,3 +301,322 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
         # still make bind fail.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+# --- Hostile input: pixel budget, image limits, 16-bit images, odd formats -------------
+
+
+def test_an_image_over_the_size_limit_is_refused_from_its_header(http: Any) -> None:
+    """8800x8800 is under Pillow's bomb guard; it is far over what a 128x128 model needs."""
+    blob = hostile.huge_png(8800)
+    assert len(blob) < 200_000
+    assert_refused(http.post("/predict", files={"image": ("huge.png", blob)}), 400, "too large")
+    batch = http.post("/predict_batch", files=[("image", ("a.jpg", _jpeg())), ("image", ("h.png", blob))])
+    assert_refused(batch, 400, "image 1 of 2")
+
+
+def test_a_request_over_the_pixel_budget_gets_413_before_decoding(http: Any) -> None:
+    side = 1024  # each image is within the per-image limits; together they are not
+    count = TEST_MAX_REQUEST_PIXELS // (side * side) + 1
+    blob = hostile.gradient_png(side)
+    response = http.post("/predict_batch", files=[("image", (f"{i}.png", blob)) for i in range(count)])
+    assert_refused(response, 413, "too many pixels")
+    assert "PLANETS_MAX_REQUEST_PIXELS" in response.json()["error"]
+    within = http.post("/predict_batch", files=[("image", (f"{i}.png", blob)) for i in range(count - 1)])
+    assert within.status_code == 200, within.text
+    assert len(within.json()["predictions"]) == count - 1
+
+
+def test_heavy_requests_beyond_the_decode_queue_get_429_and_light_ones_still_pass(http: Any) -> None:
+    """The test server decodes one heavy request at a time (PLANETS_DECODE_QUEUE=1).
+
+    Three clients send heavy batches (4 MP each, within the budget) back to back; light
+    requests and /livez sent meanwhile are answered, and every heavy one is answered 200
+    or 429 with Retry-After, never 5xx.
+    """
+    import concurrent.futures
+
+    blob = hostile.gradient_png(1024)
+    files = [("image", (f"{i}.png", blob)) for i in range(TEST_MAX_REQUEST_PIXELS // (1024 * 1024))]
+
+    def heavy(_: int) -> list[Any]:
+        return [http.post("/predict_batch", files=files) for _ in range(4)]
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        pending = [pool.submit(heavy, i) for i in range(3)]
+        light = [http.post("/predict", files={"image": ("a.jpg", _jpeg())}) for _ in range(3)]
+        livez = http.get("/livez")
+        answers = [r for f in pending for r in f.result()]
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) <= {200, 429}, statuses
+    assert 200 in statuses and 429 in statuses, statuses
+    busy = next(r for r in answers if r.status_code == 429)
+    assert busy.headers["retry-after"].isdigit()
+    assert "PLANETS_DECODE_QUEUE" in busy.json()["error"]
+    assert [r.status_code for r in light] == [200, 200, 200]
+    assert livez.status_code == 200
+
+
+def _gray_png(array: np.ndarray) -> bytes:
+    return encode(Image.fromarray(array, "L"), "PNG")
+
+
+def test_16_bit_png_is_classified_like_its_8_bit_original(http: Any) -> None:
+    """A photo stored with 16 bits per sample (v * 257) must decode to the same pixels."""
+    for path in EXTRA[:4]:
+        gray = hostile.luma(path)
+        eight = http.post("/predict", files={"image": ("a.png", _gray_png(gray))}).json()
+        sixteen = http.post(
+            "/predict", files={"image": ("b.png", hostile.png16(gray.astype(np.uint16) * 257))}
+        )
+        rgb16 = hostile.png16(np.repeat(gray[:, :, None], 3, axis=2).astype(np.uint16) * 257)
+        sixteen_rgb = http.post("/predict", files={"image": ("c.png", rgb16)})
+        assert sixteen.status_code == sixteen_rgb.status_code == 200, sixteen.text
+        for other in (sixteen.json(), sixteen_rgb.json()):
+            assert other["prediction"] == eight["prediction"]
+            np.testing.assert_allclose(
+                list(other["probabilities"].values()), list(eight["probabilities"].values()), atol=1e-6
+            )
+
+
+HOSTILE_FILES = {
+    "corrupt DDS": (hostile.corrupt_dds, 400, "accepted format"),
+    "corrupt ICO": (hostile.corrupt_ico, 400, "accepted format"),
+    "TIFF bomb": (hostile.tiff_bomb, 400, "accepted format"),
+    "float TIFF": (hostile.float_tiff, 400, "accepted format"),
+    "WebP": (lambda: encode(Image.new("RGB", (16, 16)), "WEBP"), 400, "accepted format"),
+    "truncated PNG": (lambda: hostile.truncated(hostile.gradient_png(300)), 400, "cannot decode"),
+    "truncated JPEG": (lambda: hostile.truncated(_jpeg(), 0.6), 400, "cannot decode"),
+    "PNG header only": (lambda: hostile.gradient_png(300)[:33], 400, "cannot decode"),
+    "JPEG magic only": (lambda: b"\xff\xd8\xff\xe0" + b"\x00" * 40, 400, "cannot decode"),
+    "GIF magic only": (lambda: b"GIF89a" + b"\xff" * 20, 400, "cannot decode"),
+    "BMP with a huge header size": (
+        lambda: b"BM" + b"\x00" * 12 + (1 << 31).to_bytes(4, "little") + b"\x00" * 40,
+        400,
+        "cannot decode",
+    ),
+    "zero-size PNG": (lambda: hostile.png_from_rows(0, 0, 8, 0, b""), 400, "decode"),
+    "animated GIF, 300 frames": (lambda: hostile.animated_gif(300), 200, ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_hostile_files_never_get_a_5xx(http: Any, packaged_bento: dict[str, Any], case: str) -> None:
+    build, status, words = HOSTILE_FILES[case]
+    blob = build()
+    for response in (
+        http.post("/predict", files={"image": ("x.bin", blob)}),
+        http.post("/predict", content=blob, headers={"Content-Type": "application/octet-stream"}),
+    ):
+        if status == 200:
+            assert response.status_code == 200, response.text
+            assert_answer(response.json(), packaged_bento["classes"])
+        else:
+            assert_refused(response, status, words)
+    after = http.post("/predict", files={"image": ("a.jpg", _jpeg())})
+    assert after.status_code == 200
+
+
+def test_random_damage_to_real_files_never_gets_a_5xx(http: Any) -> None:
+    """Bytes flipped and cut at random (seeded) in real PNG, JPEG, GIF and BMP files."""
+    rng = np.random.default_rng(12)
+    originals = [
+        _jpeg(),
+        hostile.gradient_png(200),
+        encode(synthetic("RGB", (40, 30)), "GIF"),
+        encode(synthetic("RGB", (40, 30)), "BMP"),
+        hostile.png16(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)),
+    ]
+    statuses = []
+    for original in originals:
+        for _ in range(12):
+            data = bytearray(original)
+            for position in rng.integers(0, len(data), size=int(rng.integers(1, 8))):
+                data[position] = int(rng.integers(0, 256))
+            if rng.random() < 0.5:
+                data = data[: int(rng.integers(1, len(data)))]
+            statuses.append(http.post("/predict", files={"image": ("x", bytes(data))}).status_code)
+    assert set(statuses) <= {200, 400}, statuses
+
+
+# --- Connection limits: slow heads, big heads, stalled bodies -------------------------
+
+
+def _connect(url: str) -> Any:
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    sock = socket.create_connection((parsed.hostname, parsed.port), timeout=TEST_HEADER_TIMEOUT_S * 20)
+    return sock
+
+
+def _read_all(sock: Any) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket times out)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty"], ids=["silent", "slow"]
+)
+def test_a_client_that_never_finishes_its_head_is_cut_off(bento_server: Any, http: Any, sent: bytes) -> None:
+    """Slowloris: the server answers 408 and closes, instead of holding the connection."""
+    with _connect(bento_server.url) as sock:
+        sock.sendall(sent)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"PLANETS_HEADER_TIMEOUT_S" in answer
+    assert http.get("/livez").status_code == 200
+
+
+def test_a_head_larger_than_the_limit_gets_431(bento_server: Any) -> None:
+    with _connect(bento_server.url) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 100_000)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+
+def test_a_complete_head_on_a_kept_alive_connection_is_served(bento_server: Any) -> None:
+    with _connect(bento_server.url) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def _stalled_upload(url: str) -> Any:
+    sock = _connect(url)
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+        + b"\xff\xd8" * 50
+    )
+    return sock
+
+
+def test_a_stalled_upload_gets_408_and_uploads_in_flight_are_bounded(bento_server: Any, http: Any) -> None:
+    stalled = [_stalled_upload(bento_server.url) for _ in range(TEST_UPLOADS_IN_FLIGHT)]
+    try:
+        import time
+
+        time.sleep(TEST_BODY_TIMEOUT_S / 4)  # let the server start reading all of them
+        one_more = http.post("/predict", files={"image": ("a.jpg", _jpeg())})
+        answers = [_read_all(sock) for sock in stalled]
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert_refused(one_more, 429, "PLANETS_UPLOADS_IN_FLIGHT")
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"PLANETS_BODY_TIMEOUT_S" in body
+    assert http.post("/predict", files={"image": ("a.jpg", _jpeg())}).status_code == 200
+
+
+# --- Serving settings are checked at start-up, naming the variable ----------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PLANETS_WORKERS", "abc"),
+        ("PLANETS_MAX_REQUEST_PIXELS", "-5"),
+        ("PLANETS_DECODE_TIMEOUT_S", "inf"),
+        ("PLANETS_METRICS", "maybe"),
+    ],
+)
+def test_serve_bento_names_a_bad_serving_variable(
+    packaged_bento: dict[str, Any], name: str, value: str
+) -> None:
+    from planets_mlops.errors import InvalidParameterError
+    from planets_mlops.serve_local import serve_bento
+
+    with (
+        pytest.raises(InvalidParameterError) as caught,
+        serve_bento(packaged_bento["archive"], env={name: value}),
+    ):
+        pass
+    assert name in str(caught.value) and repr(value) in str(caught.value)
+    assert "Unset" in str(caught.value) or "Set env" in str(caught.value)
+
+
+def test_bentoml_serve_itself_names_a_bad_serving_variable(
+    tmp_path: Path, packaged_bento: dict[str, Any]
+) -> None:
+    """``bentoml serve`` started directly: its output names the variable, not a lost module."""
+    import subprocess
+    import sys
+
+    from planets_mlops.net import free_port
+    from planets_mlops.serve_local import import_bento, server_env
+
+    home = tmp_path / "bentoml"
+    tag = import_bento(packaged_bento["archive"], home)
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(free_port())],
+        env=server_env(home, {"PLANETS_WORKERS": "two"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "Invalid PLANETS_WORKERS='two'" in done.stdout + done.stderr, done.stderr[-2000:]
+
+
+def test_the_serving_entrypoint_refuses_a_bad_variable_before_downloading(tmp_path: Path) -> None:
+    from planets_mlops.serving_entrypoint import main
+
+    env = {"BENTO_URI": str(tmp_path / "absent.bento"), "BENTO_TAG": "a:b", "PLANETS_DECODE_QUEUE": "0"}
+    assert main(env) == 2
+
+
+# --- The decoder of the service, in process (no server) ---------------------------------
+
+
+def _decoder(**settings: Any) -> Any:
+    from planets_mlops.service.decoding import Decoder
+    from planets_mlops.service.settings import ServingSettings
+
+    return Decoder(PreprocessConfig(), ServingSettings(**settings))
+
+
+def test_decoder_stops_a_heavy_request_at_its_deadline() -> None:
+    import asyncio
+
+    from planets_mlops.service.decoding import Refused
+
+    decoder = _decoder(decode_timeout_s=0.001, inline_decode_pixels=1)
+    blobs = [hostile.gradient_png(2048)] * 4
+    with pytest.raises(Refused) as caught:
+        asyncio.run(decoder.batch(blobs))
+    assert caught.value.error.status == 429
+    assert "PLANETS_DECODE_TIMEOUT_S" in caught.value.error.message
+    assert caught.value.error.headers()["Retry-After"].isdigit()
+    decoder._pool.shutdown(wait=True)
+    assert decoder.admitted == 0  # the abandoned work gave its slot back when it stopped
+
+
+def test_decoder_light_and_heavy_paths_give_the_same_batch() -> None:
+    import asyncio
+
+    blobs = [path.read_bytes() for path in EXTRA[:6]]
+    inline = asyncio.run(_decoder().batch(blobs))
+    threaded = asyncio.run(_decoder(inline_decode_pixels=1).batch(blobs))
+    assert inline.shape == (6, 32, 32, 1)
+    assert np.array_equal(inline, threaded)
+    assert np.array_equal(inline[0], preprocess_image(blobs[0]))
+
+
+def test_decoder_refuses_over_budget_before_decoding() -> None:
+    import asyncio
+
+    from planets_mlops.service.decoding import Refused
+
+    decoder = _decoder(max_request_pixels=1000, inline_decode_pixels=1000)
+    # Corrupt pixel data behind a valid header: only a decode would notice it.
+    broken = hostile.gradient_png(64)[:60] + b"\x00" * 40
+    with pytest.raises(Refused) as caught:
+        asyncio.run(decoder.batch([broken]))
+    assert caught.value.error.status == 413

@@ -8,14 +8,11 @@ DVC hash.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
 
 from planets_mlops.dataset import IGNORED_NAMES, IMAGE_EXTENSIONS
 from planets_mlops.labelstudio.labels import LabelledImage
@@ -52,22 +49,26 @@ def hash_dataset(root: Path) -> dict[str, str]:
 
 
 def image_extension(data: bytes) -> str | None:
-    """File extension for decodable image bytes (by format, not by URL), else None.
+    """File extension for usable image bytes (by format, not by URL), else None.
+
+    Usable means what training and serving accept: the project's one decoder
+    (:mod:`planets_mlops.imaging`: its formats, size limits and complete pixel data).
 
     Args:
         data: Bytes fetched for a task's image.
 
     Returns:
-        ``.jpg``, ``.png``, ``.gif`` or ``.bmp``; None when the bytes do not decode or are
-        of another format.
+        ``.jpg``, ``.png``, ``.gif`` or ``.bmp``; None when the bytes do not decode, are
+        of another format or over the image limits.
     """
+    from planets_mlops.imaging import ImageError, decode, read_header
+
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-            img.load()
-    except Exception:  # noqa: BLE001 - any decoder failure means "not an image"
+        fmt = read_header(data).format
+        decode(data, grayscale=False)
+    except ImageError:
         return None
-    return _FORMAT_EXT.get(fmt or "")
+    return _FORMAT_EXT.get(fmt)
 
 
 def imported_name(sha256: str, extension: str) -> str:

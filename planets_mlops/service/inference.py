@@ -7,25 +7,60 @@ training image go through the same code (``tests/test_parity.py`` checks it bit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from planets_mlops.errors import DataError
+from planets_mlops.imaging import ImageHeader, read_header
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 
 
-def images_to_batch(blobs: Sequence[bytes], config: PreprocessConfig) -> np.ndarray:
+class Cancelled(Exception):
+    """The request's deadline passed; its remaining images were not decoded."""
+
+
+def read_headers(blobs: Sequence[bytes]) -> list[ImageHeader]:
+    """The header of every blob (format, mode, size), checked against the image limits.
+
+    Nothing is decoded: this is what the per-request pixel budget is computed from.
+
+    Raises:
+        planets_mlops.errors.DataError: a blob is empty, of a refused format or too large;
+            the message names its position in a batch.
+    """
+    headers = []
+    for position, blob in enumerate(blobs):
+        try:
+            headers.append(read_header(blob))
+        except DataError as exc:
+            if len(blobs) == 1:
+                raise
+            raise DataError(f"Image {position} of {len(blobs)}: {exc}") from exc
+    return headers
+
+
+def images_to_batch(
+    blobs: Sequence[bytes], config: PreprocessConfig, cancelled: Callable[[], bool] | None = None
+) -> np.ndarray:
     """Preprocess raw image files into one model batch ``(n, size, size, channels)``.
+
+    Args:
+        blobs: The image files.
+        config: The model's preprocessing.
+        cancelled: Asked before each image; when it answers True, stop with
+            :class:`Cancelled` (the caller's deadline passed).
 
     Raises:
         planets_mlops.errors.DataError: one of the blobs is not a decodable image; the
             message names its position.
+        Cancelled: ``cancelled()`` answered True.
     """
-    from planets_mlops.errors import DataError
-
     tensors = []
     for position, blob in enumerate(blobs):
+        if cancelled is not None and cancelled():
+            raise Cancelled
         try:
             tensors.append(preprocess_image(blob, config))
         except DataError as exc:

@@ -12,12 +12,17 @@ asked for, uvloop + httptools installed. The request body is parsed by our own i
 (:class:`ImageUpload`), so every malformed request becomes a 4xx with a message instead
 of a BentoML 500. onnxruntime is imported in ``__init__`` only: the ``bentoml serve``
 supervisor imports this module as well and must stay light.
+
+Limits (docs/serving.md, "Limits"): connection heads (:mod:`.protocol`), bodies
+(:mod:`.uploads`), pixels and decode time (:mod:`.decoding`), image size and format
+(:mod:`planets_mlops.imaging`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,14 +32,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from planets_mlops.errors import InvalidParameterError
+from planets_mlops.service import protocol
 from planets_mlops.service.settings import ServingSettings
-from planets_mlops.service.uploads import UploadError, read_uploads
+from planets_mlops.service.uploads import UploadError, UploadGate, read_uploads
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "planets-classifier"
 SERVICE_NAME = "planets_classifier"
-SETTINGS = ServingSettings.from_env()
+try:
+    SETTINGS = ServingSettings.from_env()
+except InvalidParameterError as exc:
+    # BentoML hides an import error behind "No module named ..."; say it where it shows.
+    print(f"planets_classifier: bad serving setting: {exc}", file=sys.stderr, flush=True)
+    raise
+protocol.install(SETTINGS)
+UPLOADS = UploadGate(SETTINGS.uploads_in_flight)
 
 
 class ImageUpload(bentoml.IODescriptor):
@@ -59,9 +73,16 @@ class ImageUpload(bentoml.IODescriptor):
 
         Returns:
             The images, or an ``error`` body with its 4xx status when the request is refused
-            (too large, not an image, wrong field name, or more images than ``max_images``).
+            (too large, too slow, busy, not an image, wrong field name, or more images than
+            ``max_images``).
         """
-        uploads = await read_uploads(request, SETTINGS.max_upload_bytes, cls.max_images)
+        uploads = await read_uploads(
+            request,
+            SETTINGS.max_upload_bytes,
+            cls.max_images,
+            body_timeout_s=SETTINGS.body_timeout_s,
+            gate=UPLOADS,
+        )
         if uploads.error is None and len(uploads.images) > cls.max_images:
             uploads.error = UploadError(
                 400,
@@ -105,7 +126,8 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])]
 @bentoml.service(
     name=SERVICE_NAME,
     workers=SETTINGS.workers,
-    traffic={"timeout": 30},
+    # BentoML answers 504 past this: keep it above everything a request may wait for.
+    traffic={"timeout": SETTINGS.body_timeout_s + SETTINGS.decode_timeout_s + 10},
     metrics={"enabled": SETTINGS.metrics},
     logging={"access": {"enabled": SETTINGS.access_log}},
 )
@@ -122,6 +144,7 @@ class PlanetClassifier:
 
     def __init__(self) -> None:
         from planets_mlops.preprocess import PreprocessConfig
+        from planets_mlops.service.decoding import Decoder
         from planets_mlops.service.inference import onnx_session
 
         # On an instance BentoML has already swapped the BentoModel for the stored Model.
@@ -132,6 +155,7 @@ class PlanetClassifier:
         self.config = PreprocessConfig.from_dict(json.loads((folder / "preprocess.json").read_text()))
         self.session = onnx_session(str(folder / "model.onnx"), SETTINGS.ort_threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.decoder = Decoder(self.config, SETTINGS)
         _METADATA.update(
             {
                 "model_tag": str(stored.tag),
@@ -145,32 +169,38 @@ class PlanetClassifier:
         )
         logger.info("Loaded %s (%d classes) from %s", stored.tag, len(self.classes), folder)
 
-    def _classify(self, blobs: list[bytes]) -> list[dict[str, Any]]:
-        from planets_mlops.service.inference import answers, images_to_batch
+    def _results(self, batch: Any) -> list[dict[str, Any]]:
+        """One answer per row of the model batch (the place to add per-image fields)."""
+        from planets_mlops.service.inference import answers
 
-        batch = images_to_batch(blobs, self.config)
         logits = self.session.run(None, {self.input_name: batch})[0]
         return answers(logits, self.classes)
 
-    def _answer(self, images: list[bytes], error: dict | None, batch: bool) -> JSONResponse:
-        from planets_mlops.errors import DataError
+    @staticmethod
+    def _refusal(error: UploadError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+
+    async def _answer(self, images: list[bytes], error: dict | None, batch: bool) -> JSONResponse:
+        from planets_mlops.service.decoding import Refused
 
         if error is not None:
-            return JSONResponse(error, status_code=int(error["status"]))
+            headers = {"Retry-After": "1"} if int(error["status"]) == 429 else None
+            return JSONResponse(error, status_code=int(error["status"]), headers=headers)
         try:
-            results = self._classify(images)
-        except DataError as exc:
-            return JSONResponse({"error": str(exc), "status": 400}, status_code=400)
-        # Preprocessing (~1 ms) and the model (~0.2 ms) run on the event loop on purpose:
-        # a thread hop costs more than they do, and each worker is one process.
+            tensors = await self.decoder.batch(images)
+        except Refused as exc:
+            return self._refusal(exc.error)
+        # The model (~0.2 ms for 32x32 inputs) runs on the event loop: a thread hop
+        # would cost more.
+        results = self._results(tensors)
         return JSONResponse({"predictions": results} if batch else results[0])
 
     @bentoml.api(route="/predict", input_spec=ImageUpload, output_spec=Prediction)
     async def predict(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
         """Classify one image: ``{"prediction": class, "probabilities": {class: p}}``."""
-        return self._answer(images, error, batch=False)
+        return await self._answer(images, error, batch=False)
 
     @bentoml.api(route="/predict_batch", input_spec=ImageBatchUpload, output_spec=BatchPrediction)
     async def predict_batch(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
         """Classify several ``image`` fields in one model call: ``{"predictions": [...]}``."""
-        return self._answer(images, error, batch=True)
+        return await self._answer(images, error, batch=True)

@@ -7,6 +7,7 @@ server. Only Starlette (a BentoML dependency) is needed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
@@ -28,10 +29,14 @@ class UploadError:
 
     status: int
     message: str
+    retry_after: int | None = None
 
     def body(self) -> dict[str, object]:
         """The JSON body of the refusal: ``{"error": message, "status": status}``."""
         return {"error": self.message, "status": self.status}
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 @dataclass
@@ -65,23 +70,82 @@ def _too_large(limit: int) -> UploadError:
     )
 
 
-async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Uploads:
+class UploadGate:
+    """Counts the request bodies one worker is receiving, to bound what they spool.
+
+    Starlette spools each multipart file above 1 MiB to a temporary file; with at most
+    ``limit`` bodies of at most ``max_upload_bytes`` in flight, and each given
+    ``body_timeout_s`` to arrive, stalled uploads cannot fill ``/tmp``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+async def read_uploads(
+    request: Request,
+    max_bytes: int,
+    max_images: int,
+    *,
+    body_timeout_s: float | None = None,
+    gate: UploadGate | None = None,
+) -> Uploads:
     """Collect the uploaded image files of ``request``.
 
     Accepts ``multipart/form-data`` with one or more file fields named ``image`` (at most
     ``max_images``), or a raw ``image/*`` / ``application/octet-stream`` body (one image).
-    The bytes are not decoded here; :func:`planets_mlops.preprocess.preprocess_image`
-    does that.
+    The bytes are not decoded here; :mod:`planets_mlops.service.decoding` does that.
 
     Args:
         request: The incoming request; its body is consumed.
         max_bytes: Largest body accepted, checked against Content-Length before reading
             and while streaming (chunked uploads).
         max_images: Most image fields accepted in one request.
+        body_timeout_s: The whole body must arrive within this many seconds (None: no limit).
+        gate: Bodies in flight in this worker; when it is full the request is refused
+            before its body is read.
 
     Returns:
-        The raw files, or an :class:`UploadError` (400, 413 or 415) saying what to fix.
+        The raw files, or an :class:`UploadError` (400, 408, 413, 415 or 429) saying what to fix.
     """
+    if gate is not None and not gate.enter():
+        return Uploads(
+            error=UploadError(
+                429,
+                f"Busy: {gate.limit} uploads are arriving at this worker (PLANETS_UPLOADS_IN_FLIGHT). "
+                "Retry in a second.",
+                retry_after=1,
+            )
+        )
+    try:
+        if body_timeout_s is None:
+            return await _read_uploads(request, max_bytes, max_images)
+        async with asyncio.timeout(body_timeout_s):
+            return await _read_uploads(request, max_bytes, max_images)
+    except TimeoutError:
+        return Uploads(
+            error=UploadError(
+                408,
+                f"Upload not received in time: the whole body must arrive within {body_timeout_s:g} s "
+                "(PLANETS_BODY_TIMEOUT_S). Send it at once, or on a faster link.",
+            )
+        )
+    finally:
+        if gate is not None:
+            gate.leave()
+
+
+async def _read_uploads(request: Request, max_bytes: int, max_images: int) -> Uploads:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
@@ -109,7 +173,13 @@ async def read_uploads(request: Request, max_bytes: int, max_images: int) -> Upl
             max_files=max_images,
             max_fields=16,
         )
-        form = await parser.parse()
+        try:
+            form = await parser.parse()
+        except BaseException:
+            # A timeout or a cut connection: free the spooled parts now, not at GC time.
+            for part in getattr(parser, "_files_to_close_on_error", ()):
+                part.close()
+            raise
     except _TooLarge:
         return Uploads(error=_too_large(max_bytes))
     except MultiPartException as exc:

@@ -1,0 +1,220 @@
+"""The one image decoder of the project, with the one set of limits it enforces.
+
+Serving (``/predict``), ``prepare_dataset`` (through :func:`planets_mlops.preprocess.preprocess_image`
+and the data set check) and the Label Studio import all open image files here, so an
+image one of them accepts, the others accept too, and an image one refuses, they all
+refuse for the same reason.
+
+Every file goes through two stages:
+
+1. :func:`read_header`: the format, colour mode and size, read from the file's header
+   without decoding any pixel. Formats outside :data:`FORMATS` and sizes outside
+   :class:`ImageLimits` are refused here, so a caller can also add up the pixels of
+   several files (the service's per-request budget) before decoding anything.
+2. :func:`decode`: the pixels as ``uint8`` (H, W, C), luma or RGB. High-bit-depth
+   grayscale (16-bit PNG, Pillow modes ``I;16*`` and ``I``) is scaled to 8 bits
+   (``round(v / 257)``, so an 8-bit image stored as 16 bits decodes to the same bytes);
+   floating-point modes are refused with a message saying why. Only the first frame of
+   an animated file is decoded.
+
+Every failure, whatever the decoder raised, is an :class:`ImageError`
+(a :class:`planets_mlops.errors.DataError`) whose message names the file, what is wrong
+and what to send instead.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from planets_mlops.errors import DataError
+
+ImageSource = bytes | bytearray | str | Path | BinaryIO
+
+# The formats of the data set's extensions (planets_mlops.dataset.IMAGE_EXTENSIONS). Other
+# Pillow plugins (DDS, ICO, TIFF, PSD, ...) are never tried: each is attack surface and
+# none is needed for photos of planets.
+FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP")
+SEND = "Send a JPEG or PNG file"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """The largest image any step accepts.
+
+    The data set's images are 128x128 and the model sees them at ``image_size`` (32 by
+    default): a photo larger than 4 MP carries nothing the model can use, and decoding one
+    costs time and memory an attacker controls. One set for every step, so that an image
+    the import accepts never fails a later ``prepare_dataset``.
+
+    Attributes:
+        max_side: Most pixels along either side (4096).
+        max_pixels: Most pixels in one image, width x height (4,194,304 = 2048x2048).
+    """
+
+    max_side: int = 4096
+    max_pixels: int = 2048 * 2048
+
+
+LIMITS = ImageLimits()
+
+
+class ImageError(DataError):
+    """An image file cannot be used: unreadable, of a refused format or mode, or too large."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header of an image file says, before any pixel is decoded."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def _name(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return str(getattr(source, "name", None) or "upload")
+
+
+def _open(source: ImageSource) -> ImageFile.ImageFile:
+    """``Image.open`` restricted to :data:`FORMATS`; the caller closes the image."""
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(f"Empty image: got 0 bytes. {SEND}.")
+        source = io.BytesIO(source)
+    return Image.open(source, formats=FORMATS)
+
+
+def _check(header: ImageHeader, name: str, limits: ImageLimits) -> None:
+    if header.width <= 0 or header.height <= 0:
+        raise ImageError(
+            f"Cannot decode image {name}: it declares {header.width}x{header.height} pixels. {SEND}."
+        )
+    if max(header.width, header.height) > limits.max_side or header.pixels > limits.max_pixels:
+        raise ImageError(
+            f"Image {name} is too large: {header.width}x{header.height} pixels "
+            f"({header.pixels / 1e6:.1f} MP); the limit is {limits.max_side} pixels per side and "
+            f"{limits.max_pixels / 1e6:.1f} MP. Downscale it first: the model sees far fewer pixels."
+        )
+
+
+def _refusal(name: str, exc: BaseException) -> ImageError:
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError(
+            f"Image {name} is too large: {exc} {SEND} of at most {LIMITS.max_pixels / 1e6:.1f} MP."
+        )
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return ImageError(
+            f"Cannot decode image {name}: not a file of an accepted format ({', '.join(FORMATS)}). {SEND}."
+        )
+    return ImageError(
+        f"Cannot decode image {name}: {type(exc).__name__}: {exc}. Expected a complete JPEG or PNG file."
+    )
+
+
+def _header_of(img: Image.Image) -> ImageHeader:
+    return ImageHeader(format=str(img.format), mode=img.mode, width=int(img.size[0]), height=int(img.size[1]))
+
+
+def read_header(source: ImageSource, limits: ImageLimits = LIMITS) -> ImageHeader:
+    """Format, mode and size of an image file, checked against ``limits``; no pixel is decoded.
+
+    Raises:
+        ImageError: empty, not of an accepted format, unreadable header, or too large.
+    """
+    name = _name(source)
+    try:
+        with _open(source) as img:
+            header = _header_of(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash
+        raise _refusal(name, exc) from exc
+    _check(header, name, limits)
+    return header
+
+
+def _to_8bit(img: Image.Image, name: str) -> Image.Image:
+    """High-bit-depth grayscale scaled to ``L``; float modes refused; others unchanged."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit samples (PNG's only integer mode above 8 bits). Pillow's own I;16 -> L
+        # conversion clips at 255 instead of scaling, which turns any 16-bit photo white.
+        values = np.asarray(img).astype(np.int64)
+        scaled = (np.clip(values, 0, 65535) + 128) // 257
+        return Image.fromarray(scaled.astype(np.uint8), "L")
+    if img.mode.startswith("F") or img.mode.startswith("I;32"):
+        raise ImageError(
+            f"Cannot decode image {name}: its pixels are {img.mode!r} (floating point or 32-bit), "
+            f"which has no defined 0-255 scale. {SEND} with 8 or 16 bits per sample."
+        )
+    return img
+
+
+def decode(source: ImageSource, grayscale: bool = True, limits: ImageLimits = LIMITS) -> np.ndarray:
+    """Decode an image file to a ``uint8`` array of shape (H, W, 1) or (H, W, 3).
+
+    The header is checked first (:func:`read_header`'s rules), then the first frame is
+    decoded. JPEG luma comes straight from libjpeg's fast integer DCT, as TensorFlow's
+    ``decode_jpeg(channels=1)`` computes it; transparent pixels are composited on black,
+    the data set's background.
+
+    Raises:
+        ImageError: the file is refused (see :func:`read_header`), truncated or corrupt, or
+            its pixels have no 8-bit meaning.
+    """
+    name = _name(source)
+    mode = "L" if grayscale else "RGB"
+    try:
+        with _open(source) as img:
+            _check(_header_of(img), name, limits)
+            if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
+                # Ask libjpeg for the target colour space directly (luma for "L"), exactly
+                # as TensorFlow's decoder does; no scaling because the size is unchanged.
+                img.draft(mode, img.size)
+                if grayscale:
+                    # (scale 1, draft on): libjpeg's fast integer DCT, TensorFlow's default.
+                    # Draft mode also skips fancy chroma upsampling, which luma never uses.
+                    img.decoderconfig = (1, 1)
+            img.load()
+            decoded = _to_8bit(img, name)
+            if decoded.mode != mode:
+                if decoded.mode in ("RGBA", "LA", "PA") or (
+                    decoded.mode == "P" and "transparency" in decoded.info
+                ):
+                    # Composite on black, the data set's background, rather than on garbage.
+                    decoded = decoded.convert("RGBA")
+                    background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))
+                    decoded = Image.alpha_composite(background, decoded)
+                decoded = decoded.convert(mode)
+            array = np.asarray(decoded, dtype=np.uint8)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash
+        raise _refusal(name, exc) from exc
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array
+
+
+def check_image(source: ImageSource, limits: ImageLimits = LIMITS) -> str | None:
+    """Why ``source`` is not a usable image (the :class:`ImageError` message), or None.
+
+    Decodes the file fully with :func:`decode`, exactly as training and serving will.
+    """
+    try:
+        decode(source, grayscale=False, limits=limits)
+    except ImageError as exc:
+        return str(exc)
+    return None
