@@ -79,6 +79,7 @@ class ImageHeader:
 
     @property
     def pixels(self) -> int:
+        """Width x height."""
         return self.width * self.height
 
 

@@ -78,14 +78,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # uvicorn protocol interface
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the head deadline of the first request.
+
+        Args:
+            transport: The new connection.
+        """
         super().connection_made(transport)
         self._arm_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the head deadline with the connection.
+
+        Args:
+            exc: Why the connection ended (None: closed normally).
+        """
         self._disarm_head()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """Count head bytes, parse, and refuse a head over the size cap with 431.
+
+        Args:
+            data: Bytes received on the connection.
+        """
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -96,13 +111,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def on_message_begin(self) -> None:
-        # The first byte of a request head (for the first request, the deadline runs
-        # from the connection already; idle keep-alive time is uvicorn's timeout).
+        """Start the head deadline at the first byte of a later request on the connection.
+
+        For the first request the deadline runs from the connection already; idle
+        keep-alive time is uvicorn's own timeout.
+        """
         if not self._in_head:
             self._arm_head()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        """A complete head arrived in time: stop its deadline, then let uvicorn run the app."""
         self._disarm_head()
         super().on_headers_complete()
 

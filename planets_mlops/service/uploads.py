@@ -33,9 +33,11 @@ class UploadError:
 
     def body(self) -> dict[str, object]:
         """The JSON body of the refusal: ``{"error": message, "status": status}``."""
+        """The JSON body of the refusal: ``{"error": message, "status": status}``."""
         return {"error": self.message, "status": self.status}
 
     def headers(self) -> dict[str, str]:
+        """Extra response headers: ``Retry-After`` when the client should retry later."""
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
@@ -83,12 +85,14 @@ class UploadGate:
         self.in_flight = 0
 
     def enter(self) -> bool:
+        """Take a slot for one body; False when all ``limit`` slots are taken."""
         if self.in_flight >= self.limit:
             return False
         self.in_flight += 1
         return True
 
     def leave(self) -> None:
+        """Give the slot back once the body is read (or refused)."""
         self.in_flight -= 1
 
 
