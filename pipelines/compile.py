@@ -9,18 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from kfp import compiler
-from planets_mlops.pipelines.platform import GpuOptions
+from planets_mlops.pipelines.platform import GKE, ClusterOptions, GpuOptions
 
 DEFAULT_OUT = Path("build/pipelines")
 
 
-def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> Path:
+def compile_pipeline(
+    name: str,
+    out_dir: Path = DEFAULT_OUT,
+    gpu: GpuOptions | None = None,
+    cluster: ClusterOptions | None = None,
+) -> Path:
     """Compile pipeline ``name`` to ``out_dir/<name>.yaml``.
 
     Args:
         name: A pipeline of :data:`planets_mlops.pipelines.BUILDERS`.
         out_dir: Folder for the YAML file (made if missing).
         gpu: where the training task runs; the defaults of :class:`GpuOptions` when None.
+        cluster: retries and bucket credentials; :data:`~planets_mlops.pipelines.platform.GKE`
+            (Workload Identity, retries) when None, ``KIND`` for kind's key Secrets.
 
     Raises:
         KeyError: ``name`` is not a pipeline of the suite (the message lists them).
@@ -32,12 +39,14 @@ def compile_pipeline(name: str, out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.yaml"
-    compiler.Compiler().compile(BUILDERS[name](gpu or GpuOptions()), str(path))
+    compiler.Compiler().compile(BUILDERS[name](gpu or GpuOptions(), cluster or GKE), str(path))
     return path
 
 
-def compile_all(out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None) -> list[Path]:
+def compile_all(
+    out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None, cluster: ClusterOptions | None = None
+) -> list[Path]:
     """Compile every pipeline to ``out_dir``; returns the written files."""
     from planets_mlops.pipelines import BUILDERS
 
-    return [compile_pipeline(name, out_dir, gpu) for name in BUILDERS]
+    return [compile_pipeline(name, out_dir, gpu, cluster) for name in BUILDERS]

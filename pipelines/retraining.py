@@ -8,7 +8,16 @@ new model's predictions to the project's unlabelled tasks.
 from kfp import dsl
 from planets_mlops.components.import_labels import check_new_labels, import_labels
 from planets_mlops.components.push_predictions import push_predictions
-from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions, with_secret_env, with_side_effects
+from planets_mlops.pipelines.platform import (
+    DEFAULT_GPU,
+    GKE,
+    LOCAL,
+    ClusterOptions,
+    GpuOptions,
+    step,
+    with_secret_env,
+    with_side_effects,
+)
 from planets_mlops.pipelines.steps import (
     add_deploy,
     add_package,
@@ -36,8 +45,8 @@ def with_label_studio_secret(
     return with_secret_env(task, secret_name, LABEL_STUDIO_ENV)
 
 
-def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
-    """The ``retraining`` pipeline with the training task placed by ``gpu``."""
+def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
+    """The ``retraining`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
 
     @dsl.pipeline(
         name="retraining",
@@ -73,7 +82,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
     ):
-        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
+        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
 
         imported = import_labels(
             dataset=pull.outputs["dataset"],
@@ -85,13 +94,14 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
             dvc_remote_config=dvc_remote_config,
         ).set_display_name("Import labels (Label Studio)")
         # Reads a project that changes while the inputs stay the same, and may push a commit.
-        with_side_effects(with_label_studio_secret(imported))
+        with_side_effects(with_label_studio_secret(step(imported, "import-labels", cluster, idempotent=True)))
 
         gate = check_new_labels(
             merged=imported.outputs["merged"],
             min_new_labels=min_new_labels,
         ).set_display_name("Enough new labels?")
-        with_side_effects(gate)
+        # Reads the merged data set only, but its answer gates training on new labels.
+        with_side_effects(step(gate, "check-new-labels", cluster, idempotent=True))
 
         with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
             train, evaluate = add_train_and_evaluate(
@@ -112,19 +122,23 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU):
                 production_model_uri=production_model_uri,
                 min_improvement=min_improvement,
                 gate_alpha=gate_alpha,
+                cluster=cluster,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
-                package = add_package(train, evaluate)
+                package = add_package(train, evaluate, cluster)
                 with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                    add_deploy(package, serving_name, serving_namespace)
+                    add_deploy(package, serving_name, serving_namespace, cluster)
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(
                         model=train.outputs["model"],
                         project=label_studio_project,
                     ).set_display_name("Push predictions (Label Studio)")
+                    # Replaces this model version's predictions: safe to retry.
+                    step(push, "push-predictions", cluster, idempotent=True)
                     with_side_effects(with_label_studio_secret(push))
 
     return retraining
 
 
-retraining = build_retraining()
+# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
+retraining = build_retraining(cluster=LOCAL)

@@ -5,7 +5,7 @@ deploy to Kubernetes.
 """
 
 from kfp import dsl
-from planets_mlops.pipelines.platform import DEFAULT_GPU, GpuOptions
+from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOptions, GpuOptions
 from planets_mlops.pipelines.steps import (
     add_deploy,
     add_package,
@@ -22,8 +22,8 @@ from planets_mlops.knobs import (
 )
 
 
-def build_training(gpu: GpuOptions = DEFAULT_GPU):
-    """The ``training`` pipeline with the training task placed by ``gpu``."""
+def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
+    """The ``training`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
 
     @dsl.pipeline(
         name="training",
@@ -54,7 +54,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
     ) -> bool:
-        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config)
+        pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
         train, evaluate = add_train_and_evaluate(
             pull.outputs["dataset"],
             gpu,
@@ -72,15 +72,17 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU):
             production_model_uri=production_model_uri,
             min_improvement=min_improvement,
             gate_alpha=gate_alpha,
+            cluster=cluster,
         )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
-            package = add_package(train, evaluate)
+            package = add_package(train, evaluate, cluster)
             with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                add_deploy(package, serving_name, serving_namespace)
+                add_deploy(package, serving_name, serving_namespace, cluster)
         return promoted
 
     return training
 
 
-training = build_training()
+# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
+training = build_training(cluster=LOCAL)

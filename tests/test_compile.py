@@ -1,9 +1,12 @@
 """Compile every pipeline and assert selected fields of the IR (not a golden file)."""
 
+import pytest
+import yaml
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
 from planets_mlops.pipelines import PIPELINES
 from planets_mlops.pipelines.compile import compile_all, compile_pipeline
 
+from planets_mlops.errors import InvalidParameterError
 from tests.helpers import load_ir
 
 
@@ -76,26 +79,48 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
     from planets_mlops.pipelines.platform import GpuOptions
 
     spec, platform = load_ir(
-        compile_pipeline("training", tmp_path, GpuOptions(count=4, node_pool="a100", shm_size="8Gi"))
+        compile_pipeline("training", tmp_path, GpuOptions(node_pool="a100", shm_size="8Gi"))
     )
-    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "4"
+    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "1"
     train_platform = platform["deploymentSpec"]["executors"]["exec-train-model"]
     assert train_platform["nodeSelector"]["labels"]["cloud.google.com/gke-nodepool"] == "a100"
     assert train_platform["emptyDirMounts"][0]["sizeLimit"] == "8Gi"
+    assert spec["root"]["dag"]["tasks"]["train-model"]["taskInfo"]["name"] == "Train model (GPU)"
 
     spec, platform = load_ir(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
     assert "accelerator" not in _executor(spec, "train-model")["resources"]
     assert "exec-train-model" not in platform.get("deploymentSpec", {}).get("executors", {})
+    # The display name says where it runs: no "(GPU)" on a CPU-only build.
+    assert spec["root"]["dag"]["tasks"]["train-model"]["taskInfo"]["name"] == "Train model (CPU)"
+
+
+@pytest.mark.parametrize("count", [2, 4, -1])
+def test_gpu_counts_the_training_cannot_use_are_refused(count):
+    from planets_mlops.pipelines.platform import GpuOptions
+
+    # train_model runs one replica (no tf.distribute strategy): a second GPU would be
+    # reserved and never used, so the option is refused at compile time.
+    with pytest.raises(InvalidParameterError, match=rf"gpu count={count}.*0 \(CPU only\) or 1"):
+        GpuOptions(count=count)
+
+
+def test_cli_compile_refuses_two_gpus(tmp_path, capsys):
+    from planets_mlops.app.cli import main
+
+    code = main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"])
+    assert code == 2
+    assert "tf.distribute" in capsys.readouterr().err
+    assert not (tmp_path / "pipelines" / "training.yaml").exists()
 
 
 def test_cli_compile_passes_gpu_flags(tmp_path):
     from planets_mlops.app.cli import main
 
     assert (
-        main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"]) == 0
+        main(["compile", "training", "--gpu-count", "0", "--out-dir", str(tmp_path), "--no-components"]) == 0
     )
     spec, _ = load_ir(tmp_path / "pipelines" / "training.yaml")
-    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"
+    assert "accelerator" not in _executor(spec, "train-model")["resources"]
 
 
 def _inner_tasks(spec, *conditions):
@@ -131,5 +156,147 @@ def test_retraining_secrets_as_env_and_side_effect_steps_uncached(tmp_path):
     all_tasks = {**spec["root"]["dag"]["tasks"]}
     for component in spec["components"].values():
         all_tasks.update(component.get("dag", {}).get("tasks", {}))
-    for task in ("pull-data", "import-labels", "push-predictions", "deploy-model"):
+    for task in ("pull-data", "import-labels", "check-new-labels", "push-predictions", "deploy-model"):
         assert all_tasks[task]["cachingOptions"].get("enableCache") in (None, False), task
+
+
+# ----------------------------------------------------------- resources, retries, credentials
+
+CPU_STEPS = {
+    "training": {"pull-data", "prepare-dataset", "evaluate-model", "package-model", "deploy-model"},
+    "retraining": {
+        "pull-data",
+        "import-labels",
+        "check-new-labels",
+        "prepare-dataset",
+        "evaluate-model",
+        "package-model",
+        "deploy-model",
+        "push-predictions",
+    },
+}
+# Every step is safe to run twice except deploy_model: it fails only after its rollout or
+# smoke test failed and it rolled back, and a retry would serve that bento again.
+NOT_RETRIED = {"deploy-model"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Compile each (pipeline, gpu, cluster) once per module; returns (spec, platform)."""
+    cache = {}
+
+    def get(name, gpu=None, cluster=None):
+        key = (name, gpu, cluster)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("ir")
+            cache[key] = load_ir(compile_pipeline(name, out, gpu, cluster))
+        return cache[key]
+
+    return get
+
+
+def _all_tasks(spec):
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return {name: task for name, task in tasks.items() if not name.startswith("condition-")}
+
+
+@pytest.mark.parametrize("name", sorted(CPU_STEPS))
+def test_every_task_has_requests_and_limits(compiled, name):
+    from planets_mlops.pipelines.platform import GpuOptions
+
+    for gpu in (GpuOptions(), GpuOptions(count=0, cpu="2", memory="4Gi")):
+        spec, _ = compiled(name, gpu)
+        tasks = _all_tasks(spec)
+        assert set(tasks) == CPU_STEPS[name] | {"train-model"}
+        for task in tasks:
+            resources = _executor(spec, task)["resources"]
+            for key in (
+                "resourceCpuRequest",
+                "resourceMemoryRequest",
+                "resourceCpuLimit",
+                "resourceMemoryLimit",
+            ):
+                assert resources.get(key), (name, task, key)
+            assert resources["cpuRequest"] <= resources["cpuLimit"], task
+            assert resources["memoryRequest"] <= resources["memoryLimit"], task
+        # Training is Guaranteed (requests == limits): not evicted mid-epoch.
+        train = _executor(spec, "train-model")["resources"]
+        assert train["resourceCpuRequest"] == train["resourceCpuLimit"] == gpu.cpu
+        assert train["resourceMemoryRequest"] == train["resourceMemoryLimit"] == gpu.memory
+
+
+@pytest.mark.parametrize("name", sorted(CPU_STEPS))
+def test_idempotent_steps_retry_with_backoff_and_deploy_does_not(compiled, name):
+    spec, _ = compiled(name)
+    for task_name, task in _all_tasks(spec).items():
+        if task_name in NOT_RETRIED:
+            assert "retryPolicy" not in task, task_name
+            continue
+        policy = task["retryPolicy"]
+        assert policy["maxRetryCount"] == 3, task_name
+        assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2.0, task_name
+        assert policy["backoffMaxDuration"] == "600s", task_name
+
+
+def test_pipelines_built_for_kfp_local_do_not_retry(tmp_path):
+    # kfp.local sleeps through every backoff: a failing local step must fail at once.
+    from kfp import compiler
+    from planets_mlops.pipelines.retraining import retraining
+    from planets_mlops.pipelines.training import training
+
+    for pipeline in (training, retraining):
+        path = tmp_path / "local.yaml"
+        compiler.Compiler().compile(pipeline, str(path))
+        spec, _ = load_ir(path)
+        assert not [t for t, task in _all_tasks(spec).items() if "retryPolicy" in task]
+
+
+def test_gke_build_mounts_no_key(compiled):
+    spec, platform = compiled("retraining")
+    for executor in platform.get("deploymentSpec", {}).get("executors", {}).values():
+        assert "secretAsVolume" not in executor
+    for executor in spec["deploymentSpec"]["executors"].values():
+        names = {e["name"] for e in executor["container"].get("env", [])}
+        assert "GOOGLE_APPLICATION_CREDENTIALS" not in names
+    deploy = _inner_deploy_inputs(spec)
+    assert deploy["gcs_credentials_secret"]["runtimeValue"]["constant"] == ""
+
+
+def _inner_deploy_inputs(spec):
+    return _all_tasks(spec)["deploy-model"]["inputs"]["parameters"]
+
+
+@pytest.mark.parametrize("name", sorted(CPU_STEPS))
+def test_kind_build_gives_steps_the_key_and_serving_a_separate_one(compiled, name):
+    from planets_mlops.pipelines.platform import KIND, GpuOptions
+
+    spec, platform = compiled(name, GpuOptions(count=0), KIND)
+    executors = platform["deploymentSpec"]["executors"]
+    for task in _all_tasks(spec):
+        (volume,) = executors[f"exec-{task}"]["secretAsVolume"]
+        assert volume["secretName"] == "gcs-credentials" and volume["mountPath"] == "/var/secrets/gcs"
+        env = {e["name"]: e["value"] for e in _executor(spec, task).get("env", [])}
+        # The KFP launcher runs in the step's container and reads the same variable.
+        assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/gcs/key.json"
+    assert "accelerator" not in _executor(spec, "train-model")["resources"]
+    assert "tolerations" not in executors["exec-train-model"]
+    # Serving pods get the read-only key, never the pipeline's writable one.
+    deploy = _inner_deploy_inputs(spec)
+    assert deploy["gcs_credentials_secret"]["runtimeValue"]["constant"] == "gcs-serving-credentials"
+
+
+def test_serving_cannot_be_given_the_pipeline_key():
+    from planets_mlops.pipelines.platform import ClusterOptions
+
+    with pytest.raises(InvalidParameterError, match="serving_gcs_key_secret='k'.*read-only"):
+        ClusterOptions(gcs_key_secret="k", serving_gcs_key_secret="k")
+
+
+def test_no_pipeline_creates_volumes(compiled):
+    # kustomize/base/runner-rbac.yaml grants no PVC rights (KFP's driver needs them only
+    # for kfp-kubernetes CreatePVC/DeletePVC tasks): keep it that way or grant them.
+    for name in CPU_STEPS:
+        text = yaml.safe_dump(compiled(name)).lower()
+        assert "createpvc" not in text and "deletepvc" not in text and "pvcmount" not in text, name

@@ -119,20 +119,24 @@ def test_kind_reads_the_bucket_with_the_key_secret() -> None:
     providers = yaml.safe_load(find(objs, "ConfigMap", "kfp-launcher")["data"]["providers"])
     secret_ref = providers["gs"]["default"]["credentials"]["secretRef"]
     assert secret_ref == {"secretName": "gcs-credentials", "tokenKey": "key.json"}
-    namespaces = {
-        o["metadata"]["namespace"]
-        for o in objs
-        if o["kind"] == "Secret" and o["metadata"]["name"] == "gcs-credentials"
-    }
-    assert namespaces == {"kubeflow", "planets-serving"}
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs if o["kind"] == "Secret"}
+    # The pipeline's writable key stays in the KFP namespace; serving pods get a separate
+    # read-only key (deploy_model mounts gcs-serving-credentials, tests/test_compile.py).
+    assert ("kubeflow", "gcs-credentials") in secrets
+    assert ("planets-serving", "gcs-serving-credentials") in secrets
+    assert ("planets-serving", "gcs-credentials") not in secrets
     assert not any("iam.gke.io/gcp-service-account" in (o["metadata"].get("annotations") or {}) for o in objs)
 
 
 def test_gke_uses_workload_identity_and_a_gpu_pool() -> None:
     objs = hydrate("overlays/gke")
-    for name in ("planets-pipeline-runner", "planets-serving"):
+    # ml-pipeline-ui: the KFP UI reads gs:// artifacts with its own Google identity.
+    for name in ("planets-pipeline-runner", "planets-serving", "ml-pipeline-ui"):
         annotations = find(objs, "ServiceAccount", name)["metadata"]["annotations"]
         assert annotations["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    ui = find(objs, "ServiceAccount", "ml-pipeline-ui")
+    assert ui["metadata"]["namespace"] == "kubeflow"
+    assert ui["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith("planets-ui@")
     gpu = find(objs, "ConfigMap", "planets-gpu-node-pool")["data"]
     assert gpu["node_selector_key"] == "cloud.google.com/gke-accelerator"
     assert gpu["taint"].startswith("nvidia.com/gpu=")
