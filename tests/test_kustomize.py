@@ -6,6 +6,8 @@ Objects are validated OFFLINE against the Kubernetes 1.30 JSON schemas shipped b
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -140,3 +142,61 @@ def test_gke_uses_workload_identity_and_a_gpu_pool() -> None:
     gpu = find(objs, "ConfigMap", "planets-gpu-node-pool")["data"]
     assert gpu["node_selector_key"] == "cloud.google.com/gke-accelerator"
     assert gpu["taint"].startswith("nvidia.com/gpu=")
+
+
+KIND_E2E = ROOT.parent / "scripts" / "kind_e2e.sh"
+CLUSTER_SETUP = ROOT.parent / "docs" / "cluster-setup.md"
+
+
+def _print_setup(bucket: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GCS_BUCKET": bucket}
+    return subprocess.run(
+        ["bash", str(KIND_E2E), "--print-setup"], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_kind_setup_fills_the_bucket_and_keeps_secrets_templates() -> None:
+    result = _print_setup("my-planets-bucket")
+    assert result.returncode == 0, result.stderr
+    assert "REPLACE-WITH-BUCKET" not in result.stdout
+    objs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    launcher = find(tuple(objs), "ConfigMap", "kfp-launcher")
+    assert (
+        launcher["data"]["defaultPipelineRoot"] == "gs://my-planets-bucket/planets-mlops/kind/pipeline-root"
+    )
+    for secret in (o for o in objs if o["kind"] == "Secret"):
+        assert all("REPLACE" in v or "example.invalid" in v for v in secret["stringData"].values())
+
+
+@pytest.mark.parametrize("bucket", ["", "gs://my-bucket", "UPPER", "a"])
+def test_kind_setup_refuses_a_bad_bucket_name(bucket: str) -> None:
+    result = _print_setup(bucket)
+    assert result.returncode == 1
+    assert "GCS_BUCKET" in result.stderr and "bucket" in result.stderr
+
+
+def _sdk_line() -> str:
+    lock = (ROOT.parent / "requirements.lock").read_text()
+    (version,) = re.findall(r"^kfp==(\d+\.\d+)\.\d+", lock, flags=re.MULTILINE)
+    return version
+
+
+def test_kfp_backend_is_pinned_to_the_sdk_release_line() -> None:
+    # The driver, launcher and Argo rights checked by tests/test_rbac.py are 2.17.0's.
+    line = _sdk_line()
+    script = KIND_E2E.read_text()
+    (default,) = re.findall(r'KFP_VERSION="\$\{KFP_VERSION:-([0-9.]+)\}"', script)
+    assert default.startswith(line + "."), (default, line)
+    (documented,) = re.findall(r"export KFP_VERSION=([0-9.]+)", CLUSTER_SETUP.read_text())
+    assert documented == default
+
+
+def test_kind_script_applies_the_setup_after_every_kfp_install() -> None:
+    # KFP's install owns kfp-launcher and resets it: the project's overlay comes after it.
+    lines = KIND_E2E.read_text().splitlines()
+    kfp = max(i for i, line in enumerate(lines) if "env/platform-agnostic?ref=" in line)
+    ours = min(i for i, line in enumerate(lines) if 'kubectl apply -f "$setup"' in line)
+    check = min(i for i, line in enumerate(lines) if "jsonpath='{.data.defaultPipelineRoot}'" in line)
+    assert kfp < ours < check
