@@ -213,12 +213,87 @@ def test_run_sends_params_root_and_service_account_and_keeps_caching(capsys, fak
     assert post.headers["authorization"] == f"Bearer {TOKEN}"
 
 
-def test_run_caching_flag_overrides_only_when_asked(capsys, fake, tmp_path):
+def _caching_of(spec: dict) -> dict[str, bool]:
+    from planets_mlops.app.cli.caching import container_tasks
+    from planets_mlops.app.kfp_client import spec_of
+
+    spec = spec_of(spec)  # a spec with platform settings comes wrapped
+    return {
+        t["componentRef"]["name"]: bool(t.get("cachingOptions", {}).get("enableCache"))
+        for t in container_tasks(spec)
+    }
+
+
+def test_caching_on_keeps_compiled_no_cache_decisions(capsys, fake, tmp_path):
     assert run_cli(capsys, "run", "tiny", "--caching", "on")[0] == 0
-    tasks = fake.calls("POST", "/runs")[0].body["pipeline_spec"]["root"]["dag"]["tasks"]
-    assert all(t["cachingOptions"].get("enableCache") is True for t in tasks.values())
-    compiled = compiled_spec(tmp_path)["root"]["dag"]["tasks"]
-    assert any(not t["cachingOptions"].get("enableCache") for t in compiled.values())
+    body = fake.calls("POST", "/runs")[0].body
+    assert body["pipeline_spec"] == compiled_spec(tmp_path)
+    assert sorted(_caching_of(body["pipeline_spec"]).values()) == [False, True]
+
+
+SIDE_EFFECT_STEPS = {
+    "comp-pull-data",
+    "comp-import-labels",
+    "comp-check-new-labels",
+    "comp-push-predictions",
+    "comp-deploy-model",
+}
+
+
+@pytest.mark.parametrize("pipeline", ["training", "retraining"])
+def test_caching_on_never_caches_steps_with_outside_effects(capsys, fake, pipeline):
+    # kfp.Client(enable_caching=True) used to switch these on (data_rev=main reusing stale data).
+    params = ["--param", "data_repo_url=https://example.com/data.git"]
+    if pipeline == "retraining":
+        params += ["--param", "label_studio_project=planets"]
+    code = cli.main(["run", pipeline, *params, "--caching", "on"], source_factory=cli.pipeline_source)
+    assert code == 0, capsys.readouterr().err
+    cached = _caching_of(fake.calls("POST", "/runs")[0].body["pipeline_spec"])
+    assert {n for n, on in cached.items() if not on} == SIDE_EFFECT_STEPS & set(cached)
+    assert "comp-pull-data" in cached and cached["comp-train-model"] is True
+
+
+def test_caching_off_reaches_tasks_inside_conditions(capsys, fake):
+    params = ["--param", "data_repo_url=https://example.com/data.git", "--param", "label_studio_project=p"]
+    code = cli.main(["run", "retraining", *params, "--caching", "off"], source_factory=cli.pipeline_source)
+    assert code == 0, capsys.readouterr().err
+    body = fake.calls("POST", "/runs")[0].body
+    assert body["pipeline_spec"]["platform_spec"]  # the GPU and secret settings travel along
+    spec = body["pipeline_spec"]["pipeline_spec"]
+    root_tasks = {t["componentRef"]["name"] for t in spec["root"]["dag"]["tasks"].values()}
+    assert "comp-train-model" not in root_tasks  # it sits inside a condition
+    cached = _caching_of(spec)
+    assert len(cached) >= 8 and not any(cached.values())
+
+
+def test_caching_off_with_an_uploaded_version_uploads_an_uncached_one_once(capsys, fake):
+    assert run_cli(capsys, "upload")[0] == 0
+    version = f"{__version__}-abc1234"
+    for _ in range(2):
+        code, _, err = run_cli(capsys, "run", "tiny", "--version", version, "--caching", "off")
+        assert code == 0, err
+    uploads = fake.calls("POST", "/pipelines/upload_version")
+    assert [u.query["name"] for u in uploads] == [version, f"{version}-caching-off"]
+    assert not any(_caching_of(yaml.safe_load(uploads[1].body["uploadfile"])).values())
+    refs = [r.body["pipeline_version_reference"]["pipeline_version_id"] for r in fake.calls("POST", "/runs")]
+    assert len(set(refs)) == 1
+    assert fake.versions[refs[0]]["display_name"] == f"{version}-caching-off"
+
+
+@pytest.mark.parametrize("from_version", [False, True])
+def test_schedule_honours_caching_off(capsys, fake, from_version):
+    version = f"{__version__}-abc1234"
+    extra = []
+    if from_version:
+        assert run_cli(capsys, "upload")[0] == 0
+        extra = ["--version", version]
+    code, _, err = run_cli(capsys, "schedule", "tiny", "--cron", "0 0 3 * * *", "--caching", "off", *extra)
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/recurringruns")
+    assert "pipeline_spec" not in post.body
+    stored = fake.versions[post.body["pipeline_version_reference"]["pipeline_version_id"]]
+    assert stored["display_name"] == f"{version}-caching-off"
+    assert not any(_caching_of(stored["pipeline_spec"]).values())
 
 
 def test_run_compiled_file_path(capsys, fake, tmp_path):

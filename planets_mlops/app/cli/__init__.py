@@ -22,6 +22,7 @@ Modules, one per command plus the shared parts (as the ``kfp`` CLI is laid out):
   and what they resolve to.
 - :mod:`.arguments`: pipeline arguments from the flags, checked all at once (names,
   types, and values by the steps' own rules) before any request.
+- :mod:`.caching`: ``--caching``, applied to the pipeline spec at every level.
 - :mod:`.source`: the pipelines and components the CLI knows, and compiling them.
 - :mod:`.versions`: version names from the git checkout.
 - :mod:`.compile_`, :mod:`.upload`, :mod:`.run`, :mod:`.schedule`, :mod:`.status`: one

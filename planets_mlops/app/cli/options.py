@@ -95,8 +95,8 @@ def _submit() -> argparse.ArgumentParser:
     s.add_argument(
         "--caching",
         choices=("on", "off"),
-        help="override compile-time caching for root-level tasks (default: "
-        "leave the compiled settings alone)",
+        help="on: tasks cache as compiled (steps that read or change the outside world "
+        "never cache); off: no task caches, at any level (default: as compiled)",
     )
     s.add_argument(
         "--version",
@@ -125,20 +125,6 @@ def check_pipeline_root(root: str | None) -> str | None:
             "e.g. --pipeline-root gs://planets-artifacts/kfp",
         )
     return root.rstrip("/")
-
-
-def caching(value: str | None) -> bool | None:
-    """``--caching`` as a bool; None means "not asked": the compiled settings stay."""
-    return None if value is None else value == "on"
-
-
-def submit_extra(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for ``run_pipeline`` / ``create_recurring_run`` from the flags."""
-    extra: dict[str, Any] = {}
-    enable = caching(args.caching)
-    if enable is not None:
-        extra["enable_caching"] = enable
-    return extra
 
 
 def settings(args: argparse.Namespace) -> kc.ConnectionSettings:

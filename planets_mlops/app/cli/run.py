@@ -9,11 +9,11 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
-from planets_mlops.app.cli import arguments, options
+from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
 from planets_mlops.app.cli.source import local_package
-from planets_mlops.app.cli.versions import version_spec
+from planets_mlops.app.cli.versions import uncached_version, version_spec
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -35,6 +35,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.version is None:
         name, package = local_package(args, args.source_factory)
         values = arguments.validate(arguments.from_flags(args), pp.read_pipeline_spec(package), name)
+        if args.caching == "off":
+            package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
     else:
         name = args.pipeline
         values = arguments.from_flags(args)  # checked against the server's spec below
@@ -45,6 +47,10 @@ def handle(args: argparse.Namespace) -> int:
             pipeline_id, version = kc.resolve_version(client, name, args.version)
             version_id = version.pipeline_version_id
             values = arguments.validate(values, version_spec(version, args.version), name)
+            if args.caching == "off":
+                pipeline_id, version_id = uncached_version(
+                    client, name, version, args.version, Path(args.out_dir) / "pipelines"
+                )
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         run_name = args.run_name or f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         run = client.run_pipeline(
@@ -56,7 +62,6 @@ def handle(args: argparse.Namespace) -> int:
             version_id=version_id,
             pipeline_root=root,
             service_account=args.service_account,
-            **options.submit_extra(args),
         )
     say(f"submitted run {run_name} with {len(values)} argument(s)")
     print(f"run_id={run.run_id}")

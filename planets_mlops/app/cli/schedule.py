@@ -8,10 +8,10 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
-from planets_mlops.app.cli import arguments, options
+from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
-from planets_mlops.app.cli.versions import default_version_name, version_spec
+from planets_mlops.app.cli.versions import default_version_name, uncached_version, version_spec
 from planets_mlops.errors import KubeflowError
 
 
@@ -46,6 +46,9 @@ def handle(args: argparse.Namespace) -> int:
         say(f"compiling {name}")
         package = source.compile(name, Path(args.out_dir) / "pipelines")
         values = arguments.validate(values, pp.read_pipeline_spec(package), name)
+        if args.caching == "off":
+            package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
+            version_name += caching.OFF_SUFFIX
     else:
         version_name = args.version
     job_name = args.job_name or f"{name}-recurring"
@@ -59,6 +62,11 @@ def handle(args: argparse.Namespace) -> int:
             pipeline_id, version = kc.resolve_version(client, name, version_name)
             version_id = version.pipeline_version_id
             values = arguments.validate(values, version_spec(version, version_name), name)
+            if args.caching == "off":
+                pipeline_id, version_id = uncached_version(
+                    client, name, version, version_name, Path(args.out_dir) / "pipelines"
+                )
+                version_name += caching.OFF_SUFFIX
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         recurring = client.create_recurring_run(
             experiment_id=experiment_id,
@@ -72,7 +80,6 @@ def handle(args: argparse.Namespace) -> int:
             version_id=version_id,
             pipeline_root=root,
             service_account=args.service_account,
-            **options.submit_extra(args),
         )
         replaced = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
     if replaced.superseded:

@@ -8,6 +8,7 @@ from typing import Any
 
 from planets_mlops import __version__
 from planets_mlops.app import kfp_client as kc
+from planets_mlops.app.cli import caching
 from planets_mlops.app.cli.output import say
 from planets_mlops.errors import InvalidParameterError
 
@@ -59,3 +60,21 @@ def version_spec(version: Any, where: str) -> dict[str, Any]:
             "Re-upload it with `planets-mlops upload`.",
         )
     return spec
+
+
+def uncached_version(
+    client: Any, name: str, version: Any, version_name: str, out_dir: Path
+) -> tuple[str, str]:
+    """``(pipeline_id, version_id)`` of ``<version_name>-caching-off``, uploaded if missing.
+
+    Its spec is the stored spec of ``version`` with no task caching (see :mod:`.caching`);
+    the platform settings travel with it. Rerunning reuses the uploaded one.
+    """
+    variant = version_name + caching.OFF_SUFFIX
+    package = caching.write_without_cache(
+        caching.package_documents(version.pipeline_spec), out_dir / f"{name}-{variant}.yaml"
+    )
+    pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, variant)
+    if uploaded:
+        say(f"uploaded {name} version {variant} (no task caches)")
+    return pipeline_id, version_id
