@@ -52,6 +52,8 @@ class FakeKfpState:
     # Hold each GET /recurringruns until this many recurring runs were created (lets two
     # concurrent `schedule` calls interleave the same way every time).
     hold_recurring_list_until: int | None = None
+    # States successive GET /runs/<id> answers move the run through (then it stays put).
+    run_states: list[str] = field(default_factory=list)
     echo_credentials: bool = False  # error bodies quote the auth headers, as some proxies do
     requests: list[Recorded] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -240,7 +242,12 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
         return 200, _page(items[: int(query.get("page_size", 10))], "runs")
     m = re.fullmatch(r"/runs/([^/:]+)", p)
     if m and method == "GET":
-        return 200, state.runs[m[1]]
+        run = state.runs[m[1]]
+        if state.run_states:
+            run["state"] = state.run_states.pop(0)
+            if run["state"] == "FAILED":
+                run["error"] = {"code": 2, "message": "train-model: exit code 1"}
+        return 200, run
 
     if p == "/recurringruns" and method == "POST":
         rid = state.new_id("recurring")

@@ -296,6 +296,60 @@ def test_schedule_honours_caching_off(capsys, fake, from_version):
     assert not any(_caching_of(stored["pipeline_spec"]).values())
 
 
+@pytest.mark.parametrize(
+    ("states", "code", "final"),
+    [
+        (["PENDING", "RUNNING", "SUCCEEDED"], 0, "SUCCEEDED"),
+        (["RUNNING", "FAILED"], 1, "FAILED"),
+        (["RUNNING", "CANCELED"], 1, "CANCELED"),
+    ],
+)
+def test_run_wait_exits_with_the_runs_outcome(capsys, fake, states, code, final):
+    fake.run_states = list(states)
+    got, out, err = run_cli(capsys, "run", "tiny", "--wait", "--poll-interval", "0.01")
+    assert got == code, err
+    assert out.splitlines()[-1] == f"state={final}"
+    assert f": {final}" in err
+    if final == "FAILED":
+        assert "ended FAILED: train-model: exit code 1" in err
+
+
+def test_run_wait_gives_up_after_its_timeout(capsys, fake):
+    fake.run_states = ["RUNNING"] * 1000
+    code, _, err = run_cli(
+        capsys, "run", "tiny", "--wait", "--wait-timeout", "0.2", "--poll-interval", "0.05"
+    )
+    assert code == 1 and "still RUNNING after --wait-timeout 0.2 s" in err
+
+
+def test_missing_host_or_params_file_fails_before_compiling(capsys, fake, monkeypatch, tmp_path):
+    code, _, err = run_cli(capsys, "run", "tiny", "--params-file", "nope.yaml")
+    assert code == 4 and "nope.yaml" in err and "compiling" not in err
+    monkeypatch.delenv("KFP_HOST")
+    for command in (["run", "tiny"], ["schedule", "tiny", "--cron", "@daily"], ["upload"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2 and "KFP_HOST" in err and "compiling" not in err, command
+    assert not (tmp_path / "build").exists()
+    assert fake.requests == []
+
+
+def test_kf_pipelines_endpoint_and_token_file_are_honoured(capsys, fake, monkeypatch, tmp_path):
+    # What a Kubeflow Notebook sets (the variables kfp.Client reads).
+    fake_url = os.environ["KFP_HOST"]
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", fake_url)
+    monkeypatch.delenv("KFP_HOST")
+    monkeypatch.delenv("KFP_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    code, _, err = run_cli(capsys, "status")
+    assert code == 0, err
+    assert fake_url in err and fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "missing"))
+    code, _, err = run_cli(capsys, "status")
+    assert code == 2 and "KF_PIPELINES_SA_TOKEN_PATH" in err
+
+
 def test_run_compiled_file_path(capsys, fake, tmp_path):
     assert run_cli(capsys, "compile", "--no-components")[0] == 0
     code, _, err = run_cli(capsys, "run", "build/pipelines/tiny.yaml")

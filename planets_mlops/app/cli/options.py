@@ -46,7 +46,7 @@ def _common() -> argparse.ArgumentParser:
 def _connection() -> argparse.ArgumentParser:
     conn = argparse.ArgumentParser(add_help=False)
     g = conn.add_argument_group("connection (flags override the environment)")
-    g.add_argument("--host", help="KFP API URL [KFP_HOST]")
+    g.add_argument("--host", help="KFP API URL [KFP_HOST, else KF_PIPELINES_ENDPOINT]")
     g.add_argument("--namespace", help="profile namespace, multi-user only [KFP_NAMESPACE]")
     g.add_argument(
         "--token",
@@ -140,9 +140,17 @@ def settings(args: argparse.Namespace) -> kc.ConnectionSettings:
     )
 
 
-def connect(args: argparse.Namespace) -> tuple[Any, kc.ConnectionSettings]:
-    """``(kfp.Client, settings)``, after a fast health check."""
-    resolved = settings(args)
+def connect(
+    args: argparse.Namespace, resolved: kc.ConnectionSettings | None = None
+) -> tuple[Any, kc.ConnectionSettings]:
+    """``(kfp.Client, settings)``, after a fast health check.
+
+    Args:
+        args: The parsed flags.
+        resolved: Settings already resolved from them (commands resolve them before
+            compiling, so a missing host fails at once); resolved here when None.
+    """
+    resolved = resolved or settings(args)
     say(f"connecting to {resolved.describe()}")
     return kc.connect(resolved), resolved
 

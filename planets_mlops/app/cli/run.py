@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, say
 from planets_mlops.app.cli.source import local_package
 from planets_mlops.app.cli.versions import uncached_version, version_spec
+from planets_mlops.errors import InvalidParameterError, KubeflowError
+
+DEFAULT_WAIT_TIMEOUT = 6 * 3600.0
+# Terminal states of a KFP v2 run (V2beta1RuntimeState).
+END_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -25,22 +31,39 @@ def register(sub: Any, parents: Parents) -> None:
     )
     p.add_argument("pipeline", metavar="PIPELINE", help="pipeline name, or a compiled .yaml file")
     p.add_argument("--run-name", help="default: PIPELINE-YYYYmmdd-HHMMSS")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the run to end; exit 0 only if it SUCCEEDED (1 otherwise)",
+    )
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up waiting after this long (default {DEFAULT_WAIT_TIMEOUT:g}; the run goes on)",
+    )
+    p.add_argument("--poll-interval", type=float, default=10.0, help=argparse.SUPPRESS)
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Check everything local first, then connect and submit; prints ``run_id=...``."""
+    # Cheap checks first: a missing host or a bad params file fails before compiling.
     root = options.check_pipeline_root(args.pipeline_root)
+    resolved = options.settings(args)
+    values = arguments.from_flags(args)
+    if args.wait_timeout <= 0:
+        raise InvalidParameterError("--wait-timeout", args.wait_timeout, "a positive number of seconds")
     package: Path | None = None
     if args.version is None:
         name, package = local_package(args, args.source_factory)
-        values = arguments.validate(arguments.from_flags(args), pp.read_pipeline_spec(package), name)
+        values = arguments.validate(values, pp.read_pipeline_spec(package), name)
         if args.caching == "off":
             package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
     else:
-        name = args.pipeline
-        values = arguments.from_flags(args)  # checked against the server's spec below
-    client, settings = options.connect(args)
+        name = args.pipeline  # values are checked against the server's spec below
+    client, settings = options.connect(args, resolved)
     with options.api(settings, f"submit a run of {name}"):
         pipeline_id = version_id = None
         if args.version is not None:
@@ -65,4 +88,38 @@ def handle(args: argparse.Namespace) -> int:
         )
     say(f"submitted run {run_name} with {len(values)} argument(s)")
     print(f"run_id={run.run_id}")
+    if not args.wait:
+        return EXIT_OK
+    with options.api(settings, f"follow run {run.run_id}"):
+        state, error = wait_for_run(client, run.run_id, args.wait_timeout, args.poll_interval)
+    print(f"state={state}")
+    if state != "SUCCEEDED":
+        raise KubeflowError(
+            f"Run {run.run_id} ended {state}" + (f": {error}" if error else "") + ". See its logs "
+            f"in the UI, or `planets-mlops status --run-id {run.run_id}`."
+        )
     return EXIT_OK
+
+
+def wait_for_run(client: Any, run_id: str, timeout: float, poll: float) -> tuple[str, str | None]:
+    """Poll the run until it ends; returns ``(state, error message or None)``.
+
+    Raises:
+        KubeflowError: Still not ended after ``timeout`` seconds (the run keeps going).
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        run = client.get_run(run_id)
+        state = str(run.state) if run.state else "UNKNOWN"
+        if state != last:
+            say(f"run {run_id}: {state}")
+            last = state
+        if state in END_STATES:
+            return state, run.error.message if run.error else None
+        if time.monotonic() + poll > deadline:
+            raise KubeflowError(
+                f"Run {run_id} is still {state} after --wait-timeout {timeout:g} s; it keeps "
+                f"running. Follow it with `planets-mlops status --run-id {run_id}`."
+            )
+        time.sleep(poll)

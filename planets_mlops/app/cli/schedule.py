@@ -36,6 +36,7 @@ def handle(args: argparse.Namespace) -> int:
     """Upload (or resolve) the version, create the recurring run, remove older ones."""
     cron = kc.validate_cron(args.cron)
     root = options.check_pipeline_root(args.pipeline_root)
+    resolved = options.settings(args)  # a missing host fails before compiling
     name = args.pipeline
     values = arguments.from_flags(args)
     package = None
@@ -52,7 +53,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         version_name = args.version
     job_name = args.job_name or f"{name}-recurring"
-    client, settings = options.connect(args)
+    client, settings = options.connect(args, resolved)
     with options.api(settings, f"schedule {job_name}"):
         if package is not None:
             pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, version_name)

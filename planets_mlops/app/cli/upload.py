@@ -28,6 +28,7 @@ def register(sub: Any, parents: Parents) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Compile, then get-or-upload each pipeline's version (a rerun changes nothing)."""
+    resolved = options.settings(args)  # a missing host fails before compiling
     source = args.source_factory()
     names = args.names or source.names
     for name in names:
@@ -36,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     packages = {}
     for name in names:
         packages[name] = source.compile(name, Path(args.out_dir) / "pipelines")
-    client, settings = options.connect(args)
+    client, settings = options.connect(args, resolved)
     for name, package in packages.items():
         with options.api(settings, f"upload pipeline {name}"):
             pid, vid, uploaded = kc.upload_version(

@@ -7,10 +7,12 @@ Connection settings come from flags or the environment:
 
 =================  ==========================================================
 ``KFP_HOST``        API endpoint, e.g. ``http://localhost:8080`` (port-forward of
-                    ``ml-pipeline-ui``) or ``https://kubeflow.example.com/pipeline``
+                    ``ml-pipeline-ui``) or ``https://kubeflow.example.com/pipeline``;
+                    unset: ``KF_PIPELINES_ENDPOINT``, as ``kfp.Client`` reads it
 ``KFP_NAMESPACE``   profile namespace on multi-user Kubeflow (unset: single-user)
 ``KFP_TOKEN``       bearer token (e.g. ``gcloud auth print-identity-token`` or a
-                    service-account token)
+                    service-account token); unset: the file named by
+                    ``KF_PIPELINES_SA_TOKEN_PATH``, if set
 ``KFP_COOKIES``     cookie header instead, e.g. ``authservice_session=...`` (Dex)
 ``KFP_VERIFY_SSL``  ``false`` to skip TLS verification (test clusters only)
 ``KFP_CA_BUNDLE``   CA bundle (PEM) for a private certificate authority

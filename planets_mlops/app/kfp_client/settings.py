@@ -51,13 +51,14 @@ class ConnectionSettings:
                 ``KFP_VERIFY_SSL`` or timeout, or a CA bundle that does not exist.
         """
         env = os.environ if env is None else env
-        host = (host or env.get("KFP_HOST") or "").strip()
+        # KF_PIPELINES_ENDPOINT is what kfp.Client reads, and what Kubeflow Notebooks set.
+        host = (host or env.get("KFP_HOST") or env.get("KF_PIPELINES_ENDPOINT") or "").strip()
         if not host:
             raise InvalidParameterError(
                 "KFP host",
                 host,
                 "set",
-                "Pass --host or set KFP_HOST, e.g. "
+                "Pass --host or set KFP_HOST (or KF_PIPELINES_ENDPOINT), e.g. "
                 "http://localhost:8080 after `kubectl port-forward -n kubeflow "
                 "svc/ml-pipeline-ui 8080:80`.",
             )
@@ -92,7 +93,7 @@ class ConnectionSettings:
         return cls(
             host=host.rstrip("/"),
             namespace=namespace or env.get("KFP_NAMESPACE") or None,
-            token=token or env.get("KFP_TOKEN") or None,
+            token=token or env.get("KFP_TOKEN") or _token_from_file(env),
             cookies=cookies or env.get("KFP_COOKIES") or None,
             verify_ssl=verify_ssl,
             ca_bundle=ca_bundle,
@@ -109,6 +110,26 @@ class ConnectionSettings:
         tls = "" if self.verify_ssl else ", TLS verification OFF"
         ns = self.namespace or "(single-user)"
         return f"{self.host} namespace={ns} auth={auth}{tls}"
+
+
+def _token_from_file(env: Mapping[str, str]) -> str | None:
+    """The token in ``KF_PIPELINES_SA_TOKEN_PATH`` (a projected service-account token).
+
+    Raises:
+        InvalidParameterError: The variable names a file that cannot be read.
+    """
+    path = env.get("KF_PIPELINES_SA_TOKEN_PATH")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as exc:
+        raise InvalidParameterError(
+            "KF_PIPELINES_SA_TOKEN_PATH",
+            path,
+            "a readable token file",
+            "Mount the pipelines service-account token there, or unset the variable.",
+        ) from exc
 
 
 def secret_values(*secrets: str | None) -> list[str]:
