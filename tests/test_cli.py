@@ -820,6 +820,42 @@ def test_guide_params_fit_the_real_training_pipeline(tmp_path):
     assert pp.validate_arguments(arguments, inputs, "training")["train_epochs"] == 3
 
 
+def test_output_json_on_every_command(capsys, fake, tmp_path):
+    import json
+
+    code, out, err = run_cli(capsys, "compile", "-o", "json")
+    assert code == 0, err
+    compiled = json.loads(out)
+    assert compiled["pipelines"] == ["build/pipelines/tiny.yaml"]
+    assert isinstance(compiled["components"], list)
+
+    code, out, _ = run_cli(capsys, "upload", "--output", "json")
+    (uploaded,) = json.loads(out)
+    assert uploaded == {
+        "pipeline": "tiny",
+        "version": f"{__version__}-abc1234",
+        "pipeline_id": "pipeline-1",
+        "version_id": "version-2",
+        "uploaded": True,
+    }
+
+    fake.run_states = ["SUCCEEDED"]
+    code, out, _ = run_cli(
+        capsys, "run", "tiny", "--run-name", "r1", "--wait", "--poll-interval", "0.01", "-o", "json"
+    )
+    assert code == 0
+    run = json.loads(out)
+    assert run == {"run_id": next(iter(fake.runs)), "name": "r1", "state": "SUCCEEDED", "error": None}
+
+    code, out, _ = run_cli(capsys, "schedule", "tiny", "--cron", "@daily", "-o", "json")
+    scheduled = json.loads(out)
+    assert scheduled["recurring_run_id"] in fake.recurring and scheduled["removed_recurring_run_ids"] == []
+    assert scheduled["cron"] == "@daily" and scheduled["job_name"] == "tiny-recurring"
+
+    code, out, _ = run_cli(capsys, "status", "-o", "json")
+    assert [row["run_id"] for row in json.loads(out)] == [run["run_id"]]
+
+
 def test_stdout_carries_only_results(capsys, fake):
     code, out, err = run_cli(capsys, "run", "tiny")
     assert code == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops.app.cli.options import Parents
-from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.source import compile_components
 from planets_mlops.errors import InvalidParameterError
 
@@ -58,16 +58,20 @@ def handle(args: argparse.Namespace) -> int:
     for name in names:
         source.check(name)
     out = Path(args.out_dir)
+    pipelines = []
     for name in names:
         t0 = time.monotonic()
-        path = source.compile(name, out / "pipelines", gpu_options(args))
+        pipelines.append(source.compile(name, out / "pipelines", gpu_options(args)))
         say(f"compiled pipeline {name} in {time.monotonic() - t0:.2f} s")
-        print(path)
+    components: list[Path] = []
     if not args.no_components:
         t0 = time.monotonic()
-        paths = compile_components(out / "components", args.components_package)
-        for path in paths:
-            print(path)
-        say(f"compiled {len(paths)} component(s) in {time.monotonic() - t0:.2f} s")
+        components = compile_components(out / "components", args.components_package)
+        say(f"compiled {len(components)} component(s) in {time.monotonic() - t0:.2f} s")
+    emit(
+        args,
+        [str(p) for p in [*pipelines, *components]],
+        {"pipelines": [str(p) for p in pipelines], "components": [str(p) for p in components]},
+    )
     say(f"done: {len(names)} pipeline(s) in {time.monotonic() - start:.2f} s")
     return EXIT_OK

@@ -40,6 +40,13 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     common.add_argument("--out-dir", default="build", help="where compiled YAML goes (default: build)")
+    common.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="results on stdout as text lines (default) or one JSON document",
+    )
     return common
 
 

@@ -9,6 +9,7 @@ lists, whether the secret came from a flag or the environment.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,6 +24,20 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECTION, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 def say(message: str) -> None:
     """Progress line on stderr (stdout stays parseable)."""
     print(f"[planets-mlops] {message}", file=sys.stderr, flush=True)
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """True with ``--output json`` (or ``status --json``)."""
+    return getattr(args, "output", "text") == "json" or bool(getattr(args, "json", False))
+
+
+def emit(args: argparse.Namespace, lines: Sequence[str], data: object) -> None:
+    """The command's results on stdout: ``lines`` as text, or ``data`` as one JSON document."""
+    if wants_json(args):
+        print(json.dumps(data, indent=2))
+    else:
+        for line in lines:
+            print(line)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

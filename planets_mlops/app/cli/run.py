@@ -12,7 +12,7 @@ from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
-from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.output import EXIT_OK, emit, say, wants_json
 from planets_mlops.app.cli.source import local_package
 from planets_mlops.app.cli.versions import uncached_version, version_spec
 from planets_mlops.errors import InvalidParameterError, KubeflowError
@@ -87,12 +87,15 @@ def handle(args: argparse.Namespace) -> int:
             service_account=args.service_account,
         )
     say(f"submitted run {run_name} with {len(values)} argument(s)")
-    print(f"run_id={run.run_id}")
+    result: dict[str, Any] = {"run_id": run.run_id, "name": run_name}
+    if not wants_json(args):
+        print(f"run_id={run.run_id}")  # at once: --wait may take hours
     if not args.wait:
+        emit(args, [], result)
         return EXIT_OK
     with options.api(settings, f"follow run {run.run_id}"):
         state, error = wait_for_run(client, run.run_id, args.wait_timeout, args.poll_interval)
-    print(f"state={state}")
+    emit(args, [f"state={state}"], {**result, "state": state, "error": error})
     if state != "SUCCEEDED":
         raise KubeflowError(
             f"Run {run.run_id} ended {state}" + (f": {error}" if error else "") + ". See its logs "

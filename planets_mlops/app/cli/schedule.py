@@ -10,7 +10,7 @@ from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
-from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.versions import default_version_name, uncached_version, version_spec
 from planets_mlops.errors import KubeflowError
 
@@ -84,8 +84,11 @@ def handle(args: argparse.Namespace) -> int:
         )
         replaced = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
     if replaced.superseded:
-        for old in replaced.removed:
-            print(f"removed_recurring_run_id={old}")
+        emit(
+            args,
+            [f"removed_recurring_run_id={r}" for r in replaced.removed],
+            {"recurring_run_id": None, "kept": replaced.kept, "removed_recurring_run_ids": replaced.removed},
+        )
         raise KubeflowError(
             f"Another `schedule` of {job_name} ran at the same time and its recurring run "
             f"{replaced.kept} is newer, so it stays and this call's {replaced.own} was removed. "
@@ -96,7 +99,18 @@ def handle(args: argparse.Namespace) -> int:
         f"scheduled {job_name} ({name} {version_name}) at '{cron}'; "
         f"replaced {len(replaced.removed)} older recurring run(s)"
     )
-    print(f"recurring_run_id={recurring.recurring_run_id}")
-    for old in replaced.removed:
-        print(f"removed_recurring_run_id={old}")
+    emit(
+        args,
+        [
+            f"recurring_run_id={recurring.recurring_run_id}",
+            *(f"removed_recurring_run_id={r}" for r in replaced.removed),
+        ],
+        {
+            "recurring_run_id": recurring.recurring_run_id,
+            "job_name": job_name,
+            "version": version_name,
+            "cron": cron,
+            "removed_recurring_run_ids": replaced.removed,
+        },
+    )
     return EXIT_OK

@@ -8,7 +8,7 @@ from typing import Any
 
 from planets_mlops.app.cli import options
 from planets_mlops.app.cli.options import Parents
-from planets_mlops.app.cli.output import EXIT_OK, print_table
+from planets_mlops.app.cli.output import EXIT_OK, print_table, wants_json
 from planets_mlops.errors import NotFoundError
 
 HEADER = ("RUN ID", "NAME", "STATE", "CREATED", "DURATION", "TASKS", "METRICS")
@@ -20,7 +20,7 @@ def register(sub: Any, parents: Parents) -> None:
     p.add_argument("--experiment", help="only this experiment")
     p.add_argument("--run-id", help="only this run")
     p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="the same as --output json")
     p.set_defaults(handler=handle)
 
 
@@ -96,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
     with options.api(settings, "list runs"):
         runs = fetch_runs(client, args, settings.namespace)
     rows = [run_summary(run) for run in runs]
-    if args.json:
+    if wants_json(args):
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not rows:

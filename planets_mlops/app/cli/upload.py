@@ -9,7 +9,7 @@ from typing import Any
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli import options
 from planets_mlops.app.cli.options import Parents
-from planets_mlops.app.cli.output import EXIT_OK, say
+from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.versions import default_version_name
 
 
@@ -38,6 +38,7 @@ def handle(args: argparse.Namespace) -> int:
     for name in names:
         packages[name] = source.compile(name, Path(args.out_dir) / "pipelines")
     client, settings = options.connect(args, resolved)
+    rows = []
     for name, package in packages.items():
         with options.api(settings, f"upload pipeline {name}"):
             pid, vid, uploaded = kc.upload_version(
@@ -45,5 +46,21 @@ def handle(args: argparse.Namespace) -> int:
             )
         verb = "uploaded" if uploaded else "already uploaded"
         say(f"{verb} {name} version {version_name}")
-        print(f"{name}\t{version_name}\tpipeline_id={pid}\tversion_id={vid}")
+        rows.append(
+            {
+                "pipeline": name,
+                "version": version_name,
+                "pipeline_id": pid,
+                "version_id": vid,
+                "uploaded": uploaded,
+            }
+        )
+    emit(
+        args,
+        [
+            f"{r['pipeline']}\t{r['version']}\tpipeline_id={r['pipeline_id']}\tversion_id={r['version_id']}"
+            for r in rows
+        ],
+        rows,
+    )
     return EXIT_OK
