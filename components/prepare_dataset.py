@@ -13,7 +13,7 @@ def prepare_dataset(
     seed: int = 5241,
     split: float = 0.2,
     image_size: int = 32,
-    grayscale: bool = True,
+    grayscale: bool = False,
     rescale: float = 1.0 / 255.0,
     output_classes: int = 0,
     max_invalid_fraction: float = 0.01,

@@ -19,8 +19,9 @@ def train_model(
     batch_size: int = 32,
     seed: int = 5241,
     output_classes: int = 0,
+    guard_coverage: float = 0.95,
 ):
-    """Train on the train split, validate per epoch, save Keras + ONNX model folder."""
+    """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard."""
     from pathlib import Path
 
     from planets_mlops.train import TrainParams
@@ -34,6 +35,7 @@ def train_model(
         batch_size=batch_size,
         seed=seed,
         output_classes=output_classes,
+        guard_coverage=guard_coverage,
     )
     result = train(prepared.path, model.path, params)
     Path(history.path).write_text(result.history_json())

@@ -51,6 +51,7 @@ def add_train_and_evaluate(
     train_batch_size,
     train_seed,
     train_output_classes,
+    train_guard_coverage,
     production_model_uri,
     min_improvement,
     gate_alpha,
@@ -81,6 +82,7 @@ def add_train_and_evaluate(
         batch_size=train_batch_size,
         seed=train_seed,
         output_classes=train_output_classes,
+        guard_coverage=train_guard_coverage,
     ).set_display_name(f"Train model ({gpu.label})")
     cluster.apply(gpu.apply(train), idempotent=True)
     evaluate = evaluate_model(

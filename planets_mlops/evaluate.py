@@ -20,6 +20,7 @@ import numpy as np
 
 from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
+from planets_mlops.guard import has_guard, load_guard, rejection_rate
 from planets_mlops.knobs import EvaluateParams
 from planets_mlops.prepare import load_manifest, load_split
 from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE
@@ -62,6 +63,8 @@ class EvaluateResult:
         predictions: The predicted class index of each validation image.
         promote: Whether to promote the model (always when there is no production model).
         comparison: The comparison with production; ``None`` when none was given.
+        guard: The open-set guard's figures (see :func:`guard_figures`); ``None`` for a
+            model folder without a guard.
     """
 
     metrics: dict[str, float]
@@ -70,10 +73,12 @@ class EvaluateResult:
     predictions: list[int]
     promote: bool
     comparison: Comparison | None = None
+    guard: dict[str, float] | None = None
 
     def metadata(self) -> dict[str, float]:
-        """Values for the KFP Metrics output: the metrics, and the comparison when there is one."""
+        """Values for the KFP Metrics output: the metrics, the guard's figures, the comparison."""
         values = dict(self.metrics)
+        values.update(self.guard or {})
         if self.comparison:
             values["production_val_acc"] = self.comparison.production_val_acc
             values["delta_val_acc"] = self.comparison.delta_val_acc
@@ -116,13 +121,57 @@ def load_session(model_dir: Path) -> Any:
 
 def predict_logits(model_dir: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Logits of the model in ``model_dir`` for a float32 batch (N, H, W, C)."""
+    return predict_outputs(model_dir, images, batch_size)[0]
+
+
+def predict_outputs(
+    model_dir: Path, images: np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and penultimate-layer embeddings (``None`` for a model exported without them).
+
+    The ONNX model's first output is the logits; a model from ``train_model`` has a second,
+    ``embedding``, which the open-set guard scores.
+    """
     session = load_session(model_dir)
     name = session.get_inputs()[0].name
+    wanted = [output.name for output in session.get_outputs()][:2]
     parts = [
-        session.run(None, {name: np.ascontiguousarray(images[i : i + batch_size], np.float32)})[0]
+        session.run(wanted, {name: np.ascontiguousarray(images[i : i + batch_size], np.float32)})
         for i in range(0, len(images), batch_size)
     ]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    if not parts:
+        return np.zeros((0, 0), np.float32), None
+    logits = np.concatenate([part[0] for part in parts])
+    embedding = np.concatenate([part[1] for part in parts]) if len(wanted) > 1 else None
+    return logits, embedding
+
+
+def guard_figures(
+    model_dir: Path, known_embedding: np.ndarray | None, unseen_images: np.ndarray | None = None
+) -> dict[str, float] | None:
+    """The guard's threshold, its coverage of known images and its rejection of unseen ones.
+
+    Args:
+        model_dir: A model folder; ``None`` is returned when it holds no guard.
+        known_embedding: Embeddings of known images (the validation split).
+        unseen_images: Model inputs of images of classes the model never saw (for
+            instance a class left out of training); adds ``guard_unseen_rejected``.
+
+    Returns:
+        ``guard_threshold``, ``guard_coverage`` (share of known images recognised) and,
+        with ``unseen_images``, ``guard_unseen_rejected`` (share of them not recognised).
+    """
+    if not has_guard(model_dir) or known_embedding is None:
+        return None
+    guard = load_guard(model_dir)
+    figures = {
+        "guard_threshold": guard.threshold,
+        "guard_coverage": float(np.mean(guard.recognised(guard.scores(known_embedding)))),
+    }
+    if unseen_images is not None and len(unseen_images):
+        _, unseen_embedding = predict_outputs(model_dir, unseen_images)
+        figures["guard_unseen_rejected"] = rejection_rate(guard.scores(unseen_embedding), guard.threshold)
+    return figures
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -256,6 +305,7 @@ def render_report(
     images: dict[str, str],
     comparison: Comparison | None,
     per_class_f1: np.ndarray,
+    guard: dict[str, float] | None = None,
 ) -> str:
     """The HTML report shown in the KFP UI.
 
@@ -266,6 +316,7 @@ def render_report(
         images: Section title -> base64 PNG.
         comparison: The comparison with production, or ``None``.
         per_class_f1: F1 of each class, in label order.
+        guard: The open-set guard's figures (:func:`guard_figures`), or ``None``.
 
     Returns:
         A self-contained HTML page.
@@ -291,6 +342,15 @@ def render_report(
                 f"interval [{low:+.4f}, {high:+.4f}], McNemar p {comparison.verdict.overall.p_value:.4g}."
                 f"</p><ul>{reasons}</ul>"
             )
+    guard_text = "<p>This model folder has no open-set guard.</p>"
+    if guard:
+        guard_text = (
+            f"<p>Threshold {guard['guard_threshold']:.4f} on the nearest-neighbour cosine score of "
+            f"the embedding; it recognises {guard['guard_coverage']:.1%} of the validation images."
+        )
+        if "guard_unseen_rejected" in guard:
+            guard_text += f" It rejects {guard['guard_unseen_rejected']:.1%} of the unseen-class images."
+        guard_text += "</p>"
     pictures = "".join(
         f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
         for title, data in images.items()
@@ -301,6 +361,7 @@ def render_report(
         "td{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
         f"<h1>Evaluation on {len(classes)} classes</h1><table>{rows}</table>"
         f"<h2>Comparison with production</h2>{compare}"
+        f"<h2>Open-set guard</h2>{guard_text}"
         f"<h2>F1 per class</h2><table>{class_rows}</table>{pictures}</body></html>"
     )
 
@@ -386,6 +447,7 @@ def evaluate_model(
     min_improvement: float = 0.0,
     gate: EvaluateParams | None = None,
     verdict_path: Path | None = None,
+    unseen_images: np.ndarray | None = None,
 ) -> EvaluateResult:
     """Score the model on the validation split; compare with production when given.
 
@@ -400,6 +462,8 @@ def evaluate_model(
         gate: The gate's other knobs (significance level, bootstrap); its
             ``min_improvement`` is replaced by the argument above. Defaults when None.
         verdict_path: Where the verdict goes as Markdown; not written when None.
+        unseen_images: Model inputs of images of a class the model never saw; when given,
+            the guard's rejection rate on them is reported (``guard_unseen_rejected``).
 
     Returns:
         Metrics, the confusion matrix, classes, predictions, the promote decision and the
@@ -419,8 +483,10 @@ def evaluate_model(
         "{data}. Evaluate with the prepared data set the model was trained on.",
     )
     images, labels = load_split(prepared_dir, "validation")
-    scores = classification_scores(predict_logits(model_dir, images), labels, len(classes))
+    logits, embedding = predict_outputs(model_dir, images)
+    scores = classification_scores(logits, labels, len(classes))
     metrics = {k: scores[k] for k in METRIC_NAMES}
+    guard = guard_figures(model_dir, embedding, unseen_images)
     comparison = None
     if production_model_dir is not None:
         params = replace(gate or EvaluateParams(), min_improvement=min_improvement)
@@ -434,7 +500,7 @@ def evaluate_model(
         "Confusion matrix": plot_confusion(scores["confusion_matrix"], classes),
     }
     Path(report_path).write_text(
-        render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"])
+        render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"], guard)
     )
     result = EvaluateResult(
         metrics=metrics,
@@ -443,6 +509,7 @@ def evaluate_model(
         predictions=scores["predictions"].tolist(),
         promote=promote,
         comparison=comparison,
+        guard=guard,
     )
     if verdict_path is not None:
         Path(verdict_path).write_text(result.verdict_markdown(str(model_dir)))

@@ -31,12 +31,17 @@ class DataParams:
 
 @dataclass(frozen=True)
 class PrepareParams:
-    """The guide's ``prepare`` parameters."""
+    """The guide's ``prepare`` parameters.
+
+    The suite's recipe keeps the images' colour (``grayscale=False``): colour separates
+    these classes almost perfectly (see ``scripts/bench_recipe.py``). The reference
+    experiment's grayscale is the ``reference`` preset (:data:`PRESETS`).
+    """
 
     seed: int = 5241
     split: float = 0.2
     image_size: int = 32
-    grayscale: bool = True
+    grayscale: bool = False
     rescale: float = 1.0 / 255.0
     shard_size: int = 512
     max_invalid_fraction: float = 0.01
@@ -81,7 +86,11 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The guide's ``train`` parameters plus batch size and threads."""
+    """The guide's ``train`` parameters plus batch size, threads and the guard's coverage.
+
+    ``guard_coverage`` is the share of known images (the validation split) the open-set
+    guard keeps; its threshold is set to keep that share (see ``planets_mlops.guard``).
+    """
 
     lr: float = 0.001
     epochs: int = 10
@@ -91,6 +100,7 @@ class TrainParams:
     seed: int = 5241
     output_classes: int = 0
     threads: int = 1
+    guard_coverage: float = 0.95
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -98,8 +108,15 @@ class TrainParams:
         Raises:
             InvalidParameterError: ``lr`` not positive; ``epochs``, ``conv_size``,
                 ``dense_size`` or ``batch_size`` not a positive integer; a negative
-                ``output_classes`` or ``threads``.
+                ``output_classes`` or ``threads``; ``guard_coverage`` outside (0, 1].
         """
+        if isinstance(self.guard_coverage, bool) or not 0.0 < self.guard_coverage <= 1.0:
+            raise InvalidParameterError(
+                "guard_coverage",
+                self.guard_coverage,
+                "a fraction in (0, 1]",
+                "It is the share of known (validation) images the open-set guard keeps; 0.95 keeps 95 %.",
+            )
         if not self.lr > 0:
             raise InvalidParameterError(
                 "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
@@ -222,3 +239,50 @@ def defaults(params: type) -> dict[str, Any]:
         Every field's default, in field order.
     """
     return {f.name: f.default for f in fields(params)}
+
+
+# Named sets of pipeline arguments (flat names, as the pipelines take them). ``suite`` is
+# the defaults above; ``reference`` is the reference experiment's chapter 2.5 recipe,
+# spelt out in full so that it stays the reference whatever the defaults become.
+PRESETS: dict[str, dict[str, Any]] = {
+    "suite": {},
+    "reference": {
+        "prepare_seed": 5241,
+        "prepare_split": 0.2,
+        "prepare_image_size": 32,
+        "prepare_grayscale": True,
+        "train_lr": 0.001,
+        "train_epochs": 10,
+        "train_conv_size": 64,
+        "train_dense_size": 128,
+        "train_batch_size": 32,
+        "train_seed": 5241,
+    },
+}
+
+
+def preset_arguments(name: str) -> dict[str, Any]:
+    """The pipeline arguments of the preset ``name`` (a copy).
+
+    Raises:
+        InvalidParameterError: not a name of :data:`PRESETS`.
+    """
+    if name not in PRESETS:
+        raise InvalidParameterError(
+            "preset", name, f"one of {sorted(PRESETS)}", "Use --preset reference or suite."
+        )
+    return dict(PRESETS[name])
+
+
+def preset_params(name: str) -> tuple[PrepareParams, TrainParams]:
+    """The preset ``name`` as the prepare and train steps' parameters.
+
+    Raises:
+        InvalidParameterError: not a name of :data:`PRESETS`.
+    """
+    arguments = preset_arguments(name)
+
+    def section(prefix: str) -> dict[str, Any]:
+        return {key.removeprefix(prefix): value for key, value in arguments.items() if key.startswith(prefix)}
+
+    return PrepareParams(**section("prepare_")), TrainParams(**section("train_"))

@@ -39,13 +39,15 @@ MODEL_NAME = "planets-classifier"
 BENTO_NAME = "planets_classifier"
 SERVICE_IMPORT = "planets_mlops.service.service:PlanetClassifier"
 MODEL_FILES = ("model.onnx", "classes.json", "preprocess.json")
-OPTIONAL_MODEL_FILES = ("history.json",)
+# The open-set guard (planets_mlops.guard) travels with the model when the folder has one.
+OPTIONAL_MODEL_FILES = ("history.json", "guard.json", "guard_bank.npy")
 # The modules the service imports: the bento carries exactly these, so the serving image
 # never needs TensorFlow, DVC or kfp.
 SERVING_SOURCES = (
     "planets_mlops/__init__.py",
     "planets_mlops/errors.py",
     "planets_mlops/imaging.py",
+    "planets_mlops/guard.py",
     "planets_mlops/preprocess.py",
     "planets_mlops/service/__init__.py",
     "planets_mlops/service/settings.py",

@@ -40,6 +40,7 @@ PARAMS_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "dense_size": (int,),
         "batch_size": (int,),
         "output_classes": (int,),
+        "guard_coverage": (float, int),
     },
     "data": {
         "repo_url": (str,),

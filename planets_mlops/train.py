@@ -6,6 +6,11 @@ Outputs in the model folder:
     classes.json       class names, index = model output
     preprocess.json    how images become model input (see planets_mlops.preprocess)
     history.json       per-epoch loss/accuracy/val_loss/val_accuracy
+    guard.json         the open-set guard's threshold and settings (planets_mlops.guard)
+    guard_bank.npy     the guard's unit-length training embeddings
+
+The ONNX model has two outputs: ``logits`` (first, what evaluation and serving classify
+with) and ``embedding``, the penultimate layer the guard scores.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError
+from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
-from planets_mlops.prepare import iter_shards, load_manifest
+from planets_mlops.prepare import iter_shards, load_manifest, load_split
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ ONNX_FILE = "model.onnx"
 CLASSES_FILE = "classes.json"
 PREPROCESS_FILE = "preprocess.json"
 HISTORY_FILE = "history.json"
+LOGITS_OUTPUT = "logits"
 
 
 @dataclass(frozen=True)
@@ -193,15 +200,39 @@ def _datasets(tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams) 
     return n_train, dataset(train_gen, n_train), n_val, dataset(val_gen, n_val)
 
 
-def _write_model_dir(model: Any, model_dir: Path, manifest: dict, history: dict) -> None:
-    """Save the model (Keras and ONNX), its classes, preprocessing and history."""
+def with_embedding(model: Any) -> Any:
+    """The trained model with two outputs: its logits and its penultimate-layer embedding."""
+    from tensorflow import keras
+
+    both = keras.Model(model.inputs, [model.outputs[0], model.layers[-2].output], name=model.name)
+    both([np.zeros((1, *model.inputs[0].shape[1:]), np.float32)])  # built, as export needs
+    return both
+
+
+def fit_guard(both: Any, prepared_dir: Path, coverage: float) -> Guard:
+    """Fit the open-set guard on the training embeddings, calibrated on the validation ones."""
+    embeddings = {
+        split: both.predict(load_split(prepared_dir, split)[0], batch_size=256, verbose=0)[1]
+        for split in ("train", "validation")
+    }
+    return Guard.fit(embeddings["train"], embeddings["validation"], coverage=coverage)
+
+
+def _write_model_dir(
+    model: Any, model_dir: Path, manifest: dict, history: dict, prepared_dir: Path, coverage: float
+) -> Guard:
+    """Save the model (Keras and ONNX), its classes, preprocessing, history and guard."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_FILE)
-    export_onnx(model, model_dir / ONNX_FILE)
+    both = with_embedding(model)
+    guard = fit_guard(both, prepared_dir, coverage)
+    guard.save(model_dir)
+    export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
     (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
     (model_dir / PREPROCESS_FILE).write_text(json.dumps(manifest["preprocess"]))
     (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    return guard
 
 
 def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> TrainResult:
@@ -237,7 +268,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
     fit = model.fit(train_ds, epochs=params.epochs, validation_data=val_ds, shuffle=False, verbose=2)
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     duration = time.monotonic() - started
-    _write_model_dir(model, model_dir, manifest, history)
+    guard = _write_model_dir(model, model_dir, manifest, history, prepared_dir, params.guard_coverage)
     result = TrainResult(
         params=params,
         classes=classes,
@@ -249,20 +280,48 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         framework=f"tensorflow {tf.__version__}",
     )
     log.info(
-        "Trained %d epochs on %d images in %.1f s: %s",
+        "Trained %d epochs on %d images in %.1f s: %s; guard threshold %.4f keeps %.3f of validation",
         params.epochs,
         n_train,
         duration,
         ", ".join(f"{k}={v:.4f}" for k, v in result.final.items()),
+        guard.threshold,
+        guard.calibration["kept"],
     )
     return result
 
 
-def export_onnx(model: Any, path: Path) -> None:
-    """Export the Keras model to ONNX, for serving without TensorFlow."""
+def export_onnx(model: Any, path: Path, output_names: tuple[str, ...] = ()) -> None:
+    """Export the Keras model to ONNX, for serving without TensorFlow.
+
+    Args:
+        model: A built Keras model.
+        path: The ``.onnx`` file to write.
+        output_names: Names for the graph outputs, in order (the exporter's own names,
+            ``Identity:0``..., say nothing); empty keeps them.
+    """
     import io
     from contextlib import redirect_stdout
 
     # tf2onnx prints conversion chatter to stdout; keep it out of the task log.
     with redirect_stdout(io.StringIO()):
         model.export(str(path), format="onnx", verbose=False)
+    if output_names:
+        _rename_outputs(Path(path), output_names)
+
+
+def _rename_outputs(path: Path, names: tuple[str, ...]) -> None:
+    import onnx
+
+    graph_model = onnx.load(str(path))
+    outputs = graph_model.graph.output
+    if len(outputs) != len(names):
+        raise DataError(f"The ONNX export has {len(outputs)} outputs, not {len(names)} ({names}).")
+    mapping = {output.name: name for output, name in zip(outputs, names)}
+    for node in graph_model.graph.node:
+        node.output[:] = [mapping.get(name, name) for name in node.output]
+        node.input[:] = [mapping.get(name, name) for name in node.input]
+    for output in outputs:
+        output.name = mapping[output.name]
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(path))

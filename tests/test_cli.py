@@ -861,3 +861,24 @@ def test_stdout_carries_only_results(capsys, fake):
     assert code == 0
     assert out.strip().splitlines() == [f"run_id={next(iter(fake.runs))}"]
     assert "Experiment details:" in err
+
+
+def test_reference_preset_gives_the_reference_arguments_and_flags_win(tmp_path):
+    import argparse
+
+    from planets_mlops.app.cli.options import arguments
+    from planets_mlops.knobs import PRESETS
+
+    (tmp_path / "params.yaml").write_text("train: {epochs: 3}\n")
+    args = argparse.Namespace(preset="reference", params_file=None, param=["train_lr=0.5"])
+    assert arguments(args) == {**PRESETS["reference"], "train_lr": 0.5}
+    args = argparse.Namespace(preset="reference", params_file=str(tmp_path / "params.yaml"), param=None)
+    assert arguments(args)["train_epochs"] == 3
+    assert arguments(args)["prepare_grayscale"] is True
+    assert arguments(argparse.Namespace(preset="suite", params_file=None, param=None)) == {}
+
+
+def test_unknown_preset_is_bad_input(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "tiny", "--preset", "fastest")
+    assert code == 2
+    assert "reference" in err

@@ -48,20 +48,46 @@ def test_model_config_is_the_data_set_config(small_prepared: Path, tiny_model: P
 def test_served_predictions_equal_evaluate_predictions_on_validation(
     http: Any, small_prepared: Path, small_raw: Path, tiny_model: Path
 ) -> None:
-    from planets_mlops.evaluate import predict_logits
+    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.guard import load_guard
 
     images, _ = load_split(small_prepared, "validation")
     classes = json.loads((tiny_model / "classes.json").read_text())
-    expected = answers(predict_logits(tiny_model, images), classes)
+    guard = load_guard(tiny_model)
+    logits, embedding = predict_outputs(tiny_model, images)
+    expected = answers(logits, classes, guard.scores(embedding), guard.threshold)
     paths = split_files(small_prepared, small_raw, "validation")
     served = [http.post("/predict", files={"image": (p.name, p.read_bytes())}).json() for p in paths]
     assert [s["prediction"] for s in served] == [e["prediction"] for e in expected]
+    assert [s["closest_class"] for s in served] == [e["closest_class"] for e in expected]
+    assert [s["recognised"] for s in served] == [e["recognised"] for e in expected]
     for one, other in zip(served, expected):
         np.testing.assert_allclose(
             list(one["probabilities"].values()), list(other["probabilities"].values()), rtol=0, atol=1e-6
         )
+        # The guard's score: served (ONNX Runtime in the bento) against evaluate's.
+        assert one["known_score"] == pytest.approx(other["known_score"], abs=1e-6)
+        assert one["known_threshold"] == guard.threshold
     batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
     assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]
+    assert [b["known_score"] for b in batch.json()["predictions"]] == pytest.approx(
+        [e["known_score"] for e in expected[:8]], abs=1e-6
+    )
+
+
+def test_guard_scores_the_training_images_it_banked_as_fully_known(
+    small_prepared: Path, tiny_model: Path
+) -> None:
+    """The bank is the training split's embeddings as the exported ONNX model computes them."""
+    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.guard import load_guard
+
+    images, _ = load_split(small_prepared, "train")
+    guard = load_guard(tiny_model)
+    _, embedding = predict_outputs(tiny_model, images)
+    scores = guard.scores(embedding)
+    nonzero = np.linalg.norm(embedding, axis=1) > 0
+    np.testing.assert_allclose(scores[nonzero], 1.0, atol=1e-5)
 
 
 def test_parity_holds_for_16_bit_and_palette_files(tmp_path: Path, small_raw: Path) -> None:

@@ -64,11 +64,20 @@ def onnx_answer(model_dir: Path, blob: bytes) -> tuple[str, np.ndarray]:
 
 
 def assert_answer(body: dict[str, Any], classes: list[str]) -> None:
-    assert set(body) == {"prediction", "closest_class", "probabilities"}
+    assert set(body) == {
+        "prediction",
+        "closest_class",
+        "probabilities",
+        "recognised",
+        "known_score",
+        "known_threshold",
+    }
     assert list(body["probabilities"]) == classes
     probabilities = np.array(list(body["probabilities"].values()))
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-9)
-    assert body["prediction"] == body["closest_class"] == classes[int(np.argmax(probabilities))]
+    assert body["closest_class"] == classes[int(np.argmax(probabilities))]
+    assert body["recognised"] == (body["known_score"] >= body["known_threshold"])
+    assert body["prediction"] == (body["closest_class"] if body["recognised"] else None)
 
 
 def assert_refused(response: Any, status: int, words: str) -> None:
@@ -88,7 +97,7 @@ def test_predict_matches_onnx_on_the_model_folder(
     body = response.json()
     assert_answer(body, packaged_bento["classes"])
     prediction, probabilities = onnx_answer(packaged_bento["model_dir"], blob)
-    assert body["prediction"] == prediction
+    assert body["closest_class"] == prediction
     np.testing.assert_allclose(list(body["probabilities"].values()), probabilities, atol=1e-6)
 
 
@@ -113,7 +122,7 @@ def test_predict_accepts_any_size_and_colour_mode(
     response = http.post("/predict", files={"image": (f"x.{fmt.lower()}", blob)})
     assert response.status_code == 200, response.text
     assert_answer(response.json(), packaged_bento["classes"])
-    assert response.json()["prediction"] == onnx_answer(packaged_bento["model_dir"], blob)[0]
+    assert response.json()["closest_class"] == onnx_answer(packaged_bento["model_dir"], blob)[0]
 
 
 def test_predict_accepts_a_raw_image_body(http: Any, packaged_bento: dict[str, Any]) -> None:
@@ -147,6 +156,45 @@ def test_metadata_describes_model_data_and_metrics(http: Any, packaged_bento: di
     assert body["classes"] == packaged_bento["classes"]
     assert body["metrics"] == TEST_METRICS
     assert body["preprocess"] == json.loads((packaged_bento["model_dir"] / "preprocess.json").read_text())
+    assert body["guard"] == json.loads((packaged_bento["model_dir"] / "guard.json").read_text())
+
+
+def guard_scores(model_dir: Path, paths: list[Path]) -> np.ndarray:
+    """The guard's scores computed outside the service, from the model folder itself."""
+    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.guard import load_guard
+
+    config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
+    _, embedding = predict_outputs(model_dir, np.stack([preprocess_image(p, config) for p in paths]))
+    return load_guard(model_dir).scores(embedding)
+
+
+def test_known_image_is_recognised_and_unseen_one_is_not(
+    http: Any, packaged_bento: dict[str, Any], small_raw: Path
+) -> None:
+    model_dir = packaged_bento["model_dir"]
+    threshold = json.loads((model_dir / "guard.json").read_text())["threshold"]
+    # Known: an image the model was trained on (in the guard's bank, score 1).
+    known = sorted((small_raw / packaged_bento["classes"][0]).iterdir())[0]
+    body = http.post("/predict", files={"image": (known.name, known.read_bytes())}).json()
+    assert body["recognised"] is True
+    assert body["prediction"] == body["closest_class"] == onnx_answer(model_dir, known.read_bytes())[0]
+    assert body["known_score"] == pytest.approx(1.0, abs=1e-5)
+    # Unseen: planets of classes the model never saw; the guard (outside the service)
+    # rejects some of them, and the service must then give no prediction.
+    candidates = [
+        sorted((PLANETS / "raw" / name).iterdir())[0]
+        for name in ("Mars", "Neptune", "Pluto", "Saturn", "Uranus", "Venus", "Mercury")
+    ]
+    scores = guard_scores(model_dir, candidates)
+    rejected = [path for path, score in zip(candidates, scores) if score < threshold]
+    assert rejected, f"the guard recognised every unseen class (scores {scores}, threshold {threshold})"
+    for path in rejected:
+        body = http.post("/predict", files={"image": (path.name, path.read_bytes())}).json()
+        assert body["recognised"] is False, body
+        assert body["prediction"] is None
+        assert body["closest_class"] in packaged_bento["classes"]
+        assert body["known_score"] < body["known_threshold"] == threshold
 
 
 @pytest.mark.parametrize("route", ["/livez", "/readyz"])
@@ -293,7 +341,7 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
     results = serve_and_classify(packaged_bento["archive"], EXTRA[:3], port)
     assert [r["file"] for r in results] == [str(p) for p in EXTRA[:3]]
     for result, path in zip(results, EXTRA[:3]):
-        assert result["prediction"] == onnx_answer(packaged_bento["model_dir"], path.read_bytes())[0]
+        assert result["closest_class"] == onnx_answer(packaged_bento["model_dir"], path.read_bytes())[0]
     # Stopped: no new server process is left and the port is free again.
     assert servers() <= before
     with socket.socket() as sock:

@@ -59,6 +59,47 @@ def test_tiny_model_folder_and_onnx_matches_keras(tiny_model, small_prepared):
     assert np.max(np.abs(keras_logits - onnx_logits)) < 1e-4
 
 
+def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_model, small_prepared):
+    import onnxruntime as ort
+
+    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.guard import load_guard
+
+    session = ort.InferenceSession(str(tiny_model / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == ["logits", "embedding"]
+    guard = load_guard(tiny_model)
+    train_images, _ = load_split(small_prepared, "train")
+    images, _ = load_split(small_prepared, "validation")
+    assert guard.bank.shape == (len(train_images), 16)  # dense_size=16
+    assert guard.coverage == TrainParams().guard_coverage == 0.95
+    # The threshold keeps at least the stated share of the validation images.
+    _, embedding = predict_outputs(tiny_model, images)
+    assert np.mean(guard.recognised(guard.scores(embedding))) >= 0.95
+
+
+def test_evaluate_reports_the_guard_and_its_rejection_of_unseen_images(tiny_model, small_prepared, tmp_path):
+    from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+    from tests.fixtures.data import PLANETS
+
+    config = PreprocessConfig.from_dict(json.loads((tiny_model / "preprocess.json").read_text()))
+    unseen = np.stack(
+        [preprocess_image(p, config) for p in sorted((PLANETS / "raw" / "Saturn").iterdir())[:10]]
+    )
+    result = evaluate_model(small_prepared, tiny_model, tmp_path / "report.html", unseen_images=unseen)
+    assert set(result.guard) == {"guard_threshold", "guard_coverage", "guard_unseen_rejected"}
+    assert result.guard["guard_coverage"] >= 0.95
+    assert 0.0 <= result.guard["guard_unseen_rejected"] <= 1.0
+    assert result.metadata()["guard_coverage"] == result.guard["guard_coverage"]
+    assert "Open-set guard" in (tmp_path / "report.html").read_text()
+
+
+def test_guard_coverage_knob_is_checked():
+    with pytest.raises(InvalidParameterError, match="guard_coverage"):
+        TrainParams(guard_coverage=0.0)
+    with pytest.raises(InvalidParameterError, match="guard_coverage"):
+        TrainParams(guard_coverage=1.5)
+
+
 def test_training_is_deterministic(small_prepared, tmp_path):
     params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01)
     first = train_model(small_prepared, tmp_path / "a", params)

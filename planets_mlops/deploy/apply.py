@@ -314,23 +314,32 @@ def http_predict(base_url: str, image: bytes, timeout_s: float) -> dict[str, Any
 
 
 def check_prediction(answer: Any) -> str:
-    """Validate the /predict answer shape; return the predicted class.
+    """Validate the /predict answer shape; return the predicted (closest) class.
+
+    A model with an open-set guard answers ``"prediction": null`` for an image it does not
+    recognise; its ``closest_class`` is then the class checked.
 
     Raises:
-        DeployError: not {"prediction": str, "probabilities": {class: float}} summing to ~1.
+        DeployError: not {"prediction": str, "probabilities": {class: float}} summing to ~1
+            (or, when not recognised, a null prediction with a ``closest_class`` string).
     """
-    if not isinstance(answer, dict) or not isinstance(answer.get("prediction"), str):
+    if not isinstance(answer, dict):
+        raise DeployError(f"smoke test: /predict answered {answer!r}, expected a 'prediction' string")
+    predicted = answer.get("prediction")
+    if predicted is None and answer.get("recognised") is False:
+        predicted = answer.get("closest_class")
+    if not isinstance(predicted, str):
         raise DeployError(f"smoke test: /predict answered {answer!r}, expected a 'prediction' string")
     probabilities = answer.get("probabilities")
     if not isinstance(probabilities, dict) or not probabilities:
         raise DeployError(f"smoke test: /predict answered no 'probabilities' map: {answer!r}")
     total = sum(float(p) for p in probabilities.values())
-    if abs(total - 1.0) > 0.01 or answer["prediction"] not in probabilities:
+    if abs(total - 1.0) > 0.01 or predicted not in probabilities:
         raise DeployError(
             f"smoke test: probabilities sum to {total:.3f} or miss the predicted class "
-            f"{answer['prediction']!r}: {answer!r}"
+            f"{predicted!r}: {answer!r}"
         )
-    return str(answer["prediction"])
+    return predicted
 
 
 def _revision(obj: Json | None) -> str:

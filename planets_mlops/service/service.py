@@ -100,10 +100,18 @@ class ImageBatchUpload(ImageUpload):
 
 
 class Prediction(bentoml.IODescriptor):
-    """Answer of ``/predict`` (documents the OpenAPI schema; the API returns JSON itself)."""
+    """Answer of ``/predict`` (documents the OpenAPI schema; the API returns JSON itself).
 
-    prediction: str
+    ``prediction`` is ``None`` when the open-set guard does not recognise the image (its
+    ``known_score`` is below ``known_threshold``); ``closest_class`` is the arg-max either way.
+    """
+
+    prediction: str | None
+    closest_class: str
     probabilities: dict[str, float]
+    recognised: bool | None = None
+    known_score: float | None = None
+    known_threshold: float | None = None
 
 
 class BatchPrediction(bentoml.IODescriptor):
@@ -121,6 +129,29 @@ async def _metadata(_: Request) -> JSONResponse:
 
 # GET routes: BentoML APIs are POST only, so /metadata lives in a small mounted app.
 metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
+
+
+def _load_guard(folder: Path, session: Any) -> Any:
+    """The model's open-set guard, or None for a model folder without one.
+
+    Raises:
+        planets_mlops.errors.DataError: the guard is unreadable, or the model has no
+            embedding output for it to score.
+    """
+    from planets_mlops.errors import DataError
+    from planets_mlops.guard import EMBEDDING_OUTPUT, has_guard, load_guard
+
+    if not has_guard(folder):
+        logger.warning("Model folder %s has no open-set guard: answers cannot say 'not recognised'", folder)
+        return None
+    guard = load_guard(folder)
+    names = [output.name for output in session.get_outputs()]
+    if len(names) < 2 or names[1] != EMBEDDING_OUTPUT:
+        raise DataError(
+            f"The model in {folder} has a guard but its ONNX outputs are {names}, not "
+            f"[logits, {EMBEDDING_OUTPUT}]. Retrain the model with train_model."
+        )
+    return guard
 
 
 @bentoml.service(
@@ -156,6 +187,8 @@ class PlanetClassifier:
         self.session = onnx_session(str(folder / "model.onnx"), SETTINGS.ort_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.decoder = Decoder(self.config, SETTINGS)
+        self.guard = _load_guard(folder, self.session)
+        self.outputs = [output.name for output in self.session.get_outputs()][: 2 if self.guard else 1]
         _METADATA.update(
             {
                 "model_tag": str(stored.tag),
@@ -165,6 +198,7 @@ class PlanetClassifier:
                 "metrics": info.metadata.get("metrics", {}),
                 "preprocess": self.config.to_dict(),
                 "input_shape": list(self.config.input_shape),
+                "guard": self.guard.describe() if self.guard else None,
             }
         )
         logger.info("Loaded %s (%d classes) from %s", stored.tag, len(self.classes), folder)
@@ -173,8 +207,10 @@ class PlanetClassifier:
         """One answer per row of the model batch (the place to add per-image fields)."""
         from planets_mlops.service.inference import answers
 
-        logits = self.session.run(None, {self.input_name: batch})[0]
-        return answers(logits, self.classes)
+        outputs = self.session.run(self.outputs, {self.input_name: batch})
+        if self.guard is None:
+            return answers(outputs[0], self.classes)
+        return answers(outputs[0], self.classes, self.guard.scores(outputs[1]), self.guard.threshold)
 
     @staticmethod
     def _refusal(error: UploadError) -> JSONResponse:
@@ -197,7 +233,7 @@ class PlanetClassifier:
 
     @bentoml.api(route="/predict", input_spec=ImageUpload, output_spec=Prediction)
     async def predict(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
-        """Classify one image: ``{"prediction": class, "probabilities": {class: p}}``."""
+        """Classify one image: prediction (None when not recognised), closest class, scores."""
         return await self._answer(images, error, batch=False)
 
     @bentoml.api(route="/predict_batch", input_spec=ImageBatchUpload, output_spec=BatchPrediction)

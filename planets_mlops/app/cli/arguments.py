@@ -26,6 +26,7 @@ from planets_mlops.knobs import (
     PrepareParams,
     TrainParams,
     defaults,
+    preset_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,10 @@ class ParameterErrors(InvalidParameterError):
 
 
 def from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """Pipeline arguments from ``--params-file`` then ``--param`` (which wins)."""
+    """Pipeline arguments from ``--preset``, then ``--params-file``, then ``--param`` (which wins)."""
     file_params = pp.load_params_file(args.params_file) if args.params_file else {}
-    return pp.merge_arguments(file_params, args.param or [])
+    preset = preset_arguments(getattr(args, "preset", "suite"))
+    return pp.merge_arguments({**preset, **file_params}, args.param or [])
 
 
 def _renamed(exc: InvalidParameterError, name: str) -> InvalidParameterError:

@@ -18,6 +18,7 @@ from typing import Any
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli.output import say
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.knobs import PRESETS
 
 DEFAULT_EXPERIMENT = "planets"
 
@@ -87,6 +88,13 @@ def _submit() -> argparse.ArgumentParser:
         "--params-file",
         metavar="PARAMS_YAML",
         help="params.yaml (prepare:/train:/data: sections); --param wins",
+    )
+    s.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="suite",
+        help="recipe: suite (the defaults) or reference (the reference experiment's grayscale "
+        "chapter 2.5 settings); --params-file and --param win over it",
     )
     s.add_argument(
         "--experiment",
