@@ -194,7 +194,7 @@ def accuracy(server: LocalServer, paths: list[Path]) -> float:
         for path in paths:
             answer = client.post("/predict", files={"image": (path.name, path.read_bytes(), "image/jpeg")})
             answer.raise_for_status()
-            correct += answer.json()["prediction"] == label_of(path)
+            correct += answer.json()["closest_class"] == label_of(path)
     return correct / len(paths)
 
 
