@@ -866,7 +866,7 @@ def test_stdout_carries_only_results(capsys, fake):
 def test_reference_preset_gives_the_reference_arguments_and_flags_win(tmp_path):
     import argparse
 
-    from planets_mlops.app.cli.options import arguments
+    from planets_mlops.app.cli.arguments import from_flags as arguments
     from planets_mlops.knobs import PRESETS
 
     (tmp_path / "params.yaml").write_text("train: {epochs: 3}\n")

@@ -170,12 +170,14 @@ def guard_scores(model_dir: Path, paths: list[Path]) -> np.ndarray:
 
 
 def test_known_image_is_recognised_and_unseen_one_is_not(
-    http: Any, packaged_bento: dict[str, Any], small_raw: Path
+    http: Any, packaged_bento: dict[str, Any], small_raw: Path, small_prepared: Path
 ) -> None:
+    from planets_mlops.prepare import load_manifest
+
     model_dir = packaged_bento["model_dir"]
     threshold = json.loads((model_dir / "guard.json").read_text())["threshold"]
     # Known: an image the model was trained on (in the guard's bank, score 1).
-    known = sorted((small_raw / packaged_bento["classes"][0]).iterdir())[0]
+    known = small_raw / load_manifest(small_prepared)["splits"]["train"]["files"][0]
     body = http.post("/predict", files={"image": (known.name, known.read_bytes())}).json()
     assert body["recognised"] is True
     assert body["prediction"] == body["closest_class"] == onnx_answer(model_dir, known.read_bytes())[0]
