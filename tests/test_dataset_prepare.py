@@ -85,7 +85,7 @@ def test_prepare_writes_streamable_shards(raw, tmp_path):
     assert [len(labels) for _, labels in shards] == [7, 7, 7, 3]
     assert isinstance(shards[0][0], np.memmap)
     images, labels = load_split(out, "train")
-    assert images.shape == (24, 32, 32, 1) and images.dtype == np.float32
+    assert images.shape == (24, 32, 32, 3) and images.dtype == np.float32  # colour by default
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert (out / "preview.png").stat().st_size > 1000
     assert json.loads((out / "manifest.json").read_text())["classes"] == ["Earth", "Jupiter", "Moon"]

@@ -117,7 +117,9 @@ def test_parity_holds_for_16_bit_and_palette_files(tmp_path: Path, small_raw: Pa
             target.write_bytes(blob)
             originals[target.name] = path
     prepared = tmp_path / "prepared"
-    prepare_dataset(raw, prepared, PrepareParams(split=0.5))
+    prepare_dataset(
+        raw, prepared, PrepareParams(split=0.5, grayscale=True)
+    )  # luma parity, 16-bit gray included
     config = PreprocessConfig.from_dict(load_manifest(prepared)["preprocess"])
     for split in ("train", "validation"):
         stored, _ = load_split(prepared, split)
