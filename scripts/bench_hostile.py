@@ -9,7 +9,8 @@ served with its defaults (2 workers) on 127.0.0.1 and, for ``--seconds`` (60), g
   of data/planets/extra, one request after the other;
 * ``--hostile-clients`` (4) clients sending, in turn, the batch of the probe (64 PNGs of
   8800x8800, ~5 MB: each under Pillow's bomb guard) and a batch at the edge of the limits
-  (16 JPEGs of 1024x1024, 16 MP in all);
+  (16 JPEGs of 1024x1024, 16 MP in all), each on a new connection (so that they reach
+  every worker, as an attacker's would);
 * a poller in its own process opening a new connection to ``/livez`` every 0.25 s, as a
   liveness probe does, with a 1 s timeout.
 
@@ -114,8 +115,14 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def _client(
-    host: str, port: int, requests: list[tuple[str, bytes]], until: float, out: list[tuple[str, int, float]]
+    host: str,
+    port: int,
+    requests: list[tuple[str, bytes]],
+    until: float,
+    out: list[tuple[str, int, float]],
+    fresh: bool = False,
 ) -> None:
+    """Send ``requests`` in turn until ``until``; ``fresh``: a new connection for each."""
     reader = writer = None
     for kind, data in itertools.cycle(requests):
         if time.monotonic() >= until:
@@ -137,6 +144,9 @@ async def _client(
                 writer.close()
             writer = None
         out.append((kind, status, time.monotonic() - started))
+        if fresh and writer is not None:
+            writer.close()
+            writer = None
     if writer is not None:
         writer.close()
 
@@ -181,7 +191,7 @@ def load(url: str, args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.valid_clients)
         ]
         clients += [
-            _client(host, int(port), heavy[i % 2 :] + heavy[: i % 2], until, out)
+            _client(host, int(port), heavy[i % 2 :] + heavy[: i % 2], until, out, fresh=True)
             for i in range(args.hostile_clients)
         ]
         await asyncio.gather(*clients)

@@ -8,7 +8,8 @@ The order, for every request:
 2. Light requests (at most ``PLANETS_INLINE_DECODE_PIXELS`` in all; a few 128x128 photos)
    are decoded on the event loop: about a millisecond, less than a thread hop would cost.
 3. Heavy requests go to ``PLANETS_DECODE_THREADS`` threads (Pillow and NumPy release the
-   GIL while they work, so the event loop keeps answering ``/livez`` and light requests).
+   GIL while they work, so the event loop keeps answering ``/livez`` and light requests;
+   the threads run at a lower priority, nice +10, so the event loop gets the CPU first).
    At most ``PLANETS_DECODE_QUEUE`` heavy requests are accepted at once per worker,
    decoding or waiting; one more gets 429 with ``Retry-After``. A heavy request whose
    decoding has not finished ``PLANETS_DECODE_TIMEOUT_S`` after it arrived gets 429 too,
@@ -23,6 +24,8 @@ answers with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -36,9 +39,23 @@ from planets_mlops.service.inference import Cancelled, images_to_batch, read_hea
 from planets_mlops.service.settings import ServingSettings
 from planets_mlops.service.uploads import UploadError
 
+# Nice value of the decode threads: on Linux each thread can have its own, so the event
+# loop (probes, light requests) gets the CPU before heavy decodes do.
+DECODE_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Initializer of a decode thread: lower its own scheduling priority (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(AttributeError, OSError, PermissionError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+
 
 class Refused(Exception):
-    """A request the service answers with a 4xx instead of a prediction."""
+    """A request the service answers with a 4xx instead of a prediction.
+
+    Args:
+        error: The status, message and ``Retry-After`` of the answer.
+    """
 
     def __init__(self, error: UploadError) -> None:
         super().__init__(error.message)
@@ -49,12 +66,18 @@ class Decoder:
     """Turns the image files of one request into a model batch, within the serving limits.
 
     One per worker process; its methods run on the worker's event loop.
+
+    Args:
+        config: The model's preprocessing.
+        settings: The serving limits (pixel budget, inline threshold, threads, queue, deadline).
     """
 
     def __init__(self, config: PreprocessConfig, settings: ServingSettings) -> None:
         self.config = config
         self.settings = settings
-        self._pool = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=_lower_priority
+        )
         self._lock = threading.Lock()
         self._admitted = 0
 

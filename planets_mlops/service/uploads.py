@@ -78,6 +78,9 @@ class UploadGate:
     Starlette spools each multipart file above 1 MiB to a temporary file; with at most
     ``limit`` bodies of at most ``max_upload_bytes`` in flight, and each given
     ``body_timeout_s`` to arrive, stalled uploads cannot fill ``/tmp``.
+
+    Args:
+        limit: Most bodies in flight at once.
     """
 
     def __init__(self, limit: int) -> None:
