@@ -46,10 +46,6 @@ class StorageError(PlanetsError):
     """A gs:// bucket or object cannot be read or written."""
 
 
-class ObjectNotFoundError(StorageError, NotFoundError):
-    """A gs:// object or its bucket does not exist."""
-
-
 class KubeflowError(PlanetsError):
     """The Kubeflow Pipelines API rejected or failed a request."""
 

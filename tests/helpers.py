@@ -46,3 +46,34 @@ def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under ``root``: equal digests, equal trees."""
     root = Path(root)
     return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def upload_to_gcs(local: Path, gs_uri: str) -> str:
+    """Put a local file at ``gs_uri`` (MD5 checked by the server) with the project's client.
+
+    With ``STORAGE_EMULATOR_HOST`` set (the ``gcs_emulator`` fixture) it goes to the emulator.
+    """
+    from planets_mlops.storage import make_client, parse_gs_uri
+
+    bucket, name = parse_gs_uri(gs_uri)
+    make_client().bucket(bucket).blob(name).upload_from_filename(str(local), checksum="md5")
+    return gs_uri
+
+
+def add_local_storage(client: Any, project_id: int, path: Path) -> int:
+    """Connect a Label Studio local-files storage at ``path`` to a project; returns its id.
+
+    Tasks of the project can then name images as ``/data/local-files/?d=<relative path>``;
+    ``path`` must lie under the server's document root.
+    """
+    from planets_mlops.labelstudio.client import NO_RETRY
+
+    with client.errors(f"adding local storage {path} to project {project_id}", project=project_id):
+        storage = client.sdk.import_storage.local.create(
+            project=project_id,
+            path=str(path),
+            title="local images",
+            use_blob_urls=True,
+            request_options=NO_RETRY,
+        )
+    return int(storage.id)

@@ -3,15 +3,14 @@ and a production model folder that evaluate_model compares with. No mocked stora
 
 from planets_mlops.serve_local import bento_tag_of
 from planets_mlops.serving_entrypoint import download
-from planets_mlops.storage import upload_file
 from planets_mlops.storage_paths import resolve_model_dir
-from tests.helpers import sha256_file
+from tests.helpers import sha256_file, upload_to_gcs
 
 
 def test_serving_pod_fetches_the_bento_archive_from_gcs(gcs_emulator, packaged_bento, tmp_path):
     bucket = gcs_emulator.make_bucket("planets-artifacts")
     uri = f"{bucket}/pipeline-root/run-1/package-model/bento/planets.bento"
-    upload_file(packaged_bento["archive"], uri)
+    upload_to_gcs(packaged_bento["archive"], uri)
     fetched = download(uri, tmp_path)
     assert sha256_file(fetched) == sha256_file(packaged_bento["archive"])
     assert bento_tag_of(fetched) == packaged_bento["bento_tag"]
@@ -22,7 +21,7 @@ def test_production_model_folder_on_gcs(gcs_emulator, tiny_model, small_prepared
 
     bucket = gcs_emulator.make_bucket("planets-models")
     for path in tiny_model.iterdir():
-        upload_file(path, f"{bucket}/production/model/{path.name}")
+        upload_to_gcs(path, f"{bucket}/production/model/{path.name}")
     local = resolve_model_dir(f"{bucket}/production/model")
     assert {"model.onnx", "classes.json"} <= {p.name for p in local.iterdir()}
     result = evaluate_model(small_prepared, tiny_model, tmp_path / "r.html", production_model_dir=local)
@@ -43,7 +42,7 @@ def test_missing_production_model_on_gcs_names_the_uri(gcs_emulator):
 
 def _upload_model(tiny_model, bucket, prefix):
     for path in tiny_model.iterdir():
-        upload_file(path, f"{bucket}/{prefix}/{path.name}")
+        upload_to_gcs(path, f"{bucket}/{prefix}/{path.name}")
 
 
 def test_production_model_objects_named_with_dotdot_never_leave_the_folder(
@@ -80,8 +79,8 @@ def test_production_model_downloads_only_the_model_files(gcs_emulator, tiny_mode
     _upload_model(tiny_model, bucket, "production/model")
     extra = tmp_path / "extra.bin"
     extra.write_bytes(b"x" * 1024)
-    upload_file(extra, f"{bucket}/production/model/checkpoints/big.bin")
-    upload_file(extra, f"{bucket}/production/model/notes.txt")
+    upload_to_gcs(extra, f"{bucket}/production/model/checkpoints/big.bin")
+    upload_to_gcs(extra, f"{bucket}/production/model/notes.txt")
     local = resolve_model_dir(f"{bucket}/production/model")
     names = sorted(str(p.relative_to(local)) for p in local.rglob("*"))
     assert names == sorted(set(MODEL_FILES) & {p.name for p in tiny_model.iterdir()})

@@ -16,7 +16,7 @@ from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient
 from planets_mlops.labelstudio.importer import import_labels
 from tests.fixtures.data import PLANETS, SMALL_CLASSES
-from tests.helpers import make_artifact, tree_digest
+from tests.helpers import add_local_storage, make_artifact, tree_digest, upload_to_gcs
 
 
 def task_by_image_name(tasks: list[dict], name: str) -> list[dict]:
@@ -86,7 +86,7 @@ def labelled_project(ls_client, ls_project):
     base_image = sorted((PLANETS / "raw" / "Earth").iterdir())[0]  # in the small data set
     # extras[0] is uploaded twice (duplicate tasks); base_image comes from the data set.
     ls_client.upload_images(pid, [*extras, extras[0], base_image])
-    ls_client.add_local_storage(pid, PLANETS / "extra")
+    add_local_storage(ls_client, pid, PLANETS / "extra")
     ls_client.import_tasks(
         pid,
         [
@@ -193,13 +193,11 @@ def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_pa
 def test_gs_and_local_files_images_and_undecodable_bytes(
     ls_client, ls_project, gcs_emulator, small_raw, tmp_path
 ):
-    from planets_mlops.storage import upload_file
-
     bucket = gcs_emulator.make_bucket("labelling-images")
     images = extra_images(SMALL_CLASSES, per_class=1)
     for path in images:
-        upload_file(path, f"{bucket}/incoming/{path.name}")
-    ls_client.add_local_storage(ls_project.id, PLANETS)
+        upload_to_gcs(path, f"{bucket}/incoming/{path.name}")
+    add_local_storage(ls_client, ls_project.id, PLANETS)
     choice = [
         {
             "result": [

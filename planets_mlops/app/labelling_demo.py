@@ -65,14 +65,6 @@ class DemoResult:
     predictions: dict[str, Any] = field(default_factory=dict)
     unlabelled: list[str] = field(default_factory=list)
 
-    def pipeline_arguments(self) -> dict[str, Any]:
-        """The ``retraining`` pipeline's arguments that point it at the demo project.
-
-        Returns:
-            ``{"label_studio_project": <project title>}``.
-        """
-        return {"label_studio_project": self.project_title}
-
     def environment(self) -> dict[str, str]:
         """Set these before running the pipeline locally (kfp.local tasks inherit them)."""
         return {"LABEL_STUDIO_URL": self.url, "LABEL_STUDIO_API_KEY": self.api_key}

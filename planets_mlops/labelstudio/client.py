@@ -219,18 +219,6 @@ class LabelStudioClient:
         log.info("Created Label Studio project %r (id %s)", title, project.id)
         return project, True
 
-    def delete_project(self, project_id: int) -> None:
-        """Delete a project with its tasks, annotations and predictions.
-
-        Args:
-            project_id: Numeric id of the project.
-
-        Raises:
-            LabelStudioError: the server is unreachable, refuses the token or has no such project.
-        """
-        with self.errors(f"deleting project {project_id}", project=project_id):
-            self.sdk.projects.delete(id=project_id)
-
     # -- tasks ------------------------------------------------------------------------
 
     def upload_images(self, project_id: int, paths: Sequence[Path]) -> int:
@@ -291,29 +279,6 @@ class LabelStudioClient:
                 id=project_id, request=cast(Any, list(tasks)), request_options=NO_RETRY
             )
         return int(getattr(result, "task_count", None) or len(tasks))
-
-    def add_local_storage(self, project_id: int, path: Path, title: str = "local images") -> int:
-        """Connect a local-files storage so the project's local-files URLs resolve.
-
-        With it, ``/data/local-files/?d=<relative path>`` URLs of the project's tasks are
-        served from ``path``, which must lie under the server's document root.
-
-        Args:
-            project_id: Numeric id of the project.
-            path: Folder of the images, on the server's file system.
-            title: Display name of the storage.
-
-        Returns:
-            The storage's id.
-
-        Raises:
-            LabelStudioError: the server refuses (e.g. ``path`` outside the document root).
-        """
-        with self.errors(f"adding local storage {path} to project {project_id}", project=project_id):
-            storage = self.sdk.import_storage.local.create(
-                project=project_id, path=str(path), title=title, use_blob_urls=True, request_options=NO_RETRY
-            )
-        return int(storage.id)
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project (annotated or not) with its annotations, as JSON.

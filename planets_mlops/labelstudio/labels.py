@@ -36,7 +36,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from planets_mlops.errors import InvalidParameterError
@@ -446,19 +446,3 @@ def resolve_content(
         for d in rest:
             skip(d, DUPLICATE_TASK, f"same image as task {first.task_id}")
     return accepted, skipped
-
-
-def summary_dict(summary: ImportSummary) -> dict[str, Any]:
-    """The summary as plain JSON-able data (for a report file).
-
-    Args:
-        summary: What the import decided.
-
-    Returns:
-        Counts, accepted images and skipped tasks with their reasons.
-    """
-    return {
-        **summary.metadata(),
-        "accepted": [asdict(a) for a in summary.accepted],
-        "skipped_tasks": [asdict(d) for d in summary.skipped],
-    }
