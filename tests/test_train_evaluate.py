@@ -105,6 +105,9 @@ def test_training_is_deterministic(small_prepared, tmp_path):
     first = train_model(small_prepared, tmp_path / "a", params)
     second = train_model(small_prepared, tmp_path / "b", params)
     assert first.history == second.history
+    # The same weights: identical logits on every validation image, so an equal val_acc.
+    images, _ = load_split(small_prepared, "validation")
+    assert np.array_equal(predict_logits(tmp_path / "a", images), predict_logits(tmp_path / "b", images))
 
 
 def test_class_count_mismatch_names_the_fix(small_prepared, tmp_path):
