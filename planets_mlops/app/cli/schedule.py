@@ -83,6 +83,18 @@ def handle(args: argparse.Namespace) -> int:
             service_account=args.service_account,
         )
         replaced = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
+    report(args, replaced, job_name, f"{name} {version_name}", version_name, cron)
+    return EXIT_OK
+
+
+def report(
+    args: argparse.Namespace, replaced: kc.Replacement, job_name: str, what: str, version_name: str, cron: str
+) -> None:
+    """Print the outcome of one ``schedule``; ``what`` is ``"<pipeline> <version>"``.
+
+    Raises:
+        KubeflowError: A concurrent ``schedule`` of the same job won (its run stays).
+    """
     if replaced.superseded:
         emit(
             args,
@@ -95,22 +107,18 @@ def handle(args: argparse.Namespace) -> int:
             "Check which settings are live in the UI (Recurring runs); rerun "
             "`planets-mlops schedule` if this call's should win."
         )
-    say(
-        f"scheduled {job_name} ({name} {version_name}) at '{cron}'; "
-        f"replaced {len(replaced.removed)} older recurring run(s)"
-    )
+    say(f"scheduled {job_name} ({what}) at '{cron}'; replaced {len(replaced.removed)} older recurring run(s)")
     emit(
         args,
         [
-            f"recurring_run_id={recurring.recurring_run_id}",
+            f"recurring_run_id={replaced.own}",
             *(f"removed_recurring_run_id={r}" for r in replaced.removed),
         ],
         {
-            "recurring_run_id": recurring.recurring_run_id,
+            "recurring_run_id": replaced.own,
             "job_name": job_name,
             "version": version_name,
             "cron": cron,
             "removed_recurring_run_ids": replaced.removed,
         },
     )
-    return EXIT_OK
