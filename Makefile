@@ -16,8 +16,6 @@ setup:  ## Create .venv from the lock, install the project and the test servers
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	PATH="$(abspath $(BIN)):$$PATH" scripts/setup_label_studio.sh
-	git config --global --get user.email >/dev/null || git config --global user.email "planets-mlops@localhost"
-	git config --global --get user.name >/dev/null || git config --global user.name "planets-mlops"
 
 quickstart:  ## The whole loop on the bundled data under kfp.local
 	$(BIN)/python -m planets_mlops.app.quickstart

@@ -101,3 +101,21 @@ def test_gcs_remote_without_credentials(gcs_emulator, tmp_path, monkeypatch):
             tmp_path / "out",
             remote_config={"endpointurl": gcs_emulator.url},
         )
+
+
+def test_data_commits_need_no_global_git_identity(tmp_path, monkeypatch):
+    # `make setup` leaves the user's git config alone, so commits into data repositories
+    # must carry their own identity: run them with an empty HOME and no system config.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    raw = copy_subset(tmp_path / "raw", per_class=2)
+    repo = tmp_path / "repo"
+    commit = create_data_repo(raw, repo, str(tmp_path / "remote"), tag="v1")
+    assert git(repo, "log", "-1", "--format=%an <%ae>", commit) == "planets-mlops <planets-mlops@localhost>"
+    assert not (home / ".gitconfig").exists() and not (home / ".config" / "git").exists()
