@@ -38,6 +38,7 @@ FILE_TIERS = {
     "test_package.py": "component",
     "test_deploy_component.py": "component",
     "test_cli.py": "component",
+    "test_params_example.py": "component",
     "test_train_evaluate.py": "component",
     "test_parity.py": "component",
     "test_pipeline_local.py": "pipeline",

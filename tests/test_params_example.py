@@ -1,0 +1,114 @@
+"""The example ``params.yaml`` at the repository root works with the documented commands.
+
+The README and docs/kubeflow.md run ``planets-mlops run training --params-file params.yaml``
+and ``planets-mlops schedule retraining --params-file params.yaml``. These tests run the
+real CLI on the project's own pipelines (compiled for real) with that file. The Kubeflow
+Pipelines API cannot run here, so it is the fake HTTP server of ``tests/fake_kfp_api``;
+everything before the request (params loader, compile, name, type and value checks) is
+the CLI's own.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planets_mlops.app import cli
+from planets_mlops.knobs import PrepareParams, TrainParams
+from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
+from tests.helpers import load_ir
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+TOKEN = "example-params-token"
+
+# The reference experiment (the guide's chapter 2.5 settings), as the pipeline receives it.
+REFERENCE = {
+    "prepare_seed": 5241,
+    "prepare_split": 0.2,
+    "prepare_image_size": 32,
+    "prepare_grayscale": True,
+    "train_seed": 5241,
+    "train_lr": 0.001,
+    "train_epochs": 10,
+    "train_conv_size": 64,
+    "train_dense_size": 128,
+    "train_batch_size": 32,
+    "train_output_classes": 10,
+    "data_rev": "main",
+    "data_path": "data/raw",
+    "min_improvement": 0.0,
+    "gate_alpha": 0.05,
+}
+REQUIRED = {
+    "data_repo_url": "https://github.com/acme/planets-data.git",
+    "label_studio_project": "7",
+}
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    for var in ("KFP_NAMESPACE", "KFP_COOKIES", "KFP_VERIFY_SSL", "KFP_CA_BUNDLE", "KF_PIPELINES_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with serve_fake_kfp(FakeKfpState(token=TOKEN)) as (url, state):
+        monkeypatch.setenv("KFP_HOST", url)
+        monkeypatch.setenv("KFP_TOKEN", TOKEN)
+        monkeypatch.setenv("KFP_TIMEOUT", "5")
+        yield state
+
+
+def test_example_params_has_the_guide_shape_and_the_reference_values():
+    doc = yaml.safe_load(PARAMS.read_text())
+    assert set(doc) >= {"prepare", "train", "data"}
+    assert doc["prepare"]["image_size"] == [32, 32]
+    # The reference settings are also the knobs' defaults: the file spells them out.
+    assert doc["prepare"]["seed"] == PrepareParams().seed and doc["train"]["lr"] == TrainParams().lr
+    assert doc["train"]["epochs"] == TrainParams().epochs
+
+
+@pytest.mark.parametrize("pipeline", ["training", "retraining"])
+def test_documented_run_accepts_the_example_params(capsys, fake, tmp_path, pipeline):
+    source = cli.pipeline_source()
+    if pipeline not in source.pipelines:
+        pytest.skip(f"pipelines.PIPELINES has no {pipeline!r}")
+    code = cli.main(
+        [
+            "run",
+            pipeline,
+            "--params-file",
+            str(PARAMS),
+            "--param",
+            f"data_repo_url={REQUIRED['data_repo_url']}",
+            *(
+                ["--param", f"label_studio_project={REQUIRED['label_studio_project']}"]
+                if pipeline == "retraining"
+                else []
+            ),
+            "--out-dir",
+            str(tmp_path / "build"),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/runs")
+    sent = post.body["runtime_config"]["parameters"]
+    spec = load_ir(tmp_path / "build" / "pipelines" / f"{pipeline}.yaml")[0]
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    expected = {k: v for k, v in {**REFERENCE, **REQUIRED}.items() if k in inputs}
+    assert sent == expected
+    # Every prepare_/train_ value of the file reached the pipeline (none was dropped).
+    assert {k for k in REFERENCE if k.startswith(("prepare_", "train_"))} <= set(sent)
+    assert "run_id=run-" in out
+
+
+def test_a_typo_in_the_example_params_is_refused_before_any_request(capsys, fake, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(PARAMS.read_text().replace("  lr: 0.001", "  lr: 0"))
+    code = cli.main(
+        ["run", "training", "--params-file", str(bad), "--param", "data_repo_url=https://x/y.git"]
+    )
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "train_lr" in err
+    assert not fake.calls("POST", "/runs")
