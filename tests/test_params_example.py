@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from planets_mlops.app import cli
-from planets_mlops.knobs import PrepareParams, TrainParams
+from planets_mlops.knobs import PRESETS
+from planets_mlops.params import load_params_file
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 from tests.helpers import load_ir
 
@@ -58,13 +59,14 @@ def fake(monkeypatch, tmp_path):
         yield state
 
 
-def test_example_params_has_the_guide_shape_and_the_reference_values():
+def test_example_params_has_the_guide_shape_and_the_reference_preset():
     doc = yaml.safe_load(PARAMS.read_text())
     assert set(doc) >= {"prepare", "train", "data"}
     assert doc["prepare"]["image_size"] == [32, 32]
-    # The reference settings are also the knobs' defaults: the file spells them out.
-    assert doc["prepare"]["seed"] == PrepareParams().seed and doc["train"]["lr"] == TrainParams().lr
-    assert doc["train"]["epochs"] == TrainParams().epochs
+    flat = load_params_file(PARAMS)
+    # The file is the reference experiment: every value of the `reference` preset, as is.
+    assert {k: flat[k] for k in PRESETS["reference"]} == PRESETS["reference"]
+    assert {k: v for k, v in REFERENCE.items() if k in PRESETS["reference"]} == PRESETS["reference"]
 
 
 @pytest.mark.parametrize("pipeline", ["training", "retraining"])
