@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: help setup quickstart test test-fast lint compile bench lock clean
+.PHONY: help setup quickstart test test-fast lint compile bench lock clean containers-setup images test-containers
 
 help:  ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 
 setup:  ## Create .venv from the lock, install the project and the test servers
@@ -16,6 +16,23 @@ setup:  ## Create .venv from the lock, install the project and the test servers
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	PATH="$(abspath $(BIN)):$$PATH" scripts/setup_label_studio.sh
+
+# Images: built here from a Debian base made with debootstrap (no registry needed), PyPI
+# through the host's CA bundle. Elsewhere: `make images IMAGE_BASE=public` (digest-pinned
+# python:3.11 slim) or scripts/build_images.sh --push to publish.
+IMAGE_BASE ?= local
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+IMAGE_FLAGS ?= --load --base $(IMAGE_BASE) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+containers-setup:  ## Podman (+ engine settings for VMs) and the Debian-built Python base image
+	scripts/setup_podman.sh
+	$(if $(filter local,$(IMAGE_BASE)),scripts/base_image.sh)
+
+images:  ## Build the runtime, train-gpu and serving images at this checkout's tag (layer cache reused)
+	PYTHON=$(abspath $(BIN)/python) scripts/build_images.sh $(IMAGE_FLAGS)
+
+test-containers:  ## The container tier: both pipelines and the serving image in the built images
+	$(BIN)/python -m pytest -q -m containers
 
 quickstart:  ## The whole loop on the bundled data under kfp.local
 	$(BIN)/python -m planets_mlops.app.quickstart
