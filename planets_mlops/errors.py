@@ -56,3 +56,7 @@ class KubeflowConnectionError(KubeflowError):
 
 class LabelStudioError(PlanetsError):
     """Label Studio cannot be reached, refused the token, or lacks the project or a file."""
+
+
+class AcceleratorError(PlanetsError):
+    """The step was asked for GPUs that TensorFlow cannot see or use."""

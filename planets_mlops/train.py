@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops.accelerators import check_gpus
 from planets_mlops.errors import DataError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
@@ -248,6 +249,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
 
     Raises:
         DataError: the prepared data does not match ``params.output_classes``.
+        AcceleratorError: a GPU was given to this container and TensorFlow sees none.
     """
     manifest = load_manifest(prepared_dir)
     classes = manifest["classes"]
@@ -258,6 +260,9 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         )
     started = time.monotonic()
     tf = configure_tensorflow(params.seed, params.threads)
+    # A GPU given to this container but invisible to TensorFlow: stop now, not after
+    # training on the CPU (planets_mlops.accelerators).
+    check_gpus()
     n_train, train_ds, n_val, val_ds = _datasets(tf, prepared_dir, manifest, params)
     model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
     model.compile(

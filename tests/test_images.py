@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from planets_mlops import __version__
 from planets_mlops.components import images
 from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG, source_digest
+
+from planets_mlops import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {name: REPO / "images" / name / "Dockerfile" for name in ("runtime", "train-gpu", "serving")}
@@ -22,7 +22,9 @@ def copy_inputs(destination: Path) -> Path:
     for name in images.SOURCE_FILES:
         shutil.copy(REPO / name, destination / name)
     for name in images.SOURCE_DIRS:
-        shutil.copytree(REPO / name, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO / name, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     return destination
 
 
@@ -64,7 +66,11 @@ def test_the_build_context_hashes_to_the_same_tag(tmp_path):
 
 def test_a_pinned_tag_wins(tmp_path):
     code = "from planets_mlops.components.images import ALL_IMAGES; print(ALL_IMAGES['serving'])"
-    env = {"PATH": "/usr/bin:/bin", "PLANETS_IMAGE_TAG": "0.1.0-pinned", "PLANETS_IMAGE_REGISTRY": "r.example/p/"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PLANETS_IMAGE_TAG": "0.1.0-pinned",
+        "PLANETS_IMAGE_REGISTRY": "r.example/p/",
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "r.example/p/serving:0.1.0-pinned"
 
@@ -72,7 +78,6 @@ def test_a_pinned_tag_wins(tmp_path):
 @pytest.mark.component
 def test_compiled_pipelines_name_exactly_the_built_images(tmp_path):
     from kfp import compiler
-
     from planets_mlops.pipelines.retraining import retraining
     from planets_mlops.pipelines.training import training
 

@@ -130,13 +130,17 @@ class ProgressLog(io.TextIOBase):
         self.log.flush()
 
 
-def init_local(pipeline_root: Path) -> None:
-    """``kfp.local`` in this Python environment (project modules importable, no Docker)."""
+def init_local(pipeline_root: Path, runner: Any = None) -> None:
+    """``kfp.local`` with ``runner``; default: this Python environment (no containers).
+
+    ``runner`` may be a ``kfp.local.DockerRunner`` (see :mod:`planets_mlops.app.containers`)
+    to run every task in the image its component names.
+    """
     from kfp import local
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner if runner is not None else local.SubprocessRunner(use_venv=False),
         pipeline_root=str(Path(pipeline_root).resolve()),
         raise_on_error=True,
     )
@@ -159,7 +163,11 @@ def _read_task(task_dir: Path) -> TaskResult:
 
 
 def run_local(
-    pipeline: Callable, pipeline_root: Path, log_file: Path | None = None, **arguments: Any
+    pipeline: Callable,
+    pipeline_root: Path,
+    log_file: Path | None = None,
+    runner: Any = None,
+    **arguments: Any,
 ) -> LocalRun:
     """Run ``pipeline`` under ``kfp.local`` and index what each task wrote.
 
@@ -168,9 +176,10 @@ def run_local(
         pipeline_root: folder receiving one sub-folder per run.
         log_file: when given, kfp.local's full output goes there and the terminal shows
             one progress line per step; otherwise everything goes to stdout.
+        runner: the kfp.local runner (default: SubprocessRunner in this environment).
         **arguments: pipeline parameters.
     """
-    init_local(pipeline_root)
+    init_local(pipeline_root, runner)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())

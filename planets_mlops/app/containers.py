@@ -1,0 +1,281 @@
+"""Run pipelines in the project's images: ``kfp.local.DockerRunner`` on Podman or Docker.
+
+Each task runs in the image its component names in the compiled IR, with the same command
+and arguments as on a cluster; only the pipeline root is shared with the host (mounted at
+the same path). Everything else a task reads (the git data repository, the DVC remote,
+Label Studio, GCS) must be reachable over the network, as on a cluster: the containers use
+the host's network, so servers on 127.0.0.1 answer.
+
+Podman serves a Docker-compatible API (``podman system service``); :func:`podman_service`
+starts one on a private socket and points ``DOCKER_HOST`` at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+# Environment the components may need inside a container, copied from the caller's when set.
+PASSED_ENV = (
+    "LABEL_STUDIO_URL",
+    "LABEL_STUDIO_API_KEY",
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_CLOUD_PROJECT",
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
+    "NO_GCE_CHECK",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_IP",
+    "NO_PROXY",
+    "no_proxy",
+    "DVC_NO_ANALYTICS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "PLANETS_FETCH_MAX_BYTES",
+    "PLANETS_FETCH_DEADLINE_S",
+    "PLANETS_FETCH_MAX_REDIRECTS",
+    "PLANETS_FETCH_ALLOW_HOSTS",
+)
+
+
+def container_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment given to every task container: :data:`PASSED_ENV` + ``extra``."""
+    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    env.update(extra or {})
+    return env
+
+
+def run_container(client: Any, image: str, command: list[str], volumes: dict, **run_args: Any) -> int:
+    """Run one task container to the end and return its exit status; then remove it.
+
+    Replaces ``kfp.local.docker_task_handler.run_docker_container`` (kfp 2.17), which starts
+    containers with ``auto_remove=True`` and expects Docker's 404 when it inspects one that
+    is already gone. Podman 4.3 answers that inspect with HTTP 500 ("no such container"),
+    so every fast task fails with an APIError. Waiting, reading the logs and removing the
+    container afterwards works on both engines and keeps the exit status (the task's
+    output appears when it ends rather than while it runs).
+    """
+    from kfp.local import docker_task_handler
+
+    image = docker_task_handler.add_latest_tag_if_not_present(image)
+    present = any(image in (i.tags + i.attrs.get("RepoDigests", [])) for i in client.images.list())
+    if present:
+        print(f"Found image {image!r}\n")
+    else:
+        print(f"Pulling image {image!r}")
+        client.images.pull(image)
+    run_args.pop("auto_remove", None)
+    container = client.containers.run(
+        image=image, command=command, detach=True, stdout=True, stderr=True, volumes=volumes, **run_args
+    )
+    try:
+        # Wait first, then read the logs: a followed log stream from Podman 4.3 does not
+        # always end when its container exits, which would hang the run.
+        status = int(container.wait()["StatusCode"])
+        print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
+        return status
+    finally:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None) -> Any:
+    """A ``kfp.local.DockerRunner`` on the host network with :func:`container_env`.
+
+    Args:
+        env: extra environment for every task.
+        user: ``uid:gid`` to run as; default: the image's own (non-root) user.
+    """
+    from kfp import local
+    from kfp.local import docker_task_handler
+
+    docker_task_handler.run_docker_container = run_container
+    args: dict[str, Any] = {"network_mode": "host", "environment": container_env(env)}
+    if user:
+        args["user"] = user
+    return local.DockerRunner(**args)
+
+
+def shared_pipeline_root(parent: Path | None = None) -> Path:
+    """A new pipeline root that the images' non-root user can write to (mode 0777).
+
+    Under ``parent`` (which the caller makes traversable) or a fresh folder in the system
+    temporary directory; the containers mount it at the same path.
+    """
+    root = Path(tempfile.mkdtemp(prefix="planets-kfp-", dir=parent))
+    root.chmod(0o777)
+    return root
+
+
+@contextlib.contextmanager
+def podman_service(socket_dir: Path | None = None, ready_timeout: float = 30.0) -> Iterator[str]:
+    """``podman system service`` on a private unix socket; yields its ``DOCKER_HOST`` URL.
+
+    ``DOCKER_HOST`` points at it while the block runs (the Docker SDK and DockerRunner read it).
+    """
+    podman = shutil.which("podman")
+    if podman is None:
+        raise RuntimeError("podman is not installed: run scripts/setup_podman.sh (make containers-setup)")
+    own_dir = socket_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="podman-api-")) if socket_dir is None else Path(socket_dir)
+    socket = folder / "podman.sock"
+    url = f"unix://{socket}"
+    process = subprocess.Popen(
+        [podman, "system", "service", "--time=0", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    previous = os.environ.get("DOCKER_HOST")
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not socket.exists():
+            if process.poll() is not None:
+                err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise RuntimeError(f"podman system service exited with {process.returncode}: {err}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"podman system service: no socket at {socket} after {ready_timeout} s")
+            time.sleep(0.05)
+        os.environ["DOCKER_HOST"] = url
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if process.stderr:
+            process.stderr.close()
+        if own_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_container(
+    image: str,
+    bento_uri: str,
+    bento_tag: str = "",
+    port: int | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 120.0,
+) -> Iterator[Any]:
+    """Run the serving image as a pod would, until the block ends.
+
+    The container runs as the image's non-root user with a read-only root filesystem,
+    ``/tmp`` and ``$BENTOML_HOME`` on tmpfs (the pod's emptyDir volumes), fetches its bento
+    from ``bento_uri`` and serves on 127.0.0.1:``port`` (host network, so an emulator on
+    127.0.0.1 is reachable as on a cluster's network).
+
+    Yields:
+        A :class:`planets_mlops.serve_local.LocalServer`; ``ready_s`` is the time from
+        ``podman run`` to ``/readyz`` = 200, ``container`` its name.
+    """
+    from planets_mlops.net import free_port
+    from planets_mlops.serve_local import LocalServer, wait_ready
+
+    port = port or free_port()
+    name = f"planets-serving-{port}-{os.getpid()}"
+    environment = {**container_env(env), "BENTO_URI": bento_uri, "BENTO_PORT": str(port)}
+    if bento_tag:
+        environment["BENTO_TAG"] = bento_tag
+    command = ["podman", "run", "--rm", "--name", name, "--network", "host", "--read-only"]
+    # emptyDir volumes are writable by the pod's user; a Podman tmpfs is root-owned 0755
+    # (its mode option is ignored here), so it is chowned to the container's user (U).
+    for path in ("/tmp", "/var/lib/bentoml"):
+        command += ["--tmpfs", f"{path}:rw,size=512m,U"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    command.append(image)
+    with tempfile.TemporaryDirectory(prefix="serve-container-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        with log_path.open("wb") as log_file:
+            started = time.monotonic()
+            process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        server = LocalServer(
+            url=f"http://127.0.0.1:{port}",
+            tag=bento_tag,
+            process=process,
+            log_path=log_path,
+            started_at=started,
+        )
+        server.container = name  # type: ignore[attr-defined]
+        try:
+            wait_ready(server, ready_timeout)
+            yield server
+        finally:
+            subprocess.run(["podman", "stop", "-t", "10", name], capture_output=True, timeout=60)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+            subprocess.run(["podman", "rm", "-f", "--ignore", name], capture_output=True, timeout=60)
+
+
+def container_peak_memory(name: str) -> int | None:
+    """Peak memory (bytes) of a running container from its cgroup, or None if unreadable."""
+    result = subprocess.run(
+        ["podman", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True, timeout=30
+    )
+    cid = result.stdout.strip()
+    for path in (
+        Path(f"/sys/fs/cgroup/memory/libpod_parent/libpod-{cid}/memory.max_usage_in_bytes"),
+        Path(f"/sys/fs/cgroup/libpod_parent/libpod-{cid}/memory.peak"),
+    ):
+        with contextlib.suppress(OSError, ValueError):
+            return int(path.read_text())
+    return None
+
+
+@contextlib.contextmanager
+def git_daemon(base_path: Path, ready_timeout: float = 10.0) -> Iterator[str]:
+    """``git daemon`` serving the repositories under ``base_path`` (push allowed) on 127.0.0.1.
+
+    Yields the URL prefix, ``git://127.0.0.1:PORT``: a repository at ``base_path/repo`` is
+    ``git://127.0.0.1:PORT/repo``. For tests and benchmarks, where containers must reach
+    the data repository over the network as a cluster would.
+    """
+    import socket as socket_module
+
+    from planets_mlops.net import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", f"--base-path={base_path}",
+         "--export-all", "--enable=receive-pack", "--informative-errors", str(base_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"git daemon exited with {process.returncode}")
+            with socket_module.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"git daemon not listening on 127.0.0.1:{port} after {ready_timeout} s")
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
