@@ -121,6 +121,19 @@ def check_gcs_credentials(remote_url: str, remote_settings: dict, repo_url: str)
         ) from exc
 
 
+def _check_remote_name(fs, remote: str, repo_url: str, rev: str) -> None:
+    """An unknown remote name would otherwise surface as an untracked data_path."""
+    if not remote:
+        return
+    configured = sorted(fs.repo.config.get("remote", {}))
+    if remote not in configured:
+        raise DataSourceError(
+            f"dvc_remote={remote!r} is not a DVC remote of {repo_url!r} at {rev!r}; the "
+            f"configured remotes are {configured or 'none'}. Pass one of them, or leave "
+            "dvc_remote empty for the repository's default remote."
+        )
+
+
 def _remote_settings(fs, remote: str, remote_config: dict | None) -> tuple[str, dict]:
     config = fs.repo.config
     name = remote or config.get("core", {}).get("remote", "")
@@ -166,6 +179,7 @@ def pull_dataset(
     try:
         fs = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=remote_config or None)
         commit = fs.repo.get_rev()
+        _check_remote_name(fs, remote, repo_url, rev)
         if not fs.exists(path):
             raise DataSourceError(
                 f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}. Use the path of "

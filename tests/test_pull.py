@@ -59,6 +59,15 @@ def test_untracked_path(data_repo, tmp_path):
         pull_dataset(data_repo["url"], "v1", "data/nothing", tmp_path / "out")
 
 
+def test_unknown_remote_names_the_remote_and_lists_the_configured_ones(data_repo, tmp_path):
+    with pytest.raises(
+        DataSourceError,
+        match=r"dvc_remote='no-such-remote' is not a DVC remote of .* configured remotes are \['storage'\]",
+    ):
+        pull_dataset(data_repo["url"], "v1", "data/raw", tmp_path / "out", remote="no-such-remote")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_repository(tmp_path):
     with pytest.raises(DataSourceError, match="not found.*data_repo_url"):
         pull_dataset(str(tmp_path / "missing"), "main", "data/raw", tmp_path / "out")
