@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from planets_mlops.preprocess import PreprocessConfig
 
 
+# The smallest input the model can take: a 3x3 convolution (no padding) leaves side - 2,
+# and the 3x3 max-pool after it needs at least 3 of those.
+MIN_IMAGE_SIZE = 5
+
+
+def _finite(name: str, value: object, allowed: str, fix: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidParameterError(name, value, allowed, fix)
+
+
 @dataclass(frozen=True)
 class DataParams:
     """Where the data set comes from: a git + DVC repository at a revision."""
@@ -74,6 +84,15 @@ class PrepareParams:
             raise InvalidParameterError(
                 "output_classes", self.output_classes, "0 (any) or the number of classes"
             )
+        if isinstance(self.image_size, int) and 0 < self.image_size < MIN_IMAGE_SIZE:
+            raise InvalidParameterError(
+                "image_size",
+                self.image_size,
+                f"at least {MIN_IMAGE_SIZE} pixels per side",
+                "The model's 3x3 convolution and 3x3 max-pool need 5x5 inputs at least; the "
+                "reference uses 32.",
+            )
+        _finite("rescale", self.rescale, "a finite positive number", "Use 1/255.")
         # Validates image_size and rescale with the same messages serving would give.
         self.preprocess_config()
 
@@ -117,9 +136,10 @@ class TrainParams:
                 "a fraction in (0, 1]",
                 "It is the share of known (validation) images the open-set guard keeps; 0.95 keeps 95 %.",
             )
+        _finite("lr", self.lr, "a finite positive learning rate", "The reference uses 0.001.")
         if not self.lr > 0:
             raise InvalidParameterError(
-                "lr", self.lr, "a positive learning rate", "The reference uses 0.001."
+                "lr", self.lr, "a finite positive learning rate", "The reference uses 0.001."
             )
         for name in ("epochs", "conv_size", "dense_size", "batch_size"):
             value = getattr(self, name)
@@ -169,6 +189,19 @@ class EvaluateParams:
             raise InvalidParameterError(
                 "bootstrap_resamples", resamples, "a positive integer", "2000 is plenty."
             )
+
+    def __post_init__(self) -> None:
+        """Check the field.
+
+        Raises:
+            InvalidParameterError: ``min_improvement`` is not a finite number.
+        """
+        _finite(
+            "min_improvement",
+            self.min_improvement,
+            "a finite number (accuracy points, e.g. 0.01)",
+            "Use 0.0 to promote any model at least as good as production.",
+        )
 
 
 @dataclass(frozen=True)

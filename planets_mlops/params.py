@@ -14,6 +14,7 @@ inputs of a compiled pipeline (read from its IR YAML, so no ``kfp`` import here)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from planets_mlops.errors import InvalidParameterError, NotFoundError
+from planets_mlops.knobs import MIN_IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,13 @@ def square_image_size(value: Any, name: str = "prepare_image_size") -> int:
                 f"The model takes square images: use [{value[0]}, {value[0]}] or {value[0]}.",
             )
         value = value[0]
-    if not _type_ok(value, (int,)) or value <= 0:
-        raise InvalidParameterError(name, value, "a positive int", "e.g. 32")
+    if not _type_ok(value, (int,)) or value < MIN_IMAGE_SIZE:
+        raise InvalidParameterError(
+            name,
+            value,
+            f"an int of at least {MIN_IMAGE_SIZE} (pixels per side)",
+            "The model's 3x3 convolution and 3x3 max-pool need 5x5 inputs at least; e.g. 32.",
+        )
     return int(value)
 
 
@@ -111,7 +118,15 @@ def _check_value(name: str, value: Any, types: tuple[type, ...]) -> Any:
         raise InvalidParameterError(name, value, f"of type {_type_names(types)}")
     if float in types and isinstance(value, int):
         return float(value)
+    _check_finite(name, value)
     return value
+
+
+def _check_finite(name: str, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidParameterError(
+            name, value, "a finite number", "inf and nan make training diverge or the gate meaningless."
+        )
 
 
 def flatten_params(doc: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
@@ -321,6 +336,9 @@ def validate_arguments(
             raise InvalidParameterError(name, value, f"{ir_type} ({_type_names(types)})")
         if ir_type == "NUMBER_DOUBLE":
             value = float(value)
+            _check_finite(name, value)
+        if name == "prepare_image_size":
+            value = square_image_size(value, name)
         out[name] = value
     missing = [n for n, spec in inputs.items() if not spec["optional"] and n not in out]
     if missing:

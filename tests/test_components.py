@@ -72,3 +72,34 @@ def test_the_four_components_chain(data_repo, tmp_path):
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == ["Earth", "Jupiter", "Moon"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == 12
     assert "Confusion matrix" in Path(report.path).read_text()
+
+
+def test_prepare_refuses_an_image_size_the_model_cannot_take_before_writing(small_raw, tmp_path):
+    import pytest
+
+    from planets_mlops.errors import InvalidParameterError
+
+    dataset = make_artifact(dsl.Dataset, small_raw)
+    for size in (1, 2, 4):
+        prepared = make_artifact(dsl.Dataset, tmp_path / f"prepared-{size}")
+        preview = make_artifact(dsl.HTML, tmp_path / f"preview-{size}")
+        with pytest.raises(InvalidParameterError, match=rf"image_size={size}.*at least 5"):
+            prepare_dataset.python_func(raw=dataset, prepared=prepared, preview=preview, image_size=size)
+        assert not Path(prepared.path).exists()
+
+
+def test_train_refuses_a_non_finite_learning_rate(tmp_path):
+    import pytest
+
+    from planets_mlops.errors import InvalidParameterError
+
+    for lr in (float("inf"), float("nan")):
+        with pytest.raises(InvalidParameterError, match=r"lr=(inf|nan).*finite"):
+            train_model.python_func(
+                prepared=make_artifact(dsl.Dataset, tmp_path / "prepared"),
+                model=make_artifact(dsl.Model, tmp_path / "model"),
+                history=make_artifact(dsl.Artifact, tmp_path / "history"),
+                metrics=make_artifact(dsl.Metrics, tmp_path / "metrics"),
+                curves=make_artifact(dsl.HTML, tmp_path / "curves"),
+                lr=lr,
+            )

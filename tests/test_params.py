@@ -93,7 +93,12 @@ def test_data_section_and_flat_top_level_keys():
         ({"prepare": {"sead": 1}}, r"prepare\.sead.*'grayscale', 'image_size', 'seed'"),
         ({"prepare": {"image_size": [32, 64]}}, r"square.*\[32, 32\]"),
         ({"prepare": {"image_size": [32]}}, "pair"),
-        ({"prepare": {"image_size": 0}}, "positive"),
+        ({"prepare": {"image_size": 0}}, "at least 5"),
+        ({"prepare": {"image_size": 1}}, r"prepare_image_size=1.*at least 5"),
+        ({"prepare": {"image_size": [4, 4]}}, r"at least 5.*3x3 convolution"),
+        ({"train": {"lr": float("inf")}}, r"train_lr=inf.*finite"),
+        ({"train": {"lr": float("nan")}}, r"train_lr=nan.*finite"),
+        ({"prepare": {"split": float("nan")}}, r"prepare_split=nan.*finite"),
         ({"train": {"epochs": "ten"}}, "train_epochs.*int"),
         ({"train": {"epochs": True}}, "train_epochs"),
         ({"prepare": {"grayscale": "yes"}}, "prepare_grayscale.*bool"),
@@ -156,7 +161,7 @@ def test_flags_override_file_and_reduce_image_size():
     assert merged == {"train_lr": 0.1, "prepare_seed": 1, "prepare_image_size": 48}
 
 
-@given(st.integers(min_value=1, max_value=4096))
+@given(st.integers(min_value=5, max_value=4096))
 def test_square_image_size_accepts_int_and_square_pair(side):
     assert square_image_size(side) == side == square_image_size([side, side])
 
@@ -166,6 +171,27 @@ def test_validate_against_compiled_inputs():
     out = validate_arguments({"train_lr": 1, "data_rev": 2, "data_repo_url": "u"}, inputs, "training")
     assert out == {"train_lr": 1.0, "data_rev": "2", "data_repo_url": "u"}
     assert isinstance(out["train_lr"], float)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("train_lr", float("inf"), r"train_lr=inf.*finite"),
+        ("prepare_split", float("nan"), r"prepare_split=nan.*finite"),
+        ("prepare_image_size", 1, r"prepare_image_size=1.*at least 5"),
+        ("prepare_image_size", 4, r"prepare_image_size=4.*at least 5"),
+    ],
+)
+def test_validate_rejects_values_the_run_would_fail_on(name, value, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        validate_arguments({name: value, "data_repo_url": "u"}, pipeline_inputs(IR), "training")
+
+
+def test_yaml_inf_and_nan_are_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: .inf\n")
+    with pytest.raises(InvalidParameterError, match="train_lr=inf"):
+        load_params_file(path)
 
 
 def test_validate_unknown_name_lists_valid_ones():
