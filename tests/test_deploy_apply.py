@@ -416,6 +416,11 @@ def test_progress_deadline_exceeded_rolls_back() -> None:
         ({"error": "no model"}, "expected a 'prediction' string"),
         ({"prediction": "Mars", "probabilities": {"Mars": 0.2, "Earth": 0.1}}, "sum to 0.300"),
         ({"prediction": "Mars"}, "no 'probabilities'"),
+        # What a diverged model answers, parsed the way predict() parses the body.
+        (json.loads('{"prediction": "Mars", "probabilities": {"Mars": NaN, "Earth": NaN}}'), "finite"),
+        ({"prediction": "Mars", "probabilities": {"Mars": float("inf"), "Earth": 0.0}}, "finite"),
+        ({"prediction": "Mars", "probabilities": {"Mars": 1.5, "Earth": -0.5}}, "in [0, 1]"),
+        ({"prediction": "Mars", "probabilities": {"Mars": "1.0"}}, "finite numbers"),
     ],
 )
 def test_failing_smoke_test_rolls_back(answer: Any, expected: str) -> None:

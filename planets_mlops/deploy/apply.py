@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 import urllib.error
 import urllib.request
@@ -320,8 +321,10 @@ def check_prediction(answer: Any) -> str:
     recognise; its ``closest_class`` is then the class checked.
 
     Raises:
-        DeployError: not {"prediction": str, "probabilities": {class: float}} summing to ~1
-            (or, when not recognised, a null prediction with a ``closest_class`` string).
+        DeployError: not {"prediction": str, "probabilities": {class: float}} with every
+            probability a finite number in [0, 1] and their sum ~1 (a diverged model
+            answers NaN, which no sum comparison catches); when not recognised, a null
+            prediction with a ``closest_class`` string.
     """
     if not isinstance(answer, dict):
         raise DeployError(f"smoke test: /predict answered {answer!r}, expected a 'prediction' string")
@@ -333,8 +336,18 @@ def check_prediction(answer: Any) -> str:
     probabilities = answer.get("probabilities")
     if not isinstance(probabilities, dict) or not probabilities:
         raise DeployError(f"smoke test: /predict answered no 'probabilities' map: {answer!r}")
+    bad = {
+        name: p
+        for name, p in probabilities.items()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p <= 1
+    }
+    if bad:
+        raise DeployError(
+            f"smoke test: probabilities must be finite numbers in [0, 1]; got {bad!r} "
+            "(a model with non-finite weights answers NaN: retrain with a lower train_lr)"
+        )
     total = sum(float(p) for p in probabilities.values())
-    if abs(total - 1.0) > 0.01 or predicted not in probabilities:
+    if not abs(total - 1.0) <= 0.01 or predicted not in probabilities:
         raise DeployError(
             f"smoke test: probabilities sum to {total:.3f} or miss the predicted class "
             f"{predicted!r}: {answer!r}"
