@@ -34,6 +34,10 @@ class DataSourceError(PlanetsError):
     """The data repository, revision or DVC remote cannot be reached or resolved."""
 
 
+class TrainingDivergedError(PlanetsError):
+    """Training produced a non-finite loss: the weights are unusable, nothing is written."""
+
+
 class DeployError(PlanetsError):
     """A deployment did not become healthy, or its smoke test failed; it was rolled back."""
 

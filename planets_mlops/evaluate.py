@@ -11,6 +11,7 @@ import html
 import io
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -492,6 +493,19 @@ def evaluate_model(
         params = replace(gate or EvaluateParams(), min_improvement=min_improvement)
         comparison = _compare(production_model_dir, images, labels, classes, scores, params)
     promote = comparison.promote if comparison else True
+    non_finite = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if non_finite or not np.isfinite(logits).all():
+        # A diverged model (NaN weights) still gets an accuracy from argmax: never ship it.
+        promote = False
+        log.error(
+            "The model's outputs are not finite (%d of %d logits; metrics %s): not promoted. "
+            "Retrain with a lower train_lr.",
+            int((~np.isfinite(logits)).sum()),
+            logits.size,
+            non_finite or "finite",
+        )
+        if comparison is not None:
+            comparison = replace(comparison, promote=False)
     history_path = Path(model_dir) / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     pictures = {

@@ -178,7 +178,8 @@ class EvaluateParams:
 
         Raises:
             InvalidParameterError: ``gate_alpha`` or ``gate_confidence`` outside (0, 1),
-                ``bootstrap_resamples`` not a positive integer.
+                ``bootstrap_resamples`` not a positive integer, ``min_improvement`` not a
+                finite number.
         """
         for name in ("gate_alpha", "gate_confidence"):
             value = getattr(self, name)
@@ -189,13 +190,6 @@ class EvaluateParams:
             raise InvalidParameterError(
                 "bootstrap_resamples", resamples, "a positive integer", "2000 is plenty."
             )
-
-    def __post_init__(self) -> None:
-        """Check the field.
-
-        Raises:
-            InvalidParameterError: ``min_improvement`` is not a finite number.
-        """
         _finite(
             "min_improvement",
             self.min_improvement,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.accelerators import check_gpus
-from planets_mlops.errors import DataError
+from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
 from planets_mlops.prepare import iter_shards, load_manifest, load_split
@@ -236,6 +237,44 @@ def _write_model_dir(
     return guard
 
 
+def _diverged(where: str, values: Mapping[str, Any], params: TrainParams) -> TrainingDivergedError:
+    shown = ", ".join(f"{k}={float(v):g}" for k, v in values.items())
+    return TrainingDivergedError(
+        f"Training diverged at {where}: {shown} is not finite (train_lr={params.lr:g}). The "
+        "weights are unusable and no model was written. Lower train_lr (the reference uses "
+        "0.001) or check the prepared data."
+    )
+
+
+def _stop_on_non_finite_loss(keras: Any, params: TrainParams) -> Any:
+    """A callback that raises on the first non-finite loss (TerminateOnNaN only stops quietly)."""
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise _diverged(f"epoch {self.epoch + 1}, batch {batch + 1}", {"loss": loss}, params)
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+            if bad:
+                raise _diverged(f"the end of epoch {epoch + 1}", bad, params)
+
+    return StopOnNonFiniteLoss()
+
+
+def _check_finite_history(history: Mapping[str, list[float]], params: TrainParams) -> None:
+    for key, values in history.items():
+        for epoch, value in enumerate(values):
+            if not math.isfinite(value):
+                raise _diverged(f"epoch {epoch + 1}", {key: value}, params)
+
+
 def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> TrainResult:
     """Train on the ``train`` split, validate on ``validation``, write the model folder.
 
@@ -250,6 +289,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
     Raises:
         DataError: the prepared data does not match ``params.output_classes``.
         AcceleratorError: a GPU was given to this container and TensorFlow sees none.
+        TrainingDivergedError: a loss or metric became NaN or infinite; nothing is written.
     """
     manifest = load_manifest(prepared_dir)
     classes = manifest["classes"]
@@ -270,8 +310,16 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    fit = model.fit(train_ds, epochs=params.epochs, validation_data=val_ds, shuffle=False, verbose=2)
+    fit = model.fit(
+        train_ds,
+        epochs=params.epochs,
+        validation_data=val_ds,
+        shuffle=False,
+        verbose=2,
+        callbacks=[_stop_on_non_finite_loss(tf.keras, params)],
+    )
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    _check_finite_history(history, params)
     duration = time.monotonic() - started
     guard = _write_model_dir(model, model_dir, manifest, history, prepared_dir, params.guard_coverage)
     result = TrainResult(

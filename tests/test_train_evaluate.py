@@ -19,6 +19,8 @@ from planets_mlops.train import TrainParams, train_model
         ("lr", 0.0, "lr=0.0"),
         ("conv_size", 0, "conv_size=0"),
         ("batch_size", -32, "batch_size=-32"),
+        ("lr", float("inf"), "lr=inf"),
+        ("lr", float("nan"), "lr=nan"),
     ],
 )
 def test_bad_training_parameters(field, value, fragment):
@@ -177,3 +179,57 @@ def test_evaluate_compares_with_a_production_model_that_lacks_a_class(tiny_model
     markdown = (tmp_path / "verdict.md").read_text()
     assert "## New classes" in markdown and f"| Moon | {moon.images} |" in markdown
     assert result.metadata()["new_class_recall_Moon"] == pytest.approx(moon.recall)
+
+
+def test_training_that_diverges_fails_clearly_and_writes_no_model(small_prepared, tmp_path):
+    from planets_mlops.errors import TrainingDivergedError
+
+    params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=1e30)  # finite, but diverges
+    with pytest.raises(
+        TrainingDivergedError, match=r"Training diverged at epoch 1.*not finite.*train_lr=1e\+30"
+    ):
+        train_model(small_prepared, tmp_path / "model", params)
+    assert not (tmp_path / "model" / "model.onnx").exists()
+
+
+def _nan_model(tiny_model, folder):
+    """A copy of a real model whose weights are NaN, as training with lr=inf left them."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    shutil.copytree(tiny_model, folder)
+    graph = onnx.load(folder / "model.onnx")
+    for index, tensor in enumerate(graph.graph.initializer):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.size > 1:
+            graph.graph.initializer[index].CopyFrom(
+                numpy_helper.from_array(np.full_like(values, np.nan), tensor.name)
+            )
+    onnx.save(graph, folder / "model.onnx")
+    return folder
+
+
+def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_model, tmp_path):
+    from kfp import dsl
+    from planets_mlops.components.evaluate_model import evaluate_model as component
+
+    from tests.helpers import make_artifact
+
+    nan_model = _nan_model(tiny_model, tmp_path / "nan-model")
+    prepared = make_artifact(dsl.Dataset, small_prepared)
+    model = make_artifact(dsl.Model, nan_model)
+    outputs = {
+        "metrics": make_artifact(dsl.Metrics, tmp_path / "metrics"),
+        "confusion": make_artifact(dsl.ClassificationMetrics, tmp_path / "confusion"),
+        "report": make_artifact(dsl.HTML, tmp_path / "report.html"),
+    }
+    # No production model: anything finite would be promoted.
+    assert component.python_func(prepared=prepared, model=model, **outputs) is False
+    assert evaluate_model(small_prepared, tiny_model, tmp_path / "r.html").promote is True
+    # Against production too, whatever the accuracy from argmax over NaN says.
+    result = evaluate_model(
+        small_prepared, nan_model, tmp_path / "r2.html", production_model_dir=tiny_model, min_improvement=-1.0
+    )
+    assert result.promote is False and result.comparison.promote is False
