@@ -1,13 +1,15 @@
 """Index a class-per-folder image data set, check every file, and summarise it.
 
 Layout: ``<root>/<ClassName>/<image>``. Files with an image extension that do not decode
-are skipped and counted with their reason; files without an image extension are counted
-as skipped too. Nothing is dropped without a record in the returned :class:`DatasetIndex`.
+are skipped and counted with their reason; files without an image extension, and files in
+folders nested inside a class folder, are counted as skipped too. Nothing is dropped
+without a record in the returned :class:`DatasetIndex`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,34 @@ def check_image(path: Path) -> str | None:
     return None if reason is None else f"undecodable: {reason}"
 
 
+NESTED = "in a nested folder"
+
+
+def _nested_files(root: Path, folder: Path) -> list[tuple[str, str]]:
+    """Every file below ``folder`` (a folder inside a class folder), each with its reason.
+
+    The layout is ``<class>/<image>``: files deeper down are not taken (a sub-folder might
+    be another class, or a copy), but each is counted. Links to folders are not followed.
+    """
+    if folder.is_symlink():
+        return [(str(folder.relative_to(root)), f"{NESTED}: a link to a folder, not followed")]
+    found = []
+    for current, dirs, names in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for file_name in sorted(names):
+            if file_name in IGNORED_NAMES:
+                continue
+            relative = str((Path(current) / file_name).relative_to(root))
+            found.append(
+                (
+                    relative,
+                    f"{NESTED}: {str(Path(relative).parent)!r}; move the image directly into its "
+                    "class folder (<data_path>/<ClassName>/<image>) to use it",
+                )
+            )
+    return found
+
+
 def index_dataset(root: Path, expected_classes: int | None = None, verify: bool = True) -> DatasetIndex:
     """List and check every image under ``root``.
 
@@ -114,7 +144,10 @@ def index_dataset(root: Path, expected_classes: int | None = None, verify: bool 
     for label, name in enumerate(classes):
         kept = 0
         for path in sorted((root / name).iterdir()):
-            if path.name in IGNORED_NAMES or path.is_dir():
+            if path.name in IGNORED_NAMES:
+                continue
+            if path.is_dir():
+                index.skipped.extend(_nested_files(root, path))
                 continue
             relative = str(path.relative_to(root))
             if path.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -136,3 +136,33 @@ def test_stable_split_rejects_a_base_that_is_not_a_subset(raw, tmp_path):
     other = copy_subset(tmp_path / "other", classes=("Mars",), per_class=3)
     with pytest.raises(DataError, match="base data set are not in the data set"):
         prepare_dataset(raw, tmp_path / "out", PrepareParams(), base_dir=other)
+
+
+def test_images_in_nested_folders_are_counted_and_reported(raw, tmp_path):
+    nested = raw / "Earth" / "more" / "deeper"
+    nested.mkdir(parents=True)
+    moved = sorted((raw / "Moon").iterdir())[:3]
+    for path in moved[:2]:
+        shutil.copy(path, raw / "Earth" / "more" / path.name)
+    shutil.copy(moved[2], nested / moved[2].name)
+    (nested / ".DS_Store").write_bytes(b"")
+    index = index_dataset(raw)
+    assert index.class_counts == {"Earth": 10, "Jupiter": 10, "Moon": 10}
+    assert index.skipped_summary() == {"in a nested folder": 3}
+    assert sorted(name for name, _ in index.skipped) == sorted(
+        [f"Earth/more/{moved[0].name}", f"Earth/more/{moved[1].name}", f"Earth/more/deeper/{moved[2].name}"]
+    )
+    assert "move the image directly into its class folder" in index.skipped[0][1]
+    # prepare fails with the list (3 of 33 is over the default 1 %) or, allowed, records them
+    with pytest.raises(DataError, match=r"3 of 33 files.*Earth/more/.*in a nested folder"):
+        prepare_dataset(raw, tmp_path / "out", PrepareParams())
+    manifest = prepare_dataset(raw, tmp_path / "out", PrepareParams(max_invalid_fraction=0.2)).manifest
+    assert len(manifest["skipped"]) == 3
+    assert manifest["skipped"][0]["reason"].startswith("in a nested folder")
+
+
+def test_a_link_loop_in_a_class_folder_is_counted_not_followed(raw):
+    (raw / "Earth" / "loop").symlink_to(raw / "Earth", target_is_directory=True)
+    index = index_dataset(raw)
+    assert index.class_counts["Earth"] == 10
+    assert index.skipped == [("Earth/loop", "in a nested folder: a link to a folder, not followed")]
