@@ -1,7 +1,8 @@
 """Apply, rollout wait, smoke test and rollback of ``planets_mlops.deploy.apply``.
 
 No Kubernetes API server runs on this machine, so ``FakeCluster`` below is a FAKE of the
-``ClusterApi`` boundary only (get / apply / delete / list_pods): it stores applied objects,
+``ClusterApi`` boundary only (get / apply / create / delete / list_pods), safe to call from
+several threads: it stores applied objects, honours resourceVersion preconditions,
 bumps the generation and the Deployment revision when the pod template changes, and plays
 the Deployment controller and kubelet for each bento tag (healthy, stuck, crash-looping).
 Everything above that boundary (manifests, hashing, status reading, rollback) is real.
@@ -41,27 +42,52 @@ class FakeCluster:
         self.calls: list[tuple[str, str]] = []
         self.applied: list[dict[str, Any]] = []
         self.fail_apply_of: set[str] = set()
+        self.lock = threading.RLock()
+        self.versions = 0
+        self.lease_calls: list[tuple[str, str]] = []
 
     # -- ClusterApi ---------------------------------------------------------------
+    def _record(self, call: str, kind: str) -> None:
+        # Lease calls (deploy serialisation) are kept apart: the tests below look at what
+        # was done to the served objects.
+        (self.lease_calls if kind == "Lease" else self.calls).append((call, kind))
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append(("get", kind))
-        obj = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(obj) if obj else None
+        with self.lock:
+            self._record("get", kind)
+            obj = self.objects.get((kind, namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            meta = obj["metadata"]
+            if (obj["kind"], meta["namespace"], meta["name"]) in self.objects:
+                raise deploy_apply.ClusterConflict(f"{obj['kind']} {meta['name']} already exists")
+            return self.apply(obj)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("apply", obj["kind"]))
+        with self.lock:
+            return self._apply(obj)
+
+    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._record("apply", obj["kind"])
         if obj["kind"] in self.fail_apply_of:
             raise RuntimeError(f"admission webhook denied {obj['kind']}")
-        self.applied.append(copy.deepcopy(obj))
         meta = obj["metadata"]
         key = (obj["kind"], meta["namespace"], meta["name"])
         old = self.objects.get(key)
+        wanted = meta.get("resourceVersion")
+        if wanted is not None and wanted != (old or {}).get("metadata", {}).get("resourceVersion"):
+            raise deploy_apply.ClusterConflict(f"{obj['kind']} {meta['name']}: resourceVersion moved")
+        if obj["kind"] != "Lease":
+            self.applied.append(copy.deepcopy(obj))
+        self.versions += 1
         new = copy.deepcopy(obj)
         new["metadata"]["generation"] = (old or {}).get("metadata", {}).get("generation", 0)
         if old is None or old.get("spec") != obj.get("spec"):
             new["metadata"]["generation"] += 1
         new["metadata"]["uid"] = (old or {}).get("metadata", {}).get("uid", f"uid-{len(self.objects)}")
-        new["metadata"]["resourceVersion"] = str(len(self.applied))
+        new["metadata"]["resourceVersion"] = str(self.versions)
         new["metadata"]["managedFields"] = [{"manager": manifests.FIELD_MANAGER}]
         annotations = new["metadata"].setdefault("annotations", {})
         if obj["kind"] == "Deployment":
@@ -82,16 +108,21 @@ class FakeCluster:
                 "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
                 "address": {"url": f"http://{meta['name']}-predictor.{meta['namespace']}.svc.cluster.local"},
             }
-        else:
+        elif obj["kind"] == "Service":
             new.setdefault("spec", {})["clusterIP"] = "10.96.0.42"
         self.objects[key] = new
         return copy.deepcopy(new)
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
-        self.calls.append(("delete", kind))
-        self.objects.pop((kind, namespace, name), None)
+        with self.lock:
+            self._record("delete", kind)
+            self.objects.pop((kind, namespace, name), None)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return self._list_pods(namespace, label_selector)
+
+    def _list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", label_selector))
         wanted = dict(part.split("=", 1) for part in label_selector.split(","))
         pods = []
@@ -702,3 +733,128 @@ def test_kubernetes_api_speaks_server_side_apply(fake_api_server: Any, tmp_path:
     api.delete("Deployment", "planets-serving", "planets-classifier")
     api.delete("Deployment", "planets-serving", "planets-classifier")  # absent is fine
     assert api.get("Deployment", "planets-serving", "planets-classifier") is None
+
+
+# -- rollback completeness and concurrent deploys -------------------------------------
+
+
+def test_rollback_restores_every_object_even_when_one_fails() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "stuck"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    original_apply = cluster.apply
+
+    def apply_then_reject_services(obj: dict[str, Any]) -> dict[str, Any]:
+        result = original_apply(obj)
+        if obj["kind"] == "Service":
+            cluster.fail_apply_of = {"Service"}  # the rollback's Service apply is rejected
+        return result
+
+    cluster.apply = apply_then_reject_services  # type: ignore[method-assign]
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=10)
+    message = str(info.value)
+    assert "ROLLBACK ALSO FAILED" in message and "could not restore Service" in message
+    assert "restored Deployment revision 1" in message
+    # The Deployment is back on the verified bento although the Service failed first.
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+
+
+class BlockingPredictor(Predictor):
+    """Holds the smoke test until ``release`` is set, to keep a deploy in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, url: str, image: bytes, timeout_s: float) -> dict[str, Any]:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the smoke test"
+        return super().__call__(url, image, timeout_s)
+
+
+def test_two_deploys_at_once_are_serialised_by_the_lease() -> None:
+    cluster = FakeCluster()
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    blocker = BlockingPredictor()
+    outcome: dict[str, Any] = {}
+
+    def deploy_a() -> None:
+        try:
+            outcome["a"] = run_deploy(cluster, make_spec("planets_classifier:v2"), blocker)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            outcome["a"] = exc
+
+    thread_a = threading.Thread(target=deploy_a)
+    thread_a.start()
+    assert blocker.entered.wait(10)
+    applied_before_b = len(cluster.applied)
+
+    def deploy_b() -> None:
+        try:
+            outcome["b"] = run_deploy(cluster, make_spec("planets_classifier:v3"), timeout_s=30)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            outcome["b"] = exc
+
+    thread_b = threading.Thread(target=deploy_b)
+    thread_b.start()
+    thread_b.join(10)
+    assert not thread_b.is_alive()
+    # B waited (on its own clock) while A held the lease, then gave up without applying.
+    assert isinstance(outcome["b"], DeployError)
+    assert "Another deploy of planets-serving/planets-classifier is in progress" in str(outcome["b"])
+    assert len(cluster.applied) == applied_before_b
+    blocker.release.set()
+    thread_a.join(10)
+    assert isinstance(outcome["a"], DeployResult) and outcome["a"].bento_tag == "planets_classifier:v2"
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v2"
+    # The lease is released: B's retry goes through.
+    assert run_deploy(cluster, make_spec("planets_classifier:v3")).bento_tag == "planets_classifier:v3"
+    assert ("Lease", "planets-serving", "planets-classifier-deploy") not in cluster.objects
+
+
+def test_a_deploy_never_reports_success_on_another_writers_rollout() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "stuck"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    other = manifests.desired_objects(make_spec("planets_classifier:v3"))
+    clock = FakeClock()
+
+    def sleep_while_another_writer_applies(seconds: float) -> None:
+        # Someone outside this deploy's lease (kubectl, another tool) applies v3 meanwhile.
+        if clock.now == 0:
+            writer = threading.Thread(target=lambda: [cluster.apply(obj) for obj in other])
+            writer.start()
+            writer.join(10)
+        clock.sleep(seconds)
+
+    with pytest.raises(deploy_apply.SupersededError, match=r"changed by another writer during the rollout"):
+        deploy(
+            make_spec("planets_classifier:v2"),
+            cluster,
+            timeout_s=60,
+            predict=Predictor(),
+            poll_s=5,
+            clock=clock,
+            sleep=sleep_while_another_writer_applies,
+        )
+    # Not rolled back over the other writer's spec either.
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v3"
+
+
+def test_an_expired_lease_of_a_dead_deploy_is_taken_over() -> None:
+    cluster = FakeCluster()
+    cluster.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "planets-classifier-deploy", "namespace": "planets-serving"},
+            "spec": {
+                "holderIdentity": "deploy-pod-that-died",
+                "leaseDurationSeconds": 60,
+                "acquireTime": "2020-01-01T00:00:00.000000Z",
+                "renewTime": "2020-01-01T00:00:00.000000Z",
+            },
+        }
+    )
+    assert run_deploy(cluster, make_spec("planets_classifier:v1")).changed is True
+    assert ("Lease", "planets-serving", "planets-classifier-deploy") not in cluster.objects

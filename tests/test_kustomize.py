@@ -85,8 +85,11 @@ def test_runner_role_is_least_privilege(target: str) -> None:
         ("", "services"),
         ("serving.kserve.io", "inferenceservices"),
         ("", "pods"),
+        ("coordination.k8s.io", "leases"),
     }
     assert granted[("", "pods")] == {"get", "list"}
+    # The deploy Lease: get, create (first deploy), patch (take over an expired one), delete.
+    assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "patch", "delete"}
     assert all("*" not in verbs for verbs in granted.values())
     binding = find(objs, "RoleBinding", "planets-deployer")
     assert binding["metadata"]["namespace"] == "planets-serving"

@@ -1,9 +1,16 @@
 """Apply a served bento, wait for its rollout, smoke-test it, roll back on any failure.
 
-Everything that talks to the API server goes through ``ClusterApi`` (four calls), and the
+Everything that talks to the API server goes through ``ClusterApi`` (five calls), and the
 one HTTP call to the new endpoint through a ``predict`` callable, so tests replace only
 those two boundaries. ``KubernetesApi`` is the real implementation (server-side apply
 with field manager ``planets-mlops`` and forced conflicts).
+
+Deploys of one target are serialised by a ``coordination.k8s.io`` Lease
+(``<name>-deploy``) taken with a create or a resourceVersion precondition; a deploy that
+finds it held waits, then fails without applying anything. While it waits for the rollout
+and after the smoke test, a deploy checks that the object still carries its own spec hash,
+so it never reports success on someone else's rollout; a rollback tries every object even
+when one of them fails.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import io
 import json
 import logging
 import math
+import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from planets_mlops.deploy import manifests
@@ -31,7 +40,11 @@ API_VERSIONS = {
     "Service": "v1",
     "Pod": "v1",
     "InferenceService": manifests.KSERVE_API_VERSION,
+    "Lease": "coordination.k8s.io/v1",
 }
+LEASE_SUFFIX = "-deploy"
+# The lease outlives the longest deploy: rollout timeout + smoke test + rollback.
+LEASE_MARGIN_S = 120
 # Waiting reasons after which a pod will not become ready by itself.
 FATAL_WAITING_REASONS = frozenset(
     {
@@ -61,6 +74,14 @@ Predict = Callable[[str, bytes, float], dict[str, Any]]
 Json = dict[str, Any]
 
 
+class ClusterConflict(Exception):
+    """The API server refused a write: the object exists, or its resourceVersion moved."""
+
+
+class SupersededError(DeployError):
+    """Another writer replaced the object during this deploy: it is theirs now, not rolled back."""
+
+
 class ClusterApi(Protocol):
     """The only calls deploy() makes to the Kubernetes API server."""
 
@@ -68,7 +89,14 @@ class ClusterApi(Protocol):
         """The object as JSON (camelCase keys, with status), or None if absent."""
 
     def apply(self, obj: Json) -> Json:
-        """Server-side apply ``obj`` (field manager planets-mlops, force conflicts)."""
+        """Server-side apply ``obj`` (field manager planets-mlops, force conflicts).
+
+        A ``metadata.resourceVersion`` in ``obj`` is a precondition: ``ClusterConflict``
+        when the stored object has another one.
+        """
+
+    def create(self, obj: Json) -> Json:
+        """Create ``obj``; ``ClusterConflict`` when it exists already."""
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object; absent is fine."""
@@ -150,14 +178,39 @@ class KubernetesApi:
         Returns:
             The object as the API server stored it.
         """
+        from kubernetes.dynamic.exceptions import ConflictError  # type: ignore[import-untyped]
+
         meta = obj["metadata"]
-        result = self._resource(obj["kind"]).server_side_apply(
-            body=obj,
-            name=meta["name"],
-            namespace=meta["namespace"],
-            field_manager=manifests.FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        try:
+            result = self._resource(obj["kind"]).server_side_apply(
+                body=obj,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                field_manager=manifests.FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except ConflictError as exc:  # a resourceVersion precondition failed
+            raise ClusterConflict(str(exc)) from exc
+        return result.to_dict()
+
+    def create(self, obj: Json) -> Json:
+        """Create ``obj`` (fails when it exists).
+
+        Args:
+            obj: A complete manifest with ``kind`` and ``metadata.name``/``metadata.namespace``.
+
+        Returns:
+            The object as the API server stored it.
+
+        Raises:
+            ClusterConflict: the object exists already.
+        """
+        from kubernetes.dynamic.exceptions import ConflictError  # type: ignore[import-untyped]
+
+        try:
+            result = self._resource(obj["kind"]).create(body=obj, namespace=obj["metadata"]["namespace"])
+        except ConflictError as exc:
+            raise ClusterConflict(str(exc)) from exc
         return result.to_dict()
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -387,13 +440,24 @@ def wait_for_rollout(
     poll_s: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    digest: str = "",
 ) -> Json:
     """Poll until the new revision is fully available.
+
+    Args:
+        api: The Kubernetes API boundary.
+        spec: What is being served.
+        timeout_s: Longest wait.
+        poll_s: Seconds between two reads.
+        clock: Monotonic time source.
+        sleep: Waits between polls.
+        digest: This deploy's spec hash: fail as soon as the object carries another one.
 
     Returns:
         The primary object as last read.
 
     Raises:
+        SupersededError: the object now carries another deploy's spec.
         DeployError: a pod of the new revision will never start (CrashLoopBackOff, image
             pull error: the pod's reason is in the message), or ``timeout_s`` passed.
     """
@@ -402,6 +466,8 @@ def wait_for_rollout(
     state = "not read yet"
     while True:
         primary = api.get(kind, spec.namespace, spec.name)
+        if digest:
+            check_still_ours(spec, primary, digest, "during the rollout")
         done, state = _rollout_done(spec, primary)
         if done and primary is not None:
             return primary
@@ -424,21 +490,145 @@ def wait_for_rollout(
 def rollback(api: ClusterApi, desired: list[Json], previous: dict[str, Json | None]) -> str:
     """Put back each object as read before the apply, or delete it if it did not exist.
 
+    Every object is tried, even when one of them fails.
+
     Returns:
         What was done, for the error message.
+
+    Raises:
+        DeployError: one or more objects could not be restored; the message lists what
+            was restored and what failed.
     """
-    done = []
+    done, failed = [], []
     for obj in reversed(desired):
         kind, meta = obj["kind"], obj["metadata"]
         before = previous.get(kind)
-        if before is None:
-            api.delete(kind, meta["namespace"], meta["name"])
-            done.append(f"deleted new {kind}")
-        else:
-            api.apply(restorable(before))
-            rev = _revision(before)
-            done.append(f"restored {kind}" + (f" revision {rev}" if rev else ""))
+        try:
+            if before is None:
+                api.delete(kind, meta["namespace"], meta["name"])
+                done.append(f"deleted new {kind}")
+            else:
+                api.apply(restorable(before))
+                rev = _revision(before)
+                done.append(f"restored {kind}" + (f" revision {rev}" if rev else ""))
+        except Exception as exc:  # noqa: BLE001 - go on with the other objects, report all
+            failed.append(f"{kind}: {exc}")
+    if failed:
+        raise DeployError(
+            f"could not restore {'; '.join(failed)}"
+            + (f" ({', '.join(reversed(done))} done)" if done else "")
+        )
     return ", ".join(reversed(done))
+
+
+def check_still_ours(spec: DeploySpec, primary: Json | None, digest: str, when: str) -> None:
+    """Raise when the served object no longer carries this deploy's spec hash.
+
+    Raises:
+        SupersededError: another writer replaced (or deleted) the object.
+    """
+    kind = "InferenceService" if spec.kserve else "Deployment"
+    theirs = ((primary or {}).get("metadata", {}).get("annotations") or {}).get(
+        manifests.SPEC_HASH_ANNOTATION
+    )
+    if theirs != digest:
+        raise SupersededError(
+            f"{kind} {spec.namespace}/{spec.name} was changed by another writer {when} "
+            f"(spec hash {theirs or 'none'}, this deploy's {digest}): it serves their "
+            "spec now, so this deploy neither claims it nor rolls it back. Check who else "
+            f"deploys to it (`kubectl -n {spec.namespace} get {kind.lower()} {spec.name} "
+            "--show-managed-fields -o yaml`), then deploy again."
+        )
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def lease_name(spec: DeploySpec) -> str:
+    """Name of the Lease that serialises deploys of ``spec``'s target."""
+    return f"{spec.name}{LEASE_SUFFIX}"
+
+
+def acquire_lease(
+    api: ClusterApi,
+    spec: DeploySpec,
+    holder: str,
+    duration_s: int,
+    wait_s: float,
+    poll_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Take the deploy Lease of ``spec``'s target, waiting up to ``wait_s`` while it is held.
+
+    The Lease is created, or taken over when free or expired with its resourceVersion as
+    precondition, so two deploys never both hold it.
+
+    Raises:
+        DeployError: another deploy still holds it after ``wait_s``; nothing was applied.
+    """
+    name = lease_name(spec)
+    deadline = clock() + wait_s
+    while True:
+        lease = api.get("Lease", spec.namespace, name)
+        moment = now()
+        body: Json = {
+            "apiVersion": API_VERSIONS["Lease"],
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": spec.namespace, "labels": {"app": spec.name}},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": int(duration_s),
+                "acquireTime": _micro_time(moment),
+                "renewTime": _micro_time(moment),
+            },
+        }
+        held = (lease or {}).get("spec") or {}
+        holder_now = str(held.get("holderIdentity") or "")
+        renewed = _parse_time(held.get("renewTime"))
+        expired = renewed is None or (moment - renewed).total_seconds() > float(
+            held.get("leaseDurationSeconds") or 0
+        )
+        try:
+            if lease is None:
+                api.create(body)
+                return
+            if not holder_now or expired:
+                body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
+                api.apply(body)
+                return
+        except ClusterConflict:
+            pass  # another deploy wrote it between our read and our write: read again
+        if clock() >= deadline:
+            raise DeployError(
+                f"Another deploy of {spec.namespace}/{spec.name} is in progress (Lease {name} "
+                f"held by {holder_now or 'another deploy'} since {held.get('acquireTime', '?')}, "
+                f"for {held.get('leaseDurationSeconds', '?')} s); nothing was applied. Deploy "
+                "again when it has finished; if that deploy died, its lease expires by itself "
+                f"(or `kubectl -n {spec.namespace} delete lease {name}`)."
+            )
+        sleep(poll_s)
+
+
+def release_lease(api: ClusterApi, spec: DeploySpec, holder: str) -> None:
+    """Delete the deploy Lease if ``holder`` still holds it; never raises."""
+    try:
+        lease = api.get("Lease", spec.namespace, lease_name(spec))
+        if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == holder:
+            api.delete("Lease", spec.namespace, lease_name(spec))
+    except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+        logger.warning("Could not release Lease %s/%s: %s", spec.namespace, lease_name(spec), exc)
 
 
 def deploy(
@@ -480,6 +670,28 @@ def deploy(
     if timeout_s <= 0:
         raise InvalidParameterError("timeout_s", timeout_s, "a positive number of seconds")
     desired = manifests.desired_objects(spec)
+    holder = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    acquire_lease(api, spec, holder, int(timeout_s) + LEASE_MARGIN_S, timeout_s, poll_s, clock, sleep)
+    try:
+        return _deploy_holding_lease(
+            spec, api, desired, timeout_s, predict, image, poll_s, clock, sleep, started
+        )
+    finally:
+        release_lease(api, spec, holder)
+
+
+def _deploy_holding_lease(
+    spec: DeploySpec,
+    api: ClusterApi,
+    desired: list[Json],
+    timeout_s: float,
+    predict: Predict,
+    image: bytes | None,
+    poll_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    started: float,
+) -> DeployResult:
     digest = desired[0]["metadata"]["annotations"][manifests.SPEC_HASH_ANNOTATION]
     kind = desired[0]["kind"]
     previous = {obj["kind"]: api.get(obj["kind"], spec.namespace, spec.name) for obj in desired}
@@ -514,10 +726,15 @@ def deploy(
     try:
         for obj in desired:
             api.apply(obj)
-        primary = wait_for_rollout(api, spec, timeout_s, poll_s, clock, sleep)
+        primary = wait_for_rollout(api, spec, timeout_s, poll_s, clock, sleep, digest=digest)
         url = _endpoint(spec, primary)
         answer = predict(url, image if image is not None else smoke_image(), 30.0)
         predicted = check_prediction(answer)
+        # The answer must have come from this deploy's pods, not from a later writer's.
+        check_still_ours(spec, api.get(kind, spec.namespace, spec.name), digest, "during the smoke test")
+    except SupersededError as exc:
+        logger.warning("Deploy of %s superseded: %s", spec.bento_tag, exc)
+        raise
     except Exception as exc:
         logger.warning("Deploy of %s failed (%s); rolling back", spec.bento_tag, exc)
         try:
@@ -526,7 +743,7 @@ def deploy(
             raise DeployError(
                 f"Deploy of bento {spec.bento_tag} failed: {exc}; ROLLBACK ALSO FAILED: "
                 f"{rollback_exc}. Fix by hand: `kubectl -n {spec.namespace} rollout undo "
-                f"deployment/{spec.name}`."
+                f"deployment/{spec.name}` and re-apply what could not be restored."
             ) from exc
         raise DeployError(
             f"Deploy of bento {spec.bento_tag} failed and was rolled back ({undone}): {exc}"
