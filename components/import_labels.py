@@ -46,8 +46,9 @@ def import_labels(
             "base_dvc_hash": base.get("dvc_hash", ""),
             "repo_url": base.get("repo_url", ""),
             "data_path": base.get("data_path", data_path),
-            "commit": base.get("commit", ""),
-            "dvc_hash": base.get("dvc_hash", ""),
+            # Merged but unpublished labels are in no commit: the base's would be wrong.
+            "commit": "" if result.summary.accepted else base.get("commit", ""),
+            "dvc_hash": "" if result.summary.accepted else base.get("dvc_hash", ""),
             "unpublished_changes": result.summary.accepted != [],
         }
     )

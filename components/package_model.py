@@ -23,7 +23,9 @@ def package_model(
         model: The trained model folder.
         metrics: The evaluation metrics, stored with the model.
         bento: Written: the ``.bento`` archive.
-        data_revision: Empty: the model's ``data_commit`` metadata.
+        data_revision: Empty: the model's ``data_commit`` metadata (``unpublished`` for
+            labels merged without a DVC version; ``data_content_hash`` and
+            ``data_base_commit`` labels say what it was trained on).
         version: Empty: BentoML generates one.
     """
     from planets_mlops.package import package_model as package
@@ -32,8 +34,11 @@ def package_model(
         model.path,
         bento.path,
         metrics=dict(metrics.metadata),
-        data_revision=data_revision or str(model.metadata.get("data_commit", "")),
+        data_revision=data_revision
+        or str(model.metadata.get("data_commit", ""))
+        or ("unpublished" if model.metadata.get("data_content_hash") else ""),
         model_uri=model.uri,
+        provenance=dict(model.metadata),
         version=version,
     )
     bento.metadata.update(result.metadata())

@@ -215,18 +215,32 @@ def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
     return classes, preprocess.to_dict()
 
 
-def bento_labels(data_revision: str, model_uri: str, metrics: Mapping[str, Any]) -> dict[str, str]:
+PROVENANCE_LABELS = ("data_content_hash", "data_base_commit", "data_dvc_hash")
+
+
+def bento_labels(
+    data_revision: str,
+    model_uri: str,
+    metrics: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
     """Bento/model labels: provenance and the headline metrics, all as strings.
 
     Args:
         data_revision: Data revision the model was trained on; empty: ``unknown``.
         model_uri: URI of the model artifact; empty: ``unknown``.
         metrics: Metrics; numbers become ``metric_<name>`` labels, other values are dropped.
+        provenance: The model's data provenance; its :data:`PROVENANCE_LABELS` become
+            labels of the same name (the content hash tells apart data sets that share a
+            commit, e.g. labels merged but not published).
 
     Returns:
         Label name -> value.
     """
     labels = {"data_revision": data_revision or "unknown", "model_uri": model_uri or "unknown"}
+    for key in PROVENANCE_LABELS:
+        if (provenance or {}).get(key):
+            labels[key] = str(provenance[key])  # type: ignore[index]
     for key, value in sorted(metrics.items()):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             labels[f"metric_{key}"] = f"{float(value):.6g}"
@@ -261,6 +275,7 @@ def package_model(
     metrics: Mapping[str, Any] | None = None,
     data_revision: str = "",
     model_uri: str = "",
+    provenance: Mapping[str, Any] | None = None,
     version: str = "",
     lock_file: Path | None = None,
     bentoml_home: Path | None = None,
@@ -277,6 +292,7 @@ def package_model(
         data_revision: Data revision the model was trained on (label ``data_revision``);
             empty: ``unknown``.
         model_uri: URI of the model artifact (label ``model_uri``).
+        provenance: The model artifact's metadata; see :func:`bento_labels`.
         version: Bento and model version; empty lets BentoML generate one.
         lock_file: Lock to take the serving pins from (default: the repository's).
         bentoml_home: BentoML home to use; default a temporary folder removed afterwards.
@@ -302,7 +318,7 @@ def package_model(
         model_dir=str(model_dir.resolve()),
         output_path=str(Path(output_path).resolve()),
         requirements=serving_requirements(lock_file),
-        labels=bento_labels(data_revision, model_uri, numeric),
+        labels=bento_labels(data_revision, model_uri, numeric, provenance),
         metrics=numeric,
         version=version,
     )

@@ -15,6 +15,7 @@ at a time and never holds the whole data set in memory.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import logging
@@ -64,8 +65,10 @@ class PrepareResult:
         """Metadata of the prepared Dataset artifact.
 
         Args:
-            source: Metadata of the raw data set artifact (from ``pull_data``); its
-                ``commit`` and ``dvc_hash`` are recorded as the data's provenance.
+            source: Metadata of the raw data set artifact (from ``pull_data`` or
+                ``import_labels``); its ``commit`` and ``dvc_hash`` (empty for labels not
+                published as a DVC version) and ``base_commit`` are recorded as the data's
+                provenance, next to the content hash of the files really used.
 
         Returns:
             Classes, preprocessing, split sizes, skipped count, split method, provenance.
@@ -80,6 +83,8 @@ class PrepareResult:
             "split_method": self.manifest["split_method"],
             "source_commit": source.get("commit", ""),
             "source_dvc_hash": source.get("dvc_hash", ""),
+            "source_base_commit": source.get("base_commit", source.get("commit", "")),
+            "data_content_hash": self.manifest.get("content_hash", ""),
         }
 
     def preview_html(self) -> str:
@@ -87,6 +92,26 @@ class PrepareResult:
         picture = base64.b64encode((Path(self.out_dir) / PREVIEW).read_bytes()).decode()
         title = html.escape(f"{len(self.classes)} classes: {', '.join(self.classes)}")
         return f"<html><body><h1>{title}</h1><img src='data:image/png;base64,{picture}'/></body></html>"
+
+
+def content_hash(index: DatasetIndex) -> str:
+    """SHA-256 of what is trained on: every used file's class, name and bytes, in order.
+
+    A data set changed without a new DVC version (labels imported but not published) has
+    the base commit's provenance; this hash still tells the two apart.
+
+    Args:
+        index: The checked data set (its skipped files do not count).
+
+    Returns:
+        ``sha256:<hex>``.
+    """
+    digest = hashlib.sha256()
+    for path, label in zip(index.files, index.labels):
+        relative = str(path.relative_to(index.root))
+        digest.update(f"{index.classes[label]}\t{relative}\t".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"sha256:{digest.hexdigest()}"
 
 
 def split_indices(
@@ -232,6 +257,7 @@ def prepare_dataset(
             "files": [str(path.relative_to(index.root)) for path in files],
             "class_counts": dict(zip(index.classes, counts.tolist())),
         }
+    manifest["content_hash"] = content_hash(index)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     save_preview(out_dir, manifest)
     log.info(

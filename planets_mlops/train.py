@@ -85,7 +85,8 @@ class TrainResult:
 
         Args:
             source: Metadata of the prepared data set artifact (from ``prepare_dataset``);
-                its ``source_commit`` and ``source_dvc_hash`` become the model's provenance.
+                its ``source_commit``, ``source_dvc_hash``, ``source_base_commit`` and
+                ``data_content_hash`` become the model's provenance.
 
         Returns:
             Framework, classes, parameter count, duration, provenance and ``final_<metric>``.
@@ -98,6 +99,8 @@ class TrainResult:
             "train_seconds": self.train_seconds,
             "data_commit": source.get("source_commit", ""),
             "data_dvc_hash": source.get("source_dvc_hash", ""),
+            "data_base_commit": source.get("source_base_commit", ""),
+            "data_content_hash": source.get("data_content_hash", ""),
             **{f"final_{key}": value for key, value in self.final.items()},
         }
 

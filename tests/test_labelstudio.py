@@ -277,6 +277,63 @@ def test_task_images_of_the_server_itself_are_fetched_with_the_token(ls_client, 
         anonymous.fetch_image(task["data"]["image"])
 
 
+def test_unpublished_labels_give_the_model_the_provenance_of_what_it_trained_on(
+    ls_env, ls_client, ls_project, data_repo, tmp_path
+):
+    from planets_mlops.components.import_labels import import_labels as component
+    from planets_mlops.components.prepare_dataset import prepare_dataset
+    from planets_mlops.components.train_model import train_model
+
+    from planets_mlops.package import bento_labels
+    from planets_mlops.pull import pull_dataset
+
+    pulled = pull_dataset(str(data_repo["repo"]), "v1", "data/raw", tmp_path / "pulled")
+    ls_client.upload_images(ls_project.id, extra_images(SMALL_CLASSES, per_class=2))
+    for task in ls_client.export_tasks(ls_project.id):
+        ls_client.annotate(
+            task["id"], [true_label(task["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1])]
+        )
+    merged = make_artifact(dsl.Dataset, tmp_path / "merged")
+    component.python_func(
+        dataset=make_artifact(dsl.Dataset, tmp_path / "pulled", pulled.metadata()),
+        merged=merged,
+        project=ls_project.title,
+        publish=False,  # the default: the merged data set is in no commit
+    )
+    assert merged.metadata["unpublished_changes"] is True
+    assert merged.metadata["commit"] == "" and merged.metadata["dvc_hash"] == ""
+    assert merged.metadata["base_commit"] == pulled.commit
+
+    def prepare_and_train(dataset, name):
+        prepared = make_artifact(dsl.Dataset, tmp_path / f"prepared-{name}")
+        prepare_dataset.python_func(
+            raw=dataset, prepared=prepared, preview=make_artifact(dsl.HTML, tmp_path / f"preview-{name}")
+        )
+        model = make_artifact(dsl.Model, tmp_path / f"model-{name}")
+        train_model.python_func(
+            prepared=prepared,
+            model=model,
+            history=make_artifact(dsl.Artifact, tmp_path / f"history-{name}"),
+            metrics=make_artifact(dsl.Metrics, tmp_path / f"metrics-{name}"),
+            curves=make_artifact(dsl.HTML, tmp_path / f"curves-{name}"),
+            epochs=1,
+            conv_size=8,
+            dense_size=16,
+        )
+        return model.metadata
+
+    on_merged = prepare_and_train(merged, "merged")
+    on_base = prepare_and_train(make_artifact(dsl.Dataset, tmp_path / "pulled", pulled.metadata()), "base")
+    # The base commit is no longer claimed as the data; the content hash tells them apart.
+    assert on_merged["data_commit"] == "" and on_merged["data_base_commit"] == pulled.commit
+    assert on_base["data_commit"] == pulled.commit
+    assert on_merged["data_content_hash"].startswith("sha256:")
+    assert on_merged["data_content_hash"] != on_base["data_content_hash"]
+    labels = bento_labels("unpublished", "gs://m", {}, on_merged)
+    assert labels["data_content_hash"] == on_merged["data_content_hash"]
+    assert labels["data_base_commit"] == pulled.commit
+
+
 # -- the component, publishing a DVC version ------------------------------------------------
 
 

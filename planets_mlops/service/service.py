@@ -193,6 +193,8 @@ class PlanetClassifier:
             {
                 "model_tag": str(stored.tag),
                 "data_revision": info.labels.get("data_revision", "unknown"),
+                "data_content_hash": info.labels.get("data_content_hash", ""),
+                "data_base_commit": info.labels.get("data_base_commit", ""),
                 "model_uri": info.labels.get("model_uri", ""),
                 "classes": self.classes,
                 "metrics": info.metadata.get("metrics", {}),
