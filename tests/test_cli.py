@@ -407,7 +407,7 @@ def test_every_bad_argument_is_reported_at_once_before_any_request(capsys, fake)
     assert code == 2
     assert "3 invalid arguments for pipeline 'tiny'" in err
     # The value rule is the training step's own (TrainParams), named as the user typed it.
-    assert "Invalid train_lr=-1.0: must be a positive learning rate" in err
+    assert "Invalid train_lr=-1.0: must be a finite positive learning rate" in err
     assert "prepare_seed" in err and "NUMBER_INTEGER" in err
     assert "Invalid parameter='train_epochz'" in err and "'prepare_seed'" in err
     assert fake.requests == []
