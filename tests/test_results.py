@@ -70,6 +70,8 @@ def test_prepare_metadata_records_counts_and_the_source_provenance(tmp_path):
         "split_method": "stable-over-base",
         "source_commit": "abc123",
         "source_dvc_hash": "d41d.dir",
+        "source_base_commit": "abc123",
+        "data_content_hash": "",
     }
     unsourced = result.metadata()
     assert unsourced["source_commit"] == "" and unsourced["source_dvc_hash"] == ""
@@ -111,6 +113,8 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
         "train_seconds": 1.5,
         "data_commit": "abc123",
         "data_dvc_hash": "d41d.dir",
+        "data_base_commit": "",
+        "data_content_hash": "",
         "final_accuracy": 0.75,
         "final_loss": 0.5,
         "final_val_accuracy": 0.5,

@@ -224,6 +224,7 @@ def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_
         "metrics": make_artifact(dsl.Metrics, tmp_path / "metrics"),
         "confusion": make_artifact(dsl.ClassificationMetrics, tmp_path / "confusion"),
         "report": make_artifact(dsl.HTML, tmp_path / "report.html"),
+        "verdict": make_artifact(dsl.Markdown, tmp_path / "verdict.md"),
     }
     # No production model: anything finite would be promoted.
     assert component.python_func(prepared=prepared, model=model, **outputs) is False
