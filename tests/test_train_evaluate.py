@@ -208,6 +208,10 @@ def _nan_model(tiny_model, folder):
                 numpy_helper.from_array(np.full_like(values, np.nan), tensor.name)
             )
     onnx.save(graph, folder / "model.onnx")
+    # Without its open-set guard (whose NaN embedding check would stop evaluation first):
+    # the gate itself must refuse the model.
+    for name in ("guard.json", "guard_bank.npy"):
+        (folder / name).unlink(missing_ok=True)
     return folder
 
 
