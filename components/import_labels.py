@@ -22,6 +22,7 @@ def import_labels(
     data_path: str = "data/raw",
     publish_branch: str = "labels",
     dvc_remote_config: dict = {},
+    allow_new_classes: bool = False,
 ):
     """Merge the human labels of Label Studio ``project`` (exact title or id) into ``dataset``.
 
@@ -29,14 +30,21 @@ def import_labels(
     counted in ``merged.metadata['skipped']``. Empty ``classes``: the data set's classes.
     ``publish`` commits the merged folder as a DVC version on ``publish_branch`` of
     ``data_repo_url`` (starting from the pulled commit) and pushes it; an unchanged data
-    set makes no new commit.
+    set makes no new commit. A label that the project offers but the data set lacks is a
+    new class: refused with an error naming it, unless ``allow_new_classes``; then its
+    folder is added and listed in ``merged.metadata['new_classes']``.
     """
     from planets_mlops.labelstudio.client import LabelStudioClient
     from planets_mlops.labelstudio.importer import import_labels as run_import
     from planets_mlops.labelstudio.publish import publish_dataset
 
     result = run_import(
-        LabelStudioClient(), project, dataset.path, merged.path, classes=list(classes) or None
+        LabelStudioClient(),
+        project,
+        dataset.path,
+        merged.path,
+        classes=list(classes) or None,
+        allow_new_classes=allow_new_classes,
     )
     base = dict(dataset.metadata)
     merged.metadata.update(result.metadata())

@@ -86,6 +86,7 @@ STEP_RESOURCES: dict[str, Resources] = {
     "package-model": Resources("500m", "1Gi", "1", "2Gi"),
     "deploy-model": Resources("250m", "512Mi", "1", "1Gi"),
     "push-predictions": Resources("500m", "1Gi", "2", "4Gi"),
+    "create-inbox-tasks": Resources("250m", "512Mi", "1", "2Gi"),
 }
 """Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`)."""
 

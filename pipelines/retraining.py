@@ -2,10 +2,12 @@
 
 Pull data -> import Label Studio labels -> (enough new labels?) prepare -> train ->
 evaluate against production -> (promoted?) package, and push the
-new model's predictions to the project's unlabelled tasks.
+new model's predictions to the project's unlabelled tasks. With ``inbox_uri``, the
+production inbox (inputs the service rejected or was unsure of) becomes new tasks.
 """
 
 from kfp import dsl
+from planets_mlops.components.create_inbox_tasks import create_inbox_tasks
 from planets_mlops.components.import_labels import check_new_labels, import_labels
 from planets_mlops.components.push_predictions import push_predictions
 from planets_mlops.pipelines.platform import (
@@ -63,6 +65,9 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         min_new_labels: int = LabelParams.min_new_labels,
         publish_labels: bool = LabelParams.publish,
         publish_branch: str = LabelParams.publish_branch,
+        allow_new_classes: bool = LabelParams.allow_new_classes,
+        inbox_uri: str = "",
+        inbox_max_tasks: int = LabelParams.inbox_max_tasks,
         prepare_seed: int = PrepareParams.seed,
         prepare_split: float = PrepareParams.split,
         prepare_image_size: int = PrepareParams.image_size,
@@ -93,6 +98,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             data_path=data_path,
             publish_branch=publish_branch,
             dvc_remote_config=dvc_remote_config,
+            allow_new_classes=allow_new_classes,
         ).set_display_name("Import labels (Label Studio)")
         # Reads a project that changes while the inputs stay the same, and may push a commit.
         with_side_effects(with_label_studio_secret(step(imported, "import-labels", cluster, idempotent=True)))
@@ -138,6 +144,20 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                     # Replaces this model version's predictions: safe to retry.
                     step(push, "push-predictions", cluster, idempotent=True)
                     with_side_effects(with_label_studio_secret(push))
+
+        # Production inputs the service kept (rejected or unsure) become tasks, hardest first.
+        with dsl.If(inbox_uri != "", name="inbox"):
+            inbox = create_inbox_tasks(
+                dataset=pull.outputs["dataset"],
+                project=label_studio_project,
+                inbox_uri=inbox_uri,
+                inbox_max_tasks=inbox_max_tasks,
+            ).set_display_name("Inbox to Label Studio tasks")
+            # The inbox and the project change while the inputs stay the same; a retry adds
+            # no task twice (tasks are matched by the image's hash).
+            with_side_effects(
+                with_label_studio_secret(step(inbox, "create-inbox-tasks", cluster, idempotent=True))
+            )
 
     return retraining
 

@@ -30,6 +30,10 @@ class DataError(PlanetsError):
     """The data set is missing, empty, corrupt or does not match what was asked for."""
 
 
+class NewClassError(DataError):
+    """Labellers used a label that is not yet a class, and adding classes was not allowed."""
+
+
 class DataSourceError(PlanetsError):
     """The data repository, revision or DVC remote cannot be reached or resolved."""
 

@@ -238,6 +238,7 @@ class Verdict:
             "gate_mcnemar_p": self.overall.p_value,
             "gate_wins": float(self.overall.wins),
             "gate_losses": float(self.overall.losses),
+            "gate_overall_worse": float(self.overall.worse),
             "gate_classes_worse": float(sum(s.worse for s in self.per_class.values())),
         }
         for new in self.new_classes:

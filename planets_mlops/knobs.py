@@ -206,6 +206,8 @@ class LabelParams:
     publish: bool = False
     publish_branch: str = "labels"
     push_new_predictions: bool = True
+    allow_new_classes: bool = False
+    inbox_max_tasks: int = 0
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,39 @@ class ImageFetchParams:
             raise InvalidParameterError("deadline_s", self.deadline_s, "a finite number of seconds > 0")
         if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
             raise InvalidParameterError("max_redirects", self.max_redirects, "0 or a positive integer")
+
+
+@dataclass(frozen=True)
+class InboxParams:
+    """The production inbox (:mod:`planets_mlops.inbox`): what the service keeps for labelling.
+
+    Attributes:
+        max_items: Items the inbox holds at most; later inputs are not kept until the
+            retraining pipeline empties it.
+        min_margin: An answer whose top two probabilities are closer than this is kept as
+            ``low_margin``.
+        max_image_bytes: Largest image kept.
+        queue_size: Items waiting for the service's background writer; more are dropped.
+    """
+
+    max_items: int = 1000
+    min_margin: float = 0.2
+    max_image_bytes: int = 10 * 1024 * 1024
+    queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: a bound that is not a positive integer, or
+                ``min_margin`` outside [0, 1].
+        """
+        for name in ("max_items", "max_image_bytes", "queue_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidParameterError(name, value, "a positive integer")
+        if isinstance(self.min_margin, bool) or not 0.0 <= self.min_margin <= 1.0:
+            raise InvalidParameterError("min_margin", self.min_margin, "a number in [0, 1]")
 
 
 @dataclass(frozen=True)

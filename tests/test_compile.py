@@ -168,6 +168,7 @@ CPU_STEPS = {
         "pull-data",
         "import-labels",
         "check-new-labels",
+        "create-inbox-tasks",
         "prepare-dataset",
         "evaluate-model",
         "package-model",

@@ -36,9 +36,11 @@ PIPELINE_KNOBS = {
     "publish_labels": (LabelParams, "publish"),
     "publish_branch": (LabelParams, "publish_branch"),
     "push_new_predictions": (LabelParams, "push_new_predictions"),
+    "allow_new_classes": (LabelParams, "allow_new_classes"),
+    "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
 }
 # Inputs whose default is no knob: empty means "not set" (a URI, a config, a secret name).
-NOT_KNOBS = {"dvc_remote_config", "production_model_uri"}
+NOT_KNOBS = {"dvc_remote_config", "production_model_uri", "inbox_uri"}
 # Component -> the dataclasses whose fields its inputs of the same name take.
 COMPONENT_KNOBS = {
     "comp-pull-data": [DataParams],
@@ -48,6 +50,7 @@ COMPONENT_KNOBS = {
     "comp-deploy-model": [DeployParams],
     "comp-import-labels": [LabelParams],
     "comp-check-new-labels": [LabelParams],
+    "comp-create-inbox-tasks": [LabelParams],
 }
 
 

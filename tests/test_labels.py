@@ -168,12 +168,28 @@ def test_build_predictions_scores_and_format():
     logits = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]], np.float32)
     predictions = build_predictions([7, 8], logits, CLASSES, "v1")
     assert [p["task"] for p in predictions] == [7, 8]
-    assert predictions[0]["score"] == pytest.approx(1 / 3, abs=1e-6)
+    # Score = certainty = 0.5 + margin / 2: a tie (margin 0) is 0.5, a sure answer near 1.
+    assert predictions[0]["score"] == pytest.approx(0.5, abs=1e-6)
     assert predictions[1]["score"] > 0.99
     assert predictions[1]["result"] == [
         {"from_name": "planet", "to_name": "image", "type": "choices", "value": {"choices": ["Earth"]}}
     ]
     assert {p["model_version"] for p in predictions} == {"v1"}
+
+
+def test_prediction_scores_put_unrecognised_images_first_then_close_calls():
+    import numpy as np
+
+    logits = np.array([[9.0, 0.0, 0.0], [1.0, 0.9, 0.0], [9.0, 0.0, 0.0]], np.float32)
+    predictions = build_predictions(
+        [1, 2, 3], logits, CLASSES, "v1", known_scores=np.array([0.9, 0.9, 0.2]), threshold=0.5
+    )
+    scores = [p["score"] for p in predictions]
+    # Task 3 is not recognised by the guard (0.2 < 0.5): 1 - (1 + 1 - 0.2 / 0.5) / 2 = 0.2.
+    assert scores[2] == pytest.approx(0.2) and scores[2] < 0.5 < scores[1] < scores[0]
+    assert sorted(predictions, key=lambda p: p["score"])[0]["task"] == 3
+    # Its choice is still the closest class, for the labeller to confirm or correct.
+    assert predictions[2]["result"][0]["value"]["choices"] == ["Earth"]
 
 
 def test_is_unlabelled():
@@ -237,3 +253,32 @@ def test_resolve_content_accounts_for_every_task_once(rows, existing):
     assert len(shas) == len(set(shas)) and not set(shas) & set(existing)
     for image in images:  # an imported image has exactly one label among its tasks
         assert {lab for _, lab, sha in rows if sha == image.sha256} == {image.label}
+
+
+def test_new_class_tasks_lists_accepted_labels_outside_the_data_set():
+    decisions = [
+        rules.Decision(1, "a", rules.ACCEPTED, "Earth"),
+        rules.Decision(2, "b", rules.ACCEPTED, "Pluto"),
+        rules.Decision(3, "c", rules.DISAGREEMENT, None),
+        rules.Decision(4, "d", rules.ACCEPTED, "Pluto"),
+        rules.Decision(5, "e", rules.ACCEPTED, "Ceres"),
+    ]
+    assert rules.new_class_tasks(decisions, ["Earth", "Moon"]) == {"Ceres": [5], "Pluto": [2, 4]}
+    assert rules.new_class_tasks(decisions[:1], ["Earth"]) == {}
+
+
+def test_refusing_new_classes_names_the_label_its_tasks_and_the_parameter():
+    from planets_mlops.errors import NewClassError
+
+    rules.refuse_new_classes({}, ["Earth"], "demo")  # nothing new: no error
+    with pytest.raises(NewClassError) as caught:
+        rules.refuse_new_classes({"Pluto": [2, 4, 6, 8, 10, 12]}, ["Earth", "Moon"], "demo")
+    message = str(caught.value)
+    assert "'Pluto' in 6 task(s) [2, 4, 6, 8, 10] ..." in message
+    assert "allow_new_classes=True" in message and "['Earth', 'Moon']" in message
+    assert "Nothing was imported" in message and "3 classes" in message
+
+
+@pytest.mark.parametrize("name, ok", [("Pluto", True), ("Dwarf planet", True), ("../x", False), ("", False)])
+def test_is_class_name(name, ok):
+    assert rules.is_class_name(name) is ok

@@ -179,6 +179,31 @@ def test_empty_project_imports_nothing_and_says_so(ls_client, ls_project, small_
     assert "has no tasks" in caplog.text
 
 
+def test_a_new_class_is_refused_by_default_and_added_when_allowed(ls_client, small_raw, tmp_path):
+    from planets_mlops.errors import NewClassError
+
+    # The project offers Mars, which the data set (Earth, Jupiter, Moon) does not have yet.
+    project, _ = ls_client.get_or_create_project("New class Mars", (*SMALL_CLASSES, "Mars"))
+    mars = extra_images(["Mars"], per_class=3)
+    earth = extra_images(["Earth"], per_class=1)
+    ls_client.upload_images(project.id, [*mars, *earth])
+    for task in ls_client.export_tasks(project.id):
+        name = str(task["data"]["image"]).rsplit("/", 1)[-1].split("-", 1)[1]
+        ls_client.annotate(task["id"], [true_label(name)])
+    with pytest.raises(NewClassError, match=r"'Mars' in 3 task\(s\).*allow_new_classes=True"):
+        import_labels(ls_client, project.id, small_raw, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before anything was written
+
+    result = import_labels(ls_client, project.id, small_raw, tmp_path / "merged", allow_new_classes=True)
+    meta = result.metadata()
+    assert meta["new_classes"] == ["Mars"] and meta["new_labels"] == 4
+    assert meta["class_counts"] == {"Earth": 21, "Jupiter": 20, "Mars": 3, "Moon": 20}
+    assert len(list((tmp_path / "merged" / "Mars").glob("ls-*.jpg"))) == 3
+    # Importing on top of the merged data set: Mars is a class now, nothing is new.
+    again = import_labels(ls_client, project.id, tmp_path / "merged", tmp_path / "again")
+    assert again.metadata()["new_classes"] == [] and again.metadata()["new_labels"] == 0
+
+
 def test_project_without_choices_config_is_rejected(ls_client, small_raw, tmp_path):
     project = ls_client.sdk.projects.create(
         title="Text project",
@@ -405,7 +430,7 @@ def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_proje
     predictions = list(ls_client.sdk.predictions.list(task=tasks[2]["id"]))
     assert len(predictions) == 1
     prediction = predictions[0]
-    assert prediction.model_version == "tiny-v1" and 1 / 3 <= prediction.score <= 1
+    assert prediction.model_version == "tiny-v1" and 0.5 <= prediction.score <= 1  # no guard: >= 0.5
     assert prediction.result[0]["value"]["choices"][0] in SMALL_CLASSES
     assert prediction.result[0]["from_name"] == rules.FROM_NAME
     assert list(ls_client.sdk.predictions.list(task=tasks[0]["id"])) == []
@@ -454,3 +479,48 @@ def test_labelling_demo_is_idempotent(label_studio, tiny_model):
     assert first.tasks == second.tasks == 12 and first.labelled == second.labelled == 6
     assert first.predictions["predicted_tasks"] == second.predictions["replaced_predictions"] == 6
     assert second.environment()["LABEL_STUDIO_URL"] == label_studio.url
+
+
+# -- the production inbox --------------------------------------------------------------------
+
+
+def test_inbox_becomes_tasks_hardest_first_without_duplicates(ls_client, ls_project, small_raw, tmp_path):
+    from planets_mlops.inbox import Inbox, LocalStore
+    from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks, task_hash
+
+    inbox = Inbox(LocalStore(tmp_path / "inbox"))
+    images = extra_images(SMALL_CLASSES, per_class=2)
+    # Margins 0.0, 0.1, ... 0.4 and one image the guard did not recognise (the hardest).
+    for n, path in enumerate(images[:5]):
+        p = 0.5 + n * 0.05
+        inbox.add(path.read_bytes(), {"closest_class": "Moon", "probabilities": {"Moon": p, "Earth": 1 - p}})
+    unknown = {
+        "prediction": None,
+        "closest_class": "Earth",
+        "probabilities": {"Earth": 0.99, "Moon": 0.01},
+        "recognised": False,
+        "known_score": 0.1,
+        "known_threshold": 0.5,
+    }
+    inbox.add(images[5].read_bytes(), unknown, model="prod")
+    in_dataset = sorted((small_raw / "Earth").iterdir())[0]
+    inbox.add(in_dataset.read_bytes(), unknown)  # already labelled in the data set
+    expected = [item.sha256 for item in inbox.items()[0] if item.sha256 != ""]
+
+    result = inbox_to_tasks(ls_client, ls_project.id, inbox, small_raw)
+    assert result.created == 6 and result.skipped == {"already_in_dataset": 1}
+    assert inbox.count() == 0  # every item is a task (or in the data set) now
+    tasks = sorted(ls_client.export_tasks(ls_project.id), key=lambda t: t["id"])
+    hashes = [task_hash(t) for t in tasks]
+    assert hashes == [sha for sha in expected if sha in hashes] and len(hashes) == 6
+    scores = [ls_client.sdk.predictions.list(task=t["id"])[0].score for t in tasks]
+    assert scores == sorted(scores) and scores[0] < 0.5 <= scores[1]  # the unknown image first
+    first = ls_client.sdk.predictions.list(task=tasks[0]["id"])[0]
+    assert first.result[0]["value"]["choices"] == ["Earth"] and first.model_version == "inbox-prod"
+
+    # The service keeps the same images again: no second task.
+    for path in images[:2]:
+        inbox.add(path.read_bytes(), {"closest_class": "Moon", "probabilities": {"Moon": 0.5, "Earth": 0.5}})
+    again = inbox_to_tasks(ls_client, ls_project.id, inbox, small_raw)
+    assert again.created == 0 and again.skipped == {"already_in_project": 2} and inbox.count() == 0
+    assert len(ls_client.export_tasks(ls_project.id)) == 6

@@ -127,3 +127,42 @@ def test_retraining_stops_before_training_without_enough_labels(
     )
     assert run.tasks["check-new-labels"].parameters["Output"] is False
     assert set(run.tasks) == {"pull-data", "import-labels", "check-new-labels"}
+
+
+def test_retraining_adds_a_class_from_labels(ls_env, ls_client, data_repo, tiny_model, tmp_path):
+    """Labellers use Mars, which the data set lacks: with allow_new_classes the retrained model
+    has four classes, and the gate compares it with the 3-class production on the shared ones."""
+    project, _ = ls_client.get_or_create_project("Retraining adds Mars", (*SMALL_CLASSES, "Mars"))
+    ls_client.upload_images(project.id, extra_images(["Mars"], per_class=10))
+    for task in ls_client.export_tasks(project.id):
+        name = str(task["data"]["image"]).rsplit("/", 1)[-1].split("-", 1)[1]
+        ls_client.annotate(task["id"], [true_label(name)])
+    run = run_local(
+        retraining,
+        tmp_path / "root",
+        log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]),
+        data_rev="v1",
+        label_studio_project=project.title,
+        min_new_labels=5,
+        allow_new_classes=True,
+        production_model_uri=str(tiny_model),
+        push_new_predictions=False,
+        **{**TINY, "train_output_classes": 4},
+    )
+    merged = run.metadata("import-labels", "merged")
+    assert merged["new_classes"] == ["Mars"] and merged["class_counts"]["Mars"] == 10
+    assert run.metadata("train-model", "model")["classes"] == ["Earth", "Jupiter", "Mars", "Moon"]
+    prepared = run.metadata("prepare-dataset", "prepared")
+    metrics = run.metadata("evaluate-model", "metrics")
+    # The comparison covers the 12 base validation images (the classes production knows);
+    # the 2 validation images of Mars (int(0.2 * 10)) are reported as the new class's recall.
+    assert prepared["validation_count"] == 12 + 2
+    assert metrics["gate_images"] == 12
+    assert 0.0 <= metrics["new_class_recall_Mars"] <= 1.0
+    verdict = (run.artifact("evaluate-model", "verdict")).read_text()
+    assert "## New classes" in verdict and "| Mars | 2 |" in verdict
+    # A new class stands in for the required gain: only "worse beyond noise" could refuse it.
+    not_worse = metrics["gate_overall_worse"] == 0 and metrics["gate_classes_worse"] == 0
+    assert run.tasks["evaluate-model"].parameters["Output"] is not_worse
+    assert ("package-model" in run.tasks) is run.tasks["evaluate-model"].parameters["Output"]

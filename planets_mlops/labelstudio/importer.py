@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,14 @@ class ImportResult:
     num_files: int
     class_counts: dict[str, int]
     seconds: float
+    new_classes: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         """Flat metadata for the merged Dataset artifact.
 
         Returns:
-            The project, the import summary's counts (accepted, skipped by reason), and the
-            merged data set's size and class counts.
+            The project, the import summary's counts (accepted, skipped by reason), the
+            merged data set's size and class counts, and the classes the import added.
         """
         return {
             "label_studio_project_id": self.project_id,
@@ -49,6 +50,7 @@ class ImportResult:
             "num_files": self.num_files,
             "num_classes": len(self.class_counts),
             "class_counts": self.class_counts,
+            "new_classes": self.new_classes,
         }
 
 
@@ -58,6 +60,7 @@ def import_labels(
     base_dir: Path,
     out_dir: Path,
     classes: list[str] | None = None,
+    allow_new_classes: bool = False,
 ) -> ImportResult:
     """Merge the human labels of ``project`` into a copy of ``base_dir`` at ``out_dir``.
 
@@ -67,24 +70,28 @@ def import_labels(
         base_dir: current data set (``<Class>/<image>``).
         out_dir: where the merged data set is written (replaced).
         classes: allowed labels; the class folders of ``base_dir`` when None.
+        allow_new_classes: accept labels that are choices of the project (or in ``classes``)
+            but not class folders of ``base_dir``, adding each as a new class folder.
 
     Raises:
         LabelStudioError: server unreachable, token refused, project not found.
         InvalidParameterError: the project's labelling config has no Choices over an Image.
+        NewClassError: labellers used a label that is not a class of ``base_dir`` and
+            ``allow_new_classes`` is False; nothing is written.
         DataError: ``base_dir`` is not a class-per-folder data set.
     """
     started = time.monotonic()
-    classes = rules.validate_classes(classes or list_classes(Path(base_dir)))
+    known = list_classes(Path(base_dir))
+    classes = rules.validate_classes(classes or known)
     proj = client.find_project(project)
     config = rules.parse_label_config(proj.label_config or "")
-    extra_choices = sorted(set(config.choices) - set(classes))
+    # Offered to labellers but not classes yet: a label among them is a new class. A name
+    # unsafe as a folder stays an unknown label.
+    extra_choices = sorted(
+        c for c in set(config.choices) - set(classes) - set(known) if rules.is_class_name(c)
+    )
     if extra_choices:
-        log.warning(
-            "Project %r offers choices %s outside the class list; such labels are skipped as %s",
-            proj.title,
-            extra_choices,
-            rules.UNKNOWN_LABEL,
-        )
+        log.info("Project %r offers choices %s that are not classes yet", proj.title, extra_choices)
     tasks = client.export_tasks(proj.id)
     if not tasks:
         log.warning("Project %r (id %s) has no tasks: nothing to import", proj.title, proj.id)
@@ -92,7 +99,11 @@ def import_labels(
     summary = rules.ImportSummary()
     pairs: list[tuple[rules.Decision, str]] = []
     payloads: dict[str, tuple[bytes, str]] = {}
-    for decision in rules.decide_labels(records, classes):
+    decisions = rules.decide_labels(records, [*classes, *extra_choices])
+    new = rules.new_class_tasks(decisions, known)
+    if not allow_new_classes:
+        rules.refuse_new_classes(new, known, str(proj.title))
+    for decision in decisions:
         if not decision.accepted:
             summary.skipped.append(decision)
             continue
@@ -129,7 +140,11 @@ def import_labels(
     for decision in summary.skipped:
         if decision.reason != rules.NO_ANNOTATION:
             log.warning("Skipped task %s (%s): %s", decision.task_id, decision.reason, decision.detail)
+    added = sorted({item.label for item in accepted} - set(known))
+    if added:
+        log.warning("New class(es) %s added from project %r (allow_new_classes)", added, proj.title)
     result = ImportResult(
+        new_classes=added,
         project_id=int(proj.id),
         project_title=str(proj.title),
         classes=classes,

@@ -15,6 +15,10 @@ Per task (:func:`decide_label`):
     7. ``unknown_label``      an annotation chose a name outside the class list (the server
                               accepts any label); the whole task waits for a fix rather than
                               being outvoted, since it shows a config/class-list mismatch.
+                              A choice the project's labelling config offers but the data
+                              set lacks is a *new class*: the import refuses it with an
+                              error unless ``allow_new_classes`` (see
+                              :func:`refuse_new_classes`), and then adds its folder.
     8. ``disagreement``       no class has a strict majority of the votes (ties included):
                               a human must adjudicate; the latest vote does not win.
 
@@ -39,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from planets_mlops.errors import InvalidParameterError
+from planets_mlops.errors import InvalidParameterError, NewClassError
 
 ACCEPTED = "accepted"
 MALFORMED = "malformed_task"
@@ -189,7 +193,7 @@ def validate_classes(classes: Sequence[str]) -> list[str]:
     if duplicates:
         raise InvalidParameterError("classes", names, "unique names", f"Remove duplicates {duplicates}.")
     for name in names:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+        if not is_class_name(name):
             raise InvalidParameterError(
                 "classes",
                 name,
@@ -197,6 +201,11 @@ def validate_classes(classes: Sequence[str]) -> list[str]:
                 "Rename the class; it becomes a folder of the data set.",
             )
     return names
+
+
+def is_class_name(name: object) -> bool:
+    """Whether ``name`` is usable as a class (and so as a folder name)."""
+    return isinstance(name, str) and bool(_NAME_RE.match(name)) and name not in (".", "..")
 
 
 def labeling_config(classes: Sequence[str]) -> str:
@@ -395,6 +404,50 @@ def decide_label(record: TaskRecord, classes: Sequence[str]) -> Decision:
 def decide_labels(records: Iterable[TaskRecord], classes: Sequence[str]) -> list[Decision]:
     """:func:`decide_label` over every record."""
     return [decide_label(r, classes) for r in records]
+
+
+def new_class_tasks(decisions: Iterable[Decision], known: Sequence[str]) -> dict[str, list[int | None]]:
+    """Labels of accepted decisions that are not classes of the data set yet.
+
+    Args:
+        decisions: Outcomes of :func:`decide_labels`.
+        known: The data set's classes.
+
+    Returns:
+        New label -> ids of the tasks that chose it, sorted by label.
+    """
+    found: dict[str, list[int | None]] = defaultdict(list)
+    known_set = set(known)
+    for decision in decisions:
+        if decision.accepted and decision.label not in known_set:
+            found[str(decision.label)].append(decision.task_id)
+    return dict(sorted(found.items()))
+
+
+def refuse_new_classes(new: Mapping[str, Sequence[int | None]], known: Sequence[str], project: str) -> None:
+    """Raise the error that stops an import which would add classes without permission.
+
+    Args:
+        new: New label -> task ids, from :func:`new_class_tasks`; nothing happens when empty.
+        known: The data set's classes.
+        project: The project's title, for the message.
+
+    Raises:
+        NewClassError: ``new`` is not empty. The message names each label, a few of its
+            tasks, and the parameter ``allow_new_classes``.
+    """
+    if not new:
+        return
+    described = "; ".join(
+        f"{label!r} in {len(ids)} task(s) {ids[:5]}{' ...' if len(ids) > 5 else ''}"
+        for label, ids in new.items()
+    )
+    raise NewClassError(
+        f"Labellers of project {project!r} used label(s) that are not classes of the data set "
+        f"{list(known)}: {described}. Nothing was imported. To add them as new classes (the model is "
+        f"then retrained with {len(known) + len(new)} classes), set allow_new_classes=True; otherwise "
+        "relabel those tasks or remove the choice from the project's labelling config."
+    )
 
 
 def resolve_content(

@@ -1,9 +1,13 @@
 """Pre-label the unlabelled tasks of a project with the current model.
 
 Each prediction carries the model's top class in the project's Choices format, a
-``score`` (max softmax probability) so labellers can sort by low confidence, and a
-``model_version``. Pushing again first deletes that model version's predictions, so a
-re-run replaces them instead of piling up copies.
+``score`` that marks its uncertainty, and a ``model_version``. The score is
+:func:`planets_mlops.inbox.certainty`: ``1 - uncertainty / 2``, where an image the model's
+open-set guard does not recognise scores below 0.5 (the less known, the lower) and any
+other ``0.5 + margin / 2`` (margin: top minus second class probability). Sorting the Data
+Manager by prediction score, ascending, shows labellers the hardest images first.
+Pushing again first deletes that model version's predictions, so a re-run replaces them
+instead of piling up copies.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def build_predictions(
     model_version: str,
     from_name: str = rules.FROM_NAME,
     to_name: str = rules.TO_NAME,
+    known_scores: np.ndarray | None = None,
+    threshold: float | None = None,
 ) -> list[dict[str, Any]]:
     """Label Studio prediction objects for ``logits`` (one row per task).
 
@@ -52,25 +58,31 @@ def build_predictions(
         model_version: Label Studio model version of the predictions.
         from_name: Name of the config's Choices tag.
         to_name: Name of the config's Image tag.
+        known_scores: The open-set guard's score per row, when the model has a guard.
+        threshold: The guard's threshold (with ``known_scores``).
 
     Returns:
-        One prediction per task: top class, its probability as ``score``, model version.
+        One prediction per task: the closest class, the certainty as ``score`` (see the
+        module docstring), the model version.
 
     Raises:
         ValueError: ``task_ids`` and ``logits`` differ in length.
     """
     if len(task_ids) != len(logits):
         raise ValueError(f"{len(task_ids)} task ids for {len(logits)} logit rows")
-    probabilities = softmax(logits) if len(logits) else np.zeros((0, len(classes)))
+    from planets_mlops.inbox import certainty
+    from planets_mlops.service.inference import answers
+
+    if not len(logits):
+        return []
     predictions = []
-    for task_id, row in zip(task_ids, probabilities):
-        best = int(row.argmax())
+    for task_id, answer in zip(task_ids, answers(logits, classes, known_scores, threshold)):
         predictions.append(
             {
                 "task": int(task_id),
                 "model_version": model_version,
-                "score": round(float(row[best]), 6),
-                "result": [choices_result([classes[best]], from_name, to_name)],
+                "score": round(certainty(answer), 6),
+                "result": [choices_result([answer["closest_class"]], from_name, to_name)],
             }
         )
     return predictions
@@ -81,11 +93,34 @@ def is_unlabelled(record: rules.TaskRecord) -> bool:
     return not any(v.choices and not v.cancelled for v in record.votes)
 
 
-def model_logits(model_dir: Path, images: np.ndarray) -> np.ndarray:
-    """Logits of ``model_dir/model.onnx`` (through :mod:`planets_mlops.evaluate`)."""
-    from planets_mlops.evaluate import predict_logits
+def model_scores(model_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """Logits, and the open-set guard's scores and threshold when the model folder has a guard.
 
-    return predict_logits(Path(model_dir), images)
+    Args:
+        model_dir: A model folder from ``train_model``.
+        images: Model inputs ``(n, size, size, channels)``.
+
+    Returns:
+        ``(logits, known_scores, threshold)``; the last two are None without a guard (or
+        when ``model.onnx`` has no embedding output).
+    """
+    from planets_mlops.evaluate import load_session
+    from planets_mlops.guard import EMBEDDING_OUTPUT, has_guard, load_guard
+
+    session = load_session(Path(model_dir))
+    outputs = [output.name for output in session.get_outputs()]
+    with_embedding = has_guard(Path(model_dir)) and EMBEDDING_OUTPUT in outputs
+    wanted = [outputs[0], EMBEDDING_OUTPUT] if with_embedding else [outputs[0]]
+    name = session.get_inputs()[0].name
+    parts = [
+        session.run(wanted, {name: np.ascontiguousarray(images[i : i + 256], np.float32)})
+        for i in range(0, len(images), 256)
+    ]
+    logits = np.concatenate([part[0] for part in parts])
+    if not with_embedding:
+        return logits, None, None
+    guard = load_guard(Path(model_dir))
+    return logits, guard.scores(np.concatenate([part[1] for part in parts])), guard.threshold
 
 
 @dataclass
@@ -183,10 +218,14 @@ def push_predictions(
             skipped[rules.IMAGE_UNDECODABLE] = skipped.get(rules.IMAGE_UNDECODABLE, 0) + 1
             continue
         task_ids.append(int(record.task_id or 0))
-    logits = (
-        model_logits(model_dir, np.stack(tensors)) if tensors else np.zeros((0, len(classes)), np.float32)
+    known_scores, threshold = None, None
+    if tensors:
+        logits, known_scores, threshold = model_scores(model_dir, np.stack(tensors))
+    else:
+        logits = np.zeros((0, len(classes)), np.float32)
+    predictions = build_predictions(
+        task_ids, logits, classes, model_version, cfg.from_name, cfg.to_name, known_scores, threshold
     )
-    predictions = build_predictions(task_ids, logits, classes, model_version, cfg.from_name, cfg.to_name)
     # Replace, not pile up: drop this version's old predictions first (labelled tasks too).
     replaced = client.delete_model_version(proj.id, model_version)
     client.import_predictions(proj.id, predictions)

@@ -189,6 +189,10 @@ class PlanetClassifier:
         self.decoder = Decoder(self.config, SETTINGS)
         self.guard = _load_guard(folder, self.session)
         self.outputs = [output.name for output in self.session.get_outputs()][: 2 if self.guard else 1]
+        from planets_mlops.inbox import writer_from_env
+
+        # PLANETS_INBOX set: rejected and unsure inputs are kept for labelling (off the request path).
+        self.inbox = writer_from_env(str(stored.tag))
         _METADATA.update(
             {
                 "model_tag": str(stored.tag),
@@ -231,6 +235,8 @@ class PlanetClassifier:
         # The model (~0.2 ms for 32x32 inputs) runs on the event loop: a thread hop
         # would cost more.
         results = self._results(tensors)
+        if self.inbox is not None:
+            self.inbox.offer(images, results)
         return JSONResponse({"predictions": results} if batch else results[0])
 
     @bentoml.api(route="/predict", input_spec=ImageUpload, output_spec=Prediction)

@@ -1,0 +1,179 @@
+"""The production inbox: triage, bounded and idempotent writes, on a local folder and on a
+real GCS emulator (fake-gcs-server), and reading back what an outsider may have put there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+import pytest
+
+from planets_mlops import inbox as ib
+from planets_mlops.knobs import InboxParams
+from tests.fixtures.data import PLANETS
+
+IMAGES = sorted((PLANETS / "extra").glob("*.jpg"))[:8]
+
+UNSURE = {"prediction": "Earth", "closest_class": "Earth", "probabilities": {"Earth": 0.5, "Moon": 0.45}}
+SURE = {"prediction": "Moon", "closest_class": "Moon", "probabilities": {"Earth": 0.01, "Moon": 0.99}}
+UNKNOWN = {
+    "prediction": None,
+    "closest_class": "Mars",
+    "probabilities": {"Mars": 0.97, "Moon": 0.03},
+    "recognised": False,
+    "known_score": 0.3,
+    "known_threshold": 0.6,
+}
+
+
+def test_triage_and_uncertainty_order_unknown_first_then_close_calls():
+    assert ib.triage(UNKNOWN, 0.2) == ib.UNRECOGNISED
+    assert ib.triage(UNSURE, 0.2) == ib.LOW_MARGIN
+    assert ib.triage(SURE, 0.2) is None
+    assert ib.margin(UNSURE["probabilities"]) == pytest.approx(0.05)
+    assert ib.uncertainty(SURE) == pytest.approx(0.02)
+    assert ib.uncertainty(UNSURE) == pytest.approx(0.95)
+    assert ib.uncertainty(UNKNOWN) == pytest.approx(1.5)  # 1 + (1 - 0.3 / 0.6)
+    assert ib.certainty(UNKNOWN) < ib.certainty(UNSURE) < ib.certainty(SURE)
+
+
+def test_add_is_idempotent_and_bounded(tmp_path):
+    inbox = ib.Inbox(ib.LocalStore(tmp_path / "inbox"), InboxParams(max_items=3))
+    first = IMAGES[0].read_bytes()
+    assert inbox.add(first, UNSURE, "model-a") == ib.ADDED
+    assert inbox.add(first, UNKNOWN, "model-b") == ib.DUPLICATE  # same bytes: one item
+    for path in IMAGES[1:3]:
+        assert inbox.add(path.read_bytes(), UNSURE) == ib.ADDED
+    assert inbox.add(IMAGES[3].read_bytes(), UNSURE) == ib.FULL
+    assert inbox.count() == 3
+    files = sorted(p.name for p in (tmp_path / "inbox").iterdir())
+    assert len(files) == 6 and not [n for n in files if n.startswith(".tmp")]
+    sha = hashlib.sha256(first).hexdigest()
+    stored = json.loads((tmp_path / "inbox" / f"{sha}.json").read_text())
+    assert stored["model"] == "model-a" and stored["reason"] == ib.LOW_MARGIN  # the first answer kept
+    assert (tmp_path / "inbox" / f"{sha}.jpg").read_bytes() == first
+    # Too large or not an image: never kept.
+    small = ib.Inbox(ib.LocalStore(tmp_path / "small"), InboxParams(max_image_bytes=100))
+    assert small.add(first, UNSURE) == ib.TOO_LARGE
+    assert small.add(b"<html>", UNSURE) == ib.NOT_AN_IMAGE
+    assert small.count() == 0
+
+
+def test_concurrent_writers_of_one_image_make_one_item(tmp_path):
+    store = ib.LocalStore(tmp_path / "inbox")
+    data = IMAGES[0].read_bytes()
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(ib.Inbox(store).add(data, UNSURE))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(ib.ADDED) == 1 and results.count(ib.DUPLICATE) == 7
+    assert len(list((tmp_path / "inbox").iterdir())) == 2
+
+
+def test_items_come_back_hardest_first_and_outsider_objects_are_skipped(tmp_path):
+    folder = tmp_path / "inbox"
+    inbox = ib.Inbox(ib.LocalStore(folder))
+    inbox.add(IMAGES[0].read_bytes(), UNSURE)
+    inbox.add(IMAGES[1].read_bytes(), UNKNOWN)
+    inbox.add(IMAGES[2].read_bytes(), {**UNSURE, "probabilities": {"Earth": 0.55, "Moon": 0.45}})
+    # What someone else may have written to the bucket/folder:
+    (folder / ("0" * 64 + ".json")).write_text("{not json")
+    (folder / ("1" * 64 + ".json")).write_text(json.dumps({"format": ib.FORMAT, "sha256": "../../x"}))
+    (folder / ("2" * 64 + ".json")).write_bytes(b" " * (ib.MAX_ITEM_JSON_BYTES + 1))
+    orphan = ib.InboxItem("3" * 64, ".jpg", ib.LOW_MARGIN, 0.5, {}, "", 0.0)
+    (folder / ("3" * 64 + ".json")).write_bytes(orphan.to_json())  # its image is missing
+    (folder / "4.json").symlink_to("/etc/hostname")
+    items, skipped = inbox.items()
+    assert [item.reason for item in items] == [ib.UNRECOGNISED, ib.LOW_MARGIN, ib.LOW_MARGIN]
+    assert [round(item.uncertainty, 2) for item in items] == [1.5, 0.95, 0.9]
+    assert skipped == {"malformed_item": 3, "image_missing": 1}
+    assert inbox.image(items[0]) == IMAGES[1].read_bytes()
+    inbox.remove(items[0])
+    assert len(inbox.items()[0]) == 2
+
+
+def test_writer_keeps_only_what_triage_selects_off_the_request_path(tmp_path):
+    inbox = ib.Inbox(ib.LocalStore(tmp_path / "inbox"), InboxParams(max_items=2, queue_size=8))
+    writer = ib.InboxWriter(inbox, model="planets-classifier:abc")
+    images = [p.read_bytes() for p in IMAGES[:4]]
+    queued = writer.offer(images, [UNSURE, SURE, UNKNOWN, UNSURE])
+    assert queued == 3
+    assert writer.flush(timeout=30)
+    writer.close()
+    assert dict(writer.counts) == {ib.ADDED: 2, ib.FULL: 1}
+    assert {item.model for item in inbox.items()[0]} == {"planets-classifier:abc"}
+
+
+def test_settings_from_the_environment(tmp_path):
+    assert ib.writer_from_env(env={}) is None
+    uri, params = ib.params_from_env({ib.ENV_URI: str(tmp_path), ib.ENV_MAX_ITEMS: "5"})
+    assert uri == str(tmp_path) and params.max_items == 5 and params.min_margin == InboxParams().min_margin
+    with pytest.raises(Exception, match="PLANETS_INBOX_MAX_ITEMS"):
+        ib.params_from_env({ib.ENV_URI: "x", ib.ENV_MAX_ITEMS: "many"})
+    with pytest.raises(Exception, match="min_margin=2.0"):
+        ib.params_from_env({ib.ENV_URI: "x", ib.ENV_MIN_MARGIN: "2"})
+
+
+def test_gcs_inbox_is_bounded_idempotent_and_atomic(gcs_emulator):
+    bucket = gcs_emulator.make_bucket("planets-inbox")
+    store = ib.open_store(f"{bucket}/serving/inbox")
+    assert isinstance(store, ib.GcsStore)
+    inbox = ib.Inbox(store, InboxParams(max_items=2))
+    data = IMAGES[0].read_bytes()
+    assert inbox.add(data, UNSURE) == ib.ADDED
+    assert inbox.add(data, UNKNOWN) == ib.DUPLICATE
+    # The generation precondition: a second create of an existing object is refused.
+    sha = hashlib.sha256(data).hexdigest()
+    assert store.put_if_absent(f"{sha}.json", b"overwrite?") is False
+    assert inbox.add(IMAGES[1].read_bytes(), UNKNOWN) == ib.ADDED
+    assert inbox.add(IMAGES[2].read_bytes(), UNKNOWN) == ib.FULL
+    items, skipped = inbox.items()
+    assert [item.reason for item in items] == [ib.UNRECOGNISED, ib.LOW_MARGIN] and skipped == {}
+    assert inbox.image(items[1]) == data
+    # A stray object is skipped; objects of a deeper prefix are not the inbox's.
+    store.put_if_absent("f" * 64 + ".json", b"[]")
+    ib.GcsStore(f"{bucket}/serving/inbox/old").put_if_absent("a" * 64 + ".json", b"{}")
+    assert inbox.items()[1] == {"malformed_item": 1}
+    inbox.remove(items[0])
+    assert inbox.count() == 2  # the stray object is still counted against the bound
+
+
+@pytest.mark.servers
+def test_the_served_model_keeps_unsure_inputs_in_the_inbox(packaged_bento, tmp_path):
+    """A real ``bentoml serve`` with ``PLANETS_INBOX`` set: answers are unchanged, and each
+    unsure input lands in the inbox once, however often it is sent."""
+    import time
+
+    import httpx
+
+    from planets_mlops.serve_local import serve_bento
+
+    folder = tmp_path / "inbox"
+    env = {
+        "PLANETS_WORKERS": "1",
+        ib.ENV_URI: str(folder),
+        # Every answer of two or more classes has a margin below 1: all are kept.
+        ib.ENV_MIN_MARGIN: "1.0",
+        ib.ENV_MAX_ITEMS: "2",
+    }
+    with serve_bento(packaged_bento["archive"], env=env, ready_timeout=90) as server:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            for path in [IMAGES[0], IMAGES[0], IMAGES[1], IMAGES[2]]:
+                response = client.post(
+                    "/predict", files={"image": (path.name, path.read_bytes(), "image/jpeg")}
+                )
+                assert response.status_code == 200 and "probabilities" in response.json()
+            deadline = time.monotonic() + 20
+            while ib.Inbox(ib.LocalStore(folder)).count() < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+    items, skipped = ib.Inbox(ib.LocalStore(folder)).items()
+    # Bounded at 2; IMAGES[0] sent twice is one item.
+    assert skipped == {} and len(items) == 2
+    assert {item.sha256 for item in items} == {hashlib.sha256(p.read_bytes()).hexdigest() for p in IMAGES[:2]}
+    assert {item.reason for item in items} == {ib.LOW_MARGIN}
+    assert all(item.model.startswith("planets-classifier:") for item in items)
