@@ -236,6 +236,7 @@ SIDE_EFFECT_STEPS = {
     "comp-import-labels",
     "comp-check-new-labels",
     "comp-push-predictions",
+    "comp-create-inbox-tasks",
     "comp-deploy-model",
 }
 

@@ -48,10 +48,14 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "publish_labels": (LabelParams, "publish"),
     "publish_branch": (LabelParams, "publish_branch"),
     "push_new_predictions": (LabelParams, "push_new_predictions"),
+    "allow_new_classes": (LabelParams, "allow_new_classes"),
+    "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
 }
 
 # Inputs no knob describes: required names, URIs, a config mapping.
-NOT_KNOBS = frozenset({"data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri"})
+NOT_KNOBS = frozenset(
+    {"data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri"}
+)
 
 # The deploy step checks the serving name and namespace inside a whole DeploySpec; the
 # other fields of this probe are valid, so only the field under test can fail.
