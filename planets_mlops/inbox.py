@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from planets_mlops.errors import DataError, InvalidParameterError, ObjectNotFoundError
+from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
 from planets_mlops.knobs import InboxParams
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class LocalStore:
         """Read a regular file (not a link) of at most ``max_bytes``."""
         path = self.folder / name
         if path.is_symlink() or not path.is_file():
-            raise ObjectNotFoundError(f"{str(path)!r} is not a file of the inbox")
+            raise NotFoundError(f"{str(path)!r} is not a file of the inbox")
         size = path.stat().st_size
         if size > max_bytes:
             raise DataError(f"{str(path)!r} is {size} bytes, more than the {max_bytes} allowed")
@@ -300,13 +300,13 @@ class GcsStore:
 
         blob = self.bucket.get_blob(self.prefix + name)
         if blob is None:
-            raise ObjectNotFoundError(f"{self.uri}/{name} does not exist")
+            raise NotFoundError(f"{self.uri}/{name} does not exist")
         if blob.size is not None and blob.size > max_bytes:
             raise DataError(f"{self.uri}/{name} is {blob.size} bytes, more than the {max_bytes} allowed")
         try:
             data = blob.download_as_bytes(if_generation_match=blob.generation)
         except gexc.NotFound as exc:
-            raise ObjectNotFoundError(f"{self.uri}/{name} disappeared while read") from exc
+            raise NotFoundError(f"{self.uri}/{name} disappeared while read") from exc
         if len(data) > max_bytes:
             raise DataError(f"{self.uri}/{name} is {len(data)} bytes, more than the {max_bytes} allowed")
         return data
@@ -406,7 +406,7 @@ class Inbox:
         for name in self.store.list_names(".json"):
             try:
                 item = InboxItem.from_json(self.store.get(name, MAX_ITEM_JSON_BYTES), name)
-            except (DataError, ObjectNotFoundError) as exc:
+            except (DataError, NotFoundError) as exc:
                 log.warning("Skipped inbox object %s: %s", name, exc)
                 skipped["malformed_item"] += 1
                 continue

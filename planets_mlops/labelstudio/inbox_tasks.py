@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planets_mlops.errors import DataError, ObjectNotFoundError
+from planets_mlops.errors import DataError, NotFoundError
 from planets_mlops.inbox import Inbox, InboxItem, certainty
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient, choices_result
@@ -118,7 +118,7 @@ def inbox_to_tasks(
                 continue
             try:
                 data = inbox.image(item)
-            except (DataError, ObjectNotFoundError) as exc:
+            except (DataError, NotFoundError) as exc:
                 log.warning("Inbox item %s skipped: %s", item.sha256[:12], exc)
                 skipped["image_unreadable"] += 1
                 continue
