@@ -33,6 +33,7 @@ from planets_mlops.components.images import (
 from tests.fixtures.data import SMALL_CLASSES
 from tests.fixtures.gcs import dvc_remote_config
 from tests.fixtures.serving import TEST_REVISION
+from tests.helpers import upload_to_gcs
 
 pytestmark = pytest.mark.containers
 
@@ -233,11 +234,10 @@ def test_retraining_pipeline_in_its_images(
     from planets_mlops.app.containers import docker_runner
     from planets_mlops.app.local import run_local
     from planets_mlops.datarepo import git
-    from planets_mlops.storage import upload_file
 
     bucket = gcs_emulator.make_bucket("planets-models")
     for path in tiny_model.iterdir():
-        upload_file(path, f"{bucket}/production/model/{path.name}")
+        upload_to_gcs(path, f"{bucket}/production/model/{path.name}")
     images = compiled_images(retraining, tmp_path)
     assert images == {RUNTIME_IMAGE, TRAINING_GPU_IMAGE}
     branch = f"labels-containers-{labelled_project.id}"
@@ -276,11 +276,10 @@ def test_serving_image_serves_a_bento_from_gcs(built_images, gcs_emulator, packa
     import httpx
 
     from planets_mlops.app.containers import serve_container
-    from planets_mlops.storage import upload_file
 
     bucket = gcs_emulator.make_bucket("planets-artifacts")
     uri = f"{bucket}/pipeline-root/run-1/package-model/bento/planets.bento"
-    upload_file(packaged_bento["archive"], uri)
+    upload_to_gcs(packaged_bento["archive"], uri)
     from planets_mlops.app.labelling_demo import extra_images
 
     image = extra_images(SMALL_CLASSES, per_class=1)[0]
