@@ -303,6 +303,28 @@ def defaults(params: type) -> dict[str, Any]:
     return {f.name: f.default for f in fields(params)}
 
 
+# Pipeline parameter -> (knob dataclass, field): the default it must carry and the checks its
+# value must pass. Used by the CLI's argument checks and by the defaults test.
+PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
+    "data_rev": (DataParams, "rev"),
+    "data_path": (DataParams, "path"),
+    "dvc_remote": (DataParams, "remote"),
+    **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
+    **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
+    "min_improvement": (EvaluateParams, "min_improvement"),
+    "gate_alpha": (EvaluateParams, "gate_alpha"),
+    "deploy": (DeployParams, "deploy"),
+    "serving_name": (DeployParams, "name"),
+    "serving_namespace": (DeployParams, "namespace"),
+    "min_new_labels": (LabelParams, "min_new_labels"),
+    "publish_labels": (LabelParams, "publish"),
+    "publish_branch": (LabelParams, "publish_branch"),
+    "push_new_predictions": (LabelParams, "push_new_predictions"),
+    "allow_new_classes": (LabelParams, "allow_new_classes"),
+    "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
+}
+
+
 # Named sets of pipeline arguments (flat names, as the pipelines take them). ``suite`` is
 # the defaults above; ``reference`` is the reference experiment's chapter 2.5 recipe,
 # spelt out in full so that it stays the reference whatever the defaults become.

@@ -8,6 +8,7 @@ import pytest
 from planets_mlops.pipelines.compile import compile_all
 
 from planets_mlops.knobs import (
+    PIPELINE_KNOBS,
     DataParams,
     DeployParams,
     EvaluateParams,
@@ -20,25 +21,7 @@ from tests.helpers import load_ir
 
 pytestmark = pytest.mark.component
 
-# Pipeline parameter -> (dataclass, field). A pipeline knob with a default must be listed.
-PIPELINE_KNOBS = {
-    "data_rev": (DataParams, "rev"),
-    "data_path": (DataParams, "path"),
-    "dvc_remote": (DataParams, "remote"),
-    **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
-    **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
-    "min_improvement": (EvaluateParams, "min_improvement"),
-    "gate_alpha": (EvaluateParams, "gate_alpha"),
-    "deploy": (DeployParams, "deploy"),
-    "serving_name": (DeployParams, "name"),
-    "serving_namespace": (DeployParams, "namespace"),
-    "min_new_labels": (LabelParams, "min_new_labels"),
-    "publish_labels": (LabelParams, "publish"),
-    "publish_branch": (LabelParams, "publish_branch"),
-    "push_new_predictions": (LabelParams, "push_new_predictions"),
-    "allow_new_classes": (LabelParams, "allow_new_classes"),
-    "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
-}
+# A pipeline input with a default must be in knobs.PIPELINE_KNOBS.
 # Inputs whose default is no knob: empty means "not set" (a URI, a config, a secret name).
 NOT_KNOBS = {"dvc_remote_config", "production_model_uri", "inbox_uri"}
 # Component -> the dataclasses whose fields its inputs of the same name take.

@@ -19,39 +19,14 @@ from planets_mlops import params as pp
 from planets_mlops.deploy.manifests import DeploySpec, validate_spec
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.knobs import (
-    DataParams,
-    DeployParams,
-    EvaluateParams,
-    LabelParams,
-    PrepareParams,
-    TrainParams,
-    defaults,
+    PIPELINE_KNOBS,
     preset_arguments,
 )
 
 logger = logging.getLogger(__name__)
 
-# Pipeline parameter -> (knob dataclass, field) whose checks its value must pass. Every
-# pipeline input is here or in NOT_KNOBS (a test compiles the pipelines and checks).
-PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
-    "data_rev": (DataParams, "rev"),
-    "data_path": (DataParams, "path"),
-    "dvc_remote": (DataParams, "remote"),
-    **{f"prepare_{name}": (PrepareParams, name) for name in defaults(PrepareParams)},
-    **{f"train_{name}": (TrainParams, name) for name in defaults(TrainParams)},
-    "min_improvement": (EvaluateParams, "min_improvement"),
-    "gate_alpha": (EvaluateParams, "gate_alpha"),
-    "deploy": (DeployParams, "deploy"),
-    "serving_name": (DeployParams, "name"),
-    "serving_namespace": (DeployParams, "namespace"),
-    "min_new_labels": (LabelParams, "min_new_labels"),
-    "publish_labels": (LabelParams, "publish"),
-    "publish_branch": (LabelParams, "publish_branch"),
-    "push_new_predictions": (LabelParams, "push_new_predictions"),
-    "allow_new_classes": (LabelParams, "allow_new_classes"),
-    "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
-}
-
+# Every pipeline input is in knobs.PIPELINE_KNOBS or in NOT_KNOBS (a test compiles the
+# pipelines and checks).
 # Inputs no knob describes: required names, URIs, a config mapping.
 NOT_KNOBS = frozenset(
     {"data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri"}
