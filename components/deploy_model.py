@@ -28,6 +28,8 @@ def deploy_model(
     timeout_s: int = 300,
     kserve: bool = False,
     gcs_credentials_secret: str = "",
+    monitoring_uri: str = "",
+    monitoring_sample: float = 1.0,
 ):
     """Serve ``bento`` on Kubernetes, smoke-test it and roll back on failure.
 
@@ -46,6 +48,9 @@ def deploy_model(
         timeout_s: How long to wait for the rollout and the smoke test.
         kserve: Serve as a KServe InferenceService instead of a Deployment.
         gcs_credentials_secret: Secret with a GCS key for the pod (kind); empty on GKE.
+        monitoring_uri: gs://BUCKET/PREFIX the service writes its prediction records to
+            (docs/monitoring.md); empty: no records.
+        monitoring_sample: Share of served images recorded, in (0, 1].
     """
     import json
 
@@ -67,6 +72,8 @@ def deploy_model(
         timeout_s=timeout_s,
         kserve=kserve,
         gcs_credentials_secret=gcs_credentials_secret,
+        monitoring_uri=monitoring_uri,
+        monitoring_sample=monitoring_sample,
     )
     endpoint.metadata.update(info)
     with open(endpoint.path, "w", encoding="utf-8") as out:

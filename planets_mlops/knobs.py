@@ -283,6 +283,60 @@ class InboxParams:
 
 
 @dataclass(frozen=True)
+class MonitoringParams:
+    """The service's prediction records (:mod:`planets_mlops.monitoring.writer`).
+
+    Attributes:
+        sample: Share of served images recorded, in (0, 1].
+        batch_records: Records per object; a batch is written when it is full.
+        batch_age_s: Longest a record waits before its batch is written (and the most a
+            SIGKILL can lose, with the batch).
+        queue_images: Images waiting for the background writer at most; more are dropped
+            and counted.
+    """
+
+    sample: float = 1.0
+    batch_records: int = 1000
+    batch_age_s: float = 60.0
+    queue_images: int = 4096
+
+    def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: a bound that is not positive, a batch of more than
+                :data:`MAX_MONITORING_BATCH`, or ``sample`` outside (0, 1].
+        """
+        if isinstance(self.sample, bool) or not (
+            isinstance(self.sample, (int, float)) and 0 < self.sample <= 1
+        ):
+            raise InvalidParameterError(
+                "sample", self.sample, "a share in (0, 1]", "Use 1 to record every image, 0.1 for one in ten."
+            )
+        if isinstance(self.batch_records, bool) or not (
+            isinstance(self.batch_records, int) and 1 <= self.batch_records <= MAX_MONITORING_BATCH
+        ):
+            raise InvalidParameterError(
+                "batch_records", self.batch_records, f"an integer from 1 to {MAX_MONITORING_BATCH}",
+                "Larger batches would exceed the objects' size bound.",
+            )  # fmt: skip
+        if isinstance(self.batch_age_s, bool) or not (
+            isinstance(self.batch_age_s, (int, float)) and 0 < self.batch_age_s < math.inf
+        ):
+            raise InvalidParameterError(
+                "batch_age_s", self.batch_age_s, "a positive, finite number of seconds"
+            )
+        if isinstance(self.queue_images, bool) or not (
+            isinstance(self.queue_images, int) and self.queue_images > 0
+        ):
+            raise InvalidParameterError("queue_images", self.queue_images, "a positive integer")
+
+
+# A record is about 0.6 KB: this many stay far below records.MAX_OBJECT_BYTES.
+MAX_MONITORING_BATCH = 10_000
+
+
+@dataclass(frozen=True)
 class DeployParams:
     """Where a promoted model is served."""
 

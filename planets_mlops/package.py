@@ -40,7 +40,8 @@ BENTO_NAME = "planets_classifier"
 SERVICE_IMPORT = "planets_mlops.service.service:PlanetClassifier"
 MODEL_FILES = ("model.onnx", "classes.json", "preprocess.json")
 # The open-set guard (planets_mlops.guard) travels with the model when the folder has one.
-OPTIONAL_MODEL_FILES = ("history.json", "guard.json", "guard_bank.npy")
+# So does the monitoring reference profile (planets_mlops.monitoring.reference).
+OPTIONAL_MODEL_FILES = ("history.json", "guard.json", "guard_bank.npy", "monitoring_reference.json")
 # The modules the service imports: the bento carries exactly these, so the serving image
 # never needs TensorFlow, DVC or kfp.
 SERVING_SOURCES = (
@@ -50,6 +51,10 @@ SERVING_SOURCES = (
     "planets_mlops/guard.py",
     "planets_mlops/inbox.py",
     "planets_mlops/knobs.py",
+    "planets_mlops/monitoring/__init__.py",
+    "planets_mlops/monitoring/features.py",
+    "planets_mlops/monitoring/records.py",
+    "planets_mlops/monitoring/writer.py",
     "planets_mlops/storage.py",
     "planets_mlops/preprocess.py",
     "planets_mlops/service/__init__.py",
@@ -70,6 +75,8 @@ SERVING_PACKAGES = (
     "python-multipart",
     "uvloop",
     "httptools",
+    # gs:// stores of the inbox and the prediction records (imported only when one is set).
+    "google-cloud-storage",
 )
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_LOCK = PACKAGE_ROOT.parent / "requirements.lock"

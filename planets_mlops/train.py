@@ -8,6 +8,8 @@ Outputs in the model folder:
     history.json       per-epoch loss/accuracy/val_loss/val_accuracy
     guard.json         the open-set guard's threshold and settings (planets_mlops.guard)
     guard_bank.npy     the guard's unit-length training embeddings
+    monitoring_reference.json  features, projected embeddings and predictions of the
+                       validation images (planets_mlops.monitoring.reference)
 
 The ONNX model has two outputs: ``logits`` (first, what evaluation and serving classify
 with) and ``embedding``, the penultimate layer the guard scores.
@@ -32,6 +34,7 @@ from planets_mlops.accelerators import check_gpus
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
+from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
 from planets_mlops.prepare import iter_shards, load_manifest, load_split
 
 log = logging.getLogger(__name__)
@@ -214,25 +217,34 @@ def with_embedding(model: Any) -> Any:
     return both
 
 
-def fit_guard(both: Any, prepared_dir: Path, coverage: float) -> Guard:
-    """Fit the open-set guard on the training embeddings, calibrated on the validation ones."""
-    embeddings = {
-        split: both.predict(load_split(prepared_dir, split)[0], batch_size=256, verbose=0)[1]
-        for split in ("train", "validation")
-    }
-    return Guard.fit(embeddings["train"], embeddings["validation"], coverage=coverage)
+def fit_guard(both: Any, prepared_dir: Path, coverage: float) -> tuple[Guard, ReferenceProfile]:
+    """Fit the open-set guard on the training embeddings, calibrated on the validation ones.
+
+    The validation images, the model's predictions and embeddings of them also make the
+    monitoring reference profile (:mod:`planets_mlops.monitoring.reference`): what
+    production inputs are compared with.
+    """
+    manifest = load_manifest(prepared_dir)
+    train_embeddings = both.predict(load_split(prepared_dir, "train")[0], batch_size=256, verbose=0)[1]
+    images = load_split(prepared_dir, "validation")[0]
+    logits, embeddings = both.predict(images, batch_size=256, verbose=0)
+    guard = Guard.fit(train_embeddings, embeddings, coverage=coverage)
+    classes = list(manifest["classes"])
+    predictions = [classes[int(index)] for index in np.argmax(logits, axis=-1)]
+    return guard, build_reference(images, predictions, classes, embeddings)
 
 
 def _write_model_dir(
     model: Any, model_dir: Path, manifest: dict, history: dict, prepared_dir: Path, coverage: float
 ) -> Guard:
-    """Save the model (Keras and ONNX), its classes, preprocessing, history and guard."""
+    """Save the model (Keras and ONNX), its classes, preprocessing, history, guard and reference."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_FILE)
     both = with_embedding(model)
-    guard = fit_guard(both, prepared_dir, coverage)
+    guard, reference = fit_guard(both, prepared_dir, coverage)
     guard.save(model_dir)
+    reference.save(model_dir)
     export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
     (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
     (model_dir / PREPROCESS_FILE).write_text(json.dumps(manifest["preprocess"]))

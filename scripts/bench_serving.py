@@ -8,7 +8,10 @@ conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
 * accuracy of the served model on the 500 images of data/planets/extra;
 * requests/s and p50/p95/p99 latency at 1 and 8 concurrent keep-alive clients over the
   extra JPEGs (multipart field ``image``), with the error count (any non-200);
-* peak RSS of the server's whole process tree (supervisor + workers).
+* peak RSS of the server's whole process tree (supervisor + workers);
+* with ``--monitoring``: requests/s at 8 clients with prediction records off and on
+  (``PLANETS_MONITORING_URI`` a local folder), alternating servers for ``--rounds`` rounds,
+  the ratio of the medians, and the records written against the requests answered.
 
 The load generator is a plain asyncio client writing pre-built HTTP/1.1 requests on
 keep-alive sockets: it costs a few per cent of a core, so on 2 cores nearly all CPU is
@@ -19,6 +22,7 @@ Usage::
     .venv/bin/python scripts/bench_serving.py                 # train, package, measure
     .venv/bin/python scripts/bench_serving.py --model-dir M   # reuse a model folder
     .venv/bin/python scripts/bench_serving.py --workers 1 --seconds 10 --json out.json
+    .venv/bin/python scripts/bench_serving.py --reuse --cold-starts 0 --monitoring   # records off vs on
 """
 
 from __future__ import annotations
@@ -257,7 +261,90 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["extra_accuracy"] = round(accuracy(server, paths), 4)
         results["load"] = [load(server.url, requests, clients, args.seconds) for clients in args.clients]
         results["peak_rss_mb"] = round(sampler.stop() / 2**20, 1)
+    if args.monitoring:
+        results["monitoring"] = monitoring_comparison(archive, requests, env, home, work, args)
     return results
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``root_pid`` and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root_pid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / ticks
+
+
+def count_records(root: Path) -> int:
+    """Lines in every record object under ``root``."""
+    return sum(p.read_bytes().count(b"\n") for p in root.rglob("*.jsonl"))
+
+
+def monitoring_comparison(
+    archive: Path,
+    requests: list[bytes],
+    env: dict[str, str],
+    home: Path,
+    work: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """8-client throughput and server CPU per request with records off and on, ``args.rounds`` each."""
+    import shutil
+
+    rows: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    written, answered = 0, 0
+    # off, on, then on, off, ...: neither mode always runs first on a machine whose load drifts.
+    order = [mode for r in range(args.rounds) for mode in (("off", "on") if r % 2 == 0 else ("on", "off"))]
+    for mode in order:
+        store = work / "monitoring-records"
+        shutil.rmtree(store, ignore_errors=True)
+        extra = {"PLANETS_MONITORING_URI": str(store)} if mode == "on" else {}
+        with serve_bento(archive, env={**env, **extra}, home=home, ready_timeout=120) as server:
+            warm = load(server.url, requests, 8, 2.0)  # warm-up, not counted
+            cpu = tree_cpu_s(server.process.pid)
+            row = load(server.url, requests, 8, args.seconds)
+            row["server_cpu_ms_per_request"] = round(
+                (tree_cpu_s(server.process.pid) - cpu) * 1000 / max(row["requests"], 1), 3
+            )
+            rows[mode].append(row)
+            if mode == "on":
+                metadata = json.loads(_get_json(server.url + "/metadata"))
+                log.info("records of one worker: %s", metadata.get("monitoring"))
+        if mode == "on":  # the server is stopped (SIGTERM): every record is written
+            written += count_records(store)
+            answered += warm["requests"] + row["requests"]
+    off = float(np.median([r["rps"] for r in rows["off"]]))
+    on = float(np.median([r["rps"] for r in rows["on"]]))
+    return {
+        "clients": 8,
+        "rounds": args.rounds,
+        "rps_off": [r["rps"] for r in rows["off"]],
+        "rps_on": [r["rps"] for r in rows["on"]],
+        "median_rps_off": round(off, 1),
+        "median_rps_on": round(on, 1),
+        "ratio_on_off": round(on / off, 3) if off else None,
+        "p50_ms_off": [r["p50_ms"] for r in rows["off"]],
+        "p50_ms_on": [r["p50_ms"] for r in rows["on"]],
+        "cpu_ms_per_request_off": [r["server_cpu_ms_per_request"] for r in rows["off"]],
+        "cpu_ms_per_request_on": [r["server_cpu_ms_per_request"] for r in rows["on"]],
+        "errors": sum(r["errors"] for r in rows["off"] + rows["on"]),
+        # Warm-up requests are recorded too, and counted here.
+        "records_written": written,
+        "requests_answered": answered,
+    }
+
+
+def _get_json(url: str) -> str:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def table(results: dict[str, Any]) -> str:
@@ -275,6 +362,21 @@ def table(results: dict[str, Any]) -> str:
             f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
             f"{row['p99_ms']} | {row['errors']} | {row['requests']} |"
         )
+    if "monitoring" in results:
+        m = results["monitoring"]
+        lines += [
+            "",
+            f"prediction records, {m['clients']} clients, {m['rounds']} alternating rounds:",
+            "| records | req/s per round | median req/s | p50 ms per round | server CPU ms per request |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {mode} | {m[f'rps_{mode}']} | {m[f'median_rps_{mode}']} | {m[f'p50_ms_{mode}']} | "
+                f"{m[f'cpu_ms_per_request_{mode}']} |"
+                for mode in ("off", "on")
+            ),
+            f"on/off: {m['ratio_on_off']} (target >= 0.90); errors {m['errors']}; records written "
+            f"{m['records_written']} for {m['requests_answered']} requests answered",
+        ]
     return "\n".join(lines)
 
 
@@ -289,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--cold-starts", type=int, default=3, help="server starts timed to first answer")
     parser.add_argument("--bytecode-cache", help="PYTHONPYCACHEPREFIX for the server (warm after 1st start)")
+    parser.add_argument(
+        "--monitoring", action="store_true", help="also compare records off and on, 8 clients"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating off/on rounds of --monitoring")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = bench(args)

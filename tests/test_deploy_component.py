@@ -79,6 +79,7 @@ def test_component_rolls_back_and_fails_the_task(tmp_path: Path, cluster: FakeCl
         ({"tag": ""}, {}, "bento_tag"),
         ({"uri": "/tmp/pipeline-root/bento/planets.bento"}, {}, "bento.uri"),
         ({}, {"serving_image": "ghcr.io/planets-mlops/serving:latest"}, "serving_image"),
+        ({}, {"monitoring_uri": "/var/records"}, "monitoring_uri"),
     ],
 )
 def test_component_rejects_bad_inputs_before_any_api_call(

@@ -174,6 +174,10 @@ def test_spec_hash_is_deterministic_and_follows_the_bento() -> None:
         ({"memory_limit": "2 GB"}, "memory_limit"),
         ({"service_account": ""}, "service_account"),
         ({"gcs_credentials_secret": "GCS"}, "gcs_credentials_secret"),
+        ({"monitoring_uri": "/var/records"}, "monitoring_uri"),
+        ({"monitoring_uri": "gs://"}, "monitoring_uri"),
+        ({"monitoring_sample": 0.0}, "monitoring_sample"),
+        ({"monitoring_sample": 1.5}, "monitoring_sample"),
     ],
 )
 def test_validate_spec_names_field_and_value(overrides: dict[str, Any], field: str) -> None:
@@ -192,6 +196,24 @@ def test_gcs_key_is_mounted_only_when_asked() -> None:
     env = {e["name"]: e["value"] for e in keyed["containers"][0]["env"]}
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
     assert {"name": "gcs-credentials", "secret": {"secretName": "gcs-credentials"}} in keyed["volumes"]
+
+
+def test_monitoring_settings_reach_the_pod_only_when_asked() -> None:
+    from planets_mlops.service.settings import ServingSettings
+
+    def env_of(spec: manifests.DeploySpec) -> dict[str, str]:
+        pod = manifests.deployment(spec)["spec"]["template"]["spec"]
+        return {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+
+    assert not any(name.startswith("PLANETS_MONITORING") for name in env_of(make_spec()))
+    logged = env_of(make_spec(monitoring_uri="gs://planets-bucket/monitoring", monitoring_sample=0.25))
+    assert logged["PLANETS_MONITORING_URI"] == "gs://planets-bucket/monitoring"
+    # What the pod is given is what the service accepts.
+    settings = ServingSettings.from_env(logged)
+    assert (settings.monitoring_uri, settings.monitoring_sample) == ("gs://planets-bucket/monitoring", 0.25)
+    assert manifests.template_hash(make_spec()) != manifests.template_hash(
+        make_spec(monitoring_uri="gs://planets-bucket/monitoring")
+    )
 
 
 # -- serving entrypoint -------------------------------------------------------------

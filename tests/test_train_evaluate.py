@@ -79,6 +79,23 @@ def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_mod
     assert np.mean(guard.recognised(guard.scores(embedding))) >= 0.95
 
 
+def test_model_folder_carries_the_monitoring_reference_of_the_validation_images(tiny_model, small_prepared):
+    """The profile is of the validation images, with the model's own answers and embeddings on them."""
+    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.monitoring import features
+    from planets_mlops.monitoring.reference import load_reference
+
+    profile = load_reference(tiny_model)
+    images, _ = load_split(small_prepared, "validation")
+    classes = json.loads((tiny_model / "classes.json").read_text())
+    logits, embedding = predict_outputs(tiny_model, images)
+    assert profile.count == len(images) and profile.classes == classes
+    np.testing.assert_allclose(profile.features, features.image_features(images), atol=1e-6)
+    np.testing.assert_allclose(profile.embeddings, features.project_embeddings(embedding), atol=1e-4)
+    assert profile.predictions == [classes[i] for i in np.argmax(logits, axis=-1)]
+    assert sum(profile.prediction_shares().values()) == pytest.approx(1.0)
+
+
 def test_evaluate_reports_the_guard_and_its_rejection_of_unseen_images(tiny_model, small_prepared, tmp_path):
     from planets_mlops.preprocess import PreprocessConfig, preprocess_image
     from tests.fixtures.data import PLANETS

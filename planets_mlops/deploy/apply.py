@@ -775,6 +775,8 @@ def deploy_bento(
     timeout_s: float = 300.0,
     kserve: bool = False,
     gcs_credentials_secret: str = "",
+    monitoring_uri: str = "",
+    monitoring_sample: float = 1.0,
     api: ClusterApi | None = None,
     predict: Predict | None = None,
 ) -> dict[str, Any]:
@@ -795,6 +797,8 @@ def deploy_bento(
         kserve: Serve as a KServe InferenceService instead of a Deployment + Service.
         gcs_credentials_secret: Secret with a service-account key ``key.json`` for reading
             the bucket where Workload Identity is not available (kind); ``""`` on GKE.
+        monitoring_uri: ``gs://BUCKET/PREFIX`` for the service's prediction records; ``""``: none.
+        monitoring_sample: Share of served images recorded, in (0, 1].
         api: Kubernetes boundary; ``KubernetesApi()`` (in-cluster config) when None.
         predict: Smoke-test call; ``http_predict`` when None.
 
@@ -815,6 +819,8 @@ def deploy_bento(
         memory_limit=memory_limit,
         kserve=bool(kserve),
         gcs_credentials_secret=gcs_credentials_secret,
+        monitoring_uri=monitoring_uri.strip(),
+        monitoring_sample=monitoring_sample,
     )
     manifests.validate_spec(spec)  # fail on bad input before connecting to any cluster
     result = deploy(

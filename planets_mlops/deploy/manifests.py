@@ -54,6 +54,9 @@ class DeploySpec:
         kserve: Serve through a KServe InferenceService instead of Deployment + Service.
         gcs_credentials_secret: Secret with a service-account key ``key.json`` for reading
             the bucket where Workload Identity is not available (kind); empty on GKE.
+        monitoring_uri: ``gs://BUCKET/PREFIX`` the pods write prediction records to
+            (``PLANETS_MONITORING_URI``; docs/monitoring.md); empty: no records.
+        monitoring_sample: Share of served images recorded (``PLANETS_MONITORING_SAMPLE``).
     """
 
     name: str
@@ -69,6 +72,8 @@ class DeploySpec:
     service_account: str = "planets-serving"
     kserve: bool = False
     gcs_credentials_secret: str = ""
+    monitoring_uri: str = ""
+    monitoring_sample: float = 1.0
 
 
 def validate_image(image: str) -> str:
@@ -151,6 +156,19 @@ def validate_spec(spec: DeploySpec) -> None:
             )
     if not _DNS_LABEL_RE.match(spec.service_account or ""):
         raise InvalidParameterError("service_account", spec.service_account, "a DNS-1035 label")
+    if spec.monitoring_uri and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/\S*)?$", spec.monitoring_uri):
+        raise InvalidParameterError(
+            "monitoring_uri",
+            spec.monitoring_uri,
+            "empty or gs://BUCKET/PREFIX",
+            "The pods' file system is read-only and ephemeral: records must go to a bucket, "
+            "e.g. gs://my-bucket/monitoring.",
+        )
+    sample = spec.monitoring_sample
+    if isinstance(sample, bool) or not (isinstance(sample, (int, float)) and 0 < sample <= 1):
+        raise InvalidParameterError(
+            "monitoring_sample", sample, "a share in (0, 1]", "Use 1 to record every prediction."
+        )
     if spec.gcs_credentials_secret and not _DNS_LABEL_RE.match(spec.gcs_credentials_secret):
         raise InvalidParameterError(
             "gcs_credentials_secret",
@@ -197,6 +215,9 @@ def container(spec: DeploySpec, name: str = "bento") -> dict[str, Any]:
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "bentoml-home", "mountPath": BENTOML_HOME},
     ]
+    if spec.monitoring_uri:
+        env.append({"name": "PLANETS_MONITORING_URI", "value": spec.monitoring_uri})
+        env.append({"name": "PLANETS_MONITORING_SAMPLE", "value": f"{float(spec.monitoring_sample):g}"})
     if spec.gcs_credentials_secret:
         env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_KEY_DIR}/key.json"})
         mounts.append({"name": "gcs-credentials", "mountPath": GCS_KEY_DIR, "readOnly": True})

@@ -3,7 +3,8 @@
 Routes:
     POST /predict        one image (multipart field ``image``, or a raw image body)
     POST /predict_batch  several ``image`` fields, one model call
-    GET  /metadata       model tag, data revision, classes, metrics, preprocessing
+    GET  /metadata       model tag, data revision, classes, metrics, preprocessing, and this
+                         worker's prediction-record counts (``monitoring``)
     GET  /livez, /readyz BentoML's probes
 
 Fast path, as measured on 2 cores (docs/serving.md): ONNX Runtime with one thread, async
@@ -49,6 +50,8 @@ except InvalidParameterError as exc:
     raise
 protocol.install(SETTINGS)
 UPLOADS = UploadGate(SETTINGS.uploads_in_flight)
+# At shutdown the record writer and the inbox get this long to write what they hold.
+SHUTDOWN_FLUSH_S = 10.0
 
 
 class ImageUpload(bentoml.IODescriptor):
@@ -121,10 +124,13 @@ class BatchPrediction(bentoml.IODescriptor):
 
 
 _METADATA: dict[str, Any] = {}
+# This worker's record writer (PLANETS_MONITORING_URI set), for its counts in /metadata.
+_MONITOR: list[Any] = []
 
 
 async def _metadata(_: Request) -> JSONResponse:
-    return JSONResponse(_METADATA)
+    monitoring = _MONITOR[0].stats() if _MONITOR else None
+    return JSONResponse({**_METADATA, "monitoring": monitoring})
 
 
 # GET routes: BentoML APIs are POST only, so /metadata lives in a small mounted app.
@@ -193,6 +199,19 @@ class PlanetClassifier:
 
         # PLANETS_INBOX set: rejected and unsure inputs are kept for labelling (off the request path).
         self.inbox = writer_from_env(str(stored.tag))
+        self.monitor = None
+        if SETTINGS.monitoring_uri:
+            from planets_mlops.monitoring.writer import RecordWriter
+
+            # Prediction records, batched to the store by a background thread (docs/monitoring.md).
+            self.monitor = RecordWriter(SETTINGS.monitoring_uri, str(stored.tag), SETTINGS.monitoring())
+            _MONITOR[:] = [self.monitor]
+            logger.info(
+                "Monitoring on: records of %s to %s (%s)",
+                stored.tag,
+                SETTINGS.monitoring_uri,
+                SETTINGS.monitoring(),
+            )
         _METADATA.update(
             {
                 "model_tag": str(stored.tag),
@@ -209,14 +228,28 @@ class PlanetClassifier:
         )
         logger.info("Loaded %s (%d classes) from %s", stored.tag, len(self.classes), folder)
 
-    def _results(self, batch: Any) -> list[dict[str, Any]]:
-        """One answer per row of the model batch (the place to add per-image fields)."""
+    def _results(self, batch: Any) -> tuple[list[dict[str, Any]], Any]:
+        """The answers for the rows of the model batch, and the guard's embeddings of them.
+
+        The place to add per-image fields; the embeddings are None without a guard.
+        """
         from planets_mlops.service.inference import answers
 
         outputs = self.session.run(self.outputs, {self.input_name: batch})
         if self.guard is None:
-            return answers(outputs[0], self.classes)
-        return answers(outputs[0], self.classes, self.guard.scores(outputs[1]), self.guard.threshold)
+            return answers(outputs[0], self.classes), None
+        embeddings = outputs[1]
+        return answers(
+            outputs[0], self.classes, self.guard.scores(embeddings), self.guard.threshold
+        ), embeddings
+
+    @bentoml.on_shutdown
+    def close_writers(self) -> None:
+        """Write what the record writer and the inbox hold before the worker exits (SIGTERM)."""
+        if self.monitor is not None:
+            self.monitor.close(timeout=SHUTDOWN_FLUSH_S)
+        if self.inbox is not None:
+            self.inbox.close(timeout=SHUTDOWN_FLUSH_S)
 
     @staticmethod
     def _refusal(error: UploadError) -> JSONResponse:
@@ -234,9 +267,12 @@ class PlanetClassifier:
             return self._refusal(exc.error)
         # The model (~0.2 ms for 32x32 inputs) runs on the event loop: a thread hop
         # would cost more.
-        results = self._results(tensors)
+        results, embeddings = self._results(tensors)
         if self.inbox is not None:
             self.inbox.offer(images, results)
+        if self.monitor is not None:
+            # Constant time and never raises: features are computed by the writer's thread.
+            self.monitor.offer(tensors, results, embeddings)
         return JSONResponse({"predictions": results} if batch else results[0])
 
     @bentoml.api(route="/predict", input_spec=ImageUpload, output_spec=Prediction)

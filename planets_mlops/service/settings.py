@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.knobs import MonitoringParams
 
 PREFIX = "PLANETS_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,11 +68,30 @@ def _positive_seconds(raw: str, name: str, default: float) -> float:
     return value
 
 
+def _text(raw: str, name: str, default: str) -> str:
+    return raw.strip()
+
+
+def _share(raw: str, name: str, default: float) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise InvalidParameterError(
+            name, raw, "a share in (0, 1]", f"Set {name}=1 to record every image, {name}=0.1 for one in ten."
+        )
+    return value
+
+
 _PARSERS: dict[type, Callable[[str, str, Any], Any]] = {
     bool: _flag,
     int: _positive_int,
     float: _positive_seconds,
+    str: _text,
 }
+# Fields whose kind is not their type's (a share is a float, but not seconds).
+_FIELD_PARSERS: dict[str, Callable[[str, str, Any], Any]] = {"monitoring_sample": _share}
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,14 @@ class ServingSettings:
         uploads_in_flight: bodies one worker receives at once (default 16); more get
             HTTP 429, so spooled uploads never hold more than ``uploads_in_flight *
             max_upload_bytes`` per worker.
+        monitoring_uri: where prediction records go, a local folder or
+            ``gs://BUCKET/PREFIX`` (default empty: no records; docs/monitoring.md).
+        monitoring_sample: share of served images recorded, in (0, 1] (default 1).
+        monitoring_batch_records: records per object (default 1000, at most 10,000).
+        monitoring_batch_age_s: longest a record waits before its batch is written
+            (default 60 s).
+        monitoring_queue_images: images waiting for the record writer at most (default
+            4096); more are dropped and counted (``/metadata`` ``monitoring``).
     """
 
     workers: int = 2
@@ -129,6 +157,11 @@ class ServingSettings:
     keep_alive_s: float = 5.0
     body_timeout_s: float = 20.0
     uploads_in_flight: int = 16
+    monitoring_uri: str = ""
+    monitoring_sample: float = MonitoringParams.sample
+    monitoring_batch_records: int = MonitoringParams.batch_records
+    monitoring_batch_age_s: float = MonitoringParams.batch_age_s
+    monitoring_queue_images: int = MonitoringParams.queue_images
 
     @staticmethod
     def variable(field_name: str) -> str:
@@ -163,8 +196,22 @@ class ServingSettings:
             raw = env.get(name)
             if raw is None or (raw.strip() == "" and f.type != "bool"):
                 continue
-            values[f.name] = _PARSERS[type(f.default)](raw, name, f.default)
+            parse = _FIELD_PARSERS.get(f.name) or _PARSERS[type(f.default)]
+            values[f.name] = parse(raw, name, f.default)
         settings = cls(**values)
+        try:
+            settings.monitoring()
+        except InvalidParameterError as exc:
+            field_name = f"monitoring_{exc.name}"
+            allowed = str(exc).partition("must be ")[2].rstrip(".")
+            raise InvalidParameterError(cls.variable(field_name), exc.value, allowed) from exc
+        if settings.monitoring_uri.startswith("gs://") and not settings.monitoring_uri[5:].strip("/"):
+            raise InvalidParameterError(
+                cls.variable("monitoring_uri"),
+                settings.monitoring_uri,
+                "gs://BUCKET/PREFIX or a local folder",
+                "Name the bucket, e.g. PLANETS_MONITORING_URI=gs://my-bucket/monitoring.",
+            )
         if settings.inline_decode_pixels > settings.max_request_pixels:
             raise InvalidParameterError(
                 cls.variable("inline_decode_pixels"),
@@ -173,6 +220,15 @@ class ServingSettings:
                 "Lower it, or raise PLANETS_MAX_REQUEST_PIXELS.",
             )
         return settings
+
+    def monitoring(self) -> MonitoringParams:
+        """The record writer's parameters (checked by :class:`planets_mlops.knobs.MonitoringParams`)."""
+        return MonitoringParams(
+            sample=self.monitoring_sample,
+            batch_records=self.monitoring_batch_records,
+            batch_age_s=self.monitoring_batch_age_s,
+            queue_images=self.monitoring_queue_images,
+        )
 
     @classmethod
     def unknown_variables(cls, env: Mapping[str, str] | None = None) -> list[str]:
