@@ -6,11 +6,13 @@
 
 from collections.abc import Callable
 
+from planets_mlops.pipelines.monitoring import build_monitoring
 from planets_mlops.pipelines.retraining import build_retraining
 from planets_mlops.pipelines.training import build_training
 
 BUILDERS: dict[str, Callable] = {
     "training": build_training,
     "retraining": build_retraining,
+    "monitoring": build_monitoring,
 }
 PIPELINES: dict[str, Callable] = {name: build() for name, build in BUILDERS.items()}

@@ -87,6 +87,8 @@ STEP_RESOURCES: dict[str, Resources] = {
     "deploy-model": Resources("250m", "512Mi", "1", "1Gi"),
     "push-predictions": Resources("500m", "1Gi", "2", "4Gi"),
     "create-inbox-tasks": Resources("250m", "512Mi", "1", "2Gi"),
+    "detect-drift": Resources("500m", "1Gi", "2", "4Gi"),
+    "raise-alert": Resources("250m", "512Mi", "1", "2Gi"),
 }
 """Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`)."""
 
@@ -195,9 +197,15 @@ def on_gpu(
     return task
 
 
-def with_secret_env(task: dsl.PipelineTask, secret_name: str, keys: dict[str, str]) -> dsl.PipelineTask:
-    """Expose Kubernetes Secret keys as environment variables (``{key: ENV_NAME}``)."""
-    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=keys)
+def with_secret_env(
+    task: dsl.PipelineTask, secret_name: str, keys: dict[str, str], optional: bool = False
+) -> dsl.PipelineTask:
+    """Expose Kubernetes Secret keys as environment variables (``{key: ENV_NAME}``).
+
+    ``optional``: the pod starts without the variables when the Secret is missing (for
+    steps whose use of it is switched by a parameter).
+    """
+    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=keys, optional=optional)
     return task
 
 

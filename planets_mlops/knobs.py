@@ -282,6 +282,118 @@ class InboxParams:
             raise InvalidParameterError("min_margin", self.min_margin, "a number in [0, 1]")
 
 
+# Evidently statistical tests that return a p-value (the drift decision corrects p-values
+# for the number of columns, so distance-style tests do not fit it).
+NUMERIC_DRIFT_TESTS = ("ks", "anderson", "cramer_von_mises", "mannw", "t_test", "es")
+PREDICTION_DRIFT_TESTS = ("chisquare", "g_test")
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """The drift check of the ``monitoring`` pipeline (:mod:`planets_mlops.monitoring.drift`).
+
+    Every column (the scalar image features, the projected embedding's components, the
+    predicted class) gets its own two-sample test against the reference profile. Testing
+    20 columns at 0.05 each would raise a false alarm on most in-distribution windows, so
+    the per-column threshold is Bonferroni's ``alpha / columns``: the chance that a window
+    of in-distribution traffic raises any alarm stays below ``alpha`` whatever the
+    correlation between the columns (and the image features are strongly correlated).
+
+    Attributes:
+        alpha: Family-wise false-alarm probability of one window (0.01: at most about one
+            false alarm in 100 scheduled runs).
+        drift_share: Share of the tested columns that must drift for a "drift" verdict
+            (at least one column). Bonferroni already makes one column significant evidence,
+            and a shift can move few columns (a rotation moves orientation and the
+            embedding, not brightness or colour), so the default asks for one; Evidently's
+            own default, 0.5, misses such shifts.
+        min_records: A window (or a reference) with fewer records gets "not enough data",
+            never "no drift": the chi-square test of the predicted class needs about 5
+            expected records per class (10 classes), and small windows cannot rule drift out.
+        numeric_test: Evidently test of the numeric columns. Kolmogorov-Smirnov: no
+            assumption on the distribution, sensitive to shifts in location and shape.
+        prediction_test: Evidently test of the predicted class (chi-square against the
+            reference's class shares).
+        window_hours: Hours of records a run reads, ending at the window's end.
+        max_records: Records read at most (a bound on memory; the report says when hit).
+    """
+
+    alpha: float = 0.01
+    drift_share: float = 0.05
+    min_records: int = 50
+    numeric_test: str = "ks"
+    prediction_test: str = "chisquare"
+    window_hours: int = 24
+    max_records: int = 20000
+
+    def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: ``alpha`` or ``drift_share`` outside (0, 1); a count that
+                is not a positive integer; a test Evidently does not offer as a p-value test.
+        """
+        for name in ("alpha", "drift_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise InvalidParameterError(
+                    name,
+                    value,
+                    "a fraction strictly between 0 and 1",
+                    "The defaults are alpha 0.01 (false alarms per run) and drift_share 0.05.",
+                )
+        for name in ("min_records", "window_hours", "max_records"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidParameterError(name, value, "a positive integer")
+        if self.min_records > self.max_records:
+            raise InvalidParameterError(
+                "min_records", self.min_records, f"at most max_records ({self.max_records})",
+                "Lower min_records or raise max_records.",
+            )  # fmt: skip
+        if self.numeric_test not in NUMERIC_DRIFT_TESTS:
+            raise InvalidParameterError(
+                "numeric_test", self.numeric_test, f"one of {', '.join(NUMERIC_DRIFT_TESTS)}",
+                "These are Evidently's p-value tests for numeric columns; ks is the default.",
+            )  # fmt: skip
+        if self.prediction_test not in PREDICTION_DRIFT_TESTS:
+            raise InvalidParameterError(
+                "prediction_test", self.prediction_test, f"one of {', '.join(PREDICTION_DRIFT_TESTS)}",
+                "These are Evidently's p-value tests for a class column; chisquare is the default.",
+            )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    """What the ``monitoring`` pipeline does when it finds drift, beyond writing the alert.
+
+    Attributes:
+        notify: POST the alert to the webhook URL of the Kubernetes Secret
+            ``monitoring-webhook`` (key ``url``).
+        push_to_label_studio: Turn the production inbox (the inputs the service rejected or
+            was unsure of; records hold no images) into Label Studio tasks.
+        start_retraining: Submit a run of the ``retraining`` pipeline through the KFP API.
+        webhook_timeout_s: Seconds for the webhook call, connection and answer together.
+    """
+
+    notify: bool = False
+    push_to_label_studio: bool = False
+    start_retraining: bool = False
+    webhook_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        """Check the timeout.
+
+        Raises:
+            InvalidParameterError: ``webhook_timeout_s`` not a finite positive number.
+        """
+        _finite("webhook_timeout_s", self.webhook_timeout_s, "a finite number of seconds > 0")
+        if not self.webhook_timeout_s > 0:
+            raise InvalidParameterError(
+                "webhook_timeout_s", self.webhook_timeout_s, "a finite number of seconds > 0"
+            )
+
+
 @dataclass(frozen=True)
 class MonitoringParams:
     """The service's prediction records (:mod:`planets_mlops.monitoring.writer`).
@@ -376,6 +488,16 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "push_new_predictions": (LabelParams, "push_new_predictions"),
     "allow_new_classes": (LabelParams, "allow_new_classes"),
     "inbox_max_tasks": (LabelParams, "inbox_max_tasks"),
+    "drift_alpha": (DriftParams, "alpha"),
+    "drift_share": (DriftParams, "drift_share"),
+    "min_records": (DriftParams, "min_records"),
+    "numeric_test": (DriftParams, "numeric_test"),
+    "prediction_test": (DriftParams, "prediction_test"),
+    "window_hours": (DriftParams, "window_hours"),
+    "max_records": (DriftParams, "max_records"),
+    "notify": (AlertParams, "notify"),
+    "push_to_label_studio": (AlertParams, "push_to_label_studio"),
+    "start_retraining": (AlertParams, "start_retraining"),
 }
 
 

@@ -43,6 +43,7 @@ FILE_TIERS = {
     "test_parity.py": "component",
     "test_pipeline_local.py": "pipeline",
     "test_retraining.py": "pipeline",
+    "test_monitoring_pipeline.py": "pipeline",
     "test_reference_results.py": "pipeline",
 }
 

@@ -175,10 +175,12 @@ CPU_STEPS = {
         "deploy-model",
         "push-predictions",
     },
+    "monitoring": {"detect-drift", "raise-alert"},
 }
+GPU_STEPS = {"training": {"train-model"}, "retraining": {"train-model"}, "monitoring": set()}
 # Every step is safe to run twice except deploy_model: it fails only after its rollout or
 # smoke test failed and it rolled back, and a retry would serve that bento again.
-NOT_RETRIED = {"deploy-model"}
+NOT_RETRIED = {"deploy-model", "raise-alert"}
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +212,7 @@ def test_every_task_has_requests_and_limits(compiled, name):
     for gpu in (GpuOptions(), GpuOptions(count=0, cpu="2", memory="4Gi")):
         spec, _ = compiled(name, gpu)
         tasks = _all_tasks(spec)
-        assert set(tasks) == CPU_STEPS[name] | {"train-model"}
+        assert set(tasks) == CPU_STEPS[name] | GPU_STEPS[name]
         for task in tasks:
             resources = _executor(spec, task)["resources"]
             for key in (
@@ -222,6 +224,8 @@ def test_every_task_has_requests_and_limits(compiled, name):
                 assert resources.get(key), (name, task, key)
             assert resources["cpuRequest"] <= resources["cpuLimit"], task
             assert resources["memoryRequest"] <= resources["memoryLimit"], task
+        if not GPU_STEPS[name]:
+            continue
         # Training is Guaranteed (requests == limits): not evicted mid-epoch.
         train = _executor(spec, "train-model")["resources"]
         assert train["resourceCpuRequest"] == train["resourceCpuLimit"] == gpu.cpu
@@ -281,6 +285,8 @@ def test_kind_build_gives_steps_the_key_and_serving_a_separate_one(compiled, nam
         env = {e["name"]: e["value"] for e in _executor(spec, task).get("env", [])}
         # The KFP launcher runs in the step's container and reads the same variable.
         assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/gcs/key.json"
+    if name == "monitoring":
+        return  # nothing trains or deploys
     assert "accelerator" not in _executor(spec, "train-model")["resources"]
     assert "tolerations" not in executors["exec-train-model"]
     # Serving pods get the read-only key, never the pipeline's writable one.
@@ -293,6 +299,25 @@ def test_serving_cannot_be_given_the_pipeline_key():
 
     with pytest.raises(InvalidParameterError, match="serving_gcs_key_secret='k'.*read-only"):
         ClusterOptions(gcs_key_secret="k", serving_gcs_key_secret="k")
+
+
+def test_monitoring_alert_is_gated_on_drift_uncached_and_its_secrets_optional(compiled):
+    spec, platform = compiled("monitoring")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"detect-drift", "condition-1"}
+    assert tasks["condition-1"]["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--detect-drift-Output'] == 'drift'"
+    )
+    all_tasks = _all_tasks(spec)
+    for task in ("detect-drift", "raise-alert"):
+        assert all_tasks[task]["cachingOptions"].get("enableCache") in (None, False), task
+        assert _executor(spec, task)["image"] == RUNTIME_IMAGE
+    secrets = {
+        s["secretName"]: s for s in platform["deploymentSpec"]["executors"]["exec-raise-alert"]["secretAsEnv"]
+    }
+    assert set(secrets) == {"monitoring-webhook", "label-studio"}
+    assert all(s.get("optional") for s in secrets.values())
+    assert {m["envVar"] for m in secrets["monitoring-webhook"]["keyToEnv"]} == {"MONITORING_WEBHOOK_URL"}
 
 
 def test_no_pipeline_creates_volumes(compiled):

@@ -9,8 +9,10 @@ from planets_mlops.pipelines.compile import compile_all
 
 from planets_mlops.knobs import (
     PIPELINE_KNOBS,
+    AlertParams,
     DataParams,
     DeployParams,
+    DriftParams,
     EvaluateParams,
     LabelParams,
     PrepareParams,
@@ -23,7 +25,10 @@ pytestmark = pytest.mark.component
 
 # A pipeline input with a default must be in knobs.PIPELINE_KNOBS.
 # Inputs whose default is no knob: empty means "not set" (a URI, a config, a secret name).
-NOT_KNOBS = {"dvc_remote_config", "production_model_uri", "inbox_uri"}
+NOT_KNOBS = {
+    "dvc_remote_config", "production_model_uri", "inbox_uri", "label_studio_project", "window_end",
+    "retraining_version", "retraining_arguments", "retraining_experiment",
+}  # fmt: skip
 # Component -> the dataclasses whose fields its inputs of the same name take.
 COMPONENT_KNOBS = {
     "comp-pull-data": [DataParams],
@@ -34,6 +39,8 @@ COMPONENT_KNOBS = {
     "comp-import-labels": [LabelParams],
     "comp-check-new-labels": [LabelParams],
     "comp-create-inbox-tasks": [LabelParams],
+    "comp-detect-drift": [DriftParams],
+    "comp-raise-alert": [AlertParams, LabelParams],
 }
 
 

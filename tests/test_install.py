@@ -63,5 +63,9 @@ def test_base_install_compiles_both_pipelines(tmp_path):
     subprocess.run(
         [venv / "bin" / "planets-mlops", "compile", "--out-dir", str(out)], cwd=tmp_path, check=True
     )
-    assert sorted(p.name for p in (out / "pipelines").glob("*.yaml")) == ["retraining.yaml", "training.yaml"]
+    assert sorted(p.name for p in (out / "pipelines").glob("*.yaml")) == [
+        "monitoring.yaml",
+        "retraining.yaml",
+        "training.yaml",
+    ]
     assert len(list((out / "components").glob("*.yaml"))) >= 9

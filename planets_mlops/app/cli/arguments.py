@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 # pipelines and checks).
 # Inputs no knob describes: required names, URIs, a config mapping.
 NOT_KNOBS = frozenset(
-    {"data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri"}
-)
+    {
+        "data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri",
+        "records_uri", "model_uri", "model_version", "window_end", "retraining_version",
+        "retraining_arguments", "retraining_experiment",
+    }
+)  # fmt: skip
 
 # The deploy step checks the serving name and namespace inside a whole DeploySpec; the
 # other fields of this probe are valid, so only the field under test can fail.

@@ -1,0 +1,73 @@
+"""KFP component: drift of a window of production records against the model's reference (Evidently).
+
+Reads records that keep arriving while its inputs stay the same: disable caching on the task.
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
+from planets_mlops.components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def detect_drift(
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    verdict: Output[Markdown],
+    summary: Output[Artifact],
+    records_uri: str,
+    model_uri: str,
+    model_version: str,
+    window_end: str = "",
+    window_hours: int = 24,
+    alpha: float = 0.01,
+    drift_share: float = 0.05,
+    min_records: int = 50,
+    numeric_test: str = "ks",
+    prediction_test: str = "chisquare",
+    max_records: int = 20000,
+) -> str:
+    """Compare ``model_version``'s records of the last ``window_hours`` with its reference profile.
+
+    ``records_uri`` is the root the service writes prediction records to (a folder or
+    ``gs://BUCKET/PREFIX``); ``model_uri`` the model folder (``gs://`` or local) holding
+    ``monitoring_reference.json``. Every image feature, embedding component and the predicted
+    class is tested (``numeric_test`` / ``prediction_test``, Evidently); a column drifts below
+    ``alpha`` divided by the columns tested, and the verdict is ``drift`` when at least
+    ``drift_share`` of them do. Fewer than ``min_records`` records: ``not enough data``.
+    ``window_end`` (ISO-8601) ends the window; empty: now. Returns the verdict;
+    ``report`` is Evidently's report, ``verdict`` the evidence, ``summary`` the JSON the
+    alert step reads.
+    """
+    import json
+    from pathlib import Path
+
+    from planets_mlops.knobs import DriftParams
+    from planets_mlops.monitoring.drift import check_window
+    from planets_mlops.storage_paths import resolve_model_dir
+
+    params = DriftParams(
+        alpha=alpha,
+        drift_share=drift_share,
+        min_records=min_records,
+        numeric_test=numeric_test,
+        prediction_test=prediction_test,
+        window_hours=window_hours,
+        max_records=max_records,
+    )
+    result = check_window(
+        records_uri, resolve_model_dir(model_uri), model_version, window_end, params, Path(report.path)
+    )
+    for key, value in result.metadata().items():
+        metrics.log_metric(key, value)
+    Path(verdict.path).write_text(result.to_markdown())
+    Path(summary.path).write_text(json.dumps(result.summary(), indent=1))
+    for artifact in (verdict, summary, report):
+        artifact.metadata.update(
+            {
+                "verdict": result.verdict,
+                "model_version": model_version,
+                "window_start": result.window.start,
+                "window_end": result.window.end,
+            }
+        )
+    return result.verdict

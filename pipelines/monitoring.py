@@ -1,0 +1,123 @@
+"""The ``monitoring`` pipeline, meant to recur (``planets-mlops schedule monitoring``).
+
+Detect drift of the last hours of production records against the model's reference
+profile -> (drift?) raise the alert: the evidence, the window and the model version, and,
+as its parameters ask, a webhook notification, the production inbox pushed to Label Studio
+and a run of the ``retraining`` pipeline, each recorded with why it was taken.
+"""
+
+from kfp import dsl
+from planets_mlops.components.detect_drift import detect_drift
+from planets_mlops.components.raise_alert import raise_alert
+from planets_mlops.pipelines.platform import (
+    DEFAULT_GPU,
+    GKE,
+    LOCAL,
+    ClusterOptions,
+    GpuOptions,
+    step,
+    with_secret_env,
+    with_side_effects,
+)
+from planets_mlops.pipelines.retraining import LABEL_STUDIO_ENV, LABEL_STUDIO_SECRET
+
+from planets_mlops.knobs import AlertParams, DriftParams, LabelParams
+
+WEBHOOK_SECRET = "monitoring-webhook"
+WEBHOOK_ENV = {"url": "MONITORING_WEBHOOK_URL"}
+
+
+def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
+    """The ``monitoring`` pipeline for ``cluster`` (``gpu`` is unused: nothing trains here)."""
+
+    @dsl.pipeline(
+        name="monitoring",
+        description="Check a window of production records for drift against the model's reference "
+        "(Evidently) and, on drift, write an alert and act on it.",
+    )
+    def monitoring(
+        records_uri: str,
+        model_uri: str,
+        model_version: str,
+        window_end: str = "",
+        window_hours: int = DriftParams.window_hours,
+        drift_alpha: float = DriftParams.alpha,
+        drift_share: float = DriftParams.drift_share,
+        min_records: int = DriftParams.min_records,
+        numeric_test: str = DriftParams.numeric_test,
+        prediction_test: str = DriftParams.prediction_test,
+        max_records: int = DriftParams.max_records,
+        notify: bool = AlertParams.notify,
+        push_to_label_studio: bool = AlertParams.push_to_label_studio,
+        start_retraining: bool = AlertParams.start_retraining,
+        label_studio_project: str = "",
+        inbox_uri: str = "",
+        inbox_max_tasks: int = LabelParams.inbox_max_tasks,
+        retraining_version: str = "",
+        retraining_arguments: dict = {},
+        retraining_experiment: str = "",
+    ):
+        """Drift check of ``model_version``'s records under ``records_uri`` against ``model_uri``'s reference.
+
+        Args:
+            records_uri: Root of the service's prediction records (folder or gs://BUCKET/PREFIX).
+            model_uri: The served model's folder (holds monitoring_reference.json).
+            model_version: The model tag the service reports at /metadata.
+            window_end: End of the window (ISO-8601); empty: the run's start.
+            window_hours: Hours of records checked.
+            drift_alpha: False-alarm probability of one run (Bonferroni over the columns).
+            drift_share: Share of the columns that must drift for a drift verdict.
+            min_records: Fewer records: "not enough data".
+            numeric_test: Evidently test of the numeric columns.
+            prediction_test: Evidently test of the predicted class.
+            max_records: Records read at most.
+            notify: On drift, POST the alert to the webhook of the Secret monitoring-webhook.
+            push_to_label_studio: On drift, turn the inbox at inbox_uri into tasks of label_studio_project.
+            start_retraining: On drift, submit a retraining run with retraining_arguments.
+            label_studio_project: Label Studio project title or id.
+            inbox_uri: The service's inbox (folder or gs://).
+            inbox_max_tasks: Most tasks made from the inbox (0: all).
+            retraining_version: Version of the uploaded retraining pipeline (empty: newest).
+            retraining_arguments: Arguments of the retraining run (data_repo_url, ...).
+            retraining_experiment: Experiment of the retraining run (empty: monitoring).
+        """
+        check = detect_drift(
+            records_uri=records_uri,
+            model_uri=model_uri,
+            model_version=model_version,
+            window_end=window_end,
+            window_hours=window_hours,
+            alpha=drift_alpha,
+            drift_share=drift_share,
+            min_records=min_records,
+            numeric_test=numeric_test,
+            prediction_test=prediction_test,
+            max_records=max_records,
+        ).set_display_name("Detect drift (Evidently)")
+        # Records keep arriving while the inputs stay the same: never cached; a retry only reads.
+        with_side_effects(step(check, "detect-drift", cluster, idempotent=True))
+
+        with dsl.If(check.outputs["Output"] == "drift", name="drift"):
+            alert = raise_alert(
+                summary=check.outputs["summary"],
+                label_studio_project=label_studio_project,
+                inbox_uri=inbox_uri,
+                inbox_max_tasks=inbox_max_tasks,
+                retraining_version=retraining_version,
+                retraining_arguments=retraining_arguments,
+                retraining_experiment=retraining_experiment,
+                notify=notify,
+                push_to_label_studio=push_to_label_studio,
+                start_retraining=start_retraining,
+            ).set_display_name("Raise drift alert")
+            # A retry would notify, create tasks and start a run again: never retried or cached.
+            with_side_effects(step(alert, "raise-alert", cluster, idempotent=False))
+            # Optional: each Secret is needed only when its action is switched on.
+            with_secret_env(alert, WEBHOOK_SECRET, WEBHOOK_ENV, optional=True)
+            with_secret_env(alert, LABEL_STUDIO_SECRET, LABEL_STUDIO_ENV, optional=True)
+
+    return monitoring
+
+
+# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
+monitoring = build_monitoring(cluster=LOCAL)
