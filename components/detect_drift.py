@@ -25,6 +25,7 @@ def detect_drift(
     numeric_test: str = "ks",
     prediction_test: str = "chisquare",
     max_records: int = 20000,
+    evidently_workspace: str = "",
 ) -> str:
     """Compare ``model_version``'s records of the last ``window_hours`` with its reference profile.
 
@@ -34,7 +35,9 @@ def detect_drift(
     class is tested (``numeric_test`` / ``prediction_test``, Evidently); a column drifts below
     ``alpha`` divided by the columns tested, and the verdict is ``drift`` when at least
     ``drift_share`` of them do. Fewer than ``min_records`` records: ``not enough data``.
-    ``window_end`` (ISO-8601) ends the window; empty: now. Returns the verdict;
+    ``window_end`` (ISO-8601) ends the window; empty: now. With ``evidently_workspace`` (a
+    folder or ``gs://BUCKET/PREFIX``) the report is also added to that Evidently workspace,
+    which the optional Evidently UI serves. Returns the verdict;
     ``report`` is Evidently's report, ``verdict`` the evidence, ``summary`` the JSON the
     alert step reads.
     """
@@ -54,8 +57,10 @@ def detect_drift(
         window_hours=window_hours,
         max_records=max_records,
     )
+    model_dir = resolve_model_dir(model_uri)
+    report_path = Path(report.path)
     result = check_window(
-        records_uri, resolve_model_dir(model_uri), model_version, window_end, params, Path(report.path)
+        records_uri, model_dir, model_version, window_end, params, report_path, workspace=evidently_workspace
     )
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)

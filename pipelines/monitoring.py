@@ -56,6 +56,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         retraining_version: str = "",
         retraining_arguments: dict = {},
         retraining_experiment: str = "",
+        evidently_workspace: str = "",
     ):
         """Drift check of ``model_version``'s records under ``records_uri`` against ``model_uri``'s reference.
 
@@ -80,6 +81,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             retraining_version: Version of the uploaded retraining pipeline (empty: newest).
             retraining_arguments: Arguments of the retraining run (data_repo_url, ...).
             retraining_experiment: Experiment of the retraining run (empty: monitoring).
+            evidently_workspace: Evidently workspace (gs://BUCKET/evidently) that the Evidently UI serves.
         """
         check = detect_drift(
             records_uri=records_uri,
@@ -93,6 +95,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             numeric_test=numeric_test,
             prediction_test=prediction_test,
             max_records=max_records,
+            evidently_workspace=evidently_workspace,
         ).set_display_name("Detect drift (Evidently)")
         # Records keep arriving while the inputs stay the same: never cached; a retry only reads.
         with_side_effects(step(check, "detect-drift", cluster, idempotent=True))

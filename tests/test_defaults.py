@@ -27,7 +27,7 @@ pytestmark = pytest.mark.component
 # Inputs whose default is no knob: empty means "not set" (a URI, a config, a secret name).
 NOT_KNOBS = {
     "dvc_remote_config", "production_model_uri", "inbox_uri", "label_studio_project", "window_end",
-    "retraining_version", "retraining_arguments", "retraining_experiment",
+    "retraining_version", "retraining_arguments", "retraining_experiment", "evidently_workspace",
 }  # fmt: skip
 # Component -> the dataclasses whose fields its inputs of the same name take.
 COMPONENT_KNOBS = {

@@ -8,6 +8,7 @@ are the real ones of the real bundled images, shifted as production would shift 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,3 +189,19 @@ def test_a_saved_reference_against_its_own_images_gives_no_alarm(images, tmp_pat
     result = drift.detect_drift(load_reference(tmp_path), _window(data, labels))
     assert result.verdict == drift.NO_DRIFT, result.reason
     assert min(c.p_value for c in result.columns) > 0.5
+
+
+def test_the_report_is_added_to_an_evidently_workspace(images, reference, tmp_path):
+    from evidently.ui.workspace import Workspace
+
+    window = _traffic(images, "darken")
+    info = drift.WindowInfo(
+        model_version="m:1", start="2026-12-04T09:00:00+00:00", end="2026-12-04T10:00:00+00:00"
+    )
+    result = drift.detect_drift(reference, window, info=info, workspace=str(tmp_path / "ws"))
+    assert result.verdict == drift.DRIFT
+    ws = Workspace.create(str(tmp_path / "ws"))
+    (project,) = ws.search_project(drift.EVIDENTLY_PROJECT)
+    (run,) = ws.list_runs(project.id)
+    assert any("Evidently workspace" in note for note in result.notes)
+    assert "brightness" in json.dumps(ws.get_run(project.id, run).dict(), default=str)

@@ -247,8 +247,34 @@ def _statistic(column: str, reference: Any, current: Any) -> float:
     return total
 
 
-def _evidently_p_values(ref: Any, current: Any, columns: list[str], params: DriftParams, threshold: float,
-                        report_path: Path | None) -> dict[str, float]:  # fmt: skip
+EVIDENTLY_PROJECT = "planets-monitoring"
+
+
+def add_to_workspace(snapshot: Any, workspace: str, name: str) -> str:
+    """Add an Evidently snapshot to the project :data:`EVIDENTLY_PROJECT` of ``workspace``.
+
+    ``workspace`` is a folder or an fsspec URL (``gs://BUCKET/evidently``): the one the
+    Evidently UI serves (``kustomize/components/evidently-ui``). Returns the project's id.
+    """
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace.create(workspace)
+    found = ws.search_project(EVIDENTLY_PROJECT)
+    project = found[0] if found else ws.create_project(EVIDENTLY_PROJECT, "Drift of production records")
+    ws.add_run(project.id, snapshot, name=name)
+    return str(project.id)
+
+
+def _evidently_p_values(
+    ref: Any,
+    current: Any,
+    columns: list[str],
+    params: DriftParams,
+    threshold: float,
+    report_path: Path | None,
+    workspace: str = "",
+    run_name: str = "",
+) -> dict[str, float]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
@@ -262,6 +288,8 @@ def _evidently_p_values(ref: Any, current: Any, columns: list[str], params: Drif
     )
     if report_path is not None:
         snapshot.save_html(str(report_path))
+    if workspace:
+        add_to_workspace(snapshot, workspace, run_name)
     values: dict[str, float] = {}
     for metric in snapshot.dict()["metrics"]:
         column = metric.get("config", {}).get("column")
@@ -289,6 +317,7 @@ def detect_drift(
     params: DriftParams | None = None,
     report_path: Path | None = None,
     info: WindowInfo | None = None,
+    workspace: str = "",
 ) -> DriftResult:
     """Compare a window of production records with the reference profile.
 
@@ -299,6 +328,8 @@ def detect_drift(
         report_path: Where to write the Evidently report (HTML); None: no report.
         info: The window's description, carried into the result; by default only the
             reader's counts.
+        workspace: An Evidently workspace (folder or ``gs://``) the report is also added
+            to, for the Evidently UI; empty: none.
 
     Returns:
         The verdict, the per-column evidence and the window's description.
@@ -339,7 +370,10 @@ def detect_drift(
     ref, current = _frames(reference, window, use_embedding)
     columns = [*FEATURES, *(EMBEDDING_COLUMNS if use_embedding else ()), PREDICTION_COLUMN]
     threshold = params.alpha / len(columns)
-    p_values = _evidently_p_values(ref, current, columns, params, threshold, report_path)
+    run_name = f"{info.model_version or 'window'} {info.start} to {info.end}".strip()
+    p_values = _evidently_p_values(ref, current, columns, params, threshold, report_path, workspace, run_name)
+    if workspace:
+        notes.append(f"report added to the Evidently workspace {workspace} (project {EVIDENTLY_PROJECT})")
     tested = []
     for column in columns:
         group = (
@@ -429,6 +463,7 @@ def check_window(
     params: DriftParams | None = None,
     report_path: Path | None = None,
     client: Any = None,
+    workspace: str = "",
 ) -> DriftResult:
     """Read the window of ``model_version``'s records and compare it with the model's reference.
 
@@ -440,6 +475,7 @@ def check_window(
         params: The decision's knobs.
         report_path: Where to write the Evidently report (HTML).
         client: A storage client for ``gs://`` roots (default: the project's).
+        workspace: An Evidently workspace to add the report to (see :func:`add_to_workspace`).
 
     Raises:
         planets_mlops.errors.NotFoundError: the model folder holds no reference profile.
@@ -461,4 +497,4 @@ def check_window(
     )
     if window.skipped:
         log.warning("skipped while reading the window: %s", window.skipped)
-    return detect_drift(reference, window, params, report_path, info)
+    return detect_drift(reference, window, params, report_path, info, workspace)

@@ -32,7 +32,7 @@ NOT_KNOBS = frozenset(
     {
         "data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri",
         "records_uri", "model_uri", "model_version", "window_end", "retraining_version",
-        "retraining_arguments", "retraining_experiment",
+        "retraining_arguments", "retraining_experiment", "evidently_workspace",
     }
 )  # fmt: skip
 
