@@ -64,12 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     from planets_mlops.knobs import DriftParams
     from planets_mlops.monitoring import drift, traffic
     from planets_mlops.monitoring.records import Window
+    from planets_mlops.monitoring.reference import has_reference, load_reference
     from planets_mlops.prepare import load_manifest
 
     prepared, model = _model(args.workdir, args.epochs)
     runner = traffic.ModelRunner(model)
     files = load_manifest(prepared)["splits"]["validation"]["files"]
-    reference = traffic.model_reference(runner, [(RAW / name).read_bytes() for name in files])
+    if has_reference(model):  # written by train_model
+        reference = load_reference(model)
+    else:
+        reference = traffic.model_reference(runner, [(RAW / name).read_bytes() for name in files])
     extra = traffic.extra_images(EXTRA)
     mix = {p for p in traffic.extra_images(EXTRA, MIX_CLASSES)}
     made = time.monotonic()

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1] / "kustomize"
-TARGETS = ["base", "overlays/kind", "overlays/gke"]
+TARGETS = ["base", "overlays/kind", "overlays/gke", "overlays/gke-evidently-ui"]
 K8S_VERSION = "1.30"
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -203,3 +203,36 @@ def test_kind_script_applies_the_setup_after_every_kfp_install() -> None:
     ours = min(i for i, line in enumerate(lines) if 'kubectl apply -f "$setup"' in line)
     check = min(i for i, line in enumerate(lines) if "jsonpath='{.data.defaultPipelineRoot}'" in line)
     assert kfp < ours < check
+
+
+def test_the_optional_evidently_ui_serves_the_workspace_in_the_bucket() -> None:
+    objs = hydrate("overlays/gke-evidently-ui")
+    deployment = find(objs, "Deployment", "evidently-ui")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:2] == ["evidently", "ui"]
+    assert command[command.index("--workspace") + 1] == "gs://PROJECT_ID-planets-mlops/evidently"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    image, tag = container["image"].rsplit(":", 1)
+    assert image == "ghcr.io/planets-mlops/runtime" and re.fullmatch(r"\d+\.\d+\.\d+(-[0-9a-f]{12})?", tag)
+    assert (
+        container["securityContext"]["readOnlyRootFilesystem"] is True
+        and pod["securityContext"]["runAsNonRoot"]
+    )
+    account = find(objs, "ServiceAccount", pod["serviceAccountName"])
+    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith("planets-ui@")
+    service = find(objs, "Service", "evidently-ui")
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 8000
+    # Optional: the plain overlays do not run it.
+    assert not [o for o in hydrate("overlays/gke") if o["metadata"]["name"] == "evidently-ui"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_image_is_pinned(target: str) -> None:
+    for obj in hydrate(target):
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            reference = container["image"]
+            assert "@sha256:" in reference or (":" in reference.rsplit("/", 1)[-1]), reference
+            assert not reference.endswith(":latest"), reference

@@ -1,7 +1,7 @@
 """The ``monitoring`` pipeline under kfp.local on records made from real images by a real model.
 
-A small model is trained for real (3 classes x 150 images); its validation images are its
-reference profile and, run through the service's path (preprocess, ONNX model, guard,
+A small model is trained for real (3 classes x 150 images), which writes the reference
+profile of its validation images; those images, run through the service's path (preprocess, ONNX model, guard,
 records), its in-distribution traffic. The drift case darkens them, notifies a real
 webhook server on 127.0.0.1 and starts a retraining run. The Kubeflow backend cannot run
 here, so the retraining run goes to tests/fake_kfp_api.py, a fake of the KFP REST API (the
@@ -33,6 +33,7 @@ def monitored(tmp_path_factory):
     """A model trained on 3 classes x 150 images, its reference saved beside it, and its validation images."""
     from planets_mlops.knobs import PrepareParams, TrainParams
     from planets_mlops.monitoring import traffic
+    from planets_mlops.monitoring.reference import has_reference
     from planets_mlops.prepare import load_manifest, prepare_dataset
     from planets_mlops.train import train_model
 
@@ -43,9 +44,9 @@ def monitored(tmp_path_factory):
     train_model(base / "prepared", model, TrainParams(epochs=3, conv_size=8, dense_size=16, lr=0.01))
     files = load_manifest(base / "prepared")["splits"]["validation"]["files"]
     images = [(raw / name).read_bytes() for name in files]
-    runner = traffic.ModelRunner(model)
-    traffic.model_reference(runner, images).save(model)
-    return {"model": model, "images": images, "runner": runner}
+    # train_model wrote the reference profile of these validation images beside the guard.
+    assert has_reference(model)
+    return {"model": model, "images": images, "runner": traffic.ModelRunner(model)}
 
 
 def _records(monitored, root: Path, shift: str) -> None:
