@@ -12,6 +12,9 @@
    through the API, the model's predictions pushed to the rest, then the ``retraining``
    pipeline (labels -> new DVC version -> train -> evaluate against the model of step 2),
    with before/after metrics.
+5. With ``--monitoring``: serves the bento with prediction records on, sends darkened
+   ``extra/`` images, runs the ``monitoring`` pipeline and prints the drift verdict and
+   where the Evidently report is.
 """
 
 from __future__ import annotations
@@ -120,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-labelling", action="store_true", help="skip step 4 (Label Studio + retraining)"
     )
     parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="step 5: serve with prediction records on, send darkened images, run the monitoring pipeline",
+    )
+    parser.add_argument(
         "--label-fraction",
         type=float,
         default=0.8,
@@ -171,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         loop = labelling_loop(workdir, repo, model_dir, params, args.label_fraction, DATA_PATH)
         summary["labelling"] = loop
         print_labelling_summary(loop, metrics)
+    if args.monitoring:
+        from planets_mlops.app.monitoring_demo import monitoring_step
+
+        print("\n== 5. Monitoring: served traffic (darkened) -> prediction records -> monitoring pipeline")
+        summary["monitoring"] = monitoring_step(workdir, run.artifact("package-model", "bento"), model_dir)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
