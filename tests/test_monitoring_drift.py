@@ -8,7 +8,9 @@ are the real ones of the real bundled images, shifted as production would shift 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -205,3 +207,15 @@ def test_the_report_is_added_to_an_evidently_workspace(images, reference, tmp_pa
     (run,) = ws.list_runs(project.id)
     assert any("Evidently workspace" in note for note in result.notes)
     assert "brightness" in json.dumps(ws.get_run(project.id, run).dict(), default=str)
+
+
+def test_a_class_the_reference_never_predicted_is_drift_with_finite_outputs(images, reference):
+    window = _traffic(images, classes=("Earth",))
+    records = [dataclasses.replace(r, closest_class="Pluto") for r in window.records]
+    result = drift.detect_drift(reference, Window(records=records, objects=1, skipped={}, truncated=False))
+    prediction = next(c for c in result.columns if c.column == "prediction")
+    assert prediction.drifted and prediction.statistic == float("inf")
+    assert "prediction_statistic" not in result.metadata()
+    assert all(math.isfinite(v) for v in result.metadata().values())
+    json.dumps(result.summary(), allow_nan=False)  # strict JSON for the alert and the webhook
+    assert "inf (a class the reference never predicted)" in result.to_markdown()

@@ -146,7 +146,10 @@ class DriftResult:
             "p_value_threshold": self.threshold,
         }
         for column in self.columns:
-            values[f"{column.column}_statistic"] = column.statistic
+            # KFP metrics and the JSON summary must stay finite: an infinite chi-square (a
+            # class the reference never predicted) is left out here and shown in the verdict.
+            if math.isfinite(column.statistic):
+                values[f"{column.column}_statistic"] = column.statistic
             values[f"{column.column}_p_value"] = column.p_value
         return values
 
@@ -161,7 +164,10 @@ class DriftResult:
             "threshold": self.threshold,
             "drift_share": self.drift_share,
             "groups": self.groups(),
-            "columns": [asdict(c) for c in self.columns],
+            "columns": [
+                {**asdict(c), "statistic": c.statistic if math.isfinite(c.statistic) else None}
+                for c in self.columns
+            ],
             "notes": list(self.notes),
             "params": asdict(self.params),
             "window": asdict(self.window),
@@ -203,9 +209,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         ordered = sorted(summary["columns"], key=lambda c: (not c["drifted"], c["p_value"]))
         for c in ordered:
             mark = "**yes**" if c["drifted"] else "no"
-            lines.append(
-                f"| {c['group']} | {c['column']} | {c['statistic']:.3f} | {_fmt_p(c['p_value'])} | {mark} |"
-            )
+            unseen = "inf (a class the reference never predicted)"
+            statistic = unseen if c["statistic"] is None else f"{c['statistic']:.3f}"
+            lines.append(f"| {c['group']} | {c['column']} | {statistic} | {_fmt_p(c['p_value'])} | {mark} |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,10 +288,13 @@ def _evidently_p_values(
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=[PREDICTION_COLUMN])
     metrics = [ValueDrift(column=c, method=params.numeric_test, threshold=threshold) for c in numeric]
     metrics.append(ValueDrift(column=PREDICTION_COLUMN, method=params.prediction_test, threshold=threshold))
-    snapshot = Report(metrics).run(
-        Dataset.from_pandas(current, data_definition=definition),
-        Dataset.from_pandas(ref, data_definition=definition),
-    )
+    # A class the reference never predicted has an expected count of 0: chi-square is then
+    # infinite and p is 0 (drift), which NumPy would also warn about.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = Report(metrics).run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
     if report_path is not None:
         snapshot.save_html(str(report_path))
     if workspace:
