@@ -313,8 +313,12 @@ def monitoring_comparison(
             )
             rows[mode].append(row)
             if mode == "on":
-                metadata = json.loads(_get_json(server.url + "/metadata"))
-                log.info("records of one worker: %s", metadata.get("monitoring"))
+                counts = json.loads(_get_json(server.url + "/metadata"))["monitoring"]
+                log.info("records of one worker: %s", counts)
+                # The writer thread's own CPU per record, in the worker that answered.
+                row["writer_cpu_us_per_record"] = round(
+                    counts["writer_cpu_s"] * 1e6 / max(counts["accepted"], 1), 1
+                )
         if mode == "on":  # the server is stopped (SIGTERM): every record is written
             written += count_records(store)
             answered += warm["requests"] + row["requests"]
@@ -332,6 +336,7 @@ def monitoring_comparison(
         "p50_ms_on": [r["p50_ms"] for r in rows["on"]],
         "cpu_ms_per_request_off": [r["server_cpu_ms_per_request"] for r in rows["off"]],
         "cpu_ms_per_request_on": [r["server_cpu_ms_per_request"] for r in rows["on"]],
+        "writer_cpu_us_per_record": [r["writer_cpu_us_per_record"] for r in rows["on"]],
         "errors": sum(r["errors"] for r in rows["off"] + rows["on"]),
         # Warm-up requests are recorded too, and counted here.
         "records_written": written,
@@ -374,6 +379,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{m[f'cpu_ms_per_request_{mode}']} |"
                 for mode in ("off", "on")
             ),
+            f"writer thread CPU per record (us, one worker per round): {m['writer_cpu_us_per_record']}",
             f"on/off: {m['ratio_on_off']} (target >= 0.90); errors {m['errors']}; records written "
             f"{m['records_written']} for {m['requests_answered']} requests answered",
         ]

@@ -158,3 +158,28 @@ def test_the_writer_writes_gs_objects_on_the_emulator(gcs_emulator: Any) -> None
     assert writer.stats()["written"] == 5 and writer.stats()["objects"] == 2  # one per hour
     window = records.read_window(root, "planets-classifier:gcs1", when, when + timedelta(minutes=1))
     assert len(window.records) == 5 and window.objects == 2 and window.skipped == {}
+
+
+def test_the_served_model_writes_its_records_to_gs(packaged_bento: dict[str, Any], gcs_emulator: Any) -> None:
+    """``PLANETS_MONITORING_URI=gs://...`` on a real server: the records land in the bucket (emulator)."""
+    import httpx
+
+    from planets_mlops.serve_local import serve_bento
+
+    root = f"{gcs_emulator.make_bucket('planets-served-records')}/monitoring"
+    env = {"PLANETS_WORKERS": "1", "PLANETS_MONITORING_URI": root}
+    since = datetime.now(UTC).replace(microsecond=0)
+    with serve_bento(packaged_bento["archive"], env=env, ready_timeout=90) as server:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            for path in EXTRA[:3]:
+                assert (
+                    client.post("/predict", files={"image": (path.name, path.read_bytes())}).status_code
+                    == 200
+                )
+            assert client.get("/metadata").json()["monitoring"]["accepted"] == 3
+    # Stopped with SIGTERM: the batch (3 records, far from full or old) was written at shutdown.
+    window = records.read_window(
+        root, packaged_bento["model_tag"], since - timedelta(seconds=1), datetime.now(UTC)
+    )
+    assert len(window.records) == 3 and window.objects == 1 and window.skipped == {}
+    assert {r.model_version for r in window.records} == {packaged_bento["model_tag"]}

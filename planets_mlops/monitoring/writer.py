@@ -30,10 +30,8 @@ hook closes the writer, which writes everything it holds.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -63,8 +61,6 @@ DRAIN_S = 0.1
 DRAIN_IMAGES = 256
 # Images whose features are computed in one NumPy pass, between two hand-backs of the GIL.
 CHUNK_IMAGES = 32
-# Nice value of the writer thread (its own, on Linux), as the decode threads have.
-WRITER_NICENESS = 10
 _WARN_EVERY_S = 60.0
 
 
@@ -126,6 +122,8 @@ class RecordWriter:
         self._last_warning = -_WARN_EVERY_S
         self.counts: Counter[str] = Counter()
         self.last_error = ""
+        # CPU seconds the writer thread has used (its whole cost, besides the 2 us offers).
+        self.cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, name="planets-monitoring", daemon=True)
         self._thread.start()
 
@@ -190,9 +188,8 @@ class RecordWriter:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        # Below the event loop: the records can wait, the answers cannot (Linux; a no-op elsewhere).
-        with contextlib.suppress(AttributeError, OSError, PermissionError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+        # Not niced (unlike the decode threads): this thread holds the GIL while it works, and
+        # a low priority would keep it descheduled holding it, stalling the event loop.
         while True:
             with self._wake:
                 if not (self._closing or self._flush_requested > self._flushed):
@@ -215,6 +212,7 @@ class RecordWriter:
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
                 self._count("write_failed", len(self._pending), exc)
                 self._pending = []
+            self.cpu_s = time.thread_time()
             with self._wake:
                 self._flushed = flush
                 self._wake.notify_all()
@@ -326,6 +324,7 @@ class RecordWriter:
             **{key: int(self.counts.get(key, 0)) for key in COUNTS},
             "queued": queued,
             "pending": len(self._pending),
+            "writer_cpu_s": round(self.cpu_s, 3),
             "last_error": self.last_error,
         }
 
