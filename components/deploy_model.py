@@ -30,6 +30,8 @@ def deploy_model(
     gcs_credentials_secret: str = "",
     monitoring_uri: str = "",
     monitoring_sample: float = 1.0,
+    registered_model_name: str = "",
+    registered_version: str = "",
 ):
     """Serve ``bento`` on Kubernetes, smoke-test it and roll back on failure.
 
@@ -51,6 +53,12 @@ def deploy_model(
         monitoring_uri: gs://BUCKET/PREFIX the service writes its prediction records to
             (docs/monitoring.md); empty: no records.
         monitoring_sample: Share of served images recorded, in (0, 1].
+        registered_model_name: With ``registered_version`` (what ``promote_model`` moved
+            ``production`` to), the deployed revision is added to that version's release
+            record (``MLFLOW_TRACKING_URI``); a registry error then is logged, not raised:
+            the bento serves.
+        registered_version: The registered version this bento is; empty or ``untracked``:
+            nothing is recorded.
     """
     import json
 
@@ -78,3 +86,7 @@ def deploy_model(
     endpoint.metadata.update(info)
     with open(endpoint.path, "w", encoding="utf-8") as out:
         json.dump(info, out, indent=2)
+    if registered_model_name and registered_version.isdigit():
+        from planets_mlops.registry.release import record_deployment_safely
+
+        record_deployment_safely(registered_model_name, registered_version, info)

@@ -19,6 +19,8 @@ def evaluate_model(
     gate_confidence: float = 0.95,
     bootstrap_resamples: int = 2000,
     bootstrap_seed: int = 0,
+    tracking: bool = False,
+    registered_model_name: str = "planets-classifier",
 ) -> bool:
     """Score ``model`` on the validation split; returns whether to promote it.
 
@@ -29,10 +31,19 @@ def evaluate_model(
     ``gate_alpha``, overall and per class), and a gain of ``min_improvement`` or a new
     class. ``verdict`` shows the decision with its numbers (bootstrap intervals at
     ``gate_confidence``) in the KFP UI.
+
+    With ``tracking`` and no ``production_model_uri``, the opponent is the version the
+    ``production`` alias of ``registered_model_name`` names (``MLFLOW_TRACKING_URI``); an
+    explicit URI still wins. ``verdict.metadata['production_version']`` is the version
+    production named, which the promotion expects to still find there.
     """
+    import tempfile
+    from pathlib import Path
+
     from planets_mlops.evaluate import evaluate_model as evaluate
-    from planets_mlops.knobs import EvaluateParams
-    from planets_mlops.storage_paths import resolve_model_dir
+    from planets_mlops.knobs import EvaluateParams, RegistryParams
+    from planets_mlops.registry.registry import production_opponent
+    from planets_mlops.registry.settings import connect
 
     gate = EvaluateParams(
         min_improvement=min_improvement,
@@ -41,10 +52,18 @@ def evaluate_model(
         bootstrap_resamples=bootstrap_resamples,
         bootstrap_seed=bootstrap_seed,
     )
-    production = resolve_model_dir(production_model_uri) if production_model_uri else None
-    result = evaluate(prepared.path, model.path, report.path, production, min_improvement, gate, verdict.path)
+    registry = RegistryParams(tracking=tracking, model_name=registered_model_name)
+    client = connect(registry, step="evaluate_model") if tracking else None
+    opponent = production_opponent(
+        client, registered_model_name, production_model_uri, Path(tempfile.mkdtemp(prefix="production-"))
+    )
+    result = evaluate(
+        prepared.path, model.path, report.path, opponent.model_dir, min_improvement, gate, verdict.path
+    )
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)
     confusion.log_confusion_matrix(result.classes, result.confusion_matrix)
     verdict.metadata["promote"] = result.promote
+    verdict.metadata["production_version"] = opponent.version
+    verdict.metadata["production_source"] = opponent.source if opponent.model_dir else ""
     return result.promote

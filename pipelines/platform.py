@@ -89,6 +89,8 @@ STEP_RESOURCES: dict[str, Resources] = {
     "create-inbox-tasks": Resources("250m", "512Mi", "1", "2Gi"),
     "detect-drift": Resources("500m", "1Gi", "2", "4Gi"),
     "raise-alert": Resources("250m", "512Mi", "1", "2Gi"),
+    "register-model": Resources("250m", "512Mi", "1", "2Gi"),
+    "promote-model": Resources("100m", "256Mi", "500m", "1Gi"),
 }
 """Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`)."""
 
@@ -206,6 +208,26 @@ def with_secret_env(
     steps whose use of it is switched by a parameter).
     """
     kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=keys, optional=optional)
+    return task
+
+
+MLFLOW_SECRET = "mlflow-tracking"
+MLFLOW_ENV = {
+    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+}
+"""Keys of the ``mlflow-tracking`` Secret, as MLflow's own variables (every key optional)."""
+
+
+def with_mlflow_secret(task: dsl.PipelineTask, secret_name: str = MLFLOW_SECRET) -> dsl.PipelineTask:
+    """MLflow's tracking URI and credentials from the Secret ``secret_name``, where it has them.
+
+    Optional keys of an optional Secret: a cluster without a tracking server (``tracking``
+    off) runs the same pipeline; a step that needs the server fails fast on the missing URI.
+    """
+    kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=MLFLOW_ENV, optional=True)
     return task
 
 

@@ -1,7 +1,8 @@
 """The ``retraining`` pipeline.
 
 Pull data -> import Label Studio labels -> (enough new labels?) prepare -> train ->
-evaluate against production -> (promoted?) package, and push the
+evaluate against production (the ``production`` alias with ``tracking``) -> register ->
+(promoted?) package -> move the alias -> deploy, and push the
 new model's predictions to the project's unlabelled tasks. With ``inbox_uri``, the
 production inbox (inputs the service rejected or was unsure of) becomes new tasks.
 """
@@ -23,6 +24,7 @@ from planets_mlops.pipelines.platform import (
 from planets_mlops.pipelines.steps import (
     add_deploy,
     add_package,
+    add_promote,
     add_pull,
     add_train_and_evaluate,
 )
@@ -33,9 +35,11 @@ from planets_mlops.knobs import (
     EvaluateParams,
     LabelParams,
     PrepareParams,
+    RegistryParams,
     TrainParams,
 )
 
+PIPELINE = "retraining"
 LABEL_STUDIO_SECRET = "label-studio"
 LABEL_STUDIO_ENV = {"LABEL_STUDIO_URL": "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY": "LABEL_STUDIO_API_KEY"}
 
@@ -87,6 +91,10 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
+        tracking: bool = RegistryParams.tracking,
+        registered_model_name: str = RegistryParams.model_name,
+        mlflow_experiment: str = RegistryParams.experiment,
+        allow_untracked: bool = RegistryParams.allow_untracked,
     ):
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
 
@@ -111,7 +119,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         with_side_effects(step(gate, "check-new-labels", cluster, idempotent=True))
 
         with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
-            train, evaluate = add_train_and_evaluate(
+            train, evaluate, register = add_train_and_evaluate(
                 imported.outputs["merged"],
                 gpu,
                 base=pull.outputs["dataset"],
@@ -130,12 +138,29 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                 production_model_uri=production_model_uri,
                 min_improvement=min_improvement,
                 gate_alpha=gate_alpha,
+                tracking=tracking,
+                registered_model_name=registered_model_name,
+                mlflow_experiment=mlflow_experiment,
+                allow_untracked=allow_untracked,
+                pipeline=PIPELINE,
                 cluster=cluster,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 package = add_package(train, evaluate, cluster)
-                with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                    add_deploy(package, serving_name, serving_namespace, cluster)
+                promote = add_promote(
+                    register,
+                    evaluate,
+                    package,
+                    tracking=tracking,
+                    registered_model_name=registered_model_name,
+                    allow_untracked=allow_untracked,
+                    cluster=cluster,
+                )
+                with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
+                    with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+                        add_deploy(
+                            package, serving_name, serving_namespace, cluster, promote, registered_model_name
+                        )
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(
                         model=train.outputs["model"],

@@ -17,9 +17,18 @@ from planets_mlops.components.deploy_model import deploy_model
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.package_model import package_model
 from planets_mlops.components.prepare_dataset import prepare_dataset
+from planets_mlops.components.promote_model import promote_model
 from planets_mlops.components.pull_data import pull_data
+from planets_mlops.components.register_model import register_model
 from planets_mlops.components.train_model import train_model
-from planets_mlops.pipelines.platform import GKE, ClusterOptions, GpuOptions, step, with_side_effects
+from planets_mlops.pipelines.platform import (
+    GKE,
+    ClusterOptions,
+    GpuOptions,
+    step,
+    with_mlflow_secret,
+    with_side_effects,
+)
 
 
 def add_pull(
@@ -55,12 +64,19 @@ def add_train_and_evaluate(
     production_model_uri,
     min_improvement,
     gate_alpha,
+    tracking,
+    registered_model_name,
+    mlflow_experiment,
+    allow_untracked,
+    pipeline: str,
     base: Any = None,
     cluster: ClusterOptions = GKE,
-) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
-    """Prepare -> train (placed by ``gpu``) -> evaluate; returns (train, evaluate).
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask, dsl.PipelineTask]:
+    """Prepare -> train (placed by ``gpu``) -> evaluate -> register; returns (train, evaluate, register).
 
-    ``base``: the data set ``raw`` was grown from; its files keep their split.
+    ``base``: the data set ``raw`` was grown from; its files keep their split. ``register``
+    logs the run and registers the model when ``tracking`` is on (it does nothing otherwise);
+    evaluate then compares against the ``production`` alias unless a URI is given.
     """
     grown_from = {"base": base} if base is not None else {}
     prepare = prepare_dataset(
@@ -91,9 +107,74 @@ def add_train_and_evaluate(
         production_model_uri=production_model_uri,
         min_improvement=min_improvement,
         gate_alpha=gate_alpha,
+        tracking=tracking,
+        registered_model_name=registered_model_name,
     ).set_display_name("Evaluate vs production")
-    step(evaluate, "evaluate-model", cluster, idempotent=True)
-    return train, evaluate
+    # Reads the production alias, which moves while the inputs stay the same.
+    with_side_effects(with_mlflow_secret(step(evaluate, "evaluate-model", cluster, idempotent=True)))
+    run_params = {
+        "prepare_seed": prepare_seed,
+        "prepare_split": prepare_split,
+        "prepare_image_size": prepare_image_size,
+        "prepare_grayscale": prepare_grayscale,
+        "train_lr": train_lr,
+        "train_epochs": train_epochs,
+        "train_conv_size": train_conv_size,
+        "train_dense_size": train_dense_size,
+        "train_batch_size": train_batch_size,
+        "train_seed": train_seed,
+        "train_output_classes": train_output_classes,
+        "train_guard_coverage": train_guard_coverage,
+        "min_improvement": min_improvement,
+        "gate_alpha": gate_alpha,
+        "production_model_uri": production_model_uri,
+    }
+    register = register_model(
+        source=raw,
+        prepared=prepare.outputs["prepared"],
+        model=train.outputs["model"],
+        metrics=evaluate.outputs["metrics"],
+        confusion=evaluate.outputs["confusion"],
+        report=evaluate.outputs["report"],
+        verdict=evaluate.outputs["verdict"],
+        run_params=run_params,
+        pipeline=pipeline,
+        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tracking=tracking,
+        registered_model_name=registered_model_name,
+        mlflow_experiment=mlflow_experiment,
+        allow_untracked=allow_untracked,
+    ).set_display_name("Register model (MLflow)")
+    # A retry reuses its MLflow run and version (matched by run and task name).
+    with_side_effects(with_mlflow_secret(step(register, "register-model", cluster, idempotent=True)))
+    return train, evaluate, register
+
+
+def add_promote(
+    register: dsl.PipelineTask,
+    evaluate: dsl.PipelineTask,
+    package: dsl.PipelineTask,
+    *,
+    tracking,
+    registered_model_name,
+    allow_untracked,
+    cluster: ClusterOptions = GKE,
+) -> dsl.PipelineTask:
+    """Move ``production`` to the registered version (compare-and-set) and record the release.
+
+    Retried safely: a retry of the same KFP run finds the move it made and records nothing
+    twice; never cached (the alias is outside state).
+    """
+    promote = promote_model(
+        registered=register.outputs["registered"],
+        verdict=evaluate.outputs["verdict"],
+        bento=package.outputs["bento"],
+        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tracking=tracking,
+        registered_model_name=registered_model_name,
+        allow_untracked=allow_untracked,
+    ).set_display_name("Promote (production alias)")
+    return with_side_effects(with_mlflow_secret(step(promote, "promote-model", cluster, idempotent=True)))
 
 
 def add_package(
@@ -107,8 +188,18 @@ def add_package(
     return step(package, "package-model", cluster, idempotent=True)
 
 
-def add_deploy(package: dsl.PipelineTask, name, namespace, cluster: ClusterOptions = GKE) -> dsl.PipelineTask:
+def add_deploy(
+    package: dsl.PipelineTask,
+    name,
+    namespace,
+    cluster: ClusterOptions = GKE,
+    promote: dsl.PipelineTask | None = None,
+    registered_model_name: Any = "",
+) -> dsl.PipelineTask:
     """Deploy the bento of ``package``; never cached (it changes the cluster), never retried.
+
+    With ``promote``, it deploys the version the ``production`` alias names now (the one
+    ``promote`` moved it to, whose bento ``package`` made) and records the revision on it.
 
     The serving pods read the bento with ``cluster.serving_gcs_key_secret`` (kind), never
     with the pipeline's own key.
@@ -118,5 +209,12 @@ def add_deploy(package: dsl.PipelineTask, name, namespace, cluster: ClusterOptio
         name=name,
         namespace=namespace,
         gcs_credentials_secret=cluster.serving_gcs_key_secret,
+        **(
+            {"registered_model_name": registered_model_name, "registered_version": promote.outputs["Output"]}
+            if promote is not None
+            else {}
+        ),
     ).set_display_name("Deploy to Kubernetes")
+    if promote is not None:
+        with_mlflow_secret(task)
     return with_side_effects(step(task, "deploy-model", cluster, idempotent=False))

@@ -1,7 +1,8 @@
 """The ``training`` pipeline.
 
-Pull data -> prepare -> train -> evaluate -> (promoted?) package as a bento -> (asked to?)
-deploy to Kubernetes.
+Pull data -> prepare -> train -> evaluate -> register (MLflow, with ``tracking``) ->
+(promoted?) package as a bento -> move the ``production`` alias -> (asked to?) deploy to
+Kubernetes.
 """
 
 from kfp import dsl
@@ -9,6 +10,7 @@ from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOpt
 from planets_mlops.pipelines.steps import (
     add_deploy,
     add_package,
+    add_promote,
     add_pull,
     add_train_and_evaluate,
 )
@@ -18,8 +20,11 @@ from planets_mlops.knobs import (
     DeployParams,
     EvaluateParams,
     PrepareParams,
+    RegistryParams,
     TrainParams,
 )
+
+PIPELINE = "training"
 
 
 def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
@@ -54,9 +59,13 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
+        tracking: bool = RegistryParams.tracking,
+        registered_model_name: str = RegistryParams.model_name,
+        mlflow_experiment: str = RegistryParams.experiment,
+        allow_untracked: bool = RegistryParams.allow_untracked,
     ) -> bool:
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
-        train, evaluate = add_train_and_evaluate(
+        train, evaluate, register = add_train_and_evaluate(
             pull.outputs["dataset"],
             gpu,
             prepare_seed=prepare_seed,
@@ -74,13 +83,31 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
             production_model_uri=production_model_uri,
             min_improvement=min_improvement,
             gate_alpha=gate_alpha,
+            tracking=tracking,
+            registered_model_name=registered_model_name,
+            mlflow_experiment=mlflow_experiment,
+            allow_untracked=allow_untracked,
+            pipeline=PIPELINE,
             cluster=cluster,
         )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
             package = add_package(train, evaluate, cluster)
-            with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                add_deploy(package, serving_name, serving_namespace, cluster)
+            promote = add_promote(
+                register,
+                evaluate,
+                package,
+                tracking=tracking,
+                registered_model_name=registered_model_name,
+                allow_untracked=allow_untracked,
+                cluster=cluster,
+            )
+            # Deploy what production names now: nothing when another promotion won.
+            with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
+                with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+                    add_deploy(
+                        package, serving_name, serving_namespace, cluster, promote, registered_model_name
+                    )
         return promoted
 
     return training

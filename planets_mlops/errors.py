@@ -68,3 +68,11 @@ class LabelStudioError(PlanetsError):
 
 class AcceleratorError(PlanetsError):
     """The step was asked for GPUs that TensorFlow cannot see or use."""
+
+
+class TrackingError(PlanetsError):
+    """The MLflow tracking server cannot be reached, refused a request, or lacks a model."""
+
+
+class PromotionConflictError(PlanetsError):
+    """An alias moved, or another promotion holds the lock: this promotion did not happen."""

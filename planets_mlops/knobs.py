@@ -457,6 +457,61 @@ class DeployParams:
     namespace: str = "planets-serving"
 
 
+@dataclass(frozen=True)
+class RegistryParams:
+    """Experiment tracking and the model registry on MLflow (:mod:`planets_mlops.registry`).
+
+    Attributes:
+        tracking: Track runs and register models; off: no MLflow server is needed and
+            promotion is the evaluate step's verdict alone.
+        model_name: The registered model every version goes to.
+        experiment: The MLflow experiment of the runs (the KFP MLflow plugin's parent run
+            is reused wherever it lives).
+        allow_untracked: With ``tracking`` on and the server unreachable, continue without
+            registering (the model is packaged, nothing is registered or promoted);
+            otherwise such a step fails at once.
+        timeout_s: Seconds for the reachability check and each tracking request.
+        lock_ttl_s: A promotion lock older than this is taken over (its holder died).
+        lock_wait_s: How long a promotion waits for another one's lock.
+    """
+
+    tracking: bool = False
+    model_name: str = "planets-classifier"
+    experiment: str = "planets"
+    allow_untracked: bool = False
+    timeout_s: float = 5.0
+    lock_ttl_s: float = 300.0
+    lock_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidParameterError: an empty or malformed model or experiment name, or a
+                time that is not a finite positive number.
+        """
+        import re
+
+        if not isinstance(self.model_name, str) or not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}", self.model_name
+        ):
+            raise InvalidParameterError(
+                "registered_model_name",
+                self.model_name,
+                "letters, digits, '.', '_' or '-', starting with a letter or digit",
+                "e.g. planets-classifier.",
+            )
+        if not isinstance(self.experiment, str) or not self.experiment.strip():
+            raise InvalidParameterError(
+                "mlflow_experiment", self.experiment, "a non-empty name", "e.g. planets."
+            )
+        for name in ("timeout_s", "lock_ttl_s", "lock_wait_s"):
+            value = getattr(self, name)
+            _finite(name, value, "a finite number of seconds > 0")
+            if value <= 0:
+                raise InvalidParameterError(name, value, "a finite number of seconds > 0")
+
+
 def defaults(params: type) -> dict[str, Any]:
     """Field name -> default of one of the dataclasses above.
 
@@ -498,6 +553,10 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "notify": (AlertParams, "notify"),
     "push_to_label_studio": (AlertParams, "push_to_label_studio"),
     "start_retraining": (AlertParams, "start_retraining"),
+    "tracking": (RegistryParams, "tracking"),
+    "registered_model_name": (RegistryParams, "model_name"),
+    "mlflow_experiment": (RegistryParams, "experiment"),
+    "allow_untracked": (RegistryParams, "allow_untracked"),
 }
 
 

@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.gcs",
     "tests.fixtures.serving",
     "tests.fixtures.labelstudio",
+    "tests.fixtures.mlflow",
 ]
 
 # ----------------------------------------------------------------------------- test tiers
@@ -30,7 +31,7 @@ pytest_plugins = [
 TIERS = ("pure", "component", "pipeline", "servers", "install", "containers")
 SERVER_FIXTURES = {
     "gcs_emulator", "label_studio", "ls_client", "ls_env", "ls_project", "label_studio_project",
-    "bento_server", "served",
+    "bento_server", "served", "mlflow_server", "mlflow_env", "mlflow_client",
 }  # fmt: skip
 FILE_TIERS = {
     "test_components.py": "component",

@@ -238,6 +238,9 @@ SIDE_EFFECT_STEPS = {
     "comp-push-predictions",
     "comp-create-inbox-tasks",
     "comp-deploy-model",
+    "comp-evaluate-model",
+    "comp-register-model",
+    "comp-promote-model",
 }
 
 

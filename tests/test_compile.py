@@ -25,7 +25,14 @@ def test_every_pipeline_compiles(tmp_path):
 def test_training_ir_images_gpu_and_caching(tmp_path):
     spec, platform = load_ir(compile_pipeline("training", tmp_path))
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"pull-data", "prepare-dataset", "train-model", "evaluate-model", "condition-1"}
+    assert set(tasks) == {
+        "pull-data",
+        "prepare-dataset",
+        "train-model",
+        "evaluate-model",
+        "register-model",
+        "condition-1",
+    }
     for task in ("pull-data", "prepare-dataset", "evaluate-model"):
         assert _executor(spec, task)["image"] == RUNTIME_IMAGE
     train = _executor(spec, "train-model")
@@ -134,9 +141,11 @@ def test_package_and_deploy_are_gated_and_never_cached(tmp_path):
     spec, _ = load_ir(compile_pipeline("training", tmp_path))
     gate = spec["root"]["dag"]["tasks"]["condition-1"]
     assert "evaluate-model" in gate["triggerPolicy"]["condition"]
-    inner = _inner_tasks(spec, "condition-1", "condition-2")
-    assert set(inner) >= {"package-model", "deploy-model", "condition-2"}
-    assert "pipelinechannel--deploy" in inner["condition-2"]["triggerPolicy"]["condition"]
+    inner = _inner_tasks(spec, "condition-1", "condition-2", "condition-3")
+    assert set(inner) >= {"package-model", "promote-model", "deploy-model", "condition-2", "condition-3"}
+    # Deployed only when the production alias moved (or nothing is tracked), and when asked.
+    assert "promote-model" in inner["condition-2"]["triggerPolicy"]["condition"]
+    assert "pipelinechannel--deploy" in inner["condition-3"]["triggerPolicy"]["condition"]
     assert inner["deploy-model"]["cachingOptions"].get("enableCache") in (None, False)
     assert inner["package-model"]["cachingOptions"]["enableCache"] is True
     for task in ("package-model", "deploy-model"):
@@ -163,7 +172,15 @@ def test_retraining_secrets_as_env_and_side_effect_steps_uncached(tmp_path):
 # ----------------------------------------------------------- resources, retries, credentials
 
 CPU_STEPS = {
-    "training": {"pull-data", "prepare-dataset", "evaluate-model", "package-model", "deploy-model"},
+    "training": {
+        "pull-data",
+        "prepare-dataset",
+        "evaluate-model",
+        "register-model",
+        "package-model",
+        "promote-model",
+        "deploy-model",
+    },
     "retraining": {
         "pull-data",
         "import-labels",
@@ -171,7 +188,9 @@ CPU_STEPS = {
         "create-inbox-tasks",
         "prepare-dataset",
         "evaluate-model",
+        "register-model",
         "package-model",
+        "promote-model",
         "deploy-model",
         "push-predictions",
     },

@@ -16,6 +16,7 @@ from planets_mlops.knobs import (
     EvaluateParams,
     LabelParams,
     PrepareParams,
+    RegistryParams,
     TrainParams,
     defaults,
 )
@@ -34,7 +35,9 @@ COMPONENT_KNOBS = {
     "comp-pull-data": [DataParams],
     "comp-prepare-dataset": [PrepareParams],
     "comp-train-model": [TrainParams],
-    "comp-evaluate-model": [EvaluateParams],
+    "comp-evaluate-model": [EvaluateParams, RegistryParams],
+    "comp-register-model": [RegistryParams],
+    "comp-promote-model": [RegistryParams],
     "comp-deploy-model": [DeployParams],
     "comp-import-labels": [LabelParams],
     "comp-check-new-labels": [LabelParams],

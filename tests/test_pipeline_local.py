@@ -21,13 +21,18 @@ def test_training_pipeline_end_to_end(data_repo, tmp_path):
         train_output_classes=3,
     )
     # Promoted (no production model to beat) -> packaged; deploy=False -> not deployed.
+    # tracking=False: register and promote record nothing, and the verdict alone decides.
     assert set(run.tasks) == {
         "pull-data",
         "prepare-dataset",
         "train-model",
         "evaluate-model",
+        "register-model",
         "package-model",
+        "promote-model",
     }
+    assert run.tasks["register-model"].parameters["Output"] is False
+    assert run.tasks["promote-model"].parameters["Output"] == "untracked"
     assert run.metadata("pull-data", "dataset")["commit"] == data_repo["commit"]
     metrics = run.metadata("evaluate-model", "metrics")
     assert 0.0 <= metrics["val_acc"] <= 1.0 and metrics["val_loss"] > 0

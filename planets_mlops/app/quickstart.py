@@ -15,6 +15,11 @@
 5. With ``--monitoring``: serves the bento with prediction records on, sends darkened
    ``extra/`` images, runs the ``monitoring`` pipeline and prints the drift verdict and
    where the Evidently report is.
+
+Unless ``--no-tracking``, a local ``mlflow server`` (free 127.0.0.1 port, SQLite and
+artifacts in the work folder) tracks both runs: the training run registers version 1 of
+``planets-classifier`` and points ``production`` at it, retraining registers the next
+version and moves the alias when the gate promotes it; the server stops at the end.
 """
 
 from __future__ import annotations
@@ -133,14 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0.8,
         help="share of the extra images labelled in step 4 (default 0.8)",
     )
+    parser.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="no MLflow: by default a local mlflow server (SQLite in the work folder) tracks the runs "
+        "and registers the models, and is stopped at the end",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("dvc").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from planets_mlops.app.local import run_local
-    from planets_mlops.pipelines.training import training
-
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     print("== 1. Data repository (git + DVC, local remote)")
@@ -149,6 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     params = dict(BASELINE if args.baseline else CHAPTER_2_5 if args.reference else SUITE)
     if args.epochs:
         params["train_epochs"] = args.epochs
+    server = None if args.no_tracking else start_tracking(workdir)
+    try:
+        return _loop(args, workdir, repo, params, server)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def start_tracking(workdir: Path) -> Any:
+    """A local ``mlflow server`` for the quickstart, with ``MLFLOW_TRACKING_URI`` pointing at it."""
+    from planets_mlops.registry.server import start_server
+
+    server = start_server(workdir / "mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = server.url
+    print(f"MLflow tracking server {server.url} (SQLite and artifacts in {workdir / 'mlflow'})")
+    return server
+
+
+def _loop(args: argparse.Namespace, workdir: Path, repo: Path, params: dict[str, Any], server: Any) -> int:
+    from planets_mlops.app.local import run_local
+    from planets_mlops.pipelines.training import training
+
+    tracking = {"tracking": True} if server is not None else {}
     print(f"\n== 2. Training pipeline under kfp.local ({', '.join(f'{k}={v}' for k, v in params.items())})")
     run = run_local(
         training,
@@ -158,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         data_rev="main",
         data_path=DATA_PATH,
         **params,
+        **tracking,
     )
     print(f"Pipeline finished in {run.seconds:.1f} s: {run.root}")
     metrics = print_training_summary(run)
@@ -176,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         from planets_mlops.app.labelling_demo import labelling_loop
 
         print("\n== 4. Labelling loop: Label Studio -> retraining pipeline")
-        loop = labelling_loop(workdir, repo, model_dir, params, args.label_fraction, DATA_PATH)
+        loop = labelling_loop(
+            workdir, repo, model_dir, {**params, **tracking}, args.label_fraction, DATA_PATH
+        )
         summary["labelling"] = loop
         print_labelling_summary(loop, metrics)
     if args.monitoring:
@@ -184,9 +218,33 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n== 5. Monitoring: served traffic (darkened) -> prediction records -> monitoring pipeline")
         summary["monitoring"] = monitoring_step(workdir, run.artifact("package-model", "bento"), model_dir)
+    if server is not None:
+        summary["registry"] = print_registry_summary(server.url)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def print_registry_summary(url: str) -> dict[str, Any]:
+    """The registered versions and every alias move, as ``planets-mlops models`` shows them."""
+    from planets_mlops.knobs import RegistryParams
+    from planets_mlops.registry import registry as reg
+    from planets_mlops.registry.settings import TrackingSettings
+
+    client = TrackingSettings(url).client()
+    name = RegistryParams.model_name
+    versions = reg.list_versions(client, name)
+    moves = reg.moves(client, name)
+    print(f"\n== Registry ({url}, model {name})")
+    for version in versions[:5]:
+        print(f"  version {version['version']}: {', '.join(version['aliases']) or '-'}")
+    for move in moves[-5:]:
+        print(
+            f"  move {move['sequence']}: production {move['from_version'] or 'none'} -> "
+            f"{move['to_version']} ({move['why']})"
+        )
+    print(f"  (while a server runs: planets-mlops models list --tracking-uri {url})")
+    return {"versions": [v["version"] for v in versions], "moves": len(moves)}
 
 
 def one_extra_image_per_class() -> list[Path]:

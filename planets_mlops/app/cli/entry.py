@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from planets_mlops import __version__
-from planets_mlops.app.cli import compile_, options, run, schedule, status, upload
+from planets_mlops.app.cli import compile_, models, options, run, schedule, status, upload
 from planets_mlops.app.cli.output import (
     EXIT_CONNECTION,
     EXIT_ERROR,
@@ -24,10 +24,11 @@ from planets_mlops.errors import (
     KubeflowConnectionError,
     NotFoundError,
     PlanetsError,
+    TrackingError,
 )
 
 # In help order; each has register(subparsers, parents) and handle(args).
-COMMANDS = (compile_, upload, run, schedule, status)
+COMMANDS = (compile_, upload, run, schedule, status, models)
 
 
 def build_parser(
@@ -37,8 +38,8 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog="planets-mlops",
         description="Compile, upload, run and schedule the planets pipelines on Kubeflow "
-        "Pipelines. Exit codes: 0 ok, 1 error, 2 bad input, 3 connection/auth, "
-        "4 not found.",
+        "Pipelines; list, promote and roll back registered models. Exit codes: 0 ok, 1 error, "
+        "2 bad input, 3 connection/auth, 4 not found.",
     )
     parser.add_argument("--version-info", action="version", version=f"planets-mlops {__version__}")
     parser.set_defaults(source_factory=source_factory, verbose=False)
@@ -76,7 +77,7 @@ def _handle(args: argparse.Namespace) -> int:
         return int(args.handler(args) or EXIT_OK)
     except InvalidParameterError as exc:
         return report_error(args, exc, EXIT_USAGE)
-    except KubeflowConnectionError as exc:
+    except (KubeflowConnectionError, TrackingError) as exc:
         return report_error(args, exc, EXIT_CONNECTION)
     except NotFoundError as exc:
         return report_error(args, exc, EXIT_NOT_FOUND)

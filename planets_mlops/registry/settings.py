@@ -1,0 +1,168 @@
+"""Where the MLflow tracking server is, and a fast check that it answers.
+
+The URI comes from ``MLFLOW_TRACKING_URI`` (on a cluster, from the Kubernetes Secret
+``mlflow-tracking``, see ``docs/registry.md``); credentials from MLflow's own variables
+(``MLFLOW_TRACKING_TOKEN``, or ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``),
+which the MLflow client reads itself. The client's own retries (7 by default, with
+backoff: minutes against a dead server) are cut down so a step fails in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from planets_mlops.errors import InvalidParameterError, TrackingError
+from planets_mlops.knobs import RegistryParams
+
+log = logging.getLogger(__name__)
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+FIX = (
+    "Start the server or fix MLFLOW_TRACKING_URI (on a cluster: the mlflow-tracking Secret, "
+    "docs/registry.md); run with tracking=False to work without a registry, or "
+    "allow_untracked=True to package without registering."
+)
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """The tracking server of this process.
+
+    Attributes:
+        tracking_uri: ``http(s)://host:port`` of an MLflow server (or any URI MLflow takes).
+        timeout_s: Seconds for the reachability check and for each request.
+    """
+
+    tracking_uri: str
+    timeout_s: float = RegistryParams.timeout_s
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, timeout_s: float = RegistryParams.timeout_s
+    ) -> TrackingSettings:
+        """Settings from ``MLFLOW_TRACKING_URI``.
+
+        Raises:
+            InvalidParameterError: the variable is not set or is not a URI.
+        """
+        env = os.environ if env is None else env
+        uri = env.get(TRACKING_URI_ENV, "").strip()
+        if not uri:
+            raise InvalidParameterError(
+                TRACKING_URI_ENV,
+                uri,
+                "the URL of an MLflow tracking server, e.g. http://127.0.0.1:5000",
+                "Set MLFLOW_TRACKING_URI (on a cluster the mlflow-tracking Secret provides it), or run "
+                "with tracking=False.",
+            )
+        if "://" not in uri and not uri.startswith(("databricks", "file:")):
+            raise InvalidParameterError(
+                TRACKING_URI_ENV, uri, "a URI such as http://mlflow.kubeflow.svc:5000", FIX
+            )
+        return cls(tracking_uri=uri.rstrip("/"), timeout_s=timeout_s)
+
+    @property
+    def is_http(self) -> bool:
+        """True for an ``http(s)://`` server (the one kind the reachability check probes)."""
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    def _headers(self) -> dict[str, str]:
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        user, password = (
+            os.environ.get("MLFLOW_TRACKING_USERNAME"),
+            os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+        )
+        if user and password:
+            pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}
+        return {}
+
+    def check_reachable(self) -> None:
+        """Fail in ``timeout_s`` seconds unless the server answers its ``/health`` endpoint.
+
+        Raises:
+            TrackingError: no answer, an error status, or refused credentials; the message
+                names the URI and the fix.
+        """
+        if not self.is_http:
+            return
+        request = urllib.request.Request(f"{self.tracking_uri}/health", headers=self._headers())
+        opener = urllib.request.build_opener()
+        if self.tracking_uri.startswith("http://127.0.0.1") or self.tracking_uri.startswith(
+            "http://localhost"
+        ):
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=self.timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingError(
+                        f"MLflow tracking server {self.tracking_uri!r} answered {response.status} to "
+                        f"/health. {FIX}"
+                    )
+        except urllib.error.HTTPError as exc:
+            hint = (
+                " The credentials were refused (MLFLOW_TRACKING_TOKEN / _USERNAME / _PASSWORD)."
+                if exc.code in (401, 403)
+                else ""
+            )
+            raise TrackingError(
+                f"MLflow tracking server {self.tracking_uri!r} answered {exc.code} to /health.{hint} {FIX}"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise TrackingError(
+                f"MLflow tracking server {self.tracking_uri!r} is unreachable ({exc}) after "
+                f"{self.timeout_s:g} s. {FIX}"
+            ) from exc
+
+    def client(self) -> Any:
+        """An ``MlflowClient`` on this server, after the reachability check.
+
+        Raises:
+            TrackingError: the server does not answer (see :meth:`check_reachable`).
+        """
+        self.check_reachable()
+        # Few, short retries: a dead server must fail a step in seconds, not minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(int(self.timeout_s * 6), 10)))
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+def connect(
+    params: RegistryParams, env: Mapping[str, str] | None = None, step: str = "this step"
+) -> Any | None:
+    """The client for ``params``, or None when tracking is off or untracked work is allowed.
+
+    Args:
+        params: The registry knobs (``tracking``, ``allow_untracked``, ``timeout_s``).
+        env: Where ``MLFLOW_TRACKING_URI`` is read (default: the process environment).
+        step: Named in the warning logged when the server is skipped.
+
+    Returns:
+        An ``MlflowClient``; None with ``tracking`` off, or with ``allow_untracked`` when the
+        server is missing or unreachable (a warning says so).
+
+    Raises:
+        TrackingError: the server is unreachable and ``allow_untracked`` is off.
+        InvalidParameterError: ``MLFLOW_TRACKING_URI`` is not set and ``allow_untracked`` is off.
+    """
+    if not params.tracking:
+        return None
+    try:
+        return TrackingSettings.from_env(env, params.timeout_s).client()
+    except (TrackingError, InvalidParameterError) as exc:
+        if not params.allow_untracked:
+            raise
+        log.warning("%s continues without tracking (allow_untracked=True): %s", step, exc)
+        return None
