@@ -219,3 +219,11 @@ def test_a_class_the_reference_never_predicted_is_drift_with_finite_outputs(imag
     assert all(math.isfinite(v) for v in result.metadata().values())
     json.dumps(result.summary(), allow_nan=False)  # strict JSON for the alert and the webhook
     assert "inf (a class the reference never predicted)" in result.to_markdown()
+
+
+def test_a_workspace_that_cannot_be_written_is_a_note_not_a_failure(images, reference, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = drift.detect_drift(reference, _traffic(images, "darken"), workspace=str(blocker / "ws"))
+    assert result.verdict == drift.DRIFT
+    assert any("could not be added to the Evidently workspace" in note for note in result.notes)

@@ -280,10 +280,12 @@ def _evidently_p_values(
     report_path: Path | None,
     workspace: str = "",
     run_name: str = "",
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
+    notes = [] if notes is None else notes
     numeric = [c for c in columns if c != PREDICTION_COLUMN]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=[PREDICTION_COLUMN])
     metrics = [ValueDrift(column=c, method=params.numeric_test, threshold=threshold) for c in numeric]
@@ -298,7 +300,14 @@ def _evidently_p_values(
     if report_path is not None:
         snapshot.save_html(str(report_path))
     if workspace:
-        add_to_workspace(snapshot, workspace, run_name)
+        # The dashboard is a copy: failing to write it must not hide the verdict.
+        try:
+            add_to_workspace(snapshot, workspace, run_name)
+            notes.append(f"report added to the Evidently workspace {workspace} (project {EVIDENTLY_PROJECT})")
+        except Exception as exc:  # noqa: BLE001 - fsspec/gcsfs raise many kinds
+            log.warning("could not add the report to the Evidently workspace %s: %s", workspace, exc)
+            why = f"{type(exc).__name__}: {exc}"
+            notes.append(f"the report could not be added to the Evidently workspace {workspace}: {why}")
     values: dict[str, float] = {}
     for metric in snapshot.dict()["metrics"]:
         column = metric.get("config", {}).get("column")
@@ -380,9 +389,9 @@ def detect_drift(
     columns = [*FEATURES, *(EMBEDDING_COLUMNS if use_embedding else ()), PREDICTION_COLUMN]
     threshold = params.alpha / len(columns)
     run_name = f"{info.model_version or 'window'} {info.start} to {info.end}".strip()
-    p_values = _evidently_p_values(ref, current, columns, params, threshold, report_path, workspace, run_name)
-    if workspace:
-        notes.append(f"report added to the Evidently workspace {workspace} (project {EVIDENTLY_PROJECT})")
+    p_values = _evidently_p_values(
+        ref, current, columns, params, threshold, report_path, workspace, run_name, notes
+    )
     tested = []
     for column in columns:
         group = (
