@@ -91,6 +91,8 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
+        serving_monitoring_uri: str = DeployParams.monitoring_uri,
+        serving_monitoring_sample: float = DeployParams.monitoring_sample,
         tracking: bool = RegistryParams.tracking,
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
@@ -159,7 +161,14 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                 with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
                     with dsl.If(deploy == True, name="deploy"):  # noqa: E712
                         add_deploy(
-                            package, serving_name, serving_namespace, cluster, promote, registered_model_name
+                            package,
+                            serving_name,
+                            serving_namespace,
+                            cluster,
+                            promote,
+                            registered_model_name,
+                            monitoring_uri=serving_monitoring_uri,
+                            monitoring_sample=serving_monitoring_sample,
                         )
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(

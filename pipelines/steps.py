@@ -195,6 +195,8 @@ def add_deploy(
     cluster: ClusterOptions = GKE,
     promote: dsl.PipelineTask | None = None,
     registered_model_name: Any = "",
+    monitoring_uri="",
+    monitoring_sample=1.0,
 ) -> dsl.PipelineTask:
     """Deploy the bento of ``package``; never cached (it changes the cluster), never retried.
 
@@ -202,13 +204,15 @@ def add_deploy(
     ``promote`` moved it to, whose bento ``package`` made) and records the revision on it.
 
     The serving pods read the bento with ``cluster.serving_gcs_key_secret`` (kind), never
-    with the pipeline's own key.
+    with the pipeline's own key; with ``monitoring_uri`` they record their predictions there.
     """
     task = deploy_model(
         bento=package.outputs["bento"],
         name=name,
         namespace=namespace,
         gcs_credentials_secret=cluster.serving_gcs_key_secret,
+        monitoring_uri=monitoring_uri,
+        monitoring_sample=monitoring_sample,
         **(
             {"registered_model_name": registered_model_name, "registered_version": promote.outputs["Output"]}
             if promote is not None

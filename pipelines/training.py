@@ -59,6 +59,8 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         deploy: bool = DeployParams.deploy,
         serving_name: str = DeployParams.name,
         serving_namespace: str = DeployParams.namespace,
+        serving_monitoring_uri: str = DeployParams.monitoring_uri,
+        serving_monitoring_sample: float = DeployParams.monitoring_sample,
         tracking: bool = RegistryParams.tracking,
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
@@ -106,7 +108,14 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
             with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
                 with dsl.If(deploy == True, name="deploy"):  # noqa: E712
                     add_deploy(
-                        package, serving_name, serving_namespace, cluster, promote, registered_model_name
+                        package,
+                        serving_name,
+                        serving_namespace,
+                        cluster,
+                        promote,
+                        registered_model_name,
+                        monitoring_uri=serving_monitoring_uri,
+                        monitoring_sample=serving_monitoring_sample,
                     )
         return promoted
 

@@ -450,11 +450,22 @@ MAX_MONITORING_BATCH = 10_000
 
 @dataclass(frozen=True)
 class DeployParams:
-    """Where a promoted model is served."""
+    """Where a promoted model is served, and where the served model records its predictions.
+
+    Attributes:
+        deploy: Deploy the promoted model.
+        name: Deployment and Service name.
+        namespace: Namespace to serve in.
+        monitoring_uri: ``gs://BUCKET/PREFIX`` for the service's prediction records
+            (docs/monitoring.md); empty: none.
+        monitoring_sample: Share of served images recorded, in (0, 1].
+    """
 
     deploy: bool = False
     name: str = "planets-classifier"
     namespace: str = "planets-serving"
+    monitoring_uri: str = ""
+    monitoring_sample: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -537,6 +548,8 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "deploy": (DeployParams, "deploy"),
     "serving_name": (DeployParams, "name"),
     "serving_namespace": (DeployParams, "namespace"),
+    "serving_monitoring_uri": (DeployParams, "monitoring_uri"),
+    "serving_monitoring_sample": (DeployParams, "monitoring_sample"),
     "min_new_labels": (LabelParams, "min_new_labels"),
     "publish_labels": (LabelParams, "publish"),
     "publish_branch": (LabelParams, "publish_branch"),

@@ -456,6 +456,12 @@ def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
     assert [e.name for e in caught.value.errors] == ["prepare_split", "train_epochs", "serving_name"]
     good = {**values, "prepare_split": 0.3, "train_epochs": 2, "serving_name": "planets"}
     assert arguments.validate(good, spec, "training")["prepare_split"] == 0.3
+    # The serving pods' record store is checked before submitting, like the deploy step checks it.
+    with pytest.raises(InvalidParameterError, match="serving_monitoring_uri=./records.*gs://"):
+        arguments.validate({**good, "serving_monitoring_uri": "/records"}, spec, "training")
+    assert arguments.validate(
+        {**good, "serving_monitoring_uri": "gs://planets-bucket/monitoring"}, spec, "training"
+    )
 
 
 def test_every_pipeline_input_has_its_value_rules_mapped(tmp_path):

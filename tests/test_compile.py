@@ -288,6 +288,15 @@ def test_gke_build_mounts_no_key(compiled):
     assert deploy["gcs_credentials_secret"]["runtimeValue"]["constant"] == ""
 
 
+@pytest.mark.parametrize("name", ["training", "retraining"])
+def test_the_deploy_step_passes_the_monitoring_inputs_to_the_pods(compiled, name):
+    deploy = _inner_deploy_inputs(compiled(name)[0])
+    assert deploy["monitoring_uri"]["componentInputParameter"] == "pipelinechannel--serving_monitoring_uri"
+    assert (
+        deploy["monitoring_sample"]["componentInputParameter"] == "pipelinechannel--serving_monitoring_sample"
+    )
+
+
 def _inner_deploy_inputs(spec):
     return _all_tasks(spec)["deploy-model"]["inputs"]["parameters"]
 

@@ -45,7 +45,12 @@ _DEPLOY_PROBE = DeploySpec(
     bento_uri="gs://bucket/planets.bento",
     bento_tag="planets:0.1.0",
 )
-_DEPLOY_FIELDS = {"serving_name": "name", "serving_namespace": "namespace"}
+_DEPLOY_FIELDS = {
+    "serving_name": "name",
+    "serving_namespace": "namespace",
+    "serving_monitoring_uri": "monitoring_uri",
+    "serving_monitoring_sample": "monitoring_sample",
+}
 
 
 class ParameterErrors(InvalidParameterError):
