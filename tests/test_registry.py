@@ -248,3 +248,37 @@ def test_cli_promote_refuses_a_stale_expectation_and_names_a_dead_server(
     dead = f"http://127.0.0.1:{free_port()}"
     assert cli.main(["models", "list", "--tracking-uri", dead, "--model", model_name]) == 3
     assert dead in capsys.readouterr().err
+
+
+def test_cli_rollback_redeploys_the_previous_versions_bento(
+    mlflow_client, model_name, tmp_path, capsys, monkeypatch
+):
+    """No Kubernetes API server runs here: the deploy logic talks to the FAKE cluster of
+    ``tests/test_deploy_apply`` (the API boundary only) and a recording smoke-test predictor."""
+    from planets_mlops.app import cli
+    from planets_mlops.deploy import apply as deploy_apply
+    from tests.test_deploy_apply import FakeCluster, Predictor, env_of
+
+    cluster = FakeCluster()
+    monkeypatch.setattr(deploy_apply, "KubernetesApi", lambda: cluster)
+    monkeypatch.setattr(deploy_apply, "http_predict", Predictor())
+    for tag in ("a", "b"):
+        version = new_version(mlflow_client, model_name, tmp_path, tag, f"kfp-{tag}")
+        mlflow_client.set_model_version_tag(
+            model_name, version, "planets.bento_tag", f"planets_classifier:{tag}"
+        )
+        mlflow_client.set_model_version_tag(
+            model_name, version, "planets.bento_uri", f"gs://b/bentos/{tag}.bento"
+        )
+    reg.move_alias(mlflow_client, model_name, "production", "1", expected=None, why="first")
+    reg.move_alias(mlflow_client, model_name, "production", "2", expected="1", why="gate")
+    capsys.readouterr()
+    code = cli.main(["models", "rollback", "--model", model_name, "--deploy", "-o", "json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert result["move"]["to_version"] == "1" and result["deployed"]["bento_tag"] == "planets_classifier:a"
+    assert env_of(cluster.deployment())["BENTO_URI"] == "gs://b/bentos/a.bento"
+    assert result["release"]["deployed"]["revision"] == result["deployed"]["revision"]
+    info = reg.version_info(mlflow_client, model_name, "1")
+    assert info["tags"]["planets.deployed_revision"] == str(result["deployed"]["revision"])
