@@ -52,6 +52,7 @@ class FakeKfpState:
     # Hold each GET /recurringruns until this many recurring runs were created (lets two
     # concurrent `schedule` calls interleave the same way every time).
     hold_recurring_list_until: int | None = None
+    recurring_created: int = 0  # POST /recurringruns answered (not just received)
     # States successive GET /runs/<id> answers move the run through (then it stays put).
     run_states: list[str] = field(default_factory=list)
     echo_credentials: bool = False  # error bodies quote the auth headers, as some proxies do
@@ -147,7 +148,9 @@ def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
                 API + "/recurringruns",
             ):
                 deadline = time.monotonic() + 60
-                while len(state.calls("POST", "/recurringruns")) < state.hold_recurring_list_until:
+                # Counted once created, not when received: a listing released by a POST still
+                # being handled would miss that recurring run.
+                while state.recurring_created < state.hold_recurring_list_until:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.02)
@@ -224,6 +227,11 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
         items = [x for x in state.experiments.values() if name is None or x["display_name"] == name]
         return 200, _page(items, "experiments")
     if p == "/experiments" and method == "POST":
+        # Like the KFP API server: experiment names are unique per namespace.
+        namespace = body.get("namespace")
+        for existing in state.experiments.values():
+            if existing["display_name"] == body["display_name"] and existing.get("namespace") == namespace:
+                return 409, {"code": 6, "message": f"experiment {body['display_name']!r} already exists"}
         eid = state.new_id("experiment")
         state.experiments[eid] = {**body, "experiment_id": eid, "created_at": NOW}
         return 200, state.experiments[eid]
@@ -257,6 +265,7 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
             "created_at": NOW,
             "status": "ENABLED",
         }
+        state.recurring_created += 1
         return 200, state.recurring[rid]
     if p == "/recurringruns" and method == "GET":
         items = [
