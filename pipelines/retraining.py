@@ -22,10 +22,8 @@ from planets_mlops.pipelines.platform import (
     with_side_effects,
 )
 from planets_mlops.pipelines.steps import (
-    add_deploy,
-    add_package,
-    add_promote,
     add_pull,
+    add_release,
     add_train_and_evaluate,
 )
 
@@ -148,28 +146,20 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                 cluster=cluster,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
-                package = add_package(train, evaluate, cluster)
-                promote = add_promote(
-                    register,
+                add_release(
+                    train,
                     evaluate,
-                    package,
+                    register,
                     tracking=tracking,
                     registered_model_name=registered_model_name,
                     allow_untracked=allow_untracked,
+                    deploy=deploy,
+                    serving_name=serving_name,
+                    serving_namespace=serving_namespace,
+                    serving_monitoring_uri=serving_monitoring_uri,
+                    serving_monitoring_sample=serving_monitoring_sample,
                     cluster=cluster,
                 )
-                with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
-                    with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                        add_deploy(
-                            package,
-                            serving_name,
-                            serving_namespace,
-                            cluster,
-                            promote,
-                            registered_model_name,
-                            monitoring_uri=serving_monitoring_uri,
-                            monitoring_sample=serving_monitoring_sample,
-                        )
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712
                     push = push_predictions(
                         model=train.outputs["model"],

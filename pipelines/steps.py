@@ -222,3 +222,48 @@ def add_deploy(
     if promote is not None:
         with_mlflow_secret(task)
     return with_side_effects(step(task, "deploy-model", cluster, idempotent=False))
+
+
+def add_release(
+    train: dsl.PipelineTask,
+    evaluate: dsl.PipelineTask,
+    register: dsl.PipelineTask,
+    *,
+    tracking,
+    registered_model_name,
+    allow_untracked,
+    deploy,
+    serving_name,
+    serving_namespace,
+    serving_monitoring_uri,
+    serving_monitoring_sample,
+    cluster: ClusterOptions = GKE,
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """Inside the ``promoted`` branch: package, move ``production``, deploy what it names now.
+
+    Nothing is deployed when another promotion won the alias (``promote`` answers "").
+    Returns (package, promote).
+    """
+    package = add_package(train, evaluate, cluster)
+    promote = add_promote(
+        register,
+        evaluate,
+        package,
+        tracking=tracking,
+        registered_model_name=registered_model_name,
+        allow_untracked=allow_untracked,
+        cluster=cluster,
+    )
+    with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
+        with dsl.If(deploy == True, name="deploy"):  # noqa: E712 - a KFP condition
+            add_deploy(
+                package,
+                serving_name,
+                serving_namespace,
+                cluster,
+                promote,
+                registered_model_name,
+                monitoring_uri=serving_monitoring_uri,
+                monitoring_sample=serving_monitoring_sample,
+            )
+    return package, promote

@@ -8,10 +8,8 @@ Kubernetes.
 from kfp import dsl
 from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOptions, GpuOptions
 from planets_mlops.pipelines.steps import (
-    add_deploy,
-    add_package,
-    add_promote,
     add_pull,
+    add_release,
     add_train_and_evaluate,
 )
 
@@ -94,29 +92,20 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
-            package = add_package(train, evaluate, cluster)
-            promote = add_promote(
-                register,
+            add_release(
+                train,
                 evaluate,
-                package,
+                register,
                 tracking=tracking,
                 registered_model_name=registered_model_name,
                 allow_untracked=allow_untracked,
+                deploy=deploy,
+                serving_name=serving_name,
+                serving_namespace=serving_namespace,
+                serving_monitoring_uri=serving_monitoring_uri,
+                serving_monitoring_sample=serving_monitoring_sample,
                 cluster=cluster,
             )
-            # Deploy what production names now: nothing when another promotion won.
-            with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
-                with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                    add_deploy(
-                        package,
-                        serving_name,
-                        serving_namespace,
-                        cluster,
-                        promote,
-                        registered_model_name,
-                        monitoring_uri=serving_monitoring_uri,
-                        monitoring_sample=serving_monitoring_sample,
-                    )
         return promoted
 
     return training
