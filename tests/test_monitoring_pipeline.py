@@ -170,3 +170,29 @@ def test_the_quickstart_step_records_served_traffic_and_finds_the_drift(monitore
     assert "# Drift alert" in Path(summary["alert"]).read_text()
     out = capsys.readouterr().out
     assert "verdict: DRIFT (60 records" in out and summary["report"] in out
+
+
+@pytest.mark.parametrize("shift", ["rotate", "class mix"])
+def test_rotated_or_one_class_traffic_gives_a_drift_verdict_and_an_alert(monitored, tmp_path, shift):
+    # The other two shifts of the drift benchmark, through the whole pipeline, no action asked for.
+    from planets_mlops.monitoring import traffic
+
+    if shift == "rotate":
+        _records(monitored, tmp_path / "records", "rotate")
+    else:
+        # Extra images (never seen in training) of one of the model's three classes only.
+        extra = Path(__file__).resolve().parents[1] / "data" / "planets" / "extra"
+        images = [p.read_bytes() for p in traffic.extra_images(extra, ["Moon"])]
+        assert len(images) >= 50
+        records = traffic.model_records(monitored["runner"], images, VERSION, WHEN)
+        traffic.write_records(str(tmp_path / "records"), records)
+    run = _run(monitored, tmp_path)
+    assert run.tasks["detect-drift"].parameters["Output"] == "drift"
+    metrics = run.metadata("detect-drift", "metrics")
+    assert metrics["drift"] == 1.0 and metrics["drifted_columns"] >= 1
+    if shift == "class mix":
+        assert metrics["prediction_p_value"] < metrics["p_value_threshold"]
+    alert = run.artifact("raise-alert", "alert").read_text()
+    assert alert.startswith("# Drift alert") and VERSION in alert
+    decision = json.loads(run.artifact("raise-alert", "decision").read_text())
+    assert not any(action["taken"] for action in decision["actions"])
