@@ -86,3 +86,20 @@ def test_compiling_loads_no_heavy_module():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert loaded & layers.HEAVY - {"google", "kubernetes", "requests"} == set()
+
+
+def test_every_package_is_in_the_distribution():
+    # setuptools installs the listed packages only: a package missing from the list works
+    # in the editable checkout and is absent from every image.
+    import tomllib
+
+    listed = set(
+        tomllib.loads((layers.ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        layers.SOURCE_ROOTS[folder]
+        + "".join("." + part for part in init.parent.relative_to(layers.ROOT / folder).parts)
+        for folder in layers.SOURCE_ROOTS
+        for init in (layers.ROOT / folder).rglob("__init__.py")
+    }
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
