@@ -892,3 +892,37 @@ def test_unknown_preset_is_bad_input(capsys, fake):
     code, _, err = run_cli(capsys, "run", "tiny", "--preset", "fastest")
     assert code == 2
     assert "reference" in err
+
+
+def test_schedule_monitoring_runs_the_drift_check_on_a_clock(capsys, fake):
+    # The real monitoring pipeline (not the tiny test one), scheduled hourly with its inputs.
+    code, out, err = (
+        cli.main(
+            ["schedule", "monitoring", "--cron", "0 0 * * * *"]
+            + [
+                "--param",
+                "records_uri=gs://planets-monitoring/records",
+                "--param",
+                "model_uri=gs://planets/model",
+            ]
+            + ["--param", "model_version=planets-classifier:abc", "--param", "window_hours=1"]
+        ),
+        *capsys.readouterr(),
+    )
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/recurringruns")
+    assert post.body["display_name"] == "monitoring-recurring"
+    assert post.body["trigger"] == {"cron_schedule": {"cron": "0 0 * * * *"}}
+    assert post.body["runtime_config"]["parameters"] == {
+        "records_uri": "gs://planets-monitoring/records",
+        "model_uri": "gs://planets/model",
+        "model_version": "planets-classifier:abc",
+        "window_hours": 1,
+    }
+    from planets_mlops.app.kfp_client import spec_of
+
+    stored = fake.versions[post.body["pipeline_version_reference"]["pipeline_version_id"]]
+    spec = spec_of(stored["pipeline_spec"])  # a spec with platform settings comes wrapped
+    assert spec["pipelineInfo"]["name"] == "monitoring"
+    assert {"detect-drift", "condition-1"} <= set(spec["root"]["dag"]["tasks"])
+    assert "recurring_run_id=recurring-" in out
