@@ -202,11 +202,15 @@ def test_training_pipeline_in_its_images(podman_api, served_data_repo, shared_ro
         "prepare-dataset",
         "train-model",
         "evaluate-model",
+        "register-model",
         "package-model",
+        "promote-model",
     }
     assert run.metadata("pull-data", "dataset")["commit"] == served_data_repo["commit"]
     assert run.tasks["evaluate-model"].parameters["Output"] is True
     assert (run.artifact("train-model", "model") / "model.onnx").is_file()
+    # The reference profile is made in the training image (planets_mlops.monitoring installed).
+    assert (run.artifact("train-model", "model") / "monitoring_reference.json").is_file()
     assert run.metadata("package-model", "bento")["bento_tag"].startswith("planets_classifier:")
     assert run.artifact("package-model", "bento").stat().st_size > 10_000
     assert_ran_in_images(run, images)
