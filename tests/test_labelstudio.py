@@ -524,3 +524,38 @@ def test_inbox_becomes_tasks_hardest_first_without_duplicates(ls_client, ls_proj
     again = inbox_to_tasks(ls_client, ls_project.id, inbox, small_raw)
     assert again.created == 0 and again.skipped == {"already_in_project": 2} and inbox.count() == 0
     assert len(ls_client.export_tasks(ls_project.id)) == 6
+
+
+def test_a_drift_alert_pushes_the_inbox_to_label_studio(ls_env, ls_client, ls_project, tmp_path):
+    # The monitoring pipeline's push action, through the raise_alert component, on the real server.
+    import json
+
+    from planets_mlops.components.raise_alert import raise_alert
+
+    from planets_mlops.inbox import Inbox, LocalStore
+    from planets_mlops.knobs import DriftParams
+    from planets_mlops.monitoring import drift
+
+    inbox = Inbox(LocalStore(tmp_path / "inbox"))
+    for path in extra_images(SMALL_CLASSES, per_class=1):
+        inbox.add(path.read_bytes(), {"closest_class": "Moon", "probabilities": {"Moon": 0.5, "Earth": 0.5}})
+    columns = [drift.ColumnDrift("brightness", "image", "ks", 0.9, 1e-12, True)]
+    window = drift.WindowInfo("m:1", "2026-12-04T08:00:00+00:00", "2026-12-04T10:00:00+00:00", 1, {})
+    summary = drift.DriftResult(drift.DRIFT, "why", 120, 300, 0.0005, columns, [], DriftParams(), window)
+    (tmp_path / "summary.json").write_text(json.dumps(summary.summary()))
+    alert, decision = tmp_path / "alert.md", tmp_path / "decision.json"
+    answer = raise_alert.python_func(
+        summary=make_artifact(dsl.Artifact, tmp_path / "summary.json"),
+        alert=make_artifact(dsl.Markdown, alert),
+        decision=make_artifact(dsl.Artifact, decision),
+        label_studio_project=ls_project.title,
+        inbox_uri=str(tmp_path / "inbox"),
+        push_to_label_studio=True,
+    )
+    (push,) = [
+        a for a in json.loads(decision.read_text())["actions"] if a["action"] == "push_to_label_studio"
+    ]
+    assert push["taken"] and not push["failed"] and "brightness p=1e-12" in push["why"]
+    assert push["outcome"].startswith(f"3 task(s) in project {ls_project.id}")
+    assert len(ls_client.export_tasks(ls_project.id)) == 3 and inbox.count() == 0
+    assert "push_to_label_studio" in answer and "| push_to_label_studio | yes |" in alert.read_text()
