@@ -519,6 +519,8 @@ class InboxWriter:
 ENV_URI = "PLANETS_INBOX"
 ENV_MAX_ITEMS = "PLANETS_INBOX_MAX_ITEMS"
 ENV_MIN_MARGIN = "PLANETS_INBOX_MIN_MARGIN"
+# Every variable the inbox reads (the service's settings check counts them as known).
+ENV_VARIABLES = (ENV_URI, ENV_MAX_ITEMS, ENV_MIN_MARGIN)
 
 
 def params_from_env(env: Mapping[str, str] | None = None) -> tuple[str, InboxParams]:

@@ -690,3 +690,19 @@ def test_decoder_refuses_over_budget_before_decoding() -> None:
     with pytest.raises(Refused) as caught:
         asyncio.run(decoder.batch([broken]))
     assert caught.value.error.status == 413
+
+
+@pytest.mark.pure
+def test_only_variables_nobody_reads_are_called_unknown():
+    from planets_mlops.service.settings import ServingSettings
+
+    env = {
+        "PLANETS_INBOX": "/tmp/inbox",  # read by the inbox, not by ServingSettings
+        "PLANETS_INBOX_MIN_MARGIN": "0.2",
+        "PLANETS_MONITORING_URI": "/tmp/records",
+        "PLANETS_MONITORING_SAMPEL": "0.5",
+        "HOME": "/root",
+    }
+    assert ServingSettings.unknown_variables(env) == [
+        "PLANETS_MONITORING_SAMPEL (did you mean PLANETS_MONITORING_SAMPLE?)"
+    ]

@@ -237,10 +237,12 @@ class ServingSettings:
         Other tools of the project read ``PLANETS_*`` variables too (e.g.
         ``PLANETS_IMAGE_REGISTRY`` at compile time), so these are warnings, not errors.
         """
+        from planets_mlops.inbox import ENV_VARIABLES as INBOX_VARIABLES
+
         env = os.environ if env is None else env
-        known = cls.variables()
+        known = [*cls.variables(), *INBOX_VARIABLES]
         hints = []
         for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
-            close = difflib.get_close_matches(name, list(known), n=1)
+            close = difflib.get_close_matches(name, known, n=1)
             hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
         return hints
