@@ -85,9 +85,10 @@ def register_model(
         images=ALL_IMAGES,
         code_revision=IMAGE_TAG,
     )
-    registered.metadata.update(result.metadata())
-    with open(registered.path, "w", encoding="utf-8") as out:
-        import json
+    import json
 
-        json.dump(result.metadata(), out, indent=2, default=str)
+    metadata = result.metadata()
+    registered.metadata.update(metadata)
+    with open(registered.path, "w", encoding="utf-8") as out:
+        json.dump(metadata, out, indent=2, default=str)
     return bool(result.version)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops.errors import DataError, PlanetsError
-from planets_mlops.net import free_port
+from planets_mlops.net import free_port, stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +211,7 @@ def stop_server(server: LocalServer, timeout: float = 15.0) -> None:
     if process.poll() is not None:
         return
     workers = [pid for pid in process_tree(process.pid) if pid != process.pid]
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+    stop_process_group(process, timeout)
     for pid in workers:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

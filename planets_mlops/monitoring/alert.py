@@ -28,6 +28,7 @@ from typing import Any
 from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError, PlanetsError
 from planets_mlops.knobs import AlertParams
 from planets_mlops.monitoring.drift import DRIFT, SUMMARY_FORMAT, summary_markdown
+from planets_mlops.monitoring.records import read_json_file
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,7 @@ def load_summary(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist: the drift summary of detect_drift is missing.")
-    if path.stat().st_size > MAX_SUMMARY_BYTES:
-        raise DataError(f"{path} is larger than {MAX_SUMMARY_BYTES} bytes; not a drift summary.")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not JSON: {exc}") from exc
+    data = read_json_file(path, MAX_SUMMARY_BYTES, "a drift summary")
     if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
         raise DataError(f"{path} is not a {SUMMARY_FORMAT} summary.")
     return data

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,21 @@ class PredictionRecord:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_json_file(path: Path, max_bytes: int, what: str) -> Any:
+    """The parsed JSON of the file ``path`` (read only when at most ``max_bytes``).
+
+    Raises:
+        planets_mlops.errors.DataError: the file is larger than ``max_bytes`` or not JSON
+            (the message names ``path`` and ``what`` it should have been).
+    """
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{path} is larger than {max_bytes} bytes; not {what}.")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not JSON: {exc}") from exc
 
 
 def parse_time(text: str) -> datetime:

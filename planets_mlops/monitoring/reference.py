@@ -28,6 +28,7 @@ import numpy as np
 
 from planets_mlops.errors import DataError, NotFoundError
 from planets_mlops.monitoring.features import FEATURES, PROJECTION_DIM, image_features, project_embeddings
+from planets_mlops.monitoring.records import read_json_file
 
 FORMAT = "planets-reference/1"
 REFERENCE_FILE = "monitoring_reference.json"
@@ -123,12 +124,7 @@ def load_reference(folder: Path) -> ReferenceProfile:
             f"{path} does not exist: the model has no monitoring reference. Retrain it with this "
             "version of the suite, which writes one beside the guard."
         )
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise DataError(f"{path} is larger than {MAX_FILE_BYTES} bytes; not a reference profile.")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not JSON: {exc}") from exc
+    data = read_json_file(path, MAX_FILE_BYTES, "a reference profile")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DataError(f"{path} is not a {FORMAT} file.")
     if data.get("features") != list(FEATURES):

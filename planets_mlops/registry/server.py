@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planets_mlops.errors import TrackingError
-from planets_mlops.net import free_port
+from planets_mlops.net import free_port, stop_process_group
 
 
 @dataclass
@@ -33,17 +32,7 @@ class MlflowServer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the server and every process it started."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=timeout_s)
+        stop_process_group(self.process, timeout_s)
 
 
 def _mlflow_command() -> list[str]:

@@ -44,20 +44,15 @@ def git_commit() -> str:
     pinned = os.environ.get("PLANETS_GIT_COMMIT", "").strip()
     if pinned:
         return pinned
+    from planets_mlops.datarepo import git
+
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return ""
     try:
-        done = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
+        return git(root, "rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return ""
-    return done.stdout.strip()
 
 
 def normalize_params(params: Mapping[str, Any]) -> dict[str, Any]:
