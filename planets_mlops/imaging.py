@@ -8,9 +8,12 @@ refuse for the same reason.
 Every file goes through two stages:
 
 1. :func:`read_header`: the format, colour mode and size, read from the file's header
-   without decoding any pixel. Formats outside :data:`FORMATS` and sizes outside
-   :class:`ImageLimits` are refused here, so a caller can also add up the pixels of
-   several files (the service's per-request budget) before decoding anything.
+   without decoding any pixel, and for a JPEG its scans, counted from its markers
+   (:func:`jpeg_scans`). Formats outside :data:`FORMATS`, sizes outside
+   :class:`ImageLimits` and JPEGs with more scans than ``max_scans`` are refused here, so
+   a caller can also add up the cost of several files (the service's per-request budget,
+   its light/heavy split) before decoding anything. A progressive JPEG costs pixels x
+   scans, not pixels: each scan makes libjpeg walk the whole coefficient plane again.
 2. :func:`decode`: the pixels as ``uint8`` (H, W, C), luma or RGB. High-bit-depth
    grayscale (16-bit PNG, Pillow modes ``I;16*`` and ``I``) is scaled to 8 bits
    (``round(v / 257)``, so an 8-bit image stored as 16 bits decodes to the same bytes);
@@ -55,10 +58,16 @@ class ImageLimits:
     Attributes:
         max_side: Most pixels along either side (4096).
         max_pixels: Most pixels in one image, width x height (4,194,304 = 2048x2048).
+        max_scans: Most scans in one JPEG (100). A baseline JPEG has one scan per
+            colour component at most, a progressive one about 10 (Pillow, libjpeg's
+            default script) to 20 (mozjpeg); each scan costs a pass over every block,
+            so a file of thousands of 12-byte scans is a decompression bomb that no pixel
+            limit sees.
     """
 
     max_side: int = 4096
     max_pixels: int = 2048 * 2048
+    max_scans: int = 100
 
 
 LIMITS = ImageLimits()
@@ -70,17 +79,91 @@ class ImageError(DataError):
 
 @dataclass(frozen=True)
 class ImageHeader:
-    """What the header of an image file says, before any pixel is decoded."""
+    """What the header of an image file says, before any pixel is decoded.
+
+    Attributes:
+        format: Pillow's format name (``JPEG``, ``PNG``, ...).
+        mode: Pillow's colour mode.
+        width: Pixels across.
+        height: Pixels down.
+        scans: Scans of a JPEG, counted from its markers (1 for other formats).
+        progressive: A progressive JPEG (SOF2, SOF6, SOF10 or SOF14).
+    """
 
     format: str
     mode: str
     width: int
     height: int
+    scans: int = 1
+    progressive: bool = False
 
     @property
     def pixels(self) -> int:
         """Width x height."""
         return self.width * self.height
+
+    @property
+    def cost(self) -> int:
+        """Pixels x scans: what decoding it costs, in pixel passes."""
+        return self.pixels * max(1, self.scans)
+
+
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def _marker_positions(data: bytes) -> np.ndarray:
+    """Where a marker may start: 0xFF followed by a code other than stuffing, restart or fill.
+
+    Vectorised, so entropy-coded data full of 0xFF00 costs a few passes of NumPy over the
+    bytes (about 3 ms per MiB), not one Python step per byte.
+    """
+    array = np.frombuffer(data, dtype=np.uint8)
+    code = array[1:]
+    marker = (array[:-1] == 0xFF) & (code != 0x00) & (code != 0xFF) & ((code < 0xD0) | (code > 0xD7))
+    return np.flatnonzero(marker).astype(np.int64)
+
+
+def jpeg_scans(data: bytes, limit: int) -> tuple[int, bool]:
+    """The scans of a JPEG and whether it is progressive, read from its markers only.
+
+    Walks the marker segments from the start of the file, counting start-of-scan (SOS)
+    markers, and stops at ``limit + 1`` scans, or at ``16 * limit`` segments (a file of
+    thousands of tiny segments is no photo either, and is answered as too many scans), so
+    a file of a million scans costs no more than one of ``limit``. Nothing is decoded; a
+    damaged marker structure just ends the walk (the decoder then says what is wrong).
+
+    Args:
+        data: The complete JPEG file.
+        limit: Stop once more than this many scans are seen.
+
+    Returns:
+        (scans, at most ``limit + 1``; progressive).
+    """
+    candidates = _marker_positions(data)
+    scans, progressive, position, end = 0, False, 2, len(data)
+    for _ in range(16 * limit):
+        index = int(np.searchsorted(candidates, position))
+        if index == candidates.size:
+            return scans, progressive
+        start = int(candidates[index]) + 2  # just after the marker's code
+        code = data[start - 1]
+        if code == 0xD9:  # end of image
+            return scans, progressive
+        if code in _STANDALONE:
+            position = start
+            continue
+        if start + 2 > end:
+            return scans, progressive
+        if code in _PROGRESSIVE_SOF:
+            progressive = True
+        elif code == 0xDA:
+            scans += 1
+            if scans > limit:
+                return scans, progressive
+        # After an SOS the entropy-coded data follows; the search skips it to the next marker.
+        position = start + max(2, int.from_bytes(data[start : start + 2], "big"))
+    return limit + 1, progressive
 
 
 def _name(source: ImageSource) -> str:
@@ -109,6 +192,11 @@ def _check(header: ImageHeader, name: str, limits: ImageLimits) -> None:
             f"({header.pixels / 1e6:.1f} MP); the limit is {limits.max_side} pixels per side and "
             f"{limits.max_pixels / 1e6:.1f} MP. Downscale it first: the model sees far fewer pixels."
         )
+    if header.scans > limits.max_scans:
+        raise ImageError(
+            f"Image {name} has more than {limits.max_scans} JPEG scans; a photo has 1 to about 20, "
+            "and each one costs a full decoding pass. Re-save it as a baseline JPEG or as PNG."
+        )
 
 
 def _refusal(name: str, exc: BaseException) -> ImageError:
@@ -125,20 +213,45 @@ def _refusal(name: str, exc: BaseException) -> ImageError:
     )
 
 
-def _header_of(img: Image.Image) -> ImageHeader:
-    return ImageHeader(format=str(img.format), mode=img.mode, width=int(img.size[0]), height=int(img.size[1]))
+def _file_bytes(source: ImageSource) -> bytes:
+    """The whole file behind ``source`` (a JPEG whose markers are to be walked)."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    position = source.tell()
+    source.seek(0)
+    try:
+        return source.read()
+    finally:
+        source.seek(position)
+
+
+def _header_of(img: Image.Image, source: ImageSource, limits: ImageLimits) -> ImageHeader:
+    scans, progressive = 1, False
+    if img.format == "JPEG":
+        scans, progressive = jpeg_scans(_file_bytes(source), limits.max_scans)
+    return ImageHeader(
+        format=str(img.format),
+        mode=img.mode,
+        width=int(img.size[0]),
+        height=int(img.size[1]),
+        scans=scans,
+        progressive=progressive,
+    )
 
 
 def read_header(source: ImageSource, limits: ImageLimits = LIMITS) -> ImageHeader:
     """Format, mode and size of an image file, checked against ``limits``; no pixel is decoded.
 
     Raises:
-        ImageError: empty, not of an accepted format, unreadable header, or too large.
+        ImageError: empty, not of an accepted format, unreadable header, too large, or a
+            JPEG of more than ``limits.max_scans`` scans.
     """
     name = _name(source)
     try:
         with _open(source) as img:
-            header = _header_of(img)
+            header = _header_of(img, source, limits)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash
@@ -179,7 +292,7 @@ def decode(source: ImageSource, grayscale: bool = True, limits: ImageLimits = LI
     mode = "L" if grayscale else "RGB"
     try:
         with _open(source) as img:
-            _check(_header_of(img), name, limits)
+            _check(_header_of(img, source, limits), name, limits)
             if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
                 # Ask libjpeg for the target colour space directly (luma for "L"), exactly
                 # as TensorFlow's decoder does; no scaling because the size is unchanged.

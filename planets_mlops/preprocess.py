@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from planets_mlops.errors import InvalidParameterError
-from planets_mlops.imaging import ImageSource, decode
+from planets_mlops.imaging import LIMITS, ImageLimits, ImageSource, decode
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class PreprocessConfig:
         )
 
 
-def decode_image(source: ImageSource, grayscale: bool = True) -> np.ndarray:
+def decode_image(source: ImageSource, grayscale: bool = True, limits: ImageLimits = LIMITS) -> np.ndarray:
     """Decode an image file to a ``uint8`` array of shape (H, W, C), within the limits.
 
     The project's one decoder, :func:`planets_mlops.imaging.decode` (its format, size and
@@ -93,7 +93,7 @@ def decode_image(source: ImageSource, grayscale: bool = True) -> np.ndarray:
         DataError: the bytes are not a usable image (not an image, truncated, empty, of a
             refused format or too large); an :class:`planets_mlops.imaging.ImageError`.
     """
-    return decode(source, grayscale=grayscale)
+    return decode(source, grayscale=grayscale, limits=limits)
 
 
 def _resize_axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,12 +126,14 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return top + (bottom - top) * y_w[:, None, None]
 
 
-def preprocess_image(source: ImageSource, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+def preprocess_image(
+    source: ImageSource, config: PreprocessConfig = PreprocessConfig(), limits: ImageLimits = LIMITS
+) -> np.ndarray:
     """Turn one image file into the model's input tensor, shape ``config.input_shape``.
 
     Raises:
-        DataError: the input is not a decodable image.
+        DataError: the input is not a decodable image, or is outside ``limits``.
     """
-    pixels = decode_image(source, grayscale=config.grayscale)
+    pixels = decode_image(source, grayscale=config.grayscale, limits=limits)
     resized = resize_bilinear(pixels, config.image_size)
     return resized * np.float32(config.rescale)

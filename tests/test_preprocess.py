@@ -11,6 +11,7 @@ from PIL import Image
 
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.preprocess import PreprocessConfig, decode_image, preprocess_image, resize_bilinear
+from tests.fixtures.data import PLANETS
 
 RAW = Path(__file__).resolve().parents[1] / "data" / "planets" / "raw"
 SAMPLES = [sorted((RAW / c).iterdir())[i] for c in ("Earth", "Saturn", "Pluto") for i in (0, 7)]
@@ -146,6 +147,52 @@ def test_an_image_over_the_limits_is_refused_from_its_header():
         2048,
         LIMITS.max_pixels,
     )
+
+
+def test_a_progressive_jpeg_scan_bomb_is_refused_from_its_markers():
+    """Issue 26, defect 1: 512x512 is few pixels, but 100,000 scans cost 100,000 passes.
+
+    The scans are counted from the JPEG markers, before anything is decoded, by every
+    step that opens images (serving, prepare_dataset, the Label Studio import).
+    """
+    import time
+
+    from planets_mlops.imaging import LIMITS, check_image, read_header
+    from tests.fixtures import hostile
+
+    bomb = hostile.progressive_scan_bomb(512, 100_000)
+    started = time.monotonic()
+    with pytest.raises(DataError, match=f"more than {LIMITS.max_scans} JPEG scans"):
+        read_header(bomb)
+    with pytest.raises(DataError, match="JPEG scans"):
+        preprocess_image(bomb)
+    assert "JPEG scans" in (check_image(bomb) or "")
+    # Refused from the markers: far quicker than the minutes a decode of it takes.
+    assert time.monotonic() - started < 30
+    photo = Image.open(sorted((PLANETS / "extra").glob("*.jpg"))[0]).convert("RGB")
+    progressive = read_header(hostile.encode(photo, "JPEG", progressive=True))
+    assert (progressive.progressive, progressive.scans) == (True, 10)
+    assert progressive.cost == 10 * progressive.pixels
+    baseline = read_header(hostile.encode(photo, "JPEG"))
+    assert (baseline.progressive, baseline.scans) == (False, 1)
+    # Within the limit, a few extra scans still decode (to the same pixels: they add nothing).
+    assert np.array_equal(
+        preprocess_image(hostile.progressive_scan_bomb(64, 50)),
+        preprocess_image(hostile.progressive_scan_bomb(64, 0)),
+    )
+
+
+def test_jpeg_scans_stop_counting_at_the_limit_and_skip_stuffed_bytes():
+    from planets_mlops.imaging import jpeg_scans
+    from tests.fixtures import hostile
+
+    assert jpeg_scans(hostile.progressive_scan_bomb(64, 1000), 100) == (101, True)
+    # Entropy-coded data of stuffed 0xFF00 pairs hides no marker.
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    assert jpeg_scans(b"\xff\xd8" + sos + b"\xff\x00" * 100_000 + b"\xff\xd9", 100) == (1, False)
+    # Thousands of tiny segments are answered as too many scans, without walking them all.
+    comments = b"\xff\xfe\x00\x02" * 100_000
+    assert jpeg_scans(b"\xff\xd8" + comments + sos + b"\xff\xd9", 100) == (101, False)
 
 
 def test_an_animated_gif_decodes_its_first_frame():

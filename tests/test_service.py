@@ -365,6 +365,21 @@ def test_an_image_over_the_size_limit_is_refused_from_its_header(http: Any) -> N
     assert_refused(batch, 400, "image 1 of 2")
 
 
+def test_a_progressive_jpeg_scan_bomb_gets_400_and_the_worker_stays_live(http: Any) -> None:
+    """Issue 26, defect 1: 512x512 counted as light, it held the worker's event loop for 12-37 s."""
+    import time
+
+    bomb = hostile.progressive_scan_bomb(512, 60_000)
+    assert len(bomb) < TEST_MAX_UPLOAD_BYTES
+    started = time.monotonic()
+    assert_refused(http.post("/predict", files={"image": ("bomb.jpg", bomb)}), 400, "JPEG scans")
+    assert time.monotonic() - started < 10
+    assert http.get("/livez").status_code == 200
+    photo = hostile.encode(Image.open(EXTRA[0]).convert("RGB"), "JPEG", progressive=True)
+    answer = http.post("/predict", files={"image": ("progressive.jpg", photo)})
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_request_over_the_pixel_budget_gets_413_before_decoding(http: Any) -> None:
     side = 1024  # each image is within the per-image limits; together they are not
     count = TEST_MAX_REQUEST_PIXELS // (side * side) + 1
@@ -645,11 +660,12 @@ def test_the_serving_entrypoint_refuses_a_bad_variable_before_downloading(tmp_pa
 # --- The decoder of the service, in process (no server) ---------------------------------
 
 
-def _decoder(**settings: Any) -> Any:
+def _decoder(limits: Any = None, **settings: Any) -> Any:
+    from planets_mlops.imaging import LIMITS
     from planets_mlops.service.decoding import Decoder
     from planets_mlops.service.settings import ServingSettings
 
-    return Decoder(PreprocessConfig(), ServingSettings(**settings))
+    return Decoder(PreprocessConfig(), ServingSettings(**settings), limits or LIMITS)
 
 
 def test_decoder_stops_a_heavy_request_at_its_deadline() -> None:
@@ -666,6 +682,66 @@ def test_decoder_stops_a_heavy_request_at_its_deadline() -> None:
     assert caught.value.error.headers()["Retry-After"].isdigit()
     decoder._pool.shutdown(wait=True)
     assert decoder.admitted == 0  # the abandoned work gave its slot back when it stopped
+    decoder.close()
+
+
+def test_a_scan_bomb_decode_is_killed_at_the_deadline_and_frees_its_slot() -> None:
+    """Issue 26, defect 1: a decode that runs for minutes is stopped at its deadline.
+
+    The image limits are widened so that the bomb (100,000 scans, minutes of libjpeg work
+    in one call) reaches the decoder: a thread can only stop between images, so on a
+    thread its slot stayed taken for minutes. The child decoding it is killed at the
+    deadline, the slot is free at once, and the next request gets a fresh child.
+    """
+    import asyncio
+    import dataclasses
+    import time
+
+    from planets_mlops.imaging import LIMITS
+    from planets_mlops.service.decoding import Refused
+
+    decoder = _decoder(dataclasses.replace(LIMITS, max_scans=10**6), decode_timeout_s=3, decode_queue=1)
+    bomb = hostile.progressive_scan_bomb(512, 100_000)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Refused) as caught:
+            asyncio.run(decoder.batch([bomb]))
+        assert caught.value.error.status == 429
+        assert "PLANETS_DECODE_TIMEOUT_S" in caught.value.error.message
+        waited = time.monotonic()
+        while decoder.admitted and time.monotonic() - waited < 5:
+            time.sleep(0.05)
+        assert decoder.admitted == 0, "the bomb still holds its decode slot"
+        assert time.monotonic() - started < 10  # the bomb alone takes minutes here
+        (child,) = decoder.processes
+        assert child.pid is None  # killed, not left running
+        photo = hostile.encode(Image.open(EXTRA[0]).convert("RGB"), "JPEG", progressive=True)
+        assert np.array_equal(asyncio.run(decoder.batch([photo]))[0], preprocess_image(photo))
+        assert child.pid is not None  # a fresh child answered
+    finally:
+        decoder.close()
+
+
+def test_a_progressive_jpeg_is_decoded_as_heavy_whatever_its_pixels() -> None:
+    """Issue 26, defect 1: a 128x128 progressive JPEG is never decoded on the event loop."""
+    import asyncio
+
+    from planets_mlops.imaging import LIMITS
+    from planets_mlops.service.inference import read_headers
+
+    photo = Image.open(EXTRA[0]).convert("RGB")
+    progressive = hostile.encode(photo, "JPEG", progressive=True)
+    baseline = hostile.encode(photo, "JPEG")
+    decoder = _decoder()
+    try:
+        assert decoder.is_light(read_headers([baseline] * 4, LIMITS))
+        assert not decoder.is_light(read_headers([progressive], LIMITS))
+        assert not decoder.is_light(read_headers([baseline, hostile.progressive_scan_bomb(64, 20)], LIMITS))
+        batch = asyncio.run(decoder.batch([progressive]))
+        assert len(decoder.processes) == 1  # it went to a decode child
+        assert np.array_equal(batch[0], preprocess_image(progressive))
+    finally:
+        decoder.close()
 
 
 def test_decoder_light_and_heavy_paths_give_the_same_batch() -> None:

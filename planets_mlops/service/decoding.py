@@ -1,21 +1,23 @@
-"""Decode one request's images: pixel budget first, then inline or on bounded threads with a deadline.
+"""Decode one request's images: pixel budget first, then inline or in killable child processes.
 
 The order, for every request:
 
 1. Read every image's header (:func:`planets_mlops.service.inference.read_headers`): format,
-   mode and size, nothing decoded. A refused file is a 400; more pixels in all than
+   mode, size and, for a JPEG, its scans, counted from its markers; nothing decoded. A
+   refused file is a 400 (a JPEG of more than ``ImageLimits.max_scans`` scans included: a
+   progressive scan bomb costs pixels x scans); more pixels in all than
    ``PLANETS_MAX_REQUEST_PIXELS`` is a 413, before a single pixel is decoded.
-2. Light requests (at most ``PLANETS_INLINE_DECODE_PIXELS`` in all; a few 128x128 photos)
-   are decoded on the event loop: about a millisecond, less than a thread hop would cost.
-3. Heavy requests go to ``PLANETS_DECODE_THREADS`` threads (Pillow and NumPy release the
-   GIL while they work, so the event loop keeps answering ``/livez`` and light requests;
-   the threads run at a lower priority, nice +10, so the event loop gets the CPU first).
-   At most ``PLANETS_DECODE_QUEUE`` heavy requests are accepted at once per worker,
-   decoding or waiting; one more gets 429 with ``Retry-After``. A heavy request whose
-   decoding has not finished ``PLANETS_DECODE_TIMEOUT_S`` after it arrived gets 429 too,
-   and its thread stops after the image in progress (each image is bounded by the image
-   limits). A request's slot is freed when its thread work ends, not when it was answered,
-   so abandoned work still counts against the queue.
+2. Light requests (at most ``PLANETS_INLINE_DECODE_PIXELS`` in all, every image of a
+   single scan; a few 128x128 photos) are decoded on the event loop: about a millisecond,
+   less than a hand-over would cost. A progressive or multi-scan JPEG is never light.
+3. Heavy requests go to ``PLANETS_DECODE_THREADS`` threads, each of which hands its request
+   to its own decode child process (:mod:`.decode_worker`, nice +10, so the event loop
+   keeps answering ``/livez`` and light requests) and waits for it. At most
+   ``PLANETS_DECODE_QUEUE`` heavy requests are accepted at once per worker, decoding or
+   waiting; one more gets 429 with ``Retry-After``. A heavy request whose decoding has not
+   finished ``PLANETS_DECODE_TIMEOUT_S`` after it arrived gets 429 too, and its child is
+   killed at that moment (a thread could only stop between images, and one image can be a
+   bomb), so its slot is free at the deadline. A fresh child starts for the next request.
 
 Nothing here imports BentoML; :class:`Refused` carries the status and message the API
 answers with.
@@ -24,8 +26,6 @@ answers with.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -34,20 +34,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from planets_mlops.errors import DataError
+from planets_mlops.imaging import LIMITS, ImageHeader, ImageLimits
 from planets_mlops.preprocess import PreprocessConfig
+from planets_mlops.service.decode_worker import DecodeProcess
 from planets_mlops.service.inference import Cancelled, images_to_batch, read_headers
 from planets_mlops.service.settings import ServingSettings
 from planets_mlops.service.uploads import UploadError
-
-# Nice value of the decode threads: on Linux each thread can have its own, so the event
-# loop (probes, light requests) gets the CPU before heavy decodes do.
-DECODE_NICENESS = 10
-
-
-def _lower_priority() -> None:
-    """Initializer of a decode thread: lower its own scheduling priority (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(AttributeError, OSError, PermissionError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
 
 
 class Refused(Exception):
@@ -70,16 +62,39 @@ class Decoder:
     Args:
         config: The model's preprocessing.
         settings: The serving limits (pixel budget, inline threshold, threads, queue, deadline).
+        limits: The image limits (the project's one set; tests may widen them).
     """
 
-    def __init__(self, config: PreprocessConfig, settings: ServingSettings) -> None:
+    def __init__(
+        self, config: PreprocessConfig, settings: ServingSettings, limits: ImageLimits = LIMITS
+    ) -> None:
         self.config = config
         self.settings = settings
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.decode_threads, thread_name_prefix="decode", initializer=_lower_priority
-        )
+        self.limits = limits
+        self._pool = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
         self._lock = threading.Lock()
         self._admitted = 0
+        self._local = threading.local()
+        self._processes: list[DecodeProcess] = []
+
+    @property
+    def processes(self) -> list[DecodeProcess]:
+        """The decode children, one per decode thread that has had work."""
+        with self._lock:
+            return list(self._processes)
+
+    def _process(self) -> DecodeProcess:
+        """The calling decode thread's child (created on its first heavy request)."""
+        process = getattr(self._local, "process", None)
+        if process is None:
+            process = self._local.process = DecodeProcess(self.limits)
+            with self._lock:
+                self._processes.append(process)
+        return process
+
+    def _decode(self, blobs: Sequence[bytes], deadline: float) -> np.ndarray:
+        """On a decode thread: the batch from this thread's child, which is killed at ``deadline``."""
+        return self._process().run(list(blobs), self.config, deadline)
 
     @property
     def admitted(self) -> int:
@@ -91,9 +106,9 @@ class Decoder:
         with self._lock:
             self._admitted -= 1
 
-    def _budget(self, blobs: Sequence[bytes]) -> int:
+    def _budget(self, blobs: Sequence[bytes]) -> list[ImageHeader]:
         try:
-            headers = read_headers(blobs)
+            headers = read_headers(blobs, self.limits)
         except DataError as exc:
             raise Refused(UploadError(400, str(exc))) from exc
         pixels = sum(h.pixels for h in headers)
@@ -108,7 +123,18 @@ class Decoder:
                     f"{self.config.image_size}x{self.config.image_size} pixels.",
                 )
             )
-        return pixels
+        return headers
+
+    def is_light(self, headers: Sequence[ImageHeader]) -> bool:
+        """Whether a request of these images is decoded inline, on the event loop.
+
+        Light: few pixels in all, and every image a single scan. A progressive JPEG costs
+        pixels x scans, and even within ``ImageLimits.max_scans`` a small one can take far
+        longer than its pixels say, so it always goes to a child that can be killed.
+        """
+        if any(h.progressive or h.scans > 1 for h in headers):
+            return False
+        return sum(h.pixels for h in headers) <= self.settings.inline_decode_pixels
 
     async def batch(self, blobs: Sequence[bytes]) -> np.ndarray:
         """The model batch of ``blobs``.
@@ -118,10 +144,10 @@ class Decoder:
                 pixel budget) or 429 (too many heavy requests, or past the deadline).
         """
         arrived = time.monotonic()
-        pixels = self._budget(blobs)
+        headers = self._budget(blobs)
         try:
-            if pixels <= self.settings.inline_decode_pixels:
-                return images_to_batch(blobs, self.config)
+            if self.is_light(headers):
+                return images_to_batch(blobs, self.config, limits=self.limits)
             return await self._on_threads(blobs, arrived)
         except DataError as exc:
             raise Refused(UploadError(400, str(exc))) from exc
@@ -144,17 +170,12 @@ class Decoder:
                 )
             )
         deadline = arrived + settings.decode_timeout_s
-        stop = threading.Event()
-
-        def cancelled() -> bool:
-            return stop.is_set() or time.monotonic() > deadline
-
-        work = self._pool.submit(images_to_batch, blobs, self.config, cancelled)
+        work = self._pool.submit(self._decode, blobs, deadline)
         work.add_done_callback(self._release)
         waiter = asyncio.wrap_future(work)
         done, _ = await asyncio.wait({waiter}, timeout=max(0.0, deadline - time.monotonic()))
         if not done:
-            stop.set()
+            # The thread kills its child at the deadline too, and then frees the slot.
             # Retrieve the outcome later, so that no "exception never retrieved" is logged.
             waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise Refused(self._late(settings))
@@ -173,5 +194,7 @@ class Decoder:
         )
 
     def close(self) -> None:
-        """Stop the decode threads (pending work is dropped)."""
+        """Stop the decode threads (pending work is dropped) and kill their children."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in self.processes:
+            process.stop()

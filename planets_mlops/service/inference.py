@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError
-from planets_mlops.imaging import ImageHeader, read_header
+from planets_mlops.imaging import LIMITS, ImageHeader, ImageLimits, read_header
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 
 
@@ -21,10 +21,11 @@ class Cancelled(Exception):
     """The request's deadline passed; its remaining images were not decoded."""
 
 
-def read_headers(blobs: Sequence[bytes]) -> list[ImageHeader]:
+def read_headers(blobs: Sequence[bytes], limits: ImageLimits = LIMITS) -> list[ImageHeader]:
     """The header of every blob (format, mode, size), checked against the image limits.
 
-    Nothing is decoded: this is what the per-request pixel budget is computed from.
+    Nothing is decoded: this is what the per-request pixel budget and the light/heavy
+    split are computed from (a JPEG's scans are counted from its markers).
 
     Raises:
         planets_mlops.errors.DataError: a blob is empty, of a refused format or too large;
@@ -33,7 +34,7 @@ def read_headers(blobs: Sequence[bytes]) -> list[ImageHeader]:
     headers = []
     for position, blob in enumerate(blobs):
         try:
-            headers.append(read_header(blob))
+            headers.append(read_header(blob, limits))
         except DataError as exc:
             if len(blobs) == 1:
                 raise
@@ -42,7 +43,10 @@ def read_headers(blobs: Sequence[bytes]) -> list[ImageHeader]:
 
 
 def images_to_batch(
-    blobs: Sequence[bytes], config: PreprocessConfig, cancelled: Callable[[], bool] | None = None
+    blobs: Sequence[bytes],
+    config: PreprocessConfig,
+    cancelled: Callable[[], bool] | None = None,
+    limits: ImageLimits = LIMITS,
 ) -> np.ndarray:
     """Preprocess raw image files into one model batch ``(n, size, size, channels)``.
 
@@ -51,6 +55,7 @@ def images_to_batch(
         config: The model's preprocessing.
         cancelled: Asked before each image; when it answers True, stop with
             :class:`Cancelled` (the caller's deadline passed).
+        limits: The image limits (the project's one set unless a test narrows them).
 
     Raises:
         planets_mlops.errors.DataError: one of the blobs is not a decodable image; the
@@ -62,7 +67,7 @@ def images_to_batch(
         if cancelled is not None and cancelled():
             raise Cancelled
         try:
-            tensors.append(preprocess_image(blob, config))
+            tensors.append(preprocess_image(blob, config, limits))
         except DataError as exc:
             if len(blobs) == 1:
                 raise

@@ -245,7 +245,11 @@ class PlanetClassifier:
 
     @bentoml.on_shutdown
     def close_writers(self) -> None:
-        """Write what the record writer and the inbox hold before the worker exits (SIGTERM)."""
+        """Write what the record writer and the inbox hold before the worker exits (SIGTERM).
+
+        The decode children are killed first: their work has no one left to answer.
+        """
+        self.decoder.close()
         if self.monitor is not None:
             self.monitor.close(timeout=SHUTDOWN_FLUSH_S)
         if self.inbox is not None:
