@@ -227,3 +227,38 @@ def test_a_workspace_that_cannot_be_written_is_a_note_not_a_failure(images, refe
     result = drift.detect_drift(reference, _traffic(images, "darken"), workspace=str(blocker / "ws"))
     assert result.verdict == drift.DRIFT
     assert any("could not be added to the Evidently workspace" in note for note in result.notes)
+
+
+def test_a_window_over_max_records_is_sampled_across_its_whole_span(images, reference, tmp_path):
+    """Issue 26, defect 2: the reader kept the oldest records, so late drift read as no drift.
+
+    20 quiet hours (30 records each) and 4 busy, darkened hours (150 each) in a 24 h
+    window, read with max_records 400: the oldest 400 records are all quiet ones.
+    """
+    from datetime import timedelta
+
+    from planets_mlops.inbox import open_store
+    from planets_mlops.monitoring import records as records_module
+
+    end = WHEN + timedelta(hours=24)
+    normal, dark = _traffic(images).records, _traffic(images, "darken").records
+    for hour in range(24):
+        when = WHEN + timedelta(hours=hour, minutes=10)
+        pool, count = (normal, 30) if hour < 20 else (dark, 150)
+        batch = [
+            dataclasses.replace(pool[(hour * 37 + i) % len(pool)], time=when.isoformat())
+            for i in range(count)
+        ]
+        store = open_store(records_module.partition(str(tmp_path), "m:1", when))
+        assert store.put_if_absent(records_module.batch_name(when), records_module.encode_batch(batch))
+    params = DriftParams(max_records=400)
+    window = records_module.read_window(str(tmp_path), "m:1", WHEN, end, params.max_records)
+    result = drift.detect_drift(reference, window, params)
+    assert result.verdict == drift.DRIFT, result.reason
+    assert window.truncated and window.seen == 20 * 30 + 4 * 150 and len(window.records) == 400
+    late = sum(1 for r in window.records if r.time >= (WHEN + timedelta(hours=20)).isoformat())
+    assert 150 <= late <= 250, late  # about half: the sample spans the whole window
+    assert "brightness" in {c.column for c in result.drifted}
+    assert "a uniform sample of the window's 1200 records" in result.to_markdown()
+    again = records_module.read_window(str(tmp_path), "m:1", WHEN, end, params.max_records)
+    assert again.records == window.records  # seeded by the window: a rerun judges the same sample

@@ -77,7 +77,11 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class WindowInfo:
-    """Which records were compared: model version, time window, what the reader skipped."""
+    """Which records were compared: model version, time window, what the reader skipped.
+
+    ``truncated``: the window held more than ``max_records`` records, and the compared
+    records are a uniform sample of all ``seen`` of them, drawn across the whole window.
+    """
 
     model_version: str = ""
     start: str = ""
@@ -85,6 +89,7 @@ class WindowInfo:
     objects: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
+    seen: int = -1
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         f"- model version: `{window['model_version']}`",
         f"- window: {window['start']} to {window['end']} (UTC), {summary['records']} records in "
-        f"{window['objects']} objects" + (" (truncated at max_records)" if window["truncated"] else ""),
+        f"{window['objects']} objects"
+        + (
+            f" (a uniform sample of the window's {window.get('seen', -1)} records, across all its hours)"
+            if window["truncated"]
+            else ""
+        ),
         f"- reference: {summary['reference_records']} validation images",
         f"- tests: {params['numeric_test']} per numeric column, {params['prediction_test']} on the "
         f"predicted class; a column drifts below p = {summary['threshold']:.2g} "
@@ -354,7 +364,7 @@ def detect_drift(
     """
     params = params or DriftParams()
     info = info or WindowInfo(
-        objects=window.objects, skipped=dict(window.skipped), truncated=window.truncated
+        objects=window.objects, skipped=dict(window.skipped), truncated=window.truncated, seen=window.seen
     )
     started = time.monotonic()
     records, ref_count = len(window.records), reference.count
@@ -512,6 +522,7 @@ def check_window(
         objects=window.objects,
         skipped=dict(window.skipped),
         truncated=window.truncated,
+        seen=window.seen,
     )
     if window.skipped:
         log.warning("skipped while reading the window: %s", window.skipped)

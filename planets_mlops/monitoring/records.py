@@ -13,14 +13,16 @@ JSON Lines objects, one partition per model version and hour (UTC)::
 The version segment is made path-safe by :func:`version_segment`. A batch object is
 created whole or not at all (the stores of :mod:`planets_mlops.inbox`), so a reader sees
 complete batches only. Reading is bounded (:func:`read_window`): the hours of the window,
-the size of each object and the number of records; a malformed line or object is skipped
-and counted by reason, never trusted.
+the size of each object, the objects read and the records kept (a uniform sample of the
+whole window when it holds more); a malformed line or object is skipped and counted by
+reason, never trusted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import uuid
 from collections import Counter
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
 from planets_mlops.monitoring.features import FEATURES, PROJECTION_DIM, image_features, project_embeddings
 
 FORMAT = "planets-predictions/1"
@@ -40,6 +42,9 @@ SUFFIX = ".jsonl"
 MAX_RECORD_BYTES = 16 * 1024
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 MAX_WINDOW_HOURS = 24 * 62
+# Objects one window read opens at most; a window holding more is read at evenly spaced
+# objects across its whole span (at the default 60 s batches, 20,000 objects are 2 weeks).
+MAX_WINDOW_OBJECTS = 20_000
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -247,12 +252,22 @@ def hours(start: datetime, end: datetime) -> list[datetime]:
 
 @dataclass(frozen=True)
 class Window:
-    """The records of one model version in ``[start, end)``, and what was skipped."""
+    """The records of one model version in ``[start, end)``, and what was skipped.
+
+    Attributes:
+        records: The records kept: all of the window's, or a uniform sample of them.
+        objects: Batch objects read.
+        skipped: Lines and objects not used, by reason.
+        truncated: The window held more records than were kept (``records`` is a uniform
+            sample of all ``seen`` of them, across the whole window).
+        seen: Records of the window read (kept or not).
+    """
 
     records: list[PredictionRecord]
     objects: int
     skipped: dict[str, int]
     truncated: bool
+    seen: int = -1
 
     def features(self) -> np.ndarray:
         """The records' features, ``(records, len(FEATURES))``."""
@@ -264,6 +279,14 @@ class Window:
         return np.array(rows, dtype=np.float64).reshape(len(rows), PROJECTION_DIM)
 
 
+def _spread(items: list[Any], count: int) -> list[Any]:
+    """``count`` of ``items``, evenly spaced from the first to the last (all when fewer)."""
+    if len(items) <= count:
+        return items
+    step = (len(items) - 1) / max(1, count - 1)
+    return [items[round(i * step)] for i in range(count)]
+
+
 def read_window(
     root: str,
     model_version: str,
@@ -272,29 +295,52 @@ def read_window(
     max_records: int = 200_000,
     client: Any = None,
 ) -> Window:
-    """The records of ``model_version`` with a time in ``[start, end)``, oldest object first.
+    """The records of ``model_version`` with a time in ``[start, end)``, sampled across the whole window.
 
-    Reads at most ``max_records`` records (``truncated`` says so) and objects of at most
-    :data:`MAX_OBJECT_BYTES`; a larger or malformed object is skipped and counted.
+    Every hour of the window is listed first; every object is then read (at most
+    :data:`MAX_WINDOW_OBJECTS`, evenly spaced across the window when it holds more, and
+    each of at most :data:`MAX_OBJECT_BYTES`), and at most ``max_records`` records are
+    kept: a uniform random sample of all the window's records (reservoir sampling, seeded
+    by the window, so a rerun keeps the same ones). Memory is bounded by ``max_records``;
+    a busy window is never judged on its first hours alone (``truncated`` says a sample
+    was taken, ``seen`` how many records it was taken from). A larger or malformed object
+    is skipped and counted.
     """
     from planets_mlops.inbox import open_store
 
-    records: list[PredictionRecord] = []
+    kept: list[PredictionRecord] = []
     skipped: Counter = Counter()
-    objects = 0
+    objects = seen = 0
     start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    listed: list[tuple[Any, str]] = []
     for hour in hours(start_utc, end_utc):
         store = open_store(partition(root, model_version, hour), client)
-        for name in store.list_names(SUFFIX):
-            try:
-                data = store.get(name, MAX_OBJECT_BYTES)
-            except DataError:
-                skipped["object too large"] += 1
+        # Names start with the time of their first record: sorted is oldest first.
+        listed += [(store, name) for name in sorted(store.list_names(SUFFIX))]
+    chosen = _spread(listed, MAX_WINDOW_OBJECTS)
+    if len(chosen) < len(listed):
+        skipped[f"objects not read (over {MAX_WINDOW_OBJECTS}, read evenly spaced)"] += len(listed) - len(
+            chosen
+        )
+    sampler = random.Random(f"{model_version}|{start_utc.isoformat()}|{end_utc.isoformat()}")
+    for store, name in chosen:
+        try:
+            data = store.get(name, MAX_OBJECT_BYTES)
+        except NotFoundError:
+            skipped["object gone while reading"] += 1
+            continue
+        except DataError:
+            skipped["object too large"] += 1
+            continue
+        objects += 1
+        for record in decode_batch(data, skipped):
+            if not start_utc <= parse_time(record.time) < end_utc:
                 continue
-            objects += 1
-            for record in decode_batch(data, skipped):
-                if start_utc <= parse_time(record.time) < end_utc:
-                    records.append(record)
-                if len(records) >= max_records:
-                    return Window(records, objects, dict(skipped), truncated=True)
-    return Window(records, objects, dict(skipped), truncated=False)
+            seen += 1
+            if len(kept) < max_records:
+                kept.append(record)
+            else:
+                slot = sampler.randrange(seen)
+                if slot < max_records:
+                    kept[slot] = record
+    return Window(kept, objects, dict(skipped), truncated=seen > len(kept), seen=seen)
