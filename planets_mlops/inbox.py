@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from planets_mlops import safejson
 from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
 from planets_mlops.knobs import InboxParams
 
@@ -157,9 +159,9 @@ class InboxItem:
         if len(data) > MAX_ITEM_JSON_BYTES:
             raise DataError(f"{name!r}: {len(data)} bytes, more than an inbox item holds")
         try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise DataError(f"{name!r} is not JSON: {exc}") from exc
+            doc = safejson.loads(data)
+        except safejson.JsonError as exc:
+            raise DataError(f"{name!r}: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise DataError(f"{name!r} is not a {FORMAT} item")
         try:
@@ -172,8 +174,10 @@ class InboxItem:
                 model=str(doc.get("model", "")),
                 received_at=float(doc.get("received_at", 0.0)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{name!r} is malformed ({exc!r})") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"{name!r} is malformed ({str(exc)[:200]!r})") from exc
+        if not (math.isfinite(item.uncertainty) and math.isfinite(item.received_at)):
+            raise DataError(f"{name!r} holds a non-finite uncertainty or time")
         if name != f"{item.sha256}.json" or not is_sha256(item.sha256):
             raise DataError(f"{name!r} holds item {item.sha256[:70]!r}: the name must be its hash")
         if item.extension not in set(_EXTENSIONS.values()) or item.reason not in REASONS:

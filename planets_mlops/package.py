@@ -47,6 +47,7 @@ OPTIONAL_MODEL_FILES = ("history.json", "guard.json", "guard_bank.npy", "monitor
 SERVING_SOURCES = (
     "planets_mlops/__init__.py",
     "planets_mlops/errors.py",
+    "planets_mlops/safejson.py",
     "planets_mlops/imaging.py",
     "planets_mlops/guard.py",
     "planets_mlops/inbox.py",

@@ -184,3 +184,29 @@ def test_the_served_model_keeps_unsure_inputs_in_the_inbox(packaged_bento, tmp_p
         item.sha256: expected_reason[item.sha256] for item in items
     }
     assert all(item.model.startswith("planets-classifier:") for item in items)
+
+
+def test_hostile_inbox_items_are_skipped_and_counted_not_a_crash(tmp_path):
+    """Issue 26, defect 7: deep nesting (RecursionError) or a 400-digit number (OverflowError)
+    in one inbox object crashed the reader, so the inbox tasks and the alert's push failed."""
+    folder = tmp_path / "inbox"
+    inbox = ib.Inbox(ib.LocalStore(folder))
+    inbox.add(IMAGES[0].read_bytes(), UNSURE)
+    good = json.loads(next(folder.glob("*.json")).read_text())
+    hostile = {
+        "5" * 64: "[" * 100_000 + "]" * 100_000,
+        "6" * 64: json.dumps({**good, "sha256": "6" * 64, "uncertainty": 10**400}),
+        "7" * 64: json.dumps({**good, "sha256": "7" * 64, "received_at": 10**400}),
+        "8" * 64: json.dumps({**good, "sha256": "8" * 64}).replace(
+            '"answer": ', '"answer": ' + "[" * 3000 + "]" * 3000 + ', "x": '
+        ),
+        "9" * 64: json.dumps({**good, "sha256": "9" * 64}).replace(
+            '"received_at": ', '"received_at": 1e400, "x": '
+        ),
+    }
+    for sha, text in hostile.items():
+        (folder / f"{sha}.json").write_text(text)
+        (folder / f"{sha}.jpg").write_bytes(IMAGES[1].read_bytes())
+    items, skipped = inbox.items()
+    assert [item.sha256 for item in items] == [good["sha256"]]
+    assert skipped == {"malformed_item": 5}

@@ -125,3 +125,50 @@ def test_reference_profile_round_trip_and_refusals(tmp_path):
     )
     with pytest.raises(DataError, match="other features"):
         reference.load_reference(tmp_path)
+
+
+HOSTILE_LINES = {
+    "deep nesting": b"[" * 7000 + b"]" * 7000,
+    "deep record": b'{"format": "planets-predictions/1", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "400-digit number": b'{"format": "planets-predictions/1", "score": ' + b"9" * 400 + b"}",
+    "huge float": b'{"format": "planets-predictions/1", "score": 1e400}',
+}
+
+
+def test_hostile_record_lines_are_skipped_and_counted_not_a_crash(tmp_path):
+    """Issue 26, defect 4: one hostile JSON line crashed the readers that skip and count."""
+    from planets_mlops.inbox import open_store
+
+    when = datetime(2026, 12, 4, 10, 30, tzinfo=UTC)
+    made = records.make_records(_images(2), _answers(2), "m:1", None, when)
+    line = json.loads(made[0].to_line())
+    edge = dict(line, time="0001-01-01T00:00:00+01:00")  # leaves the calendar in UTC
+    big = json.dumps(dict(line, score=10**400)).encode()  # 400 digits: float() overflows
+    data = b"\n".join([*HOSTILE_LINES.values(), json.dumps(edge).encode(), big, records.encode_batch(made)])
+    skipped = Counter()
+    assert records.decode_batch(data, skipped) == made
+    assert skipped == {
+        "JSON nested too deep": 2,
+        "JSON number out of range": 3,
+        "record time is not an ISO-8601 time within the calendar": 1,
+    }
+    store = open_store(records.partition(str(tmp_path), "m:1", when))
+    store.put_if_absent(records.batch_name(when), data)
+    window = records.read_window(str(tmp_path), "m:1", when - timedelta(hours=1), when + timedelta(hours=1))
+    assert window.records == made and sum(window.skipped.values()) == 6
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_LINES))
+def test_hostile_reference_and_summary_files_are_refused_by_name(tmp_path, case):
+    """Issue 26, defect 4: the reference profile and the drift summary readers had the same gap."""
+    from planets_mlops.monitoring.alert import load_summary
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / reference.REFERENCE_FILE).write_bytes(HOSTILE_LINES[case])
+    with pytest.raises(DataError, match=reference.REFERENCE_FILE):
+        reference.load_reference(folder)
+    summary = tmp_path / "summary.json"
+    summary.write_bytes(HOSTILE_LINES[case])
+    with pytest.raises(DataError, match="summary"):
+        load_summary(summary)

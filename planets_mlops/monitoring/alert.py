@@ -114,7 +114,8 @@ def load_summary(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist: the drift summary of detect_drift is missing.")
-    data = read_json_file(path, MAX_SUMMARY_BYTES, "a drift summary")
+    # allow_nan: a summary may hold NaN p-values (json.dumps writes them as NaN).
+    data = read_json_file(path, MAX_SUMMARY_BYTES, "a drift summary", allow_nan=True)
     if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
         raise DataError(f"{path} is not a {SUMMARY_FORMAT} summary.")
     return data

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops import safejson
 from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
 from planets_mlops.monitoring.features import FEATURES, PROJECTION_DIM, image_features, project_embeddings
 
@@ -95,7 +96,10 @@ class PredictionRecord:
             raise DataError("record prediction must be a string or null")
         if data.get("recognised") is not None and not isinstance(data["recognised"], bool):
             raise DataError("record recognised must be true, false or null")
-        parse_time(data["time"])
+        try:
+            parse_time(data["time"])
+        except DataError as exc:
+            raise DataError("record time is not an ISO-8601 time within the calendar") from exc
         return cls(
             time=data["time"],
             model_version=data["model_version"],
@@ -113,19 +117,22 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_json_file(path: Path, max_bytes: int, what: str) -> Any:
-    """The parsed JSON of the file ``path`` (read only when at most ``max_bytes``).
+def read_json_file(path: Path, max_bytes: int, what: str, allow_nan: bool = False) -> Any:
+    """The parsed JSON of the file ``path`` (read only when at most ``max_bytes``), within bounds.
+
+    Parsed by :func:`planets_mlops.safejson.loads`: nesting and numbers are bounded.
 
     Raises:
-        planets_mlops.errors.DataError: the file is larger than ``max_bytes`` or not JSON
-            (the message names ``path`` and ``what`` it should have been).
+        planets_mlops.errors.DataError: the file is larger than ``max_bytes``, not JSON, nested
+            too deep or holds a number out of range (the message names ``path`` and ``what``
+            it should have been).
     """
     if path.stat().st_size > max_bytes:
         raise DataError(f"{path} is larger than {max_bytes} bytes; not {what}.")
     try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not JSON: {exc}") from exc
+        return safejson.loads(path.read_bytes(), allow_nan=allow_nan)
+    except safejson.JsonError as exc:
+        raise DataError(f"{path} is not {what}: {exc}") from exc
 
 
 def parse_time(text: str) -> datetime:
@@ -136,9 +143,10 @@ def parse_time(text: str) -> datetime:
     """
     try:
         when = datetime.fromisoformat(text)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{text!r} is not an ISO-8601 time") from exc
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # OverflowError: a time at the edge of the calendar whose offset leaves it.
+        raise DataError(f"{str(text)[:40]!r} is not an ISO-8601 time within the calendar") from exc
 
 
 def make_records(
@@ -223,9 +231,9 @@ def decode_batch(data: bytes, skipped: Counter | None = None) -> list[Prediction
             skipped["record too large"] += 1
             continue
         try:
-            records.append(PredictionRecord.from_dict(json.loads(line)))
-        except (ValueError, UnicodeDecodeError):
-            skipped["not JSON"] += 1
+            records.append(PredictionRecord.from_dict(safejson.loads(line)))
+        except safejson.JsonError as exc:
+            skipped[exc.reason] += 1
         except DataError as exc:
             skipped[str(exc)] += 1
     return records
