@@ -169,3 +169,27 @@ def test_limits_from_the_environment():
 def test_a_bad_limit_names_its_variable(name, value):
     with pytest.raises(InvalidParameterError, match=rf"Invalid {name}="):
         limits_from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("gs://planets-labels/task-1.png", "credentials"),  # a pod without GCS credentials
+        ("http://[::1/x.png", "Invalid IPv6 URL"),
+        ("http://\udcff.example/x.png", "idna"),
+        ("http://" + "a" * 300 + ".example/x.png", "idna"),
+    ],
+    ids=["gs-without-credentials", "broken-ipv6", "bad-idna", "label-too-long"],
+)
+def test_every_fetch_failure_is_a_skipped_task_with_its_reason(monkeypatch, url, reason):
+    """Issue 26, defect 5: one task's gs:// URL in a pod without GCS credentials aborted the
+    whole import (the storage client's error escaped the fetcher). Through the client the
+    importer uses (no server is contacted before the download)."""
+    from planets_mlops.labelstudio.client import LabelStudioClient
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no gcloud application-default file either
+    ls = LabelStudioClient("http://127.0.0.1:9", "token", fetch_limits=ImageFetchParams(deadline_s=5))
+    with pytest.raises(ImageFetchError, match=reason):
+        ls.fetch_image(url)

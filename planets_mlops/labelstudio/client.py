@@ -430,29 +430,32 @@ class LabelStudioClient:
                 refused address (the caller counts a skip).
             LabelStudioError: the server is unreachable or refuses the token.
         """
-        if url.startswith("gs://"):
-            return fetch.fetch_gcs(url, self.fetch_limits)
-        parsed = urllib.parse.urlparse(url)
-        own = urllib.parse.urlparse(self.url)
-        if not parsed.scheme and not parsed.netloc:
-            url = f"{self.url}/{url.lstrip('/')}"
-        elif parsed.scheme not in ("http", "https"):
-            raise ImageFetchError(f"Unsupported image URL {url!r}: expected /data/..., http(s):// or gs://")
-        try:
-            return fetch.fetch_http(
-                url,
-                self.fetch_limits,
-                trusted_origin=(own.scheme, own.netloc),
-                trusted_headers=self.sdk._client_wrapper.get_headers,
-            )
-        except fetch.FetchStatusError as exc:
-            # A missing upload gives 500 (not 404) on 1.23: any other non-2xx means "no image".
-            if exc.trusted and exc.status in (401, 403):
-                raise LabelStudioError(
-                    f"Label Studio at {self.url} refused the API token while downloading {url} "
-                    f"(HTTP {exc.status}). Set {API_KEY_ENV} to a valid token."
-                ) from exc
-            raise
+        with fetch.task_failure(url):
+            if url.startswith("gs://"):
+                return fetch.fetch_gcs(url, self.fetch_limits)
+            parsed = urllib.parse.urlparse(url)
+            own = urllib.parse.urlparse(self.url)
+            if not parsed.scheme and not parsed.netloc:
+                url = f"{self.url}/{url.lstrip('/')}"
+            elif parsed.scheme not in ("http", "https"):
+                raise ImageFetchError(
+                    f"Unsupported image URL {url!r}: expected /data/..., http(s):// or gs://"
+                )
+            try:
+                return fetch.fetch_http(
+                    url,
+                    self.fetch_limits,
+                    trusted_origin=(own.scheme, own.netloc),
+                    trusted_headers=self.sdk._client_wrapper.get_headers,
+                )
+            except fetch.FetchStatusError as exc:
+                # A missing upload gives 500 (not 404) on 1.23: any other non-2xx means "no image".
+                if exc.trusted and exc.status in (401, 403):
+                    raise LabelStudioError(
+                        f"Label Studio at {self.url} refused the API token while downloading {url} "
+                        f"(HTTP {exc.status}). Set {API_KEY_ENV} to a valid token."
+                    ) from exc
+                raise
 
 
 def choices_result(choices: list[str], from_name: str = FROM_NAME, to_name: str = TO_NAME) -> dict[str, Any]:

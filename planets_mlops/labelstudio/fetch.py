@@ -20,6 +20,7 @@ environment (:func:`limits_from_env`). Connections are direct: proxy variables a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import io
 import ipaddress
@@ -28,7 +29,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,25 @@ class FetchStatusError(ImageFetchError):
         super().__init__(message)
         self.status = status
         self.trusted = trusted
+
+
+@contextlib.contextmanager
+def task_failure(url: str) -> Iterator[None]:
+    """Every failure of one task's download as an :class:`ImageFetchError`, with its reason.
+
+    The importer skips a task whose image raises :class:`ImageFetchError` and goes on; any
+    other exception would abort the whole import (a ``gs://`` URL in a pod without GCS
+    credentials, a URL the IDNA codec or the URL parser refuses, a storage client error
+    of a type nobody listed). Only :class:`planets_mlops.errors.LabelStudioError` passes
+    as it is: the configured server itself is down or refuses the token, which no task
+    can fix.
+    """
+    try:
+        yield
+    except LabelStudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one task's failure must never abort the import
+        raise ImageFetchError(f"Cannot download {str(url)[:300]!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> ImageFetchParams:
@@ -263,9 +283,20 @@ def fetch_http(
 
     Raises:
         ImageFetchError: refused address, too many redirects, too big, too slow, a
-            non-200 answer (:class:`FetchStatusError`) or a network error.
+            non-200 answer (:class:`FetchStatusError`), a URL that cannot be parsed or
+            encoded, or a network error (:func:`task_failure`).
         LabelStudioError: the trusted server cannot be reached.
     """
+    with task_failure(url):
+        return _fetch_http(url, limits, trusted_origin, trusted_headers)
+
+
+def _fetch_http(
+    url: str,
+    limits: ImageFetchParams,
+    trusted_origin: tuple[str, str] | None,
+    trusted_headers: Callable[[], dict[str, str]] | None,
+) -> bytes:
     deadline = time.monotonic() + limits.deadline_s
 
     def remaining() -> float:
@@ -354,8 +385,14 @@ def fetch_gcs(url: str, limits: ImageFetchParams) -> bytes:
     generation, so the object cannot be swapped for a bigger one in between.
 
     Raises:
-        ImageFetchError: bad URL, missing object, too big, or a storage error.
+        ImageFetchError: bad URL, missing object, too big, no GCS credentials, or any
+            storage error (:func:`task_failure`).
     """
+    with task_failure(url):
+        return _fetch_gcs(url, limits)
+
+
+def _fetch_gcs(url: str, limits: ImageFetchParams) -> bytes:
     from google.api_core import exceptions as gexc
     from google.cloud.storage.retry import DEFAULT_RETRY
 
