@@ -23,8 +23,9 @@ from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
 from planets_mlops.guard import has_guard, load_guard, rejection_rate
 from planets_mlops.knobs import EvaluateParams
-from planets_mlops.prepare import load_manifest, load_split
-from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE
+from planets_mlops.prepare import load_manifest, load_raw_split, load_split
+from planets_mlops.preprocess import PreprocessConfig
+from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE, PREPROCESS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +389,44 @@ def _production_classes(production_model_dir: Path) -> list[str]:
     return classes
 
 
+def _production_config(production_model_dir: Path) -> PreprocessConfig:
+    """The production model's own preprocessing (its ``preprocess.json``)."""
+    path = Path(production_model_dir) / PREPROCESS_FILE
+    try:
+        return PreprocessConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"Cannot read the preprocessing of the production model, {str(path)!r} ({exc!r}): "
+            "pass a model folder from train_model as production_model_uri."
+        ) from exc
+
+
+def production_inputs(production_model_dir: Path, prepared_dir: Path, images: np.ndarray) -> np.ndarray:
+    """The validation images as the production model takes them: its own preprocessing.
+
+    The data set's tensors when production preprocesses as the data set does; otherwise
+    (another image size or colour mode) the same raw validation images preprocessed with
+    production's ``preprocess.json``, in the same order.
+
+    Args:
+        production_model_dir: The production model's folder.
+        prepared_dir: The candidate's prepared data set.
+        images: The data set's validation tensors.
+
+    Returns:
+        One model input per validation image, for the production model.
+
+    Raises:
+        DataError: unreadable preprocessing, or a data set without raw validation images.
+    """
+    config = _production_config(production_model_dir)
+    ours = PreprocessConfig.from_dict(load_manifest(prepared_dir)["preprocess"])
+    if config == ours:
+        return images
+    log.info("Production preprocesses differently (%s, data set %s): scored on the raw images", config, ours)
+    return load_raw_split(prepared_dir, "validation", config)[0]
+
+
 def _compare(
     production_model_dir: Path,
     images: np.ndarray,
@@ -398,8 +437,9 @@ def _compare(
 ) -> Comparison:
     """Score the production model on the same images and let the gate decide.
 
-    Production may know fewer classes than the data (a class was added through labelling):
-    the gate compares on the classes both know, and reports the new ones' recall.
+    ``images`` are the production model's inputs (:func:`production_inputs`). Production
+    may know fewer classes than the data (a class was added through labelling): the gate
+    compares on the classes both know, and reports the new ones' recall.
     """
     production_classes = _production_classes(production_model_dir)
     logits = predict_logits(production_model_dir, images)
@@ -491,7 +531,8 @@ def evaluate_model(
     comparison = None
     if production_model_dir is not None:
         params = replace(gate or EvaluateParams(), min_improvement=min_improvement)
-        comparison = _compare(production_model_dir, images, labels, classes, scores, params)
+        inputs = production_inputs(production_model_dir, prepared_dir, images)
+        comparison = _compare(production_model_dir, inputs, labels, classes, scores, params)
     promote = comparison.promote if comparison else True
     non_finite = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if non_finite or not np.isfinite(logits).all():

@@ -6,7 +6,11 @@ Output folder layout::
     train/images-00000.npy   float32 (n, size, size, channels), memory-mappable
     train/labels-00000.npy   int32 (n,)
     validation/...
+    validation/raw/<Class>/<file>   the validation images as they were (raw bytes)
     preview.png              a few training samples with their labels
+
+The raw validation images let the gate score a model with other preprocessing (another
+image size or colour mode) on the very same images (:func:`load_raw_split`).
 
 Shards are plain ``.npy`` files read with ``mmap_mode="r"``: a reader streams one shard
 at a time and never holds the whole data set in memory.
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
 PREVIEW = "preview.png"
+# The validation images are also kept as they were, under validation/raw/<relative path>.
+RAW_SPLITS = ("validation",)
+RAW_FOLDER = "raw"
 
 
 @dataclass(frozen=True)
@@ -251,12 +258,16 @@ def prepare_dataset(
         labels = [index.labels[i] for i in chosen]
         shards = _write_split(files, labels, out_dir / split_name, config, params.shard_size)
         counts = np.bincount(np.asarray(labels), minlength=len(index.classes))
+        relative = [str(path.relative_to(index.root)) for path in files]
         manifest["splits"][split_name] = {
             "count": len(files),
             "shards": shards,
-            "files": [str(path.relative_to(index.root)) for path in files],
+            "files": relative,
             "class_counts": dict(zip(index.classes, counts.tolist())),
         }
+        if split_name in RAW_SPLITS:
+            _copy_raw(files, relative, out_dir / split_name / RAW_FOLDER)
+            manifest["splits"][split_name]["raw"] = f"{split_name}/{RAW_FOLDER}"
     manifest["content_hash"] = content_hash(index)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     save_preview(out_dir, manifest)
@@ -272,6 +283,52 @@ def prepare_dataset(
         len(index.skipped),
     )
     return PrepareResult(manifest=manifest, out_dir=out_dir)
+
+
+def _copy_raw(files: list[Path], relative: list[str], folder: Path) -> None:
+    """Copy ``files`` to ``folder/<relative>`` (their bytes as they are)."""
+    for path, name in zip(files, relative):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+
+
+def load_raw_split(prepared_dir: Path, split: str, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The raw images of ``split`` preprocessed with ``config``, and their labels.
+
+    Scores a model whose preprocessing differs from the data set's (another image size or
+    colour mode) on the same images as the data set's own tensors, in the same order.
+
+    Args:
+        prepared_dir: A folder written by :func:`prepare_dataset`.
+        split: A split whose raw images were kept (``validation``).
+        config: The other model's preprocessing.
+
+    Returns:
+        Model inputs of shape ``(n, *config.input_shape)`` and the labels.
+
+    Raises:
+        DataError: the data set kept no raw images of ``split`` (prepared by an older
+            version), or one is missing.
+    """
+    manifest = load_manifest(prepared_dir)
+    entry = manifest["splits"].get(split, {})
+    if "raw" not in entry:
+        raise DataError(
+            f"The prepared data set {str(prepared_dir)!r} keeps no raw {split} images, so a model "
+            "with other preprocessing cannot be scored on them. Prepare the data set again with "
+            "this version of prepare_dataset."
+        )
+    folder = Path(prepared_dir) / entry["raw"]
+    images = []
+    for name in entry["files"]:
+        path = folder / name
+        if not path.is_file() or not path.resolve().is_relative_to(folder.resolve()):
+            raise DataError(f"{str(path)!r} is missing from the prepared data set: prepare it again.")
+        images.append(preprocess_image(path, config))
+    labels = np.concatenate([labels for _, labels in iter_shards(prepared_dir, split)])
+    empty = np.zeros((0, *config.input_shape), np.float32)
+    return (np.stack(images).astype(np.float32) if images else empty), labels
 
 
 def load_manifest(prepared_dir: Path) -> dict:

@@ -255,3 +255,48 @@ def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_
         small_prepared, nan_model, tmp_path / "r2.html", production_model_dir=tiny_model, min_improvement=-1.0
     )
     assert result.promote is False and result.comparison.promote is False
+
+
+def test_a_grayscale_candidate_is_gated_against_a_colour_production_model(
+    tiny_model, small_raw, small_prepared, tmp_path
+):
+    """Each model is scored with its own preprocessing on the same raw validation images: a
+    grayscale 24 px candidate against the colour 32 px production model (no ONNX shape error)."""
+    from planets_mlops.evaluate import production_inputs
+    from planets_mlops.prepare import PrepareParams, load_raw_split, prepare_dataset
+    from planets_mlops.preprocess import PreprocessConfig
+
+    gray = prepare_dataset(small_raw, tmp_path / "gray", PrepareParams(grayscale=True, image_size=24)).out_dir
+    candidate = tmp_path / "candidate"
+    train_model(gray, candidate, TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01))
+    result = evaluate_model(gray, candidate, tmp_path / "report.html", production_model_dir=tiny_model)
+    assert result.comparison is not None and result.comparison.verdict is not None
+    # Production's score here is the one it gets on its own (colour, 32 px) data set: the
+    # same 12 validation images (same seed and split), its own tensors.
+    colour, labels = load_split(small_prepared, "validation")
+    expected = float(np.mean(predict_logits(tiny_model, colour).argmax(axis=1) == labels))
+    assert result.comparison.production_val_acc == pytest.approx(expected)
+    assert result.comparison.verdict.overall.images == len(labels) == 12
+    # The raw images preprocessed as production does are production's own tensors.
+    inputs = production_inputs(tiny_model, gray, load_split(gray, "validation")[0])
+    assert inputs.shape == colour.shape
+    np.testing.assert_allclose(inputs, colour, atol=1e-6)
+    raw, raw_labels = load_raw_split(gray, "validation", PreprocessConfig(image_size=24, grayscale=True))
+    np.testing.assert_allclose(raw, load_split(gray, "validation")[0], atol=1e-6)
+    assert raw_labels.tolist() == labels.tolist()
+
+
+def test_gating_against_other_preprocessing_needs_the_raw_validation_images(tiny_model, small_raw, tmp_path):
+    import shutil
+
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+
+    gray = prepare_dataset(small_raw, tmp_path / "gray", PrepareParams(grayscale=True)).out_dir
+    candidate = tmp_path / "candidate"
+    train_model(gray, candidate, TrainParams(epochs=1, conv_size=8, dense_size=16))
+    shutil.rmtree(gray / "validation" / "raw")
+    manifest = json.loads((gray / "manifest.json").read_text())
+    del manifest["splits"]["validation"]["raw"]
+    (gray / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="keeps no raw validation images.*Prepare the data set again"):
+        evaluate_model(gray, candidate, tmp_path / "report.html", production_model_dir=tiny_model)
