@@ -46,6 +46,7 @@ FILE_TIERS = {
     "test_retraining.py": "pipeline",
     "test_monitoring_pipeline.py": "pipeline",
     "test_reference_results.py": "pipeline",
+    "test_quickstart.py": "pipeline",
 }
 
 

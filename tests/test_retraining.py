@@ -166,3 +166,56 @@ def test_retraining_adds_a_class_from_labels(ls_env, ls_client, data_repo, tiny_
     not_worse = metrics["gate_overall_worse"] == 0 and metrics["gate_classes_worse"] == 0
     assert run.tasks["evaluate-model"].parameters["Output"] is not_worse
     assert ("package-model" in run.tasks) is run.tasks["evaluate-model"].parameters["Output"]
+
+
+def test_retraining_from_the_inbox_labels_is_promoted(
+    ls_env, ls_client, data_repo, tiny_model, packaged_bento, tmp_path
+):
+    """The loop on the small data set: a real served bento keeps the changed images it rejects
+    or is unsure of in its inbox; the inbox becomes Label Studio tasks (as the drift alert does);
+    they are labelled through the API from the true classes; retraining on those labels is
+    promoted by the gate against the production model on the same images."""
+    from planets_mlops.app.production_loop import changed_copies, label_inbox_tasks
+    from planets_mlops.inbox import Inbox, LocalStore, triage
+    from planets_mlops.knobs import InboxParams
+    from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks
+    from planets_mlops.serve_local import classify_files, serve_bento
+
+    changed, truth = changed_copies(
+        extra_images(SMALL_CLASSES, per_class=15), "swap_rb", tmp_path / "changed"
+    )
+    env = {"PLANETS_WORKERS": "1", "PLANETS_INBOX": str(tmp_path / "inbox")}
+    with serve_bento(packaged_bento["archive"], env=env, ready_timeout=60) as server:
+        answers = classify_files(server.url, changed)
+    inbox = Inbox(LocalStore(tmp_path / "inbox"))
+    kept = inbox.count()
+    # Exactly the answers the guard rejected or whose margin was small (45 < the writer's queue).
+    assert kept == sum(triage(a, InboxParams().min_margin) is not None for a in answers) >= 10
+
+    project, _ = ls_client.get_or_create_project("Inbox labels retraining", SMALL_CLASSES)
+    made = inbox_to_tasks(ls_client, project.id, inbox)
+    assert made.created == kept and inbox.count() == 0
+    labelled = label_inbox_tasks(ls_client, project.id, truth)
+    assert labelled == kept
+
+    run = run_local(
+        retraining,
+        tmp_path / "root",
+        log_file=tmp_path / "run.log",
+        data_repo_url=str(data_repo["repo"]),
+        data_rev="v1",
+        label_studio_project=project.title,
+        min_new_labels=5,
+        production_model_uri=str(tiny_model),
+        push_new_predictions=False,
+        **{**TINY, "train_epochs": 6, "train_lr": 0.01},
+    )
+    merged = run.metadata("import-labels", "merged")
+    assert merged["new_labels"] == labelled and merged["num_files"] == 60 + labelled
+    metrics = run.metadata("evaluate-model", "metrics")
+    # The gate's images: the 12 base validation images and the labelled changed images the
+    # split held back from training, the same for both models.
+    assert metrics["gate_images"] == 12 + int(0.2 * labelled)
+    assert metrics["gate_overall_worse"] == 0 and metrics["val_acc"] >= metrics["production_val_acc"]
+    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert run.metadata("package-model", "bento")["bento_tag"]

@@ -8,13 +8,20 @@
    the metrics and where every artifact is.
 3. Serves the bento with ``bentoml serve`` on 127.0.0.1 and classifies a few images of
    the bundled ``extra/`` set over HTTP.
-4. Labelling loop: a local Label Studio project with the ``extra/`` images, some labelled
-   through the API, the model's predictions pushed to the rest, then the ``retraining``
-   pipeline (labels -> new DVC version -> train -> evaluate against the model of step 2),
-   with before/after metrics.
+4. The loop that learns (:mod:`planets_mlops.app.production_loop`): production changes
+   (a new camera that swaps red and blue); the served accuracy on test images, before;
+   the changed traffic goes to the bento with prediction records and the inbox on; the
+   ``monitoring`` pipeline finds the drift and its alert pushes the inbox to Label Studio,
+   hardest first; the tasks are labelled through the API from the known truth (standing in
+   for a person in the UI); the ``retraining`` pipeline trains on the labels and the gate
+   compares it with production on the same images; the promoted model is served and the
+   test images are classified again: before/after accuracy with 95 % intervals.
 5. With ``--monitoring``: serves the bento with prediction records on, sends darkened
    ``extra/`` images, runs the ``monitoring`` pipeline and prints the drift verdict and
    where the Evidently report is.
+
+A training run that the gate does not promote (a weaker re-run, against the registry's
+production) ends the quickstart with its verdict: production stays as it was.
 
 Unless ``--no-tracking``, a local ``mlflow server`` (free 127.0.0.1 port, SQLite and
 artifacts in the work folder) tracks both runs: the training run registers version 1 of
@@ -125,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write a JSON summary here")
     parser.add_argument("--skip-serving", action="store_true", help="skip step 3 (serve and classify)")
     parser.add_argument(
-        "--skip-labelling", action="store_true", help="skip step 4 (Label Studio + retraining)"
+        "--skip-labelling",
+        action="store_true",
+        help="skip step 4 (the loop: changed traffic, monitoring, Label Studio, retraining)",
     )
     parser.add_argument(
         "--monitoring",
@@ -133,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         help="step 5: serve with prediction records on, send darkened images, run the monitoring pipeline",
     )
     parser.add_argument(
-        "--label-fraction",
-        type=float,
-        default=0.8,
-        help="share of the extra images labelled in step 4 (default 0.8)",
+        "--shift",
+        default="swap_rb",
+        choices=("swap_rb", "zoom", "darken", "rotate"),
+        help="the production change of step 4 (default swap_rb: red and blue swapped)",
     )
     parser.add_argument(
         "--no-tracking",
@@ -176,10 +185,13 @@ def start_tracking(workdir: Path) -> Any:
 
 
 def _loop(args: argparse.Namespace, workdir: Path, repo: Path, params: dict[str, Any], server: Any) -> int:
+    import time
+
     from planets_mlops.app.local import run_local
     from planets_mlops.pipelines.training import training
 
     tracking = {"tracking": True} if server is not None else {}
+    steps: dict[str, float] = {}
     print(f"\n== 2. Training pipeline under kfp.local ({', '.join(f'{k}={v}' for k, v in params.items())})")
     run = run_local(
         training,
@@ -191,38 +203,100 @@ def _loop(args: argparse.Namespace, workdir: Path, repo: Path, params: dict[str,
         **params,
         **tracking,
     )
+    steps["2. training pipeline"] = run.seconds
     print(f"Pipeline finished in {run.seconds:.1f} s: {run.root}")
     metrics = print_training_summary(run)
-    summary = {
+    summary: dict[str, Any] = {
         "params": params,
         "metrics": metrics,
         "seconds": run.seconds,
         "steps": {name: task.seconds for name, task in run.tasks.items()},
         "run_dir": str(run.root),
+        "promoted": "package-model" in run.tasks,
     }
-    model_dir = run.artifact("train-model", "model")
-    if not args.skip_serving:
-        print("\n== 3. Serve the bento (bentoml serve on 127.0.0.1) and classify extra images")
-        summary["serving"] = serve_and_show(run.artifact("package-model", "bento"))
-    if not args.skip_labelling:
-        from planets_mlops.app.labelling_demo import labelling_loop
+    if "package-model" not in run.tasks:
+        # The gate kept production (a weaker run than the registry's production model).
+        print_not_promoted(run)
+    else:
+        model_dir = run.artifact("train-model", "model")
+        bento = run.artifact("package-model", "bento")
+        if not args.skip_serving:
+            print("\n== 3. Serve the bento (bentoml serve on 127.0.0.1) and classify extra images")
+            started = time.monotonic()
+            summary["serving"] = serve_and_show(bento)
+            steps["3. serving"] = time.monotonic() - started
+        if not args.skip_labelling:
+            from planets_mlops.app.production_loop import run_loop
 
-        print("\n== 4. Labelling loop: Label Studio -> retraining pipeline")
-        loop = labelling_loop(
-            workdir, repo, model_dir, {**params, **tracking}, args.label_fraction, DATA_PATH
-        )
-        summary["labelling"] = loop
-        print_labelling_summary(loop, metrics)
-    if args.monitoring:
-        from planets_mlops.app.monitoring_demo import monitoring_step
+            print(
+                "\n== 4. The loop: production changes -> monitoring finds drift -> inbox to Label Studio "
+                "-> labels -> retraining -> gate -> the new model served"
+            )
+            started = time.monotonic()
+            loop = run_loop(
+                workdir, repo, model_dir, bento, {**params, **tracking}, shift=args.shift, data_path=DATA_PATH
+            )
+            steps["4. loop"] = time.monotonic() - started
+            summary["loop"] = loop.summary()
+            print_loop_summary(summary["loop"])
+        if args.monitoring:
+            from planets_mlops.app.monitoring_demo import monitoring_step
 
-        print("\n== 5. Monitoring: served traffic (darkened) -> prediction records -> monitoring pipeline")
-        summary["monitoring"] = monitoring_step(workdir, run.artifact("package-model", "bento"), model_dir)
+            print(
+                "\n== 5. Monitoring: served traffic (darkened) -> prediction records -> monitoring pipeline"
+            )
+            started = time.monotonic()
+            summary["monitoring"] = monitoring_step(workdir, bento, model_dir)
+            steps["5. monitoring"] = time.monotonic() - started
     if server is not None:
         summary["registry"] = print_registry_summary(server.url)
+    summary["step_seconds"] = steps
+    print("\n== Time per step")
+    for name, seconds in steps.items():
+        print(f"  {name:<22} {seconds:6.1f} s")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def print_not_promoted(run: Any) -> None:
+    """The gate's verdict of a training run it did not promote, and what that means."""
+    verdict = run.tasks["evaluate-model"].artifacts.get("verdict") if "evaluate-model" in run.tasks else None
+    print("\n== Not promoted: the gate kept the production model")
+    if verdict is not None and Path(verdict).is_file():
+        print(Path(verdict).read_text().strip())
+    print(
+        "Nothing was packaged, so there is nothing new to serve: production stays as it was "
+        "(planets-mlops models list shows it). Steps 3 to 5 need a promoted model."
+    )
+
+
+def print_loop_summary(loop: dict[str, Any]) -> None:
+    """Before/after served accuracy of the loop's test images, with 95 % intervals."""
+    print(
+        f"\nThe loop: {loop['traffic_images']} changed images sent, inbox {loop['inbox_items']}, monitor "
+        f"{loop['verdict']} ({loop['drifted_columns']} columns), {loop['labelled']} images labelled, "
+        f"promoted {loop['promoted']}"
+    )
+    print(f"  {'served accuracy (95 % interval)':<34}{'before':>22}{'after':>22}   gain (95 % interval)")
+    for kind in ("changed", "unchanged"):
+        figures = loop.get(kind) or {}
+        if "before" not in figures:
+            continue
+        cells = []
+        for when in ("before", "after"):
+            acc = figures.get(when)
+            cells.append(
+                f"{acc['accuracy']:.3f} [{acc['interval'][0]:.3f}, {acc['interval'][1]:.3f}]" if acc else "-"
+            )
+        paired = figures.get("paired")
+        gain = (
+            f"{paired['gain']:+.3f} [{paired['interval'][0]:+.3f}, {paired['interval'][1]:+.3f}]"
+            if paired
+            else "-"
+        )
+        label = f"{kind} test images ({figures['before']['images']})"
+        print(f"  {label:<34}{cells[0]:>22}{cells[1]:>22}   {gain}")
 
 
 def print_registry_summary(url: str) -> dict[str, Any]:
@@ -289,37 +363,6 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
         f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s"  # noqa: E501
     )
     return {"images": len(images), "right": right}
-
-
-def print_labelling_summary(loop: dict[str, Any], before: dict[str, float]) -> None:
-    """Print what the labelling loop imported and the production/retrained comparison.
-
-    Args:
-        loop: Figures of the labelling loop (new labels, skips, data set size, val_acc of
-            both models on the same validation images).
-        before: The production model's metrics from the ``training`` run.
-    """
-    print(
-        f"Labels imported: {loop['new_labels']} (skipped: {loop['skipped'] or 'none'}); "
-        f"data set now {loop['num_files']} files, DVC version {str(loop['published_commit'])[:8]}"
-    )
-    print(f"{'':<50}{'production':>12}{'retrained':>12}")
-    print(
-        f"{'val_acc, same validation images (unseen by both)':<50}"
-        f"{loop['production_val_acc_same_split']:>12.4f}{loop['retrained_val_acc']:>12.4f}"
-    )
-    if loop["held_out_images"]:
-        print(
-            f"{'accuracy, ' + str(loop['held_out_images']) + ' extra images nobody labelled':<50}"
-            f"{loop['held_out_acc_production']:>12.4f}{loop['held_out_acc_retrained']:>12.4f}"
-        )
-    print(f"Promoted: {loop['promoted']} (production val_acc on its own split was {before['val_acc']:.4f})")
-    if not loop["promoted"]:
-        print(
-            "The retrained model did not beat production on images neither trained on, so the pipeline "
-            "kept production\n(no package, no new predictions). One 10-epoch run varies by about +-3 points "
-            "with the seed: see docs/labelling.md."
-        )
 
 
 if __name__ == "__main__":

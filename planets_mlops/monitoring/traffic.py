@@ -11,6 +11,10 @@ Shifts (:data:`SHIFTS`), applied to the image bytes before the service sees them
 
 - ``darken``: brightness scaled by 0.5 (an under-exposed camera);
 - ``rotate``: turned by 90 degrees (a camera mounted sideways);
+- ``swap_rb``: red and blue channels swapped (a new camera whose driver delivers BGR, an
+  everyday colour-balance change that no training augmentation covers: the production
+  change of the quickstart's loop, :mod:`planets_mlops.app.production_loop`);
+- ``zoom``: the centre 80 of 128 pixels scaled back to the full size (a longer focal length);
 - a class mix is a choice of images, not a transform: :func:`extra_images` picks the
   bundled ``extra`` images of some classes only.
 """
@@ -37,9 +41,11 @@ from planets_mlops.monitoring.records import (
 )
 from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
 
-SHIFTS = ("none", "darken", "rotate")
+SHIFTS = ("none", "darken", "rotate", "swap_rb", "zoom")
 DARKEN_FACTOR = 0.5
 ROTATE_DEGREES = 90
+# The share of the side ``zoom`` keeps: 80 of 128 pixels.
+ZOOM_KEEP = 80 / 128
 
 
 def shift_image(data: bytes, shift: str) -> bytes:
@@ -58,8 +64,16 @@ def shift_image(data: bytes, shift: str) -> bytes:
         image = opened.convert("RGB")
     if shift == "darken":
         image = ImageEnhance.Brightness(image).enhance(DARKEN_FACTOR)
-    else:
+    elif shift == "rotate":
         image = image.rotate(ROTATE_DEGREES)
+    elif shift == "swap_rb":
+        red, green, blue = image.split()
+        image = Image.merge("RGB", (blue, green, red))
+    else:
+        width, height = image.size
+        left, top = round(width * (1 - ZOOM_KEEP) / 2), round(height * (1 - ZOOM_KEEP) / 2)
+        box = (left, top, left + round(width * ZOOM_KEEP), top + round(height * ZOOM_KEEP))
+        image = image.crop(box).resize((width, height), Image.Resampling.BILINEAR)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=95)
     return out.getvalue()
