@@ -13,7 +13,8 @@ and McNemar for the gain).
 Target: the changed-traffic accuracy gains at least 30 points at every seed; unchanged
 accuracy not worse beyond noise (McNemar p >= 0.05 or no loss).
 
-    nice -n 10 .venv/bin/python scripts/bench_loop.py [--seeds 5241,1,2] [--shift swap_rb] [--json F]
+    nice -n 10 .venv/bin/python scripts/bench_loop.py [--seeds 5241,1,2] [--shift swap_rb] \\
+        [--max-tasks 100] [--json F]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TARGET_GAIN = 0.30
 
 
-def one_seed(seed: int, shift: str, work: Path, epochs: int | None) -> dict[str, Any]:
+def one_seed(seed: int, shift: str, work: Path, epochs: int | None, max_tasks: int) -> dict[str, Any]:
     """Train at ``seed``, run one turn of the loop, return its figures and stage times."""
     from planets_mlops.pipelines.training import training
 
@@ -65,6 +66,7 @@ def one_seed(seed: int, shift: str, work: Path, epochs: int | None) -> dict[str,
         shift=shift,
         seed=seed,
         data_path=DATA_PATH,
+        max_tasks=max_tasks,
     )
     figures = result.summary()
     figures["stages_s"] = {"train": round(train_s, 1), **figures["stages_s"]}
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", default="5241,1,2", help="comma-separated seeds (default 5241,1,2)")
     parser.add_argument("--shift", default="swap_rb", help="the production change (default swap_rb)")
+    parser.add_argument("--max-tasks", type=int, default=100, help="inbox images labelled at most (0: all)")
     parser.add_argument("--epochs", type=int, help="override the training epochs (default the suite's)")
     parser.add_argument(
         "--workdir", type=Path, help="keep each seed's files here (default: a temporary folder)"
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"bench-loop-{seed}-") as tmp:
             work = (args.workdir / f"seed-{seed}") if args.workdir else Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
-            rows.append(one_seed(seed, args.shift, work.resolve(), args.epochs))
+            rows.append(one_seed(seed, args.shift, work.resolve(), args.epochs, args.max_tasks))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
     print_table(rows)

@@ -53,6 +53,8 @@ SHIFT_STORY = {
     "rotate": "a camera mounted sideways: images turned by 90 degrees",
 }
 TRAFFIC_SHARE = 0.6
+# A person labels the hardest inbox images first and stops after a while: this many.
+MAX_TASKS = 100
 Z95 = 1.959963984540054
 
 
@@ -320,6 +322,7 @@ def run_loop(
     shift: str = SHIFT,
     seed: int = 5241,
     data_path: str = "data/raw",
+    max_tasks: int = MAX_TASKS,
     echo: bool = True,
 ) -> LoopResult:
     """One turn of the loop (module docstring) against the production model of a training run.
@@ -334,6 +337,7 @@ def run_loop(
         shift: The production change (:data:`planets_mlops.monitoring.traffic.SHIFTS`).
         seed: Seed of the traffic/test split.
         data_path: The data set's path in the repository.
+        max_tasks: Most inbox items the alert turns into tasks, the hardest (0: all).
         echo: Print what happens.
 
     Returns:
@@ -390,6 +394,7 @@ def run_loop(
                     push_to_label_studio=True,
                     label_studio_project=title,
                     inbox_uri=str(inbox_uri),
+                    inbox_max_tasks=max_tasks,
                 )
             result.verdict = str(check.tasks["detect-drift"].parameters["Output"])
             metrics = check.metadata("detect-drift", "metrics")
