@@ -172,16 +172,53 @@ def classify(url: str, images: Sequence[Path], truths: Sequence[str]) -> Outcome
     )
 
 
-def measure(bento: Path, plan: TrafficPlan, changed: Sequence[Path]) -> dict[str, Outcome]:
-    """Serve ``bento`` (no records, no inbox) and classify the test images, unchanged and changed."""
+@dataclass(frozen=True)
+class Turn:
+    """The images of one turn: the split, the changed copies and the truth of each by hash.
+
+    Attributes:
+        folder: Where the turn's files go (records, inbox, changed images).
+        shift: The production change.
+        seed: Seed of the split.
+        plan: Traffic and test images (unchanged originals).
+        changed_test: The test images changed, same order.
+        changed_traffic: The traffic images changed, same order.
+        truth: True class by SHA-256 of the changed traffic images' bytes.
+    """
+
+    folder: Path
+    shift: str
+    seed: int
+    plan: TrafficPlan
+    changed_test: list[Path]
+    changed_traffic: list[Path]
+    truth: dict[str, str]
+
+    @classmethod
+    def make(cls, workdir: Path, shift: str = SHIFT, seed: int = 5241) -> Turn:
+        """Empty ``workdir/loop`` and write the changed images of a new turn there."""
+        folder = Path(workdir) / "loop"
+        shutil.rmtree(folder, ignore_errors=True)
+        plan = plan_traffic(seed)
+        changed_test, _ = changed_copies(plan.test, shift, folder / "test-changed")
+        changed_traffic, truth = changed_copies(plan.traffic, shift, folder / "traffic-changed")
+        return cls(folder, shift, seed, plan, changed_test, changed_traffic, truth)
+
+    def measure(self, url: str) -> dict[str, Outcome]:
+        """Classify the test images over HTTP at ``url``, unchanged and changed."""
+        truths = [true_label(p) for p in self.plan.test]
+        return {
+            "unchanged": classify(url, self.plan.test, truths),
+            "changed": classify(url, self.changed_test, truths),
+        }
+
+
+def measure(bento: Path, turn: Turn) -> dict[str, Outcome]:
+    """Serve ``bento`` (no records, no inbox) and classify the turn's test images."""
     from planets_mlops.serve_local import serve_bento
 
-    truths = [true_label(p) for p in plan.test]
     with serve_bento(bento, env={"PLANETS_WORKERS": "1"}, ready_timeout=120) as server:
-        return {
-            "unchanged": classify(server.url, plan.test, truths),
-            "changed": classify(server.url, changed, truths),
-        }
+        return turn.measure(server.url)
 
 
 @contextmanager
@@ -215,6 +252,7 @@ class LoopResult:
     records: int = 0
     tasks: int = 0
     labelled: int = 0
+    new_labels: int = 0
     promoted: bool = False
     gate: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
@@ -233,6 +271,7 @@ class LoopResult:
             "records": self.records,
             "tasks": self.tasks,
             "labelled": self.labelled,
+            "new_labels": self.new_labels,
             "promoted": self.promoted,
             "gate": self.gate,
             "stages_s": {k: round(v, 1) for k, v in self.stages.items()},
@@ -324,6 +363,8 @@ def run_loop(
     data_path: str = "data/raw",
     max_tasks: int = MAX_TASKS,
     echo: bool = True,
+    turn: Turn | None = None,
+    before: dict[str, Outcome] | None = None,
 ) -> LoopResult:
     """One turn of the loop (module docstring) against the production model of a training run.
 
@@ -339,6 +380,9 @@ def run_loop(
         data_path: The data set's path in the repository.
         max_tasks: Most inbox items the alert turns into tasks, the hardest (0: all).
         echo: Print what happens.
+        turn: The turn's images (:meth:`Turn.make`); made here when None.
+        before: Production's outcomes on the turn's test images, when measured already
+            (the quickstart measures them while it shows its serving step).
 
     Returns:
         The measured turn.
@@ -351,18 +395,18 @@ def run_loop(
     from planets_mlops.pipelines.retraining import retraining
 
     say = print if echo else (lambda *args, **kwargs: None)
-    folder = Path(workdir) / "loop"
-    shutil.rmtree(folder, ignore_errors=True)
-    plan = plan_traffic(seed)
-    result = LoopResult(shift, seed, len(plan.traffic), len(plan.test))
+    turn = turn or Turn.make(workdir, shift, seed)
+    shift, seed, folder = turn.shift, turn.seed, turn.folder
+    changed_traffic, truth = turn.changed_traffic, turn.truth
+    result = LoopResult(shift, seed, len(turn.plan.traffic), len(turn.plan.test))
     watch = Stopwatch(result.stages, echo)
-    changed_test, _ = changed_copies(plan.test, shift, folder / "test-changed")
-    changed_traffic, truth = changed_copies(plan.traffic, shift, folder / "traffic-changed")
 
     say(f"Production change: {SHIFT_STORY.get(shift, shift)}.")
-    with watch.stage("before"):
-        result.before = measure(bento, plan, changed_test)
-    _print_accuracy(say, "production", result.before)
+    if before is None:
+        with watch.stage("before"):
+            before = measure(bento, turn)
+        print_accuracy(say, "production", before)
+    result.before = before
 
     records, inbox_uri = folder / "records", folder / "inbox"
     with watch.stage("traffic"):
@@ -427,6 +471,7 @@ def run_loop(
                     **params,
                 )
     result.retraining_run = str(run.root)
+    result.new_labels = int(run.metadata("import-labels", "merged").get("new_labels") or 0)
     result.promoted = (
         bool(run.tasks["evaluate-model"].parameters.get("Output")) if "evaluate-model" in run.tasks else False
     )
@@ -451,8 +496,8 @@ def run_loop(
         say("Not promoted: production stays, nothing new is served.")
         return result
     with watch.stage("after"):
-        result.after = measure(run.artifact("package-model", "bento"), plan, changed_test)
-    _print_accuracy(say, "retrained", result.after)
+        result.after = measure(run.artifact("package-model", "bento"), turn)
+    print_accuracy(say, "retrained", result.after)
     return result
 
 
@@ -468,7 +513,8 @@ def _gate_line(result: LoopResult, run: Any) -> str:
     )
 
 
-def _print_accuracy(say: Any, who: str, outcomes: dict[str, Outcome]) -> None:
+def print_accuracy(say: Any, who: str, outcomes: dict[str, Outcome]) -> None:
+    """One line per kind of test image: accuracy, 95 % interval, share the guard recognised."""
     for kind, outcome in outcomes.items():
         low, high = outcome.interval
         say(

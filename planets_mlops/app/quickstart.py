@@ -218,23 +218,34 @@ def _loop(args: argparse.Namespace, workdir: Path, repo: Path, params: dict[str,
         # The gate kept production (a weaker run than the registry's production model).
         print_not_promoted(run)
     else:
+        from planets_mlops.app.production_loop import Turn, run_loop
+
         model_dir = run.artifact("train-model", "model")
         bento = run.artifact("package-model", "bento")
+        turn = (
+            None if args.skip_labelling else Turn.make(workdir, args.shift, params.get("prepare_seed", 5241))
+        )
+        before = None
         if not args.skip_serving:
             print("\n== 3. Serve the bento (bentoml serve on 127.0.0.1) and classify extra images")
             started = time.monotonic()
-            summary["serving"] = serve_and_show(bento)
+            summary["serving"], before = serve_and_show(bento, turn)
             steps["3. serving"] = time.monotonic() - started
-        if not args.skip_labelling:
-            from planets_mlops.app.production_loop import run_loop
-
+        if turn is not None:
             print(
                 "\n== 4. The loop: production changes -> monitoring finds drift -> inbox to Label Studio "
                 "-> labels -> retraining -> gate -> the new model served"
             )
             started = time.monotonic()
             loop = run_loop(
-                workdir, repo, model_dir, bento, {**params, **tracking}, shift=args.shift, data_path=DATA_PATH
+                workdir,
+                repo,
+                model_dir,
+                bento,
+                {**params, **tracking},
+                data_path=DATA_PATH,
+                turn=turn,
+                before=before,
             )
             steps["4. loop"] = time.monotonic() - started
             summary["loop"] = loop.summary()
@@ -275,7 +286,8 @@ def print_loop_summary(loop: dict[str, Any]) -> None:
     """Before/after served accuracy of the loop's test images, with 95 % intervals."""
     print(
         f"\nThe loop: {loop['traffic_images']} changed images sent, inbox {loop['inbox_items']}, monitor "
-        f"{loop['verdict']} ({loop['drifted_columns']} columns), {loop['labelled']} images labelled, "
+        f"{loop['verdict']} ({loop['drifted_columns']} columns), {loop['labelled']} images labelled "
+        f"({loop['new_labels']} labelled images imported by retraining), "
         f"promoted {loop['promoted']}"
     )
     print(f"  {'served accuracy (95 % interval)':<34}{'before':>22}{'after':>22}   gain (95 % interval)")
@@ -337,17 +349,30 @@ def one_extra_image_per_class() -> list[Path]:
     return [chosen[name] for name in sorted(chosen)]
 
 
-def serve_and_show(bento: Path) -> dict[str, Any]:
-    """Serve ``bento`` on a free port, classify one extra image per class, print the answers."""
+def serve_and_show(bento: Path, turn: Any = None) -> tuple[dict[str, Any], Any]:
+    """Serve ``bento`` on a free port, classify one extra image per class, print the answers.
+
+    Args:
+        bento: The bento archive.
+        turn: A :class:`~planets_mlops.app.production_loop.Turn`: its test images are also
+            classified by the same server (production's accuracy before the loop).
+
+    Returns:
+        The figures of the shown images, and production's outcomes on the turn's test
+        images (None without a turn).
+    """
     import time
 
     from planets_mlops.app.labelling_demo import true_label
-    from planets_mlops.net import free_port
-    from planets_mlops.serve_local import serve_and_classify
+    from planets_mlops.serve_local import classify_files, serve_bento
 
     images = one_extra_image_per_class()
     started = time.monotonic()
-    results = serve_and_classify(bento, images, free_port())
+    before = None
+    with serve_bento(Path(bento), env={"PLANETS_WORKERS": "1"}, ready_timeout=120) as server:
+        results = classify_files(server.url, images)
+        if turn is not None:
+            before = turn.measure(server.url)
     right = 0
     for path, result in zip(images, results):
         truth = true_label(path)
@@ -362,7 +387,12 @@ def serve_and_show(bento: Path) -> dict[str, Any]:
     print(
         f"  {right}/{len(images)} right; server started, answered and stopped in {time.monotonic() - started:.1f} s"  # noqa: E501
     )
-    return {"images": len(images), "right": right}
+    if before is not None:
+        from planets_mlops.app.production_loop import print_accuracy
+
+        print(f"  The loop's {len(turn.plan.test)} test images (extra images no model trains on), before:")
+        print_accuracy(print, "production", before)
+    return {"images": len(images), "right": right}, before
 
 
 if __name__ == "__main__":
