@@ -178,7 +178,8 @@ def start_tracking(workdir: Path) -> Any:
     """A local ``mlflow server`` for the quickstart, with ``MLFLOW_TRACKING_URI`` pointing at it."""
     from planets_mlops.registry.server import start_server
 
-    server = start_server(workdir / "mlflow")
+    # A loaded 2-core machine can take more than the default 90 s to start it.
+    server = start_server(workdir / "mlflow", ready_timeout_s=240)
     os.environ["MLFLOW_TRACKING_URI"] = server.url
     print(f"MLflow tracking server {server.url} (SQLite and artifacts in {workdir / 'mlflow'})")
     return server
