@@ -1,4 +1,4 @@
-"""Small named helpers that set platform options on tasks (GPU, resources, retries, secrets).
+"""Small named helpers that set platform options on tasks (GPU, resources, timeouts, retries, secrets).
 
 Compile-time options come in two objects: :class:`GpuOptions` (where training runs) and
 :class:`ClusterOptions` (retries, how step code reaches the bucket). ``kfp.local`` ignores
@@ -8,6 +8,7 @@ each backoff), so the pipelines built for local runs use :data:`LOCAL` (no retri
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from kfp import dsl, kubernetes
@@ -22,26 +23,34 @@ GCS_KEY_DIR = "/var/secrets/gcs"
 
 @dataclass(frozen=True)
 class GpuOptions:
-    """Compile-time GPU placement of the training task (``count=0``: CPU only).
+    """Compile-time placement of the training task (``count=0``: CPU only).
 
     ``cpu`` and ``memory`` are the training task's requests and limits (equal, so the
-    pod is Guaranteed and is not evicted mid-epoch).
+    main container never uses more than the scheduler reserved for it). Empty: the
+    defaults of the placement, :data:`GPU_TRAIN_RESOURCES` on a GPU node (g2-standard-8)
+    and :data:`CPU_TRAIN_RESOURCES` without one, sized to fit one node of the documented
+    CPU pool (e2-standard-4 after GKE's reservations, :data:`CPU_POOL_ALLOCATABLE`).
+
+    The pod is Burstable, not Guaranteed: KFP's init container and Argo's ``wait``
+    sidecar carry no limits in upstream's executor settings, and a pod is Guaranteed
+    only when every container is.
 
     Raises:
-        InvalidParameterError: ``count`` is negative or above 1. ``train_model`` builds
-            one Keras model with no ``tf.distribute`` strategy, so a second GPU would be
-            reserved (and billed) and never used.
+        InvalidParameterError: ``count`` is negative or above 1 (``train_model`` builds one
+            Keras model with no ``tf.distribute`` strategy, so a second GPU would be
+            reserved, billed and never used), or ``cpu``/``memory`` is not a Kubernetes
+            quantity.
     """
 
     count: int = 1
     node_pool: str = "gpu-pool"
     node_pool_label: str = "cloud.google.com/gke-nodepool"
     shm_size: str = "2Gi"
-    cpu: str = "4"
-    memory: str = "16Gi"
+    cpu: str = ""
+    memory: str = ""
 
     def __post_init__(self) -> None:
-        """Refuse GPU counts the training code cannot use."""
+        """Refuse GPU counts the training code cannot use and sizes that are not quantities."""
         if self.count < 0 or self.count > 1:
             raise InvalidParameterError(
                 "gpu count",
@@ -51,17 +60,58 @@ class GpuOptions:
                 "would be reserved and never used; use a larger GPU (e.g. "
                 "--gpu-node-pool a100) instead of more of them.",
             )
+        for name, value in (("cpu", self.cpu), ("memory", self.memory)):
+            if value:
+                quantity(name, value)
 
     @property
     def label(self) -> str:
         """``GPU`` or ``CPU``: what the training task's display name says it runs on."""
         return "GPU" if self.count > 0 else "CPU"
 
+    @property
+    def sizes(self) -> tuple[str, str]:
+        """``(cpu, memory)`` of the training task: the given ones, else the placement's."""
+        default = GPU_TRAIN_RESOURCES if self.count > 0 else CPU_TRAIN_RESOURCES
+        return self.cpu or default[0], self.memory or default[1]
+
     def apply(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
         """Place ``task`` on a GPU node (or only size its CPU/memory when ``count`` is 0)."""
+        cpu, memory = self.sizes
         if self.count <= 0:
-            return with_resources(task, Resources(self.cpu, self.memory, self.cpu, self.memory))
-        return on_gpu(task, **asdict(self))
+            return with_resources(task, Resources(cpu, memory, cpu, memory))
+        return on_gpu(task, **{**asdict(self), "cpu": cpu, "memory": memory})
+
+
+GPU_TRAIN_RESOURCES = ("4", "16Gi")
+"""Training on a GPU node (g2-standard-8: 8 vCPU, 32 GB): half of it, the rest for the system."""
+CPU_POOL_ALLOCATABLE = ("3920m", "13.3Gi")
+"""What GKE leaves to pods on one e2-standard-4 (4 vCPU, 16 GB): GKE reserves 80m CPU and
+2.6 GiB memory (25% of the first 4 GiB, 20% of the next 4, 10% of the next 8) plus the
+100 MiB eviction threshold."""
+CPU_TRAIN_RESOURCES = ("3", "10Gi")
+"""CPU-only training: fits :data:`CPU_POOL_ALLOCATABLE` with room for GKE's own DaemonSets
+(kube-proxy, logging and metrics agents, CSI: under 0.5 CPU and 1 GiB together)."""
+
+_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUFFIX = {
+    "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+}  # fmt: skip
+
+
+def quantity(name: str, value: str) -> float:
+    """The number a Kubernetes quantity (``"500m"``, ``"4"``, ``"10Gi"``) stands for.
+
+    Raises:
+        InvalidParameterError: ``value`` is not a quantity.
+    """
+    found = _QUANTITY.match(str(value).strip())
+    if not found:
+        raise InvalidParameterError(
+            name, value, "a Kubernetes quantity such as 2, 1500m, 8Gi or 8000Mi", f"Pass e.g. --{name} 2."
+        )
+    return float(found.group(1)) * _SUFFIX[found.group(3) or ""]
 
 
 @dataclass(frozen=True)
@@ -95,14 +145,73 @@ STEP_RESOURCES: dict[str, Resources] = {
 """Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`)."""
 
 
+# Each task's pod deadline (``activeDeadlineSeconds``): a hung clone, lock wait or image
+# pull fails the attempt instead of blocking a schedule that runs one run at a time. About
+# ten times what each step takes on the bundled data set (scripts/bench_pipeline.py), so
+# a few thousand more images still fit; training: CPU-only epochs are the slow case.
+STEP_TIMEOUTS: dict[str, int] = {
+    "pull-data": 30 * 60,
+    "import-labels": 30 * 60,
+    "check-new-labels": 10 * 60,
+    "prepare-dataset": 30 * 60,
+    "train-model": 4 * 3600,
+    "evaluate-model": 30 * 60,
+    "package-model": 30 * 60,
+    "deploy-model": 30 * 60,
+    "push-predictions": 30 * 60,
+    "create-inbox-tasks": 30 * 60,
+    "detect-drift": 30 * 60,
+    "raise-alert": 10 * 60,
+    "register-model": 20 * 60,
+    "promote-model": 10 * 60,
+}
+"""Seconds each task may run per attempt, by task name (every task of every pipeline)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries with exponential backoff (Argo ``retryStrategy`` on a cluster)."""
+    """Retries with exponential backoff: Argo's ``retryStrategy`` on a cluster.
+
+    KFP 2.17 compiles ``set_retry`` to ``limit``, ``backoff.duration``, ``backoff.factor``
+    and ``backoff.maxDuration`` (``backend/src/v2/compiler/argocompiler/container.go``),
+    never a ``retryPolicy``: Argo takes that from the workflow controller's
+    ``templateDefaults``, ``OnError`` in upstream's install, which retries Argo errors only.
+    ``kustomize/argo/workflow-defaults.yaml`` sets it to ``Always`` (docs/cluster-loop.md).
+
+    ``backoff.maxDuration`` is NOT a cap on one wait: Argo v4 measures it from the first
+    attempt's start, fails the task once it is over and kills a retry's pod at it
+    (``workflow/controller/operator.go``, ``processNodeRetries``). So :meth:`window` sizes
+    it for every attempt running to its timeout plus every wait.
+    """
 
     num_retries: int = 3
     backoff_duration: str = "30s"
     backoff_factor: float = 2.0
-    backoff_max_duration: str = "10m"
+
+    def waits(self) -> list[int]:
+        """Seconds Argo waits before each retry: duration x factor^(retry - 1)."""
+        from kfp.dsl.structures import convert_duration_to_seconds
+
+        base = convert_duration_to_seconds(self.backoff_duration)
+        return [int(base * self.backoff_factor**i) for i in range(self.num_retries)]
+
+    def window(self, timeout_s: int) -> str:
+        """``backoff.maxDuration`` for a task of ``timeout_s`` per attempt: room for all of them."""
+        return f"{(self.num_retries + 1) * timeout_s + sum(self.waits())}s"
+
+    def apply(self, task: dsl.PipelineTask, timeout_s: int) -> dsl.PipelineTask:
+        """Set this policy on ``task`` (``num_retries=0``: an explicit "never retry")."""
+        return task.set_retry(
+            num_retries=self.num_retries,
+            backoff_duration=self.backoff_duration,
+            backoff_factor=self.backoff_factor,
+            backoff_max_duration=self.window(timeout_s),
+        )
+
+
+NEVER_RETRY = RetryPolicy(num_retries=0, backoff_duration="0s")
+"""Compiled as Argo ``limit: "0"``, which overrides the controller's default limit (2 in
+upstream's ``templateDefaults``): steps with outside effects that must not run twice."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +219,8 @@ class ClusterOptions:
     """Compile-time cluster options shared by every step.
 
     Attributes:
-        retry: Retry policy of the idempotent steps; None: no retries (local runs).
+        retry: Retry policy of the idempotent steps; None: no retry settings at all (local
+            runs: ``kfp.local`` sleeps through each backoff).
         gcs_key_secret: Secret (in the KFP namespace) with a service-account ``key.json``
             mounted into every step, with ``GOOGLE_APPLICATION_CREDENTIALS`` pointing at it.
             The KFP launcher runs inside the step's container, so it uses the same key.
@@ -137,10 +247,16 @@ class ClusterOptions:
                 "e.g. gcs-serving-credentials.",
             )
 
-    def apply(self, task: dsl.PipelineTask, *, idempotent: bool) -> dsl.PipelineTask:
-        """Set the retry policy (idempotent steps only) and the bucket credentials on ``task``."""
-        if idempotent and self.retry is not None:
-            task.set_retry(**asdict(self.retry))
+    def apply(self, task: dsl.PipelineTask, name: str, *, idempotent: bool) -> dsl.PipelineTask:
+        """Timeout, retries and bucket credentials of task ``name`` (a key of :data:`STEP_TIMEOUTS`).
+
+        Idempotent steps get :attr:`retry`; the others :data:`NEVER_RETRY`, so that the
+        controller's default retries (Argo errors, twice, upstream) do not run them again.
+        """
+        timeout_s = STEP_TIMEOUTS[name]
+        kubernetes.set_timeout(task, timeout_s)
+        if self.retry is not None:
+            (self.retry if idempotent else NEVER_RETRY).apply(task, timeout_s)
         if self.gcs_key_secret:
             kubernetes.use_secret_as_volume(task, secret_name=self.gcs_key_secret, mount_path=GCS_KEY_DIR)
             task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_DIR}/key.json")
@@ -165,7 +281,7 @@ def with_resources(task: dsl.PipelineTask, resources: Resources) -> dsl.Pipeline
 def step(task: dsl.PipelineTask, name: str, cluster: ClusterOptions, *, idempotent: bool) -> dsl.PipelineTask:
     """Size a CPU step by :data:`STEP_RESOURCES` and apply ``cluster``'s options to it."""
     with_resources(task, STEP_RESOURCES[name])
-    return cluster.apply(task, idempotent=idempotent)
+    return cluster.apply(task, name, idempotent=idempotent)
 
 
 def on_gpu(
@@ -174,8 +290,8 @@ def on_gpu(
     node_pool: str = "gpu-pool",
     node_pool_label: str = "cloud.google.com/gke-nodepool",
     shm_size: str = "2Gi",
-    cpu: str = "4",
-    memory: str = "16Gi",
+    cpu: str = GPU_TRAIN_RESOURCES[0],
+    memory: str = GPU_TRAIN_RESOURCES[1],
 ) -> dsl.PipelineTask:
     """Run ``task`` on a GPU node: accelerator, node selector, GPU toleration, /dev/shm.
 

@@ -100,7 +100,7 @@ def add_train_and_evaluate(
         output_classes=train_output_classes,
         guard_coverage=train_guard_coverage,
     ).set_display_name(f"Train model ({gpu.label})")
-    cluster.apply(gpu.apply(train), idempotent=True)
+    cluster.apply(gpu.apply(train), "train-model", idempotent=True)
     evaluate = evaluate_model(
         prepared=prepare.outputs["prepared"],
         model=train.outputs["model"],

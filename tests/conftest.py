@@ -36,6 +36,7 @@ SERVER_FIXTURES = {
 FILE_TIERS = {
     "test_components.py": "component",
     "test_compile.py": "component",
+    "test_argo_retries.py": "component",
     "test_package.py": "component",
     "test_deploy_component.py": "component",
     "test_cli.py": "component",

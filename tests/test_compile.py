@@ -5,6 +5,7 @@ import yaml
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
 from planets_mlops.pipelines import PIPELINES
 from planets_mlops.pipelines.compile import compile_all, compile_pipeline
+from planets_mlops.pipelines.platform import STEP_TIMEOUTS
 
 from planets_mlops.errors import InvalidParameterError
 from tests.helpers import load_ir
@@ -96,7 +97,8 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
 
     spec, platform = load_ir(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
     assert "accelerator" not in _executor(spec, "train-model")["resources"]
-    assert "exec-train-model" not in platform.get("deploymentSpec", {}).get("executors", {})
+    cpu_train = platform["deploymentSpec"]["executors"]["exec-train-model"]
+    assert not {"nodeSelector", "tolerations", "emptyDirMounts"} & set(cpu_train)
     # The display name says where it runs: no "(GPU)" on a CPU-only build.
     assert spec["root"]["dag"]["tasks"]["train-model"]["taskInfo"]["name"] == "Train model (CPU)"
 
@@ -128,6 +130,50 @@ def test_cli_compile_passes_gpu_flags(tmp_path):
     )
     spec, _ = load_ir(tmp_path / "pipelines" / "training.yaml")
     assert "accelerator" not in _executor(spec, "train-model")["resources"]
+
+
+def test_cpu_fallback_fits_one_node_of_the_documented_pool(tmp_path):
+    from planets_mlops.pipelines.platform import CPU_POOL_ALLOCATABLE, GpuOptions, quantity
+
+    # docs/cluster-setup.md's default pool is e2-standard-4 (4 vCPU, 16 GB); a request above
+    # what GKE leaves to pods there keeps the training pod Pending forever.
+    spec, _ = load_ir(compile_pipeline("training", tmp_path, GpuOptions(count=0)))
+    train = _executor(spec, "train-model")["resources"]
+    cpu_free, memory_free = (quantity(n, v) for n, v in zip(("cpu", "memory"), CPU_POOL_ALLOCATABLE))
+    assert quantity("cpu", train["resourceCpuLimit"]) <= cpu_free - 0.5
+    assert quantity("memory", train["resourceMemoryLimit"]) <= memory_free - 2**30
+    assert train["resourceCpuRequest"] == train["resourceCpuLimit"]
+
+
+def test_cli_compile_sizes_the_training_task(tmp_path, capsys):
+    from planets_mlops.app.cli import main
+
+    args = ["compile", "training", "--out-dir", str(tmp_path), "--no-components"]
+    assert main([*args, "--gpu-count", "0", "--cpu", "2", "--memory", "6Gi"]) == 0
+    train = _executor(load_ir(tmp_path / "pipelines" / "training.yaml")[0], "train-model")["resources"]
+    assert (train["resourceCpuLimit"], train["resourceMemoryLimit"]) == ("2", "6Gi")
+    assert "accelerator" not in train
+    assert main([*args, "--memory", "12Gi"]) == 0  # GPU build: only the memory changes
+    train = _executor(load_ir(tmp_path / "pipelines" / "training.yaml")[0], "train-model")["resources"]
+    assert (train["resourceCpuLimit"], train["resourceMemoryLimit"]) == ("4", "12Gi")
+    assert main([*args, "--cpu", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert "cpu" in err and "'lots'" in err and "quantity" in err
+
+
+def test_gke_autopilot_selects_gpus_by_accelerator(tmp_path):
+    from planets_mlops.app.cli import main
+
+    # Autopilot manages its node pools: gke-nodepool=gpu-pool matches no node there, the
+    # accelerator label matches on Autopilot and on Standard GPU pools alike.
+    args = ["compile", "training", "--out-dir", str(tmp_path), "--no-components"]
+    assert (
+        main([*args, "--gpu-node-label", "cloud.google.com/gke-accelerator", "--gpu-node-pool", "nvidia-l4"])
+        == 0
+    )
+    _, platform = load_ir(tmp_path / "pipelines" / "training.yaml")
+    selector = platform["deploymentSpec"]["executors"]["exec-train-model"]["nodeSelector"]["labels"]
+    assert selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
 
 
 def _inner_tasks(spec, *conditions):
@@ -245,23 +291,26 @@ def test_every_task_has_requests_and_limits(compiled, name):
             assert resources["memoryRequest"] <= resources["memoryLimit"], task
         if not GPU_STEPS[name]:
             continue
-        # Training is Guaranteed (requests == limits): not evicted mid-epoch.
+        # Training's main container: requests == limits (the pod is still Burstable: KFP's
+        # init container and Argo's wait container have no limits).
         train = _executor(spec, "train-model")["resources"]
-        assert train["resourceCpuRequest"] == train["resourceCpuLimit"] == gpu.cpu
-        assert train["resourceMemoryRequest"] == train["resourceMemoryLimit"] == gpu.memory
+        assert train["resourceCpuRequest"] == train["resourceCpuLimit"] == gpu.sizes[0]
+        assert train["resourceMemoryRequest"] == train["resourceMemoryLimit"] == gpu.sizes[1]
 
 
 @pytest.mark.parametrize("name", sorted(CPU_STEPS))
 def test_idempotent_steps_retry_with_backoff_and_deploy_does_not(compiled, name):
     spec, _ = compiled(name)
     for task_name, task in _all_tasks(spec).items():
-        if task_name in NOT_RETRIED:
-            assert "retryPolicy" not in task, task_name
-            continue
         policy = task["retryPolicy"]
+        if task_name in NOT_RETRIED:
+            # An explicit 0 (omitted in the IR): the controller's default limit never applies.
+            assert policy.get("maxRetryCount", 0) == 0, task_name
+            continue
         assert policy["maxRetryCount"] == 3, task_name
         assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2.0, task_name
-        assert policy["backoffMaxDuration"] == "600s", task_name
+        # Argo's deadline for all attempts (tests/test_argo_retries.py), not a cap on one wait.
+        assert policy["backoffMaxDuration"] == f"{4 * STEP_TIMEOUTS[task_name] + 210}s", task_name
 
 
 def test_pipelines_built_for_kfp_local_do_not_retry(tmp_path):

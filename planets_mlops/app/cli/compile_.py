@@ -24,6 +24,14 @@ def register(sub: Any, parents: Parents) -> None:
     p.add_argument("--gpu-node-pool", help="node pool of GPU nodes (default gpu-pool)")
     p.add_argument("--gpu-node-label", help="node label naming pools (default cloud.google.com/gke-nodepool)")
     p.add_argument("--shm-size", help="size of the memory-backed /dev/shm of the training task (default 2Gi)")
+    p.add_argument(
+        "--cpu",
+        help="CPU request = limit of the training task (default 4 on a GPU node, 3 with --gpu-count 0)",
+    )
+    p.add_argument(
+        "--memory",
+        help="memory request = limit of the training task (default 16Gi; 10Gi with --gpu-count 0)",
+    )
     p.add_argument("--components-package", default="planets_mlops.components", help=argparse.SUPPRESS)
     p.set_defaults(handler=handle)
 
@@ -32,13 +40,16 @@ def gpu_options(args: argparse.Namespace) -> Any:
     """Compile-time GPU placement from flags; None keeps the pipeline's defaults.
 
     Raises:
-        InvalidParameterError: A negative ``--gpu-count``.
+        InvalidParameterError: A negative ``--gpu-count``, or ``--cpu``/``--memory`` that is
+            not a Kubernetes quantity.
     """
     given = {
         "count": args.gpu_count,
         "node_pool": args.gpu_node_pool,
         "node_pool_label": args.gpu_node_label,
         "shm_size": args.shm_size,
+        "cpu": args.cpu,
+        "memory": args.memory,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if not given:
