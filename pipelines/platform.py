@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from kfp import dsl, kubernetes
 
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.registry.settings import SECRET_ENV
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -328,13 +329,14 @@ def with_secret_env(
 
 
 MLFLOW_SECRET = "mlflow-tracking"
-MLFLOW_ENV = {
-    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-}
-"""Keys of the ``mlflow-tracking`` Secret, as MLflow's own variables (every key optional)."""
+MLFLOW_ENV = SECRET_ENV
+"""Keys of the ``mlflow-tracking`` Secret -> the step's variables (every key optional).
+
+Not MLflow's own names: KFP 2.17's MLflow plugin, when a cluster turns it on, sets
+``MLFLOW_TRACKING_URI`` (and, with bearer or basic auth, the credential variables) in the
+same container, and two definitions of one variable make an ambiguous pod. The steps adopt
+these as MLflow's variables where the plugin set none (``registry.settings.adopt_secret_env``).
+"""
 
 
 def with_mlflow_secret(task: dsl.PipelineTask, secret_name: str = MLFLOW_SECRET) -> dsl.PipelineTask:

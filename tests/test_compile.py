@@ -403,3 +403,36 @@ def test_no_pipeline_creates_volumes(compiled):
     for name in CPU_STEPS:
         text = yaml.safe_dump(compiled(name)).lower()
         assert "createpvc" not in text and "deletepvc" not in text and "pvcmount" not in text, name
+
+
+# What KFP 2.17's MLflow plugin sets in a step's container when a cluster turns it on
+# (backend/src/v2/common/plugins/mlflow/handler.go RetrieveUserContainerEnvVars and
+# backend/src/common/plugins/mlflow/config.go BuildCredentialEnvVars).
+PLUGIN_ENV = {
+    "MLFLOW_RUN_ID",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_WORKSPACE",
+    "MLFLOW_TRACKING_AUTH",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CPU_STEPS))
+def test_no_step_sets_a_variable_the_mlflow_plugin_sets(compiled, name):
+    from planets_mlops.pipelines.platform import KIND
+
+    for cluster in (None, KIND):
+        spec, platform = compiled(name, None, cluster)
+        executors = platform.get("deploymentSpec", {}).get("executors", {})
+        mlflow_steps = 0
+        for executor_name, executor in spec["deploymentSpec"]["executors"].items():
+            names = [e["name"] for e in executor["container"].get("env", [])]
+            for secret in executors.get(executor_name, {}).get("secretAsEnv", []):
+                names += [pair["envVar"] for pair in secret["keyToEnv"]]
+                mlflow_steps += secret["secretName"] == "mlflow-tracking"
+            assert not PLUGIN_ENV & set(names), (executor_name, sorted(PLUGIN_ENV & set(names)))
+            assert len(names) == len(set(names)), executor_name
+        assert mlflow_steps or name == "monitoring"

@@ -119,6 +119,23 @@ NEEDED = [
         None,
         ARGO + "workflow/executor/taskresult.go patchTaskResult, patchTaskResultLabels",
     ),
+    # With KFP's MLflow plugin on and its default auth "kubernetes", the driver and launcher
+    # (backend/src/common/plugins/mlflow/config.go ResolveRuntimeMLflowCredentials) and the
+    # steps (MLFLOW_TRACKING_AUTH=kubernetes, backend/src/v2/common/plugins/mlflow/handler.go)
+    # call Kubeflow's MLflow with the run's service-account token; that server authorizes each
+    # call as these verbs on experiments.mlflow.kubeflow.org (upstream's runner Role grants them).
+    *(
+        Call(
+            "Kubeflow MLflow (KFP MLflow plugin, kubernetes auth)",
+            "mlflow.kubeflow.org",
+            "experiments",
+            verb,
+            None,
+            KFP + "manifests/kustomize/base/pipeline/pipeline-runner-role.yaml; "
+            "backend/src/common/plugins/mlflow/config.go",
+        )
+        for verb in ("get", "list", "create", "update")
+    ),
 ]
 
 # The upstream pipeline-runner Role of KFP 2.17.0

@@ -181,16 +181,23 @@ def test_runs_nest_like_the_kfp_plugin(mlflow_client, monkeypatch):
     child = mlflow_client.get_run(first.run_id).data.tags
     assert parent["kfp.pipeline_run_id"] == "kfp-run-n"
     assert child["mlflow.parentRunId"] == first.parent_run_id and child["kfp.task_name"] == "register-model"
-    # With the plugin on, its parent and the task's run from the driver are used as they are.
+    # With the plugin on, the driver hands the task only MLFLOW_RUN_ID (its nested run, tagged
+    # with the parent), MLFLOW_EXPERIMENT_ID and MLFLOW_TRACKING_URI (KFP 2.17 handler.go).
     plugin_exp = mlflow_client.create_experiment("KFP-Default-test")
     plugin_parent = mlflow_client.create_run(
         plugin_exp, tags={"kfp.pipeline_run_id": "kfp-run-p"}
     ).info.run_id
     plugin_task = mlflow_client.create_run(plugin_exp, tags={"mlflow.parentRunId": plugin_parent}).info.run_id
-    monkeypatch.setenv("KFP_MLFLOW_PARENT_RUN_ID", plugin_parent)
+    monkeypatch.delenv("KFP_MLFLOW_PARENT_RUN_ID", raising=False)
     monkeypatch.setenv("MLFLOW_RUN_ID", plugin_task)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", plugin_exp)
     used = tracking.task_run(mlflow_client, "nesting", "kfp-run-p", "register-model", {})
     assert (used.run_id, used.parent_run_id, used.experiment_id) == (plugin_task, plugin_parent, plugin_exp)
+    assert mlflow_client.get_run(plugin_task).data.tags["kfp.task_name"] == "register-model"
+    # No second parent of our own next to the plugin's.
+    nesting = mlflow_client.get_experiment_by_name("nesting").experiment_id
+    tagged = mlflow_client.search_runs([plugin_exp, nesting], "tags.`kfp.pipeline_run_id` = 'kfp-run-p'")
+    assert [r.info.run_id for r in tagged if "mlflow.parentRunId" not in r.data.tags] == [plugin_parent]
 
 
 def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch):
@@ -282,3 +289,32 @@ def test_cli_rollback_redeploys_the_previous_versions_bento(
     assert result["release"]["deployed"]["revision"] == result["deployed"]["revision"]
     info = reg.version_info(mlflow_client, model_name, "1")
     assert info["tags"]["planets.deployed_revision"] == str(result["deployed"]["revision"])
+
+
+def test_the_secret_never_overrides_the_kfp_mlflow_plugin():
+    from planets_mlops.registry.settings import secret_env
+
+    secret = {
+        "PLANETS_MLFLOW_TRACKING_URI": "http://ours:5000",
+        "PLANETS_MLFLOW_TRACKING_TOKEN": "our-token",
+    }
+    # Plugin off: the Secret's values become MLflow's.
+    assert secret_env(secret) == {
+        "MLFLOW_TRACKING_URI": "http://ours:5000",
+        "MLFLOW_TRACKING_TOKEN": "our-token",
+    }
+    # Plugin on with another server: its URI stays, and our token is not sent there.
+    plugin = {
+        **secret,
+        "MLFLOW_TRACKING_URI": "http://kubeflow-mlflow:8080",
+        "MLFLOW_TRACKING_AUTH": "kubernetes",
+    }
+    assert secret_env(plugin) == {}
+    # Plugin on with the same server and no credentials of its own: our token is used.
+    assert secret_env({**secret, "MLFLOW_TRACKING_URI": "http://ours:5000/"}) == {
+        "MLFLOW_TRACKING_TOKEN": "our-token"
+    }
+    # The plugin's own credentials win.
+    same = {**secret, "MLFLOW_TRACKING_URI": "http://ours:5000", "MLFLOW_TRACKING_TOKEN": "plugin-token"}
+    assert secret_env(same) == {}
+    assert TrackingSettings.from_env(secret).tracking_uri == "http://ours:5000"

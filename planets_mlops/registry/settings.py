@@ -1,9 +1,11 @@
 """Where the MLflow tracking server is, and a fast check that it answers.
 
-The URI comes from ``MLFLOW_TRACKING_URI`` (on a cluster, from the Kubernetes Secret
-``mlflow-tracking``, see ``docs/registry.md``); credentials from MLflow's own variables
+The URI comes from ``MLFLOW_TRACKING_URI``; credentials from MLflow's own variables
 (``MLFLOW_TRACKING_TOKEN``, or ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``),
-which the MLflow client reads itself. The client's own retries (7 by default, with
+which the MLflow client reads itself. On a cluster the Kubernetes Secret ``mlflow-tracking``
+(``docs/registry.md``) arrives as ``PLANETS_MLFLOW_*`` (:data:`SECRET_ENV`), so that it
+never defines a variable twice next to KFP's MLflow plugin, which sets MLflow's own;
+:func:`adopt_secret_env` turns them into MLflow's where the plugin set none. The client's own retries (7 by default, with
 backoff: minutes against a dead server) are cut down so a step fails in seconds.
 """
 
@@ -24,6 +26,40 @@ from planets_mlops.knobs import RegistryParams
 log = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+SECRET_ENV = {key: f"PLANETS_{key}" for key in (TRACKING_URI_ENV, *CREDENTIAL_ENV)}
+"""Keys of the ``mlflow-tracking`` Secret -> the variables a step gets them as."""
+
+
+def secret_env(env: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's variables that ``env``'s ``PLANETS_MLFLOW_*`` add (the plugin's win).
+
+    The Secret's URI applies when no ``MLFLOW_TRACKING_URI`` is set (the plugin is off).
+    Its credentials apply only while the URI in effect is the Secret's: they are never sent
+    to the plugin's server when that is another one.
+    """
+    ours = env.get(SECRET_ENV[TRACKING_URI_ENV], "").strip()
+    current = env.get(TRACKING_URI_ENV, "").strip()
+    added = {}
+    if ours and not current:
+        added[TRACKING_URI_ENV] = ours
+    if not current or current.rstrip("/") == ours.rstrip("/"):
+        for key in CREDENTIAL_ENV:
+            value = env.get(SECRET_ENV[key], "")
+            if value and not env.get(key):
+                added[key] = value
+    return added
+
+
+def adopt_secret_env() -> dict[str, str]:
+    """Set in this process the MLflow variables :func:`secret_env` adds; returns them."""
+    added = secret_env(os.environ)
+    os.environ.update(added)
+    if added:
+        log.info("MLflow settings from the mlflow-tracking Secret: %s", sorted(added))
+    return added
+
+
 FIX = (
     "Start the server or fix MLFLOW_TRACKING_URI (on a cluster: the mlflow-tracking Secret, "
     "docs/registry.md); run with tracking=False to work without a registry, or "
@@ -52,7 +88,11 @@ class TrackingSettings:
         Raises:
             InvalidParameterError: the variable is not set or is not a URI.
         """
-        env = os.environ if env is None else env
+        if env is None:
+            adopt_secret_env()
+            env = os.environ
+        else:
+            env = {**env, **secret_env(env)}
         uri = env.get(TRACKING_URI_ENV, "").strip()
         if not uri:
             raise InvalidParameterError(

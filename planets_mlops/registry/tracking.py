@@ -1,12 +1,12 @@
 """One MLflow run per pipeline run, nested as the KFP MLflow plugin nests them.
 
-KFP 2.17's MLflow plugin (when a cluster turns it on) creates, per KFP run, a parent run
-tagged ``kfp.pipeline_run_id`` (and ``kfp.pipeline_run_url``, ``kfp.pipeline_id``,
-``kfp.pipeline_version_id``), and per task a nested run tagged ``mlflow.parentRunId`` and
-``kfp.task_name``; the driver hands the task its nested run as ``MLFLOW_RUN_ID`` and the
-parent as ``KFP_MLFLOW_PARENT_RUN_ID``. This module does the same and reuses what exists:
-the plugin's runs when they are there, else a parent whose tag names this KFP run, else it
-creates one. So a cluster with the plugin on sees one tree, and a retried task logs into
+KFP 2.17's MLflow plugin (when a cluster turns it on) creates, per KFP run, a parent run,
+and per task a nested run tagged ``mlflow.parentRunId``; the driver hands the task only
+``MLFLOW_RUN_ID`` (the nested run), ``MLFLOW_EXPERIMENT_ID`` and ``MLFLOW_TRACKING_URI``
+(``backend/src/v2/common/plugins/mlflow/handler.go``, ``RetrieveUserContainerEnvVars``),
+so the parent is read from the nested run's ``mlflow.parentRunId`` tag. This module nests
+the same way and reuses what exists: the plugin's runs when they are there, else a parent
+whose tag names this KFP run, else it creates one. So a cluster with the plugin on sees one tree, and a retried task logs into
 its own nested run again instead of adding a second one.
 """
 
@@ -28,7 +28,6 @@ TAG_KFP_TASK = "kfp.task_name"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_PIPELINE = "kfp.pipeline_name"
 TAG_PIPELINE_VERSION = "planets.pipeline_version"
-ENV_PLUGIN_PARENT = "KFP_MLFLOW_PARENT_RUN_ID"
 ENV_PLUGIN_RUN = "MLFLOW_RUN_ID"
 MAX_PARAM_CHARS = 6000
 
@@ -75,13 +74,13 @@ def _quote(value: str) -> str:
 def parent_run(client: Any, experiment: str, kfp_run_id: str, tags: Mapping[str, str]) -> tuple[str, str]:
     """``(run id, experiment id)`` of the parent run of KFP run ``kfp_run_id``.
 
-    The plugin's parent (``KFP_MLFLOW_PARENT_RUN_ID``) first; else the oldest run of the
-    experiment tagged ``kfp.pipeline_run_id = kfp_run_id``; else a new one with that tag.
+    The plugin's parent first (the ``mlflow.parentRunId`` of the task run ``MLFLOW_RUN_ID``
+    it made); else the oldest run of the experiment tagged ``kfp.pipeline_run_id =
+    kfp_run_id``; else a new one with that tag.
     """
-    plugin_parent = os.environ.get(ENV_PLUGIN_PARENT, "").strip()
-    if plugin_parent:
-        run = client.get_run(plugin_parent)
-        return run.info.run_id, str(run.info.experiment_id)
+    plugin = _plugin_task_run(client)
+    if plugin is not None:
+        return plugin.data.tags[TAG_PARENT], str(plugin.info.experiment_id)
     exp = experiment_id(client, experiment)
     found = client.search_runs(
         [exp],
@@ -97,6 +96,18 @@ def parent_run(client: Any, experiment: str, kfp_run_id: str, tags: Mapping[str,
     return run.info.run_id, exp
 
 
+def _plugin_task_run(client: Any) -> Any | None:
+    """The plugin's run for this task (``MLFLOW_RUN_ID`` with a parent tag), or None."""
+    run_id = os.environ.get(ENV_PLUGIN_RUN, "").strip()
+    if not run_id:
+        return None
+    run = client.get_run(run_id)
+    if not run.data.tags.get(TAG_PARENT):
+        log.warning("MLFLOW_RUN_ID=%s has no %s tag: not a KFP plugin run, not used", run_id, TAG_PARENT)
+        return None
+    return run
+
+
 def task_run(client: Any, experiment: str, kfp_run_id: str, task: str, tags: Mapping[str, str]) -> RunRef:
     """The nested run of ``task`` in KFP run ``kfp_run_id``: the plugin's, an earlier try's, or new.
 
@@ -107,11 +118,12 @@ def task_run(client: Any, experiment: str, kfp_run_id: str, task: str, tags: Map
         task: The task name (``kfp.task_name``).
         tags: Tags set on a new parent and on the nested run (pipeline, version, images).
     """
+    plugin = _plugin_task_run(client)
+    if plugin is not None:
+        client.set_tag(plugin.info.run_id, TAG_KFP_RUN_ID, kfp_run_id)
+        client.set_tag(plugin.info.run_id, TAG_KFP_TASK, task)
+        return RunRef(plugin.info.run_id, plugin.data.tags[TAG_PARENT], str(plugin.info.experiment_id))
     parent, exp = parent_run(client, experiment, kfp_run_id, tags)
-    plugin_run = os.environ.get(ENV_PLUGIN_RUN, "").strip()
-    if plugin_run and plugin_run != parent:
-        client.set_tag(plugin_run, TAG_KFP_RUN_ID, kfp_run_id)
-        return RunRef(plugin_run, parent, exp)
     found = client.search_runs(
         [exp],
         filter_string=f"tags.`{TAG_PARENT}` = '{parent}' and tags.`{TAG_KFP_TASK}` = '{_quote(task)}'",
