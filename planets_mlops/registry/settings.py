@@ -5,8 +5,9 @@ The URI comes from ``MLFLOW_TRACKING_URI``; credentials from MLflow's own variab
 which the MLflow client reads itself. On a cluster the Kubernetes Secret ``mlflow-tracking``
 (``docs/registry.md``) arrives as ``PLANETS_MLFLOW_*`` (:data:`SECRET_ENV`), so that it
 never defines a variable twice next to KFP's MLflow plugin, which sets MLflow's own;
-:func:`adopt_secret_env` turns them into MLflow's where the plugin set none. The client's own retries (7 by default, with
-backoff: minutes against a dead server) are cut down so a step fails in seconds.
+:func:`adopt_secret_env` turns them into MLflow's where the plugin set none. The client's
+own retries (7 by default, with backoff: minutes against a dead server) are cut down so a
+step fails in seconds.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ and per task a nested run tagged ``mlflow.parentRunId``; the driver hands the ta
 (``backend/src/v2/common/plugins/mlflow/handler.go``, ``RetrieveUserContainerEnvVars``),
 so the parent is read from the nested run's ``mlflow.parentRunId`` tag. This module nests
 the same way and reuses what exists: the plugin's runs when they are there, else a parent
-whose tag names this KFP run, else it creates one. So a cluster with the plugin on sees one tree, and a retried task logs into
-its own nested run again instead of adding a second one.
+whose tag names this KFP run, else it creates one. So a cluster with the plugin on sees one
+tree, and a retried task logs into its own nested run again instead of adding a second one.
 """
 
 from __future__ import annotations
