@@ -46,7 +46,7 @@ def detect_drift(
 
     from planets_mlops.knobs import DriftParams
     from planets_mlops.monitoring.drift import check_window
-    from planets_mlops.storage_paths import resolve_model_dir
+    from planets_mlops.storage_paths import DRIFT_FILES, resolve_model_dir
 
     params = DriftParams(
         alpha=alpha,
@@ -57,7 +57,7 @@ def detect_drift(
         window_hours=window_hours,
         max_records=max_records,
     )
-    model_dir = resolve_model_dir(model_uri)
+    model_dir = resolve_model_dir(model_uri, DRIFT_FILES, param="model_uri")
     report_path = Path(report.path)
     result = check_window(
         records_uri, model_dir, model_version, window_end, params, report_path, workspace=evidently_workspace

@@ -116,3 +116,87 @@ def test_local_production_model_without_onnx_names_what_is_missing(tiny_model, t
     with pytest.raises(DataError, match=r"lacks model\.onnx"):
         resolve_model_dir(str(folder))
     assert resolve_model_dir(str(tiny_model)) == tiny_model
+
+
+def test_the_drift_step_reads_its_reference_from_a_model_on_gcs(gcs_emulator, tiny_model, tmp_path):
+    from kfp.dsl import HTML, Artifact, Markdown, Metrics
+    from planets_mlops.components.detect_drift import detect_drift
+
+    from planets_mlops.monitoring import traffic
+    from tests.helpers import make_artifact
+
+    # The documented form: the model folder on gs://, the records in a folder. The drift step
+    # needs monitoring_reference.json, which evaluation's download never fetched.
+    bucket = gcs_emulator.make_bucket("planets-drift-model")
+    _upload_model(tiny_model, bucket, "production/model")
+    from tests.fixtures.data import PLANETS
+
+    images = [path.read_bytes() for path in sorted((PLANETS / "raw" / "Mars").iterdir())[:3]]
+    records = traffic.model_records(traffic.ModelRunner(tiny_model), images, "7")
+    traffic.write_records(str(tmp_path / "records"), records)
+    outputs = {
+        "report": make_artifact(HTML, tmp_path / "report.html"),
+        "metrics": make_artifact(Metrics, tmp_path / "metrics"),
+        "verdict": make_artifact(Markdown, tmp_path / "verdict.md"),
+        "summary": make_artifact(Artifact, tmp_path / "summary.json"),
+    }
+    answer = detect_drift.python_func(
+        **outputs,
+        records_uri=str(tmp_path / "records"),
+        model_uri=f"{bucket}/production/model",
+        model_version="7",
+    )
+    assert answer == "not enough data"  # 3 records < min_records; the reference was read
+
+
+def test_each_caller_downloads_the_files_it_names_and_no_others(gcs_emulator, tiny_model):
+    from planets_mlops.storage_paths import DRIFT_FILES, EVALUATE_FILES
+
+    bucket = gcs_emulator.make_bucket("planets-callers")
+    _upload_model(tiny_model, bucket, "production/model")
+    upload_to_gcs(tiny_model / "classes.json", f"{bucket}/production/model/unrelated.json")
+    drift = resolve_model_dir(f"{bucket}/production/model", DRIFT_FILES, param="model_uri")
+    assert sorted(p.name for p in drift.iterdir()) == ["classes.json", "monitoring_reference.json"]
+    evaluate = resolve_model_dir(f"{bucket}/production/model", EVALUATE_FILES)
+    assert sorted(p.name for p in evaluate.iterdir()) == sorted(
+        ["model.onnx", "classes.json", "preprocess.json", "guard.json", "guard_bank.npy"]
+    )
+
+
+def test_a_model_without_its_reference_is_refused_naming_the_parameter(gcs_emulator, tiny_model):
+    import pytest
+
+    from planets_mlops.errors import DataError
+    from planets_mlops.storage_paths import DRIFT_FILES
+
+    bucket = gcs_emulator.make_bucket("planets-noref")
+    for path in tiny_model.iterdir():
+        if path.name != "monitoring_reference.json":
+            upload_to_gcs(path, f"{bucket}/old/model/{path.name}")
+    with pytest.raises(
+        DataError, match=r"model_uri='gs://planets-noref/old/model' lacks monitoring_reference"
+    ):
+        resolve_model_dir(f"{bucket}/old/model", DRIFT_FILES, param="model_uri")
+
+
+def test_drift_downloads_still_refuse_names_outside_the_folder(
+    gcs_emulator, tiny_model, tmp_path, monkeypatch
+):
+    import tempfile
+
+    import pytest
+
+    from planets_mlops.errors import DataError
+    from planets_mlops.storage import make_client
+    from planets_mlops.storage_paths import DRIFT_FILES
+
+    bucket = gcs_emulator.make_bucket("planets-drift-traversal")
+    _upload_model(tiny_model, bucket, "production/model")
+    blob = make_client().bucket(bucket[len("gs://") :]).blob("production/model/../monitoring_reference.json")
+    blob.upload_from_string(b"{}")
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    with pytest.raises(DataError, match=r"resolves outside"):
+        resolve_model_dir(f"{bucket}/production/model", DRIFT_FILES, param="model_uri")
+    assert list(temp_root.iterdir()) == []
