@@ -30,6 +30,9 @@ def deploy_model(
     gcs_credentials_secret: str = "",
     monitoring_uri: str = "",
     monitoring_sample: float = 1.0,
+    inbox_uri: str = "",
+    inbox_max_items: int = 1000,
+    inbox_min_margin: float = 0.2,
     registered_model_name: str = "",
     registered_version: str = "",
 ):
@@ -53,6 +56,11 @@ def deploy_model(
         monitoring_uri: gs://BUCKET/PREFIX the service writes its prediction records to
             (docs/monitoring.md); empty: no records.
         monitoring_sample: Share of served images recorded, in (0, 1].
+        inbox_uri: gs://BUCKET/PREFIX of the production inbox: the service keeps the inputs
+            it rejected or was unsure of there, for the retraining pipeline's inbox tasks
+            (its ``inbox_uri``); empty: off. The serving identity needs create rights there.
+        inbox_max_items: Items the inbox holds at most.
+        inbox_min_margin: Answers whose top two probabilities are closer than this are kept.
         registered_model_name: With ``registered_version`` (what ``promote_model`` moved
             ``production`` to), the deployed revision is added to that version's release
             record (``MLFLOW_TRACKING_URI``); a registry error then is logged, not raised:
@@ -82,6 +90,9 @@ def deploy_model(
         gcs_credentials_secret=gcs_credentials_secret,
         monitoring_uri=monitoring_uri,
         monitoring_sample=monitoring_sample,
+        inbox_uri=inbox_uri,
+        inbox_max_items=inbox_max_items,
+        inbox_min_margin=inbox_min_margin,
     )
     endpoint.metadata.update(info)
     with open(endpoint.path, "w", encoding="utf-8") as out:

@@ -91,6 +91,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         serving_namespace: str = DeployParams.namespace,
         serving_monitoring_uri: str = DeployParams.monitoring_uri,
         serving_monitoring_sample: float = DeployParams.monitoring_sample,
+        serving_inbox_uri: str = DeployParams.inbox_uri,
         tracking: bool = RegistryParams.tracking,
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
@@ -158,6 +159,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                     serving_namespace=serving_namespace,
                     serving_monitoring_uri=serving_monitoring_uri,
                     serving_monitoring_sample=serving_monitoring_sample,
+                    serving_inbox_uri=serving_inbox_uri,
                     cluster=cluster,
                 )
                 with dsl.If(push_new_predictions == True, name="push-predictions"):  # noqa: E712

@@ -197,6 +197,7 @@ def add_deploy(
     registered_model_name: Any = "",
     monitoring_uri="",
     monitoring_sample=1.0,
+    inbox_uri="",
 ) -> dsl.PipelineTask:
     """Deploy the bento of ``package``; never cached (it changes the cluster), never retried.
 
@@ -204,7 +205,9 @@ def add_deploy(
     ``promote`` moved it to, whose bento ``package`` made) and records the revision on it.
 
     The serving pods read the bento with ``cluster.serving_gcs_key_secret`` (kind), never
-    with the pipeline's own key; with ``monitoring_uri`` they record their predictions there.
+    with the pipeline's own key; with ``monitoring_uri`` they record their predictions there,
+    with ``inbox_uri`` they keep the inputs they rejected or were unsure of there (the
+    production inbox the retraining pipeline's ``inbox_uri`` reads).
     """
     task = deploy_model(
         bento=package.outputs["bento"],
@@ -213,6 +216,7 @@ def add_deploy(
         gcs_credentials_secret=cluster.serving_gcs_key_secret,
         monitoring_uri=monitoring_uri,
         monitoring_sample=monitoring_sample,
+        inbox_uri=inbox_uri,
         **(
             {"registered_model_name": registered_model_name, "registered_version": promote.outputs["Output"]}
             if promote is not None
@@ -237,6 +241,7 @@ def add_release(
     serving_namespace,
     serving_monitoring_uri,
     serving_monitoring_sample,
+    serving_inbox_uri="",
     cluster: ClusterOptions = GKE,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """Inside the ``promoted`` branch: package, move ``production``, deploy what it names now.
@@ -265,5 +270,6 @@ def add_release(
                 registered_model_name,
                 monitoring_uri=serving_monitoring_uri,
                 monitoring_sample=serving_monitoring_sample,
+                inbox_uri=serving_inbox_uri,
             )
     return package, promote

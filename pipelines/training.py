@@ -59,6 +59,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         serving_namespace: str = DeployParams.namespace,
         serving_monitoring_uri: str = DeployParams.monitoring_uri,
         serving_monitoring_sample: float = DeployParams.monitoring_sample,
+        serving_inbox_uri: str = DeployParams.inbox_uri,
         tracking: bool = RegistryParams.tracking,
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
@@ -104,6 +105,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
                 serving_namespace=serving_namespace,
                 serving_monitoring_uri=serving_monitoring_uri,
                 serving_monitoring_sample=serving_monitoring_sample,
+                serving_inbox_uri=serving_inbox_uri,
                 cluster=cluster,
             )
         return promoted

@@ -459,6 +459,11 @@ class DeployParams:
         monitoring_uri: ``gs://BUCKET/PREFIX`` for the service's prediction records
             (docs/monitoring.md); empty: none.
         monitoring_sample: Share of served images recorded, in (0, 1].
+        inbox_uri: ``gs://BUCKET/PREFIX`` of the production inbox the service fills with
+            the inputs it rejected or was unsure of (``PLANETS_INBOX``); empty: off.
+        inbox_max_items: Items the inbox holds at most (``PLANETS_INBOX_MAX_ITEMS``).
+        inbox_min_margin: Top-two margin below which an answer is kept
+            (``PLANETS_INBOX_MIN_MARGIN``).
     """
 
     deploy: bool = False
@@ -466,6 +471,9 @@ class DeployParams:
     namespace: str = "planets-serving"
     monitoring_uri: str = ""
     monitoring_sample: float = 1.0
+    inbox_uri: str = ""
+    inbox_max_items: int = InboxParams.max_items
+    inbox_min_margin: float = InboxParams.min_margin
 
 
 @dataclass(frozen=True)
@@ -550,6 +558,7 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "serving_namespace": (DeployParams, "namespace"),
     "serving_monitoring_uri": (DeployParams, "monitoring_uri"),
     "serving_monitoring_sample": (DeployParams, "monitoring_sample"),
+    "serving_inbox_uri": (DeployParams, "inbox_uri"),
     "min_new_labels": (LabelParams, "min_new_labels"),
     "publish_labels": (LabelParams, "publish"),
     "publish_branch": (LabelParams, "publish_branch"),

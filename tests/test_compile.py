@@ -346,6 +346,14 @@ def test_the_deploy_step_passes_the_monitoring_inputs_to_the_pods(compiled, name
     )
 
 
+@pytest.mark.parametrize("name", ["training", "retraining"])
+def test_the_deploy_step_can_turn_on_the_production_inbox(compiled, name):
+    spec, _ = compiled(name)
+    deploy = _inner_deploy_inputs(spec)
+    assert deploy["inbox_uri"]["componentInputParameter"] == "pipelinechannel--serving_inbox_uri"
+    assert spec["root"]["inputDefinitions"]["parameters"]["serving_inbox_uri"]["defaultValue"] == ""
+
+
 def _inner_deploy_inputs(spec):
     return _all_tasks(spec)["deploy-model"]["inputs"]["parameters"]
 

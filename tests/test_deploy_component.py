@@ -56,6 +56,22 @@ def test_component_deploys_and_writes_endpoint(tmp_path: Path, cluster: FakeClus
     assert deployed["spec"]["template"]["spec"]["containers"][0]["image"] == SERVING_IMAGE
 
 
+def test_component_turns_on_the_production_inbox_and_the_records(
+    tmp_path: Path, cluster: FakeCluster
+) -> None:
+    bento, endpoint = artifacts(tmp_path)
+    deploy_model.python_func(
+        bento=bento,
+        endpoint=endpoint,
+        monitoring_uri="gs://planets-bucket/monitoring",
+        inbox_uri="gs://planets-bucket/inbox",
+        inbox_max_items=200,
+    )
+    env = env_of(cluster.deployment())
+    assert env["PLANETS_INBOX"] == "gs://planets-bucket/inbox" and env["PLANETS_INBOX_MAX_ITEMS"] == "200"
+    assert env["PLANETS_MONITORING_URI"] == "gs://planets-bucket/monitoring"
+
+
 def test_component_is_idempotent(tmp_path: Path, cluster: FakeCluster) -> None:
     for _ in range(2):
         bento, endpoint = artifacts(tmp_path)
@@ -80,6 +96,7 @@ def test_component_rolls_back_and_fails_the_task(tmp_path: Path, cluster: FakeCl
         ({"uri": "/tmp/pipeline-root/bento/planets.bento"}, {}, "bento.uri"),
         ({}, {"serving_image": "ghcr.io/planets-mlops/serving:latest"}, "serving_image"),
         ({}, {"monitoring_uri": "/var/records"}, "monitoring_uri"),
+        ({}, {"inbox_uri": "inbox/"}, "inbox_uri"),
     ],
 )
 def test_component_rejects_bad_inputs_before_any_api_call(

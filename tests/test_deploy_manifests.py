@@ -178,6 +178,9 @@ def test_spec_hash_is_deterministic_and_follows_the_bento() -> None:
         ({"monitoring_uri": "gs://"}, "monitoring_uri"),
         ({"monitoring_sample": 0.0}, "monitoring_sample"),
         ({"monitoring_sample": 1.5}, "monitoring_sample"),
+        ({"inbox_uri": "/var/inbox"}, "inbox_uri"),
+        ({"inbox_max_items": 0, "inbox_uri": "gs://planets-bucket/inbox"}, "inbox_max_items"),
+        ({"inbox_min_margin": 1.5, "inbox_uri": "gs://planets-bucket/inbox"}, "inbox_min_margin"),
     ],
 )
 def test_validate_spec_names_field_and_value(overrides: dict[str, Any], field: str) -> None:
@@ -214,6 +217,29 @@ def test_monitoring_settings_reach_the_pod_only_when_asked() -> None:
     assert manifests.template_hash(make_spec()) != manifests.template_hash(
         make_spec(monitoring_uri="gs://planets-bucket/monitoring")
     )
+
+
+def test_the_production_inbox_reaches_the_pod_only_when_asked() -> None:
+    from planets_mlops.inbox import params_from_env
+    from planets_mlops.service.settings import ServingSettings
+
+    def env_of(spec: manifests.DeploySpec) -> dict[str, str]:
+        pod = manifests.deployment(spec)["spec"]["template"]["spec"]
+        return {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+
+    assert not any(name.startswith("PLANETS_INBOX") for name in env_of(make_spec()))
+    spec = make_spec(
+        inbox_uri="gs://planets-bucket/inbox",
+        inbox_max_items=50,
+        inbox_min_margin=0.3,
+        monitoring_uri="gs://planets-bucket/monitoring",
+    )
+    env = env_of(spec)
+    # What the pod is given is what the inbox and the service accept.
+    uri, params = params_from_env(env)
+    assert (uri, params.max_items, params.min_margin) == ("gs://planets-bucket/inbox", 50, 0.3)
+    assert ServingSettings.from_env(env).monitoring_uri == "gs://planets-bucket/monitoring"
+    assert manifests.template_hash(make_spec()) != manifests.template_hash(spec)
 
 
 # -- serving entrypoint -------------------------------------------------------------

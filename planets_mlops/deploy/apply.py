@@ -777,6 +777,9 @@ def deploy_bento(
     gcs_credentials_secret: str = "",
     monitoring_uri: str = "",
     monitoring_sample: float = 1.0,
+    inbox_uri: str = "",
+    inbox_max_items: int = 1000,
+    inbox_min_margin: float = 0.2,
     api: ClusterApi | None = None,
     predict: Predict | None = None,
 ) -> dict[str, Any]:
@@ -799,6 +802,9 @@ def deploy_bento(
             the bucket where Workload Identity is not available (kind); ``""`` on GKE.
         monitoring_uri: ``gs://BUCKET/PREFIX`` for the service's prediction records; ``""``: none.
         monitoring_sample: Share of served images recorded, in (0, 1].
+        inbox_uri: ``gs://BUCKET/PREFIX`` of the production inbox; ``""``: off.
+        inbox_max_items: Items the inbox holds at most.
+        inbox_min_margin: Answers with a top-two margin below this are kept.
         api: Kubernetes boundary; ``KubernetesApi()`` (in-cluster config) when None.
         predict: Smoke-test call; ``http_predict`` when None.
 
@@ -821,6 +827,9 @@ def deploy_bento(
         gcs_credentials_secret=gcs_credentials_secret,
         monitoring_uri=monitoring_uri.strip(),
         monitoring_sample=monitoring_sample,
+        inbox_uri=inbox_uri.strip(),
+        inbox_max_items=inbox_max_items,
+        inbox_min_margin=inbox_min_margin,
     )
     manifests.validate_spec(spec)  # fail on bad input before connecting to any cluster
     result = deploy(

@@ -57,6 +57,11 @@ class DeploySpec:
         monitoring_uri: ``gs://BUCKET/PREFIX`` the pods write prediction records to
             (``PLANETS_MONITORING_URI``; docs/monitoring.md); empty: no records.
         monitoring_sample: Share of served images recorded (``PLANETS_MONITORING_SAMPLE``).
+        inbox_uri: ``gs://BUCKET/PREFIX`` of the production inbox (``PLANETS_INBOX``): the
+            inputs the service rejected or was unsure of, for labelling; empty: off.
+        inbox_max_items: Items the inbox holds at most (``PLANETS_INBOX_MAX_ITEMS``).
+        inbox_min_margin: Answers with a top-two margin below this are kept
+            (``PLANETS_INBOX_MIN_MARGIN``).
     """
 
     name: str
@@ -74,6 +79,9 @@ class DeploySpec:
     gcs_credentials_secret: str = ""
     monitoring_uri: str = ""
     monitoring_sample: float = 1.0
+    inbox_uri: str = ""
+    inbox_max_items: int = 1000
+    inbox_min_margin: float = 0.2
 
 
 def validate_image(image: str) -> str:
@@ -156,14 +164,24 @@ def validate_spec(spec: DeploySpec) -> None:
             )
     if not _DNS_LABEL_RE.match(spec.service_account or ""):
         raise InvalidParameterError("service_account", spec.service_account, "a DNS-1035 label")
-    if spec.monitoring_uri and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/\S*)?$", spec.monitoring_uri):
-        raise InvalidParameterError(
-            "monitoring_uri",
-            spec.monitoring_uri,
-            "empty or gs://BUCKET/PREFIX",
-            "The pods' file system is read-only and ephemeral: records must go to a bucket, "
-            "e.g. gs://my-bucket/monitoring.",
-        )
+    for field_name, example in (("monitoring_uri", "monitoring"), ("inbox_uri", "inbox")):
+        value = getattr(spec, field_name)
+        if value and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/\S*)?$", value):
+            raise InvalidParameterError(
+                field_name,
+                value,
+                "empty or gs://BUCKET/PREFIX",
+                "The pods' file system is read-only and ephemeral: what they keep must go to a "
+                f"bucket, e.g. gs://my-bucket/{example}.",
+            )
+    if spec.inbox_uri:
+        # The service checks the same bounds at start; a bad one would crash-loop the pods.
+        items = spec.inbox_max_items
+        if isinstance(items, bool) or not isinstance(items, int) or items <= 0:
+            raise InvalidParameterError("inbox_max_items", items, "a positive integer")
+        margin = spec.inbox_min_margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
+            raise InvalidParameterError("inbox_min_margin", margin, "a number in [0, 1]")
     sample = spec.monitoring_sample
     if isinstance(sample, bool) or not (isinstance(sample, (int, float)) and 0 < sample <= 1):
         raise InvalidParameterError(
@@ -218,6 +236,10 @@ def container(spec: DeploySpec, name: str = "bento") -> dict[str, Any]:
     if spec.monitoring_uri:
         env.append({"name": "PLANETS_MONITORING_URI", "value": spec.monitoring_uri})
         env.append({"name": "PLANETS_MONITORING_SAMPLE", "value": f"{float(spec.monitoring_sample):g}"})
+    if spec.inbox_uri:
+        env.append({"name": "PLANETS_INBOX", "value": spec.inbox_uri})
+        env.append({"name": "PLANETS_INBOX_MAX_ITEMS", "value": str(int(spec.inbox_max_items))})
+        env.append({"name": "PLANETS_INBOX_MIN_MARGIN", "value": f"{float(spec.inbox_min_margin):g}"})
     if spec.gcs_credentials_secret:
         env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_KEY_DIR}/key.json"})
         mounts.append({"name": "gcs-credentials", "mountPath": GCS_KEY_DIR, "readOnly": True})
