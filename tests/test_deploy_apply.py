@@ -33,8 +33,13 @@ class FakeCluster:
     """Fake ClusterApi: an in-memory API server plus a scripted controller and kubelet.
 
     ``behaviour`` maps a bento tag to "healthy" (default), "stuck" (pods never ready),
-    "crashloop" (container in CrashLoopBackOff) or "deadline" (ProgressDeadlineExceeded).
+    "crashloop" (container in CrashLoopBackOff, restarted 4 times), "deadline"
+    (ProgressDeadlineExceeded), "pullerror" (ErrImagePull for ever), or "pull-then-ready" /
+    "crash-then-ready" (ErrImagePull / a first crash for the first FLAKY_POLLS pod reads,
+    then healthy: a registry hiccup, a bucket not readable yet at the first start).
     """
+
+    FLAKY_POLLS = 3
 
     def __init__(self, behaviour: dict[str, str] | None = None) -> None:
         self.behaviour = behaviour or {}
@@ -45,6 +50,7 @@ class FakeCluster:
         self.lock = threading.RLock()
         self.versions = 0
         self.lease_calls: list[tuple[str, str]] = []
+        self.pod_reads: dict[str, int] = {}
 
     # -- ClusterApi ---------------------------------------------------------------
     def _record(self, call: str, kind: str) -> None:
@@ -56,6 +62,8 @@ class FakeCluster:
         with self.lock:
             self._record("get", kind)
             obj = self.objects.get((kind, namespace, name))
+            if obj and kind == "Deployment":
+                obj["status"] = self._deployment_status(obj)  # the kubelet moved on
             return copy.deepcopy(obj) if obj else None
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +141,18 @@ class FakeCluster:
             if not all(template["metadata"]["labels"].get(k) == v for k, v in wanted.items()):
                 continue
             mode = self._mode(obj)
+            if mode.endswith("-then-ready"):
+                tag = self._tag(obj)
+                self.pod_reads[tag] = self.pod_reads.get(tag, 0) + 1
             state: dict[str, Any] = {"running": {}}
             last: dict[str, Any] = {}
-            if mode == "crashloop":
+            restarts = 4
+            if mode in ("pullerror", "pull-then-ready"):
+                state = {"waiting": {"reason": "ErrImagePull", "message": "rpc error: code = Unavailable"}}
+            elif mode == "crash-then-ready":
+                state = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+                last, restarts = {"terminated": {"exitCode": 1, "reason": "Error"}}, 1
+            elif mode == "crashloop":
                 state = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
@@ -157,7 +174,7 @@ class FakeCluster:
                                 "name": "bento",
                                 "state": state,
                                 "lastState": last,
-                                "restartCount": 4 if last else 0,
+                                "restartCount": restarts if last else 0,
                             }
                         ]
                     },
@@ -166,10 +183,17 @@ class FakeCluster:
         return pods
 
     # -- the scripted controller --------------------------------------------------
-    def _mode(self, obj: dict[str, Any]) -> str:
+    def _tag(self, obj: dict[str, Any]) -> str:
         pod = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]["predictor"]
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-        return self.behaviour.get(env["BENTO_TAG"], "healthy")
+        return str(env["BENTO_TAG"])
+
+    def _mode(self, obj: dict[str, Any]) -> str:
+        tag = self._tag(obj)
+        mode = self.behaviour.get(tag, "healthy")
+        if mode.endswith("-then-ready") and self.pod_reads.get(tag, 0) > self.FLAKY_POLLS:
+            return "healthy"
+        return mode
 
     def _deployment_status(self, obj: dict[str, Any]) -> dict[str, Any]:
         replicas = obj["spec"]["replicas"]
@@ -432,6 +456,26 @@ def test_crash_looping_pod_rolls_back_with_the_pods_reason() -> None:
     assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
 
 
+@pytest.mark.parametrize("mode", ["pull-then-ready", "crash-then-ready"])
+def test_a_pull_error_or_first_crash_is_waited_out_within_the_deadline(mode: str) -> None:
+    cluster = FakeCluster({"planets_classifier:v2": mode})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    result = run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=600)
+    assert result.changed and env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v2"
+    assert cluster.pod_reads["planets_classifier:v2"] > FakeCluster.FLAKY_POLLS
+    assert not [call for call in cluster.calls if call == ("delete", "Deployment")]
+
+
+def test_a_pull_error_that_never_passes_rolls_back_at_the_deadline_naming_it() -> None:
+    cluster = FakeCluster({"planets_classifier:v2": "pullerror"})
+    run_deploy(cluster, make_spec("planets_classifier:v1"))
+    with pytest.raises(DeployError) as info:
+        run_deploy(cluster, make_spec("planets_classifier:v2"), timeout_s=120)
+    message = str(info.value)
+    assert "not ready after timeout_s=120" in message and "ErrImagePull" in message
+    assert env_of(cluster.deployment())["BENTO_TAG"] == "planets_classifier:v1"
+
+
 def test_progress_deadline_exceeded_rolls_back() -> None:
     cluster = FakeCluster({"planets_classifier:v2": "deadline"})
     run_deploy(cluster, make_spec("planets_classifier:v1"))
@@ -548,9 +592,14 @@ def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
         },
     }
     assert deploy_apply.fatal_pod_reason([starting, {"metadata": {"name": "r"}}]) is None
-    assert deploy_apply.fatal_pod_reason([starting, pulling]) == (
+    # A pull error may pass (the rollout waits it out); it is named when the deadline comes.
+    assert deploy_apply.fatal_pod_reason([starting, pulling]) is None
+    assert deploy_apply.fatal_pod_reason([starting, pulling], transient=True) == (
         "pod q container bento is ImagePullBackOff: manifest unknown"
     )
+    bad_name = copy.deepcopy(pulling)
+    bad_name["status"]["containerStatuses"][0]["state"]["waiting"] = {"reason": "InvalidImageName"}
+    assert deploy_apply.fatal_pod_reason([bad_name]) == "pod q container bento is InvalidImageName"
 
 
 # -- the real HTTP smoke-test call, against a local server ------------------------------

@@ -47,16 +47,15 @@ LEASE_SUFFIX = "-deploy"
 LEASE_MARGIN_S = 120
 # Waiting reasons after which a pod will not become ready by itself.
 FATAL_WAITING_REASONS = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-    }
+    {"InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 )
+# Waiting reasons that often pass by themselves: a registry or node hiccup during the pull,
+# a first start that fails while the pod's identity or the bucket is not ready yet. The
+# rollout waits for them within its deadline (and names them when it runs out) instead of
+# rolling back at first sight; a container that crashed CRASHES_BEFORE_FAILING times is
+# taken as broken.
+TRANSIENT_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"})
+CRASHES_BEFORE_FAILING = 3
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Server-populated fields that must not be sent back when re-applying a previous object.
 _SERVER_METADATA = (
@@ -291,14 +290,26 @@ def inference_service_status(obj: Json | None) -> tuple[bool, str]:
     return False, "no Ready condition yet"
 
 
-def fatal_pod_reason(pods: list[Json]) -> str | None:
-    """The first reason why a pod of the new revision will never become ready, if any."""
+def fatal_pod_reason(pods: list[Json], transient: bool = False) -> str | None:
+    """The first reason why a pod of the new revision will never become ready, if any.
+
+    A pull error, or a crash loop of fewer than :data:`CRASHES_BEFORE_FAILING` restarts,
+    is not fatal: it is reported only with ``transient`` (the reason a rollout that timed
+    out was still waiting for).
+    """
     for pod in pods:
         pod_name = pod.get("metadata", {}).get("name", "?")
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            if reason in FATAL_WAITING_REASONS:
+            crashed_often = (
+                reason == "CrashLoopBackOff" and int(cs.get("restartCount") or 0) >= CRASHES_BEFORE_FAILING
+            )
+            if (
+                reason in FATAL_WAITING_REASONS
+                or crashed_often
+                or (transient and reason in TRANSIENT_WAITING_REASONS)
+            ):
                 detail = waiting.get("message", "")
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 if last:
@@ -458,8 +469,10 @@ def wait_for_rollout(
 
     Raises:
         SupersededError: the object now carries another deploy's spec.
-        DeployError: a pod of the new revision will never start (CrashLoopBackOff, image
-            pull error: the pod's reason is in the message), or ``timeout_s`` passed.
+        DeployError: a pod of the new revision will never start (a bad image name or
+            container config, or a crash loop of :data:`CRASHES_BEFORE_FAILING` restarts:
+            the pod's reason is in the message), or ``timeout_s`` passed (with the pull
+            error or crash the rollout was still waiting out, if any).
     """
     kind = "InferenceService" if spec.kserve else "Deployment"
     deadline = clock() + timeout_s
@@ -479,10 +492,13 @@ def wait_for_rollout(
                 f"check image={spec.image!r} and bento.uri={spec.bento_uri!r}."
             )
         if clock() >= deadline:
+            waiting = fatal_pod_reason(
+                api.list_pods(spec.namespace, manifests.pod_selector(spec)), transient=True
+            )
             raise DeployError(
                 f"{kind} {spec.namespace}/{spec.name} not ready after timeout_s={timeout_s:g}: "
-                f"{state}. Fix: raise timeout_s if the model is large, or see "
-                f"`kubectl -n {spec.namespace} describe {kind.lower()} {spec.name}`."
+                f"{state}{f'; {waiting}' if waiting else ''}. Fix: raise timeout_s if the model is "
+                f"large, or see `kubectl -n {spec.namespace} describe {kind.lower()} {spec.name}`."
             )
         sleep(poll_s)
 
