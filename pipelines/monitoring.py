@@ -64,7 +64,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             records_uri: Root of the service's prediction records (folder or gs://BUCKET/PREFIX).
             model_uri: The served model's folder (holds monitoring_reference.json).
             model_version: The model tag the service reports at /metadata.
-            window_end: End of the window (ISO-8601); empty: the run's start.
+            window_end: End of the window (ISO-8601); empty: when the drift step starts.
             window_hours: Hours of records checked.
             drift_alpha: False-alarm probability of one run (Bonferroni over the columns).
             drift_share: Share of the columns that must drift for a drift verdict.
