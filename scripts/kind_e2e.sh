@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# From nothing to a finished `training` run on a local kind cluster, served and answering.
+# From nothing to the loop on a local kind cluster: a finished `training` run whose model is
+# served and answers with its prediction records and inbox on, then a `monitoring` run on
+# darkened traffic whose drift alert starts exactly one `retraining` run, and a second
+# monitoring run right after it that starts none (with the trigger's cool-down).
 # Needs docker (or podman), kind, kubectl, and a GCS bucket with two service-account keys.
 # The CI machines have no Kubernetes, so only --print-setup runs in the tests
-# (tests/test_kustomize.py); every other step is run by hand.
+# (tests/test_kustomize.py); every other step is run by hand (docs/cluster-loop.md).
 #
 #   scripts/kind_e2e.sh                 # everything, up to a served model
 #   scripts/kind_e2e.sh --print-setup   # the cluster objects it would apply (kubectl only)
@@ -12,8 +15,10 @@
 #   GCS_BUCKET            required: bucket for the pipeline root, the DVC remote and the bentos
 #   GCS_KEY_FILE          required: key JSON of the pipeline's account (roles/storage.objectAdmin
 #                         on the bucket); mounted into every step as gcs-credentials
-#   GCS_SERVING_KEY_FILE  required: key JSON of a SEPARATE read-only account
-#                         (roles/storage.objectViewer); the serving pods get only this one
+#   GCS_SERVING_KEY_FILE  required: key JSON of a SEPARATE account with roles/storage.objectViewer
+#                         and roles/storage.objectCreator (create-only: the prediction records
+#                         and the inbox, never an overwrite or delete); the serving pods get
+#                         only this one
 #   DATA_REPO_URL         optional: git URL (reachable from the pods) of a DVC data repository
 #                         whose remote the pipeline key can read. Default: the bundled data set,
 #                         pushed to gs://$GCS_BUCKET/planets-mlops/dvcstore and served from an
@@ -23,6 +28,12 @@
 #   KFP_VERSION           KFP standalone manifests release (default 2.17.0: the SDK's line)
 #   ENGINE                docker | podman: builds the images and exports them to kind (default docker)
 #   EPOCHS                training epochs of the e2e run (default 3)
+#   LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY
+#                         optional: a Label Studio the pods reach, with a project of the data
+#                         set (LABEL_STUDIO_PROJECT, default planets). With them the retraining
+#                         run the alert starts is waited for; without them the script checks
+#                         that the alert started it (as the runner, once) and stops there:
+#                         retraining reads its labels from Label Studio.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -76,7 +87,7 @@ for var in GCS_KEY_FILE GCS_SERVING_KEY_FILE; do
 done
 key_email() { "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("client_email", ""))' "$1"; }
 if [[ "$(key_email "$GCS_KEY_FILE")" == "$(key_email "$GCS_SERVING_KEY_FILE")" ]]; then
-  die "GCS_SERVING_KEY_FILE is the pipeline's own account ($(key_email "$GCS_KEY_FILE")). Serving pods must get a separate read-only account (roles/storage.objectViewer)."
+  die "GCS_SERVING_KEY_FILE is the pipeline's own account ($(key_email "$GCS_KEY_FILE")). Serving pods must get a separate account (roles/storage.objectViewer + objectCreator)."
 fi
 
 echo "==> kind cluster $CLUSTER_NAME ($KIND_NODE_IMAGE)"
@@ -104,6 +115,14 @@ kubectl -n "$KFP_NS" create secret generic gcs-credentials --from-file=key.json=
   --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$SERVING_NS" create secret generic gcs-serving-credentials \
   --from-file=key.json="$GCS_SERVING_KEY_FILE" --dry-run=client -o yaml | kubectl apply -f -
+if [[ -n "${LABEL_STUDIO_URL:-}" ]]; then
+  kubectl -n "$KFP_NS" create secret generic label-studio --from-literal=LABEL_STUDIO_URL="$LABEL_STUDIO_URL" \
+    --from-literal=LABEL_STUDIO_API_KEY="${LABEL_STUDIO_API_KEY:?LABEL_STUDIO_API_KEY is needed with LABEL_STUDIO_URL}" \
+    --dry-run=client -o yaml | kubectl apply -f -
+fi
+# Retries that retry failures: Argo's default policy (upstream: OnError) -> Always.
+kubectl -n "$KFP_NS" patch configmap workflow-controller-configmap --type merge \
+  --patch-file kustomize/argo/workflow-controller-configmap-patch.yaml
 root="$(kubectl -n "$KFP_NS" get configmap kfp-launcher -o jsonpath='{.data.defaultPipelineRoot}')"
 [[ "$root" == "$PIPELINE_ROOT" ]] || die "kfp-launcher says defaultPipelineRoot='$root', expected $PIPELINE_ROOT."
 
@@ -164,7 +183,7 @@ YAML
   DATA_REPO_URL="git://planets-data-git.$KFP_NS.svc.cluster.local:$GIT_PORT/planets-data.git"
 fi
 
-echo "==> compile for kind: CPU only (no GPU node pool), key Secrets, retries"
+echo "==> compile for kind: CPU only (no GPU node pool), key Secrets, retries, timeouts"
 "$PYTHON" - "$BUILD" <<'PY'
 import sys
 from pathlib import Path
@@ -193,7 +212,15 @@ client = kfp.Client(host=host)
 # and falls back to the kfp-launcher ConfigMap, which a KFP re-install resets.
 run = client.create_run_from_pipeline_package(
     package,
-    arguments={"data_repo_url": repo, "data_rev": "main", "train_epochs": int(epochs), "deploy": True},
+    arguments={
+        "data_repo_url": repo,
+        "data_rev": "main",
+        "train_epochs": int(epochs),
+        "deploy": True,
+        # The service records its predictions and keeps what it rejects for labelling.
+        "serving_monitoring_uri": f"gs://{root.split('/')[2]}/planets-mlops/kind/monitoring",
+        "serving_inbox_uri": f"gs://{root.split('/')[2]}/planets-mlops/kind/inbox",
+    },
     run_name="kind-e2e-training",
     experiment_name="planets-kind",
     pipeline_root=root,
@@ -215,6 +242,109 @@ trap 'kill "$forward" "$serve_forward" 2>/dev/null || true' EXIT
 sleep 3
 curl -fsS -F image=@data/planets/raw/Mars/Mars_0.jpg "http://127.0.0.1:$serve_port/predict"
 echo
+
+echo "==> monitoring: darkened traffic to the served model, then a drift check"
+# 100 of the bundled extra images (every class), darkened: an under-exposed camera.
+"$PYTHON" - "http://127.0.0.1:$serve_port" <<'PY'
+import sys
+from pathlib import Path
+
+import httpx
+
+from planets_mlops.monitoring import traffic
+
+url = sys.argv[1]
+sent = 0
+with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+    for path in traffic.extra_images(Path("data/planets/extra"))[::5][:100]:
+        dark = traffic.shift_image(path.read_bytes(), "darken")
+        client.post("/predict", files={"image": (f"{path.stem}.jpg", dark, "image/jpeg")}).raise_for_status()
+        sent += 1
+print("sent", sent, "darkened images to", httpx.get(f"{url}/metadata", trust_env=False).json()["model_tag"])
+PY
+# The service writes a batch of records at least every 60 s (MonitoringParams.batch_age_s).
+sleep 90
+"$PYTHON" - "http://127.0.0.1:$port" "http://127.0.0.1:$serve_port" "$BUILD" "$DATA_REPO_URL" "$PIPELINE_ROOT" \
+  "$GCS_BUCKET" "${LABEL_STUDIO_URL:+yes}" "${LABEL_STUDIO_PROJECT:-planets}" <<'PY'
+import sys
+import time
+
+import httpx
+import kfp
+import yaml
+
+host, service, build, repo, root, bucket, with_labels, project = sys.argv[1:]
+client = kfp.Client(host=host)
+meta = httpx.get(f"{service}/metadata", trust_env=False).json()
+# The alert starts the uploaded `retraining` pipeline (its newest version): upload this build's.
+package = f"{build}/retraining.yaml"
+found = client.get_pipeline_id("retraining")
+if found:
+    client.upload_pipeline_version(package, f"kind-{int(time.time())}", pipeline_id=found)
+else:
+    client.upload_pipeline(package, pipeline_name="retraining")
+declared = yaml.safe_load(open(f"{build}/monitoring.yaml"))["root"]["inputDefinitions"]["parameters"]
+arguments = {
+    "records_uri": f"gs://{bucket}/planets-mlops/kind/monitoring",
+    "model_uri": meta["model_uri"],
+    "model_version": meta["model_tag"],
+    "window_hours": 1,
+    "min_records": 50,
+    "start_retraining": True,
+    "retraining_arguments": {
+        "data_repo_url": repo,
+        "data_rev": "main",
+        "label_studio_project": project,
+        "inbox_uri": f"gs://{bucket}/planets-mlops/kind/inbox",
+        "deploy": True,
+        "serving_monitoring_uri": f"gs://{bucket}/planets-mlops/kind/monitoring",
+        "serving_inbox_uri": f"gs://{bucket}/planets-mlops/kind/inbox",
+    },
+}
+# Where the pipeline passes its run settings on to the runs its alert starts, name them.
+for name, value in (("retraining_service_account", "planets-pipeline-runner"), ("retraining_pipeline_root", root)):
+    if name in declared:
+        arguments[name] = value
+
+
+def retraining_runs():
+    runs = client.list_runs(page_size=100, sort_by="created_at desc").runs or []
+    return [r for r in runs if r.display_name.startswith("retraining-on-drift-")]
+
+
+before = {r.run_id for r in retraining_runs()}
+for attempt in (1, 2):
+    run = client.create_run_from_pipeline_package(
+        f"{build}/monitoring.yaml",
+        arguments=arguments,
+        run_name=f"kind-e2e-monitoring-{attempt}",
+        experiment_name="planets-kind",
+        pipeline_root=root,
+        service_account="planets-pipeline-runner",
+    )
+    state = client.wait_for_run_completion(run.run_id, timeout=1800).state
+    print("monitoring run", attempt, run.run_id, state)
+    if state != "SUCCEEDED":
+        sys.exit(f"monitoring run {attempt} ended {state}")
+    started = [r for r in retraining_runs() if r.run_id not in before]
+    print("retraining runs started by the alert so far:", [r.run_id for r in started])
+    if len(started) != 1:
+        # With de-duplicated triggers the second drift verdict of the same episode starts none.
+        sys.exit(f"expected exactly one retraining run after monitoring run {attempt}, found {len(started)}")
+retraining = started[0]
+detail = client.get_run(retraining.run_id)
+account = getattr(detail, "service_account", "") or ""
+print("retraining run", retraining.run_id, "service account", account or "(server default)")
+if account != "planets-pipeline-runner":
+    sys.exit("the alert's retraining run does not run as planets-pipeline-runner: it cannot read the bucket")
+if not with_labels:
+    print("not awaited: the retraining run reads its labels from Label Studio (set LABEL_STUDIO_URL)")
+    sys.exit(0)
+state = client.wait_for_run_completion(retraining.run_id, timeout=3600).state
+print("retraining run", retraining.run_id, state)
+sys.exit(0 if state == "SUCCEEDED" else 1)
+PY
+
 cat <<MSG
 Done. KFP UI: kubectl -n $KFP_NS port-forward svc/ml-pipeline-ui 8080:80, then http://localhost:8080
 (it reads the gs:// artifacts with the gcs-credentials key named in kfp-launcher's providers).
