@@ -163,6 +163,7 @@ STEP_TIMEOUTS: dict[str, int] = {
     "create-inbox-tasks": 30 * 60,
     "detect-drift": 30 * 60,
     "raise-alert": 10 * 60,
+    "resolve-production": 10 * 60,
     "register-model": 20 * 60,
     "promote-model": 10 * 60,
 }

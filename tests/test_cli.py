@@ -462,6 +462,9 @@ def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
     assert arguments.validate(
         {**good, "serving_monitoring_uri": "gs://planets-bucket/monitoring"}, spec, "training"
     )
+    # So is the inbox the deploy step turns on.
+    with pytest.raises(InvalidParameterError, match="serving_inbox_uri='inbox/'.*gs://"):
+        arguments.validate({**good, "serving_inbox_uri": "inbox/"}, spec, "training")
 
 
 def test_every_pipeline_input_has_its_value_rules_mapped(tmp_path):

@@ -50,6 +50,7 @@ _DEPLOY_FIELDS = {
     "serving_namespace": "namespace",
     "serving_monitoring_uri": "monitoring_uri",
     "serving_monitoring_sample": "monitoring_sample",
+    "serving_inbox_uri": "inbox_uri",
 }
 
 
