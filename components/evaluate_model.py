@@ -66,4 +66,5 @@ def evaluate_model(
     verdict.metadata["promote"] = result.promote
     verdict.metadata["production_version"] = opponent.version
     verdict.metadata["production_source"] = opponent.source if opponent.model_dir else ""
+    verdict.metadata["gate"] = result.gate_summary()
     return result.promote

@@ -21,6 +21,7 @@ def promote_model(
     allow_untracked: bool = False,
     lock_ttl_s: float = 300.0,
     lock_wait_s: float = 60.0,
+    move_production: bool = True,
 ) -> str:
     """Point ``production`` at the registered version, atomically, and write the release record.
 
@@ -42,6 +43,9 @@ def promote_model(
         allow_untracked: With the server unreachable, go on without moving the alias.
         lock_ttl_s: Age after which a promotion lock counts as abandoned.
         lock_wait_s: How long to wait for another promotion's lock.
+        move_production: Off (the pipeline's ``release`` off, a pull request's run): the
+            version gets its bento and keeps ``candidate``; production does not move and
+            nothing is deployed. The merge promotes it (``planets-mlops ci promote``).
 
     Returns:
         The version ``production`` now names; ``untracked`` when nothing is tracked; empty
@@ -66,6 +70,7 @@ def promote_model(
         bento_tag=str(bento.metadata.get("bento_tag", "")),
         bento_uri=bento.uri,
         kfp_run_id=kfp_run_id,
+        move=move_production,
     )
     Path(release.path).write_text(outcome.markdown, encoding="utf-8")
     release.metadata.update(outcome.metadata())

@@ -82,6 +82,7 @@ def register_model(
         source=dict(source.metadata),
         prepared=dict(prepared.metadata),
         promote=bool(verdict.metadata.get("promote", False)),
+        verdict=dict(verdict.metadata),
         images=ALL_IMAGES,
         code_revision=IMAGE_TAG,
     )

@@ -96,6 +96,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
         allow_untracked: bool = RegistryParams.allow_untracked,
+        release: bool = RegistryParams.release,
     ):
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
 
@@ -154,6 +155,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                     tracking=tracking,
                     registered_model_name=registered_model_name,
                     allow_untracked=allow_untracked,
+                    release=release,
                     deploy=deploy,
                     serving_name=serving_name,
                     serving_namespace=serving_namespace,

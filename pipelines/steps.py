@@ -158,9 +158,12 @@ def add_promote(
     tracking,
     registered_model_name,
     allow_untracked,
+    release=True,
     cluster: ClusterOptions = GKE,
 ) -> dsl.PipelineTask:
     """Move ``production`` to the registered version (compare-and-set) and record the release.
+
+    With ``release`` off it records the bento on the version and moves nothing.
 
     Retried safely: a retry of the same KFP run finds the move it made and records nothing
     twice; never cached (the alias is outside state).
@@ -173,6 +176,7 @@ def add_promote(
         tracking=tracking,
         registered_model_name=registered_model_name,
         allow_untracked=allow_untracked,
+        move_production=release,
     ).set_display_name("Promote (production alias)")
     return with_side_effects(with_mlflow_secret(step(promote, "promote-model", cluster, idempotent=True)))
 
@@ -236,6 +240,7 @@ def add_release(
     tracking,
     registered_model_name,
     allow_untracked,
+    release,
     deploy,
     serving_name,
     serving_namespace,
@@ -246,7 +251,8 @@ def add_release(
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """Inside the ``promoted`` branch: package, move ``production``, deploy what it names now.
 
-    Nothing is deployed when another promotion won the alias (``promote`` answers "").
+    Nothing is deployed when another promotion won the alias, or with ``release`` off (the
+    version waits for review; ``promote`` answers "" either way).
     Returns (package, promote).
     """
     package = add_package(train, evaluate, cluster)
@@ -257,6 +263,7 @@ def add_release(
         tracking=tracking,
         registered_model_name=registered_model_name,
         allow_untracked=allow_untracked,
+        release=release,
         cluster=cluster,
     )
     with dsl.If(promote.outputs["Output"] != "", name="production-moved"):

@@ -2,7 +2,8 @@
 
 Pull data -> prepare -> train -> evaluate -> register (MLflow, with ``tracking``) ->
 (promoted?) package as a bento -> move the ``production`` alias -> (asked to?) deploy to
-Kubernetes.
+Kubernetes. With ``release`` off the alias stays and nothing is deployed: the packaged candidate
+waits for review (a pull request's run; the merge promotes exactly that version).
 """
 
 from kfp import dsl
@@ -64,6 +65,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         registered_model_name: str = RegistryParams.model_name,
         mlflow_experiment: str = RegistryParams.experiment,
         allow_untracked: bool = RegistryParams.allow_untracked,
+        release: bool = RegistryParams.release,
     ) -> bool:
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
         train, evaluate, register = add_train_and_evaluate(
@@ -100,6 +102,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
                 tracking=tracking,
                 registered_model_name=registered_model_name,
                 allow_untracked=allow_untracked,
+                release=release,
                 deploy=deploy,
                 serving_name=serving_name,
                 serving_namespace=serving_namespace,

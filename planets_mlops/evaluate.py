@@ -88,6 +88,22 @@ class EvaluateResult:
                 values.update(self.comparison.verdict.metadata())
         return values
 
+    def gate_summary(self) -> dict[str, Any]:
+        """The gate's decision and numbers as plain JSON values (:meth:`Verdict.summary`).
+
+        Without a production model: ``promote`` and the reason, nothing compared.
+        """
+        if self.comparison is None or self.comparison.verdict is None:
+            return {
+                "promote": self.promote,
+                "reasons": ["No production model: nothing to compare with."],
+                "overall": None,
+                "per_class": {},
+                "new_classes": [],
+                "forgotten_classes": [],
+            }
+        return self.comparison.verdict.summary()
+
     def verdict_markdown(self, candidate: str = "candidate") -> str:
         """The promotion verdict as Markdown, for the KFP UI.
 

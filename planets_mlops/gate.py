@@ -245,6 +245,28 @@ class Verdict:
             values[f"new_class_recall_{new.name}"] = new.recall
         return values
 
+    def summary(self) -> dict[str, Any]:
+        """Every number of the verdict as plain JSON values (the pull request's report reads it).
+
+        Returns:
+            ``promote``, ``reasons``, the gate's settings, ``overall`` and ``per_class`` (each
+            as :func:`stats_dict`), ``new_classes`` and ``forgotten_classes``.
+        """
+        return {
+            "promote": self.promote,
+            "reasons": list(self.reasons),
+            "alpha": self.alpha,
+            "confidence": self.confidence,
+            "min_improvement": self.min_improvement,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "shared_classes": list(self.shared_classes),
+            "overall": stats_dict(self.overall),
+            "per_class": {name: stats_dict(stats) for name, stats in self.per_class.items()},
+            "new_classes": [{"name": n.name, "images": n.images, "recall": n.recall} for n in self.new_classes],
+            "forgotten_classes": list(self.forgotten_classes),
+        }
+
     def to_markdown(self, candidate: str = "candidate", production: str = "production") -> str:
         """The verdict as Markdown for the KFP UI: decision, reasons, overall and per-class tables.
 
@@ -298,6 +320,21 @@ class Verdict:
             f"Intervals: paired percentile bootstrap, {self.resamples} resamples, seed {self.seed}.",
         ]
         return "\n".join(lines) + "\n"
+
+
+def stats_dict(stats: PairedStats) -> dict[str, Any]:
+    """One :class:`PairedStats` as plain JSON values (``delta`` included)."""
+    return {
+        "images": stats.images,
+        "production_acc": stats.production_acc,
+        "candidate_acc": stats.candidate_acc,
+        "delta": stats.delta,
+        "interval": [stats.interval[0], stats.interval[1]],
+        "wins": stats.wins,
+        "losses": stats.losses,
+        "p_value": stats.p_value,
+        "worse": stats.worse,
+    }
 
 
 def _row(stats: PairedStats) -> str:

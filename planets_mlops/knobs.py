@@ -492,6 +492,9 @@ class RegistryParams:
         timeout_s: Seconds for the reachability check and each tracking request.
         lock_ttl_s: A promotion lock older than this is taken over (its holder died).
         lock_wait_s: How long a promotion waits for another one's lock.
+        release: When the gate promotes, package the model, move ``production`` and deploy;
+            off: register the candidate and stop (a pull request's run: the merge promotes
+            that version with ``planets-mlops ci promote``).
     """
 
     tracking: bool = False
@@ -501,6 +504,7 @@ class RegistryParams:
     timeout_s: float = 5.0
     lock_ttl_s: float = 300.0
     lock_wait_s: float = 60.0
+    release: bool = True
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -579,6 +583,7 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "registered_model_name": (RegistryParams, "model_name"),
     "mlflow_experiment": (RegistryParams, "experiment"),
     "allow_untracked": (RegistryParams, "allow_untracked"),
+    "release": (RegistryParams, "release"),
 }
 
 

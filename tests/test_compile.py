@@ -192,6 +192,9 @@ def test_package_and_deploy_are_gated_and_never_cached(tmp_path):
     # Deployed only when the production alias moved (or nothing is tracked), and when asked.
     assert "promote-model" in inner["condition-2"]["triggerPolicy"]["condition"]
     assert "pipelinechannel--deploy" in inner["condition-3"]["triggerPolicy"]["condition"]
+    # release off (a pull request's run): promote-model records the bento and moves nothing.
+    moves = inner["promote-model"]["inputs"]["parameters"]["move_production"]
+    assert moves["componentInputParameter"] == "pipelinechannel--release"
     assert inner["deploy-model"]["cachingOptions"].get("enableCache") in (None, False)
     assert inner["package-model"]["cachingOptions"]["enableCache"] is True
     for task in ("package-model", "deploy-model"):

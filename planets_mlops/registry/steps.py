@@ -98,6 +98,21 @@ def confusion_from_metadata(metadata: Mapping[str, Any]) -> tuple[list[str], lis
     return classes, rows
 
 
+GATE_FILE = "evaluation/gate.json"
+"""The gate's numbers in a registration's MLflow run (the pull request's report reads them)."""
+
+
+def gate_record(verdict: Mapping[str, Any], promote: bool) -> dict[str, Any]:
+    """What :data:`GATE_FILE` holds: the decision, the production compared with, every number."""
+    gate = dict(verdict.get("gate") or {})
+    return {
+        **gate,
+        "promote": bool(promote),
+        "production_version": str(verdict.get("production_version", "") or ""),
+        "production_source": str(verdict.get("production_source", "") or ""),
+    }
+
+
 @dataclass(frozen=True)
 class Registration:
     """A registered version (or why there is none).
@@ -146,6 +161,7 @@ def register_trained_model(
     promote: bool,
     images: Mapping[str, str],
     code_revision: str,
+    verdict: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Log the run and register the model of one training/retraining run.
 
@@ -164,6 +180,10 @@ def register_trained_model(
         promote: The gate's verdict.
         images: Image references by name.
         code_revision: The image tag of this code (``<version>-<source digest>``).
+        verdict: The verdict artifact's metadata: ``gate`` (every number of the gate),
+            ``production_version`` (what production named when the gate compared). Logged
+            as ``evaluation/gate.json``; the version is tagged with that production version,
+            which a promotion at merge time expects to find still there.
 
     Returns:
         The registration; empty when tracking is off or skipped under ``allow_untracked``.
@@ -190,6 +210,7 @@ def register_trained_model(
         "pipeline": pipeline,
         "pipeline_version": f"{__version__}-{commit[:7]}" if commit else "",
         "kfp_run_id": kfp_run_id,
+        "gate_production_version": str((verdict or {}).get("production_version", "") or ""),
         "images": json.dumps(dict(images), sort_keys=True),
     }
     if source.get("label_studio_project"):
@@ -225,6 +246,8 @@ def register_trained_model(
             files=files,
             model_dir=Path(model_dir),
         )
+        if verdict:
+            client.log_dict(run.run_id, gate_record(verdict, promote), GATE_FILE)
         version = reg.register_version(
             client,
             params.model_name,
@@ -271,6 +294,7 @@ def promote_registered(
     bento_tag: str,
     bento_uri: str,
     kfp_run_id: str,
+    move: bool = True,
 ) -> Promotion:
     """Move ``production`` to the registered version if it still names ``expected_version``.
 
@@ -282,6 +306,8 @@ def promote_registered(
         bento_tag: The packaged bento of the version (a lineage tag from now on).
         bento_uri: Where that bento archive is.
         kfp_run_id: The KFP run promoting.
+        move: Off: record the bento on the version and move nothing (the version waits for
+            review; ``moved`` is False).
 
     Returns:
         The promotion; ``moved`` False with the refusal in ``markdown`` when another
@@ -310,6 +336,15 @@ def promote_registered(
     name = params.model_name
     client.set_model_version_tag(name, version, "planets.bento_tag", bento_tag)
     client.set_model_version_tag(name, version, "planets.bento_uri", bento_uri)
+    if not move:
+        return Promotion(
+            False,
+            version,
+            {},
+            f"# Promotion: held for review\n\nRelease is off for this run: version {version} of {name} "
+            f"keeps the {reg.CANDIDATE} alias with its bento {bento_tag}; production does not move. "
+            "Merging the reviewed change promotes it (`planets-mlops ci promote`).\n",
+        )
     try:
         move = reg.move_alias(
             client,
