@@ -263,7 +263,9 @@ class Verdict:
             "shared_classes": list(self.shared_classes),
             "overall": stats_dict(self.overall),
             "per_class": {name: stats_dict(stats) for name, stats in self.per_class.items()},
-            "new_classes": [{"name": n.name, "images": n.images, "recall": n.recall} for n in self.new_classes],
+            "new_classes": [
+                {"name": n.name, "images": n.images, "recall": n.recall} for n in self.new_classes
+            ],
             "forgotten_classes": list(self.forgotten_classes),
         }
 

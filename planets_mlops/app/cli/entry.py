@@ -8,7 +8,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 from planets_mlops import __version__
-from planets_mlops.app.cli import compile_, models, options, run, schedule, status, upload
+from planets_mlops.app.cli import (
+    ci,
+    compile_,
+    models,
+    options,
+    report,
+    run,
+    schedule,
+    schedule_sync,
+    status,
+    upload,
+)
 from planets_mlops.app.cli.output import (
     EXIT_CONNECTION,
     EXIT_ERROR,
@@ -28,7 +39,7 @@ from planets_mlops.errors import (
 )
 
 # In help order; each has register(subparsers, parents) and handle(args).
-COMMANDS = (compile_, upload, run, schedule, status, models)
+COMMANDS = (compile_, upload, run, schedule, schedule_sync, status, models, report, ci)
 
 
 def build_parser(
@@ -56,6 +67,9 @@ def main(
 ) -> int:
     """Entry point of the ``planets-mlops`` console script; returns the exit code."""
     parser = build_parser(source_factory)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["schedule", "sync"]:  # `schedule PIPELINE` takes a name; `sync` is no pipeline
+        argv = ["schedule-sync", *argv[2:]]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors

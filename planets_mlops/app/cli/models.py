@@ -188,7 +188,6 @@ def handle_promote(args: argparse.Namespace) -> int:
 
 def handle_rollback(args: argparse.Namespace) -> int:
     """Point production back at the previous (or given) version; redeploy with ``--deploy``."""
-    from planets_mlops.errors import DataError
     from planets_mlops.registry import registry as reg
     from planets_mlops.registry.release import record_deployment
 
@@ -199,23 +198,7 @@ def handle_rollback(args: argparse.Namespace) -> int:
     move, info, record = _move(args, client, reg.PRODUCTION, target, current, args.reason)
     deployed = None
     if args.deploy:
-        bento_uri, bento_tag = info["tags"].get("planets.bento_uri"), info["tags"].get("planets.bento_tag")
-        if not bento_uri or not bento_tag:
-            raise DataError(
-                f"Version {target} of {args.model} has no bento (tags planets.bento_uri/_tag): it was never "
-                "packaged. production now names it; deploy a bento by hand or promote a packaged version."
-            )
-        from planets_mlops.components.images import SERVING_IMAGE
-        from planets_mlops.deploy.apply import deploy_bento
-
-        say(f"deploying {bento_tag} to {args.serving_namespace}/{args.serving_name}")
-        deployed = deploy_bento(
-            bento_uri=bento_uri,
-            bento_metadata={"bento_tag": bento_tag},
-            serving_image=SERVING_IMAGE,
-            name=args.serving_name,
-            namespace=args.serving_namespace,
-        )
+        deployed = deploy_version(client, args.model, info, args.serving_name, args.serving_namespace)
         record = record_deployment(client, args.model, target, deployed) or record
     emit(
         args,
@@ -230,3 +213,34 @@ def handle_rollback(args: argparse.Namespace) -> int:
         {"move": move.record, "release": record, "deployed": deployed},
     )
     return EXIT_OK
+
+
+def deploy_version(
+    client: Any, model: str, info: dict[str, Any], name: str, namespace: str
+) -> dict[str, Any]:
+    """Serve the bento of version ``info`` (its ``planets.bento_*`` tags); returns the endpoint.
+
+    Raises:
+        DataError: the version was never packaged (production already names it).
+    """
+    from planets_mlops.errors import DataError
+
+    bento_uri, bento_tag = info["tags"].get("planets.bento_uri"), info["tags"].get("planets.bento_tag")
+    if not bento_uri or not bento_tag:
+        raise DataError(
+            f"Version {info['version']} of {model} has no bento (tags planets.bento_uri/_tag): it was never "
+            "packaged. production now names it; deploy a bento by hand or promote a packaged version."
+        )
+    from planets_mlops.components.images import SERVING_IMAGE
+    from planets_mlops.deploy.apply import deploy_bento
+
+    say(f"deploying {bento_tag} to {namespace}/{name}")
+    return dict(
+        deploy_bento(
+            bento_uri=bento_uri,
+            bento_metadata={"bento_tag": bento_tag},
+            serving_image=SERVING_IMAGE,
+            name=name,
+            namespace=namespace,
+        )
+    )
