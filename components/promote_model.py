@@ -70,7 +70,7 @@ def promote_model(
         bento_tag=str(bento.metadata.get("bento_tag", "")),
         bento_uri=bento.uri,
         kfp_run_id=kfp_run_id,
-        move=move_production,
+        move_production=move_production,
     )
     Path(release.path).write_text(outcome.markdown, encoding="utf-8")
     release.metadata.update(outcome.metadata())

@@ -10,7 +10,7 @@ What stands in, because it cannot run here:
 - the Kubeflow backend: tests/fake_kfp_api.py (the KFP v2beta1 REST API, no execution). While
   ``run --wait`` polls, this test does what the cluster's register-model and promote-model
   pods do for that run (the real ``register_trained_model`` and ``promote_registered`` with
-  ``move=False`` on the real MLflow server), then lets the fake answer SUCCEEDED;
+  ``move_production=False`` on the real MLflow server), then lets the fake answer SUCCEEDED;
 - GitHub (the CI provider): ``gh`` is a recording stand-in answering the API calls the steps
   make (comments, check runs, the merged pull request); ``uses:`` steps (checkout,
   setup-python, the Google auth actions) are skipped and their outputs given; the ``install``
@@ -260,7 +260,7 @@ def _register(
             bento_tag=f"planets_classifier:{kfp_run_id}",
             bento_uri=f"gs://bucket/bentos/{kfp_run_id}.bento",
             kfp_run_id=kfp_run_id,
-            move=False,
+            move_production=False,
         )
         assert not held.moved and "held for review" in held.markdown
     return registration

@@ -294,7 +294,7 @@ def promote_registered(
     bento_tag: str,
     bento_uri: str,
     kfp_run_id: str,
-    move: bool = True,
+    move_production: bool = True,
 ) -> Promotion:
     """Move ``production`` to the registered version if it still names ``expected_version``.
 
@@ -306,7 +306,7 @@ def promote_registered(
         bento_tag: The packaged bento of the version (a lineage tag from now on).
         bento_uri: Where that bento archive is.
         kfp_run_id: The KFP run promoting.
-        move: Off: record the bento on the version and move nothing (the version waits for
+        move_production: Off: record the bento on the version and move nothing (the version waits for
             review; ``moved`` is False).
 
     Returns:
@@ -336,7 +336,7 @@ def promote_registered(
     name = params.model_name
     client.set_model_version_tag(name, version, "planets.bento_tag", bento_tag)
     client.set_model_version_tag(name, version, "planets.bento_uri", bento_uri)
-    if not move:
+    if not move_production:
         return Promotion(
             False,
             version,
