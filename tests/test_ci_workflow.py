@@ -518,3 +518,48 @@ def _ctx_for(number: int, head: str, variables: dict[str, str]) -> dict[str, Any
         "vars": variables,
         "given_outputs": {"gcp": {"id_token": ID_TOKEN}},
     }
+
+
+@pytest.mark.servers
+def test_schedules_workflow_syncs_the_file_and_prunes_what_it_dropped(repo, tmp_path):
+    """The schedules job's steps against the fake KFP API (standing in for the Kubeflow backend)."""
+    workflow = yaml.safe_load((repo / ".github/workflows/planets-schedules.yml").read_text())
+    assert workflow[True]["push"]["paths"] == [cicd.SCHEDULES_FILE]
+    work = tmp_path / "work"
+    work.mkdir()
+    with serve_fake_kfp(FakeKfpState(token=ID_TOKEN)) as (url, kfp):
+        ctx = {
+            "github": {"repository": "example/planets", "token": "ghs-job-token"},
+            "vars": {"KFP_HOST": url},
+            "given_outputs": {"gcp": {"id_token": ID_TOKEN}},
+        }
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+        def sync() -> list[dict[str, Any]]:
+            done = run_job(workflow, "sync", ctx, env, repo, work)
+            assert all(d.get("rc", 0) == 0 for d in done), [
+                (d["name"], d.get("err", "")[-2000:]) for d in done
+            ]
+            return done
+
+        sync()
+        (live,) = kfp.recurring.values()
+        assert (
+            live["display_name"] == "monitoring-hourly"
+            and live["trigger"]["cron_schedule"]["cron"] == "0 0 * * * *"
+        )
+        assert live["runtime_config"]["parameters"]["model_version"] == "production"
+        # A recurring run made by hand (not by the CLI) is never pruned.
+        kfp.recurring["manual"] = {**live, "recurring_run_id": "manual", "display_name": "by-hand",
+                                   "description": "made in the UI"}  # fmt: skip
+        # The file now declares a daily run instead: the hourly one goes, the daily one comes.
+        path = repo / cicd.SCHEDULES_FILE
+        path.write_text(path.read_text().replace("monitoring-hourly", "monitoring-daily").replace(
+            '"0 0 * * * *"', '"0 0 3 * * *"'))  # fmt: skip
+        done = sync()
+        assert "removed" in done[-1]["err"]
+        assert sorted(r["display_name"] for r in kfp.recurring.values()) == ["by-hand", "monitoring-daily"]
+        assert all(
+            c.headers.get("authorization") == f"Bearer {ID_TOKEN}"
+            for c in kfp.calls("POST", "/recurringruns")
+        )
