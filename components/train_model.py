@@ -20,6 +20,7 @@ def train_model(
     seed: int = 5241,
     output_classes: int = 0,
     guard_coverage: float = 0.95,
+    augment: str = "photometric",
 ):
     """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard."""
     from pathlib import Path
@@ -36,6 +37,7 @@ def train_model(
         seed=seed,
         output_classes=output_classes,
         guard_coverage=guard_coverage,
+        augment=augment,
     )
     result = train(prepared.path, model.path, params)
     Path(history.path).write_text(result.history_json())

@@ -61,6 +61,7 @@ def add_train_and_evaluate(
     train_seed,
     train_output_classes,
     train_guard_coverage,
+    train_augment,
     production_model_uri,
     min_improvement,
     gate_alpha,
@@ -99,6 +100,7 @@ def add_train_and_evaluate(
         seed=train_seed,
         output_classes=train_output_classes,
         guard_coverage=train_guard_coverage,
+        augment=train_augment,
     ).set_display_name(f"Train model ({gpu.label})")
     cluster.apply(gpu.apply(train), "train-model", idempotent=True)
     evaluate = evaluate_model(
@@ -125,6 +127,7 @@ def add_train_and_evaluate(
         "train_seed": train_seed,
         "train_output_classes": train_output_classes,
         "train_guard_coverage": train_guard_coverage,
+        "train_augment": train_augment,
         "min_improvement": min_improvement,
         "gate_alpha": gate_alpha,
         "production_model_uri": production_model_uri,

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # and the 3x3 max-pool after it needs at least 3 of those.
 MIN_IMAGE_SIZE = 5
 
+# The training augmentation sets (planets_mlops.augment names what each applies).
+AUGMENT_SETS = ("none", "photometric")
+
 
 def _finite(name: str, value: object, allowed: str, fix: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -105,10 +108,13 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The guide's ``train`` parameters plus batch size, threads and the guard's coverage.
+    """The guide's ``train`` parameters plus batch size, threads, the guard and augmentation.
 
     ``guard_coverage`` is the share of known images (the validation split) the open-set
     guard keeps; its threshold is set to keep that share (see ``planets_mlops.guard``).
+    ``augment`` names the training augmentation (``planets_mlops.augment``):
+    ``"photometric"`` (benign changes of exposure, contrast, blur and noise; never colour
+    balance or zoom) or ``"none"`` (the reference experiment).
     """
 
     lr: float = 0.001
@@ -120,6 +126,7 @@ class TrainParams:
     output_classes: int = 0
     threads: int = 1
     guard_coverage: float = 0.95
+    augment: str = "photometric"
 
     def __post_init__(self) -> None:
         """Check every field.
@@ -129,6 +136,14 @@ class TrainParams:
                 ``dense_size`` or ``batch_size`` not a positive integer; a negative
                 ``output_classes`` or ``threads``; ``guard_coverage`` outside (0, 1].
         """
+        if self.augment not in AUGMENT_SETS:
+            raise InvalidParameterError(
+                "augment",
+                self.augment,
+                f"one of {list(AUGMENT_SETS)}",
+                "'photometric' trains on benign changes of exposure, contrast, blur and noise "
+                "(planets_mlops.augment); 'none' trains on the images as they are.",
+            )
         if isinstance(self.guard_coverage, bool) or not 0.0 < self.guard_coverage <= 1.0:
             raise InvalidParameterError(
                 "guard_coverage",
@@ -603,6 +618,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_dense_size": 128,
         "train_batch_size": 32,
         "train_seed": 5241,
+        "train_augment": "none",
     },
 }
 

@@ -43,6 +43,7 @@ PARAMS_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "batch_size": (int,),
         "output_classes": (int,),
         "guard_coverage": (float, int),
+        "augment": (str,),
     },
     "data": {
         "repo_url": (str,),

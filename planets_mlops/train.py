@@ -4,7 +4,9 @@ Outputs in the model folder:
     model.keras        the trained Keras model
     model.onnx         the same model for ONNX Runtime (evaluation and serving)
     classes.json       class names, index = model output
-    preprocess.json    how images become model input (see planets_mlops.preprocess)
+    preprocess.json    how images become model input (see planets_mlops.preprocess), and
+                       under ``training_augmentation`` what training changed in them
+                       (planets_mlops.augment.describe; serving applies none of it)
     history.json       per-epoch loss/accuracy/val_loss/val_accuracy
     guard.json         the open-set guard's threshold and settings (planets_mlops.guard)
     guard_bank.npy     the guard's unit-length training embeddings
@@ -31,6 +33,9 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.accelerators import check_gpus
+from planets_mlops.augment import NONE as NO_AUGMENT
+from planets_mlops.augment import augment_batch
+from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
@@ -92,11 +97,15 @@ class TrainResult:
                 ``data_content_hash`` become the model's provenance.
 
         Returns:
-            Framework, classes, parameter count, duration, provenance and ``final_<metric>``.
+            Framework, classes, parameter count, duration, provenance, the training
+            augmentation (``augment``: its set; ``augmentation``: the changes it applies) and
+            ``final_<metric>``.
         """
         source = source or {}
         return {
             "framework": self.framework,
+            "augment": self.params.augment,
+            "augmentation": [change["name"] for change in describe_augment(self.params.augment)["changes"]],
             "classes": self.classes,
             "parameters": self.parameters,
             "train_seconds": self.train_seconds,
@@ -156,13 +165,24 @@ def build_model(input_shape: tuple[int, ...], classes: int, conv_size: int, dens
 
 
 def _batches(
-    prepared_dir: Path, split: str, batch_size: int, order: np.ndarray | None = None
+    prepared_dir: Path,
+    split: str,
+    batch_size: int,
+    order: np.ndarray | None = None,
+    augment: str = NO_AUGMENT,
+    seed: int = 0,
 ) -> tuple[int, Any]:
-    """A generator factory over memory-mapped shards, visiting samples in ``order``."""
+    """A generator factory over memory-mapped shards, visiting samples in ``order``.
+
+    With ``augment`` (a set of :mod:`planets_mlops.augment`), each batch is changed with
+    draws from one generator seeded with ``seed``; epochs draw on from where the last one
+    stopped, so every epoch sees other changes and a seeded run repeats them all.
+    """
     shards = list(iter_shards(prepared_dir, split))
     sizes = [len(labels) for _, labels in shards]
     offsets = np.cumsum([0] + sizes)
     total = int(offsets[-1])
+    rng = np.random.default_rng(seed)
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, total, batch_size):
@@ -174,7 +194,7 @@ def _batches(
             shard_of = np.searchsorted(offsets, chosen, side="right") - 1
             images = np.stack([shards[s][0][i - offsets[s]] for s, i in zip(shard_of, chosen)])
             labels = np.asarray([shards[s][1][i - offsets[s]] for s, i in zip(shard_of, chosen)])
-            yield images, labels
+            yield augment_batch(images, rng, augment), labels
 
     return total, generate
 
@@ -194,7 +214,9 @@ def _datasets(tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams) 
         .as_numpy_iterator(),
         dtype=np.int64,
     )
-    n_train, train_gen = _batches(prepared_dir, "train", params.batch_size, order)
+    n_train, train_gen = _batches(
+        prepared_dir, "train", params.batch_size, order, augment=params.augment, seed=params.seed
+    )
     n_val, val_gen = _batches(prepared_dir, "validation", params.batch_size)
 
     def dataset(generate: Any, count: int) -> Any:
@@ -235,19 +257,20 @@ def fit_guard(both: Any, prepared_dir: Path, coverage: float) -> tuple[Guard, Re
 
 
 def _write_model_dir(
-    model: Any, model_dir: Path, manifest: dict, history: dict, prepared_dir: Path, coverage: float
+    model: Any, model_dir: Path, manifest: dict, history: dict, prepared_dir: Path, params: TrainParams
 ) -> Guard:
     """Save the model (Keras and ONNX), its classes, preprocessing, history, guard and reference."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_FILE)
     both = with_embedding(model)
-    guard, reference = fit_guard(both, prepared_dir, coverage)
+    guard, reference = fit_guard(both, prepared_dir, params.guard_coverage)
     guard.save(model_dir)
     reference.save(model_dir)
     export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
     (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
-    (model_dir / PREPROCESS_FILE).write_text(json.dumps(manifest["preprocess"]))
+    preprocess = {**manifest["preprocess"], "training_augmentation": describe_augment(params.augment)}
+    (model_dir / PREPROCESS_FILE).write_text(json.dumps(preprocess))
     (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
     return guard
 
@@ -336,7 +359,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     _check_finite_history(history, params)
     duration = time.monotonic() - started
-    guard = _write_model_dir(model, model_dir, manifest, history, prepared_dir, params.guard_coverage)
+    guard = _write_model_dir(model, model_dir, manifest, history, prepared_dir, params)
     result = TrainResult(
         params=params,
         classes=classes,

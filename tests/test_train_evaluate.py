@@ -129,6 +129,25 @@ def test_training_is_deterministic(small_prepared, tmp_path):
     assert np.array_equal(predict_logits(tmp_path / "a", images), predict_logits(tmp_path / "b", images))
 
 
+def test_the_model_says_which_augmentation_training_applied(tiny_model):
+    preprocess = json.loads((tiny_model / "preprocess.json").read_text())
+    augmentation = preprocess["training_augmentation"]
+    assert augmentation["set"] == TrainParams().augment == "photometric"
+    assert [c["name"] for c in augmentation["changes"]] == ["brightness", "contrast", "blur", "noise"]
+    # Serving still reads the preprocessing from the same file, unchanged by the extra key.
+    from planets_mlops.preprocess import PreprocessConfig
+
+    assert PreprocessConfig.from_dict(preprocess).input_shape == (32, 32, 3)
+
+
+def test_training_without_augmentation_records_none(small_prepared, tmp_path):
+    params = TrainParams(epochs=1, conv_size=8, dense_size=16, lr=0.01, augment="none")
+    result = train_model(small_prepared, tmp_path / "m", params)
+    assert result.metadata()["augment"] == "none" and result.metadata()["augmentation"] == []
+    preprocess = json.loads((tmp_path / "m" / "preprocess.json").read_text())
+    assert preprocess["training_augmentation"]["changes"] == []
+
+
 def test_class_count_mismatch_names_the_fix(small_prepared, tmp_path):
     with pytest.raises(DataError, match=r"output_classes=10.*3 classes.*Set output_classes to 3"):
         train_model(small_prepared, tmp_path / "m", TrainParams(output_classes=10, epochs=1))
