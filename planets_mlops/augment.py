@@ -67,6 +67,28 @@ CHANGES = (
 )
 
 
+# Fixed benign changes, in the same units: what the open-set guard is calibrated on (the
+# validation images under each) and what the evaluation report's trade-off curve measures.
+# They stand for a camera with noise of sigma 25, a blur of radius 2, half the contrast, or
+# 60 % of the exposure, on the 128 px originals.
+BENIGN = (("noise", 0.05), ("blur", 0.5), ("contrast", 0.5), ("brightness", 0.6))
+
+
+def benign_changes(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each change of :data:`BENIGN` applied to every image of ``(N, H, W, C)``.
+
+    Returns:
+        ``"<name> <strength>"`` -> the changed copy of ``images``.
+    """
+    rng = np.random.default_rng(seed)
+    return {
+        f"{name} {strength:g}": np.stack([apply_change(image, name, strength, rng) for image in images])
+        if len(images)
+        else np.asarray(images, np.float32)
+        for name, strength in BENIGN
+    }
+
+
 def check_augment(augment: str) -> str:
     """``augment`` if it names a set, else a clear error."""
     if augment not in SETS:

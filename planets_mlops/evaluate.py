@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops.augment import benign_changes
 from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
-from planets_mlops.guard import has_guard, load_guard, rejection_rate
+from planets_mlops.guard import has_guard, load_guard, rejection_rate, tradeoff
 from planets_mlops.knobs import EvaluateParams
 from planets_mlops.prepare import load_manifest, load_raw_split, load_split
 from planets_mlops.preprocess import PreprocessConfig
@@ -65,7 +66,7 @@ class EvaluateResult:
         predictions: The predicted class index of each validation image.
         promote: Whether to promote the model (always when there is no production model).
         comparison: The comparison with production; ``None`` when none was given.
-        guard: The open-set guard's figures (see :func:`guard_figures`); ``None`` for a
+        guard: The open-set guard's figures (see :meth:`GuardScores.figures`); ``None`` for a
             model folder without a guard.
     """
 
@@ -164,32 +165,109 @@ def predict_outputs(
     return logits, embedding
 
 
-def guard_figures(
-    model_dir: Path, known_embedding: np.ndarray | None, unseen_images: np.ndarray | None = None
-) -> dict[str, float] | None:
-    """The guard's threshold, its coverage of known images and its rejection of unseen ones.
+@dataclass(frozen=True)
+class GuardScores:
+    """The guard's known scores of the evaluation images, for its figures and its curve.
+
+    Attributes:
+        threshold: The score an image needs to be recognised.
+        known: Scores of the validation images.
+        benign: Scores of the validation images under each benign change
+            (:data:`planets_mlops.augment.BENIGN`) that the model still classifies right.
+        unseen: Scores of images of classes the model never saw; ``None`` when none given.
+    """
+
+    threshold: float
+    known: np.ndarray
+    benign: np.ndarray
+    unseen: np.ndarray | None = None
+
+    def figures(self) -> dict[str, float]:
+        """The guard's figures for the metrics and the report.
+
+        Returns:
+            ``guard_threshold``, ``guard_coverage`` (share of validation images recognised),
+            ``guard_benign_coverage`` (the same under benign changes, of those classified
+            right) and, with unseen images, ``guard_unseen_rejected`` (share of them not
+            recognised).
+        """
+        figures = {
+            "guard_threshold": self.threshold,
+            "guard_coverage": float(np.mean(self.known >= self.threshold)) if self.known.size else 0.0,
+        }
+        if self.benign.size:
+            figures["guard_benign_coverage"] = float(np.mean(self.benign >= self.threshold))
+        if self.unseen is not None and self.unseen.size:
+            figures["guard_unseen_rejected"] = rejection_rate(self.unseen, self.threshold)
+        return figures
+
+
+def guard_scores(
+    model_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    known_embedding: np.ndarray | None,
+    unseen_images: np.ndarray | None = None,
+) -> GuardScores | None:
+    """Score the validation images, benign changes of them and unseen images with the guard.
 
     Args:
         model_dir: A model folder; ``None`` is returned when it holds no guard.
-        known_embedding: Embeddings of known images (the validation split).
+        images: The validation images (model inputs).
+        labels: Their classes.
+        known_embedding: The model's embeddings of ``images``.
         unseen_images: Model inputs of images of classes the model never saw (for
-            instance a class left out of training); adds ``guard_unseen_rejected``.
-
-    Returns:
-        ``guard_threshold``, ``guard_coverage`` (share of known images recognised) and,
-        with ``unseen_images``, ``guard_unseen_rejected`` (share of them not recognised).
+            instance a class left out of training).
     """
     if not has_guard(model_dir) or known_embedding is None:
         return None
     guard = load_guard(model_dir)
-    figures = {
-        "guard_threshold": guard.threshold,
-        "guard_coverage": float(np.mean(guard.recognised(guard.scores(known_embedding)))),
-    }
+    benign = []
+    for changed in benign_changes(images).values():
+        logits, embedding = predict_outputs(model_dir, changed)
+        if embedding is not None and len(changed):
+            right = logits.argmax(axis=1) == labels
+            benign.append(guard.scores(embedding[right]) if right.any() else np.zeros(0))
+    unseen = None
     if unseen_images is not None and len(unseen_images):
         _, unseen_embedding = predict_outputs(model_dir, unseen_images)
-        figures["guard_unseen_rejected"] = rejection_rate(guard.scores(unseen_embedding), guard.threshold)
-    return figures
+        unseen = guard.scores(unseen_embedding)
+    return GuardScores(
+        guard.threshold,
+        guard.scores(known_embedding),
+        np.concatenate(benign) if benign else np.zeros(0),
+        unseen,
+    )
+
+
+def plot_guard_tradeoff(scores: GuardScores) -> str:
+    """Known (and benign-changed) images kept, unseen ones rejected, per threshold: base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    known = tradeoff(scores.known, scores.unseen)
+    ax.plot(known["threshold"], known["kept"], label="validation images kept")
+    if scores.benign.size:
+        ax.plot(*_curve(scores.benign, "kept"), "--", label="benign changes kept (classified right)")
+    if "rejected" in known:
+        ax.plot(known["threshold"], known["rejected"], ":", label="unseen-class images rejected")
+    ax.axvline(scores.threshold, color="grey", lw=1)
+    ax.text(scores.threshold, 0.02, f" threshold {scores.threshold:g}", color="grey")
+    ax.set_xlabel("threshold on the known score")
+    ax.set_ylabel("share")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("Open-set guard: coverage and rejection by threshold")
+    return _png(fig)
+
+
+def _curve(scores: np.ndarray, key: str) -> tuple[list[float], list[float]]:
+    curve = tradeoff(scores)
+    return curve["threshold"], curve[key]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -334,7 +412,7 @@ def render_report(
         images: Section title -> base64 PNG.
         comparison: The comparison with production, or ``None``.
         per_class_f1: F1 of each class, in label order.
-        guard: The open-set guard's figures (:func:`guard_figures`), or ``None``.
+        guard: The open-set guard's figures (:meth:`GuardScores.figures`), or ``None``.
 
     Returns:
         A self-contained HTML page.
@@ -363,9 +441,15 @@ def render_report(
     guard_text = "<p>This model folder has no open-set guard.</p>"
     if guard:
         guard_text = (
-            f"<p>Threshold {guard['guard_threshold']:.4f} on the nearest-neighbour cosine score of "
-            f"the embedding; it recognises {guard['guard_coverage']:.1%} of the validation images."
+            f"<p>Threshold {guard['guard_threshold']:.4f} on the known score (the nearest-neighbour "
+            "cosine distance of the embedding, in units of its class's calibrated distance); it "
+            f"recognises {guard['guard_coverage']:.1%} of the validation images."
         )
+        if "guard_benign_coverage" in guard:
+            guard_text += (
+                f" Under benign changes (noise, blur, half contrast, 60 % exposure) it keeps "
+                f"{guard['guard_benign_coverage']:.1%} of the images the model classifies right."
+            )
         if "guard_unseen_rejected" in guard:
             guard_text += f" It rejects {guard['guard_unseen_rejected']:.1%} of the unseen-class images."
         guard_text += "</p>"
@@ -543,7 +627,8 @@ def evaluate_model(
     logits, embedding = predict_outputs(model_dir, images)
     scores = classification_scores(logits, labels, len(classes))
     metrics = {k: scores[k] for k in METRIC_NAMES}
-    guard = guard_figures(model_dir, embedding, unseen_images)
+    scored = guard_scores(model_dir, images, labels, embedding, unseen_images)
+    guard = scored.figures() if scored else None
     comparison = None
     if production_model_dir is not None:
         params = replace(gate or EvaluateParams(), min_improvement=min_improvement)
@@ -570,6 +655,8 @@ def evaluate_model(
         "Predictions (mistakes first)": plot_predictions(images, labels, scores["predictions"], classes),
         "Confusion matrix": plot_confusion(scores["confusion_matrix"], classes),
     }
+    if scored is not None:
+        pictures["Open-set guard: coverage and rejection by threshold"] = plot_guard_tradeoff(scored)
     Path(report_path).write_text(
         render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"], guard)
     )

@@ -1,40 +1,61 @@
 """Open-set guard: how well does the model know this image? NumPy only.
 
 A classifier always answers one of its classes, even for an image of something it has never
-seen. The guard scores an image by how close the model's own penultimate-layer embedding
-lies to the embeddings of the training images, and calls the image *recognised* when that
-score reaches a threshold calibrated on validation images (images the guard was not fitted
-on) to keep a stated share of known images, the *coverage* (95 % by default).
+seen. The guard compares the model's own penultimate-layer embedding of an image with the
+embeddings of the training images (the *bank*), and calls the image *recognised* when it
+lies close enough to them.
 
-Score (``metric = "cosine-knn"``): the mean cosine similarity between the image's
-embedding and its ``k`` nearest training embeddings. Embeddings after a ReLU are
-non-negative, so scores lie in [0, 1]; higher means better known. An all-zero embedding
-(the network saw nothing it responds to) scores 0.
+How close is close enough depends on the class: some classes' renders are near-duplicates
+of each other, others vary. So each class has its own threshold, calibrated on validation
+images (images not in the bank) *and* on the same images under benign changes of the
+camera (noise, blur, lower contrast, another exposure: :data:`planets_mlops.augment.BENIGN`)
+that the model still classifies right: a slightly noisier photograph of Mars is still Mars,
+and the guard must keep it. The bank holds the training images as they are and once more
+under random benign changes, so a changed image of a known class finds a close neighbour.
+
+Score (``metric = "cosine-knn-classwise"``): with ``s`` the mean cosine similarity between
+the image's embedding and its ``k`` nearest bank rows, ``c`` the class of the nearest row and
+``t_c`` that class's calibrated similarity threshold, the *known score* is
+
+    ``score = clip(1 - (1 - s) / (1 - t_c) / 2, 0, 1)``
+
+1 for an image identical to a training image, :data:`THRESHOLD` (0.5) at the class's
+threshold distance, 0 at twice that distance or more. An image is recognised when its score
+is ``>= 0.5``; one threshold for every consumer, the class-wise calibration inside the score.
+An all-zero embedding (the network saw nothing it responds to) scores 0.
 
 API, for everything that scores images (training, evaluation, serving, the promotion gate,
 the labelling loop):
 
 - :func:`normalize` -- unit-length rows (all-zero rows stay zero).
-- :func:`knn_scores` -- ``(bank, embeddings, k) -> scores``, the score above.
+- :func:`knn_scores` -- ``(bank, embeddings, k) -> scores``, the similarity ``s`` above.
 - :func:`calibrate_threshold` -- ``(known scores, coverage) -> threshold``.
-- :class:`Guard` -- bank + threshold: :meth:`Guard.fit`, :meth:`Guard.scores`,
-  :meth:`Guard.recognised`, :meth:`Guard.save`, :func:`load_guard`.
+- :class:`Guard` -- bank, its classes and their thresholds: :meth:`Guard.fit`,
+  :meth:`Guard.scores`, :meth:`Guard.recognised`, :meth:`Guard.save`, :func:`load_guard`.
 - :func:`rejection_rate` -- the share of (unseen) scores below the threshold.
+- :func:`tradeoff` -- known images kept and unseen images rejected at each threshold (the
+  curve of the evaluation report).
 
 Saved format, in the model folder (and so in the bento's model):
 
-- ``guard.json``: ``{"format": "planets-guard/1", "metric": "cosine-knn", "k", "threshold",
-  "coverage", "embedding_dim", "bank_size", "embedding_output", "calibration": {"count",
-  "kept"}}``; ``embedding_output`` names the ONNX output that gives the embedding.
-- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, unit-length training
-  embeddings (loaded with ``allow_pickle=False``).
+- ``guard.json``: ``{"format": "planets-guard/2", "metric": "cosine-knn-classwise", "k",
+  "threshold" (0.5), "class_thresholds" (``t_c``, one per class), "bank_labels" (the class
+  of each bank row), "coverage", "embedding_dim", "bank_size", "embedding_output",
+  "calibration": {"count", "kept", ...}}``; ``embedding_output`` names the ONNX output
+  that gives the embedding.
+- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, unit-length embeddings
+  (loaded with ``allow_pickle=False``).
+
+A ``planets-guard/1`` guard (one global threshold on ``s``, written by earlier versions)
+still loads: it becomes a guard of one class whose threshold is the old one, which
+recognises exactly the images the old guard recognised.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +63,16 @@ import numpy as np
 
 from planets_mlops.errors import DataError, InvalidParameterError
 
-FORMAT = "planets-guard/1"
-METRIC = "cosine-knn"
+FORMAT = "planets-guard/2"
+METRIC = "cosine-knn-classwise"
+# Earlier versions' format, still read (see load_guard).
+FORMAT_V1 = "planets-guard/1"
+METRIC_V1 = "cosine-knn"
+# Recognised when the known score reaches this (the class's own threshold distance).
+THRESHOLD = 0.5
+# The smallest threshold distance 1 - t_c: a class whose calibration images all sit on
+# training images would otherwise divide by zero.
+_MIN_DISTANCE = 1e-6
 GUARD_FILE = "guard.json"
 BANK_FILE = "guard_bank.npy"
 EMBEDDING_OUTPUT = "embedding"
@@ -148,39 +177,94 @@ def rejection_rate(scores: Any, threshold: float) -> float:
 
 @dataclass(frozen=True)
 class Guard:
-    """A fitted guard: the training embeddings (unit rows) and the calibrated threshold."""
+    """A fitted guard: the bank (unit rows), the class of each row and each class's threshold.
+
+    Attributes:
+        bank: Unit-length reference embeddings ``(m, d)``.
+        labels: The class index of each bank row ``(m,)``.
+        class_thresholds: The calibrated similarity ``t_c`` of each class.
+        coverage: The share of calibration images the thresholds keep in each class.
+        k: Neighbours averaged in the similarity.
+        calibration: Counts and shares of the calibration (for reports).
+    """
 
     bank: np.ndarray
-    threshold: float
+    labels: np.ndarray
+    class_thresholds: np.ndarray
     coverage: float
     k: int = 1
     calibration: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def threshold(self) -> float:
+        """The known score an image needs to be recognised (:data:`THRESHOLD`)."""
+        return THRESHOLD
+
     @classmethod
     def fit(
-        cls, train_embeddings: Any, validation_embeddings: Any, coverage: float = 0.95, k: int = 1
+        cls,
+        bank_embeddings: Any,
+        calibration_embeddings: Any,
+        coverage: float = 0.95,
+        k: int = 1,
+        bank_labels: Any = None,
     ) -> Guard:
-        """Bank the training embeddings; set the threshold on the validation ones.
+        """Bank the reference embeddings; set each class's threshold on the calibration ones.
 
-        The validation images must not be in the bank: their scores stand for those of
-        new images of known classes.
+        Args:
+            bank_embeddings: Embeddings of the training images (and of benign changes of
+                them), ``(m, d)``.
+            calibration_embeddings: Embeddings of known images that are not in the bank
+                (validation images, as they are and under benign changes, that the model
+                classifies right), ``(n, d)``: their scores stand for those of new images of
+                known classes.
+            coverage: The share of calibration images each class's threshold keeps.
+            k: Neighbours averaged in the similarity.
+            bank_labels: The class index of each bank row; ``None`` puts every row in one
+                class (one global threshold).
+
+        Returns:
+            The guard, with ``calibration`` = ``{"count", "kept", "per_class"}``.
+
+        Raises:
+            InvalidParameterError: bad ``coverage`` or ``k``.
+            DataError: empty, broken or mismatched embeddings or labels.
         """
         coverage = check_coverage(coverage)
-        bank = normalize(train_embeddings)
+        bank = normalize(bank_embeddings)
         if not np.any(np.linalg.norm(bank, axis=1) > 0):
             raise DataError("Every training embedding is zero: the model has learnt nothing to compare with.")
-        scores = knn_scores(bank, validation_embeddings, k)
-        threshold = calibrate_threshold(scores, coverage)
-        kept = float(np.mean(scores >= threshold))
-        return cls(bank, threshold, coverage, k, {"count": int(scores.size), "kept": kept})
+        labels = _labels(bank_labels, len(bank))
+        similarity, nearest = nearest_neighbours(bank, labels, calibration_embeddings, k)
+        overall = calibrate_threshold(similarity, coverage)
+        classes = int(labels.max()) + 1
+        thresholds = np.array(
+            [
+                calibrate_threshold(similarity[nearest == c], coverage) if np.any(nearest == c) else overall
+                for c in range(classes)
+            ]
+        )
+        guard = cls(bank, labels, thresholds, coverage, k)
+        kept = guard.recognised(guard.scores(calibration_embeddings))
+        per_class = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
+        return replace(
+            guard,
+            calibration={"count": int(similarity.size), "kept": float(np.mean(kept)), "per_class": per_class},
+        )
 
     def scores(self, embeddings: Any) -> np.ndarray:
-        """How known each image is (see :func:`knn_scores`)."""
-        return knn_scores(self.bank, embeddings, self.k)
+        """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``."""
+        embeddings = _as_matrix(embeddings, "embeddings")
+        similarity, nearest = nearest_neighbours(self.bank, self.labels, embeddings, self.k)
+        distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
+        scores = np.clip(1.0 - (1.0 - similarity) / distance * (1.0 - THRESHOLD), 0.0, 1.0)
+        # A blank input (all-zero embedding) is never known, whatever the thresholds.
+        scores[~np.any(embeddings != 0, axis=1)] = 0.0
+        return scores
 
     def recognised(self, scores: Any) -> np.ndarray:
         """Boolean mask: the score reaches the threshold."""
-        return np.asarray(scores, dtype=np.float64) >= self.threshold
+        return np.asarray(scores, dtype=np.float64) >= THRESHOLD
 
     def describe(self) -> dict[str, Any]:
         """The ``guard.json`` document."""
@@ -188,12 +272,14 @@ class Guard:
             "format": FORMAT,
             "metric": METRIC,
             "k": self.k,
-            "threshold": self.threshold,
+            "threshold": THRESHOLD,
+            "class_thresholds": [float(t) for t in self.class_thresholds],
             "coverage": self.coverage,
             "embedding_dim": int(self.bank.shape[1]),
             "bank_size": int(self.bank.shape[0]),
             "embedding_output": EMBEDDING_OUTPUT,
             "calibration": self.calibration,
+            "bank_labels": [int(label) for label in self.labels],
         }
 
     def save(self, folder: Path) -> None:
@@ -201,7 +287,55 @@ class Guard:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / BANK_FILE, self.bank.astype(np.float32))
-        (folder / GUARD_FILE).write_text(json.dumps(self.describe(), indent=1))
+        (folder / GUARD_FILE).write_text(json.dumps(self.describe()))
+
+
+def _labels(labels: Any, count: int) -> np.ndarray:
+    if labels is None:
+        return np.zeros(count, np.int64)
+    array = np.asarray(labels)
+    if array.shape != (count,) or not np.issubdtype(array.dtype, np.integer) or (count and array.min() < 0):
+        raise DataError(
+            f"Bank labels must be {count} non-negative class indices, one per bank row; got shape "
+            f"{array.shape} of {array.dtype}."
+        )
+    return array.astype(np.int64)
+
+
+def nearest_neighbours(
+    bank: np.ndarray, labels: np.ndarray, embeddings: Any, k: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity ``s`` (:func:`knn_scores`) and the class of the nearest bank row."""
+    bank = _as_matrix(bank, "bank")
+    queries = normalize(embeddings)
+    similarity = knn_scores(bank, queries, k)
+    nearest = np.empty(len(queries), np.int64)
+    for start in range(0, len(queries), _BLOCK):
+        nearest[start : start + _BLOCK] = labels[np.argmax(queries[start : start + _BLOCK] @ bank.T, axis=1)]
+    return similarity, nearest
+
+
+def tradeoff(known_scores: Any, unseen_scores: Any = None, thresholds: Any = None) -> dict[str, list[float]]:
+    """Known images kept, and unseen images rejected, at each threshold on the known score.
+
+    Args:
+        known_scores: Scores of images of known classes (or of benign changes of them).
+        unseen_scores: Scores of images of classes the model never saw; optional.
+        thresholds: Where to measure; 101 points from 0 to 1 by default.
+
+    Returns:
+        ``{"threshold": [...], "kept": [...]}`` and, with ``unseen_scores``, ``"rejected"``.
+    """
+    grid = np.linspace(0.0, 1.0, 101) if thresholds is None else np.asarray(thresholds, np.float64)
+    known = np.asarray(known_scores, np.float64).ravel()
+    curve = {
+        "threshold": grid.tolist(),
+        "kept": [float(np.mean(known >= t)) if known.size else 0.0 for t in grid],
+    }
+    if unseen_scores is not None and np.asarray(unseen_scores).size:
+        unseen = np.asarray(unseen_scores, np.float64).ravel()
+        curve["rejected"] = [float(np.mean(unseen < t)) for t in grid]
+    return curve
 
 
 def has_guard(folder: Path) -> bool:
@@ -210,7 +344,7 @@ def has_guard(folder: Path) -> bool:
 
 
 def load_guard(folder: Path) -> Guard:
-    """Read the guard saved by :meth:`Guard.save`.
+    """Read the guard saved by :meth:`Guard.save` (or a ``planets-guard/1`` one).
 
     Raises:
         DataError: missing or malformed files, or a format this code does not read.
@@ -225,20 +359,34 @@ def load_guard(folder: Path) -> Guard:
             f"Cannot read the guard in {str(folder)!r}: {exc}. Retrain the model to write "
             f"{GUARD_FILE} and {BANK_FILE}."
         ) from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("metric") != METRIC:
+    found = (doc.get("format"), doc.get("metric")) if isinstance(doc, dict) else (None, None)
+    if found not in ((FORMAT, METRIC), (FORMAT_V1, METRIC_V1)):
         raise DataError(
-            f"{str(path)!r} is not a {FORMAT} guard with metric {METRIC!r} "
-            f"(format {doc.get('format') if isinstance(doc, dict) else None!r}). Retrain the model."
+            f"{str(path)!r} is a guard of format {found[0]!r} and metric {found[1]!r}; this version "
+            f"reads {FORMAT} ({METRIC}) and {FORMAT_V1} ({METRIC_V1}). Retrain the model with this "
+            "version, or serve it with the version that trained it."
         )
     bank = _as_matrix(bank, str(folder / BANK_FILE))
     try:
         shape = (int(doc["bank_size"]), int(doc["embedding_dim"]))
-        guard = Guard(bank, float(doc["threshold"]), check_coverage(doc["coverage"]), int(doc["k"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        k = int(doc["k"])
+        coverage = check_coverage(doc["coverage"])
+        if found[0] == FORMAT_V1:
+            labels = np.zeros(shape[0], np.int64)
+            thresholds = np.array([float(doc["threshold"])])
+        else:
+            labels = _labels(np.asarray(doc["bank_labels"], np.int64), shape[0])
+            thresholds = np.asarray([float(t) for t in doc["class_thresholds"]], np.float64)
+    except (KeyError, TypeError, ValueError, DataError, InvalidParameterError) as exc:
         raise DataError(f"{str(path)!r} is malformed ({exc!r}). Retrain the model to rewrite it.") from exc
-    if bank.shape != shape or not 1 <= guard.k <= len(bank):
+    if bank.shape != shape or not 1 <= k <= len(bank):
         raise DataError(
-            f"{BANK_FILE} has shape {bank.shape} but {GUARD_FILE} says {shape} with k={guard.k}: "
+            f"{BANK_FILE} has shape {bank.shape} but {GUARD_FILE} says {shape} with k={k}: "
             "the guard files do not belong together. Retrain the model to rewrite them."
         )
-    return Guard(bank, guard.threshold, guard.coverage, guard.k, doc.get("calibration", {}))
+    if len(labels) and (labels.max() >= len(thresholds) or not np.all(np.isfinite(thresholds))):
+        raise DataError(
+            f"{str(path)!r} has {len(thresholds)} class thresholds for bank labels up to {labels.max()} "
+            "(or non-finite thresholds). Retrain the model to rewrite it."
+        )
+    return Guard(bank, labels, thresholds, coverage, k, doc.get("calibration", {}))

@@ -34,7 +34,7 @@ import numpy as np
 
 from planets_mlops.accelerators import check_gpus
 from planets_mlops.augment import NONE as NO_AUGMENT
-from planets_mlops.augment import augment_batch
+from planets_mlops.augment import PHOTOMETRIC, augment_batch, benign_changes
 from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
@@ -239,18 +239,39 @@ def with_embedding(model: Any) -> Any:
     return both
 
 
-def fit_guard(both: Any, prepared_dir: Path, coverage: float) -> tuple[Guard, ReferenceProfile]:
-    """Fit the open-set guard on the training embeddings, calibrated on the validation ones.
+def fit_guard(
+    both: Any, prepared_dir: Path, coverage: float, seed: int = 0
+) -> tuple[Guard, ReferenceProfile]:
+    """Fit the open-set guard (:mod:`planets_mlops.guard`) and the monitoring reference.
+
+    The bank: the training images' embeddings, as they are and once more under random
+    benign changes (:func:`planets_mlops.augment.augment_batch`, seeded with ``seed``),
+    with their classes. The calibration: the validation images, as they are and under each
+    fixed benign change (:data:`planets_mlops.augment.BENIGN`), those the model classifies
+    right; each class's threshold keeps ``coverage`` of them.
 
     The validation images, the model's predictions and embeddings of them also make the
     monitoring reference profile (:mod:`planets_mlops.monitoring.reference`): what
     production inputs are compared with.
     """
     manifest = load_manifest(prepared_dir)
-    train_embeddings = both.predict(load_split(prepared_dir, "train")[0], batch_size=256, verbose=0)[1]
-    images = load_split(prepared_dir, "validation")[0]
+    train_images, train_labels = load_split(prepared_dir, "train")
+    changed_train = augment_batch(train_images, np.random.default_rng(seed), PHOTOMETRIC)
+    bank = np.concatenate(
+        [both.predict(x, batch_size=256, verbose=0)[1] for x in (train_images, changed_train)]
+    )
+    images, labels = load_split(prepared_dir, "validation")
     logits, embeddings = both.predict(images, batch_size=256, verbose=0)
-    guard = Guard.fit(train_embeddings, embeddings, coverage=coverage)
+    calibration = [embeddings[np.argmax(logits, axis=-1) == labels]]
+    for changed in benign_changes(images, seed).values():
+        changed_logits, changed_embeddings = both.predict(changed, batch_size=256, verbose=0)
+        calibration.append(changed_embeddings[np.argmax(changed_logits, axis=-1) == labels])
+    guard = Guard.fit(
+        bank,
+        np.concatenate(calibration),
+        coverage=coverage,
+        bank_labels=np.concatenate([train_labels, train_labels]),
+    )
     classes = list(manifest["classes"])
     predictions = [classes[int(index)] for index in np.argmax(logits, axis=-1)]
     return guard, build_reference(images, predictions, classes, embeddings)
@@ -264,7 +285,7 @@ def _write_model_dir(
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_FILE)
     both = with_embedding(model)
-    guard, reference = fit_guard(both, prepared_dir, params.guard_coverage)
+    guard, reference = fit_guard(both, prepared_dir, params.guard_coverage, params.seed)
     guard.save(model_dir)
     reference.save(model_dir)
     export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
@@ -371,12 +392,11 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         framework=f"tensorflow {tf.__version__}",
     )
     log.info(
-        "Trained %d epochs on %d images in %.1f s: %s; guard threshold %.4f keeps %.3f of validation",
+        "Trained %d epochs on %d images in %.1f s: %s; guard keeps %.3f of its calibration images",
         params.epochs,
         n_train,
         duration,
         ", ".join(f"{k}={v:.4f}" for k, v in result.final.items()),
-        guard.threshold,
         guard.calibration["kept"],
     )
     return result

@@ -17,6 +17,7 @@ from planets_mlops.guard import (
     load_guard,
     normalize,
     rejection_rate,
+    tradeoff,
 )
 
 
@@ -104,7 +105,7 @@ def test_knn_scores_refuse_mismatched_inputs():
 
 def test_fitted_guard_keeps_known_and_rejects_unseen(synthetic):
     guard = Guard.fit(synthetic["train"], synthetic["validation"], coverage=0.95)
-    assert guard.calibration == {"count": 200, "kept": pytest.approx(0.95)}
+    assert guard.calibration == {"count": 200, "kept": pytest.approx(0.95), "per_class": {"0": 200}}
     validation = guard.scores(synthetic["validation"])
     assert np.mean(guard.recognised(validation)) >= 0.95
     unseen = guard.scores(synthetic["unseen"])
@@ -115,21 +116,31 @@ def test_fitted_guard_keeps_known_and_rejects_unseen(synthetic):
 
 def test_higher_coverage_lowers_the_threshold(synthetic):
     thresholds = [
-        Guard.fit(synthetic["train"], synthetic["validation"], c).threshold for c in (0.8, 0.95, 1.0)
+        Guard.fit(synthetic["train"], synthetic["validation"], c).class_thresholds[0]
+        for c in (0.8, 0.95, 1.0)
     ]
     assert thresholds[0] >= thresholds[1] >= thresholds[2]
     assert thresholds[0] > thresholds[2]
 
 
 def test_guard_round_trips_through_its_files(synthetic, tmp_path):
-    guard = Guard.fit(synthetic["train"], synthetic["validation"], coverage=0.9, k=3)
+    guard = Guard.fit(
+        synthetic["train"],
+        synthetic["validation"],
+        coverage=0.9,
+        k=3,
+        bank_labels=np.repeat(np.arange(10), 80),
+    )
     guard.save(tmp_path)
     doc = json.loads((tmp_path / GUARD_FILE).read_text())
-    assert doc["format"] == "planets-guard/1" and doc["metric"] == "cosine-knn"
-    assert (doc["bank_size"], doc["embedding_dim"], doc["k"]) == (800, 64, 3)
+    assert doc["format"] == "planets-guard/2" and doc["metric"] == "cosine-knn-classwise"
+    assert (doc["bank_size"], doc["embedding_dim"], doc["k"], doc["threshold"]) == (800, 64, 3, 0.5)
+    assert len(doc["class_thresholds"]) == 10 and len(doc["bank_labels"]) == 800
     loaded = load_guard(tmp_path)
     assert loaded.threshold == guard.threshold and loaded.coverage == 0.9 and loaded.k == 3
     np.testing.assert_array_equal(loaded.bank, guard.bank)
+    np.testing.assert_array_equal(loaded.labels, guard.labels)
+    np.testing.assert_array_equal(loaded.class_thresholds, guard.class_thresholds)
     np.testing.assert_array_equal(loaded.scores(synthetic["unseen"]), guard.scores(synthetic["unseen"]))
 
 
@@ -141,7 +152,17 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     with pytest.raises(DataError, match="do not belong together"):
         load_guard(tmp_path)
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "other"}))
-    with pytest.raises(DataError, match="planets-guard/1"):
+    with pytest.raises(
+        DataError, match="format 'other'.*reads planets-guard/2.*and planets-guard/1.*Retrain"
+    ):
+        load_guard(tmp_path)
+    np.save(tmp_path / BANK_FILE, np.ones((800, 64), np.float32))
+    doc = Guard.fit(synthetic["train"], synthetic["validation"]).describe()
+    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "class_thresholds": []}))
+    with pytest.raises(DataError, match="0 class thresholds"):
+        load_guard(tmp_path)
+    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "bank_labels": [0, 1]}))
+    with pytest.raises(DataError, match="malformed.*800 non-negative class indices"):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "planets-guard/1", "metric": "cosine-knn"}))
@@ -168,3 +189,110 @@ def test_answers_never_present_an_unrecognised_image_as_a_class():
     assert guarded[1]["prediction"] is None and guarded[1]["recognised"] is False
     assert guarded[1]["closest_class"] == "Earth" and guarded[1]["known_score"] == 0.2
     assert guarded[1]["probabilities"] == plain[1]["probabilities"]
+
+
+def _blobs(rng, centres, spreads, per):
+    """Non-negative points around each centre, each class with its own spread."""
+    return np.concatenate(
+        [np.maximum(c + rng.normal(0.0, s, (per, len(c))), 0.0) for c, s in zip(centres, spreads)]
+    )
+
+
+@pytest.fixture
+def uneven():
+    """A tight class and a loose one, a benign shift of both, and an unseen class between."""
+    rng = np.random.default_rng(5)
+    dim = 32
+    centres = np.zeros((3, dim))
+    centres[0, :8] = 3.0
+    centres[1, 8:16] = 3.0
+    centres[2, 16:24] = 3.0  # unseen
+    spreads = [0.05, 0.6]
+    shift = np.zeros(dim)
+    shift[24:] = 0.4  # a benign change: the same offset for every image, of any class
+    return {
+        "train": _blobs(rng, centres[:2], spreads, 200),
+        "labels": np.repeat([0, 1], 200),
+        "validation": _blobs(rng, centres[:2], spreads, 100),
+        "validation_labels": np.repeat([0, 1], 100),
+        "shifted": _blobs(rng, centres[:2] + shift, spreads, 100),
+        "unseen": _blobs(rng, centres[2:], [0.3], 300),
+    }
+
+
+def test_classwise_thresholds_keep_every_class_where_one_threshold_cannot(uneven):
+    classwise = Guard.fit(uneven["train"], uneven["validation"], 0.95, bank_labels=uneven["labels"])
+    one = Guard.fit(uneven["train"], uneven["validation"], 0.95)
+    tight, loose = classwise.class_thresholds
+    assert tight > loose  # the near-duplicate class gets the stricter threshold
+    known = uneven["validation_labels"]
+    for guard in (classwise, one):
+        kept = guard.recognised(guard.scores(uneven["validation"]))
+        assert np.mean(kept) >= 0.95
+        assert rejection_rate(guard.scores(uneven["unseen"]), guard.threshold) == 1.0
+    # One global threshold, pooled over both classes, spends its rejections on the loose
+    # class; class-wise thresholds keep each class at its share.
+    classwise_kept = classwise.recognised(classwise.scores(uneven["validation"]))
+    assert min(np.mean(classwise_kept[known == c]) for c in (0, 1)) >= 0.95
+    one_kept = one.recognised(one.scores(uneven["validation"]))
+    assert np.mean(one_kept[known == 1]) < 0.95
+
+
+def test_calibrating_on_benign_changes_keeps_them_and_still_rejects_the_unseen(uneven):
+    bank, labels = uneven["train"], uneven["labels"]
+    clean_only = Guard.fit(bank, uneven["validation"], 0.99, bank_labels=labels)
+    with_benign = Guard.fit(
+        bank, np.concatenate([uneven["validation"], uneven["shifted"]]), 0.99, bank_labels=labels
+    )
+    before, after = (np.mean(g.recognised(g.scores(uneven["shifted"]))) for g in (clean_only, with_benign))
+    # The calibration keeps 99 % of clean and shifted images together, in each class.
+    assert before < 0.6 and after >= 0.97
+    assert np.mean(with_benign.recognised(with_benign.scores(uneven["validation"]))) >= 0.99
+    assert rejection_rate(with_benign.scores(uneven["unseen"]), with_benign.threshold) >= 0.99
+
+
+def test_the_known_score_is_the_distance_in_units_of_the_class_threshold():
+    bank = np.array([[1.0, 0.0], [0.0, 1.0]])
+    guard = Guard(normalize(bank), np.array([0, 1]), np.array([0.9, 0.5]), 0.95)
+    # Cosine 0.95 to class 0 (threshold 0.9): half the threshold distance, score 0.75.
+    angle = np.arccos(0.95)
+    scores = guard.scores(np.array([[np.cos(angle), np.sin(angle)], [0.0, 1.0], [0.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(scores[:2], [0.75, 1.0], atol=1e-6)
+    assert scores[2] == 0.0  # a blank input is never known
+    # [1, 1] has cosine 0.707 to both rows; the nearest (first) is class 0: distance 0.29
+    # against 0.1, beyond twice the threshold distance: clipped to 0.
+    assert scores[3] == 0.0
+    assert guard.threshold == 0.5 and list(guard.recognised([0.5, 0.49])) == [True, False]
+
+
+def test_a_version_1_guard_loads_and_recognises_what_it_recognised_before(synthetic, tmp_path):
+    """A model trained by an earlier version (planets-guard/1, one global cosine threshold)."""
+    bank = normalize(synthetic["train"])
+    raw = knn_scores(bank, synthetic["validation"], 1)
+    old_threshold = float(np.quantile(raw, 0.1))
+    np.save(tmp_path / BANK_FILE, bank.astype(np.float32))
+    old = {
+        "format": "planets-guard/1",
+        "metric": "cosine-knn",
+        "k": 1,
+        "threshold": old_threshold,
+        "coverage": 0.9,
+        "embedding_dim": 64,
+        "bank_size": 800,
+        "embedding_output": "embedding",
+        "calibration": {"count": 200, "kept": 0.9},
+    }
+    (tmp_path / GUARD_FILE).write_text(json.dumps(old))
+    guard = load_guard(tmp_path)
+    everything = np.concatenate([synthetic["validation"], synthetic["unseen"]])
+    before = knn_scores(bank.astype(np.float32), everything, 1) >= old_threshold
+    np.testing.assert_array_equal(guard.recognised(guard.scores(everything)), before)
+    assert 0 < before.sum() < len(before)
+
+
+def test_the_tradeoff_curve_counts_kept_and_rejected_at_each_threshold():
+    curve = tradeoff([0.2, 0.6, 0.9, 1.0], [0.0, 0.1, 0.7], thresholds=[0.0, 0.5, 0.95])
+    assert curve == {"threshold": [0.0, 0.5, 0.95], "kept": [1.0, 0.75, 0.25], "rejected": [0.0, 2 / 3, 1.0]}
+    full = tradeoff(np.linspace(0, 1, 50))
+    assert len(full["threshold"]) == 101 and "rejected" not in full
+    assert full["kept"] == sorted(full["kept"], reverse=True)

@@ -39,10 +39,10 @@ def test_serving_input_handling_reproduces_the_training_shards_exactly(
 
 
 def test_model_config_is_the_data_set_config(small_prepared: Path, tiny_model: Path) -> None:
-    assert (
-        json.loads((tiny_model / "preprocess.json").read_text())
-        == load_manifest(small_prepared)["preprocess"]
-    )
+    """The model's preprocess.json is the data set's, plus a record of training's augmentation."""
+    model_config = json.loads((tiny_model / "preprocess.json").read_text())
+    assert model_config.pop("training_augmentation")["set"] == "photometric"
+    assert model_config == load_manifest(small_prepared)["preprocess"]
 
 
 def test_served_predictions_equal_evaluate_predictions_on_validation(
@@ -65,13 +65,15 @@ def test_served_predictions_equal_evaluate_predictions_on_validation(
         np.testing.assert_allclose(
             list(one["probabilities"].values()), list(other["probabilities"].values()), rtol=0, atol=1e-6
         )
-        # The guard's score: served (ONNX Runtime in the bento) against evaluate's.
-        assert one["known_score"] == pytest.approx(other["known_score"], abs=1e-6)
+        # The guard's score: served (ONNX Runtime in the bento) against evaluate's. The score
+        # is a cosine distance in units of a small class threshold distance, so float32
+        # rounding of the embedding (1e-7) shows up about 50 times larger.
+        assert one["known_score"] == pytest.approx(other["known_score"], abs=1e-4)
         assert one["known_threshold"] == guard.threshold
     batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
     assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]
     assert [b["known_score"] for b in batch.json()["predictions"]] == pytest.approx(
-        [e["known_score"] for e in expected[:8]], abs=1e-6
+        [e["known_score"] for e in expected[:8]], abs=1e-4
     )
 
 

@@ -64,19 +64,29 @@ def test_tiny_model_folder_and_onnx_matches_keras(tiny_model, small_prepared):
 def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_model, small_prepared):
     import onnxruntime as ort
 
+    from planets_mlops.augment import benign_changes
     from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
 
     session = ort.InferenceSession(str(tiny_model / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [output.name for output in session.get_outputs()] == ["logits", "embedding"]
     guard = load_guard(tiny_model)
-    train_images, _ = load_split(small_prepared, "train")
-    images, _ = load_split(small_prepared, "validation")
-    assert guard.bank.shape == (len(train_images), 16)  # dense_size=16
-    assert guard.coverage == TrainParams().guard_coverage == 0.95
-    # The threshold keeps at least the stated share of the validation images.
-    _, embedding = predict_outputs(tiny_model, images)
-    assert np.mean(guard.recognised(guard.scores(embedding))) >= 0.95
+    train_images, train_labels = load_split(small_prepared, "train")
+    images, labels = load_split(small_prepared, "validation")
+    # The bank: every training image as it is and once under benign changes, with its class.
+    assert guard.bank.shape == (2 * len(train_images), 16)  # dense_size=16
+    np.testing.assert_array_equal(guard.labels, np.concatenate([train_labels, train_labels]))
+    assert guard.coverage == TrainParams().guard_coverage == 0.99
+    assert len(guard.class_thresholds) == 3 and guard.threshold == 0.5
+    # The calibration: validation images, as they are and under each benign change, that the
+    # model classifies right; the guard keeps at least the stated share of them.
+    kept = []
+    for batch in [images, *benign_changes(images).values()]:
+        logits, embedding = predict_outputs(tiny_model, batch)
+        kept.append(guard.recognised(guard.scores(embedding[logits.argmax(axis=1) == labels])))
+    assert np.mean(np.concatenate(kept)) >= 0.99
+    assert guard.calibration["count"] == len(np.concatenate(kept))
+    assert guard.calibration["kept"] >= 0.99
 
 
 def test_model_folder_carries_the_monitoring_reference_of_the_validation_images(tiny_model, small_prepared):
@@ -105,11 +115,23 @@ def test_evaluate_reports_the_guard_and_its_rejection_of_unseen_images(tiny_mode
         [preprocess_image(p, config) for p in sorted((PLANETS / "raw" / "Saturn").iterdir())[:10]]
     )
     result = evaluate_model(small_prepared, tiny_model, tmp_path / "report.html", unseen_images=unseen)
-    assert set(result.guard) == {"guard_threshold", "guard_coverage", "guard_unseen_rejected"}
-    assert result.guard["guard_coverage"] >= 0.95
-    assert 0.0 <= result.guard["guard_unseen_rejected"] <= 1.0
+    assert set(result.guard) == {
+        "guard_threshold",
+        "guard_coverage",
+        "guard_benign_coverage",
+        "guard_unseen_rejected",
+    }
+    assert result.guard["guard_threshold"] == 0.5
+    for key in ("guard_coverage", "guard_benign_coverage", "guard_unseen_rejected"):
+        assert 0.0 <= result.guard[key] <= 1.0
+    assert result.guard["guard_benign_coverage"] > 0.5
     assert result.metadata()["guard_coverage"] == result.guard["guard_coverage"]
-    assert "Open-set guard" in (tmp_path / "report.html").read_text()
+    report = (tmp_path / "report.html").read_text()
+    assert "Open-set guard" in report and "benign changes" in report
+    # The trade-off curve is in the report, as a picture.
+    assert (
+        "Open-set guard: coverage and rejection by threshold</h2><img src='data:image/png;base64," in report
+    )
 
 
 def test_guard_coverage_knob_is_checked():
