@@ -39,12 +39,13 @@ the labelling loop):
 Saved format, in the model folder (and so in the bento's model):
 
 - ``guard.json``: ``{"format": "planets-guard/2", "metric": "cosine-knn-classwise", "k",
-  "threshold" (0.5), "class_thresholds" (``t_c``, one per class), "bank_labels" (the class
-  of each bank row), "coverage", "embedding_dim", "bank_size", "embedding_output",
-  "calibration": {"count", "kept", ...}}``; ``embedding_output`` names the ONNX output
-  that gives the embedding.
-- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, unit-length embeddings
-  (loaded with ``allow_pickle=False``).
+  "threshold" (0.5), "class_thresholds" (``t_c``, one per class), "bank_class_rows" (how
+  many bank rows each class has), "coverage", "embedding_dim", "bank_size",
+  "embedding_output", "calibration": {"count", "kept", ...}}``; ``embedding_output`` names
+  the ONNX output that gives the embedding.
+- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, unit-length embeddings,
+  sorted by class (the first ``bank_class_rows[0]`` rows are class 0's, and so on; loaded
+  with ``allow_pickle=False``).
 
 A ``planets-guard/1`` guard (one global threshold on ``s``, written by earlier versions)
 still loads: it becomes a guard of one class whose threshold is the old one, which
@@ -125,8 +126,23 @@ def knn_scores(bank: np.ndarray, embeddings: Any, k: int = 1) -> np.ndarray:
         InvalidParameterError: bad ``k``.
         DataError: shapes that do not match, or non-finite values.
     """
+    return _knn(bank, embeddings, k)[0]
+
+
+def _unit64(array: np.ndarray) -> np.ndarray:
+    array = array.astype(np.float64)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+
+
+def _knn(bank: Any, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_scores` and the index of each embedding's nearest bank row.
+
+    Computed in float64 on rows normalised again: the class-wise score divides a cosine
+    distance by a small threshold distance, so float32 rounding (1e-7) would show.
+    """
     bank = _as_matrix(bank, "bank")
-    queries = normalize(embeddings)
+    queries = _as_matrix(embeddings, "embeddings")
     if queries.shape[1] != bank.shape[1]:
         raise DataError(
             f"Embeddings have {queries.shape[1]} dimensions but the guard's bank has {bank.shape[1]}; "
@@ -134,16 +150,19 @@ def knn_scores(bank: np.ndarray, embeddings: Any, k: int = 1) -> np.ndarray:
         )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(bank):
         raise InvalidParameterError("k", k, f"an integer in [1, {len(bank)}] (the bank size)")
+    bank64 = _unit64(bank)
     scores = np.empty(len(queries), np.float64)
+    nearest = np.empty(len(queries), np.int64)
     for start in range(0, len(queries), _BLOCK):
-        similarity = queries[start : start + _BLOCK] @ bank.T
+        similarity = _unit64(queries[start : start + _BLOCK]) @ bank64.T
+        nearest[start : start + _BLOCK] = np.argmax(similarity, axis=1)
         if k == 1:
-            nearest = similarity.max(axis=1, keepdims=True)
+            top = similarity.max(axis=1, keepdims=True)
         else:
-            nearest = np.partition(similarity, len(bank) - k, axis=1)[:, len(bank) - k :]
-        scores[start : start + _BLOCK] = nearest.astype(np.float64).mean(axis=1)
+            top = np.partition(similarity, len(bank) - k, axis=1)[:, len(bank) - k :]
+        scores[start : start + _BLOCK] = top.mean(axis=1)
     # Rounding can push a unit dot product a hair past 1.
-    return np.clip(scores, -1.0, 1.0)
+    return np.clip(scores, -1.0, 1.0), nearest
 
 
 def calibrate_threshold(known_scores: Any, coverage: float) -> float:
@@ -235,6 +254,9 @@ class Guard:
         if not np.any(np.linalg.norm(bank, axis=1) > 0):
             raise DataError("Every training embedding is zero: the model has learnt nothing to compare with.")
         labels = _labels(bank_labels, len(bank))
+        # Sorted by class, as saved: a class's rows are then a count in guard.json.
+        order = np.argsort(labels, kind="stable")
+        bank, labels = bank[order], labels[order]
         similarity, nearest = nearest_neighbours(bank, labels, calibration_embeddings, k)
         overall = calibrate_threshold(similarity, coverage)
         classes = int(labels.max()) + 1
@@ -279,14 +301,14 @@ class Guard:
             "bank_size": int(self.bank.shape[0]),
             "embedding_output": EMBEDDING_OUTPUT,
             "calibration": self.calibration,
-            "bank_labels": [int(label) for label in self.labels],
+            "bank_class_rows": np.bincount(self.labels, minlength=len(self.class_thresholds)).tolist(),
         }
 
     def save(self, folder: Path) -> None:
         """Write ``guard.json`` and ``guard_bank.npy`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / BANK_FILE, self.bank.astype(np.float32))
+        np.save(folder / BANK_FILE, self.bank[np.argsort(self.labels, kind="stable")].astype(np.float32))
         (folder / GUARD_FILE).write_text(json.dumps(self.describe()))
 
 
@@ -306,13 +328,8 @@ def nearest_neighbours(
     bank: np.ndarray, labels: np.ndarray, embeddings: Any, k: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """The similarity ``s`` (:func:`knn_scores`) and the class of the nearest bank row."""
-    bank = _as_matrix(bank, "bank")
-    queries = normalize(embeddings)
-    similarity = knn_scores(bank, queries, k)
-    nearest = np.empty(len(queries), np.int64)
-    for start in range(0, len(queries), _BLOCK):
-        nearest[start : start + _BLOCK] = labels[np.argmax(queries[start : start + _BLOCK] @ bank.T, axis=1)]
-    return similarity, nearest
+    similarity, nearest = _knn(bank, embeddings, k)
+    return similarity, labels[nearest]
 
 
 def tradeoff(known_scores: Any, unseen_scores: Any = None, thresholds: Any = None) -> dict[str, list[float]]:
@@ -375,7 +392,10 @@ def load_guard(folder: Path) -> Guard:
             labels = np.zeros(shape[0], np.int64)
             thresholds = np.array([float(doc["threshold"])])
         else:
-            labels = _labels(np.asarray(doc["bank_labels"], np.int64), shape[0])
+            rows = [int(count) for count in doc["bank_class_rows"]]
+            if sum(rows) != shape[0] or min(rows, default=0) < 0:
+                raise ValueError(f"bank_class_rows {rows} do not add up to bank_size {shape[0]}")
+            labels = np.repeat(np.arange(len(rows)), rows)
             thresholds = np.asarray([float(t) for t in doc["class_thresholds"]], np.float64)
     except (KeyError, TypeError, ValueError, DataError, InvalidParameterError) as exc:
         raise DataError(f"{str(path)!r} is malformed ({exc!r}). Retrain the model to rewrite it.") from exc

@@ -129,13 +129,14 @@ def test_guard_round_trips_through_its_files(synthetic, tmp_path):
         synthetic["validation"],
         coverage=0.9,
         k=3,
-        bank_labels=np.repeat(np.arange(10), 80),
+        # Interleaved classes: the guard keeps (and saves) its bank sorted by class.
+        bank_labels=np.tile(np.arange(10), 80),
     )
     guard.save(tmp_path)
     doc = json.loads((tmp_path / GUARD_FILE).read_text())
     assert doc["format"] == "planets-guard/2" and doc["metric"] == "cosine-knn-classwise"
     assert (doc["bank_size"], doc["embedding_dim"], doc["k"], doc["threshold"]) == (800, 64, 3, 0.5)
-    assert len(doc["class_thresholds"]) == 10 and len(doc["bank_labels"]) == 800
+    assert len(doc["class_thresholds"]) == 10 and doc["bank_class_rows"] == [80] * 10
     loaded = load_guard(tmp_path)
     assert loaded.threshold == guard.threshold and loaded.coverage == 0.9 and loaded.k == 3
     np.testing.assert_array_equal(loaded.bank, guard.bank)
@@ -161,8 +162,8 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "class_thresholds": []}))
     with pytest.raises(DataError, match="0 class thresholds"):
         load_guard(tmp_path)
-    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "bank_labels": [0, 1]}))
-    with pytest.raises(DataError, match="malformed.*800 non-negative class indices"):
+    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "bank_class_rows": [1, 2]}))
+    with pytest.raises(DataError, match="malformed.*do not add up to bank_size 800"):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "planets-guard/1", "metric": "cosine-knn"}))
@@ -296,3 +297,13 @@ def test_the_tradeoff_curve_counts_kept_and_rejected_at_each_threshold():
     full = tradeoff(np.linspace(0, 1, 50))
     assert len(full["threshold"]) == 101 and "rejected" not in full
     assert full["kept"] == sorted(full["kept"], reverse=True)
+
+
+def test_a_guard_built_with_unsorted_labels_saves_and_scores_the_same(synthetic, tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, 800)
+    guard = Guard(normalize(synthetic["train"]), labels, np.linspace(0.9, 0.99, 10), 0.95)
+    guard.save(tmp_path)
+    loaded = load_guard(tmp_path)
+    queries = np.concatenate([synthetic["validation"], synthetic["unseen"]])
+    np.testing.assert_allclose(loaded.scores(queries), guard.scores(queries), atol=1e-6)

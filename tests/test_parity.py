@@ -66,14 +66,14 @@ def test_served_predictions_equal_evaluate_predictions_on_validation(
             list(one["probabilities"].values()), list(other["probabilities"].values()), rtol=0, atol=1e-6
         )
         # The guard's score: served (ONNX Runtime in the bento) against evaluate's. The score
-        # is a cosine distance in units of a small class threshold distance, so float32
-        # rounding of the embedding (1e-7) shows up about 50 times larger.
-        assert one["known_score"] == pytest.approx(other["known_score"], abs=1e-4)
+        # is a cosine distance in units of a small class threshold distance, so the float32
+        # rounding of a batch against single images (1e-7) may show some ten times larger.
+        assert one["known_score"] == pytest.approx(other["known_score"], abs=1e-5)
         assert one["known_threshold"] == guard.threshold
     batch = http.post("/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in paths[:8]])
     assert [b["prediction"] for b in batch.json()["predictions"]] == [e["prediction"] for e in expected[:8]]
     assert [b["known_score"] for b in batch.json()["predictions"]] == pytest.approx(
-        [e["known_score"] for e in expected[:8]], abs=1e-4
+        [e["known_score"] for e in expected[:8]], abs=1e-5
     )
 
 

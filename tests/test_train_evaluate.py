@@ -75,7 +75,7 @@ def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_mod
     images, labels = load_split(small_prepared, "validation")
     # The bank: every training image as it is and once under benign changes, with its class.
     assert guard.bank.shape == (2 * len(train_images), 16)  # dense_size=16
-    np.testing.assert_array_equal(guard.labels, np.concatenate([train_labels, train_labels]))
+    np.testing.assert_array_equal(guard.labels, np.sort(np.concatenate([train_labels, train_labels])))
     assert guard.coverage == TrainParams().guard_coverage == 0.99
     assert len(guard.class_thresholds) == 3 and guard.threshold == 0.5
     # The calibration: validation images, as they are and under each benign change, that the

@@ -189,7 +189,9 @@ class PlanetClassifier:
         info = stored.info
         folder = Path(stored.path)
         self.classes: list[str] = json.loads((folder / "classes.json").read_text())
-        self.config = PreprocessConfig.from_dict(json.loads((folder / "preprocess.json").read_text()))
+        # The whole document: the preprocessing, and what training's augmentation changed.
+        preprocess = json.loads((folder / "preprocess.json").read_text())
+        self.config = PreprocessConfig.from_dict(preprocess)
         self.session = onnx_session(str(folder / "model.onnx"), SETTINGS.ort_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.decoder = Decoder(self.config, SETTINGS)
@@ -221,7 +223,7 @@ class PlanetClassifier:
                 "model_uri": info.labels.get("model_uri", ""),
                 "classes": self.classes,
                 "metrics": info.metadata.get("metrics", {}),
-                "preprocess": self.config.to_dict(),
+                "preprocess": preprocess,
                 "input_shape": list(self.config.input_shape),
                 "guard": self.guard.describe() if self.guard else None,
             }
