@@ -19,7 +19,7 @@ def train_model(
     batch_size: int = 32,
     seed: int = 5241,
     output_classes: int = 0,
-    guard_coverage: float = 0.95,
+    guard_coverage: float = 0.99,
     augment: str = "photometric",
 ):
     """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard."""
