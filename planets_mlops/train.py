@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,9 +240,16 @@ def with_embedding(model: Any) -> Any:
 
 
 def fit_guard(
-    both: Any, prepared_dir: Path, coverage: float, seed: int = 0
+    predict: Callable[[np.ndarray], tuple[np.ndarray, Any]],
+    prepared_dir: Path,
+    coverage: float,
+    seed: int = 0,
 ) -> tuple[Guard, ReferenceProfile]:
     """Fit the open-set guard (:mod:`planets_mlops.guard`) and the monitoring reference.
+
+    ``predict`` gives the logits and embeddings of a batch; :func:`train_model` passes the
+    exported ONNX model's, so the guard is fitted on exactly what is served (the class-wise
+    score is sensitive to the last digits of a near-duplicate's embedding).
 
     The bank: the training images' embeddings, as they are and once more under random
     benign changes (:func:`planets_mlops.augment.augment_batch`, seeded with ``seed``),
@@ -257,14 +264,12 @@ def fit_guard(
     manifest = load_manifest(prepared_dir)
     train_images, train_labels = load_split(prepared_dir, "train")
     changed_train = augment_batch(train_images, np.random.default_rng(seed), PHOTOMETRIC)
-    bank = np.concatenate(
-        [both.predict(x, batch_size=256, verbose=0)[1] for x in (train_images, changed_train)]
-    )
+    bank = np.concatenate([predict(x)[1] for x in (train_images, changed_train)])
     images, labels = load_split(prepared_dir, "validation")
-    logits, embeddings = both.predict(images, batch_size=256, verbose=0)
+    logits, embeddings = predict(images)
     calibration = [embeddings[np.argmax(logits, axis=-1) == labels]]
     for changed in benign_changes(images, seed).values():
-        changed_logits, changed_embeddings = both.predict(changed, batch_size=256, verbose=0)
+        changed_logits, changed_embeddings = predict(changed)
         calibration.append(changed_embeddings[np.argmax(changed_logits, axis=-1) == labels])
     guard = Guard.fit(
         bank,
@@ -285,10 +290,14 @@ def _write_model_dir(
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / MODEL_FILE)
     both = with_embedding(model)
-    guard, reference = fit_guard(both, prepared_dir, params.guard_coverage, params.seed)
+    export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
+    from planets_mlops.evaluate import predict_outputs
+
+    guard, reference = fit_guard(
+        lambda images: predict_outputs(model_dir, images), prepared_dir, params.guard_coverage, params.seed
+    )
     guard.save(model_dir)
     reference.save(model_dir)
-    export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
     (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
     preprocess = {**manifest["preprocess"], "training_augmentation": describe_augment(params.augment)}
     (model_dir / PREPROCESS_FILE).write_text(json.dumps(preprocess))

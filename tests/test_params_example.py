@@ -36,6 +36,7 @@ REFERENCE = {
     "train_dense_size": 128,
     "train_batch_size": 32,
     "train_output_classes": 10,
+    "train_augment": "none",
     "data_rev": "main",
     "data_path": "data/raw",
     "min_improvement": 0.0,

@@ -108,6 +108,8 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
     metadata = _train_result().metadata(source={"source_commit": "abc123", "source_dvc_hash": "d41d.dir"})
     assert metadata == {
         "framework": "tensorflow 2.x",
+        "augment": "photometric",
+        "augmentation": ["brightness", "contrast", "blur", "noise"],
         "classes": ["Earth", "Moon"],
         "parameters": 1234,
         "train_seconds": 1.5,
