@@ -14,7 +14,7 @@ Target: the changed-traffic accuracy gains at least 30 points at every seed; unc
 accuracy not worse beyond noise (McNemar p >= 0.05 or no loss).
 
     nice -n 10 .venv/bin/python scripts/bench_loop.py [--seeds 5241,1,2] [--shift swap_rb] \\
-        [--max-tasks 100] [--json F]
+        [--max-tasks 0] [--json F]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", default="5241,1,2", help="comma-separated seeds (default 5241,1,2)")
     parser.add_argument("--shift", default="swap_rb", help="the production change (default swap_rb)")
-    parser.add_argument("--max-tasks", type=int, default=100, help="inbox images labelled at most (0: all)")
+    parser.add_argument("--max-tasks", type=int, default=0, help="inbox images labelled at most (0: all)")
     parser.add_argument("--epochs", type=int, help="override the training epochs (default the suite's)")
     parser.add_argument(
         "--workdir", type=Path, help="keep each seed's files here (default: a temporary folder)"

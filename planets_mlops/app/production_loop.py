@@ -53,8 +53,10 @@ SHIFT_STORY = {
     "rotate": "a camera mounted sideways: images turned by 90 degrees",
 }
 TRAFFIC_SHARE = 0.6
-# A person labels the hardest inbox images first and stops after a while: this many.
-MAX_TASKS = 100
+# Inbox images turned into tasks at most, the hardest first (0: all of them; 100 was
+# measured too few: +0.39 instead of +0.72 at seed 5241, and a gate that kept production
+# at seed 1 for a class it made worse).
+MAX_TASKS = 0
 Z95 = 1.959963984540054
 
 

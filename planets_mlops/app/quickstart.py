@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if server is not None:
         setup["MLflow server start"] = time.monotonic() - started - setup["1. data repository"]
     try:
-        return _loop(args, workdir, repo, params, server, setup, started)
+        return _loop(args, workdir, repo, params, server, setup, began=started)
     finally:
         if server is not None:
             server.stop()
@@ -197,7 +197,7 @@ def _loop(
     params: dict[str, Any],
     server: Any,
     setup: dict[str, float],
-    started: float,
+    began: float,
 ) -> int:
     from planets_mlops.app.local import run_local
     from planets_mlops.pipelines.training import training
@@ -274,7 +274,7 @@ def _loop(
     if server is not None:
         summary["registry"] = print_registry_summary(server.url)
     summary["step_seconds"] = steps
-    summary["total_seconds"] = time.monotonic() - started
+    summary["total_seconds"] = time.monotonic() - began
     print("\n== Time per step")
     for name, seconds in steps.items():
         print(f"  {name:<22} {seconds:6.1f} s")
