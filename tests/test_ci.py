@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -298,3 +299,31 @@ def test_schedules_file_is_checked_entry_by_entry(tmp_path):
             cicd.load_schedules(path)
     with pytest.raises(NotFoundError, match="ci init"):
         cicd.load_schedules(tmp_path / "missing.yaml")
+
+
+def test_gitlab_keyless_credentials_hold_no_key(tmp_path):
+    from planets_mlops.app import ci_provider
+
+    audience = (
+        "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/gitlab/providers/planets"
+    )
+    out = ci_provider.write_gcp_credentials("header.payload.sig", tmp_path / "gcp.json", audience,
+                                            "planets-ci-pr@proj.iam.gserviceaccount.com")  # fmt: skip
+    config = json.loads(out.read_text())
+    assert config["type"] == "external_account" and config["audience"] == audience
+    assert config["credential_source"] == {"file": str(tmp_path / "gcp.token")}
+    assert config["service_account_impersonation_url"].endswith(
+        "/serviceAccounts/planets-ci-pr@proj.iam.gserviceaccount.com:generateAccessToken"
+    )
+    assert "private_key" not in out.read_text()
+    assert (tmp_path / "gcp.token").read_text() == "header.payload.sig"
+    assert (
+        oct(out.stat().st_mode & 0o777) == "0o600"
+        and oct((tmp_path / "gcp.token").stat().st_mode & 0o777) == "0o600"
+    )
+    with pytest.raises(InvalidParameterError, match="--audience"):
+        ci_provider.gcp_credentials(tmp_path / "t", "https://example.com", "a@b.iam.gserviceaccount.com")
+    with pytest.raises(InvalidParameterError, match="--service-account"):
+        ci_provider.gcp_credentials(tmp_path / "t", audience, "someone@example.com")
+    with pytest.raises(InvalidParameterError, match="GITLAB_API_TOKEN"):
+        ci_provider.gitlab_note("1", "body", env={"CI_API_V4_URL": "https://gitlab.example.com/api/v4"})

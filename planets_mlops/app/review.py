@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
+from planets_mlops.registry import steps
 
 MARKER = "<!-- planets-mlops:model-gate -->"
 """First line of the sticky comment: the workflow finds and updates the comment carrying it."""
 
 FORMATS = ("github", "gitlab", "markdown")
-GATE_FILE = "evaluation/gate.json"
-CONFUSION_FILE = "evaluation/confusion_matrix.json"
+GATE_FILE = steps.GATE_FILE
+CONFUSION_FILE = "evaluation/confusion_matrix.json"  # what tracking.log_training writes
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
 """Largest gate or confusion JSON read back (a 1000-class matrix is well under 1 MB)."""
 
