@@ -93,7 +93,16 @@ def test_github_workflows_pass_actionlint_and_zizmor(tmp_path):
     lint = subprocess.run([str(BIN / "actionlint"), "-no-color"], cwd=repo, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     audit = subprocess.run(
-        [str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "plain", *map(str, workflows)],
+        [
+            str(BIN / "zizmor"),
+            "--offline",
+            "--persona",
+            "pedantic",
+            "--no-progress",
+            "--format",
+            "plain",
+            *map(str, workflows),
+        ],
         capture_output=True,
         text=True,
     )
