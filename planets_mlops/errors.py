@@ -1,5 +1,9 @@
 """Errors raised on bad input, each naming the input, the bad value and the fix."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class PlanetsError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -76,3 +80,21 @@ class TrackingError(PlanetsError):
 
 class PromotionConflictError(PlanetsError):
     """An alias moved, or another promotion holds the lock: this promotion did not happen."""
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` for the choices closest to ``value``, or ``""`` when none is close.
+
+    Args:
+        value: What the user typed.
+        choices: The valid names (any iterable of strings).
+
+    Returns:
+        A sentence to append to a message (leading space included), or an empty string.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(value), list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from planets_mlops.errors import InvalidParameterError, NotFoundError
+from planets_mlops.errors import InvalidParameterError, NotFoundError, did_you_mean
 from planets_mlops.knobs import MIN_IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def validate_arguments(
                 "parameter",
                 name,
                 f"an input of pipeline {pipeline!r}: one of {valid}",
-                "Fix the name in --param or --params-file.",
+                "Fix the name in --param or --params-file." + did_you_mean(name, valid),
             )
         ir_type = inputs[name]["type"]
         types = _IR_TYPES.get(ir_type, (object,))

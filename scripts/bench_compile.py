@@ -79,7 +79,7 @@ def bench_cli(repeat: int, out_dir: Path) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--target", type=float, default=3.0, help="seconds (CLI median)")
     args = parser.parse_args()

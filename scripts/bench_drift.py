@@ -50,7 +50,7 @@ def _model(workdir: Path, epochs: int) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench-drift")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--windows", type=int, default=10)

@@ -237,7 +237,7 @@ def summarise(known: list[dict[str, Any]], loco: list[dict[str, Any]]) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--seeds", default=",".join(map(str, SEEDS)), help="comma-separated seeds (default: 5241,1,2)"

@@ -244,7 +244,7 @@ def train_small(work: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="model folder from train_model (default: train one)")
     parser.add_argument("--reference-src", help="checkout whose serving code is measured first, side by side")
     parser.add_argument("--work", default=str(REPO / ".work" / "bench-hostile"), help="scratch folder")

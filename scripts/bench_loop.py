@@ -114,7 +114,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints the table and optionally writes JSON."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", default="5241,1,2", help="comma-separated seeds (default 5241,1,2)")
     parser.add_argument("--shift", default="swap_rb", help="the production change (default swap_rb)")

@@ -36,7 +36,7 @@ REFERENCE_SECONDS = {"whole": 42.0, "prepare-dataset": 7.0, "train-model": 28.0,
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--baseline", action="store_true")

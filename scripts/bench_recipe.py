@@ -100,7 +100,7 @@ def one_run(work: Path, name: str, prepare: Any, train: Any, seed: int) -> dict[
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", default="5241,1,2", help="comma-separated seeds (default 5241,1,2)")
     parser.add_argument("--steps", action="store_true", help="also each change of the suite on its own")

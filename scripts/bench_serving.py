@@ -387,7 +387,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="model folder from train_model (default: train one)")
     parser.add_argument("--work", default=str(REPO / ".work" / "bench"), help="scratch folder")
     parser.add_argument("--reuse", action="store_true", help="reuse WORK/model if it exists")

@@ -94,7 +94,7 @@ def screenshot(page: Path, png: Path, size: str) -> None:
 
 def main() -> None:
     """Write the HTML and PNG of both cases."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images", help="output folder")
     parser.add_argument("--size", default="960,1280", help="window WIDTH,HEIGHT")
     args = parser.parse_args()

@@ -795,6 +795,27 @@ def test_usage_errors_and_help():
     assert cli.main(["--help"], source_factory=lambda: SOURCE) == 0
 
 
+def test_option_prefixes_are_refused_and_the_closest_option_named(capsys, tmp_path):
+    # argparse would take --out as --out-dir; a typo must not silently set another option.
+    code, _, err = run_cli(capsys, "compile", "tiny", "--out", str(tmp_path))
+    assert code == 2 and "unrecognized arguments: --out" in err
+    assert "(--out: Did you mean '--out-dir' or '--output'?)" in err and "usage: planets-mlops compile" in err
+    assert not (tmp_path / "pipelines").exists()
+
+
+def test_unknown_command_names_the_closest(capsys):
+    code, _, err = run_cli(capsys, "compiel")
+    assert code == 2 and "invalid choice: 'compiel'" in err and "Did you mean 'compile'?" in err
+
+
+def test_unknown_pipeline_and_parameter_name_the_closest(capsys, fake):
+    code, _, err = run_cli(capsys, "run", "tinny")
+    assert code == 4 and "Did you mean 'tiny'?" in err
+    code, _, err = run_cli(capsys, "run", "tiny", "--param", "train_rl=0.1")
+    assert code == 2 and "Did you mean 'train_lr'?" in err
+    assert fake.requests == []
+
+
 def test_settings_mask_secrets_and_read_env(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("x")

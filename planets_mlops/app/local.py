@@ -1,13 +1,22 @@
-"""Run pipelines on this machine with ``kfp.local`` and find what they wrote."""
+"""Run pipelines on this machine with ``kfp.local`` and find what they wrote.
+
+Every argument is checked against the pipeline's inputs and the steps' own rules before the
+first step runs. With a log, each run gets its own folder (never reused): ``run.log``, all of
+kfp.local's output without colour codes, and one ``<task>.log`` per step. A failed step
+raises :class:`StepFailedError`, whose message is the step's own error, the last lines of its
+log and the log's path, in place of kfp.local's traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import os
 import re
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -15,9 +24,79 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from planets_mlops.errors import PlanetsError
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+# The last line of a Python traceback: "package.module.SomeError: message".
+_EXCEPTION = re.compile(
+    r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Warning)\w*)(?::\s?(.*))?$"
+)
+TAIL_LINES = 15
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
+class StepFailedError(PlanetsError):
+    """A step of a local run failed; the message is its own error, its log's tail and path.
+
+    Args:
+        task: The failed task's name (e.g. ``"pull-data"``).
+        error: The step's exception line (``DataSourceError: ...``), or None when its log
+            holds no Python traceback.
+        tail: The last lines of the step's log.
+        log_file: The step's log.
+        run_log: The whole run's log.
+    """
+
+    def __init__(self, task: str, error: str | None, tail: list[str], log_file: Path, run_log: Path) -> None:
+        self.task = task
+        self.error = error
+        self.tail = tail
+        self.log_file = log_file
+        self.run_log = run_log
+        lines = [f"Step {task} failed: {error or 'see its log below'}"]
+        lines.append(f"Last {len(tail)} lines of its log, {log_file}:")
+        lines += [f"  | {line}" for line in tail]
+        lines.append(f"Whole run's log: {run_log}")
+        super().__init__("\n".join(lines))
+
+
+def step_error(log_text: str) -> str | None:
+    """The exception a step's log ends with, as ``ErrorName: message`` (continuation lines kept).
+
+    Args:
+        log_text: The step's log, colour codes removed.
+
+    Returns:
+        The last traceback's final exception (its class name without the module path), or
+        None when the log has no traceback.
+    """
+    lines = log_text.splitlines()
+    starts = [
+        i for i, line in enumerate(lines) if line.strip().startswith("Traceback (most recent call last)")
+    ]
+    if not starts:
+        return None
+    found: tuple[int, re.Match[str]] | None = None
+    for i in range(starts[-1] + 1, len(lines)):
+        match = _EXCEPTION.match(lines[i])
+        if match:
+            found = (i, match)
+    if found is None:
+        return None
+    index, match = found
+    indent = len(lines[index]) - len(lines[index].lstrip())
+    message = [f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2) or ''}".rstrip(": ")]
+    for line in lines[index + 1 :]:
+        if not line.strip() or (len(line) - len(line.lstrip())) < indent or " - ERROR - " in line:
+            break
+        message.append(line[indent:])
+    return "\n".join(message)
 
 
 @dataclass
@@ -83,11 +162,14 @@ class ProgressLog(io.TextIOBase):
         durations: Task name -> seconds, for every task that finished.
     """
 
-    def __init__(self, log: TextIO, terminal: TextIO) -> None:
+    def __init__(self, log: TextIO, terminal: TextIO, task_logs: Path | None = None) -> None:
         self.log = log
         self.terminal = terminal
+        self.task_logs = task_logs
         self.started: dict[str, float] = {}
         self.durations: dict[str, float] = {}
+        self.failed: list[str] = []
+        self._task_log: TextIO | None = None
         self._buffer = ""
 
     def writable(self) -> bool:
@@ -103,7 +185,6 @@ class ProgressLog(io.TextIOBase):
         Returns:
             The number of characters accepted (all of them).
         """
-        self.log.write(text)
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
@@ -111,12 +192,21 @@ class ProgressLog(io.TextIOBase):
         return len(text)
 
     def _line(self, line: str) -> None:
-        line = _ANSI.sub("", line)
+        line = strip_ansi(line)
+        self.log.write(line + "\n")
         if match := _STARTED.search(line):
             self.started[match.group(1)] = time.monotonic()
+            self._open_task_log(match.group(1))
             self.terminal.write(f"  > {match.group(1)} ...\n")
-        elif match := _FINISHED.search(line):
+        if self._task_log is not None:
+            self._task_log.write(line + "\n")
+        if match := _FINISHED.search(line):
             name, status = match.groups()
+            if self._task_log is not None:
+                self._task_log.close()
+                self._task_log = None
+            if status != "SUCCESS":
+                self.failed.append(name)
             seconds = time.monotonic() - self.started.get(name, time.monotonic())
             self.durations[name] = seconds
             mark = "ok" if status == "SUCCESS" else status
@@ -125,9 +215,28 @@ class ProgressLog(io.TextIOBase):
             )
         self.terminal.flush()
 
+    def _open_task_log(self, name: str) -> None:
+        if self._task_log is not None:
+            self._task_log.close()
+            self._task_log = None
+        if self.task_logs is not None:
+            self._task_log = open(self.task_logs / f"{name}.log", "w")  # noqa: SIM115 - closed at the task's end
+
     def flush(self) -> None:
-        """Flush the log file (the terminal is flushed after every progress line)."""
+        """Flush the log files (the terminal is flushed after every progress line)."""
         self.log.flush()
+        if self._task_log is not None:
+            self._task_log.flush()
+
+    def close(self) -> None:
+        """Write out a last unterminated line and close the open step's log."""
+        if self._buffer:
+            self._line(self._buffer)
+            self._buffer = ""
+        if self._task_log is not None:
+            self._task_log.close()
+            self._task_log = None
+        super().close()
 
 
 def init_local(pipeline_root: Path, runner: Any = None) -> None:
@@ -162,6 +271,65 @@ def _read_task(task_dir: Path) -> TaskResult:
     return result
 
 
+def run_log_folder(log_file: Path) -> Path:
+    """A new folder for one run's logs, next to ``log_file``: ``<stem>-<UTC time>[-n]``.
+
+    Args:
+        log_file: The log the caller names (e.g. ``logs/training.log``); its stem names
+            the run's folder and its name the whole run's log in it.
+
+    Returns:
+        The created folder; an earlier run's folder is never reused.
+    """
+    parent = Path(log_file).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        folder = parent / (f"{Path(log_file).stem}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"Too many runs started in one second under {parent}")
+
+
+def check_arguments(pipeline: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` checked against ``pipeline``'s inputs and the steps' own rules, all at once.
+
+    The same checks ``planets-mlops run`` makes before submitting: unknown names (with the
+    closest input named), types, required inputs, and every knob's range (``train_epochs=-3``,
+    ``label_fraction`` outside 0..1), so a bad value fails before the first step runs.
+
+    Args:
+        pipeline: A ``@dsl.pipeline`` function.
+        arguments: Pipeline parameters.
+
+    Returns:
+        The arguments, coerced to the input types.
+
+    Raises:
+        InvalidParameterError: One bad argument; ``ParameterErrors`` lists several.
+    """
+    from google.protobuf import json_format
+
+    from planets_mlops.app.cli import arguments as cli_arguments
+
+    spec = json_format.MessageToDict(pipeline.pipeline_spec)
+    return cli_arguments.validate(arguments, spec, pipeline.name)
+
+
+def _failure(progress: ProgressLog, folder: Path, log_file: Path) -> StepFailedError | None:
+    if not progress.failed:
+        return None
+    task = progress.failed[0]
+    task_log = folder / f"{task}.log"
+    text = task_log.read_text() if task_log.is_file() else ""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip() and not _FINISHED.search(line)]
+    tail = textwrap.dedent("\n".join(lines[-TAIL_LINES:])).splitlines()
+    return StepFailedError(task, step_error(text), tail, task_log, log_file)
+
+
 def run_local(
     pipeline: Callable,
     pipeline_root: Path,
@@ -169,16 +337,23 @@ def run_local(
     runner: Any = None,
     **arguments: Any,
 ) -> LocalRun:
-    """Run ``pipeline`` under ``kfp.local`` and index what each task wrote.
+    """Check the arguments, run ``pipeline`` under ``kfp.local`` and index what each task wrote.
 
     Args:
         pipeline: a ``@dsl.pipeline`` function.
         pipeline_root: folder receiving one sub-folder per run.
-        log_file: when given, kfp.local's full output goes there and the terminal shows
-            one progress line per step; otherwise everything goes to stdout.
+        log_file: when given, names the run's log: kfp.local's full output goes to a new
+            folder ``<parent>/<stem>-<UTC time>/`` (``<name>`` for the whole run, one
+            ``<task>.log`` per step; :attr:`LocalRun.log_file` is the whole run's) and the
+            terminal shows one progress line per step; otherwise everything goes to stdout.
         runner: the kfp.local runner (default: SubprocessRunner in this environment).
         **arguments: pipeline parameters.
+
+    Raises:
+        InvalidParameterError: A bad argument (before any step runs).
+        StepFailedError: A step failed (with a log): its error, log tail and log path.
     """
+    arguments = check_arguments(pipeline, arguments)
     init_local(pipeline_root, runner)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -188,17 +363,27 @@ def run_local(
     if log_file is None:
         pipeline(**arguments)
     else:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        folder = run_log_folder(Path(log_file))
+        log_file = folder / Path(log_file).name
         with open(log_file, "w") as log:
-            progress = ProgressLog(log, sys.stdout)
+            progress = ProgressLog(log, sys.stdout, task_logs=folder)
             try:
                 with contextlib.redirect_stdout(progress), warnings.catch_warnings():
                     # kfp.local warns that images and cluster settings are not used locally:
                     # expected here, and it would bury the progress lines.
                     warnings.simplefilter("ignore")
                     pipeline(**arguments)
+            except RuntimeError:
+                progress.close()
+                failure = _failure(progress, folder, log_file)
+                if failure is None:
+                    raise
+                # kfp.local's own traceback says only "Inner task failed", in colour codes.
+                raise failure from None
             finally:
                 durations = progress.durations
+                if not progress.closed:
+                    progress.close()
     seconds = time.monotonic() - started
     new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run = LocalRun(root=new[-1] if new else root, seconds=seconds, log_file=log_file)

@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from planets_mlops.errors import InvalidParameterError, PlanetsError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_DATA = REPO_ROOT / "data" / "planets"
 DATA_PATH = "data/raw"
@@ -119,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The process exit status (0 on success).
     """
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from planets_mlops.app.cli.parser import Parser
+
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".work" / "quickstart")
     parser.add_argument(
         "--reference", action="store_true", help="the guide's chapter 2.5 settings (grayscale)"
@@ -130,6 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline", action="store_true", help="the guide's baseline settings (grayscale, 5 epochs)"
     )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument(
+        "--data-repo",
+        metavar="URL",
+        help="train on this git + DVC data repository (a path or git URL; see docs/your-data.md) "
+        "instead of the bundled planets; steps 3 to 5 need the planets classes and are skipped",
+    )
+    parser.add_argument(
+        "--data-rev", default="main", help="with --data-repo: the git revision (default main)"
+    )
+    parser.add_argument(
+        "--data-path",
+        default=DATA_PATH,
+        help=f"with --data-repo: the DVC-tracked folder (default {DATA_PATH})",
+    )
     parser.add_argument("--json", type=Path, help="also write a JSON summary here")
     parser.add_argument("--skip-serving", action="store_true", help="skip step 3 (serve and classify)")
     parser.add_argument(
@@ -155,19 +171,40 @@ def main(argv: list[str] | None = None) -> int:
         "and registers the models, and is stopped at the end",
     )
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except PlanetsError as exc:
+        # The project's own message (a failed step's error, log tail and log path, or a bad
+        # argument) without a traceback; see the logs for the rest.
+        print(f"\nerror: {exc}", file=sys.stderr, flush=True)
+        return 2 if isinstance(exc, InvalidParameterError) else 1
+
+
+def _main(args: argparse.Namespace) -> int:
+    from planets_mlops.app.local import check_arguments
+    from planets_mlops.pipelines.training import training
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("dvc").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    params = dict(BASELINE if args.baseline else CHAPTER_2_5 if args.reference else SUITE)
+    if args.epochs is not None:
+        params["train_epochs"] = args.epochs
+    if args.data_repo:
+        params["train_output_classes"] = 0  # as many classes as the repository holds
+        args.skip_serving = args.skip_labelling = True
+        args.monitoring = False
+    # Every value checked before anything runs (the data repository, the MLflow server).
+    check_arguments(training, {"data_repo_url": ".", **params})
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print("== 1. Data repository (git + DVC, local remote)")
-    repo = ensure_data_repo(workdir)
-
-    params = dict(BASELINE if args.baseline else CHAPTER_2_5 if args.reference else SUITE)
-    if args.epochs:
-        params["train_epochs"] = args.epochs
+    if args.data_repo:
+        repo = args.data_repo
+        print(f"Data repository: {repo} (yours: revision {args.data_rev}, folder {args.data_path})")
+    else:
+        repo = ensure_data_repo(workdir)
     setup = {"1. data repository": time.monotonic() - started}
     server = None if args.no_tracking else start_tracking(workdir)
     if server is not None:
@@ -193,7 +230,7 @@ def start_tracking(workdir: Path) -> Any:
 def _loop(
     args: argparse.Namespace,
     workdir: Path,
-    repo: Path,
+    repo: Path | str,
     params: dict[str, Any],
     server: Any,
     setup: dict[str, float],
@@ -210,8 +247,8 @@ def _loop(
         workdir / "pipeline-root",
         log_file=workdir / "logs" / "training.log",
         data_repo_url=str(repo),
-        data_rev="main",
-        data_path=DATA_PATH,
+        data_rev=args.data_rev if args.data_repo else "main",
+        data_path=args.data_path if args.data_repo else DATA_PATH,
         **params,
         **tracking,
     )
@@ -251,7 +288,7 @@ def _loop(
             started = time.monotonic()
             loop = run_loop(
                 workdir,
-                repo,
+                Path(repo),
                 model_dir,
                 bento,
                 {**params, **tracking},

@@ -17,7 +17,7 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.deploy.manifests import DeploySpec, validate_spec
-from planets_mlops.errors import InvalidParameterError
+from planets_mlops.errors import InvalidParameterError, did_you_mean
 from planets_mlops.knobs import (
     PIPELINE_KNOBS,
     preset_arguments,
@@ -133,7 +133,7 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, Any], pipeline: str) 
                     "parameter",
                     name,
                     f"an input of pipeline {pipeline!r}: one of {sorted(inputs)}",
-                    "Fix the name in --param or --params-file.",
+                    "Fix the name in --param or --params-file." + did_you_mean(name, inputs),
                 )
             )
         except InvalidParameterError as exc:

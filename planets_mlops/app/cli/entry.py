@@ -29,6 +29,7 @@ from planets_mlops.app.cli.output import (
     log_handler,
     report_error,
 )
+from planets_mlops.app.cli.parser import Parser
 from planets_mlops.app.cli.source import PipelineSource, pipeline_source
 from planets_mlops.errors import (
     InvalidParameterError,
@@ -46,7 +47,7 @@ def build_parser(
     source_factory: Callable[[], PipelineSource] = pipeline_source,
 ) -> argparse.ArgumentParser:
     """The argument parser; ``source_factory`` supplies the pipelines (tests swap it)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="planets-mlops",
         description="Compile, upload, run and schedule the planets pipelines on Kubeflow "
         "Pipelines; list, promote and roll back registered models. Exit codes: 0 ok, 1 error, "

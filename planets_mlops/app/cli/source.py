@@ -13,7 +13,7 @@ from typing import Any
 
 from planets_mlops import params as pp
 from planets_mlops.app.cli.output import say
-from planets_mlops.errors import NotFoundError, PlanetsError
+from planets_mlops.errors import NotFoundError, PlanetsError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class PipelineSource:
         if name not in self.pipelines:
             raise NotFoundError(
                 f"Unknown pipeline {name!r}: known pipelines are "
-                f"{self.names}. Check the name, or pass a compiled .yaml "
-                "file."
+                f"{self.names}.{did_you_mean(name, self.names)} Check the name, or pass a "
+                "compiled .yaml file."
             )
 
     def compile(self, name: str, out_dir: Path, gpu: Any = None) -> Path:

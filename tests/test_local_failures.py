@@ -1,0 +1,103 @@
+"""What a person sees when a local run fails: the step's own error, its log, nothing else.
+
+The acceptance test runs the quickstart as a user would, in a subprocess whose output is a
+pipe (not a terminal), on a real git repository that holds no DVC-tracked data.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planets_mlops.app import quickstart
+from planets_mlops.app.local import StepFailedError, run_log_folder, step_error
+from planets_mlops.datarepo import git
+
+LOG = """\
+08:21:46.900 - INFO - Executing task 'pull-data'
+    Traceback (most recent call last):
+      File "/x/planets_mlops/pull.py", line 58, in _normalise_repo_url
+        raise DataSourceError(
+    planets_mlops.errors.DataSourceError: Data repository '/nope' not found. Pass a git URL
+    or an existing local repository path as data_repo_url.
+
+08:21:48.079 - ERROR - Task 'pull-data' finished with status FAILURE
+"""
+
+
+def test_step_error_is_the_last_exception_with_its_continuation_lines():
+    assert step_error(LOG) == (
+        "DataSourceError: Data repository '/nope' not found. Pass a git URL\n"
+        "or an existing local repository path as data_repo_url."
+    )
+    assert step_error("Killed\n") is None
+
+
+def test_each_run_gets_its_own_log_folder(tmp_path):
+    first = run_log_folder(tmp_path / "logs" / "training.log")
+    second = run_log_folder(tmp_path / "logs" / "training.log")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert first.name.startswith("training-") and first.parent == tmp_path / "logs"
+
+
+def test_step_failed_message_names_error_tail_and_logs(tmp_path):
+    exc = StepFailedError(
+        "pull-data", "DataSourceError: bad", ["a", "b"], tmp_path / "p.log", tmp_path / "r.log"
+    )
+    text = str(exc)
+    assert text.splitlines()[0] == "Step pull-data failed: DataSourceError: bad"
+    assert f"Last 2 lines of its log, {tmp_path / 'p.log'}:" in text and "  | b" in text
+    assert text.endswith(f"Whole run's log: {tmp_path / 'r.log'}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "-3"], "Invalid train_epochs=-3: must be a positive integer."),
+        (["--epochs", "0"], "Invalid train_epochs=0"),
+    ],
+)
+def test_quickstart_refuses_bad_values_before_anything_runs(tmp_path, capsys, argv, message):
+    code = quickstart.main(["--workdir", str(tmp_path), "--no-tracking", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert list(tmp_path.iterdir()) == []  # no data repository, no MLflow, no log
+
+
+def test_quickstart_refuses_option_prefixes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        quickstart.main(["--workdir", str(tmp_path), "--epoch", "3"])
+    assert exc.value.code == 2
+    assert "Did you mean '--epochs'?" in capsys.readouterr().err
+
+
+@pytest.mark.pipeline
+def test_failed_local_run_shows_the_steps_message_and_log_path_without_colour(tmp_path):
+    repo = tmp_path / "not-a-data-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("no DVC-tracked data here\n")
+    git(repo, "add", "README.md")
+    git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "init")
+    workdir = tmp_path / "work"
+    command = [sys.executable, "-m", "planets_mlops.app.quickstart", "--workdir", str(workdir)]
+    command += ["--data-repo", str(repo), "--no-tracking"]
+    env = {**os.environ, "FORCE_COLOR": "1"}  # kfp colours its output; none may reach a pipe
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "\x1b[" not in output
+    assert "Traceback" not in done.stderr.split("Last ")[0]  # no kfp traceback above the message
+    assert (
+        f"Step pull-data failed: DataSourceError: data_path='data/raw' is not tracked in '{repo}' at 'main'."
+        in output
+    )
+    logs = list((workdir / "logs").iterdir())
+    assert len(logs) == 1
+    step_log, run_log = logs[0] / "pull-data.log", logs[0] / "training.log"
+    assert f"Last 15 lines of its log, {step_log}:" in output
+    assert f"Whole run's log: {run_log}" in output
+    assert "DataSourceError" in step_log.read_text() and "\x1b[" not in run_log.read_text()
+    assert Path(run_log).read_text().count("Executing task") == 1
