@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: help setup quickstart test test-fast lint compile bench lock clean containers-setup images test-containers
+.PHONY: help setup quickstart test test-fast lint compile docs bench lock clean containers-setup images test-containers
 
 help:  ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, comp
 
 compile:  ## Every pipeline and component to build/ (the same entry point as planets-mlops compile)
 	$(BIN)/planets-mlops compile
+
+docs:  ## Regenerate docs/parameters.md from the compiled IR (a test fails when it is stale)
+	$(BIN)/python -m planets_mlops.app.parameter_docs
 
 bench:  ## Benchmarks (print figures; not tests)
 	$(BIN)/python scripts/bench_pipeline.py

@@ -9,8 +9,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import LabelParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(LabelParams)
 def create_inbox_tasks(
     dataset: Input[Dataset],
     summary: Output[Artifact],
@@ -25,6 +28,14 @@ def create_inbox_tasks(
     created in decreasing uncertainty. Images already in the project or in ``dataset`` make
     no task. An item leaves the inbox once it is a task. ``inbox_max_tasks``: most tasks per run
     (the hardest), 0 for all.
+
+    Args:
+        dataset: The data set whose images make no task.
+        project: Label Studio project title or id.
+        inbox_uri: The service's production inbox (a folder or gs://BUCKET/PREFIX).
+
+    Returns:
+        summary: Counts of tasks made and of items skipped with why, as JSON.
     """
     import json
     from pathlib import Path

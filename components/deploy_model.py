@@ -12,8 +12,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import DeployParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(DeployParams)
 def deploy_model(
     bento: Input[Artifact],
     endpoint: Output[Artifact],
@@ -40,9 +43,6 @@ def deploy_model(
 
     Args:
         bento: The packaged bento (its ``.uri`` and ``metadata['bento_tag']``).
-        endpoint: Written with the URL, revision and tag that now serve.
-        name: Deployment and Service name.
-        namespace: Namespace to serve in.
         replicas: Pod count.
         serving_image: Empty: the serving image of this release
             (``planets_mlops.components.images.SERVING_IMAGE``).
@@ -53,20 +53,15 @@ def deploy_model(
         timeout_s: How long to wait for the rollout and the smoke test.
         kserve: Serve as a KServe InferenceService instead of a Deployment.
         gcs_credentials_secret: Secret with a GCS key for the pod (kind); empty on GKE.
-        monitoring_uri: gs://BUCKET/PREFIX the service writes its prediction records to
-            (docs/monitoring.md); empty: no records.
-        monitoring_sample: Share of served images recorded, in (0, 1].
-        inbox_uri: gs://BUCKET/PREFIX of the production inbox: the service keeps the inputs
-            it rejected or was unsure of there, for the retraining pipeline's inbox tasks
-            (its ``inbox_uri``); empty: off. The serving identity needs create rights there.
-        inbox_max_items: Items the inbox holds at most.
-        inbox_min_margin: Answers whose top two probabilities are closer than this are kept.
         registered_model_name: With ``registered_version`` (what ``promote_model`` moved
             ``production`` to), the deployed revision is added to that version's release
             record (``MLFLOW_TRACKING_URI``); a registry error then is logged, not raised:
             the bento serves.
         registered_version: The registered version this bento is; empty or ``untracked``:
             nothing is recorded.
+
+    Returns:
+        endpoint: The URL, revision and tag that now serve.
     """
     import json
 

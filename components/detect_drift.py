@@ -7,8 +7,11 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import DriftParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(DriftParams)
 def detect_drift(
     report: Output[HTML],
     metrics: Output[Metrics],
@@ -40,6 +43,21 @@ def detect_drift(
     which the optional Evidently UI serves. Returns the verdict;
     ``report`` is Evidently's report, ``verdict`` the evidence, ``summary`` the JSON the
     alert step reads.
+
+    Args:
+        records_uri: Root of the service's prediction records (a folder or gs://BUCKET/PREFIX).
+        model_uri: The served model's folder (gs:// or local), holding monitoring_reference.json.
+        model_version: The model version the service reports at /metadata; its records are read.
+        window_end: End of the window (ISO-8601); empty: when the step starts.
+        evidently_workspace: Evidently workspace (a folder or gs://BUCKET/PREFIX) the report is
+            added to, for the Evidently UI; empty: none.
+
+    Returns:
+        report: Evidently's drift report as HTML.
+        metrics: The verdict as numbers, records read, drifted columns and per-column p-values.
+        verdict: The evidence as Markdown.
+        summary: The JSON the alert step reads.
+        Output: The verdict: drift, no drift or not enough data.
     """
     import json
     from pathlib import Path

@@ -4,8 +4,11 @@ from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import PIPELINE_KNOBS, EvaluateParams, RegistryParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(EvaluateParams, RegistryParams, PIPELINE_KNOBS)
 def evaluate_model(
     prepared: Input[Dataset],
     model: Input[Model],
@@ -36,6 +39,19 @@ def evaluate_model(
     ``production`` alias of ``registered_model_name`` names (``MLFLOW_TRACKING_URI``); an
     explicit URI still wins. ``verdict.metadata['production_version']`` is the version
     production named, which the promotion expects to still find there.
+
+    Args:
+        prepared: The prepared data set; its validation split is scored.
+        model: The candidate model folder.
+        production_model_uri: Model folder of the production model (a path or gs://); empty:
+            the production alias with tracking, else no comparison and the candidate is promoted.
+
+    Returns:
+        metrics: Validation metrics, the guard's figures and, against production, the gate's numbers.
+        confusion: The confusion matrix, for the KFP UI.
+        report: The evaluation report (per class, confusion matrix, mistakes) as HTML.
+        verdict: The gate's decision with its numbers as Markdown.
+        Output: Whether to promote the candidate.
     """
     import tempfile
     from pathlib import Path

@@ -10,8 +10,11 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import PIPELINE_KNOBS, LabelParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(LabelParams, PIPELINE_KNOBS)
 def import_labels(
     dataset: Input[Dataset],
     merged: Output[Dataset],
@@ -33,6 +36,16 @@ def import_labels(
     set makes no new commit. A label that the project offers but the data set lacks is a
     new class: refused with an error naming it, unless ``allow_new_classes``; then its
     folder is added and listed in ``merged.metadata['new_classes']``.
+
+    Args:
+        dataset: The pulled data set the labels are merged into.
+        project: Label Studio project title or id.
+        classes: The classes labels may take; empty: the data set's classes.
+        data_repo_url: Git URL of the data repository (to publish to).
+        dvc_remote_config: DVC remote settings used when publishing (no secrets: it is stored in the run).
+
+    Returns:
+        merged: The data set with the new labels; metadata counts new labels and skipped tasks.
     """
     from planets_mlops.labelstudio.client import LabelStudioClient
     from planets_mlops.labelstudio.importer import import_labels as run_import
@@ -77,8 +90,16 @@ def import_labels(
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(LabelParams)
 def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
-    """True when the import added at least ``min_new_labels`` images (retrain gate)."""
+    """True when the import added at least ``min_new_labels`` images (retrain gate).
+
+    Args:
+        merged: import_labels's data set (metadata['new_labels']).
+
+    Returns:
+        Output: Whether there are enough new labels to retrain.
+    """
     import logging
 
     new = int(merged.metadata.get("new_labels", 0))

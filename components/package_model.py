@@ -22,11 +22,13 @@ def package_model(
     Args:
         model: The trained model folder.
         metrics: The evaluation metrics, stored with the model.
-        bento: Written: the ``.bento`` archive.
         data_revision: Empty: the model's ``data_commit`` metadata (``unpublished`` for
             labels merged without a DVC version; ``data_content_hash`` and
             ``data_base_commit`` labels say what it was trained on).
         version: Empty: BentoML generates one.
+
+    Returns:
+        bento: The .bento archive; metadata['bento_tag'] names it.
     """
     from planets_mlops.package import package_model as package
 

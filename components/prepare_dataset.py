@@ -4,8 +4,11 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import PrepareParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(PrepareParams)
 def prepare_dataset(
     raw: Input[Dataset],
     prepared: Output[Dataset],
@@ -26,6 +29,14 @@ def prepare_dataset(
     the samples with their labels in the KFP UI. With ``base`` (the data set ``raw`` was
     grown from), the base files keep their split and only added files are split anew, so a
     model trained on ``base`` is compared with a new one on images neither trained on.
+
+    Args:
+        raw: The class-per-folder data set to prepare.
+        base: The data set ``raw`` was grown from (optional): its files keep their split.
+
+    Returns:
+        prepared: manifest.json, train/ and validation/ .npy shards and preview.png.
+        preview: Sample images with their labels, for the KFP UI.
     """
     from pathlib import Path
 

@@ -8,8 +8,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import PIPELINE_KNOBS, RegistryParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(RegistryParams, PIPELINE_KNOBS)
 def promote_model(
     registered: Input[Artifact],
     verdict: Input[Markdown],
@@ -36,20 +39,15 @@ def promote_model(
         registered: ``register_model``'s output (version, gate figures).
         verdict: The gate's verdict (``production_version`` it compared with).
         bento: The packaged bento of the version.
-        release: Written: the release record (or the refusal) as Markdown.
         kfp_run_id: The KFP run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
-        tracking: Off: nothing moves; the verdict alone decides.
-        registered_model_name: The registered model.
-        allow_untracked: With the server unreachable, go on without moving the alias.
-        lock_ttl_s: Age after which a promotion lock counts as abandoned.
-        lock_wait_s: How long to wait for another promotion's lock.
         move_production: Off (the pipeline's ``release`` off, a pull request's run): the
             version gets its bento and keeps ``candidate``; production does not move and
             nothing is deployed. The merge promotes it (``planets-mlops ci promote``).
 
     Returns:
-        The version ``production`` now names; ``untracked`` when nothing is tracked; empty
-        when the promotion was refused (the deploy step then does not run).
+        release: The release record (or the refusal) as Markdown.
+        Output: The version production now names; untracked when nothing is tracked; empty
+            when the promotion was refused (the deploy step then does not run).
     """
     from pathlib import Path
 

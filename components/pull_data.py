@@ -4,8 +4,11 @@ from kfp import dsl
 from kfp.dsl import Dataset, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import DataParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(DataParams)
 def pull_data(
     dataset: Output[Dataset],
     repo_url: str,
@@ -19,6 +22,13 @@ def pull_data(
     GCS credentials come from the environment (Workload Identity or
     GOOGLE_APPLICATION_CREDENTIALS). ``remote_config`` adds DVC remote settings such as
     ``{"endpointurl": ...}``; never put secrets in it (it is stored in the run).
+
+    Args:
+        repo_url: Git URL of the data repository (https or ssh).
+        remote_config: DVC remote settings added to the remote (no secrets: it is stored in the run).
+
+    Returns:
+        dataset: The pulled class-per-folder data set; metadata names the repository, commit and DVC hash.
     """
     from planets_mlops.pull import pull_dataset
 

@@ -21,6 +21,15 @@ def push_predictions(
 
     Empty ``model_version``: ``planets-<first 12 hex of sha256(model.onnx)>``, so the same
     model always replaces its own predictions and a new model adds a new version.
+
+    Args:
+        model: The model folder whose predictions are pushed.
+        project: Label Studio project title or id.
+        model_version: Label Studio model version of the predictions; empty: derived from model.onnx.
+        low_confidence: Top-class scores below this count as low-confidence tasks in the summary.
+
+    Returns:
+        summary: Counts of tasks predicted, predictions replaced, tasks skipped and low-confidence, as JSON.
     """
     import hashlib
     import json

@@ -10,8 +10,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import AlertParams, LabelParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(AlertParams, LabelParams)
 def raise_alert(
     summary: Input[Artifact],
     alert: Output[Markdown],
@@ -36,6 +39,19 @@ def raise_alert(
     ``retraining_arguments`` in ``retraining_experiment`` (empty: ``monitoring``). ``alert``
     holds the evidence, the window, the model version and each action with why it was
     taken; ``decision`` the same as JSON.
+
+    Args:
+        summary: detect_drift's summary (verdict, window, evidence).
+        label_studio_project: Label Studio project title or id the inbox tasks go to.
+        inbox_uri: The service's production inbox (a folder or gs://BUCKET/PREFIX).
+        retraining_version: Version of the uploaded retraining pipeline to run; empty: the newest.
+        retraining_arguments: Arguments of the retraining run (data_repo_url, ...).
+        retraining_experiment: KFP experiment of the retraining run; empty: monitoring.
+
+    Returns:
+        alert: The evidence, the window, the model version and each action with why, as Markdown.
+        decision: The same as JSON.
+        Output: The decision: the actions taken, or why none was.
     """
     import datetime
     import os

@@ -9,8 +9,11 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.knobs import PIPELINE_KNOBS, RegistryParams, describe_knobs
+
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+@describe_knobs(RegistryParams, PIPELINE_KNOBS)
 def register_model(
     source: Input[Dataset],
     prepared: Input[Dataset],
@@ -46,18 +49,14 @@ def register_model(
         confusion: The evaluate step's confusion matrix.
         report: The evaluate step's report.
         verdict: The gate's verdict (``metadata['promote']``).
-        registered: Written: the version, its runs, its lineage.
         run_params: The pipeline's parameters, logged on the run.
         pipeline: The pipeline's name.
         kfp_run_id: The KFP run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         task_name: The task's name (its nested run's ``kfp.task_name``).
-        tracking: Off: nothing is logged or registered.
-        registered_model_name: The registered model.
-        mlflow_experiment: Experiment of the runs (unless the plugin's parent exists).
-        allow_untracked: With the server unreachable, go on without registering.
 
     Returns:
-        Whether a version was registered.
+        registered: The registered version, its runs and its lineage.
+        Output: Whether a version was registered.
     """
     from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG
 

@@ -4,8 +4,11 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 from planets_mlops.components.images import TRAINING_GPU_IMAGE
 
+from planets_mlops.knobs import TrainParams, describe_knobs
+
 
 @dsl.component(base_image=TRAINING_GPU_IMAGE, install_kfp_package=False)
+@describe_knobs(TrainParams)
 def train_model(
     prepared: Input[Dataset],
     model: Output[Model],
@@ -22,7 +25,17 @@ def train_model(
     guard_coverage: float = 0.99,
     augment: str = "photometric",
 ):
-    """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard."""
+    """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard.
+
+    Args:
+        prepared: The prepared data set (prepare_dataset).
+
+    Returns:
+        model: The model folder: Keras and ONNX models, classes, preprocessing, the open-set guard.
+        history: Per-epoch loss and accuracy as JSON.
+        metrics: Final training and validation loss and accuracy.
+        curves: Learning curves (loss and accuracy per epoch) as HTML.
+    """
     from pathlib import Path
 
     from planets_mlops.train import TrainParams

@@ -21,7 +21,7 @@ from planets_mlops.pipelines.platform import (
 )
 from planets_mlops.pipelines.retraining import LABEL_STUDIO_ENV, LABEL_STUDIO_SECRET
 
-from planets_mlops.knobs import AlertParams, DriftParams, LabelParams
+from planets_mlops.knobs import PIPELINE_KNOBS, AlertParams, DriftParams, LabelParams, describe_knobs
 
 WEBHOOK_SECRET = "monitoring-webhook"
 WEBHOOK_ENV = {"url": "MONITORING_WEBHOOK_URL"}
@@ -35,6 +35,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         description="Check a window of production records for drift against the model's reference "
         "(Evidently) and, on drift, write an alert and act on it.",
     )
+    @describe_knobs(PIPELINE_KNOBS)
     def monitoring(
         records_uri: str,
         model_uri: str,
@@ -65,19 +66,8 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             model_uri: The served model's folder (holds monitoring_reference.json).
             model_version: The model tag the service reports at /metadata.
             window_end: End of the window (ISO-8601); empty: when the drift step starts.
-            window_hours: Hours of records checked.
-            drift_alpha: False-alarm probability of one run (Bonferroni over the columns).
-            drift_share: Share of the columns that must drift for a drift verdict.
-            min_records: Fewer records: "not enough data".
-            numeric_test: Evidently test of the numeric columns.
-            prediction_test: Evidently test of the predicted class.
-            max_records: Records read at most.
-            notify: On drift, POST the alert to the webhook of the Secret monitoring-webhook.
-            push_to_label_studio: On drift, turn the inbox at inbox_uri into tasks of label_studio_project.
-            start_retraining: On drift, submit a retraining run with retraining_arguments.
             label_studio_project: Label Studio project title or id.
             inbox_uri: The service's inbox (folder or gs://).
-            inbox_max_tasks: Most tasks made from the inbox (0: all).
             retraining_version: Version of the uploaded retraining pipeline (empty: newest).
             retraining_arguments: Arguments of the retraining run (data_repo_url, ...).
             retraining_experiment: Experiment of the retraining run (empty: monitoring).

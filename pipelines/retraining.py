@@ -28,6 +28,7 @@ from planets_mlops.pipelines.steps import (
 )
 
 from planets_mlops.knobs import (
+    PIPELINE_KNOBS,
     DataParams,
     DeployParams,
     EvaluateParams,
@@ -35,6 +36,7 @@ from planets_mlops.knobs import (
     PrepareParams,
     RegistryParams,
     TrainParams,
+    describe_knobs,
 )
 
 PIPELINE = "retraining"
@@ -57,6 +59,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         description="Merge new Label Studio labels into the DVC data set, retrain, evaluate against "
         "production and package the model when it is at least as good.",
     )
+    @describe_knobs(PIPELINE_KNOBS)
     def retraining(
         data_repo_url: str,
         label_studio_project: str,
@@ -99,6 +102,18 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         allow_untracked: bool = RegistryParams.allow_untracked,
         release: bool = RegistryParams.release,
     ):
+        """Import new Label Studio labels, retrain, and release the model when the gate promotes it.
+
+        Args:
+            data_repo_url: Git URL of the data repository (git + DVC) to pull the data set from.
+            dvc_remote_config: DVC remote settings added to the remote, e.g. {"endpointurl": ...}
+                (no secrets: it is stored in the run).
+            label_studio_project: Label Studio project (exact title or id) whose labels are imported.
+            inbox_uri: The service's production inbox (a folder or gs://BUCKET/PREFIX) that becomes
+                tasks of label_studio_project; empty: none.
+            production_model_uri: Model folder of the production model to compare with (a path or
+                gs://); empty: the production alias with tracking, else no comparison.
+        """
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
 
         imported = import_labels(

@@ -15,12 +15,14 @@ from planets_mlops.pipelines.steps import (
 )
 
 from planets_mlops.knobs import (
+    PIPELINE_KNOBS,
     DataParams,
     DeployParams,
     EvaluateParams,
     PrepareParams,
     RegistryParams,
     TrainParams,
+    describe_knobs,
 )
 
 PIPELINE = "training"
@@ -34,6 +36,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         description="Pull a DVC data set at a git revision, prepare it, train the planets CNN, evaluate "
         "it against production, package it as a BentoML bento and optionally deploy it.",
     )
+    @describe_knobs(PIPELINE_KNOBS)
     def training(
         data_repo_url: str,
         data_rev: str = DataParams.rev,
@@ -68,6 +71,18 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
         allow_untracked: bool = RegistryParams.allow_untracked,
         release: bool = RegistryParams.release,
     ) -> bool:
+        """Train, evaluate against production, and release the model when the gate promotes it.
+
+        Args:
+            data_repo_url: Git URL of the data repository (git + DVC) to pull the data set from.
+            dvc_remote_config: DVC remote settings added to the remote, e.g. {"endpointurl": ...}
+                (no secrets: it is stored in the run).
+            production_model_uri: Model folder of the production model to compare with (a path or
+                gs://); empty: the production alias with tracking, else no comparison.
+
+        Returns:
+            Output: Whether the gate promoted the candidate.
+        """
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
         train, evaluate, register = add_train_and_evaluate(
             pull.outputs["dataset"],

@@ -1,0 +1,159 @@
+"""docs/parameters.md: every pipeline's and component's inputs and outputs, from the compiled IR.
+
+The descriptions are the ones the Kubeflow run form shows: KFP copies them from the
+Google-style ``Args:``/``Returns:`` docstrings, whose knob lines come from
+``planets_mlops.knobs``. Regenerate after changing a knob, a component or a pipeline::
+
+    make docs        # or: .venv/bin/python -m planets_mlops.app.parameter_docs
+
+``tests/test_descriptions.py`` fails when the page is out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PAGE = Path("docs/parameters.md")
+REGENERATE = "make docs"
+
+_TYPES = {
+    "STRING": "str",
+    "NUMBER_INTEGER": "int",
+    "NUMBER_DOUBLE": "float",
+    "BOOLEAN": "bool",
+    "LIST": "list",
+    "STRUCT": "dict",
+}
+
+
+def compile_specs(out_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Compile every pipeline and component to ``out_dir``.
+
+    Returns:
+        ``(pipelines, components)``: name -> pipeline spec (the IR's first document).
+    """
+    from planets_mlops.app.cli.source import compile_components
+    from planets_mlops.pipelines.compile import compile_all
+
+    def first(path: Path) -> dict[str, Any]:
+        return next(iter(yaml.safe_load_all(path.read_text())))
+
+    pipelines = {p.stem: first(p) for p in compile_all(out_dir / "pipelines")}
+    components = {p.stem: first(p) for p in compile_components(out_dir / "components")}
+    return pipelines, components
+
+
+def _type(spec: Mapping[str, Any]) -> str:
+    if "parameterType" in spec:
+        return _TYPES.get(spec["parameterType"], spec["parameterType"].lower())
+    title = spec.get("artifactType", {}).get("schemaTitle", "system.Artifact")
+    return f"{title.removeprefix('system.')} artifact"
+
+
+def _cell(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _default(spec: Mapping[str, Any]) -> str:
+    if "defaultValue" in spec:
+        value = spec["defaultValue"]
+        if spec.get("parameterType") == "NUMBER_INTEGER":
+            value = int(value)  # the IR keeps every number as a double
+        return f"`{json.dumps(value)}`"
+    return "optional" if spec.get("isOptional") else "**required**"
+
+
+def _table(definitions: Mapping[str, Any], with_default: bool) -> list[str]:
+    entries = {**definitions.get("parameters", {}), **definitions.get("artifacts", {})}
+    if not entries:
+        return ["None."]
+    head = "| Name | Type | Default | Description |" if with_default else "| Name | Type | Description |"
+    rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for name, spec in entries.items():
+        cells = [f"`{name}`", _type(spec)]
+        if with_default:
+            cells.append(_default(spec))
+        cells.append(_cell(spec.get("description", "")))
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _section(
+    title: str, description: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
+) -> list[str]:
+    lines = [title, ""]
+    if description:
+        lines += [_cell(description), ""]
+    lines += ["Inputs:", "", *_table(inputs, with_default=True), ""]
+    lines += ["Outputs:", "", *_table(outputs, with_default=False), ""]
+    return lines
+
+
+def executor_components(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The components of a pipeline spec that run a container (not If/ExitHandler DAGs)."""
+    return {name: comp for name, comp in spec.get("components", {}).items() if "executorLabel" in comp}
+
+
+def render(pipelines: Mapping[str, Mapping[str, Any]], components: Mapping[str, Mapping[str, Any]]) -> str:
+    """The parameter reference page for compiled ``pipelines`` and ``components`` (name -> spec)."""
+    lines = [
+        "# Parameter reference",
+        "",
+        "<!-- Generated from the compiled IR by `make docs` "
+        "(python -m planets_mlops.app.parameter_docs); do not edit by hand. -->",
+        "",
+        "Every input and output of the suite's pipelines and components, with the description the",
+        "Kubeflow run form shows. Knob defaults, checks and descriptions are declared once, in",
+        "`planets_mlops/knobs.py`; `params.yaml` and `--param NAME=VALUE` set the pipeline inputs",
+        "(README, *Parameters*). On a Kubeflow cluster the pipelines are uploaded with the suite's",
+        "prefix (`planets-training`, ...; `planets-mlops upload --help`).",
+        "",
+        "Pipelines: " + ", ".join(f"[`{n}`](#pipeline-{n})" for n in pipelines) + ".",
+        "",
+    ]
+    for name, spec in pipelines.items():
+        root = spec.get("root", {})
+        lines += _section(
+            f"## Pipeline `{name}`",
+            spec.get("pipelineInfo", {}).get("description", ""),
+            root.get("inputDefinitions", {}),
+            root.get("outputDefinitions", {}),
+        )
+    lines += ["## Components", ""]
+    for name, spec in components.items():
+        for comp in executor_components(spec).values():
+            lines += _section(
+                f"### `{name}`",
+                spec.get("pipelineInfo", {}).get("description", "").split("\n\n")[0],
+                comp.get("inputDefinitions", {}),
+                comp.get("outputDefinitions", {}),
+            )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or with ``--check``, compare) docs/parameters.md; 1 when ``--check`` finds it stale."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=PAGE, help=f"default: {PAGE}")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the page differs")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        text = render(*compile_specs(Path(tmp)))
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out} is {'up to date' if same else 'out of date: run ' + REGENERATE}")
+        return 0 if same else 1
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
