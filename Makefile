@@ -46,7 +46,7 @@ test-fast:  ## Inner loop: the pure and component tiers (under a minute)
 lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, components and pipelines
 	$(BIN)/ruff format --check planets_mlops components pipelines tests scripts
 	$(BIN)/ruff check planets_mlops components pipelines tests scripts
-	$(BIN)/mypy planets_mlops components pipelines
+	$(BIN)/python scripts/typecheck.py
 
 compile:  ## Every pipeline and component to build/ (the same entry point as planets-mlops compile)
 	$(BIN)/planets-mlops compile

@@ -7,8 +7,8 @@ change between runs while the inputs do not.
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import LabelParams, describe_knobs
 
 

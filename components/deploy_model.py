@@ -10,8 +10,8 @@ on the task (``task.set_caching_options(False)``): a deploy must run every time.
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import DeployParams, describe_knobs
 
 
@@ -66,7 +66,6 @@ def deploy_model(
     import json
 
     from planets_mlops.components.images import SERVING_IMAGE
-
     from planets_mlops.deploy.apply import deploy_bento
 
     info = deploy_bento(

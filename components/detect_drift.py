@@ -5,8 +5,8 @@ Reads records that keep arriving while its inputs stay the same: disable caching
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import DriftParams, describe_knobs
 
 

@@ -2,8 +2,8 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import PIPELINE_KNOBS, EvaluateParams, RegistryParams, describe_knobs
 
 

@@ -8,8 +8,8 @@ project changes between runs while the inputs do not.
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import PIPELINE_KNOBS, LabelParams, describe_knobs
 
 

@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import Input, Metrics, Model, Output
+
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 

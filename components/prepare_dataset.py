@@ -2,8 +2,8 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import PrepareParams, describe_knobs
 
 

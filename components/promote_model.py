@@ -6,8 +6,8 @@ cluster). With ``tracking`` off it moves nothing and lets the gate's verdict sta
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import PIPELINE_KNOBS, RegistryParams, describe_knobs
 
 

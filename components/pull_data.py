@@ -2,8 +2,8 @@
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import DataParams, describe_knobs
 
 

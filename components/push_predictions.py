@@ -6,6 +6,7 @@ Reads ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` from the environment (the 
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
+
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 

@@ -8,8 +8,8 @@ Never cached and never retried: a retry would notify, create tasks and start run
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import AlertParams, LabelParams, describe_knobs
 
 

@@ -7,8 +7,8 @@ on a cluster from the Kubernetes Secret ``mlflow-tracking``
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
-from planets_mlops.components.images import RUNTIME_IMAGE
 
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.knobs import PIPELINE_KNOBS, RegistryParams, describe_knobs
 
 
@@ -59,7 +59,6 @@ def register_model(
         Output: Whether a version was registered.
     """
     from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG
-
     from planets_mlops.knobs import RegistryParams
     from planets_mlops.registry.steps import register_trained_model
 

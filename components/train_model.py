@@ -2,8 +2,8 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
-from planets_mlops.components.images import TRAINING_GPU_IMAGE
 
+from planets_mlops.components.images import TRAINING_GPU_IMAGE
 from planets_mlops.knobs import TrainParams, describe_knobs
 
 

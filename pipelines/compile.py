@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kfp import compiler
+
 from planets_mlops.pipelines.platform import GKE, ClusterOptions, GpuOptions
 
 DEFAULT_OUT = Path("build/pipelines")

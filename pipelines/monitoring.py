@@ -7,8 +7,10 @@ and a run of the ``retraining`` pipeline, each recorded with why it was taken.
 """
 
 from kfp import dsl
+
 from planets_mlops.components.detect_drift import detect_drift
 from planets_mlops.components.raise_alert import raise_alert
+from planets_mlops.knobs import PIPELINE_KNOBS, AlertParams, DriftParams, LabelParams, describe_knobs
 from planets_mlops.pipelines.platform import (
     DEFAULT_GPU,
     GKE,
@@ -20,8 +22,6 @@ from planets_mlops.pipelines.platform import (
     with_side_effects,
 )
 from planets_mlops.pipelines.retraining import LABEL_STUDIO_ENV, LABEL_STUDIO_SECRET
-
-from planets_mlops.knobs import PIPELINE_KNOBS, AlertParams, DriftParams, LabelParams, describe_knobs
 
 WEBHOOK_SECRET = "monitoring-webhook"
 WEBHOOK_ENV = {"url": "MONITORING_WEBHOOK_URL"}

@@ -8,9 +8,21 @@ production inbox (inputs the service rejected or was unsure of) becomes new task
 """
 
 from kfp import dsl
+
 from planets_mlops.components.create_inbox_tasks import create_inbox_tasks
 from planets_mlops.components.import_labels import check_new_labels, import_labels
 from planets_mlops.components.push_predictions import push_predictions
+from planets_mlops.knobs import (
+    PIPELINE_KNOBS,
+    DataParams,
+    DeployParams,
+    EvaluateParams,
+    LabelParams,
+    PrepareParams,
+    RegistryParams,
+    TrainParams,
+    describe_knobs,
+)
 from planets_mlops.pipelines.platform import (
     DEFAULT_GPU,
     GKE,
@@ -25,18 +37,6 @@ from planets_mlops.pipelines.steps import (
     add_pull,
     add_release,
     add_train_and_evaluate,
-)
-
-from planets_mlops.knobs import (
-    PIPELINE_KNOBS,
-    DataParams,
-    DeployParams,
-    EvaluateParams,
-    LabelParams,
-    PrepareParams,
-    RegistryParams,
-    TrainParams,
-    describe_knobs,
 )
 
 PIPELINE = "retraining"

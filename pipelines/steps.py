@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kfp import dsl
+
 from planets_mlops.components.deploy_model import deploy_model
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.package_model import package_model

@@ -7,12 +7,6 @@ waits for review (a pull request's run; the merge promotes exactly that version)
 """
 
 from kfp import dsl
-from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOptions, GpuOptions
-from planets_mlops.pipelines.steps import (
-    add_pull,
-    add_release,
-    add_train_and_evaluate,
-)
 
 from planets_mlops.knobs import (
     PIPELINE_KNOBS,
@@ -23,6 +17,12 @@ from planets_mlops.knobs import (
     RegistryParams,
     TrainParams,
     describe_knobs,
+)
+from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOptions, GpuOptions
+from planets_mlops.pipelines.steps import (
+    add_pull,
+    add_release,
+    add_train_and_evaluate,
 )
 
 PIPELINE = "training"

@@ -39,12 +39,11 @@ CLASSES = sorted(p.name for p in (REPO / "data" / "planets" / "raw").iterdir() i
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
-    from planets_mlops.pipelines.training import training
-
     from planets_mlops.app.containers import docker_runner, git_daemon, podman_service, shared_pipeline_root
     from planets_mlops.app.local import run_local
+    from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
     from planets_mlops.datarepo import create_data_repo
+    from planets_mlops.pipelines.training import training
 
     work = Path(tempfile.mkdtemp(prefix="bench-containers-"))
     emulator = start_emulator()

@@ -36,11 +36,10 @@ TARGET_GAIN = 0.30
 
 def one_seed(seed: int, shift: str, work: Path, epochs: int | None, max_tasks: int) -> dict[str, Any]:
     """Train at ``seed``, run one turn of the loop, return its figures and stage times."""
-    from planets_mlops.pipelines.training import training
-
     from planets_mlops.app.local import run_local
     from planets_mlops.app.production_loop import run_loop
     from planets_mlops.app.quickstart import DATA_PATH, SUITE, ensure_data_repo
+    from planets_mlops.pipelines.training import training
 
     repo = ensure_data_repo(work)
     params = {**SUITE, "prepare_seed": seed, "train_seed": seed}

@@ -44,9 +44,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from planets_mlops.pipelines.training import training
-
     from planets_mlops.app.local import run_local
+    from planets_mlops.pipelines.training import training
 
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     repo_started = time.monotonic()

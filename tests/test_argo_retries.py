@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 from kfp.dsl.structures import convert_duration_to_seconds
+
 from planets_mlops.pipelines.compile import compile_pipeline
 from planets_mlops.pipelines.platform import GKE, KIND, STEP_TIMEOUTS
-
 from tests.helpers import load_ir
 
 ROOT = Path(__file__).resolve().parents[1]

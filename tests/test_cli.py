@@ -16,12 +16,12 @@ import threading
 import pytest
 import yaml
 from kfp import components, dsl
-from planets_mlops.components.images import RUNTIME_IMAGE
 
 from planets_mlops import __version__
 from planets_mlops.app import cli
 from planets_mlops.app.cli import versions
 from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
+from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.net import free_port
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp

@@ -2,12 +2,12 @@
 
 import pytest
 import yaml
+
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
+from planets_mlops.errors import InvalidParameterError
 from planets_mlops.pipelines import PIPELINES
 from planets_mlops.pipelines.compile import compile_all, compile_pipeline
 from planets_mlops.pipelines.platform import STEP_TIMEOUTS
-
-from planets_mlops.errors import InvalidParameterError
 from tests.helpers import load_ir
 
 
@@ -319,6 +319,7 @@ def test_idempotent_steps_retry_with_backoff_and_deploy_does_not(compiled, name)
 def test_pipelines_built_for_kfp_local_do_not_retry(tmp_path):
     # kfp.local sleeps through every backoff: a failing local step must fail at once.
     from kfp import compiler
+
     from planets_mlops.pipelines.retraining import retraining
     from planets_mlops.pipelines.training import training
 

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 from kfp import dsl
+
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.prepare_dataset import prepare_dataset
 from planets_mlops.components.pull_data import pull_data
 from planets_mlops.components.train_model import train_model
-
 from tests.helpers import make_artifact
 
 

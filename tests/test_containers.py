@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kfp import compiler
+
 from planets_mlops.components.images import (
     ALL_IMAGES,
     IMAGE_TAG,
@@ -29,7 +30,6 @@ from planets_mlops.components.images import (
     SERVING_IMAGE,
     TRAINING_GPU_IMAGE,
 )
-
 from tests.fixtures.data import SMALL_CLASSES
 from tests.fixtures.gcs import dvc_remote_config
 from tests.fixtures.serving import TEST_REVISION
@@ -179,10 +179,9 @@ def test_training_image_fails_fast_when_its_gpu_is_not_usable(built_images):
 
 # ----------------------------------------------------------------------------- pipelines
 def test_training_pipeline_in_its_images(podman_api, served_data_repo, shared_root, tmp_path):
-    from planets_mlops.pipelines.training import training
-
     from planets_mlops.app.containers import docker_runner
     from planets_mlops.app.local import run_local
+    from planets_mlops.pipelines.training import training
 
     images = compiled_images(training, tmp_path)
     assert images == {RUNTIME_IMAGE, TRAINING_GPU_IMAGE}
@@ -233,11 +232,10 @@ def labelled_project(ls_client, ls_project):
 def test_retraining_pipeline_in_its_images(
     podman_api, served_data_repo, gcs_emulator, ls_env, labelled_project, tiny_model, shared_root, tmp_path
 ):
-    from planets_mlops.pipelines.retraining import retraining
-
     from planets_mlops.app.containers import docker_runner
     from planets_mlops.app.local import run_local
     from planets_mlops.datarepo import git
+    from planets_mlops.pipelines.retraining import retraining
 
     bucket = gcs_emulator.make_bucket("planets-models")
     for path in tiny_model.iterdir():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-from planets_mlops.pipelines.compile import compile_all
 
 from planets_mlops.knobs import (
     PIPELINE_KNOBS,
@@ -20,6 +19,7 @@ from planets_mlops.knobs import (
     TrainParams,
     defaults,
 )
+from planets_mlops.pipelines.compile import compile_all
 from tests.helpers import load_ir
 
 pytestmark = pytest.mark.component

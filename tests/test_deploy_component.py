@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from kfp import dsl
+
 from planets_mlops.components.deploy_model import deploy_model
 from planets_mlops.components.images import RUNTIME_IMAGE, SERVING_IMAGE
-
 from planets_mlops.deploy import apply as deploy_apply
 from planets_mlops.errors import DeployError, InvalidParameterError
 from tests.helpers import compile_ir, make_artifact

@@ -120,8 +120,8 @@ def test_local_production_model_without_onnx_names_what_is_missing(tiny_model, t
 
 def test_the_drift_step_reads_its_reference_from_a_model_on_gcs(gcs_emulator, tiny_model, tmp_path):
     from kfp.dsl import HTML, Artifact, Markdown, Metrics
-    from planets_mlops.components.detect_drift import detect_drift
 
+    from planets_mlops.components.detect_drift import detect_drift
     from planets_mlops.monitoring import traffic
     from tests.helpers import make_artifact
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from planets_mlops.components import images
-from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG, source_digest
 
 from planets_mlops import __version__
+from planets_mlops.components import images
+from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG, source_digest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {name: REPO / "images" / name / "Dockerfile" for name in ("runtime", "train-gpu", "serving")}
@@ -78,6 +78,7 @@ def test_a_pinned_tag_wins(tmp_path):
 @pytest.mark.component
 def test_compiled_pipelines_name_exactly_the_built_images(tmp_path):
     from kfp import compiler
+
     from planets_mlops.pipelines.retraining import retraining
     from planets_mlops.pipelines.training import training
 

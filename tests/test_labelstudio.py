@@ -308,7 +308,6 @@ def test_unpublished_labels_give_the_model_the_provenance_of_what_it_trained_on(
     from planets_mlops.components.import_labels import import_labels as component
     from planets_mlops.components.prepare_dataset import prepare_dataset
     from planets_mlops.components.train_model import train_model
-
     from planets_mlops.package import bento_labels
     from planets_mlops.pull import pull_dataset
 
@@ -367,7 +366,6 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
 ):
     from planets_mlops.components.import_labels import check_new_labels
     from planets_mlops.components.import_labels import import_labels as component
-
     from planets_mlops.datarepo import git
     from planets_mlops.pull import pull_dataset
 
@@ -413,7 +411,6 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
 
 def test_push_predictions_replaces_its_model_version(ls_env, ls_client, ls_project, tiny_model, tmp_path):
     from planets_mlops.components.push_predictions import push_predictions as component
-
     from planets_mlops.labelstudio.predictions import push_predictions
 
     images = extra_images(SMALL_CLASSES, per_class=3)
@@ -531,7 +528,6 @@ def test_a_drift_alert_pushes_the_inbox_to_label_studio(ls_env, ls_client, ls_pr
     import json
 
     from planets_mlops.components.raise_alert import raise_alert
-
     from planets_mlops.inbox import Inbox, LocalStore
     from planets_mlops.knobs import DriftParams
     from planets_mlops.monitoring import drift

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 from kfp import dsl
+
 from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.components.package_model import package_model as package_model_component
-
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.package import (
     SERVING_PACKAGES,

@@ -2,9 +2,8 @@
 
 import json
 
-from planets_mlops.pipelines.training import training
-
 from planets_mlops.app.local import run_local
+from planets_mlops.pipelines.training import training
 
 
 def test_training_pipeline_end_to_end(data_repo, tmp_path):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from planets_mlops.pipelines.retraining import retraining
-from planets_mlops.pipelines.training import training
 
 from planets_mlops.app import cli
 from planets_mlops.app.local import run_local
+from planets_mlops.pipelines.retraining import retraining
+from planets_mlops.pipelines.training import training
 from planets_mlops.registry import registry as reg
 from planets_mlops.registry import tracking
 from tests.test_retraining import TINY, labelled_small_project  # noqa: F401 - a fixture

@@ -4,11 +4,11 @@ Label Studio server and a real git + DVC data repository (3 classes x 20 images,
 from __future__ import annotations
 
 import pytest
-from planets_mlops.pipelines.platform import GpuOptions
-from planets_mlops.pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
 
 from planets_mlops.app.labelling_demo import extra_images, true_label
 from planets_mlops.app.local import run_local
+from planets_mlops.pipelines.platform import GpuOptions
+from planets_mlops.pipelines.retraining import LABEL_STUDIO_SECRET, build_retraining, retraining
 from tests.fixtures.data import SMALL_CLASSES
 from tests.helpers import compile_ir
 

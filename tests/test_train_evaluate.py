@@ -275,8 +275,8 @@ def _nan_model(tiny_model, folder):
 
 def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_model, tmp_path):
     from kfp import dsl
-    from planets_mlops.components.evaluate_model import evaluate_model as component
 
+    from planets_mlops.components.evaluate_model import evaluate_model as component
     from tests.helpers import make_artifact
 
     nan_model = _nan_model(tiny_model, tmp_path / "nan-model")
