@@ -6,6 +6,8 @@ as its parameters ask, a webhook notification, the production inbox pushed to La
 and a run of the ``retraining`` pipeline, each recorded with why it was taken.
 """
 
+from typing import Any
+
 from kfp import dsl
 
 from planets_mlops.components.detect_drift import detect_drift
@@ -17,6 +19,7 @@ from planets_mlops.pipelines.platform import (
     LOCAL,
     ClusterOptions,
     GpuOptions,
+    index_frozen_modules,
     step,
     with_secret_env,
     with_side_effects,
@@ -29,6 +32,7 @@ WEBHOOK_ENV = {"url": "MONITORING_WEBHOOK_URL"}
 
 def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
     """The ``monitoring`` pipeline for ``cluster`` (``gpu`` is unused: nothing trains here)."""
+    index_frozen_modules()
 
     @dsl.pipeline(
         name="monitoring",
@@ -112,5 +116,13 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
     return monitoring
 
 
-# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
-monitoring = build_monitoring(cluster=LOCAL)
+def __getattr__(attribute: str) -> Any:
+    """``monitoring``: the pipeline built for kfp.local (no retries), on first use.
+
+    Clusters compile through planets_mlops.pipelines.compile. Built lazily: KFP sizes each
+    task through ``inspect.stack()``, which costs seconds when it runs inside an import.
+    """
+    if attribute == "monitoring":
+        globals()[attribute] = build_monitoring(cluster=LOCAL)
+        return globals()[attribute]
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -8,13 +8,34 @@ each backoff), so the pipelines built for local runs use :data:`LOCAL` (no retri
 
 from __future__ import annotations
 
+import inspect
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 
 from kfp import dsl, kubernetes
 
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.registry.settings import SECRET_ENV
+
+
+def index_frozen_modules() -> None:
+    """Let ``inspect`` name frozen modules' frames from its cache, without scanning.
+
+    KFP's task setters (``set_cpu_request``, ``set_display_name`` ...) call ``inspect.stack()``
+    for the caller's name. For each frame of a frozen module (``<frozen runpy>`` under
+    ``python -m``, the import system's inside an import) ``inspect.getmodule`` walks every
+    loaded module, on every call: with TensorFlow loaded, building one pipeline took 2 CPU s
+    instead of 0.1 s. Recording those file names in ``inspect``'s own file-to-module cache
+    gives the answer the walk would (the frozen module) at once; nothing else changes.
+    """
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.origin == "frozen":
+            inspect.modulesbyfile.setdefault(f"<frozen {name}>", name)  # type: ignore[attr-defined]
+
+
+index_frozen_modules()
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"

@@ -7,6 +7,8 @@ new model's predictions to the project's unlabelled tasks. With ``inbox_uri``, t
 production inbox (inputs the service rejected or was unsure of) becomes new tasks.
 """
 
+from typing import Any
+
 from kfp import dsl
 
 from planets_mlops.components.create_inbox_tasks import create_inbox_tasks
@@ -29,6 +31,7 @@ from planets_mlops.pipelines.platform import (
     LOCAL,
     ClusterOptions,
     GpuOptions,
+    index_frozen_modules,
     step,
     with_secret_env,
     with_side_effects,
@@ -53,6 +56,7 @@ def with_label_studio_secret(
 
 def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
     """The ``retraining`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
+    index_frozen_modules()
 
     @dsl.pipeline(
         name="retraining",
@@ -207,5 +211,13 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
     return retraining
 
 
-# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
-retraining = build_retraining(cluster=LOCAL)
+def __getattr__(attribute: str) -> Any:
+    """``retraining``: the pipeline built for kfp.local (no retries), on first use.
+
+    Clusters compile through planets_mlops.pipelines.compile. Built lazily: KFP sizes each
+    task through ``inspect.stack()``, which costs seconds when it runs inside an import.
+    """
+    if attribute == "retraining":
+        globals()[attribute] = build_retraining(cluster=LOCAL)
+        return globals()[attribute]
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

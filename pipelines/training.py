@@ -6,6 +6,8 @@ Kubernetes. With ``release`` off the alias stays and nothing is deployed: the pa
 waits for review (a pull request's run; the merge promotes exactly that version).
 """
 
+from typing import Any
+
 from kfp import dsl
 
 from planets_mlops.knobs import (
@@ -18,7 +20,14 @@ from planets_mlops.knobs import (
     TrainParams,
     describe_knobs,
 )
-from planets_mlops.pipelines.platform import DEFAULT_GPU, GKE, LOCAL, ClusterOptions, GpuOptions
+from planets_mlops.pipelines.platform import (
+    DEFAULT_GPU,
+    GKE,
+    LOCAL,
+    ClusterOptions,
+    GpuOptions,
+    index_frozen_modules,
+)
 from planets_mlops.pipelines.steps import (
     add_pull,
     add_release,
@@ -30,6 +39,7 @@ PIPELINE = "training"
 
 def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
     """The ``training`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
+    index_frozen_modules()
 
     @dsl.pipeline(
         name="training",
@@ -133,5 +143,13 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
     return training
 
 
-# Built for kfp.local (no retries); clusters compile through planets_mlops.pipelines.compile.
-training = build_training(cluster=LOCAL)
+def __getattr__(attribute: str) -> Any:
+    """``training``: the pipeline built for kfp.local (no retries), on first use.
+
+    Clusters compile through planets_mlops.pipelines.compile. Built lazily: KFP sizes each
+    task through ``inspect.stack()``, which costs seconds when it runs inside an import.
+    """
+    if attribute == "training":
+        globals()[attribute] = build_training(cluster=LOCAL)
+        return globals()[attribute]
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -87,7 +87,7 @@ def pipeline_source() -> PipelineSource:
         compile_fn = importlib.import_module("planets_mlops.pipelines.compile").compile_pipeline
     except (ImportError, AttributeError):
         logger.debug("pipelines.compile.compile_pipeline missing; compiling directly")
-    return PipelineSource(dict(registry), compile_fn)
+    return PipelineSource(registry, compile_fn)
 
 
 def discover_components(package: str = "planets_mlops.components") -> dict[str, Any]:
