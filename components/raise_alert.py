@@ -22,6 +22,7 @@ def raise_alert(
     label_studio_project: str = "",
     inbox_uri: str = "",
     inbox_max_tasks: int = 0,
+    retraining_pipeline: str = "planets-retraining",
     retraining_version: str = "",
     retraining_arguments: dict = {},
     retraining_experiment: str = "",
@@ -82,9 +83,10 @@ def raise_alert(
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
         experiment = retraining_experiment or "monitoring"
         name = f"retraining-on-drift-{stamp}"
-        return (
-            f"run {api.start_run('retraining', retraining_version, experiment, retraining_arguments, name)}"
+        run_id = api.start_run(
+            retraining_pipeline, retraining_version, experiment, retraining_arguments, name
         )
+        return f"run {run_id}"
 
     result = alerts.raise_alert(
         data,

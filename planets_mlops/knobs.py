@@ -40,6 +40,11 @@ AUGMENT_SETS = ("none", "photometric")
 NUMERIC_DRIFT_TESTS = ("ks", "anderson", "cramer_von_mises", "mannw", "t_test", "es")
 PREDICTION_DRIFT_TESTS = ("chisquare", "g_test")
 
+# The prefix of the suite's pipeline names on a Kubeflow cluster (planets-training, ...), so
+# that they never take another team's ``training``; ``--pipeline-prefix`` or
+# ``PLANETS_PIPELINE_PREFIX`` changes it (planets_mlops.app.kfp_client.pipelines).
+PIPELINE_PREFIX = "planets-"
+
 # A record is about 0.6 KB: this many stay far below records.MAX_OBJECT_BYTES.
 MAX_MONITORING_BATCH = 10_000
 
@@ -484,6 +489,11 @@ class AlertParams(Knobs):
         "Seconds for the webhook call, connection and answer together.",
         check=finite("a finite number of seconds > 0", positive=True),
     )
+    retraining_pipeline: str = knob(
+        f"{PIPELINE_PREFIX}retraining",
+        "Name of the uploaded retraining pipeline on the cluster (the suite's prefix + retraining; "
+        "planets-mlops schedule sets it from --pipeline-prefix).",
+    )
 
 
 @dataclass(frozen=True)
@@ -635,6 +645,7 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "notify": (AlertParams, "notify"),
     "push_to_label_studio": (AlertParams, "push_to_label_studio"),
     "start_retraining": (AlertParams, "start_retraining"),
+    "retraining_pipeline": (AlertParams, "retraining_pipeline"),
     "tracking": (RegistryParams, "tracking"),
     "registered_model_name": (RegistryParams, "model_name"),
     "mlflow_experiment": (RegistryParams, "experiment"),

@@ -276,13 +276,16 @@ import yaml
 host, service, build, repo, root, bucket, with_labels, project = sys.argv[1:]
 client = kfp.Client(host=host)
 meta = httpx.get(f"{service}/metadata", trust_env=False).json()
-# The alert starts the uploaded `retraining` pipeline (its newest version): upload this build's.
+# The alert starts the uploaded `planets-retraining` pipeline (its newest version): upload this
+# build's, as `planets-mlops upload` names it.
 package = f"{build}/retraining.yaml"
-found = client.get_pipeline_id("retraining")
+found = client.get_pipeline_id("planets-retraining")
 if found:
     client.upload_pipeline_version(package, f"kind-{int(time.time())}", pipeline_id=found)
 else:
-    client.upload_pipeline(package, pipeline_name="retraining")
+    client.upload_pipeline(
+        package, pipeline_name="planets-retraining", description="kind e2e [created by planets-mlops]"
+    )
 declared = yaml.safe_load(open(f"{build}/monitoring.yaml"))["root"]["inputDefinitions"]["parameters"]
 arguments = {
     "records_uri": f"gs://{bucket}/planets-mlops/kind/monitoring",

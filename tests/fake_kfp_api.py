@@ -194,6 +194,9 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
         pid = state.new_id("pipeline")
         state.pipelines[pid] = {**body, "pipeline_id": pid, "created_at": NOW}
         return 200, state.pipelines[pid]
+    m = re.fullmatch(r"/pipelines/([^/]+)", p)
+    if m and method == "GET" and m[1] in state.pipelines:
+        return 200, state.pipelines[m[1]]
     if p == "/pipelines/upload_version" and method == "POST":
         pid = query["pipelineid"]
         if pid not in state.pipelines:

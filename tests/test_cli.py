@@ -143,12 +143,13 @@ def test_upload_creates_pipeline_then_version_and_is_idempotent(capsys, fake):
     assert code == 0, err
     version = f"{__version__}-abc1234"
     (create,) = fake.calls("POST", "/pipelines")
-    assert create.body["display_name"] == "tiny"
+    assert create.body["display_name"] == "planets-tiny"
+    assert create.body["description"].endswith("[created by planets-mlops]")
     (upload,) = fake.calls("POST", "/pipelines/upload_version")
     assert upload.query["name"] == version
     assert upload.query["pipelineid"] == "pipeline-1"
     assert yaml.safe_load(upload.body["uploadfile"])["pipelineInfo"]["name"] == "tiny"
-    assert f"tiny\t{version}\tpipeline_id=pipeline-1\tversion_id=version-2" in out
+    assert f"planets-tiny\t{version}\tpipeline_id=pipeline-1\tversion_id=version-2" in out
 
     code, _, err = run_cli(capsys, "upload", "tiny")
     assert code == 0 and "already uploaded" in err
@@ -163,6 +164,46 @@ def test_upload_adds_a_version_to_an_existing_pipeline(capsys, fake, commit):
     names = [c.query["name"] for c in fake.calls("POST", "/pipelines/upload_version")]
     assert names == [f"{__version__}-abc1234", f"{__version__}-def5678"]
     assert len(fake.calls("POST", "/pipelines")) == 1
+
+
+def test_upload_refuses_a_pipeline_of_that_name_it_did_not_create(capsys, fake):
+    # Another team's pipeline on a shared KFP: same name, no suite marker in its description.
+    fake.pipelines["theirs"] = {
+        "pipeline_id": "theirs",
+        "display_name": "planets-tiny",
+        "description": "ours",
+    }
+    code, _, err = run_cli(capsys, "upload")
+    assert code == 1
+    assert "Pipeline 'planets-tiny' (theirs) on the cluster was not created by planets-mlops" in err
+    assert "--pipeline-prefix" in err and "PLANETS_PIPELINE_PREFIX" in err
+    assert not fake.calls("POST", "/pipelines/upload_version") and not fake.calls("POST", "/pipelines")
+
+    # The fix the message names: another prefix makes (and then reuses) the suite's own pipeline.
+    assert run_cli(capsys, "upload", "--pipeline-prefix", "team-a-")[0] == 0
+    assert run_cli(capsys, "upload", "--pipeline-prefix", "team-a-", "--version-name", "v2")[0] == 0
+    (create,) = fake.calls("POST", "/pipelines")
+    assert create.body["display_name"] == "team-a-tiny"
+    assert {c.query["pipelineid"] for c in fake.calls("POST", "/pipelines/upload_version")} == {"pipeline-1"}
+
+
+def test_pipeline_prefix_comes_from_the_environment_and_is_checked(capsys, fake, monkeypatch):
+    monkeypatch.setenv("PLANETS_PIPELINE_PREFIX", "")
+    assert run_cli(capsys, "upload")[0] == 0
+    assert fake.calls("POST", "/pipelines")[0].body["display_name"] == "tiny"  # the bare name
+    code, _, err = run_cli(capsys, "upload", "--pipeline-prefix", "Team A/")
+    assert code == 2 and "Invalid --pipeline-prefix='Team A/'" in err
+    assert len(fake.calls("POST", "/pipelines")) == 1
+
+
+def test_schedule_monitoring_starts_the_retraining_pipeline_of_its_prefix(capsys, fake):
+    argv = ["schedule", "monitoring", "--cron", "0 0 * * * *", "--pipeline-prefix", "team-a-"]
+    argv += ["--param", "records_uri=r", "--param", "model_uri=m", "--param", "model_version=v"]
+    code, _, err = cli.main(argv), *capsys.readouterr()
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/recurringruns")
+    assert post.body["runtime_config"]["parameters"]["retraining_pipeline"] == "team-a-retraining"
+    assert [p["display_name"] for p in fake.pipelines.values()] == ["team-a-monitoring"]
 
 
 # ----------------------------------------------------------------------------- run
@@ -866,7 +907,7 @@ def test_output_json_on_every_command(capsys, fake, tmp_path):
     code, out, _ = run_cli(capsys, "upload", "--output", "json")
     (uploaded,) = json.loads(out)
     assert uploaded == {
-        "pipeline": "tiny",
+        "pipeline": "planets-tiny",
         "version": f"{__version__}-abc1234",
         "pipeline_id": "pipeline-1",
         "version_id": "version-2",
@@ -943,6 +984,8 @@ def test_schedule_monitoring_runs_the_drift_check_on_a_clock(capsys, fake):
         "model_version": "planets-classifier:abc",
         "window_hours": 1,
     }
+    (pipeline,) = fake.pipelines.values()
+    assert pipeline["display_name"] == "planets-monitoring"
     from planets_mlops.app.kfp_client import spec_of
 
     stored = fake.versions[post.body["pipeline_version_reference"]["pipeline_version_id"]]

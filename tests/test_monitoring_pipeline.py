@@ -116,7 +116,7 @@ def test_darkened_traffic_raises_an_alert_notifies_and_starts_retraining(
     url, received = webhook
     _records(monitored, tmp_path / "records", "darken")
     state = FakeKfpState()
-    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "retraining", "created_at": NOW}
+    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "planets-retraining", "created_at": NOW}
     state.versions["v1"] = {"pipeline_id": "p1", "pipeline_version_id": "v1", "display_name": "0.1.0-abc",
                             "created_at": NOW, "pipeline_spec": {}}  # fmt: skip
     with serve_fake_kfp(state) as (kfp_url, state):

@@ -18,7 +18,7 @@ from typing import Any
 from planets_mlops.app import kfp_client as kc
 from planets_mlops.app.cli.output import say
 from planets_mlops.errors import InvalidParameterError
-from planets_mlops.knobs import PRESETS
+from planets_mlops.knobs import PIPELINE_PREFIX, PRESETS
 
 DEFAULT_EXPERIMENT = "planets"
 
@@ -72,7 +72,33 @@ def _connection() -> argparse.ArgumentParser:
         type=float,
         help=f"seconds per connection and API call [KFP_TIMEOUT, default {kc.DEFAULT_TIMEOUT:g}]",
     )
+    g.add_argument(
+        "--pipeline-prefix",
+        help=f"prefix of the suite's pipeline names on the cluster [{kc.PREFIX_ENV}, default "
+        f"{PIPELINE_PREFIX}: {PIPELINE_PREFIX}training, ...]",
+    )
     return conn
+
+
+def kfp_pipeline(args: argparse.Namespace, name: str) -> str:
+    """The cluster's name of the suite pipeline ``name`` (``planets-training``; ``--pipeline-prefix``).
+
+    Raises:
+        InvalidParameterError: a prefix that is not lower-case letters, digits, '.' or '-'.
+    """
+    return kc.kfp_name(name, kc.pipeline_prefix(getattr(args, "pipeline_prefix", None)))
+
+
+def prefixed_arguments(args: argparse.Namespace, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the monitoring pipeline's ``retraining_pipeline`` following ``--pipeline-prefix``.
+
+    A monitoring run starts the retraining pipeline by its name on the cluster; unless the
+    arguments name it, it is the one this prefix uploads.
+    """
+    prefix = kc.pipeline_prefix(getattr(args, "pipeline_prefix", None))
+    if name != "monitoring" or "retraining_pipeline" in values or prefix == PIPELINE_PREFIX:
+        return values
+    return {**values, "retraining_pipeline": kc.kfp_name("retraining", prefix)}
 
 
 def _submit() -> argparse.ArgumentParser:

@@ -58,21 +58,24 @@ def handle(args: argparse.Namespace) -> int:
     package: Path | None = None
     if args.version is None:
         name, package = local_package(args, args.source_factory)
+        values = options.prefixed_arguments(args, name, values)
         values = arguments.validate(values, pp.read_pipeline_spec(package), name)
         if args.caching == "off":
             package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
     else:
         name = args.pipeline  # values are checked against the server's spec below
+        values = options.prefixed_arguments(args, name, values)
     client, settings = options.connect(args, resolved)
     with options.api(settings, f"submit a run of {name}"):
         pipeline_id = version_id = None
         if args.version is not None:
-            pipeline_id, version = kc.resolve_version(client, name, args.version)
+            kfp_name = options.kfp_pipeline(args, name)
+            pipeline_id, version = kc.resolve_version(client, kfp_name, args.version, name)
             version_id = version.pipeline_version_id
             values = arguments.validate(values, version_spec(version, args.version), name)
             if args.caching == "off":
                 pipeline_id, version_id = uncached_version(
-                    client, name, version, args.version, Path(args.out_dir) / "pipelines"
+                    client, kfp_name, version, args.version, Path(args.out_dir) / "pipelines"
                 )
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)
         run_name = args.run_name or f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"

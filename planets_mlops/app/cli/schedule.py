@@ -38,7 +38,8 @@ def handle(args: argparse.Namespace) -> int:
     root = options.check_pipeline_root(args.pipeline_root)
     resolved = options.settings(args)  # a missing host fails before compiling
     name = args.pipeline
-    values = arguments.from_flags(args)
+    kfp_name = options.kfp_pipeline(args, name)
+    values = options.prefixed_arguments(args, name, arguments.from_flags(args))
     package = None
     if args.version is None:
         source = args.source_factory()
@@ -56,16 +57,16 @@ def handle(args: argparse.Namespace) -> int:
     client, settings = options.connect(args, resolved)
     with options.api(settings, f"schedule {job_name}"):
         if package is not None:
-            pipeline_id, version_id, uploaded = kc.upload_version(client, package, name, version_name)
+            pipeline_id, version_id, uploaded = kc.upload_version(client, package, kfp_name, version_name)
             if uploaded:
-                say(f"uploaded {name} version {version_name}")
+                say(f"uploaded {kfp_name} version {version_name}")
         else:
-            pipeline_id, version = kc.resolve_version(client, name, version_name)
+            pipeline_id, version = kc.resolve_version(client, kfp_name, version_name, name)
             version_id = version.pipeline_version_id
             values = arguments.validate(values, version_spec(version, version_name), name)
             if args.caching == "off":
                 pipeline_id, version_id = uncached_version(
-                    client, name, version, version_name, Path(args.out_dir) / "pipelines"
+                    client, kfp_name, version, version_name, Path(args.out_dir) / "pipelines"
                 )
                 version_name += caching.OFF_SUFFIX
         experiment_id = kc.ensure_experiment(client, args.experiment, settings.namespace)

@@ -18,7 +18,7 @@ def register(sub: Any, parents: Parents) -> None:
     p = sub.add_parser(
         "upload",
         parents=[parents.common, parents.connection],
-        help="upload pipelines as version <package version>-<git commit>",
+        help="upload pipelines as version <package version>-<git commit> (named planets-<pipeline>)",
     )
     p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
     p.add_argument("--version-name", help="override the version name")
@@ -33,6 +33,7 @@ def handle(args: argparse.Namespace) -> int:
     names = args.names or source.names
     for name in names:
         source.check(name)
+        options.kfp_pipeline(args, name)  # a bad --pipeline-prefix fails before compiling
     version_name = args.version_name or default_version_name()
     packages = {}
     for name in names:
@@ -40,15 +41,16 @@ def handle(args: argparse.Namespace) -> int:
     client, settings = options.connect(args, resolved)
     rows = []
     for name, package in packages.items():
-        with options.api(settings, f"upload pipeline {name}"):
+        kfp_name = options.kfp_pipeline(args, name)
+        with options.api(settings, f"upload pipeline {kfp_name}"):
             pid, vid, uploaded = kc.upload_version(
-                client, package, name, version_name, args.description, None
+                client, package, kfp_name, version_name, args.description, None
             )
         verb = "uploaded" if uploaded else "already uploaded"
-        say(f"{verb} {name} version {version_name}")
+        say(f"{verb} {kfp_name} version {version_name}")
         rows.append(
             {
-                "pipeline": name,
+                "pipeline": kfp_name,
                 "version": version_name,
                 "pipeline_id": pid,
                 "version_id": vid,

@@ -40,8 +40,13 @@ from planets_mlops.app.kfp_client.connection import (
 )
 from planets_mlops.app.kfp_client.cron import validate_cron
 from planets_mlops.app.kfp_client.pipelines import (
+    PREFIX_ENV,
+    SUITE_MARKER,
+    ForeignPipelineError,
     find_pipeline_id,
     find_version,
+    kfp_name,
+    pipeline_prefix,
     resolve_version,
     spec_of,
     upload_version,
@@ -66,6 +71,11 @@ __all__ = [
     "check_health",
     "connect",
     "ensure_experiment",
+    "PREFIX_ENV",
+    "SUITE_MARKER",
+    "ForeignPipelineError",
+    "kfp_name",
+    "pipeline_prefix",
     "find_pipeline_id",
     "find_version",
     "list_all",
