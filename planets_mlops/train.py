@@ -41,6 +41,7 @@ from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
 from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
 from planets_mlops.prepare import iter_shards, load_manifest, load_split
+from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,22 @@ def _stop_on_non_finite_loss(keras: Any, params: TrainParams) -> Any:
     return StopOnNonFiniteLoss()
 
 
+def _epoch_progress(keras: Any, epochs: int) -> Any:
+    """A callback printing ``progress: epoch n of N (loss ..., val_accuracy ...)`` after each epoch."""
+
+    class EpochProgress(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+            self.progress = Progress("epoch", epochs)
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            figures: dict[str, float | str] = {k: float(v) for k, v in (logs or {}).items()}
+            figures["elapsed"] = f"{time.monotonic() - self.started:.1f} s"
+            self.progress.step(**figures)
+
+    return EpochProgress()
+
+
 def _check_finite_history(history: Mapping[str, list[float]], params: TrainParams) -> None:
     for key, values in history.items():
         for epoch, value in enumerate(values):
@@ -383,8 +400,8 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         epochs=params.epochs,
         validation_data=val_ds,
         shuffle=False,
-        verbose=2,
-        callbacks=[_stop_on_non_finite_loss(tf.keras, params)],
+        verbose=0,  # one progress line per epoch instead (planets_mlops.progress)
+        callbacks=[_stop_on_non_finite_loss(tf.keras, params), _epoch_progress(tf.keras, params.epochs)],
     )
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     _check_finite_history(history, params)

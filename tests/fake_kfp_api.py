@@ -55,6 +55,9 @@ class FakeKfpState:
     recurring_created: int = 0  # POST /recurringruns answered (not just received)
     # States successive GET /runs/<id> answers move the run through (then it stays put).
     run_states: list[str] = field(default_factory=list)
+    # Task details (v2beta1 PipelineTaskDetail dicts) successive GET /runs/<id> answers carry,
+    # popped along with run_states (then the last stays).
+    run_tasks: list[list[dict[str, Any]]] = field(default_factory=list)
     echo_credentials: bool = False  # error bodies quote the auth headers, as some proxies do
     requests: list[Recorded] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -258,6 +261,8 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
             run["state"] = state.run_states.pop(0)
             if run["state"] == "FAILED":
                 run["error"] = {"code": 2, "message": "train-model: exit code 1"}
+        if state.run_tasks:
+            run["run_details"] = {"task_details": state.run_tasks.pop(0)}
         return 200, run
 
     if p == "/recurringruns" and method == "POST":

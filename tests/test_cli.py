@@ -359,6 +359,46 @@ def test_run_wait_exits_with_the_runs_outcome(capsys, fake, states, code, final)
         assert "ended FAILED: train-model: exit code 1" in err
 
 
+def _task(name, state, start=None, end=None, error=None):
+    task = {"task_id": f"id-{name}", "display_name": name, "state": state}
+    if start:
+        task["start_time"] = f"2026-01-01T00:00:{start:02d}Z"
+    if end:
+        task["end_time"] = f"2026-01-01T00:00:{end:02d}Z"
+    if error:
+        task["error"] = {"code": 2, "message": error}
+    return task
+
+
+def test_run_wait_says_each_step_as_it_starts_and_ends(capsys, fake):
+    fake.run_states = ["RUNNING", "RUNNING", "RUNNING", "FAILED"]
+    root = _task("root", "RUNNING")
+    fake.run_tasks = [
+        [root, _task("root-driver", "SUCCEEDED"), _task("pull-data", "RUNNING", 1)],
+        [root, _task("pull-data", "SUCCEEDED", 1, 5), _task("train-model", "RUNNING", 6)],
+        [root, _task("pull-data", "SUCCEEDED", 1, 5), _task("train-model", "RUNNING", 6)],
+        [
+            _task("pull-data", "SUCCEEDED", 1, 5),
+            _task("train-model", "FAILED", 6, 20, "exit code 1"),
+            _task("evaluate-model", "SKIPPED"),
+        ],
+    ]
+    code, _, err = run_cli(capsys, "run", "tiny", "--wait", "--poll-interval", "0.01")
+    assert code == 1
+    steps = [
+        line.split("] ", 1)[1]
+        for line in err.splitlines()
+        if "] " in line and line.split("] ", 1)[1][:4] in ("  > ", "  + ", "  ! ")
+    ]
+    assert steps == [
+        "  > pull-data started",
+        "  + pull-data: SUCCEEDED in 4 s",
+        "  > train-model started",
+        "  ! train-model: FAILED in 14 s: exit code 1",
+        "  + evaluate-model: SKIPPED",
+    ]
+
+
 def test_run_wait_gives_up_after_its_timeout(capsys, fake):
     fake.run_states = ["RUNNING"] * 1000
     code, _, err = run_cli(

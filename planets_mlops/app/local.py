@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from planets_mlops.errors import PlanetsError
+from planets_mlops.progress import ProgressLine, parse_line
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
@@ -153,10 +154,14 @@ class LocalRun:
 class ProgressLog(io.TextIOBase):
     """Sends kfp.local's verbose output to a log file and one line per step to the terminal.
 
+    A step's ``progress: epoch 3 of 10 (...)`` lines (:mod:`planets_mlops.progress`) are shown
+    too: as a live bar when ``terminal`` is a terminal, as the same plain line otherwise.
+
     Args:
-        log: Receives everything, unchanged.
+        log: Receives everything, colour codes removed.
         terminal: Receives one line when a task starts and one when it finishes (with its
-            status and duration).
+            status and duration), and the steps' progress.
+        task_logs: When given, a folder receiving one ``<task>.log`` per step.
 
     Attributes:
         durations: Task name -> seconds, for every task that finished.
@@ -170,6 +175,8 @@ class ProgressLog(io.TextIOBase):
         self.durations: dict[str, float] = {}
         self.failed: list[str] = []
         self._task_log: TextIO | None = None
+        self._task = ""
+        self._bar: Any = None
         self._buffer = ""
 
     def writable(self) -> bool:
@@ -200,8 +207,11 @@ class ProgressLog(io.TextIOBase):
             self.terminal.write(f"  > {match.group(1)} ...\n")
         if self._task_log is not None:
             self._task_log.write(line + "\n")
+        if (progress := parse_line(line)) is not None:
+            self._progress(progress)
         if match := _FINISHED.search(line):
             name, status = match.groups()
+            self._end_bar()
             if self._task_log is not None:
                 self._task_log.close()
                 self._task_log = None
@@ -215,7 +225,36 @@ class ProgressLog(io.TextIOBase):
             )
         self.terminal.flush()
 
+    def _progress(self, line: ProgressLine) -> None:
+        if not self.terminal.isatty():
+            figures = f" ({line.figures})" if line.figures else ""
+            self.terminal.write(f"    {self._task}: {line.what} {line.n} of {line.total}{figures}\n")
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        if self._bar is None or self._bar[1] != line.what:
+            self._end_bar()
+            bar = Progress(
+                TextColumn(f"    {self._task}: {line.what}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[figures]}"),
+                console=Console(file=self.terminal),
+            )
+            bar.start()
+            self._bar = (bar, line.what, bar.add_task(line.what, total=line.total, figures=""))
+        bar, _, task = self._bar
+        bar.update(task, completed=line.n, total=line.total, figures=line.figures)
+
+    def _end_bar(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None
+
     def _open_task_log(self, name: str) -> None:
+        self._end_bar()
+        self._task = name
         if self._task_log is not None:
             self._task_log.close()
             self._task_log = None
@@ -236,6 +275,7 @@ class ProgressLog(io.TextIOBase):
         if self._task_log is not None:
             self._task_log.close()
             self._task_log = None
+        self._end_bar()
         super().close()
 
 

@@ -420,6 +420,8 @@ def run_loop(
     )
 
     title = f"Production inbox ({shift}, seed {seed})"
+    # Its first start migrates a new database (tens of seconds on a loaded machine): say so.
+    say("Starting Label Studio (migrates its database on a first start; up to a minute) ...")
     with running_server(data_dir=Path(workdir) / "labelstudio") as server:
         say(f"Label Studio at {server.url} (user {server.username})")
         client = LabelStudioClient(server.url, server.api_key)

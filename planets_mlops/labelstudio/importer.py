@@ -17,6 +17,7 @@ from planets_mlops.dataset import list_classes
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient
 from planets_mlops.labelstudio.merge import hash_dataset, image_extension, merge_images, sha256_bytes
+from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ def import_labels(
     new = rules.new_class_tasks(decisions, known)
     if not allow_new_classes:
         rules.refuse_new_classes(new, known, str(proj.title))
+    progress = Progress("labelled task", len(decisions))
     for decision in decisions:
+        progress.step(images=len(pairs), skipped=len(summary.skipped))
         if not decision.accepted:
             summary.skipped.append(decision)
             continue

@@ -28,6 +28,7 @@ from planets_mlops.inbox import Inbox, InboxItem, certainty
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import LabelStudioClient, choices_result
 from planets_mlops.labelstudio.merge import hash_dataset
+from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,10 @@ def inbox_to_tasks(
     in_dataset = set(hash_dataset(Path(dataset_dir))) if dataset_dir is not None else set()
     result = InboxTasksResult(project_id=int(proj.id))
     uploaded: list[InboxItem] = []
+    progress = Progress("inbox item", len(items))
     with tempfile.TemporaryDirectory(prefix="inbox-tasks-") as scratch:
         for item in items:
+            progress.step(uploaded=len(uploaded), skipped=sum(skipped.values()))
             if item.sha256 in in_project or item.sha256 in in_dataset:
                 skipped["already_in_project" if item.sha256 in in_project else "already_in_dataset"] += 1
                 inbox.remove(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -107,20 +108,65 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Task entries of a run's details that are KFP's machinery, not the pipeline's steps.
+_MACHINERY = re.compile(r"^(root|.*-driver|executor|dag)$")
+TASK_END_STATES = frozenset({*END_STATES, "CACHED"})
+
+
+def _seconds(task: Any) -> str:
+    start, end = getattr(task, "start_time", None), getattr(task, "end_time", None)
+    try:
+        return f" in {(end - start).total_seconds():.0f} s" if start and end else ""
+    except TypeError:
+        return ""
+
+
+class StepReporter:
+    """Says each step of a run as it starts and as it ends (from the run's task details)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def update(self, run: Any) -> None:
+        """Say every step whose state changed since the last call."""
+        details = getattr(run, "run_details", None)
+        for task in getattr(details, "task_details", None) or []:
+            name = str(task.display_name or task.task_id or "")
+            state = str(task.state) if task.state else "PENDING"
+            if not name or _MACHINERY.match(name) or self.seen.get(name) == state:
+                continue
+            before = self.seen.get(name)
+            self.seen[name] = state
+            if state in TASK_END_STATES:
+                ran = state not in ("SKIPPED", "CACHED")
+                if ran and (before is None or before in ("PENDING", "RUNTIME_STATE_UNSPECIFIED")):
+                    say(f"  > {name} started")  # it began and ended between two polls
+                error = getattr(getattr(task, "error", None), "message", None)
+                mark = "+" if state in ("SUCCEEDED", "CACHED", "SKIPPED") else "!"
+                say(f"  {mark} {name}: {state}{_seconds(task)}" + (f": {error}" if error else ""))
+            elif state == "RUNNING":
+                say(f"  > {name} started")
+
+
 def wait_for_run(client: Any, run_id: str, timeout: float, poll: float) -> tuple[str, str | None]:
-    """Poll the run until it ends; returns ``(state, error message or None)``.
+    """Poll the run until it ends, saying each step as it starts and ends.
+
+    Returns:
+        ``(state, error message or None)``.
 
     Raises:
         KubeflowError: Still not ended after ``timeout`` seconds (the run keeps going).
     """
     deadline = time.monotonic() + timeout
     last = None
+    steps = StepReporter()
     while True:
         run = client.get_run(run_id)
         state = str(run.state) if run.state else "UNKNOWN"
         if state != last:
             say(f"run {run_id}: {state}")
             last = state
+        steps.update(run)
         if state in END_STATES:
             return state, run.error.message if run.error else None
         if time.monotonic() + poll > deadline:
