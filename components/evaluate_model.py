@@ -24,6 +24,7 @@ def evaluate_model(
     bootstrap_seed: int = 0,
     tracking: bool = False,
     registered_model_name: str = "planets-classifier",
+    run_name: str = "",
 ) -> bool:
     """Score ``model`` on the validation split; returns whether to promote it.
 
@@ -45,6 +46,8 @@ def evaluate_model(
         model: The candidate model folder.
         production_model_uri: Model folder of the production model (a path or gs://); empty:
             the production alias with tracking, else no comparison and the candidate is promoted.
+        run_name: The pipeline run's name, shown in the report's header (the pipeline passes
+            KFP's run name; empty: not shown).
 
     Returns:
         metrics: Validation metrics, the guard's figures and, against production, the gate's numbers.
@@ -57,6 +60,7 @@ def evaluate_model(
     from pathlib import Path
 
     from planets_mlops.evaluate import evaluate_model as evaluate
+    from planets_mlops.evaluate import report_provenance
     from planets_mlops.knobs import EvaluateParams, RegistryParams
     from planets_mlops.registry.registry import production_opponent
     from planets_mlops.registry.settings import connect
@@ -74,7 +78,14 @@ def evaluate_model(
         client, registered_model_name, production_model_uri, Path(tempfile.mkdtemp(prefix="production-"))
     )
     result = evaluate(
-        prepared.path, model.path, report.path, opponent.model_dir, min_improvement, gate, verdict.path
+        prepared.path,
+        model.path,
+        report.path,
+        opponent.model_dir,
+        min_improvement,
+        gate,
+        verdict.path,
+        provenance=report_provenance(model.metadata, prepared.metadata, run_name),
     )
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)

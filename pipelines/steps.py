@@ -112,6 +112,7 @@ def add_train_and_evaluate(
         gate_alpha=gate_alpha,
         tracking=tracking,
         registered_model_name=registered_model_name,
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("Evaluate vs production")
     # Reads the production alias, which moves while the inputs stay the same.
     with_side_effects(with_mlflow_secret(step(evaluate, "evaluate-model", cluster, idempotent=True)))

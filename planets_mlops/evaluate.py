@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -307,7 +308,38 @@ def classification_scores(logits: np.ndarray, labels: np.ndarray, classes: int) 
         "predictions": predictions,
         "probabilities": probabilities,
         "per_class_f1": f1,
+        "per_class_precision": precision,
+        "per_class_recall": recall,
+        "support": actual,
     }
+
+
+def per_class_rows(
+    scores: Mapping[str, Any], classes: list[str], guard_coverage: Sequence[float] | None
+) -> list[dict]:
+    """One row per class: precision, recall, F1, support (validation images) and guard coverage.
+
+    Args:
+        scores: From :func:`classification_scores`.
+        classes: Class names, in label order.
+        guard_coverage: Share of each class's validation images the guard recognises, or None.
+
+    Returns:
+        ``[{"class", "precision", "recall", "f1", "support", "guard_coverage"?}, ...]``.
+    """
+    rows = []
+    for i, name in enumerate(classes):
+        row = {
+            "class": name,
+            "precision": float(scores["per_class_precision"][i]),
+            "recall": float(scores["per_class_recall"][i]),
+            "f1": float(scores["per_class_f1"][i]),
+            "support": int(scores["support"][i]),
+        }
+        if guard_coverage is not None:
+            row["guard_coverage"] = float(guard_coverage[i])
+        rows.append(row)
+    return rows
 
 
 def _png(fig: Any) -> str:
@@ -340,7 +372,11 @@ def plot_history(history: dict[str, list[float]]) -> str:
 
 
 def plot_confusion(matrix: np.ndarray, classes: list[str]) -> str:
-    """Row-normalised confusion matrix as base64 PNG."""
+    """The confusion matrix as counts and, beside it, normalised by true class: base64 PNG.
+
+    Cells, labels and numbers grow with the figure, so ten classes stay readable at the
+    page's width (numbers at 11 pt, class names at 12 pt).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -348,50 +384,115 @@ def plot_confusion(matrix: np.ndarray, classes: list[str]) -> str:
 
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            if normalised[i, j] > 0:
-                color = "white" if normalised[i, j] > 0.5 else "black"
-                ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(image, ax=ax)
-    ax.set_title("Normalised confusion matrix")
+    n = len(classes)
+    side = max(4.5, 0.62 * n + 2.0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.0, side))
+    for ax, values, title, text in (
+        (axes[0], matrix, "Counts (images)", lambda v: f"{int(v)}"),
+        (axes[1], normalised, "Normalised by true class", lambda v: f"{v:.2f}"),
+    ):
+        top = float(values.max()) if values.size and values.max() > 0 else 1.0
+        ax.imshow(values, cmap="Blues", vmin=0.0, vmax=top)
+        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=12)
+        ax.set_yticks(range(n), classes, fontsize=12)
+        ax.set_xlabel("predicted", fontsize=12)
+        ax.set_ylabel("true", fontsize=12)
+        ax.set_title(title, fontsize=13)
+        for i in range(n):
+            for j in range(n):
+                if values[i, j] > 0:
+                    color = "white" if values[i, j] > 0.55 * top else "black"
+                    ax.text(j, i, text(values[i, j]), ha="center", va="center", fontsize=11, color=color)
+    fig.tight_layout()
     return _png(fig)
 
 
-def plot_predictions(
-    images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, classes: list[str], count: int = 20
-) -> str:
-    """A grid of validation images with true/predicted class, right in green, wrong in red."""
+def plot_mistakes(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list[str],
+    per_class: int = 4,
+) -> str | None:
+    """The most confident mistakes of each class, one row per true class: base64 PNG.
+
+    Each image is captioned with what the model said and its confidence (12 pt).
+
+    Returns:
+        The picture, or None when the model made no mistake.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    count = min(count, len(labels))
-    # Show the mistakes first: they are what a reader wants to see.
-    wrong = np.flatnonzero(predictions != labels)
-    right = np.flatnonzero(predictions == labels)
-    chosen = np.concatenate([wrong, right])[:count]
-    columns = 5
-    rows = max(1, (count + columns - 1) // columns)
-    fig = plt.figure(figsize=(2.2 * columns, 2.4 * rows), tight_layout=True)
-    for position, i in enumerate(chosen):
-        ax = fig.add_subplot(rows, columns, position + 1)
-        ax.imshow(np.squeeze(images[i]), cmap="gray")
-        ok = predictions[i] == labels[i]
-        ax.set_title(
-            f"{'OK' if ok else 'WRONG'}\ntrue {classes[labels[i]]}\npred {classes[predictions[i]]}",
-            color="green" if ok else "red",
-            fontsize=8,
+    rows = []
+    for label in range(len(classes)):
+        wrong = np.flatnonzero((labels == label) & (predictions != labels))
+        if wrong.size:
+            confidence = probabilities[wrong, predictions[wrong]]
+            rows.append((label, wrong[np.argsort(-confidence)][:per_class], int(wrong.size)))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(
+        len(rows), per_class + 1, figsize=(2.3 * (per_class + 1), 2.5 * len(rows)), squeeze=False
+    )
+    for row, (label, chosen, total) in enumerate(rows):
+        axes[row][0].axis("off")
+        axes[row][0].text(
+            0.0, 0.5, f"{classes[label]}\n{total} wrong", fontsize=13, va="center", ha="left", weight="bold"
         )
-        ax.axis("off")
+        for column in range(per_class):
+            ax = axes[row][column + 1]
+            ax.axis("off")
+            if column < len(chosen):
+                i = chosen[column]
+                ax.imshow(np.squeeze(images[i]), cmap="gray")
+                ax.set_title(
+                    f"said {classes[predictions[i]]}\np = {probabilities[i, predictions[i]]:.2f}", fontsize=12
+                )
+    fig.tight_layout()
     return _png(fig)
+
+
+REPORT_CSS = (
+    "body{font-family:-apple-system,'Segoe UI','Noto Sans',Helvetica,Arial,sans-serif;font-size:15px;"
+    "line-height:1.45;color:#1f2328;margin:1.2em;max-width:1200px}"
+    "table{border-collapse:collapse;margin:.4em 0 1em}"
+    "th,td{border:1px solid #d1d9e0;padding:3px 10px;text-align:left;white-space:nowrap}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f6f8fa}"
+    "img{max-width:100%;height:auto;display:block}code{font-size:90%;overflow-wrap:anywhere}"
+    "table.provenance td{white-space:normal;overflow-wrap:anywhere}"
+)
+
+
+def _provenance_table(provenance: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in provenance.items()
+        if v not in (None, "")
+    )
+    return f"<table class='provenance'>{rows}</table>"
+
+
+def _per_class_table(per_class: Sequence[Mapping[str, Any]]) -> str:
+    guard = any("guard_coverage" in row for row in per_class)
+    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+    head += "<th>guard coverage</th></tr>" if guard else "</tr>"
+    rows = []
+    for row in per_class:
+        cells = [f"<td>{html.escape(str(row['class']))}</td>"]
+        cells += [f"<td class='num'>{row[k]:.3f}</td>" for k in ("precision", "recall", "f1")]
+        cells.append(f"<td class='num'>{row['support']}</td>")
+        if guard:
+            cells.append(
+                f"<td class='num'>{row['guard_coverage']:.1%}</td>"
+                if "guard_coverage" in row
+                else "<td></td>"
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def render_report(
@@ -402,6 +503,9 @@ def render_report(
     comparison: Comparison | None,
     per_class_f1: np.ndarray,
     guard: dict[str, float] | None = None,
+    *,
+    per_class: Sequence[Mapping[str, Any]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML report shown in the KFP UI.
 
@@ -411,17 +515,35 @@ def render_report(
         history: Training history (unused in the page; its plot is in ``images``).
         images: Section title -> base64 PNG.
         comparison: The comparison with production, or ``None``.
-        per_class_f1: F1 of each class, in label order.
+        per_class_f1: F1 of each class, in label order (shown when ``per_class`` is None).
         guard: The open-set guard's figures (:meth:`GuardScores.figures`), or ``None``.
+        per_class: Rows of :func:`per_class_rows` (precision, recall, F1, support, guard
+            coverage per class).
+        provenance: What the report is about (model, data commit and DVC hash, run,
+            parameters, image count), shown first as label -> value.
 
     Returns:
         A self-contained HTML page.
     """
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
-    class_rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{score:.3f}</td></tr>"
-        for name, score in zip(classes, per_class_f1)
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{v:.4f}</td></tr>" for k, v in metrics.items()
     )
+    if per_class is None:
+        per_class = [
+            {"class": name, "f1": float(score)} for name, score in zip(classes, per_class_f1, strict=False)
+        ]
+        class_table = (
+            "<table><tr><th>class</th><th>F1</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(r['class'])}</td><td class='num'>{r['f1']:.3f}</td></tr>"
+                for r in per_class
+            )
+            + "</table>"
+        )
+        class_title = "F1 per class"
+    else:
+        class_table = _per_class_table(per_class)
+        class_title = "Per class"
     compare = "<p>No production model given: nothing to compare with.</p>"
     if comparison:
         compare = (
@@ -443,7 +565,9 @@ def render_report(
         guard_text = (
             f"<p>Threshold {guard['guard_threshold']:.4f} on the known score (the nearest-neighbour "
             "cosine distance of the embedding, in units of its class's calibrated distance); it "
-            f"recognises {guard['guard_coverage']:.1%} of the validation images."
+            f"recognises {guard['guard_coverage']:.1%} of the validation images"
+            + (" (per class: the table above)" if any("guard_coverage" in r for r in per_class) else "")
+            + "."
         )
         if "guard_benign_coverage" in guard:
             guard_text += (
@@ -454,17 +578,19 @@ def render_report(
             guard_text += f" It rejects {guard['guard_unseen_rejected']:.1%} of the unseen-class images."
         guard_text += "</p>"
     pictures = "".join(
-        f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
+        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'/>"
         for title, data in images.items()
     )
+    header = f"<h2>About</h2>{_provenance_table(provenance)}" if provenance else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title>"
-        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
-        f"<h1>Evaluation on {len(classes)} classes</h1><table>{rows}</table>"
+        f"<style>{REPORT_CSS}</style></head><body>"
+        f"<h1>Evaluation on {len(classes)} classes</h1>{header}"
+        f"<h2>Validation metrics</h2><table>{rows}</table>"
+        f"<h2>{class_title}</h2>{class_table}"
         f"<h2>Comparison with production</h2>{compare}"
         f"<h2>Open-set guard</h2>{guard_text}"
-        f"<h2>F1 per class</h2><table>{class_rows}</table>{pictures}</body></html>"
+        f"{pictures}</body></html>"
     )
 
 
@@ -580,6 +706,54 @@ def _compare(
     )
 
 
+def report_provenance(
+    model_metadata: Mapping[str, Any], data_metadata: Mapping[str, Any], run: str = ""
+) -> dict[str, str]:
+    """The evaluation report's header: which model, data and run it is about.
+
+    Args:
+        model_metadata: The trained model artifact's metadata (``data_commit``,
+            ``data_dvc_hash``, ``framework``, ``parameters``, ``train_params``...).
+        data_metadata: The prepared data set's metadata (``source_commit``,
+            ``source_dvc_hash``, split counts, preprocessing).
+        run: The pipeline run's name, when known.
+
+    Returns:
+        Label -> value, in the order shown.
+    """
+
+    def plain(value: Any) -> Any:
+        # KFP's metadata is a protobuf Struct: every number comes back a float (32 -> 32.0).
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    commit = model_metadata.get("data_commit") or data_metadata.get("source_commit") or ""
+    about: dict[str, str] = {
+        "run": run,
+        "model": ", ".join(
+            str(x)
+            for x in (
+                model_metadata.get("framework"),
+                f"{plain(model_metadata['parameters']):,} weights"
+                if model_metadata.get("parameters")
+                else None,
+                f"augment {model_metadata['augment']}" if model_metadata.get("augment") else None,
+            )
+            if x
+        ),
+        "data commit": str(commit),
+        "DVC hash": str(model_metadata.get("data_dvc_hash") or data_metadata.get("source_dvc_hash") or ""),
+    }
+    if data_metadata.get("train_count") is not None:
+        train, validation = plain(data_metadata["train_count"]), plain(data_metadata.get("validation_count"))
+        about["images"] = f"{train} train, {validation} validation"
+    train_params = model_metadata.get("train_params") or {}
+    preprocess = data_metadata.get("preprocess") or {}
+    params = {**{f"prepare_{k}": v for k, v in preprocess.items() if k != "rescale"}, **train_params}
+    if params:
+        about["parameters"] = ", ".join(f"{k}={plain(v)}" for k, v in sorted(params.items()))
+    return about
+
+
 def evaluate_model(
     prepared_dir: Path,
     model_dir: Path,
@@ -589,6 +763,7 @@ def evaluate_model(
     gate: EvaluateParams | None = None,
     verdict_path: Path | None = None,
     unseen_images: np.ndarray | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> EvaluateResult:
     """Score the model on the validation split; compare with production when given.
 
@@ -605,6 +780,8 @@ def evaluate_model(
         verdict_path: Where the verdict goes as Markdown; not written when None.
         unseen_images: Model inputs of images of a class the model never saw; when given,
             the guard's rejection rate on them is reported (``guard_unseen_rejected``).
+        provenance: What the report's header says it is about (see :func:`report_provenance`);
+            the validation image count is added.
 
     Returns:
         Metrics, the confusion matrix, classes, predictions, the promote decision and the
@@ -651,14 +828,34 @@ def evaluate_model(
     history_path = Path(model_dir) / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     pictures = {
-        "Training history": plot_history(history),
-        "Predictions (mistakes first)": plot_predictions(images, labels, scores["predictions"], classes),
         "Confusion matrix": plot_confusion(scores["confusion_matrix"], classes),
+        "Training history": plot_history(history),
     }
+    mistakes = plot_mistakes(images, labels, scores["predictions"], scores["probabilities"], classes)
+    if mistakes is not None:
+        pictures["Mistakes per class (the most confident first)"] = mistakes
+    coverage = None
     if scored is not None:
         pictures["Open-set guard: coverage and rejection by threshold"] = plot_guard_tradeoff(scored)
+        coverage = [
+            float(np.mean(scored.known[labels == c] >= scored.threshold)) if np.any(labels == c) else 0.0
+            for c in range(len(classes))
+        ]
+    about = {**(provenance or {})}
+    about.setdefault("images", f"{len(labels)} validation")
+    about["images"] += f" ({len(classes)} classes)"
     Path(report_path).write_text(
-        render_report(metrics, classes, history, pictures, comparison, scores["per_class_f1"], guard)
+        render_report(
+            metrics,
+            classes,
+            history,
+            pictures,
+            comparison,
+            scores["per_class_f1"],
+            guard,
+            per_class=per_class_rows(scores, classes, coverage),
+            provenance=about,
+        )
     )
     result = EvaluateResult(
         metrics=metrics,

@@ -95,10 +95,38 @@ class PrepareResult:
         }
 
     def preview_html(self) -> str:
-        """An HTML page with the class list and the preview picture embedded."""
+        """An HTML page: every class with its image count per split, and sample images of each."""
         picture = base64.b64encode((Path(self.out_dir) / PREVIEW).read_bytes()).decode()
-        title = html.escape(f"{len(self.classes)} classes: {', '.join(self.classes)}")
-        return f"<html><body><h1>{title}</h1><img src='data:image/png;base64,{picture}'/></body></html>"
+        counts = class_split_counts(self.manifest)
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td>"
+            + "".join(f"<td class='num'>{counts[name][split]}</td>" for split in ("train", "validation"))
+            + f"<td class='num'>{counts[name]['train'] + counts[name]['validation']}</td></tr>"
+            for name in self.classes
+        )
+        train, validation = self.count("train"), self.count("validation")
+        rows += (
+            f"<tr><th>all {len(self.classes)} classes</th><th class='num'>{train}</th>"
+            f"<th class='num'>{validation}</th><th class='num'>{train + validation}</th></tr>"
+        )
+        skipped = len(self.manifest["skipped"])
+        preprocess = self.manifest["preprocess"]
+        size = preprocess.get("image_size")
+        colour = "grayscale" if preprocess.get("grayscale") else "colour"
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Prepared data</title><style>"
+            "body{font-family:-apple-system,'Segoe UI','Noto Sans',Helvetica,Arial,sans-serif;font-size:15px;"
+            "color:#1f2328;margin:1.2em;max-width:1100px}table{border-collapse:collapse;margin:.4em 0 1em}"
+            "th,td{border:1px solid #d1d9e0;padding:3px 10px;text-align:left}th{background:#f6f8fa}"
+            ".num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;height:auto}"
+            "</style></head><body>"
+            f"<h1>Prepared data: {len(self.classes)} classes, {train + validation} images</h1>"
+            f"<p>Split {train} train / {validation} validation ({self.manifest['split_method']}, seed "
+            f"{self.manifest.get('seed')}); images {size} px, {colour}; {skipped} file(s) skipped.</p>"
+            "<table><tr><th>class</th><th>train</th><th>validation</th><th>images</th></tr>"
+            f"{rows}</table><h2>Samples of every class</h2>"
+            f"<img alt='samples of every class' src='data:image/png;base64,{picture}'/></body></html>"
+        )
 
 
 def content_hash(index: DatasetIndex) -> str:
@@ -371,23 +399,53 @@ def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def save_preview(prepared_dir: Path, manifest: dict, count: int = 10) -> Path:
-    """A grid of the first training samples with their labels, as PNG."""
+def class_split_counts(manifest: dict) -> dict[str, dict[str, int]]:
+    """Images of each class in each split: ``{class: {"train": n, "validation": m}}``."""
+    counts = {name: {"train": 0, "validation": 0} for name in manifest["classes"]}
+    for split in ("train", "validation"):
+        for name in manifest["splits"][split].get("files", []):
+            label = str(name).split("/", 1)[0]
+            if label in counts:
+                counts[label][split] += 1
+    return counts
+
+
+def save_preview(prepared_dir: Path, manifest: dict, per_class: int = 5) -> Path:
+    """Every class in one row: its name and counts, then its first training samples, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images, labels = next(iter_shards(prepared_dir, "train"))
-    count = min(count, len(labels))
-    columns = 5
-    rows = (count + columns - 1) // columns
-    fig = plt.figure(figsize=(2 * columns, 2.2 * rows), tight_layout=True)
-    for i in range(count):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0.0, vmax=float(np.max(images[i])) or 1.0)
-        ax.set_title(manifest["classes"][int(labels[i])])
-        ax.axis("off")
+    classes = manifest["classes"]
+    samples: dict[int, list[np.ndarray]] = {i: [] for i in range(len(classes))}
+    for images, labels in iter_shards(prepared_dir, "train"):
+        for image, label in zip(images, labels, strict=True):
+            if len(samples[int(label)]) < per_class:
+                samples[int(label)].append(image)
+        if all(len(v) >= per_class for v in samples.values()):
+            break
+    counts = class_split_counts(manifest)
+    fig, axes = plt.subplots(
+        len(classes), per_class + 1, figsize=(1.9 * (per_class + 1), 1.9 * len(classes)), squeeze=False
+    )
+    for row, name in enumerate(classes):
+        axes[row][0].axis("off")
+        axes[row][0].text(
+            0.0,
+            0.5,
+            f"{name}\n{counts[name]['train']} train\n{counts[name]['validation']} validation",
+            fontsize=12,
+            va="center",
+            ha="left",
+        )
+        for column in range(per_class):
+            ax = axes[row][column + 1]
+            ax.axis("off")
+            if column < len(samples[row]):
+                image = samples[row][column]
+                ax.imshow(np.squeeze(image), cmap="gray", vmin=0.0, vmax=float(np.max(image)) or 1.0)
+    fig.tight_layout()
     path = Path(prepared_dir) / PREVIEW
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -114,6 +114,10 @@ class TrainResult:
             "data_dvc_hash": source.get("source_dvc_hash", ""),
             "data_base_commit": source.get("source_base_commit", ""),
             "data_content_hash": source.get("data_content_hash", ""),
+            "train_params": {
+                f"train_{name}": getattr(self.params, name)
+                for name in ("lr", "epochs", "conv_size", "dense_size", "batch_size", "seed")
+            },
             **{f"final_{key}": value for key, value in self.final.items()},
         }
 

@@ -22,7 +22,9 @@ def test_the_four_components_chain(data_repo, tmp_path):
     prepared = make_artifact(dsl.Dataset, tmp_path / "prepared")
     preview = make_artifact(dsl.HTML, tmp_path / "preview")
     prepare_dataset.python_func(raw=dataset, prepared=prepared, preview=preview, output_classes=3)
-    assert "3 classes: Earth, Jupiter, Moon" in Path(preview.path).read_text()
+    shown = Path(preview.path).read_text()
+    assert "Prepared data: 3 classes, 60 images" in shown
+    assert all(f"<tr><td>{name}</td>" in shown for name in ("Earth", "Jupiter", "Moon"))
     assert prepared.metadata["train_count"] == 48 and prepared.metadata["validation_count"] == 12
     assert prepared.metadata["source_commit"] == data_repo["commit"]
     assert (Path(prepared.path) / "preview.png").is_file()

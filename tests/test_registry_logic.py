@@ -70,3 +70,28 @@ def test_reproduce_needs_a_data_commit():
 def test_registry_knobs_refuse_bad_values(field, value):
     with pytest.raises(InvalidParameterError):
         RegistryParams(**{field: value})
+
+
+def test_release_markdown_rounds_figures_and_wraps_the_reproduce_command():
+    import shlex
+
+    from planets_mlops.registry.release import to_markdown, wrap_command
+
+    command = reproduce_command(
+        {"data_commit": "c0ffee", "data_repo_url": "https://example.com/data.git", "data_path": "data/raw"},
+        {"train_lr": 0.001, "train_epochs": 3},
+    )
+    wrapped = wrap_command(command)
+    assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(command)
+    assert wrapped.splitlines()[1].strip() == "--param data_repo_url=https://example.com/data.git \\"
+    record = {
+        "release": 3, "model": "planets-classifier", "alias": "production", "version": "4",
+        "from_version": "3", "when": "2026-12-07", "by": "ci", "kfp_run_id": "", "why": "gate",
+        "gate": {"p_value": 0.0078125123456789, "delta": 0.2000000000000001},
+        "data": {"commit": "c0ffee", "dvc_hash": "abc.dir"}, "code": {}, "bento": {}, "labels": {},
+        "images": {}, "mlflow_run_id": "run-1", "deployed": None, "reproduce": command,
+    }  # fmt: skip
+    text = to_markdown(record)
+    assert "| p_value | 0.007813 |" in text and "| delta | 0.2 |" in text
+    assert "  - commit: `c0ffee`" in text and "{" not in text
+    assert f"```bash\n{wrapped}\n```" in text

@@ -81,7 +81,8 @@ def test_prepare_preview_html_embeds_the_preview_picture(tmp_path):
     picture = b"\x89PNG\r\n\x1a\n not really a picture"
     (tmp_path / PREVIEW).write_bytes(picture)
     page = PrepareResult(manifest=MANIFEST, out_dir=tmp_path).preview_html()
-    assert "<h1>2 classes: Earth, Moon</h1>" in page
+    assert "<h1>Prepared data: 2 classes, 10 images</h1>" in page
+    assert "<tr><td>Earth</td>" in page and "<tr><td>Moon</td>" in page and "1 file(s) skipped" in page
     (encoded,) = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert base64.b64decode(encoded) == picture
 
@@ -117,6 +118,14 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
         "data_dvc_hash": "d41d.dir",
         "data_base_commit": "",
         "data_content_hash": "",
+        "train_params": {
+            "train_lr": 0.001,
+            "train_epochs": 2,
+            "train_conv_size": 64,
+            "train_dense_size": 128,
+            "train_batch_size": 32,
+            "train_seed": 5241,
+        },
         "final_accuracy": 0.75,
         "final_loss": 0.5,
         "final_val_accuracy": 0.5,
@@ -172,7 +181,7 @@ def test_report_states_the_comparison_and_the_decision(promote, verdict):
     page = render_report({"val_acc": 0.9}, ["Earth", "Moon"], {}, {}, comparison, np.array([0.5, 1.0]))
     assert "<code>gs://models/&lt;prod&gt;</code>: val_acc 0.8500, candidate 0.9000 (delta +0.0500)" in page
     assert f"<b>{verdict}</b>" in page
-    assert "<tr><td>Moon</td><td>1.000</td></tr>" in page
+    assert "<tr><td>Moon</td><td class='num'>1.000</td></tr>" in page
     without = render_report({"val_acc": 0.9}, ["Earth", "Moon"], {}, {}, None, np.array([0.5, 1.0]))
     assert "No production model given" in without
 

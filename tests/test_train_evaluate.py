@@ -130,7 +130,8 @@ def test_evaluate_reports_the_guard_and_its_rejection_of_unseen_images(tiny_mode
     assert "Open-set guard" in report and "benign changes" in report
     # The trade-off curve is in the report, as a picture.
     assert (
-        "Open-set guard: coverage and rejection by threshold</h2><img src='data:image/png;base64," in report
+        "Open-set guard: coverage and rejection by threshold</h2><img alt='Open-set guard: coverage and "
+        "rejection by threshold' src='data:image/png;base64," in report
     )
 
 
@@ -187,7 +188,7 @@ def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_p
     assert result.comparison is not None
     assert result.comparison.delta_val_acc == 0.0 and result.promote is True
     report = (tmp_path / "report.html").read_text()
-    for needle in ("val_acc", "Confusion matrix", "Training history", "Predictions", "data:image/png;base64"):
+    for needle in ("val_acc", "Confusion matrix", "Training history", "Per class", "data:image/png;base64"):
         assert needle in report
     stricter = evaluate_model(
         small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01

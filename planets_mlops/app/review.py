@@ -236,7 +236,7 @@ def _per_class(review: Review) -> list[str]:
             )
         )
     return _table(
-        ("class", "images", "production", "candidate", "delta", f"{pct} % interval", "McNemar p", ""),
+        ("class", "images", "production", "candidate", "delta", f"{pct} % interval", "McNemar p", "flag"),
         ("---", "---:", "---:", "---:", "---:", "---", "---:", "---"),
         rows,
     )

@@ -120,10 +120,43 @@ def release_record(
     }
 
 
+def _value(value: Any) -> str:
+    # Floats to 4 significant digits (a gate's p-value and accuracies come with 16).
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v) for v in value) or "-"
+    return str(value)
+
+
+def _fields(title: str, fields: Mapping[str, Any]) -> str:
+    shown = [f"  - {k}: `{_value(v)}`" for k, v in sorted(fields.items()) if v not in (None, "", {}, [])]
+    return f"- {title}:\n" + "\n".join(shown) if shown else f"- {title}: none recorded"
+
+
+def wrap_command(command: str) -> str:
+    """``command`` one option per line, each line but the last ending in a backslash.
+
+    The shell reads the result as the same command.
+    """
+    words = shlex.split(command)
+    lines: list[str] = []
+    for word in words:
+        if word.startswith("--") or not lines:
+            lines.append(shlex.quote(word))
+        else:
+            lines[-1] += " " + shlex.quote(word)
+    return " \\\n    ".join(lines)
+
+
 def to_markdown(record: Mapping[str, Any]) -> str:
-    """The record as Markdown (the KFP UI renders a Markdown artifact)."""
+    """The record as Markdown (the KFP UI renders a Markdown artifact): lists, rounded figures."""
     gate = record.get("gate") or {}
-    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(gate.items())) or "| - | - |"
+    rows = "\n".join(f"| {k} | {_value(v)} |" for k, v in sorted(gate.items())) or "| - | - |"
     images = "\n".join(f"- `{k}`: `{v}`" for k, v in sorted(record["images"].items())) or "- none recorded"
     deployed = record.get("deployed")
     served = (
@@ -132,19 +165,25 @@ def to_markdown(record: Mapping[str, Any]) -> str:
         else "not deployed by this release"
     )
     moved = f"{record['from_version'] or 'none'} -> **{record['version']}**"
+    reproduce = record["reproduce"]
+    shown = wrap_command(reproduce) if reproduce.startswith("planets-mlops ") else reproduce
     return (
         f"# Release {record['release']} of {record['model']}: `{record['alias']}` {moved}\n\n"
         f"- when: {record['when']}, by {record['by']}"
         + (f", KFP run `{record['kfp_run_id']}`" if record.get("kfp_run_id") else "")
         + f"\n- why: {record['why']}\n"
-        f"- data: {json.dumps(record['data'], sort_keys=True)}\n"
-        f"- code: {json.dumps(record['code'], sort_keys=True)}\n"
-        f"- bento: {json.dumps(record['bento'], sort_keys=True)}\n"
-        f"- labels: {json.dumps(record['labels'], sort_keys=True) if record['labels'] else 'none'}\n"
+        + _fields("data", record["data"])
+        + "\n"
+        + _fields("code", record["code"])
+        + "\n"
+        + _fields("bento", record["bento"])
+        + "\n"
+        + _fields("labels", record["labels"])
+        + "\n"
         f"- MLflow run: `{record['mlflow_run_id']}`\n"
         f"- served: {served}\n\n"
         f"## Images\n\n{images}\n\n## Gate\n\n| figure | value |\n|---|---|\n{rows}\n\n"
-        f"## Reproduce\n\n```bash\n{record['reproduce']}\n```\n"
+        f"## Reproduce\n\n```bash\n{shown}\n```\n"
     )
 
 
