@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
+    from planets_mlops.app.dev import traffic
     from planets_mlops.knobs import DriftParams
-    from planets_mlops.monitoring import drift, traffic
+    from planets_mlops.monitoring import drift
     from planets_mlops.monitoring.records import Window
     from planets_mlops.monitoring.reference import has_reference, load_reference
     from planets_mlops.prepare import load_manifest

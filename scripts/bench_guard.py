@@ -7,7 +7,7 @@ which train with the photometric augmentation and fit the class-wise guard):
 - ``known``: train on the ten classes; on the bundled ``extra/`` images (50 per class),
   the share the guard keeps, overall (target >= 0.95) and in each class (target >= 0.90
   in every class); then, under each benign change of the raw 128 px image (Gaussian noise
-  of sigma 25, Gaussian blur of radius 2, contrast x0.5; ``planets_mlops.imagechanges``),
+  of sigma 25, Gaussian blur of radius 2, contrast x0.5; ``planets_mlops.app.dev.imagechanges``),
   the model's accuracy and the share of the images it classifies right that the guard
   keeps (target >= 0.90).
 - ``loco`` (leave one class out): for each class, train on the nine others; the share of
@@ -142,7 +142,7 @@ def decode_all(paths: list[Path], grayscale: bool) -> list[np.ndarray]:
 
 def known_part(work: Path, seed: int, classes: list[str], epochs: int | None) -> dict[str, Any]:
     """Coverage of the known ``extra/`` images, and of benign changes of them."""
-    from planets_mlops.imagechanges import BENIGN, change_pixels
+    from planets_mlops.app.dev.imagechanges import BENIGN, change_pixels
 
     model, seconds = train(work, seed, "", epochs)
     score = Scorer(model)

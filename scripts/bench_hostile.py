@@ -47,7 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from planets_mlops.serve_local import serve_bento  # noqa: E402
+from planets_mlops.app.dev.serve_local import serve_bento  # noqa: E402
 from tests.fixtures import hostile  # noqa: E402
 
 log = logging.getLogger("bench_hostile")

@@ -45,7 +45,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from planets_mlops.serve_local import LocalServer, process_tree, serve_bento  # noqa: E402
+from planets_mlops.app.dev.serve_local import LocalServer, process_tree, serve_bento  # noqa: E402
 
 log = logging.getLogger("bench_serving")
 EXTRA = REPO / "data" / "planets" / "extra"

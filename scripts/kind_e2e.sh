@@ -196,7 +196,7 @@ for path in compile_all(Path(sys.argv[1]), GpuOptions(count=0, cpu="2", memory="
 PY
 
 echo "==> run training (pipeline root $PIPELINE_ROOT), deploy, and wait"
-port="$("$PYTHON" -c 'from planets_mlops.net import free_port; print(free_port())')"
+port="$("$PYTHON" -c 'from planets_mlops.app.dev.net import free_port; print(free_port())')"
 kubectl -n "$KFP_NS" port-forward svc/ml-pipeline "$port:8888" >/dev/null &
 forward=$!
 trap 'kill "$forward" 2>/dev/null || true' EXIT
@@ -235,7 +235,7 @@ PY
 
 echo "==> the served model answers"
 kubectl -n "$SERVING_NS" rollout status deployment/planets-classifier --timeout=300s
-serve_port="$("$PYTHON" -c 'from planets_mlops.net import free_port; print(free_port())')"
+serve_port="$("$PYTHON" -c 'from planets_mlops.app.dev.net import free_port; print(free_port())')"
 kubectl -n "$SERVING_NS" port-forward svc/planets-classifier "$serve_port:3000" >/dev/null &
 serve_forward=$!
 trap 'kill "$forward" "$serve_forward" 2>/dev/null || true' EXIT
@@ -251,7 +251,7 @@ from pathlib import Path
 
 import httpx
 
-from planets_mlops.monitoring import traffic
+from planets_mlops.app.dev import traffic
 
 url = sys.argv[1]
 sent = 0

@@ -1,6 +1,6 @@
 """Helpers shared by the test modules: KFP artifacts on disk, compiled IR, file digests.
 
-Free ports come from ``planets_mlops.net.free_port`` (the one the local servers use).
+Free ports come from ``planets_mlops.app.dev.net.free_port`` (the one the local servers use).
 """
 
 from __future__ import annotations

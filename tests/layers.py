@@ -10,6 +10,16 @@ Layers, highest first; a module may import its own layer and the ones below it o
 On top of the direction: nothing imports a bare ``components`` or ``pipelines`` package,
 the logic never imports ``kfp``, and the module top of a component or pipeline module
 imports nothing heavy, directly or through a project module it imports at its top.
+
+Inside the logic (contracts in the manner of import-linter's):
+
+- ``monitoring`` and ``service`` do not import each other, except ``service ->
+  monitoring.writer`` (the service writes prediction records; nothing else crosses);
+- a step module (the logic a component calls, :data:`STEP_MODULES`) imports no sibling step:
+  what two steps share lives in a module of its own (the model folder, the plots...);
+- no import circle, at any depth (:func:`cycles`);
+- every logic module is reached from a component, a pipeline or what the serving image runs
+  (:func:`unreachable`): a module no image runs is a developer tool, and lives under ``app/``.
 """
 
 from __future__ import annotations
@@ -36,6 +46,34 @@ HEAVY = frozenset(
         "mlflow", "evidently", "pandas", "starlette",
     }
 )  # fmt: skip
+
+
+# The logic each component calls: one module per step.
+STEP_MODULES = frozenset(
+    {
+        "planets_mlops.pull", "planets_mlops.prepare", "planets_mlops.train", "planets_mlops.evaluate",
+        "planets_mlops.package", "planets_mlops.deploy.apply", "planets_mlops.registry.steps",
+        "planets_mlops.labelstudio.importer", "planets_mlops.labelstudio.predictions",
+        "planets_mlops.labelstudio.inbox_tasks", "planets_mlops.monitoring.drift",
+        "planets_mlops.monitoring.alert",
+    }
+)  # fmt: skip
+# Step -> step arrows not yet moved into a shared module (issue 25); the test fails when one
+# of these no longer exists, so that the list only shrinks.
+KNOWN_STEP_ARROWS = frozenset(
+    {
+        ("planets_mlops.evaluate", "planets_mlops.prepare"),
+        ("planets_mlops.evaluate", "planets_mlops.train"),
+        ("planets_mlops.train", "planets_mlops.prepare"),
+        ("planets_mlops.train", "planets_mlops.evaluate"),
+        ("planets_mlops.labelstudio.predictions", "planets_mlops.evaluate"),
+        ("planets_mlops.monitoring.alert", "planets_mlops.monitoring.drift"),
+    }
+)  # fmt: skip
+# The only arrow between the service and monitoring.
+SERVICE_TO_MONITORING = frozenset({"planets_mlops.monitoring.writer"})
+# What the serving image runs besides the components (images/serving/Dockerfile, the bento).
+SERVING_ROOTS = ("planets_mlops.serving_entrypoint", "planets_mlops.service.service")
 
 
 @dataclass(frozen=True)
@@ -150,6 +188,7 @@ def check(graph: Mapping[str, Iterable[Import]]) -> list[Violation]:
                         module, imp.line, f"logic imports {imp.target}: only components and above use kfp"
                     )
                 )
+        bad.extend(_logic_contracts(module, imports, set(graph)))
         if own in ("components", "pipelines"):
             for imp, chain in _heavy_at_top(module, graph):
                 via = " -> ".join(chain)
@@ -159,6 +198,120 @@ def check(graph: Mapping[str, Iterable[Import]]) -> list[Violation]:
                     )
                 )
     return bad
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _owner(target: str, modules: set[str]) -> str:
+    """The project module an import lands in (``a.b.name`` -> ``a.b`` when ``name`` is not one)."""
+    parts = target.split(".")
+    while len(parts) > 1 and ".".join(parts) not in modules:
+        parts.pop()
+    return ".".join(parts)
+
+
+def _logic_contracts(module: str, imports: Iterable[Import], modules: set[str]) -> Iterator[Violation]:
+    service, monitoring = "planets_mlops.service", "planets_mlops.monitoring"
+    for imp in imports:
+        target = _owner(imp.target, modules)
+        if _within(module, monitoring) and _within(target, service):
+            yield Violation(module, imp.line, f"monitoring imports the service ({target})")
+        if (
+            _within(module, service)
+            and _within(target, monitoring)
+            and target != monitoring
+            and target not in SERVICE_TO_MONITORING
+        ):
+            yield Violation(
+                module, imp.line, f"the service imports {target}: only monitoring.writer may cross"
+            )
+        if (
+            module in STEP_MODULES
+            and target in STEP_MODULES
+            and target != module
+            and (module, target) not in KNOWN_STEP_ARROWS
+        ):
+            yield Violation(
+                module, imp.line, f"step {module} imports the sibling step {target}: share a module instead"
+            )
+
+
+def cycles(graph: Mapping[str, Iterable[Import]]) -> list[list[str]]:
+    """Import circles between project modules (any import, at the top or in a function).
+
+    Tarjan's strongly connected components of more than one module, each sorted. An arrow
+    from a module to its own package (``from planets_mlops.deploy import manifests`` in
+    ``deploy.apply``) is not counted: Python runs a package's ``__init__`` before any of its
+    modules anyway.
+    """
+    modules = set(graph)
+    edges = {
+        m: sorted(
+            t
+            for t in {_owner(i.target, modules) for i in graph[m]} & modules - {m}
+            if not m.startswith(t + ".")
+        )
+        for m in sorted(modules)
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in edges[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(modules):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def unreachable(graph: Mapping[str, Iterable[Import]]) -> list[str]:
+    """Logic modules no component, pipeline or serving root reaches, at any depth."""
+    modules = set(graph)
+    roots = [m for m in modules if layer_of(m) in ("components", "pipelines")] + [
+        r for r in SERVING_ROOTS if r in modules
+    ]
+    seen = reached(graph, roots)
+    return sorted(m for m in modules if layer_of(m) == "logic" and m not in seen)
+
+
+def reached(graph: Mapping[str, Iterable[Import]], roots: Iterable[str]) -> set[str]:
+    """Every project module that importing ``roots`` may run (their parent packages too)."""
+    modules = set(graph)
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        module = stack.pop()
+        if module in seen or module not in modules:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        stack.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages run too
+        stack.extend(_owner(imp.target, modules) for imp in graph.get(module, ()))
+    return seen
 
 
 def _heavy_at_top(module: str, graph: Mapping[str, list[Import]]) -> Iterator[tuple[Import, list[str]]]:

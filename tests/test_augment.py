@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from planets_mlops.app.dev.imagechanges import BENIGN, change_pixels, png_bytes
 from planets_mlops.augment import CHANGES, apply_change, augment_batch, describe, gaussian_blur
 from planets_mlops.errors import InvalidParameterError
-from planets_mlops.imagechanges import BENIGN, change_pixels, png_bytes
 from planets_mlops.knobs import PRESETS, TrainParams
 
 

@@ -20,10 +20,10 @@ from kfp import components, dsl
 from planets_mlops import __version__
 from planets_mlops.app import cli
 from planets_mlops.app.cli import versions
+from planets_mlops.app.dev.net import free_port
 from planets_mlops.app.kfp_client import ConnectionSettings, validate_cron
 from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.errors import InvalidParameterError
-from planets_mlops.net import free_port
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 from tests.helpers import load_ir
 
@@ -514,7 +514,7 @@ def test_uploaded_version_arguments_are_value_checked_before_submitting(capsys, 
 
 
 def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
-    from planets_mlops import params as pp
+    from planets_mlops.app import params as pp
     from planets_mlops.app.cli import arguments
 
     source = cli.pipeline_source()
@@ -549,7 +549,7 @@ def test_values_are_checked_with_the_steps_rules_on_the_real_pipeline(tmp_path):
 
 
 def test_every_pipeline_input_has_its_value_rules_mapped(tmp_path):
-    from planets_mlops import params as pp
+    from planets_mlops.app import params as pp
     from planets_mlops.app.cli import arguments
     from planets_mlops.knobs import defaults
 
@@ -925,7 +925,7 @@ def test_guide_params_fit_the_real_training_pipeline(tmp_path):
     source = cli.pipeline_source()
     if "training" not in source.pipelines:
         pytest.skip("pipelines.PIPELINES has no 'training' yet")
-    from planets_mlops import params as pp
+    from planets_mlops.app import params as pp
 
     path = source.compile("training", tmp_path)
     guide = tmp_path / "params.yaml"

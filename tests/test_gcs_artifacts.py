@@ -1,7 +1,7 @@
 """Artifacts on gs:// against fake-gcs-server: the bento archive the serving pod fetches,
 and a production model folder that evaluate_model compares with. No mocked storage."""
 
-from planets_mlops.serve_local import bento_tag_of
+from planets_mlops.app.dev.serve_local import bento_tag_of
 from planets_mlops.serving_entrypoint import download
 from planets_mlops.storage_paths import resolve_model_dir
 from tests.helpers import sha256_file, upload_to_gcs
@@ -121,8 +121,8 @@ def test_local_production_model_without_onnx_names_what_is_missing(tiny_model, t
 def test_the_drift_step_reads_its_reference_from_a_model_on_gcs(gcs_emulator, tiny_model, tmp_path):
     from kfp.dsl import HTML, Artifact, Markdown, Metrics
 
+    from planets_mlops.app.dev import traffic
     from planets_mlops.components.detect_drift import detect_drift
-    from planets_mlops.monitoring import traffic
     from tests.helpers import make_artifact
 
     # The documented form: the model folder on gs://, the records in a folder. The drift step

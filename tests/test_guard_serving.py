@@ -47,10 +47,10 @@ def guard_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, 
     """An HTTP client on the served nine-class model, and its model folder."""
     import httpx
 
+    from planets_mlops.app.dev.serve_local import serve_bento
     from planets_mlops.knobs import PrepareParams, TrainParams
     from planets_mlops.package import package_model
     from planets_mlops.prepare import prepare_dataset
-    from planets_mlops.serve_local import serve_bento
     from planets_mlops.train import train_model
 
     base = tmp_path_factory.mktemp("guard-serving")
@@ -114,7 +114,7 @@ def test_known_images_are_answered_and_kept(guard_http: tuple[Any, Path]) -> Non
 def test_benign_changes_of_known_images_are_kept_when_answered_right(
     guard_http: tuple[Any, Path], change: str, strength: float
 ) -> None:
-    from planets_mlops.imagechanges import change_pixels, png_bytes
+    from planets_mlops.app.dev.imagechanges import change_pixels, png_bytes
     from planets_mlops.imaging import decode
 
     client, _ = guard_http

@@ -151,7 +151,7 @@ def test_the_served_model_keeps_unsure_inputs_in_the_inbox(packaged_bento, tmp_p
 
     import httpx
 
-    from planets_mlops.serve_local import serve_bento
+    from planets_mlops.app.dev.serve_local import serve_bento
 
     folder = tmp_path / "inbox"
     env = {

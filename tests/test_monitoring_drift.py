@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from planets_mlops.app.dev import traffic
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.knobs import DriftParams
-from planets_mlops.monitoring import drift, traffic
+from planets_mlops.monitoring import drift
 from planets_mlops.monitoring.records import Window, make_records
 from planets_mlops.monitoring.reference import build_reference, load_reference
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image

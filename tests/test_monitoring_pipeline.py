@@ -31,8 +31,8 @@ VERSION = "planets-classifier:monitoring-test"
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
     """A model trained on 3 classes x 150 images, its reference saved beside it, and its validation images."""
+    from planets_mlops.app.dev import traffic
     from planets_mlops.knobs import PrepareParams, TrainParams
-    from planets_mlops.monitoring import traffic
     from planets_mlops.monitoring.reference import has_reference
     from planets_mlops.prepare import load_manifest, prepare_dataset
     from planets_mlops.train import train_model
@@ -50,7 +50,7 @@ def monitored(tmp_path_factory):
 
 
 def _records(monitored, root: Path, shift: str) -> None:
-    from planets_mlops.monitoring import traffic
+    from planets_mlops.app.dev import traffic
 
     shifted = [traffic.shift_image(data, shift) for data in monitored["images"]]
     traffic.write_records(str(root), traffic.model_records(monitored["runner"], shifted, VERSION, WHEN))
@@ -175,7 +175,7 @@ def test_the_quickstart_step_records_served_traffic_and_finds_the_drift(monitore
 @pytest.mark.parametrize("shift", ["rotate", "class mix"])
 def test_rotated_or_one_class_traffic_gives_a_drift_verdict_and_an_alert(monitored, tmp_path, shift):
     # The other two shifts of the drift benchmark, through the whole pipeline, no action asked for.
-    from planets_mlops.monitoring import traffic
+    from planets_mlops.app.dev import traffic
 
     if shift == "rotate":
         _records(monitored, tmp_path / "records", "rotate")

@@ -95,7 +95,7 @@ def test_predictions_produce_records_in_the_store(
 
 
 def _kill_tree(server: Any) -> None:
-    from planets_mlops.serve_local import process_tree
+    from planets_mlops.app.dev.serve_local import process_tree
 
     for pid in process_tree(server.process.pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -107,7 +107,7 @@ def test_a_restart_loses_at_most_the_unwritten_batch(packaged_bento: dict[str, A
     """SIGTERM writes everything; SIGKILL loses only the batch not yet full (fewer than 5 records)."""
     import httpx
 
-    from planets_mlops.serve_local import serve_bento, stop_server
+    from planets_mlops.app.dev.serve_local import serve_bento, stop_server
 
     store = tmp_path / "records"
     env = {
@@ -164,7 +164,7 @@ def test_the_served_model_writes_its_records_to_gs(packaged_bento: dict[str, Any
     """``PLANETS_MONITORING_URI=gs://...`` on a real server: the records land in the bucket (emulator)."""
     import httpx
 
-    from planets_mlops.serve_local import serve_bento
+    from planets_mlops.app.dev.serve_local import serve_bento
 
     root = f"{gcs_emulator.make_bucket('planets-served-records')}/monitoring"
     env = {"PLANETS_WORKERS": "1", "PLANETS_MONITORING_URI": root}

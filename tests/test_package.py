@@ -10,6 +10,7 @@ import pytest
 import yaml
 from kfp import dsl
 
+from planets_mlops.app.dev.serve_local import bento_tag_of
 from planets_mlops.components.images import RUNTIME_IMAGE
 from planets_mlops.components.package_model import package_model as package_model_component
 from planets_mlops.errors import DataError, InvalidParameterError
@@ -21,7 +22,6 @@ from planets_mlops.package import (
     package_model,
     serving_requirements,
 )
-from planets_mlops.serve_local import bento_tag_of
 from planets_mlops.service.settings import ServingSettings
 from tests.helpers import compile_ir, make_artifact
 

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planets_mlops.errors import InvalidParameterError, NotFoundError
-from planets_mlops.params import (
+from planets_mlops.app.params import (
     flatten_params,
     load_params_file,
     merge_arguments,
@@ -16,6 +15,7 @@ from planets_mlops.params import (
     square_image_size,
     validate_arguments,
 )
+from planets_mlops.errors import InvalidParameterError, NotFoundError
 
 GUIDE_PARAMS = """\
 prepare:

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from planets_mlops.app import cli
+from planets_mlops.app.params import load_params_file
 from planets_mlops.knobs import PRESETS
-from planets_mlops.params import load_params_file
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 from tests.helpers import load_ir
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from planets_mlops.app.dev.net import free_port
 from planets_mlops.errors import InvalidParameterError, NotFoundError, PromotionConflictError, TrackingError
 from planets_mlops.knobs import RegistryParams
-from planets_mlops.net import free_port
 from planets_mlops.registry import registry as reg
 from planets_mlops.registry import release, tracking
 from planets_mlops.registry.settings import TrackingSettings, connect

@@ -9,11 +9,11 @@ import time
 import pytest
 from kfp import dsl
 
+from planets_mlops.app.dev.net import free_port
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.promote_model import promote_model
 from planets_mlops.components.register_model import register_model
 from planets_mlops.errors import TrackingError
-from planets_mlops.net import free_port
 from tests.helpers import make_artifact
 
 pytestmark = pytest.mark.component

@@ -175,11 +175,11 @@ def test_retraining_from_the_inbox_labels_is_promoted(
     or is unsure of in its inbox; the inbox becomes Label Studio tasks (as the drift alert does);
     they are labelled through the API from the true classes; retraining on those labels is
     promoted by the gate against the production model on the same images."""
+    from planets_mlops.app.dev.serve_local import classify_files, serve_bento
     from planets_mlops.app.production_loop import changed_copies, label_inbox_tasks
     from planets_mlops.inbox import Inbox, LocalStore, triage
     from planets_mlops.knobs import InboxParams
     from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks
-    from planets_mlops.serve_local import classify_files, serve_bento
 
     changed, truth = changed_copies(
         extra_images(SMALL_CLASSES, per_class=15), "swap_rb", tmp_path / "changed"

@@ -328,8 +328,8 @@ def test_serve_and_classify_starts_classifies_and_stops(packaged_bento: dict[str
     import os
     import socket
 
-    from planets_mlops.net import free_port
-    from planets_mlops.serve_local import process_tree, serve_and_classify
+    from planets_mlops.app.dev.net import free_port
+    from planets_mlops.app.dev.serve_local import process_tree, serve_and_classify
 
     def servers() -> set[int]:
         return {
@@ -614,8 +614,8 @@ def test_a_stalled_upload_gets_408_and_uploads_in_flight_are_bounded(bento_serve
 def test_serve_bento_names_a_bad_serving_variable(
     packaged_bento: dict[str, Any], name: str, value: str
 ) -> None:
+    from planets_mlops.app.dev.serve_local import serve_bento
     from planets_mlops.errors import InvalidParameterError
-    from planets_mlops.serve_local import serve_bento
 
     with (
         pytest.raises(InvalidParameterError) as caught,
@@ -633,8 +633,8 @@ def test_bentoml_serve_itself_names_a_bad_serving_variable(
     import subprocess
     import sys
 
-    from planets_mlops.net import free_port
-    from planets_mlops.serve_local import import_bento, server_env
+    from planets_mlops.app.dev.net import free_port
+    from planets_mlops.app.dev.serve_local import import_bento, server_env
 
     home = tmp_path / "bentoml"
     tag = import_bento(packaged_bento["archive"], home)

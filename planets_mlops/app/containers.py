@@ -179,11 +179,11 @@ def serve_container(
     127.0.0.1 is reachable as on a cluster's network).
 
     Yields:
-        A :class:`planets_mlops.serve_local.LocalServer`; ``ready_s`` is the time from
+        A :class:`planets_mlops.app.dev.serve_local.LocalServer`; ``ready_s`` is the time from
         ``podman run`` to ``/readyz`` = 200, ``container`` its name.
     """
-    from planets_mlops.net import free_port
-    from planets_mlops.serve_local import LocalServer, wait_ready
+    from planets_mlops.app.dev.net import free_port
+    from planets_mlops.app.dev.serve_local import LocalServer, wait_ready
 
     port = port or free_port()
     name = f"planets-serving-{port}-{os.getpid()}"
@@ -251,7 +251,7 @@ def git_daemon(base_path: Path, ready_timeout: float = 10.0) -> Iterator[str]:
     """
     import socket as socket_module
 
-    from planets_mlops.net import free_port
+    from planets_mlops.app.dev.net import free_port
 
     port = free_port()
     process = subprocess.Popen(

@@ -24,7 +24,7 @@ def monitoring_step(
         workdir: The quickstart's folder (records, pipeline root and logs go under it).
         bento: The bento archive of the training run.
         model_dir: Its model folder, holding the reference profile.
-        shift: One of :data:`planets_mlops.monitoring.traffic.SHIFTS`.
+        shift: One of :data:`planets_mlops.app.dev.traffic.SHIFTS`.
         images: How many extra images to send (every fifth, so every class).
 
     Returns:
@@ -32,11 +32,11 @@ def monitoring_step(
     """
     import httpx
 
+    from planets_mlops.app.dev import traffic
+    from planets_mlops.app.dev.serve_local import classify_files, serve_bento
     from planets_mlops.app.labelling_demo import EXTRA_DIR
     from planets_mlops.app.local import run_local
-    from planets_mlops.monitoring import traffic
     from planets_mlops.pipelines.monitoring import monitoring
-    from planets_mlops.serve_local import classify_files, serve_bento
 
     records = workdir / "monitoring" / "records"
     records.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ the ten classes that no model trains on):
    images over HTTP, unchanged and changed.
 3. ``traffic``: production changes. A new instrument sends the traffic images changed
    (default ``swap_rb``: a camera whose driver delivers BGR, red and blue swapped; see
-   :data:`planets_mlops.monitoring.traffic.SHIFTS`) to the bento served with prediction
+   :data:`planets_mlops.app.dev.traffic.SHIFTS`) to the bento served with prediction
    records (``PLANETS_MONITORING_URI``) and the inbox (``PLANETS_INBOX``) on: the service
    keeps what its guard rejected or was unsure of.
 4. ``monitor``: the ``monitoring`` pipeline finds the drift in the records and its alert
@@ -150,7 +150,7 @@ def changed_copies(paths: Sequence[Path], shift: str, folder: Path) -> tuple[lis
         The changed files (same order, same names) and the true class of each by the
         SHA-256 of its bytes (what the inbox and its Label Studio tasks are named by).
     """
-    from planets_mlops.monitoring.traffic import shift_image
+    from planets_mlops.app.dev.traffic import shift_image
 
     folder.mkdir(parents=True, exist_ok=True)
     written, truth = [], {}
@@ -165,7 +165,7 @@ def changed_copies(paths: Sequence[Path], shift: str, folder: Path) -> tuple[lis
 
 def classify(url: str, images: Sequence[Path], truths: Sequence[str]) -> Outcome:
     """Classify ``images`` over HTTP at ``url``; compare the closest class with ``truths``."""
-    from planets_mlops.serve_local import classify_files
+    from planets_mlops.app.dev.serve_local import classify_files
 
     answers = classify_files(url, images)
     return Outcome(
@@ -217,7 +217,7 @@ class Turn:
 
 def measure(bento: Path, turn: Turn) -> dict[str, Outcome]:
     """Serve ``bento`` (no records, no inbox) and classify the turn's test images."""
-    from planets_mlops.serve_local import serve_bento
+    from planets_mlops.app.dev.serve_local import serve_bento
 
     with serve_bento(bento, env={"PLANETS_WORKERS": "1"}, ready_timeout=120) as server:
         return turn.measure(server.url)
@@ -316,7 +316,7 @@ def send_traffic(
     """
     import httpx
 
-    from planets_mlops.serve_local import classify_files, serve_bento
+    from planets_mlops.app.dev.serve_local import classify_files, serve_bento
 
     env = {
         "PLANETS_WORKERS": "1",
@@ -377,7 +377,7 @@ def run_loop(
         model_dir: The production model's folder.
         bento: The production model's bento archive.
         params: The training parameters, reused for retraining (and ``tracking``).
-        shift: The production change (:data:`planets_mlops.monitoring.traffic.SHIFTS`).
+        shift: The production change (:data:`planets_mlops.app.dev.traffic.SHIFTS`).
         seed: Seed of the traffic/test split.
         data_path: The data set's path in the repository.
         max_tasks: Most inbox items the alert turns into tasks, the hardest (0: all).
@@ -389,10 +389,10 @@ def run_loop(
     Returns:
         The measured turn.
     """
+    from planets_mlops.app.dev.labelstudio_server import running_server
     from planets_mlops.app.local import run_local
     from planets_mlops.inbox import Inbox, open_store
     from planets_mlops.labelstudio.client import LabelStudioClient
-    from planets_mlops.labelstudio.server import running_server
     from planets_mlops.pipelines.monitoring import monitoring
     from planets_mlops.pipelines.retraining import retraining
 

@@ -218,7 +218,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def start_tracking(workdir: Path) -> Any:
     """A local ``mlflow server`` for the quickstart, with ``MLFLOW_TRACKING_URI`` pointing at it."""
-    from planets_mlops.registry.server import start_server
+    from planets_mlops.app.dev.mlflow_server import start_server
 
     # A loaded 2-core machine can take more than the default 90 s to start it.
     server = start_server(workdir / "mlflow", ready_timeout_s=240)
@@ -412,8 +412,8 @@ def serve_and_show(bento: Path, turn: Any = None) -> tuple[dict[str, Any], Any]:
         The figures of the shown images, and production's outcomes on the turn's test
         images (None without a turn).
     """
+    from planets_mlops.app.dev.serve_local import classify_files, serve_bento
     from planets_mlops.app.labelling_demo import true_label
-    from planets_mlops.serve_local import classify_files, serve_bento
 
     images = one_extra_image_per_class()
     started = time.monotonic()

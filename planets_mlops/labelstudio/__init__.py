@@ -8,6 +8,6 @@ Modules:
                  annotations, predictions, export, image download) with clear errors
     predictions  run the current model over unlabelled tasks and write predictions
     importer     the import step end to end (export -> rules -> merge -> publish)
-    server       start/stop a local Label Studio server (tests and the demo)
+    (a local Label Studio server: planets_mlops.app.dev.labelstudio_server)
     demo         the quickstart's labelling demo
 """

@@ -5,7 +5,7 @@ metrics/access-log switches when the class is decorated, and the supervisor and 
 worker must agree on them. Each bad value raises an error naming the variable, its value,
 what is allowed and how to fix it. BentoML replaces an error raised while it imports the
 service with an unrelated one ("No module named ..."), so the launchers
-(:mod:`planets_mlops.serve_local`, :mod:`planets_mlops.serving_entrypoint`) call
+(:mod:`planets_mlops.app.dev.serve_local`, :mod:`planets_mlops.serving_entrypoint`) call
 :func:`ServingSettings.from_env` before starting ``bentoml serve``, and the service module
 prints the error to stderr before raising it.
 

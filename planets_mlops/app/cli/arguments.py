@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from planets_mlops import params as pp
+from planets_mlops.app import params as pp
 from planets_mlops.deploy.manifests import DeploySpec, validate_spec
 from planets_mlops.errors import InvalidParameterError, did_you_mean
 from planets_mlops.knobs import (

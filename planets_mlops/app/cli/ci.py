@@ -115,7 +115,7 @@ def handle_record(args: argparse.Namespace) -> int:
 
 
 def _data_rev(args: argparse.Namespace) -> str:
-    from planets_mlops import params as pp
+    from planets_mlops.app import params as pp
     from planets_mlops.knobs import DataParams
 
     if args.data_rev:

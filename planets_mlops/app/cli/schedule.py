@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from planets_mlops import params as pp
 from planets_mlops.app import kfp_client as kc
+from planets_mlops.app import params as pp
 from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, emit, say

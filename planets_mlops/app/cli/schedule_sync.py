@@ -53,7 +53,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def _check(args: argparse.Namespace, entries: list[Any]) -> None:
-    from planets_mlops import params as pp
+    from planets_mlops.app import params as pp
     from planets_mlops.app.cli import arguments
     from planets_mlops.knobs import preset_arguments
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planets_mlops import params as pp
+from planets_mlops.app import params as pp
 from planets_mlops.app.cli.output import say
 from planets_mlops.errors import NotFoundError, PlanetsError, did_you_mean
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planets_mlops.app.dev.net import free_port, stop_process_group
 from planets_mlops.errors import DataError, PlanetsError
-from planets_mlops.net import free_port, stop_process_group
 
 log = logging.getLogger(__name__)
 

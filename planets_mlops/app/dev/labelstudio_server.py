@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from planets_mlops.app.dev.net import free_port
 from planets_mlops.errors import LabelStudioError
-from planets_mlops.net import free_port
 
 log = logging.getLogger(__name__)
 

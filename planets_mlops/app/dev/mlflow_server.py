@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from planets_mlops.app.dev.net import free_port, stop_process_group
 from planets_mlops.errors import TrackingError
-from planets_mlops.net import free_port, stop_process_group
 
 
 @dataclass
