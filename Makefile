@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 export PYTHONPYCACHEPREFIX ?= $(CURDIR)/build/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help setup quickstart test test-fast lint compile docs bench lock clean containers-setup images test-containers
+.PHONY: help setup quickstart test test-fast lint compile wheel docs bench lock clean clean-all containers-setup images test-containers
 
 help:  ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, comp
 compile:  ## Every pipeline and component to build/ (the same entry point as planets-mlops compile)
 	$(BIN)/planets-mlops compile
 
+wheel:  ## Build dist/planets_mlops-<version>-py3-none-any.whl (README, Install)
+	$(BIN)/uv build --wheel --out-dir dist
+
 docs:  ## Regenerate docs/parameters.md from the compiled IR (a test fails when it is stale)
 	$(BIN)/python -m planets_mlops.app.parameter_docs
 
@@ -66,5 +69,12 @@ bench:  ## Benchmarks (print figures; not tests)
 lock:  ## Re-resolve requirements.lock (and the GPU image's derived lock) after editing pyproject.toml
 	UV=$(abspath $(BIN)/uv) scripts/lock.sh
 
-clean:  ## Remove build outputs
+# The quickstart keeps its MLflow registry, Label Studio database and data repository in
+# .work/quickstart so that a second run continues the loop; only clean-all removes them.
+clean:  ## Remove build outputs and scratch folders; keeps .work/quickstart (see clean-all)
+	rm -rf build .pytest_cache
+	if [ -d .work ]; then find .work -mindepth 1 -maxdepth 1 ! -name quickstart -exec rm -rf {} +; fi
+	@if [ -d .work/quickstart ]; then echo "kept .work/quickstart (the quickstart's MLflow registry, Label Studio database and data repository): make clean-all removes it"; fi
+
+clean-all:  ## make clean, and the quickstart's registry, Label Studio database and data repository
 	rm -rf build .work .pytest_cache

@@ -7,6 +7,7 @@ the real ``kfp.Client`` in between, asserting on the exact requests.
 """
 
 # No `from __future__ import annotations`: kfp reads the component annotations.
+import json
 import os
 import socket
 import subprocess
@@ -100,6 +101,25 @@ def test_compile_writes_ir_yaml_that_reads_back(capsys, tmp_path):
     assert inputs["prepare_seed"]["parameterType"] == "NUMBER_INTEGER"
     assert inputs["train_lr"]["defaultValue"] == 0.001
     assert "compiled pipeline tiny" in err
+
+
+def test_compile_lists_the_images_the_ir_names_and_says_to_push_them(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "compile", "--out-dir", str(tmp_path / "b"), "--no-components", "-o", "json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["images"] == [RUNTIME_IMAGE]
+    assert "the compiled pipelines name 1 image(s); build and push them before running on a cluster" in err
+    assert f"  {RUNTIME_IMAGE}" in err and "ImagePullBackOff" in err
+
+
+def test_compile_names_the_serving_image_of_a_pipeline_that_deploys(tmp_path):
+    from planets_mlops.app.cli.compile_ import named_images
+    from planets_mlops.components.images import SERVING_IMAGE, TRAINING_GPU_IMAGE
+    from planets_mlops.pipelines.compile import compile_pipeline
+
+    images = named_images([compile_pipeline("training", tmp_path)])
+    assert images == sorted({RUNTIME_IMAGE, TRAINING_GPU_IMAGE, SERVING_IMAGE})
 
 
 def test_compile_unknown_pipeline_is_not_found(capsys, tmp_path):

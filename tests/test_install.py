@@ -1,7 +1,9 @@
 """The base install: enough to compile pipelines, none of the step runtimes, no bare packages.
 
-Builds the project into a fresh virtual environment with uv (from the lock's exact pins),
-then compiles both pipelines from outside the repository with the installed CLI.
+Builds the project's wheel (``make wheel``: ``uv build --wheel``), installs it into a fresh
+virtual environment as the README says (``pip install dist/planets_mlops-...whl -c
+requirements.lock``, here with uv), then compiles every pipeline from outside the repository
+with the installed CLI. The README's git URL is checked with ``git+file://`` at this commit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def _uv() -> str:
 
 
 def test_base_install_compiles_both_pipelines(tmp_path):
+    subprocess.run(
+        [_uv(), "build", "-q", "--wheel", "--out-dir", str(tmp_path / "dist"), str(ROOT)], check=True
+    )
+    (wheel,) = (tmp_path / "dist").glob("planets_mlops-*-py3-none-any.whl")
+    assert f"`pip install dist/{wheel.name} -c requirements.lock`" in (ROOT / "README.md").read_text()
     venv = tmp_path / "venv"
     subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -41,7 +48,7 @@ def test_base_install_compiles_both_pipelines(tmp_path):
             str(python),
             "-c",
             str(ROOT / "requirements.lock"),
-            str(ROOT),
+            str(wheel),
         ],
         check=True,
     )
@@ -69,3 +76,33 @@ def test_base_install_compiles_both_pipelines(tmp_path):
         "training.yaml",
     ]
     assert len(list((out / "components").glob("*.yaml"))) >= 9
+
+
+def test_install_from_a_git_url(tmp_path):
+    # The README's line for a machine without a checkout, with this repository as the git host.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    venv = tmp_path / "venv"
+    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    url = f"planets-mlops @ git+file://{ROOT}@{head.stdout.strip()}"
+    subprocess.run(
+        [
+            _uv(),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-c",
+            str(ROOT / "requirements.lock"),
+            url,
+        ],
+        check=True,
+    )
+    shown = subprocess.run(
+        [venv / "bin" / "planets-mlops", "compile", "--help"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "--no-components" in shown.stdout

@@ -1,7 +1,9 @@
-"""The example ``params.yaml`` at the repository root works with the documented commands.
+"""The example params files at the repository root work with the documented commands.
 
-The README and docs/kubeflow.md run ``planets-mlops run training --params-file params.yaml``
-and ``planets-mlops schedule retraining --params-file params.yaml``. These tests run the
+``params.yaml`` is the suite's defaults (a run with it trains what a run without it and the
+quickstart train); ``params.reference.yaml`` is the reference experiment. The README and
+docs/kubeflow.md run ``planets-mlops run training --params-file params.yaml`` and
+``planets-mlops schedule retraining --params-file params.yaml``. These tests run the
 real CLI on the project's own pipelines (compiled for real) with that file. The Kubeflow
 Pipelines API cannot run here, so it is the fake HTTP server of ``tests/fake_kfp_api``;
 everything before the request (params loader, compile, name, type and value checks) is
@@ -15,12 +17,13 @@ import yaml
 
 from planets_mlops.app import cli
 from planets_mlops.app.params import load_params_file
-from planets_mlops.knobs import PRESETS
+from planets_mlops.knobs import PIPELINE_KNOBS, PRESETS, defaults
 from tests.fake_kfp_api import FakeKfpState, serve_fake_kfp
 from tests.helpers import load_ir
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
+REFERENCE_PARAMS = ROOT / "params.reference.yaml"
 TOKEN = "example-params-token"
 
 # The reference experiment (the guide's chapter 2.5 settings), as the pipeline receives it.
@@ -60,18 +63,34 @@ def fake(monkeypatch, tmp_path):
         yield state
 
 
-def test_example_params_has_the_guide_shape_and_the_reference_preset():
+def test_params_yaml_is_the_defaults():
     doc = yaml.safe_load(PARAMS.read_text())
     assert set(doc) >= {"prepare", "train", "data"}
-    assert doc["prepare"]["image_size"] == [32, 32]
     flat = load_params_file(PARAMS)
+    for name, value in flat.items():
+        cls, field = PIPELINE_KNOBS[name]
+        assert value == defaults(cls)[field], (
+            f"params.yaml sets {name}={value!r} but the default ({cls.__name__}.{field}) is "
+            f"{defaults(cls)[field]!r}: params.yaml must train what a run without it trains"
+        )
+    # Every knob of the guide's sections that the training pipeline takes is spelt out.
+    spelt = {k for k in REFERENCE if k.startswith(("prepare_", "train_"))} | {"train_guard_coverage"}
+    assert spelt <= set(flat)
+
+
+def test_example_params_has_the_guide_shape_and_the_reference_preset():
+    doc = yaml.safe_load(REFERENCE_PARAMS.read_text())
+    assert set(doc) >= {"prepare", "train", "data"}
+    assert doc["prepare"]["image_size"] == [32, 32]
+    flat = load_params_file(REFERENCE_PARAMS)
     # The file is the reference experiment: every value of the `reference` preset, as is.
     assert {k: flat[k] for k in PRESETS["reference"]} == PRESETS["reference"]
     assert {k: v for k, v in REFERENCE.items() if k in PRESETS["reference"]} == PRESETS["reference"]
 
 
+@pytest.mark.parametrize("file", [PARAMS, REFERENCE_PARAMS], ids=["params", "reference"])
 @pytest.mark.parametrize("pipeline", ["training", "retraining"])
-def test_documented_run_accepts_the_example_params(capsys, fake, tmp_path, pipeline):
+def test_documented_run_accepts_the_example_params(capsys, fake, tmp_path, pipeline, file):
     source = cli.pipeline_source()
     if pipeline not in source.pipelines:
         pytest.skip(f"pipelines.PIPELINES has no {pipeline!r}")
@@ -80,7 +99,7 @@ def test_documented_run_accepts_the_example_params(capsys, fake, tmp_path, pipel
             "run",
             pipeline,
             "--params-file",
-            str(PARAMS),
+            str(file),
             "--param",
             f"data_repo_url={REQUIRED['data_repo_url']}",
             *(
@@ -98,7 +117,8 @@ def test_documented_run_accepts_the_example_params(capsys, fake, tmp_path, pipel
     sent = post.body["runtime_config"]["parameters"]
     spec = load_ir(tmp_path / "build" / "pipelines" / f"{pipeline}.yaml")[0]
     inputs = spec["root"]["inputDefinitions"]["parameters"]
-    expected = {k: v for k, v in {**REFERENCE, **REQUIRED}.items() if k in inputs}
+    values = REFERENCE if file == REFERENCE_PARAMS else load_params_file(PARAMS)
+    expected = {k: v for k, v in {**values, **REQUIRED}.items() if k in inputs}
     assert sent == expected
     # Every prepare_/train_ value of the file reached the pipeline (none was dropped).
     assert {k for k in REFERENCE if k.startswith(("prepare_", "train_"))} <= set(sent)

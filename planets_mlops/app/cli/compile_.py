@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from planets_mlops.app import params as pp
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.source import compile_components
@@ -79,10 +80,41 @@ def handle(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         components = compile_components(out / "components", args.components_package)
         say(f"compiled {len(components)} component(s) in {time.monotonic() - t0:.2f} s")
+    images = named_images(pipelines)
     emit(
         args,
         [str(p) for p in [*pipelines, *components]],
-        {"pipelines": [str(p) for p in pipelines], "components": [str(p) for p in components]},
+        {
+            "pipelines": [str(p) for p in pipelines],
+            "components": [str(p) for p in components],
+            "images": images,
+        },
     )
+    if images:
+        say(
+            f"the compiled pipelines name {len(images)} image(s); build and push them before running "
+            "on a cluster (scripts/build_images.sh --push, images/README.md; a step whose image is "
+            "missing stays in ImagePullBackOff, docs/troubleshooting.md):"
+        )
+        for image in images:
+            say(f"  {image}")
     say(f"done: {len(names)} pipeline(s) in {time.monotonic() - start:.2f} s")
     return EXIT_OK
+
+
+def named_images(paths: list[Path]) -> list[str]:
+    """Every container image the compiled pipelines at ``paths`` run, sorted.
+
+    The serving image is added when a pipeline deploys: ``deploy_model`` names it at run
+    time (``components.images.SERVING_IMAGE``), so the IR does not.
+    """
+    images: set[str] = set()
+    for path in paths:
+        spec = pp.read_pipeline_spec(path)
+        executors = spec.get("deploymentSpec", {}).get("executors", {})
+        images.update(e["container"]["image"] for e in executors.values() if "container" in e)
+        if "exec-deploy-model" in executors:
+            from planets_mlops.components.images import SERVING_IMAGE
+
+            images.add(SERVING_IMAGE)
+    return sorted(images)
