@@ -101,3 +101,26 @@ def test_failed_local_run_shows_the_steps_message_and_log_path_without_colour(tm
     assert f"Whole run's log: {run_log}" in output
     assert "DataSourceError" in step_log.read_text() and "\x1b[" not in run_log.read_text()
     assert Path(run_log).read_text().count("Executing task") == 1
+
+
+def test_reports_are_copied_with_names_a_browser_opens(tmp_path):
+    from planets_mlops.app.local import LocalRun, TaskResult
+
+    task = tmp_path / "run" / "evaluate-model"
+    task.mkdir(parents=True)
+    (task / "report").write_text("<!doctype html><html><body>report</body></html>")
+    (task / "verdict").write_text("# Promotion gate: **PROMOTE**\n")
+    (task / "metrics").write_text("")
+    (task / "model").mkdir()
+    artifacts = {name: task / name for name in ("report", "verdict", "metrics", "model")}
+    run = LocalRun(
+        root=tmp_path / "run",
+        seconds=1.0,
+        tasks={"evaluate-model": TaskResult("evaluate-model", artifacts=artifacts)},
+    )
+    copies = run.report_copies(tmp_path / "reports")
+    assert copies == {
+        "evaluate-model/report": tmp_path / "reports" / "evaluate-model-report.html",
+        "evaluate-model/verdict": tmp_path / "reports" / "evaluate-model-verdict.md",
+    }
+    assert copies["evaluate-model/report"].read_text() == (task / "report").read_text()

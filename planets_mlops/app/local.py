@@ -138,6 +138,36 @@ class LocalRun:
         except KeyError as exc:
             raise KeyError(f"No artifact {name!r} of task {task!r} in run {self.root}") from exc
 
+    def report_copies(self, folder: Path) -> dict[str, Path]:
+        """Copy every HTML and Markdown output to ``folder`` under a name a browser opens.
+
+        kfp.local names an output file after the output (``evaluate-model/report``), with no
+        extension, so a browser shows an HTML report as source text. The copies are
+        ``<task>-<output>.html`` or ``.md``, by content (HTML starts with ``<``; Markdown
+        with ``#``).
+
+        Args:
+            folder: Where the copies go (created).
+
+        Returns:
+            ``"<task>/<output>"`` -> the copy, in task order.
+        """
+        import shutil
+
+        copies: dict[str, Path] = {}
+        for task, result in self.tasks.items():
+            for name, path in result.artifacts.items():
+                if not path.is_file() or path.suffix:
+                    continue
+                with path.open("rb") as handle:
+                    head = handle.read(64).lstrip().lower()
+                suffix = ".html" if head.startswith(b"<") else ".md" if head.startswith(b"#") else ""
+                if suffix:
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+                    copies[f"{task}/{name}"] = Path(folder) / f"{task}-{name}{suffix}"
+                    shutil.copyfile(path, copies[f"{task}/{name}"])
+        return copies
+
     def metadata(self, task: str, name: str) -> dict:
         """The metadata kfp.local recorded for output ``name`` of ``task``.
 

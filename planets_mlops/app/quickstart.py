@@ -107,6 +107,11 @@ def print_training_summary(run: Any) -> dict[str, float]:
             # Metrics-type artifacts live in the run's metadata, not in files, locally.
             where = str(path) if path.exists() else "(metadata only: see executor_output.json)"
             print(f"  {task + '/' + name:<34} {where}")
+    reports = run.report_copies(run.log_file.parent / "reports" if run.log_file else run.root / "reports")
+    if reports:
+        print("Reports (open in a browser):")
+        for name, path in reports.items():
+            print(f"  {name:<34} {path.resolve().as_uri()}")
     if run.log_file:
         print(f"Full log: {run.log_file}")
     return metrics

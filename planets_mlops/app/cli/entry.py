@@ -11,6 +11,7 @@ from planets_mlops import __version__
 from planets_mlops.app.cli import (
     ci,
     compile_,
+    data,
     models,
     options,
     report,
@@ -40,7 +41,7 @@ from planets_mlops.errors import (
 )
 
 # In help order; each has register(subparsers, parents) and handle(args).
-COMMANDS = (compile_, upload, run, schedule, schedule_sync, status, models, report, ci)
+COMMANDS = (compile_, upload, run, schedule, schedule_sync, status, models, report, ci, data)
 
 
 def build_parser(
