@@ -6,10 +6,7 @@ and served, so the evaluated numbers are the served model's numbers.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 import logging
 import math
 import time
@@ -23,11 +20,21 @@ import numpy as np
 from planets_mlops.augment import benign_changes
 from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
-from planets_mlops.guard import has_guard, load_guard, rejection_rate, tradeoff
+from planets_mlops.guard import has_guard, load_guard, rejection_rate
 from planets_mlops.knobs import EvaluateParams
+from planets_mlops.model_folder import (
+    CLASSES_FILE,
+    PREPROCESS_FILE,
+    predict_logits,
+    predict_outputs,
+    read_classes,
+    read_config,
+    read_history,
+    softmax,
+)
+from planets_mlops.plots import plot_confusion, plot_guard_tradeoff, plot_history, plot_mistakes
 from planets_mlops.prepare import load_manifest, load_raw_split, load_split
 from planets_mlops.preprocess import PreprocessConfig
-from planets_mlops.train import CLASSES_FILE, HISTORY_FILE, ONNX_FILE, PREPROCESS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -124,48 +131,6 @@ class EvaluateResult:
         return self.comparison.verdict.to_markdown(candidate, self.comparison.production_model_uri)
 
 
-def load_session(model_dir: Path) -> Any:
-    """An ONNX Runtime session on one thread (small model, predictable CPU use)."""
-    import onnxruntime as ort
-
-    path = Path(model_dir) / ONNX_FILE
-    if not path.is_file():
-        raise DataError(
-            f"{str(path)!r} not found: {str(model_dir)!r} is not a model folder from train_model."
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def predict_logits(model_dir: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits of the model in ``model_dir`` for a float32 batch (N, H, W, C)."""
-    return predict_outputs(model_dir, images, batch_size)[0]
-
-
-def predict_outputs(
-    model_dir: Path, images: np.ndarray, batch_size: int = 256
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits and penultimate-layer embeddings (``None`` for a model exported without them).
-
-    The ONNX model's first output is the logits; a model from ``train_model`` has a second,
-    ``embedding``, which the open-set guard scores.
-    """
-    session = load_session(model_dir)
-    name = session.get_inputs()[0].name
-    wanted = [output.name for output in session.get_outputs()][:2]
-    parts = [
-        session.run(wanted, {name: np.ascontiguousarray(images[i : i + batch_size], np.float32)})
-        for i in range(0, len(images), batch_size)
-    ]
-    if not parts:
-        return np.zeros((0, 0), np.float32), None
-    logits = np.concatenate([part[0] for part in parts])
-    embedding = np.concatenate([part[1] for part in parts]) if len(wanted) > 1 else None
-    return logits, embedding
-
-
 @dataclass(frozen=True)
 class GuardScores:
     """The guard's known scores of the evaluation images, for its figures and its curve.
@@ -241,43 +206,6 @@ def guard_scores(
     )
 
 
-def plot_guard_tradeoff(scores: GuardScores) -> str:
-    """Known (and benign-changed) images kept, unseen ones rejected, per threshold: base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    known = tradeoff(scores.known, scores.unseen)
-    ax.plot(known["threshold"], known["kept"], label="validation images kept")
-    if scores.benign.size:
-        ax.plot(*_curve(scores.benign, "kept"), "--", label="benign changes kept (classified right)")
-    if "rejected" in known:
-        ax.plot(known["threshold"], known["rejected"], ":", label="unseen-class images rejected")
-    ax.axvline(scores.threshold, color="grey", lw=1)
-    ax.text(scores.threshold, 0.02, f" threshold {scores.threshold:g}", color="grey")
-    ax.set_xlabel("threshold on the known score")
-    ax.set_ylabel("share")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title("Open-set guard: coverage and rejection by threshold")
-    return _png(fig)
-
-
-def _curve(scores: np.ndarray, key: str) -> tuple[list[float], list[float]]:
-    curve = tradeoff(scores)
-    return curve["threshold"], curve[key]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, classes) logits, computed stably."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
@@ -340,120 +268,6 @@ def per_class_rows(
             row["guard_coverage"] = float(guard_coverage[i])
         rows.append(row)
     return rows
-
-
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def plot_history(history: dict[str, list[float]]) -> str:
-    """Training curves (loss and accuracy per epoch) as base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in history:
-                epochs = range(1, len(history[key]) + 1)
-                ax.plot(epochs, history[key], style, marker="o", label=key)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def plot_confusion(matrix: np.ndarray, classes: list[str]) -> str:
-    """The confusion matrix as counts and, beside it, normalised by true class: base64 PNG.
-
-    Cells, labels and numbers grow with the figure, so ten classes stay readable at the
-    page's width (numbers at 11 pt, class names at 12 pt).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    totals = matrix.sum(axis=1, keepdims=True)
-    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    n = len(classes)
-    side = max(4.5, 0.62 * n + 2.0)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.0, side))
-    for ax, values, title, text in (
-        (axes[0], matrix, "Counts (images)", lambda v: f"{int(v)}"),
-        (axes[1], normalised, "Normalised by true class", lambda v: f"{v:.2f}"),
-    ):
-        top = float(values.max()) if values.size and values.max() > 0 else 1.0
-        ax.imshow(values, cmap="Blues", vmin=0.0, vmax=top)
-        ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=12)
-        ax.set_yticks(range(n), classes, fontsize=12)
-        ax.set_xlabel("predicted", fontsize=12)
-        ax.set_ylabel("true", fontsize=12)
-        ax.set_title(title, fontsize=13)
-        for i in range(n):
-            for j in range(n):
-                if values[i, j] > 0:
-                    color = "white" if values[i, j] > 0.55 * top else "black"
-                    ax.text(j, i, text(values[i, j]), ha="center", va="center", fontsize=11, color=color)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def plot_mistakes(
-    images: np.ndarray,
-    labels: np.ndarray,
-    predictions: np.ndarray,
-    probabilities: np.ndarray,
-    classes: list[str],
-    per_class: int = 4,
-) -> str | None:
-    """The most confident mistakes of each class, one row per true class: base64 PNG.
-
-    Each image is captioned with what the model said and its confidence (12 pt).
-
-    Returns:
-        The picture, or None when the model made no mistake.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = []
-    for label in range(len(classes)):
-        wrong = np.flatnonzero((labels == label) & (predictions != labels))
-        if wrong.size:
-            confidence = probabilities[wrong, predictions[wrong]]
-            rows.append((label, wrong[np.argsort(-confidence)][:per_class], int(wrong.size)))
-    if not rows:
-        return None
-    fig, axes = plt.subplots(
-        len(rows), per_class + 1, figsize=(2.3 * (per_class + 1), 2.5 * len(rows)), squeeze=False
-    )
-    for row, (label, chosen, total) in enumerate(rows):
-        axes[row][0].axis("off")
-        axes[row][0].text(
-            0.0, 0.5, f"{classes[label]}\n{total} wrong", fontsize=13, va="center", ha="left", weight="bold"
-        )
-        for column in range(per_class):
-            ax = axes[row][column + 1]
-            ax.axis("off")
-            if column < len(chosen):
-                i = chosen[column]
-                ax.imshow(np.squeeze(images[i]), cmap="gray")
-                ax.set_title(
-                    f"said {classes[predictions[i]]}\np = {probabilities[i, predictions[i]]:.2f}", fontsize=12
-                )
-    fig.tight_layout()
-    return _png(fig)
 
 
 REPORT_CSS = (
@@ -596,7 +410,7 @@ def render_report(
 
 def _check_classes(model_dir: Path, classes: list[str], message: str) -> None:
     """Refuse a model whose ``classes.json`` differs from the data's classes."""
-    model_classes = json.loads((Path(model_dir) / CLASSES_FILE).read_text())
+    model_classes = read_classes(model_dir)
     if model_classes != classes:
         raise DataError(message.format(model=model_classes, data=classes))
 
@@ -604,7 +418,7 @@ def _check_classes(model_dir: Path, classes: list[str], message: str) -> None:
 def _production_classes(production_model_dir: Path) -> list[str]:
     path = Path(production_model_dir) / CLASSES_FILE
     try:
-        classes = json.loads(path.read_text())
+        classes = read_classes(production_model_dir)
     except (OSError, ValueError) as exc:
         raise DataError(
             f"Cannot read {str(path)!r} ({exc}): {str(production_model_dir)!r} is not a model folder "
@@ -619,7 +433,7 @@ def _production_config(production_model_dir: Path) -> PreprocessConfig:
     """The production model's own preprocessing (its ``preprocess.json``)."""
     path = Path(production_model_dir) / PREPROCESS_FILE
     try:
-        return PreprocessConfig.from_dict(json.loads(path.read_text()))
+        return read_config(production_model_dir)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"Cannot read the preprocessing of the production model, {str(path)!r} ({exc!r}): "
@@ -825,8 +639,7 @@ def evaluate_model(
         )
         if comparison is not None:
             comparison = replace(comparison, promote=False)
-    history_path = Path(model_dir) / HISTORY_FILE
-    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    history = read_history(model_dir)
     pictures = {
         "Confusion matrix": plot_confusion(scores["confusion_matrix"], classes),
         "Training history": plot_history(history),

@@ -32,16 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from planets_mlops.errors import DataError, InvalidParameterError, PlanetsError
+from planets_mlops.model_folder import (
+    OPTIONAL_FILES,
+    REQUIRED_FILES,
+    missing_files,
+    read_classes,
+    read_preprocess,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "planets-classifier"
 BENTO_NAME = "planets_classifier"
 SERVICE_IMPORT = "planets_mlops.service.service:PlanetClassifier"
-MODEL_FILES = ("model.onnx", "classes.json", "preprocess.json")
-# The open-set guard (planets_mlops.guard) travels with the model when the folder has one.
-# So does the monitoring reference profile (planets_mlops.monitoring.reference).
-OPTIONAL_MODEL_FILES = ("history.json", "guard.json", "guard_bank.npy", "monitoring_reference.json")
+# What the model store keeps of a model folder (planets_mlops.model_folder): the required
+# files, and the guard, the monitoring reference and the history when the folder has them.
+MODEL_FILES = REQUIRED_FILES
+OPTIONAL_MODEL_FILES = OPTIONAL_FILES
 # The modules the service imports: the bento carries exactly these, so the serving image
 # never needs TensorFlow, DVC or kfp.
 SERVING_SOURCES = (
@@ -52,6 +59,7 @@ SERVING_SOURCES = (
     "planets_mlops/guard.py",
     "planets_mlops/inbox.py",
     "planets_mlops/knobs.py",
+    "planets_mlops/model_folder.py",
     "planets_mlops/monitoring/__init__.py",
     "planets_mlops/monitoring/features.py",
     "planets_mlops/monitoring/records.py",
@@ -205,7 +213,7 @@ def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
         DataError: a required file is missing or unreadable.
     """
     model_dir = Path(model_dir)
-    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
+    missing = missing_files(model_dir, MODEL_FILES)
     if missing:
         raise DataError(
             f"Model folder {str(model_dir)!r} lacks {missing}. Pass the model artifact written "
@@ -214,8 +222,8 @@ def check_model_dir(model_dir: Path) -> tuple[list[str], dict[str, Any]]:
     from planets_mlops.preprocess import PreprocessConfig
 
     try:
-        classes = json.loads((model_dir / "classes.json").read_text())
-        preprocess = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
+        classes = read_classes(model_dir)
+        preprocess = PreprocessConfig.from_dict(read_preprocess(model_dir))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"Model folder {str(model_dir)!r} has an unreadable classes.json or preprocess.json: {exc}"
@@ -372,8 +380,8 @@ def _package_in_this_process(spec: PackageSpec) -> dict[str, Any]:
     import bentoml
 
     model_dir = Path(spec.model_dir)
-    classes = json.loads((model_dir / "classes.json").read_text())
-    preprocess = json.loads((model_dir / "preprocess.json").read_text())
+    classes = read_classes(model_dir)
+    preprocess = read_preprocess(model_dir)
     model_tag = f"{MODEL_NAME}:{spec.version}" if spec.version else MODEL_NAME
     with bentoml.models.create(
         model_tag,

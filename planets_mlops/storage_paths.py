@@ -16,6 +16,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from planets_mlops.errors import DataError
+from planets_mlops.model_folder import (
+    BANK_FILE,
+    CLASSES_FILE,
+    GUARD_FILE,
+    ONNX_FILE,
+    PREPROCESS_FILE,
+    REFERENCE_FILE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +46,9 @@ class ModelFiles:
         return self.required + self.optional
 
 
-EVALUATE_FILES = ModelFiles(
-    ("model.onnx", "classes.json"), ("preprocess.json", "guard.json", "guard_bank.npy")
-)
+EVALUATE_FILES = ModelFiles((ONNX_FILE, CLASSES_FILE), (PREPROCESS_FILE, GUARD_FILE, BANK_FILE))
 """What evaluation reads from the production model: the model, its classes and its guard."""
-DRIFT_FILES = ModelFiles(("monitoring_reference.json",), ("classes.json",))
+DRIFT_FILES = ModelFiles((REFERENCE_FILE,), (CLASSES_FILE,))
 """What the drift step reads from the model in production: its monitoring reference."""
 REQUIRED_MODEL_FILES = EVALUATE_FILES.required
 MODEL_FILES = EVALUATE_FILES.names

@@ -1,17 +1,10 @@
 """Train the reference CNN with TensorFlow/Keras, deterministically, and export it.
 
-Outputs in the model folder:
-    model.keras        the trained Keras model
-    model.onnx         the same model for ONNX Runtime (evaluation and serving)
-    classes.json       class names, index = model output
-    preprocess.json    how images become model input (see planets_mlops.preprocess), and
-                       under ``training_augmentation`` what training changed in them
-                       (planets_mlops.augment.describe; serving applies none of it)
-    history.json       per-epoch loss/accuracy/val_loss/val_accuracy
-    guard.json         the open-set guard's threshold and settings (planets_mlops.guard)
-    guard_bank.npy     the guard's unit-length training embeddings
-    monitoring_reference.json  features, projected embeddings and predictions of the
-                       validation images (planets_mlops.monitoring.reference)
+Output: a model folder (:mod:`planets_mlops.model_folder` names its files): the Keras
+model, the same model for ONNX Runtime, its classes, its preprocessing (with, under
+``training_augmentation``, what training changed in the images: planets_mlops.augment),
+the training history, the open-set guard (planets_mlops.guard) and the monitoring
+reference profile of the validation images (planets_mlops.monitoring.reference).
 
 The ONNX model has two outputs: ``logits`` (first, what evaluation and serving classify
 with) and ``embedding``, the penultimate layer the guard scores.
@@ -39,18 +32,18 @@ from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import TrainParams
+from planets_mlops.model_folder import (
+    KERAS_FILE,
+    LOGITS_OUTPUT,
+    ONNX_FILE,
+    predict_outputs,
+    write_description,
+)
 from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
 from planets_mlops.prepare import iter_shards, load_manifest, load_split
 from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.keras"
-ONNX_FILE = "model.onnx"
-CLASSES_FILE = "classes.json"
-PREPROCESS_FILE = "preprocess.json"
-HISTORY_FILE = "history.json"
-LOGITS_OUTPUT = "logits"
 
 
 @dataclass(frozen=True)
@@ -127,7 +120,7 @@ class TrainResult:
 
     def curves_html(self) -> str:
         """An HTML page with the training curves (loss and accuracy per epoch)."""
-        from planets_mlops.evaluate import plot_history
+        from planets_mlops.plots import plot_history
 
         return (
             "<html><body><h1>Training curves</h1>"
@@ -293,20 +286,16 @@ def _write_model_dir(
     """Save the model (Keras and ONNX), its classes, preprocessing, history, guard and reference."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
+    model.save(model_dir / KERAS_FILE)
     both = with_embedding(model)
     export_onnx(both, model_dir / ONNX_FILE, output_names=(LOGITS_OUTPUT, EMBEDDING_OUTPUT))
-    from planets_mlops.evaluate import predict_outputs
-
     guard, reference = fit_guard(
         lambda images: predict_outputs(model_dir, images), prepared_dir, params.guard_coverage, params.seed
     )
     guard.save(model_dir)
     reference.save(model_dir)
-    (model_dir / CLASSES_FILE).write_text(json.dumps(manifest["classes"]))
     preprocess = {**manifest["preprocess"], "training_augmentation": describe_augment(params.augment)}
-    (model_dir / PREPROCESS_FILE).write_text(json.dumps(preprocess))
-    (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    write_description(model_dir, manifest["classes"], preprocess, history)
     return guard
 
 

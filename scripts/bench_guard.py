@@ -123,7 +123,7 @@ class Scorer:
 
     def __call__(self, pixels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted class names and the guard's recognised mask."""
-        from planets_mlops.evaluate import predict_outputs
+        from planets_mlops.model_folder import predict_outputs
         from planets_mlops.preprocess import resize_bilinear
 
         tensors = np.stack(

@@ -63,10 +63,7 @@ STEP_MODULES = frozenset(
 KNOWN_STEP_ARROWS = frozenset(
     {
         ("planets_mlops.evaluate", "planets_mlops.prepare"),
-        ("planets_mlops.evaluate", "planets_mlops.train"),
         ("planets_mlops.train", "planets_mlops.prepare"),
-        ("planets_mlops.train", "planets_mlops.evaluate"),
-        ("planets_mlops.labelstudio.predictions", "planets_mlops.evaluate"),
         ("planets_mlops.monitoring.alert", "planets_mlops.monitoring.drift"),
     }
 )  # fmt: skip

@@ -177,7 +177,7 @@ def test_fit_refuses_a_model_with_dead_embeddings():
 
 
 def test_answers_never_present_an_unrecognised_image_as_a_class():
-    from planets_mlops.service.inference import answers
+    from planets_mlops.model_folder import answers
 
     logits = np.array([[5.0, 0.0], [9.0, 0.0]])
     plain = answers(logits, ["Earth", "Moon"])

@@ -99,8 +99,8 @@ def test_known_images_are_answered_and_kept(guard_http: tuple[Any, Path]) -> Non
     for name in KNOWN:  # no class is left behind
         assert kept[[truth == name for _, truth in known]].mean() >= 0.8, name
     # The served scores are the guard's, computed outside the service on the same files.
-    from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
+    from planets_mlops.model_folder import predict_outputs
     from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 
     config = PreprocessConfig.from_dict(json.loads((model / "preprocess.json").read_text()))

@@ -49,7 +49,7 @@ def _wait_for(condition, timeout: float = 30.0) -> bool:
 def test_predictions_produce_records_in_the_store(
     http: Any, packaged_bento: dict[str, Any], monitoring_store: Path
 ) -> None:
-    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.model_folder import predict_outputs
 
     before = http.get("/metadata").json()["monitoring"]
     assert before["uri"] == str(monitoring_store) and before["sample"] == 1.0

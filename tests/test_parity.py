@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from planets_mlops.model_folder import answers
 from planets_mlops.prepare import load_manifest, load_split
 from planets_mlops.preprocess import PreprocessConfig
-from planets_mlops.service.inference import answers, images_to_batch
+from planets_mlops.service.inference import images_to_batch
 
 
 def split_files(prepared: Path, raw: Path, split: str) -> list[Path]:
@@ -48,8 +49,8 @@ def test_model_config_is_the_data_set_config(small_prepared: Path, tiny_model: P
 def test_served_predictions_equal_evaluate_predictions_on_validation(
     http: Any, small_prepared: Path, small_raw: Path, tiny_model: Path
 ) -> None:
-    from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
+    from planets_mlops.model_folder import predict_outputs
 
     images, _ = load_split(small_prepared, "validation")
     classes = json.loads((tiny_model / "classes.json").read_text())
@@ -81,8 +82,8 @@ def test_guard_scores_the_training_images_it_banked_as_fully_known(
     small_prepared: Path, tiny_model: Path
 ) -> None:
     """The bank is the training split's embeddings as the exported ONNX model computes them."""
-    from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
+    from planets_mlops.model_folder import predict_outputs
 
     images, _ = load_split(small_prepared, "train")
     guard = load_guard(tiny_model)

@@ -55,7 +55,7 @@ def synthetic(mode: str, size: tuple[int, int]) -> Image.Image:
 
 def onnx_answer(model_dir: Path, blob: bytes) -> tuple[str, np.ndarray]:
     """Prediction and probabilities from ONNX Runtime on the model folder itself."""
-    from planets_mlops.evaluate import predict_logits, softmax
+    from planets_mlops.model_folder import predict_logits, softmax
 
     config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     classes = json.loads((model_dir / "classes.json").read_text())
@@ -161,8 +161,8 @@ def test_metadata_describes_model_data_and_metrics(http: Any, packaged_bento: di
 
 def guard_scores(model_dir: Path, paths: list[Path]) -> np.ndarray:
     """The guard's scores computed outside the service, from the model folder itself."""
-    from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
+    from planets_mlops.model_folder import predict_outputs
 
     config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     _, embedding = predict_outputs(model_dir, np.stack([preprocess_image(p, config) for p in paths]))

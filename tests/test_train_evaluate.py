@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from planets_mlops.errors import DataError, InvalidParameterError
-from planets_mlops.evaluate import classification_scores, confusion_matrix, evaluate_model, predict_logits
+from planets_mlops.evaluate import classification_scores, confusion_matrix, evaluate_model
+from planets_mlops.model_folder import predict_logits
 from planets_mlops.prepare import load_split
 from planets_mlops.train import TrainParams, train_model
 
@@ -65,8 +66,8 @@ def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_mod
     import onnxruntime as ort
 
     from planets_mlops.augment import benign_changes
-    from planets_mlops.evaluate import predict_outputs
     from planets_mlops.guard import load_guard
+    from planets_mlops.model_folder import predict_outputs
 
     session = ort.InferenceSession(str(tiny_model / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [output.name for output in session.get_outputs()] == ["logits", "embedding"]
@@ -91,7 +92,7 @@ def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_mod
 
 def test_model_folder_carries_the_monitoring_reference_of_the_validation_images(tiny_model, small_prepared):
     """The profile is of the validation images, with the model's own answers and embeddings on them."""
-    from planets_mlops.evaluate import predict_outputs
+    from planets_mlops.model_folder import predict_outputs
     from planets_mlops.monitoring import features
     from planets_mlops.monitoring.reference import load_reference
 

@@ -12,7 +12,6 @@ instead of piling up copies.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -25,18 +24,9 @@ import numpy as np
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient, choices_result
+from planets_mlops.model_folder import model_scores, read_classes_and_config
 
 log = logging.getLogger(__name__)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a ``(rows, classes)`` logit array, computed in float64.
-
-    The row maximum is subtracted first, so large logits do not overflow.
-    """
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def build_predictions(
@@ -71,7 +61,7 @@ def build_predictions(
     if len(task_ids) != len(logits):
         raise ValueError(f"{len(task_ids)} task ids for {len(logits)} logit rows")
     from planets_mlops.inbox import certainty
-    from planets_mlops.service.inference import answers
+    from planets_mlops.model_folder import answers
 
     if not len(logits):
         return []
@@ -91,36 +81,6 @@ def build_predictions(
 def is_unlabelled(record: rules.TaskRecord) -> bool:
     """No annotation that chose something (skipped tasks still get predictions)."""
     return not any(v.choices and not v.cancelled for v in record.votes)
-
-
-def model_scores(model_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float | None]:
-    """Logits, and the open-set guard's scores and threshold when the model folder has a guard.
-
-    Args:
-        model_dir: A model folder from ``train_model``.
-        images: Model inputs ``(n, size, size, channels)``.
-
-    Returns:
-        ``(logits, known_scores, threshold)``; the last two are None without a guard (or
-        when ``model.onnx`` has no embedding output).
-    """
-    from planets_mlops.evaluate import load_session
-    from planets_mlops.guard import EMBEDDING_OUTPUT, has_guard, load_guard
-
-    session = load_session(Path(model_dir))
-    outputs = [output.name for output in session.get_outputs()]
-    with_embedding = has_guard(Path(model_dir)) and EMBEDDING_OUTPUT in outputs
-    wanted = [outputs[0], EMBEDDING_OUTPUT] if with_embedding else [outputs[0]]
-    name = session.get_inputs()[0].name
-    parts = [
-        session.run(wanted, {name: np.ascontiguousarray(images[i : i + 256], np.float32)})
-        for i in range(0, len(images), 256)
-    ]
-    logits = np.concatenate([part[0] for part in parts])
-    if not with_embedding:
-        return logits, None, None
-    guard = load_guard(Path(model_dir))
-    return logits, guard.scores(np.concatenate([part[1] for part in parts])), guard.threshold
 
 
 @dataclass
@@ -169,7 +129,7 @@ def push_predictions(
         DataError: the model folder lacks ``classes.json`` / ``preprocess.json``.
         LabelStudioError: server, token or project problems.
     """
-    from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+    from planets_mlops.preprocess import preprocess_image
 
     started = time.monotonic()
     if not model_version.strip():
@@ -180,14 +140,7 @@ def push_predictions(
             "Use e.g. the training run id or the model's commit.",
         )
     model_dir = Path(model_dir)
-    try:
-        classes = json.loads((model_dir / "classes.json").read_text())
-        config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(
-            f"Model folder {str(model_dir)!r} lacks a readable classes.json/preprocess.json "
-            f"({exc}). Pass the folder written by train_model."
-        ) from exc
+    classes, config = read_classes_and_config(model_dir)
     proj = client.find_project(project)
     cfg = rules.parse_label_config(proj.label_config or "")
     missing = sorted(set(classes) - set(cfg.choices))

@@ -160,7 +160,7 @@ def make_records(
 
     Args:
         tensors: The model-input batch ``(n, h, w, c)``.
-        answers: The answers of :func:`planets_mlops.service.inference.answers`, in order.
+        answers: The answers of :func:`planets_mlops.model_folder.answers`, in order.
         model_version: The model (bento model tag) that answered.
         embeddings: The guard's embeddings ``(n, d)``, or None (no guard: empty embedding).
         when: The time of the answers (default: now, UTC).

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError, NotFoundError
+from planets_mlops.model_folder import REFERENCE_FILE
 from planets_mlops.monitoring.features import FEATURES, PROJECTION_DIM, image_features, project_embeddings
 from planets_mlops.monitoring.records import read_json_file
 
 FORMAT = "planets-reference/1"
-REFERENCE_FILE = "monitoring_reference.json"
 # Rows kept at most (a stratified-free, seeded sample beyond it): drift tests need hundreds.
 MAX_ROWS = 5000
 MAX_FILE_BYTES = 32 * 1024 * 1024

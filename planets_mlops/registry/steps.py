@@ -233,8 +233,9 @@ def register_trained_model(
     run = tracking.task_run(client, params.experiment, kfp_run_id, task_name, run_tags)
     try:
         classes, matrix = confusion_from_metadata(confusion)
-        history_path = Path(model_dir) / "history.json"
-        history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+        from planets_mlops.model_folder import read_history
+
+        history = read_history(model_dir)
         tracking.log_training(
             client,
             run,

@@ -21,7 +21,6 @@ Limits (docs/serving.md, "Limits"): connection heads (:mod:`.protocol`), bodies
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -137,29 +136,6 @@ async def _metadata(_: Request) -> JSONResponse:
 metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
 
 
-def _load_guard(folder: Path, session: Any) -> Any:
-    """The model's open-set guard, or None for a model folder without one.
-
-    Raises:
-        planets_mlops.errors.DataError: the guard is unreadable, or the model has no
-            embedding output for it to score.
-    """
-    from planets_mlops.errors import DataError
-    from planets_mlops.guard import EMBEDDING_OUTPUT, has_guard, load_guard
-
-    if not has_guard(folder):
-        logger.warning("Model folder %s has no open-set guard: answers cannot say 'not recognised'", folder)
-        return None
-    guard = load_guard(folder)
-    names = [output.name for output in session.get_outputs()]
-    if len(names) < 2 or names[1] != EMBEDDING_OUTPUT:
-        raise DataError(
-            f"The model in {folder} has a guard but its ONNX outputs are {names}, not "
-            f"[logits, {EMBEDDING_OUTPUT}]. Retrain the model with train_model."
-        )
-    return guard
-
-
 @bentoml.service(
     name=SERVICE_NAME,
     workers=SETTINGS.workers,
@@ -180,23 +156,20 @@ class PlanetClassifier:
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
     def __init__(self) -> None:
-        from planets_mlops.preprocess import PreprocessConfig
+        from planets_mlops.model_folder import LoadedModel
         from planets_mlops.service.decoding import Decoder
-        from planets_mlops.service.inference import onnx_session
 
         # On an instance BentoML has already swapped the BentoModel for the stored Model.
         stored = getattr(self.model_ref, "stored", self.model_ref)
         info = stored.info
         folder = Path(stored.path)
-        self.classes: list[str] = json.loads((folder / "classes.json").read_text())
+        self.model = LoadedModel(folder, SETTINGS.ort_threads)
+        self.classes = self.model.classes
         # The whole document: the preprocessing, and what training's augmentation changed.
-        preprocess = json.loads((folder / "preprocess.json").read_text())
-        self.config = PreprocessConfig.from_dict(preprocess)
-        self.session = onnx_session(str(folder / "model.onnx"), SETTINGS.ort_threads)
-        self.input_name = self.session.get_inputs()[0].name
+        preprocess = self.model.preprocess
+        self.config = self.model.config
+        self.guard = self.model.guard
         self.decoder = Decoder(self.config, SETTINGS)
-        self.guard = _load_guard(folder, self.session)
-        self.outputs = [output.name for output in self.session.get_outputs()][: 2 if self.guard else 1]
         from planets_mlops.inbox import writer_from_env
 
         # PLANETS_INBOX set: rejected and unsure inputs are kept for labelling (off the request path).
@@ -235,15 +208,7 @@ class PlanetClassifier:
 
         The place to add per-image fields; the embeddings are None without a guard.
         """
-        from planets_mlops.service.inference import answers
-
-        outputs = self.session.run(self.outputs, {self.input_name: batch})
-        if self.guard is None:
-            return answers(outputs[0], self.classes), None
-        embeddings = outputs[1]
-        return answers(
-            outputs[0], self.classes, self.guard.scores(embeddings), self.guard.threshold
-        ), embeddings
+        return self.model.answer(batch)
 
     @bentoml.on_shutdown
     def close_writers(self) -> None:

@@ -3,7 +3,7 @@
 What the service does to an image, without the HTTP: :func:`model_records` preprocesses
 the image bytes (:func:`planets_mlops.preprocess.preprocess_image`), runs the model folder's
 ONNX export (logits and the guard's embedding), answers as the service answers
-(:func:`planets_mlops.service.inference.answers`) and makes the records
+(:func:`planets_mlops.model_folder.answers`) and makes the records
 (:func:`planets_mlops.monitoring.records.make_records`). :func:`model_reference` profiles
 images the same way (:func:`planets_mlops.monitoring.reference.build_reference`).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.model_folder import LoadedModel
 from planets_mlops.monitoring.records import (
     PredictionRecord,
     batch_name,
@@ -95,40 +95,16 @@ def extra_images(folder: Path, classes: Sequence[str] | None = None) -> list[Pat
     return [p for p in sorted(Path(folder).glob("*.jpg")) if wanted is None or extra_class(p) in wanted]
 
 
-class ModelRunner:
+class ModelRunner(LoadedModel):
     """A model folder run the way the service runs it: preprocessing, ONNX Runtime, guard."""
 
     def __init__(self, model_dir: Path) -> None:
-        """Load ``model.onnx``, the classes, the preprocessing and the guard (if any)."""
-        from planets_mlops.evaluate import load_session
-        from planets_mlops.guard import has_guard, load_guard
-        from planets_mlops.preprocess import PreprocessConfig
-
-        folder = Path(model_dir)
-        self.classes: list[str] = json.loads((folder / "classes.json").read_text())
-        self.config = PreprocessConfig.from_dict(json.loads((folder / "preprocess.json").read_text()))
-        self.session = load_session(folder)
-        self.guard = load_guard(folder) if has_guard(folder) else None
-
-    def tensors(self, images: Sequence[bytes]) -> np.ndarray:
-        """The model-input batch of image bytes."""
-        from planets_mlops.preprocess import preprocess_image
-
-        return np.stack([preprocess_image(data, self.config) for data in images]).astype(np.float32)
+        """Load the model folder, with its embeddings for the records' projections."""
+        super().__init__(model_dir, embeddings=True)
 
     def run(self, tensors: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None]:
         """The service's answers and the embeddings of a model-input batch."""
-        from planets_mlops.service.inference import answers
-
-        name = self.session.get_inputs()[0].name
-        wanted = [output.name for output in self.session.get_outputs()][:2]
-        outputs = self.session.run(wanted, {name: np.ascontiguousarray(tensors, np.float32)})
-        embeddings = outputs[1] if len(outputs) > 1 else None
-        if self.guard is not None and embeddings is not None:
-            return answers(
-                outputs[0], self.classes, self.guard.scores(embeddings), self.guard.threshold
-            ), embeddings
-        return answers(outputs[0], self.classes), embeddings
+        return self.answer(tensors)
 
 
 def model_records(
