@@ -69,6 +69,8 @@ def promote_model(
         bento_uri=bento.uri,
         kfp_run_id=kfp_run_id,
         move_production=move_production,
+        model_tag=str(bento.metadata.get("model_tag", "")),
+        model_uri=str(bento.metadata.get("model_uri", "")),
     )
     Path(release.path).write_text(outcome.markdown, encoding="utf-8")
     release.metadata.update(outcome.metadata())

@@ -2,8 +2,12 @@
 
 Reads the webhook URL from ``MONITORING_WEBHOOK_URL`` (the Secret ``monitoring-webhook``),
 Label Studio's from ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` (the Secret
-``label-studio``) and the KFP API from ``KFP_HOST`` (default: the in-cluster service).
+``label-studio``), the KFP API from ``KFP_HOST`` (default: the in-cluster service), its
+token from ``KF_PIPELINES_SA_TOKEN_PATH`` (the projected token of the PodDefault
+``kustomize/components/kfp-api-token``, multi-user Kubeflow), and its own namespace and
+service account from ``KFP_NAMESPACE`` / ``KFP_RUN_SERVICE_ACCOUNT`` (the downward API).
 Never cached and never retried: a retry would notify, create tasks and start runs again.
+A failed action fails the step, after the record is written and logged.
 """
 
 from kfp import dsl
@@ -26,6 +30,9 @@ def raise_alert(
     retraining_version: str = "",
     retraining_arguments: dict = {},
     retraining_experiment: str = "",
+    retraining_service_account: str = "",
+    retraining_pipeline_root: str = "",
+    retraining_cooldown_hours: float = 24.0,
     notify: bool = False,
     push_to_label_studio: bool = False,
     start_retraining: bool = False,
@@ -37,9 +44,13 @@ def raise_alert(
     ``inbox_uri`` into tasks of ``label_studio_project`` (at most ``inbox_max_tasks``, 0: all;
     records hold no images, the inbox does); ``start_retraining`` submits a run of the
     uploaded ``retraining`` pipeline (``retraining_version``, empty: the newest) with
-    ``retraining_arguments`` in ``retraining_experiment`` (empty: ``monitoring``). ``alert``
-    holds the evidence, the window, the model version and each action with why it was
-    taken; ``decision`` the same as JSON.
+    ``retraining_arguments`` in ``retraining_experiment`` (empty: ``monitoring``), as
+    ``retraining_service_account`` with ``retraining_pipeline_root`` (empty: this run's
+    service account; the namespace's pipeline root), unless a retraining for the same
+    data (DVC hash), production model and arguments is running or started within
+    ``retraining_cooldown_hours``. ``alert`` holds the evidence, the window, the model
+    version, each action with why it was taken and the retraining key; ``decision`` the
+    same as JSON.
 
     Args:
         summary: detect_drift's summary (verdict, window, evidence).
@@ -48,6 +59,8 @@ def raise_alert(
         retraining_version: Version of the uploaded retraining pipeline to run; empty: the newest.
         retraining_arguments: Arguments of the retraining run (data_repo_url, ...).
         retraining_experiment: KFP experiment of the retraining run; empty: monitoring.
+        retraining_service_account: Service account of the retraining run; empty: this run's.
+        retraining_pipeline_root: Pipeline root of the retraining run; empty: the namespace's.
 
     Returns:
         alert: The evidence, the window, the model version and each action with why, as Markdown.
@@ -55,15 +68,25 @@ def raise_alert(
         Output: The decision: the actions taken, or why none was.
     """
     import datetime
+    import logging
     import os
     from pathlib import Path
 
-    from planets_mlops.knobs import AlertParams
+    from planets_mlops.errors import DataSourceError, PlanetsError
+    from planets_mlops.knobs import AlertParams, DataParams
     from planets_mlops.monitoring import alert as alerts
+    from planets_mlops.monitoring import trigger
 
     data = alerts.load_summary(Path(summary.path))
-    params = AlertParams(notify, push_to_label_studio, start_retraining, webhook_timeout_s)
+    params = AlertParams(
+        notify=notify,
+        push_to_label_studio=push_to_label_studio,
+        start_retraining=start_retraining,
+        webhook_timeout_s=webhook_timeout_s,
+        retraining_cooldown_hours=retraining_cooldown_hours,
+    )
     url = os.environ.get(alerts.WEBHOOK_ENV, "")
+    now = datetime.datetime.now(datetime.UTC)
 
     def post() -> str:
         return alerts.post_webhook(url, {"text": alerts.AlertResult(data).decision(), "summary": data},
@@ -78,15 +101,35 @@ def raise_alert(
                               inbox_max_tasks)  # fmt: skip
         return f"{made.created} task(s) in project {made.project_id}, skipped {dict(made.skipped) or 0}"
 
+    target = trigger.RunTarget.resolve(os.environ, retraining_service_account, retraining_pipeline_root)
+    api = trigger.KfpApi(os.environ.get("KFP_HOST") or trigger.IN_CLUSTER_KFP, trigger.kfp_token(os.environ),
+                         namespace=target.namespace)  # fmt: skip
+    experiment = retraining_experiment or "monitoring"
+    key = None
+    if start_retraining and data.get("verdict") == "drift":
+        repo = str(retraining_arguments.get("data_repo_url", ""))
+        rev = str(retraining_arguments.get("data_rev", DataParams.rev))
+        path = str(retraining_arguments.get("data_path", DataParams.path))
+        try:
+            from planets_mlops.pull import data_version
+
+            data_id, why = data_version(repo, rev, path)[1], ""
+        except (DataSourceError, PlanetsError, OSError) as exc:
+            data_id, why = f"{repo}@{rev}:{path}", f"{type(exc).__name__}: {exc}"
+        key = trigger.retraining_key(data_id, str(data["window"]["model_version"]), retraining_arguments, why)
+
+    def dedupe() -> trigger.TriggerDecision:
+        assert key is not None
+        runs = api.runs_named_like(api.experiment_id(experiment), key.value)
+        return trigger.decide(runs, key, params.retraining_cooldown_hours, now)
+
     def retrain() -> str:
-        api = alerts.KfpApi(os.environ.get("KFP_HOST") or alerts.IN_CLUSTER_KFP, alerts.kfp_token(os.environ))
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-        experiment = retraining_experiment or "monitoring"
-        name = f"retraining-on-drift-{stamp}"
+        assert key is not None
+        name = trigger.run_name(key, now)
         run_id = api.start_run(
-            retraining_pipeline, retraining_version, experiment, retraining_arguments, name
+            retraining_pipeline, retraining_version, experiment, retraining_arguments, name, target
         )
-        return f"run {run_id}"
+        return f"run {run_id} ({name}, as {target.service_account or 'the default service account'})"
 
     result = alerts.raise_alert(
         data,
@@ -94,9 +137,17 @@ def raise_alert(
         notify=post if url else None,
         push=push if label_studio_project and inbox_uri else None,
         retrain=retrain,
+        dedupe=dedupe,
+        trigger=key.to_dict() if key else None,
     )
     Path(alert.path).write_text(result.to_markdown())
     Path(decision.path).write_text(result.to_json())
     alert.metadata.update(result.metadata())
     decision.metadata.update(result.metadata())
+    if result.failed:
+        logging.getLogger(__name__).error("%s", result.to_markdown())
+        raise PlanetsError(
+            "The alert is recorded, but these actions failed: "
+            + "; ".join(f"{a.action}: {a.outcome or a.why}" for a in result.failed)
+        )
     return result.decision()

@@ -159,6 +159,7 @@ STEP_RESOURCES: dict[str, Resources] = {
     "deploy-model": Resources("250m", "512Mi", "1", "1Gi"),
     "push-predictions": Resources("500m", "1Gi", "2", "4Gi"),
     "create-inbox-tasks": Resources("250m", "512Mi", "1", "2Gi"),
+    "resolve-production": Resources("100m", "256Mi", "500m", "512Mi"),
     "detect-drift": Resources("500m", "1Gi", "2", "4Gi"),
     "raise-alert": Resources("250m", "512Mi", "1", "2Gi"),
     "register-model": Resources("250m", "512Mi", "1", "2Gi"),

@@ -60,11 +60,17 @@ def _is_int(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int)
 
 
-def finite(allowed: str = "a finite number", fix: str = "", *, positive: bool = False) -> Check:
-    """A finite number (and above zero when ``positive``)."""
+def finite(
+    allowed: str = "a finite number", fix: str = "", *, positive: bool = False, minimum: float | None = None
+) -> Check:
+    """A finite number (and above zero when ``positive``, at least ``minimum`` when given)."""
 
     def check(name: str, value: Any) -> None:
-        if not _is_number(value) or (positive and not value > 0):
+        if (
+            not _is_number(value)
+            or (positive and not value > 0)
+            or (minimum is not None and not value >= minimum)
+        ):
             raise InvalidParameterError(name, value, allowed, fix)
 
     return check
@@ -494,6 +500,13 @@ class AlertParams(Knobs):
         "Name of the uploaded retraining pipeline on the cluster (the suite's prefix + retraining; "
         "planets-mlops schedule sets it from --pipeline-prefix).",
     )
+    retraining_cooldown_hours: float = knob(
+        24.0,
+        "A retraining run for the same data, production model and parameters that started less "
+        "than this long ago (or still runs) means no new one: one drift episode or batch of new "
+        "labels starts at most one retraining.",
+        check=finite("a finite number of hours >= 0", minimum=0.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -646,6 +659,7 @@ PIPELINE_KNOBS: dict[str, tuple[type, str]] = {
     "push_to_label_studio": (AlertParams, "push_to_label_studio"),
     "start_retraining": (AlertParams, "start_retraining"),
     "retraining_pipeline": (AlertParams, "retraining_pipeline"),
+    "retraining_cooldown_hours": (AlertParams, "retraining_cooldown_hours"),
     "tracking": (RegistryParams, "tracking"),
     "registered_model_name": (RegistryParams, "model_name"),
     "mlflow_experiment": (RegistryParams, "experiment"),

@@ -228,3 +228,38 @@ def pull_dataset(
         time.monotonic() - started,
     )
     return result
+
+
+def data_version(repo_url: str, rev: str, path: str) -> tuple[str, str]:
+    """``(commit, DVC hash)`` of ``path`` of ``repo_url`` at ``rev``, without downloading the data.
+
+    What a trigger keys on: the same hash is the same data, whatever branch name led to it.
+
+    Raises:
+        DataSourceError: the repository, revision or path cannot be read, or ``path`` is not
+            tracked by DVC there.
+    """
+    from dvc.api import DVCFileSystem
+
+    if not rev:
+        raise DataSourceError("data_rev is empty: name a branch, tag or commit, e.g. 'main'.")
+    url = _normalise_repo_url(repo_url)
+    try:
+        fs = DVCFileSystem(url, rev=rev)
+        commit = fs.repo.get_rev()
+        if not fs.exists(path):
+            raise DataSourceError(f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}.")
+        info = fs.info(path)
+        dvc_hash = info.get("md5") or (info.get("dvc_info") or {}).get("md5") or ""
+    except DataSourceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to one clear error below
+        raise _explain(exc, repo_url, rev, path) from exc
+    finally:
+        try:
+            from dvc.repo.open_repo import clean_repos
+
+            clean_repos()
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+    return commit, dvc_hash

@@ -59,6 +59,7 @@ class FakeKfpState:
     # popped along with run_states (then the last stays).
     run_tasks: list[list[dict[str, Any]]] = field(default_factory=list)
     echo_credentials: bool = False  # error bodies quote the auth headers, as some proxies do
+    run_created: str | None = None  # creation time of new runs (default NOW)
     requests: list[Recorded] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -182,6 +183,43 @@ def _page(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {key: items, "total_size": len(items)} if items else {"total_size": 0}
 
 
+def _paged(items: list[dict[str, Any]], key: str, query: dict[str, str]) -> dict[str, Any]:
+    """One page (``page_size``, ``page_token`` = offset), with ``next_page_token`` when more."""
+    if "page_size" not in query:
+        return _page(items, key)
+    start, size = int(query.get("page_token") or 0), int(query["page_size"])
+    page = _page(items[start : start + size], key)
+    page["total_size"] = len(items)
+    if start + size < len(items):
+        page["next_page_token"] = str(start + size)
+    return page
+
+
+def _later(seconds: int) -> str:
+    """``NOW`` plus ``seconds``: uploads get distinct creation times, in order."""
+    return f"2026-11-23T{10 + seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}Z"
+
+
+def _substring_filter(query: dict[str, str]) -> str | None:
+    raw = query.get("filter")
+    if not raw:
+        return None
+    for pred in json.loads(raw).get("predicates", []):
+        if pred.get("operation") == "IS_SUBSTRING" and pred.get("key") in ("display_name", "name"):
+            return pred.get("stringValue") or pred.get("string_value")
+    return None
+
+
+def _needs_namespace(state: FakeKfpState, namespace: str | None) -> tuple[int, Any] | None:
+    """Multi-user KFP refuses experiments without a namespace (run_server.go, experiment_server.go)."""
+    if state.multi_user and not namespace:
+        return 400, {
+            "code": 3,
+            "message": "Invalid input error: an experiment cannot have an empty namespace",
+        }
+    return None
+
+
 def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
     """The fake's whole API surface."""
     p = path.removeprefix(API)
@@ -211,7 +249,7 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
             "pipeline_version_id": vid,
             "display_name": query["name"],
             "description": query.get("description"),
-            "created_at": NOW,
+            "created_at": _later(len(state.versions)),
             "pipeline_spec": docs[0]
             if len(docs) == 1
             else {"pipeline_spec": docs[0], "platform_spec": docs[1]},
@@ -224,17 +262,28 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
             for x in state.versions.values()
             if x["pipeline_id"] == m[1]
         ]
-        return 200, _page(items, "pipeline_versions")
+        # Like the API server: oldest first unless sort_by says "desc", page by page.
+        items.sort(key=lambda x: (x["created_at"], x["pipeline_version_id"]),
+                   reverse=query.get("sort_by", "").endswith(" desc"))  # fmt: skip
+        return 200, _paged(items, "pipeline_versions", query)
     m = re.fullmatch(r"/pipelines/([^/]+)/versions/([^/]+)", p)
     if m and method == "GET":
         return 200, state.versions[m[2]]
 
     if p == "/experiments" and method == "GET":
-        items = [x for x in state.experiments.values() if name is None or x["display_name"] == name]
+        if refused := _needs_namespace(state, query.get("namespace")):
+            return refused
+        items = [
+            x for x in state.experiments.values()
+            if (name is None or x["display_name"] == name)
+            and (not state.multi_user or x.get("namespace") == query.get("namespace"))
+        ]  # fmt: skip
         return 200, _page(items, "experiments")
     if p == "/experiments" and method == "POST":
         # Like the KFP API server: experiment names are unique per namespace.
         namespace = body.get("namespace")
+        if refused := _needs_namespace(state, namespace):
+            return refused
         for existing in state.experiments.values():
             if existing["display_name"] == body["display_name"] and existing.get("namespace") == namespace:
                 return 409, {"code": 6, "message": f"experiment {body['display_name']!r} already exists"}
@@ -244,13 +293,15 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
 
     if p == "/runs" and method == "POST":
         rid = state.new_id("run")
-        state.runs[rid] = {**body, "run_id": rid, "state": "PENDING", "created_at": NOW}
+        state.runs[rid] = {**body, "run_id": rid, "state": "PENDING", "created_at": state.run_created or NOW}
         return 200, state.runs[rid]
     if p == "/runs" and method == "GET":
+        part = _substring_filter(query)
         items = [
             x
             for x in state.runs.values()
-            if "experiment_id" not in query or x.get("experiment_id") == query["experiment_id"]
+            if ("experiment_id" not in query or x.get("experiment_id") == query["experiment_id"])
+            and (part is None or part in x.get("display_name", ""))
         ]
         items = sorted(items, key=lambda x: x["created_at"], reverse=True)
         return 200, _page(items[: int(query.get("page_size", 10))], "runs")

@@ -66,8 +66,8 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def commit(monkeypatch):
     """Pin the git commit used in version names (the checkout moves under the tests)."""
-    state = {"commit": "abc1234"}
-    monkeypatch.setattr(versions, "git_short_commit", lambda cwd=None: (state["commit"], False))
+    state: dict = {"commit": "abc1234", "dirty": False}
+    monkeypatch.setattr(versions, "git_short_commit", lambda cwd=None: (state["commit"], state["dirty"]))
     return state
 
 
@@ -1043,6 +1043,7 @@ def test_schedule_monitoring_runs_the_drift_check_on_a_clock(capsys, fake):
         "model_uri": "gs://planets/model",
         "model_version": "planets-classifier:abc",
         "window_hours": 1,
+        "retraining_service_account": "planets-pipeline-runner",
     }
     (pipeline,) = fake.pipelines.values()
     assert pipeline["display_name"] == "planets-monitoring"
@@ -1053,3 +1054,60 @@ def test_schedule_monitoring_runs_the_drift_check_on_a_clock(capsys, fake):
     assert spec["pipelineInfo"]["name"] == "monitoring"
     assert {"detect-drift", "condition-1"} <= set(spec["root"]["dag"]["tasks"])
     assert "recurring_run_id=recurring-" in out
+
+
+# ------------------------------------------- the runs the suite starts (issue 22)
+
+
+@pytest.mark.parametrize("command", ["run", "schedule"])
+def test_the_documented_monitoring_commands_run_as_the_pipeline_runner_and_follow_production(
+    capsys, fake, monkeypatch, command
+):
+    # docs/monitoring.md, as written: no --service-account, no model version (production is
+    # resolved at run time). The run, and the retraining runs its alert starts, must run as
+    # the Workload Identity account, never as KFP's default pipeline-runner.
+    monkeypatch.delenv("KFP_SERVICE_ACCOUNT", raising=False)
+    monkeypatch.delenv("KFP_PIPELINE_ROOT", raising=False)
+    argv = [command, "monitoring", "--param", "records_uri=gs://planets-monitoring/records",
+            "--param", "tracking=true", "--param", "start_retraining=true",
+            "--pipeline-root", "gs://planets-artifacts/kfp"]  # fmt: skip
+    if command == "schedule":
+        argv += ["--cron", "0 0 * * * *"]
+    code, _, err = cli.main(argv), *capsys.readouterr()
+    assert code == 0, err
+    (post,) = fake.calls("POST", "/runs" if command == "run" else "/recurringruns")
+    assert post.body["service_account"] == "planets-pipeline-runner"
+    assert post.body["runtime_config"]["pipeline_root"] == "gs://planets-artifacts/kfp"
+    parameters = post.body["runtime_config"]["parameters"]
+    assert parameters["retraining_service_account"] == "planets-pipeline-runner"
+    assert parameters["retraining_pipeline_root"] == "gs://planets-artifacts/kfp"
+    assert "model_version" not in parameters and parameters["tracking"] is True
+
+
+def test_the_service_account_default_is_configured_and_can_be_left_to_the_server(capsys, fake, monkeypatch):
+    monkeypatch.setenv("KFP_SERVICE_ACCOUNT", "team-runner")
+    assert run_cli(capsys, "run", "tiny", "--run-name", "a")[0] == 0
+    assert run_cli(capsys, "run", "tiny", "--run-name", "b", "--service-account", "")[0] == 0
+    assert run_cli(capsys, "run", "tiny", "--run-name", "c", "--service-account", "other")[0] == 0
+    accounts = [post.body.get("service_account") for post in fake.calls("POST", "/runs")]
+    assert accounts[0] == "team-runner" and not accounts[1] and accounts[2] == "other"
+
+
+def test_upload_from_a_dirty_checkout_never_reuses_the_version_of_the_clean_commit(capsys, fake, commit):
+    from planets_mlops import __version__
+
+    assert run_cli(capsys, "upload", "tiny")[0] == 0
+    clean = {v["display_name"] for v in fake.versions.values()}
+    assert clean == {f"{__version__}-abc1234"}
+    commit["dirty"] = True
+    code, out, err = run_cli(capsys, "upload", "tiny")
+    assert code == 0, err
+    versions_now = {v["display_name"] for v in fake.versions.values()}
+    (dirty,) = versions_now - clean
+    assert dirty.startswith(next(iter(clean)) + "-dirty-") and "uncommitted changes" in err
+    # The same edits uploaded twice: one version; scheduling from them references it.
+    assert run_cli(capsys, "upload", "tiny")[0] == 0 and len(fake.versions) == 2
+    assert run_cli(capsys, "schedule", "tiny", "--cron", "0 0 3 * * *")[0] == 0
+    (post,) = fake.calls("POST", "/recurringruns")
+    referenced = fake.versions[post.body["pipeline_version_reference"]["pipeline_version_id"]]
+    assert referenced["display_name"] == dirty

@@ -243,7 +243,7 @@ CPU_STEPS = {
         "deploy-model",
         "push-predictions",
     },
-    "monitoring": {"detect-drift", "raise-alert"},
+    "monitoring": {"resolve-production", "detect-drift", "raise-alert"},
 }
 GPU_STEPS = {"training": {"train-model"}, "retraining": {"train-model"}, "monitoring": set()}
 # Every step is safe to run twice except deploy_model: it fails only after its rollout or
@@ -393,12 +393,12 @@ def test_serving_cannot_be_given_the_pipeline_key():
 def test_monitoring_alert_is_gated_on_drift_uncached_and_its_secrets_optional(compiled):
     spec, platform = compiled("monitoring")
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"detect-drift", "condition-1"}
+    assert set(tasks) == {"resolve-production", "detect-drift", "condition-1"}
     assert tasks["condition-1"]["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--detect-drift-Output'] == 'drift'"
     )
     all_tasks = _all_tasks(spec)
-    for task in ("detect-drift", "raise-alert"):
+    for task in ("resolve-production", "detect-drift", "raise-alert"):
         assert all_tasks[task]["cachingOptions"].get("enableCache") in (None, False), task
         assert _executor(spec, task)["image"] == RUNTIME_IMAGE
     secrets = {
@@ -407,6 +407,35 @@ def test_monitoring_alert_is_gated_on_drift_uncached_and_its_secrets_optional(co
     assert set(secrets) == {"monitoring-webhook", "label-studio"}
     assert all(s.get("optional") for s in secrets.values())
     assert {m["envVar"] for m in secrets["monitoring-webhook"]["keyToEnv"]} == {"MONITORING_WEBHOOK_URL"}
+
+
+def test_monitoring_follows_production_and_its_alert_starts_runs_as_its_own_run(compiled):
+    # Issue 22 items 3 and 5: no model version is pinned in the pipeline (production is
+    # resolved when each run starts), and the alert pod learns its namespace and service
+    # account from the downward API and carries the label the pipelines-token PodDefault selects.
+    from planets_mlops.monitoring.trigger import NAMESPACE_ENV, SERVICE_ACCOUNT_ENV, TOKEN_LABEL
+
+    spec, platform = compiled("monitoring")
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["model_version"]["defaultValue"] == "" and inputs["model_uri"]["defaultValue"] == ""
+    assert inputs["tracking"]["defaultValue"] is False and inputs["service_url"]["defaultValue"] == ""
+    drift_inputs = spec["root"]["dag"]["tasks"]["detect-drift"]["inputs"]["parameters"]
+    for name in ("model_version", "model_uri"):
+        assert drift_inputs[name]["taskOutputParameter"] == {"producerTask": "resolve-production",
+                                                              "outputParameterKey": name}  # fmt: skip
+    executors = platform["deploymentSpec"]["executors"]
+    (mlflow,) = executors["exec-resolve-production"]["secretAsEnv"]
+    assert mlflow["secretName"] == "mlflow-tracking" and mlflow["optional"]
+    alert = executors["exec-raise-alert"]
+    assert {e["name"]: e["fieldPath"] for e in alert["fieldPathAsEnv"]} == {
+        NAMESPACE_ENV: "metadata.namespace",
+        SERVICE_ACCOUNT_ENV: "spec.serviceAccountName",
+    }
+    assert alert["podMetadata"]["labels"] == dict([TOKEN_LABEL])
+    assert "podMetadata" not in executors.get("exec-detect-drift", {})  # only the alert gets the token
+    alert_inputs = _all_tasks(spec)["raise-alert"]["inputs"]["parameters"]
+    for name in ("retraining_service_account", "retraining_pipeline_root", "retraining_cooldown_hours"):
+        assert alert_inputs[name]["componentInputParameter"] == f"pipelinechannel--{name}"
 
 
 def test_no_pipeline_creates_volumes(compiled):

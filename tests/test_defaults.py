@@ -29,6 +29,7 @@ pytestmark = pytest.mark.component
 NOT_KNOBS = {
     "dvc_remote_config", "production_model_uri", "inbox_uri", "label_studio_project", "window_end",
     "retraining_version", "retraining_arguments", "retraining_experiment", "evidently_workspace",
+    "service_url", "retraining_service_account", "retraining_pipeline_root", "model_uri", "model_version",
 }  # fmt: skip
 # Component -> the dataclasses whose fields its inputs of the same name take.
 COMPONENT_KNOBS = {
@@ -44,6 +45,7 @@ COMPONENT_KNOBS = {
     "comp-create-inbox-tasks": [LabelParams],
     "comp-detect-drift": [DriftParams],
     "comp-raise-alert": [AlertParams, LabelParams],
+    "comp-resolve-production": [RegistryParams],
 }
 
 

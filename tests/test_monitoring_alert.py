@@ -105,3 +105,143 @@ def test_a_retraining_run_is_submitted_to_the_newest_version():
     assert second["pipeline_version_reference"]["pipeline_version_id"] == "v1"
     assert first["runtime_config"]["parameters"] == {"data_repo_url": "x"}
     assert len(state.experiments) == 1  # made once, then found by name
+
+
+# ------------------------------------------------- runs the alert starts (issue 22)
+
+
+def _retraining_pipeline(state, versions):
+    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "retraining", "created_at": NOW}
+    for i, name in enumerate(versions):
+        created = f"2026-11-{1 + i // 24:02d}T{i % 24:02d}:00:00Z"
+        vid = f"v{i:03d}"
+        state.versions[vid] = {"pipeline_id": "p1", "pipeline_version_id": vid, "display_name": name,
+                               "created_at": created, "pipeline_spec": {}}  # fmt: skip
+
+
+def test_the_newest_retraining_version_is_the_last_uploaded_of_all_pages_and_never_a_caching_off_copy():
+    # 150 uploads, oldest first; the very last one is a --caching off copy made for one run.
+    state = FakeKfpState()
+    _retraining_pipeline(state, [f"0.1.0-c{i:03d}" for i in range(149)] + ["0.1.0-c148-caching-off"])
+    with serve_fake_kfp(state) as (url, state):
+        api = alert.KfpApi(url)
+        assert api.pipeline_version("retraining", "") == ("p1", "v148", "0.1.0-c148")
+        # Named on purpose, a variant is still found.
+        assert api.pipeline_version("retraining", "0.1.0-c148-caching-off")[1] == "v149"
+        assert api.pipeline_version("retraining", "0.1.0-c003")[1] == "v003"
+
+
+def _summary_file(tmp_path, verdict=drift.DRIFT):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(_summary(verdict)))
+    return path
+
+
+def _alert_component(tmp_path, **arguments):
+    from kfp import dsl
+    from planets_mlops.components.raise_alert import raise_alert
+
+    from tests.helpers import make_artifact
+
+    return raise_alert.python_func(
+        summary=make_artifact(dsl.Artifact, _summary_file(tmp_path)),
+        alert=make_artifact(dsl.Markdown, tmp_path / "alert.md"),
+        decision=make_artifact(dsl.Artifact, tmp_path / "decision.json"),
+        **arguments,
+    )
+
+
+def test_the_alert_run_carries_service_account_pipeline_root_and_namespace_with_the_pipelines_token(
+    tmp_path, monkeypatch
+):
+    # Multi-user Kubeflow: the API wants a bearer token (the projected token of audience
+    # pipelines.kubeflow.org, mounted by the PodDefault) and a namespace on experiments.
+    token = tmp_path / "token"
+    token.write_text("projected-sa-token\n")
+    state = FakeKfpState(token="projected-sa-token", multi_user=True)
+    _retraining_pipeline(state, ["0.1.0-abc"])
+    with serve_fake_kfp(state) as (url, state):
+        monkeypatch.setenv("KFP_HOST", url)
+        monkeypatch.delenv("KFP_TOKEN", raising=False)
+        monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+        # What the downward API sets in the alert pod (pipelines/monitoring.py).
+        monkeypatch.setenv("KFP_NAMESPACE", "team-planets")
+        monkeypatch.setenv("KFP_RUN_SERVICE_ACCOUNT", "planets-pipeline-runner")
+        answer = _alert_component(
+            tmp_path, start_retraining=True, retraining_pipeline_root="gs://planets-artifacts/kfp/",
+            retraining_arguments={"data_repo_url": str(tmp_path / "no-such-repo"),
+                                  "label_studio_project": "p"},
+        )  # fmt: skip
+    (run,) = state.runs.values()
+    assert run["service_account"] == "planets-pipeline-runner"
+    assert run["runtime_config"]["pipeline_root"] == "gs://planets-artifacts/kfp"
+    (experiment,) = state.experiments.values()
+    assert experiment["namespace"] == "team-planets" and run["experiment_id"] == experiment["experiment_id"]
+    assert all(r.headers["authorization"] == "Bearer projected-sa-token" for r in state.requests)
+    assert all(r.query.get("namespace") == "team-planets" for r in state.calls("GET", "/(experiments|runs)"))
+    assert "start_retraining: run run-" in answer
+    record = json.loads((tmp_path / "decision.json").read_text())
+    # The data repository is unreadable: the key names it instead of a DVC hash, and says why.
+    assert (
+        record["trigger"]["data"].endswith("no-such-repo@main:data/raw") and record["trigger"]["data_error"]
+    )
+    assert run["display_name"].startswith(f"retraining-{record['trigger']['key']}-")
+
+
+def test_a_failed_action_fails_the_alert_step_after_writing_its_record(tmp_path, monkeypatch):
+    state = FakeKfpState(token="the-right-one")
+    _retraining_pipeline(state, ["0.1.0-abc"])
+    with serve_fake_kfp(state) as (url, state):
+        monkeypatch.setenv("KFP_HOST", url)
+        monkeypatch.setenv("KFP_TOKEN", "a-wrong-one")
+        with pytest.raises(PlanetsError, match="start_retraining: .*HTTP 401.*pipelines.kubeflow.org"):
+            _alert_component(tmp_path, start_retraining=True, retraining_arguments={"data_repo_url": "x"})
+    assert not state.runs
+    (retrain,) = [a for a in json.loads((tmp_path / "decision.json").read_text())["actions"]
+                  if a["action"] == "start_retraining"]  # fmt: skip
+    assert retrain["failed"] and "HTTP 401" in retrain["outcome"]
+
+
+def test_one_drift_episode_starts_one_retraining_per_key_and_cool_down():
+    from datetime import timedelta
+
+    from planets_mlops.monitoring import trigger
+
+    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    key = trigger.retraining_key(
+        "md5-a.dir", "planets-classifier:v1", {"data_repo_url": "r", "train_lr": 0.001}
+    )
+    assert key.value == trigger.retraining_key("md5-a.dir", "planets-classifier:v1",
+                                               {"train_lr": 0.001, "data_repo_url": "r"}).value  # fmt: skip
+    others = [
+        trigger.retraining_key(
+            "md5-b.dir", "planets-classifier:v1", {"data_repo_url": "r", "train_lr": 0.001}
+        ),
+        trigger.retraining_key(
+            "md5-a.dir", "planets-classifier:v2", {"data_repo_url": "r", "train_lr": 0.001}
+        ),
+        trigger.retraining_key(
+            "md5-a.dir", "planets-classifier:v1", {"data_repo_url": "r", "train_lr": 0.01}
+        ),
+    ]
+    assert len({key.value} | {k.value for k in others}) == 4
+    assert trigger.decide([], key, 24, now).start
+
+    def run(state, hours_ago):
+        return {"run_id": "r1", "state": state, "created_at": (now - timedelta(hours=hours_ago)).isoformat()}
+
+    running = trigger.decide([run("RUNNING", 30)], key, 24, now)
+    assert not running.start and "still RUNNING" in running.why and running.previous_run == "r1"
+    recent = trigger.decide([run("FAILED", 5)], key, 24, now)
+    assert not recent.start and "within the 24 h cool-down" in recent.why
+    assert trigger.decide([run("SUCCEEDED", 25)], key, 24, now).start
+    skipped = alert.raise_alert(
+        _summary(), AlertParams(start_retraining=True),
+        retrain=lambda: pytest.fail("a duplicate was started"), dedupe=lambda: recent, trigger=key.to_dict(),
+    )  # fmt: skip
+    (action,) = [a for a in skipped.actions if a.action == "start_retraining"]
+    assert not action.taken and not action.failed and "cool-down" in action.why
+    assert not skipped.failed and key.value in skipped.to_markdown()
+    assert skipped.metadata()["retraining_key"] == key.value
+    with pytest.raises(InvalidParameterError, match="retraining_cooldown_hours"):
+        AlertParams(retraining_cooldown_hours=-1)

@@ -8,10 +8,14 @@ switched by a parameter (:class:`~planets_mlops.knobs.AlertParams`):
 - ``push_to_label_studio``: the production inbox becomes Label Studio tasks. Prediction
   records hold no image bytes; what can be labelled is what the service's inbox kept (the
   inputs its guard rejected or it was unsure of), so that is what is pushed;
-- ``start_retraining``: a run of the ``retraining`` pipeline, submitted through the KFP API.
+- ``start_retraining``: a run of the ``retraining`` pipeline, submitted through the KFP API
+  (:mod:`planets_mlops.monitoring.trigger`), unless a run for the same data, production
+  model and parameters is running or started within the cool-down: the decision and the key
+  are in the record.
 
 A failed action is recorded as failed, with the error, and the others still run: the
-alert must reach a person even when one channel is down.
+alert must reach a person even when one channel is down. The step then fails
+(:meth:`AlertResult.failed`), so a broken channel shows red in the KFP UI.
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError, PlanetsError
+from planets_mlops.errors import DataError, InvalidParameterError, PlanetsError
 from planets_mlops.knobs import AlertParams
 from planets_mlops.monitoring.drift import DRIFT, SUMMARY_FORMAT, summary_markdown
 from planets_mlops.monitoring.records import read_json_file
+from planets_mlops.monitoring.trigger import (  # noqa: F401 - the alert's KFP API, re-exported
+    IN_CLUSTER_KFP,
+    SA_TOKEN_PATH,
+    KfpApi,
+    TriggerDecision,
+    kfp_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,12 @@ class AlertResult:
 
     summary: dict[str, Any]
     actions: list[ActionRecord] = field(default_factory=list)
+    trigger: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[ActionRecord]:
+        """The actions that were asked for and failed (or could not be taken)."""
+        return [a for a in self.actions if a.failed]
 
     def decision(self) -> str:
         """One line a person can act on: the verdict, the model and every action's outcome."""
@@ -79,6 +96,9 @@ class AlertResult:
         for a in self.actions:
             outcome = f"FAILED: {a.outcome}" if a.failed else a.outcome
             lines.append(f"| {a.action} | {'yes' if a.taken else 'no'} | {a.why} | {outcome} |")
+        if self.trigger:
+            lines += ["", "Retraining key (one run per key within the cool-down):", ""]
+            lines += [f"- {name}: `{value}`" for name, value in self.trigger.items()]
         return (
             "\n".join(lines)
             + "\n\n"
@@ -91,6 +111,8 @@ class AlertResult:
         for a in self.actions:
             values[f"{a.action}_taken"] = a.taken
             values[f"{a.action}_failed"] = a.failed
+        if self.trigger:
+            values["retraining_key"] = self.trigger.get("key", "")
         return values
 
     def to_json(self) -> str:
@@ -99,6 +121,7 @@ class AlertResult:
             {
                 "decision": self.decision(),
                 "actions": [asdict(a) for a in self.actions],
+                "trigger": self.trigger,
                 "summary": self.summary,
             },
             indent=1,
@@ -161,113 +184,6 @@ def post_webhook(url: str, payload: Mapping[str, Any], timeout: float) -> str:
         raise PlanetsError(f"the webhook did not answer: {reason}") from exc
 
 
-KFP_API = "/apis/v2beta1"
-IN_CLUSTER_KFP = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
-SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
-MAX_ANSWER_BYTES = 8 * 1024 * 1024
-
-
-class KfpApi:
-    """The few calls of the KFP v2beta1 REST API that submit a run, with bounded reads.
-
-    ``kfp.Client`` cannot be imported inside a running task (the SDK's runtime mode leaves
-    the client out), and the application's client (``planets_mlops.app.kfp_client``) sits
-    above the components, so the alert step speaks the REST API itself.
-
-    Args:
-        host: The API's base URL (in a cluster: the ``ml-pipeline`` service).
-        token: Bearer token; empty: none (single-user Kubeflow).
-        timeout: Seconds per call.
-    """
-
-    def __init__(self, host: str, token: str = "", timeout: float = 10.0) -> None:
-        self.host = host.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-
-    def call(self, method: str, path: str, query: Mapping[str, str] | None = None, body: Any = None) -> Any:
-        """One API call; the parsed JSON answer.
-
-        Raises:
-            planets_mlops.errors.PlanetsError: an error status or no answer.
-        """
-        from urllib.parse import urlencode
-
-        url = f"{self.host}{KFP_API}{path}" + (f"?{urlencode(query)}" if query else "")
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 - http(s) host
-                return json.loads(answer.read(MAX_ANSWER_BYTES) or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise PlanetsError(f"KFP API {method} {path} answered HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise PlanetsError(f"KFP API {method} {path} failed: {getattr(exc, 'reason', exc)}") from exc
-
-    def _named(self, path: str, key: str, name: str) -> list[dict[str, Any]]:
-        predicate = {"key": "display_name", "operation": "EQUALS", "string_value": name}
-        answer = self.call(
-            "GET", path, {"filter": json.dumps({"predicates": [predicate]}), "page_size": "100"}
-        )
-        return [item for item in answer.get(key) or [] if item.get("display_name") == name]
-
-    def start_run(
-        self, pipeline: str, version: str, experiment: str, params: Mapping[str, Any], name: str
-    ) -> str:
-        """Submit a run of an uploaded pipeline version; returns the run's id.
-
-        Args:
-            pipeline: The pipeline's name (as ``planets-mlops upload`` names it).
-            version: Its version name; empty: the newest version.
-            experiment: Experiment of the run (made if missing).
-            params: The run's arguments.
-            name: The run's name.
-
-        Raises:
-            planets_mlops.errors.NotFoundError: no such pipeline or version.
-        """
-        pipelines = self._named("/pipelines", "pipelines", pipeline)
-        if not pipelines:
-            raise NotFoundError(f"pipeline {pipeline!r} is not uploaded; run `planets-mlops upload` first.")
-        pipeline_id = pipelines[0]["pipeline_id"]
-        listed = self.call("GET", f"/pipelines/{pipeline_id}/versions", {"page_size": "100"})
-        versions = listed.get("pipeline_versions") or []
-        if version:
-            versions = [v for v in versions if v.get("display_name") == version]
-        versions = sorted(versions, key=lambda v: str(v.get("created_at", "")), reverse=True)
-        if not versions:
-            raise NotFoundError(f"pipeline {pipeline!r} has no version {version or '(none uploaded)'!r}.")
-        found = self._named("/experiments", "experiments", experiment)
-        experiment_id = (
-            found[0] if found else self.call("POST", "/experiments", body={"display_name": experiment})
-        )["experiment_id"]
-        run = self.call(
-            "POST",
-            "/runs",
-            body={
-                "display_name": name,
-                "experiment_id": experiment_id,
-                "pipeline_version_reference": {
-                    "pipeline_id": pipeline_id,
-                    "pipeline_version_id": versions[0]["pipeline_version_id"],
-                },
-                "runtime_config": {"parameters": dict(params)},
-            },
-        )
-        return str(run["run_id"])
-
-
-def kfp_token(env: Mapping[str, str]) -> str:
-    """``KFP_TOKEN``, else the projected service-account token file (in a cluster), else empty."""
-    if env.get("KFP_TOKEN"):
-        return env["KFP_TOKEN"]
-    path = Path(env.get("KF_PIPELINES_SA_TOKEN_PATH") or SA_TOKEN_PATH)
-    return path.read_text(errors="replace").strip()[:16384] if path.is_file() else ""
-
-
 Action = Callable[[], str]
 
 
@@ -285,6 +201,8 @@ def raise_alert(
     notify: Action | None = None,
     push: Action | None = None,
     retrain: Action | None = None,
+    dedupe: Callable[[], TriggerDecision] | None = None,
+    trigger: Mapping[str, Any] | None = None,
 ) -> AlertResult:
     """Record the alert and take the actions ``params`` ask for.
 
@@ -294,6 +212,9 @@ def raise_alert(
         notify: Posts the alert; None: no webhook is configured.
         push: Turns the inbox into Label Studio tasks; None: no project or inbox given.
         retrain: Submits the retraining run; None: not configured.
+        dedupe: Decides, before ``retrain``, whether a retraining with the same key is
+            running or started within the cool-down (then it is skipped, not failed).
+        trigger: The retraining key and its parts, for the record.
 
     Returns:
         The alert with every action's record. Only a ``drift`` verdict triggers actions.
@@ -302,7 +223,7 @@ def raise_alert(
     if summary.get("verdict") != DRIFT:
         why = f"the verdict is {summary.get('verdict')!r}, not drift"
         names = ("notify", "push_to_label_studio", "start_retraining")
-        return AlertResult(summary, [ActionRecord(name, False, why) for name in names])
+        return AlertResult(summary, [ActionRecord(name, False, why) for name in names], dict(trigger or {}))
     evidence = "; ".join(f"{c['column']} p={c['p_value']:.2g}" for c in summary["columns"] if c["drifted"])
     actions = []
     plan: list[tuple[str, bool, Action | None, str]] = [
@@ -320,6 +241,23 @@ def raise_alert(
             actions.append(ActionRecord(name, False, f"drift found, but {name} is false"))
         elif action is None:
             actions.append(ActionRecord(name, False, f"{name} is true but {missing}", failed=True))
+        elif name == "start_retraining" and dedupe is not None:
+            actions.append(_deduplicated(name, evidence, action, dedupe))
         else:
             actions.append(_attempt(name, f"{name} is true and drift was found ({evidence})", action))
-    return AlertResult(summary, actions)
+    return AlertResult(summary, actions, dict(trigger or {}))
+
+
+def _deduplicated(
+    name: str, evidence: str, action: Action, dedupe: Callable[[], TriggerDecision]
+) -> ActionRecord:
+    try:
+        decision = dedupe()
+    except (PlanetsError, OSError, ValueError, RuntimeError) as exc:
+        log.error("%s: the duplicate check failed: %s", name, exc)
+        return ActionRecord(name, True, "drift was found, but the duplicate check failed",
+                            f"{type(exc).__name__}: {exc}", failed=True)  # fmt: skip
+    if not decision.start:
+        log.info("%s skipped: %s", name, decision.why)
+        return ActionRecord(name, False, f"drift was found, but {decision.why}", "skipped (duplicate)")
+    return _attempt(name, f"{name} is true and drift was found ({evidence}); {decision.why}", action)

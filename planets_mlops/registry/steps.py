@@ -296,6 +296,8 @@ def promote_registered(
     bento_uri: str,
     kfp_run_id: str,
     move_production: bool = True,
+    model_tag: str = "",
+    model_uri: str = "",
 ) -> Promotion:
     """Move ``production`` to the registered version if it still names ``expected_version``.
 
@@ -309,6 +311,9 @@ def promote_registered(
         kfp_run_id: The KFP run promoting.
         move_production: Off: record the bento on the version and move nothing (the version waits for
             review; ``moved`` is False).
+        model_tag: The bento's model tag: the service writes its prediction records under it,
+            so monitoring finds production's records through it.
+        model_uri: The model folder (with the reference profile monitoring compares with).
 
     Returns:
         The promotion; ``moved`` False with the refusal in ``markdown`` when another
@@ -337,6 +342,9 @@ def promote_registered(
     name = params.model_name
     client.set_model_version_tag(name, version, "planets.bento_tag", bento_tag)
     client.set_model_version_tag(name, version, "planets.bento_uri", bento_uri)
+    for key, value in (("planets.model_tag", model_tag), ("planets.model_uri", model_uri)):
+        if value:
+            client.set_model_version_tag(name, version, key, value)
     if not move_production:
         return Promotion(
             False,

@@ -32,7 +32,8 @@ NOT_KNOBS = frozenset(
     {
         "data_repo_url", "label_studio_project", "dvc_remote_config", "production_model_uri", "inbox_uri",
         "records_uri", "model_uri", "model_version", "window_end", "retraining_version",
-        "retraining_arguments", "retraining_experiment", "evidently_workspace",
+        "retraining_arguments", "retraining_experiment", "evidently_workspace", "service_url",
+        "retraining_service_account", "retraining_pipeline_root",
     }
 )  # fmt: skip
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-OFF_SUFFIX = "-caching-off"
+from planets_mlops.monitoring.trigger import CACHING_OFF_SUFFIX as OFF_SUFFIX
 
 
 def container_tasks(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

@@ -130,9 +130,13 @@ def _submit() -> argparse.ArgumentParser:
     s.add_argument(
         "--pipeline-root",
         metavar="GS_URI",
-        help="artifact root, e.g. gs://BUCKET/kfp (default: the cluster's)",
+        help="artifact root, e.g. gs://BUCKET/kfp [KFP_PIPELINE_ROOT; default: the namespace's kfp-launcher]",
     )
-    s.add_argument("--service-account", help="Kubernetes service account for the pods")
+    s.add_argument(
+        "--service-account",
+        help="Kubernetes service account of the run's pods [KFP_SERVICE_ACCOUNT, default "
+        f"{kc.DEFAULT_SERVICE_ACCOUNT}; '' for the KFP server's own default]",
+    )
     s.add_argument(
         "--caching",
         choices=("on", "off"),
@@ -166,6 +170,32 @@ def check_pipeline_root(root: str | None) -> str | None:
             "e.g. --pipeline-root gs://planets-artifacts/kfp",
         )
     return root.rstrip("/")
+
+
+# Inputs of a pipeline that starts runs itself (monitoring's alert), and the run setting
+# each one inherits when not given: the runs it starts run as it does.
+INHERITED = {"retraining_service_account": "service_account", "retraining_pipeline_root": "pipeline_root"}
+
+
+def run_settings(args: argparse.Namespace) -> kc.RunSettings:
+    """The run's service account and pipeline root (flags, then the environment, then defaults).
+
+    Raises:
+        InvalidParameterError: A pipeline root that is not a bucket URI.
+    """
+    resolved = kc.RunSettings.resolve(args.service_account, args.pipeline_root)
+    return kc.RunSettings(resolved.service_account, check_pipeline_root(resolved.pipeline_root))
+
+
+def inherit_run_settings(values: dict[str, Any], spec: dict[str, Any], run: kc.RunSettings) -> dict[str, Any]:
+    """``values`` plus the run settings for the pipeline's ``retraining_*`` inputs not given."""
+    inputs = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    inherited = {
+        name: getattr(run, attr)
+        for name, attr in INHERITED.items()
+        if name in inputs and name not in values and getattr(run, attr)
+    }
+    return {**values, **inherited}
 
 
 def settings(args: argparse.Namespace) -> kc.ConnectionSettings:

@@ -51,7 +51,7 @@ def register(sub: Any, parents: Parents) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Check everything local first, then connect and submit; prints ``run_id=...``."""
     # Cheap checks first: a missing host or a bad params file fails before compiling.
-    root = options.check_pipeline_root(args.pipeline_root)
+    identity = options.run_settings(args)
     resolved = options.settings(args)
     values = arguments.from_flags(args)
     if args.wait_timeout <= 0:
@@ -60,7 +60,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.version is None:
         name, package = local_package(args, args.source_factory)
         values = options.prefixed_arguments(args, name, values)
-        values = arguments.validate(values, pp.read_pipeline_spec(package), name)
+        spec = pp.read_pipeline_spec(package)
+        values = options.inherit_run_settings(arguments.validate(values, spec, name), spec, identity)
         if args.caching == "off":
             package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
     else:
@@ -73,7 +74,8 @@ def handle(args: argparse.Namespace) -> int:
             kfp_name = options.kfp_pipeline(args, name)
             pipeline_id, version = kc.resolve_version(client, kfp_name, args.version, name)
             version_id = version.pipeline_version_id
-            values = arguments.validate(values, version_spec(version, args.version), name)
+            spec = version_spec(version, args.version)
+            values = options.inherit_run_settings(arguments.validate(values, spec, name), spec, identity)
             if args.caching == "off":
                 pipeline_id, version_id = uncached_version(
                     client, kfp_name, version, args.version, Path(args.out_dir) / "pipelines"
@@ -87,10 +89,13 @@ def handle(args: argparse.Namespace) -> int:
             params=values,
             pipeline_id=pipeline_id,
             version_id=version_id,
-            pipeline_root=root,
-            service_account=args.service_account,
+            pipeline_root=identity.pipeline_root,
+            service_account=identity.service_account,
         )
-    say(f"submitted run {run_name} with {len(values)} argument(s)")
+    say(
+        f"submitted run {run_name} with {len(values)} argument(s), as "
+        f"{identity.service_account or 'the server default service account'}"
+    )
     result: dict[str, Any] = {"run_id": run.run_id, "name": run_name}
     if not wants_json(args):
         print(f"run_id={run.run_id}")  # at once: --wait may take hours

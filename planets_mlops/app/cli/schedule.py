@@ -35,7 +35,7 @@ def register(sub: Any, parents: Parents) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Upload (or resolve) the version, create the recurring run, remove older ones."""
     cron = kc.validate_cron(args.cron)
-    root = options.check_pipeline_root(args.pipeline_root)
+    identity = options.run_settings(args)
     resolved = options.settings(args)  # a missing host fails before compiling
     name = args.pipeline
     kfp_name = options.kfp_pipeline(args, name)
@@ -44,10 +44,11 @@ def handle(args: argparse.Namespace) -> int:
     if args.version is None:
         source = args.source_factory()
         source.check(name)
-        version_name = default_version_name()
         say(f"compiling {name}")
         package = source.compile(name, Path(args.out_dir) / "pipelines")
-        values = arguments.validate(values, pp.read_pipeline_spec(package), name)
+        version_name = default_version_name(package)
+        spec = pp.read_pipeline_spec(package)
+        values = options.inherit_run_settings(arguments.validate(values, spec, name), spec, identity)
         if args.caching == "off":
             package = caching.package_without_cache(package, Path(args.out_dir) / "pipelines")
             version_name += caching.OFF_SUFFIX
@@ -63,7 +64,8 @@ def handle(args: argparse.Namespace) -> int:
         else:
             pipeline_id, version = kc.resolve_version(client, kfp_name, version_name, name)
             version_id = version.pipeline_version_id
-            values = arguments.validate(values, version_spec(version, version_name), name)
+            spec = version_spec(version, version_name)
+            values = options.inherit_run_settings(arguments.validate(values, spec, name), spec, identity)
             if args.caching == "off":
                 pipeline_id, version_id = uncached_version(
                     client, kfp_name, version, version_name, Path(args.out_dir) / "pipelines"
@@ -80,8 +82,8 @@ def handle(args: argparse.Namespace) -> int:
             params=values,
             pipeline_id=pipeline_id,
             version_id=version_id,
-            pipeline_root=root,
-            service_account=args.service_account,
+            pipeline_root=identity.pipeline_root,
+            service_account=identity.service_account,
         )
         replaced = kc.replace_recurring_runs(client, experiment_id, job_name, recurring.recurring_run_id)
     report(args, replaced, job_name, f"{name} {version_name}", version_name, cron)

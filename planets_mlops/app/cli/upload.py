@@ -34,14 +34,16 @@ def handle(args: argparse.Namespace) -> int:
     for name in names:
         source.check(name)
         options.kfp_pipeline(args, name)  # a bad --pipeline-prefix fails before compiling
-    version_name = args.version_name or default_version_name()
     packages = {}
     for name in names:
         packages[name] = source.compile(name, Path(args.out_dir) / "pipelines")
+    # A dirty checkout names each version after its compiled package as well.
+    version_names = {name: args.version_name or default_version_name(p) for name, p in packages.items()}
     client, settings = options.connect(args, resolved)
     rows = []
     for name, package in packages.items():
         kfp_name = options.kfp_pipeline(args, name)
+        version_name = version_names[name]
         with options.api(settings, f"upload pipeline {kfp_name}"):
             pid, vid, uploaded = kc.upload_version(
                 client, package, kfp_name, version_name, args.description, None

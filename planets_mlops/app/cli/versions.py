@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,29 @@ def git_short_commit(cwd: Path | None = None) -> tuple[str, bool]:
     return commit, dirty
 
 
-def default_version_name() -> str:
-    """``<package version>-<short git commit>``; warns on a dirty checkout."""
+def default_version_name(package: Path | None = None) -> str:
+    """``<package version>-<short git commit>``, plus ``-dirty-<digest>`` on a dirty checkout.
+
+    With uncommitted edits the commit does not name the code, so the version also names the
+    compiled ``package`` (8 hex digits of its sha256): an edited pipeline becomes a new
+    version instead of silently reusing the one uploaded from the clean commit, and
+    uploading the same edits twice still changes nothing.
+
+    Raises:
+        InvalidParameterError: Not a git checkout, or a dirty one and no ``package``.
+    """
     commit, dirty = git_short_commit()
-    if dirty:
-        say(
-            f"warning: uncommitted changes; version {__version__}-{commit} will not match that commit exactly"
-        )
-    return f"{__version__}-{commit}"
+    name = f"{__version__}-{commit}"
+    if not dirty:
+        return name
+    if package is None:
+        raise InvalidParameterError(
+            "version name", name, "a clean checkout, or a compiled package to name",
+            "Commit the changes, or pass --version-name.",
+        )  # fmt: skip
+    digest = hashlib.sha256(Path(package).read_bytes()).hexdigest()[:8]
+    say(f"warning: uncommitted changes; this compile is version {name}-dirty-{digest}, not {name}")
+    return f"{name}-dirty-{digest}"
 
 
 def version_spec(version: Any, where: str) -> dict[str, Any]:

@@ -19,6 +19,14 @@ Connection settings come from flags or the environment:
 ``KFP_TIMEOUT``     seconds for connecting and for each API call (default 10)
 =================  ==========================================================
 
+Run settings (``run``, ``schedule``), flags over the environment:
+
+=======================  ====================================================
+``KFP_SERVICE_ACCOUNT``  service account of the runs' pods (default
+                         ``planets-pipeline-runner``; empty: the server's)
+``KFP_PIPELINE_ROOT``    artifact root (unset: the namespace's ``kfp-launcher``)
+=======================  ====================================================
+
 Secrets (token, cookies) are never printed: :meth:`ConnectionSettings.describe` masks
 them, and :func:`scrub` removes them from any error text.
 
@@ -54,8 +62,10 @@ from planets_mlops.app.kfp_client.pipelines import (
 from planets_mlops.app.kfp_client.recurring import Replacement, recurring_runs_named, replace_recurring_runs
 from planets_mlops.app.kfp_client.runs import ensure_experiment
 from planets_mlops.app.kfp_client.settings import (
+    DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_TIMEOUT,
     ConnectionSettings,
+    RunSettings,
     auth_headers,
     mask,
     scrub,
@@ -64,8 +74,10 @@ from planets_mlops.app.kfp_client.settings import (
 )
 
 __all__ = [
+    "DEFAULT_SERVICE_ACCOUNT",
     "DEFAULT_TIMEOUT",
     "ConnectionSettings",
+    "RunSettings",
     "Replacement",
     "auth_headers",
     "check_health",

@@ -11,6 +11,8 @@ from pathlib import Path
 from planets_mlops.errors import InvalidParameterError
 
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_SERVICE_ACCOUNT = "planets-pipeline-runner"
+"""The runs' service account that kustomize/base creates (Workload Identity on GKE)."""
 _FALSE = {"0", "false", "no", "off"}
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -110,6 +112,40 @@ class ConnectionSettings:
         tls = "" if self.verify_ssl else ", TLS verification OFF"
         ns = self.namespace or "(single-user)"
         return f"{self.host} namespace={ns} auth={auth}{tls}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """As whom and where a submitted run runs: its service account and pipeline root.
+
+    Every run the CLI submits or schedules carries both; a monitoring run passes them on to
+    the retraining runs its alert starts.
+    """
+
+    service_account: str | None = DEFAULT_SERVICE_ACCOUNT
+    pipeline_root: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        service_account: str | None = None,
+        pipeline_root: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunSettings:
+        """Flags win over ``KFP_SERVICE_ACCOUNT`` / ``KFP_PIPELINE_ROOT``, then the defaults.
+
+        An empty service account (``--service-account ""``) leaves the choice to the KFP
+        server (``pipeline-runner``, or ``default-editor`` in a profile namespace); no
+        pipeline root means the namespace's ``kfp-launcher`` ConfigMap.
+        """
+        env = os.environ if env is None else env
+        account = (
+            service_account
+            if service_account is not None
+            else env.get("KFP_SERVICE_ACCOUNT", DEFAULT_SERVICE_ACCOUNT)
+        )
+        root = pipeline_root or env.get("KFP_PIPELINE_ROOT") or None
+        return cls(service_account=account.strip() or None, pipeline_root=root)
 
 
 def _token_from_file(env: Mapping[str, str]) -> str | None:
