@@ -196,3 +196,100 @@ def test_rotated_or_one_class_traffic_gives_a_drift_verdict_and_an_alert(monitor
     assert alert.startswith("# Drift alert") and VERSION in alert
     decision = json.loads(run.artifact("raise-alert", "decision").read_text())
     assert not any(action["taken"] for action in decision["actions"])
+
+
+# ---------------------------------- the loop on a cluster (issue 22), under kfp.local
+
+
+def _retraining_uploaded() -> FakeKfpState:
+    state = FakeKfpState()
+    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "retraining", "created_at": NOW}
+    state.versions["v1"] = {"pipeline_id": "p1", "pipeline_version_id": "v1", "display_name": "0.1.0-abc",
+                            "created_at": NOW, "pipeline_spec": {}}  # fmt: skip
+    return state
+
+
+def test_two_drift_verdicts_in_a_row_start_exactly_one_retraining(
+    monitored, tmp_path, data_repo, monkeypatch
+):
+    # One drift episode seen by two hourly runs: the first starts a retraining (to the fake
+    # KFP API: no Kubeflow backend here), the second finds it by its key and skips.
+    from planets_mlops.pull import data_version
+
+    arguments = {"data_repo_url": str(data_repo["repo"]), "data_rev": "v1", "label_studio_project": "p"}
+    monkeypatch.setenv("KFP_RUN_SERVICE_ACCOUNT", "planets-pipeline-runner")  # the downward API's
+    decisions = []
+    with serve_fake_kfp(_retraining_uploaded()) as (kfp_url, state):
+        monkeypatch.setenv("KFP_HOST", kfp_url)
+        for hour in (1, 2):
+            _records(monitored, tmp_path / f"hour-{hour}" / "records", "darken")
+            run = _run(
+                monitored, tmp_path / f"hour-{hour}", start_retraining=True, retraining_arguments=arguments
+            )
+            assert run.tasks["detect-drift"].parameters["Output"] == "drift"
+            decisions.append(json.loads(run.artifact("raise-alert", "decision").read_text()))
+    (started,) = state.runs.values()  # exactly one retraining
+    first, second = ({a["action"]: a for a in d["actions"]}["start_retraining"] for d in decisions)
+    assert first["taken"] and first["outcome"].startswith(f"run {started['run_id']}")
+    assert not second["taken"] and not second["failed"] and f"run {started['run_id']}" in second["why"]
+    key = decisions[0]["trigger"]
+    assert key == decisions[1]["trigger"] and started["display_name"].startswith(f"retraining-{key['key']}-")
+    # Keyed by the data's real DVC hash and the production version judged.
+    assert key["data"] == data_version(str(data_repo["repo"]), "v1", "data/raw")[1] and not key["data_error"]
+    assert key["production"] == VERSION
+    assert started["service_account"] == "planets-pipeline-runner"
+    assert started["runtime_config"]["parameters"] == arguments
+
+
+def test_a_monitoring_run_after_a_promotion_reads_the_new_versions_records(
+    monitored, tmp_path, mlflow_client, model_name
+):
+    # Nothing names a model version: each run asks the real MLflow registry which version
+    # production is, and reads the records the service wrote under that version's model tag.
+    from planets_mlops.knobs import RegistryParams
+    from planets_mlops.monitoring import traffic
+    from planets_mlops.registry import registry as reg
+    from planets_mlops.registry.steps import promote_registered
+
+    old, new = "planets-classifier:before", "planets-classifier:after"
+    # The old model's traffic looks like its training data; the new one's is darkened.
+    for tag, shift in ((old, "none"), (new, "darken")):
+        shifted = [traffic.shift_image(data, shift) for data in monitored["images"]]
+        records = traffic.model_records(monitored["runner"], shifted, tag, WHEN)
+        traffic.write_records(str(tmp_path / "records"), records)
+    params = RegistryParams(tracking=True, model_name=model_name)
+    experiment = mlflow_client.create_experiment(model_name)
+
+    def promote(tag: str, expected: str) -> str:
+        run_id = mlflow_client.create_run(experiment).info.run_id
+        version = reg.register_version(mlflow_client, model_name, run_id, {})
+        moved = promote_registered(
+            params, registered={"version": version}, expected_version=expected, why="test",
+            bento_tag=f"bento:{tag}", bento_uri="gs://b/x.bento", kfp_run_id="k",
+            model_tag=tag, model_uri=str(monitored["model"]),
+        )  # fmt: skip
+        assert moved.moved
+        return version
+
+    def monitor(name: str):
+        return run_local(
+            monitoring, tmp_path / name, log_file=tmp_path / f"{name}.log",
+            records_uri=str(tmp_path / "records"), tracking=True, registered_model_name=model_name,
+            window_end=(WHEN + timedelta(minutes=30)).isoformat(), window_hours=2,
+        )  # fmt: skip
+
+    from planets_mlops.pipelines.monitoring import monitoring
+
+    first_version = promote(old, "")
+    before = monitor("before")
+    assert before.tasks["resolve-production"].parameters["registry_version"] == first_version
+    assert before.tasks["detect-drift"].parameters["Output"] == "no drift"
+    assert old in before.artifact("detect-drift", "verdict").read_text()
+    second_version = promote(new, first_version)
+    after = monitor("after")
+    assert after.tasks["resolve-production"].parameters["registry_version"] == second_version
+    assert after.tasks["detect-drift"].parameters["Output"] == "drift"
+    assert after.metadata("detect-drift", "metrics")["records"] == len(monitored["images"])
+    verdict = after.artifact("detect-drift", "verdict").read_text()
+    assert new in verdict and old not in verdict
+    assert new in after.artifact("raise-alert", "alert").read_text()
