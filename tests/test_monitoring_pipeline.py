@@ -146,7 +146,7 @@ def test_darkened_traffic_raises_an_alert_notifies_and_starts_retraining(
         not actions["push_to_label_studio"]["taken"] and "is false" in actions["push_to_label_studio"]["why"]
     )
     (submitted,) = state.runs.values()
-    assert actions["start_retraining"]["outcome"] == f"run {submitted['run_id']}"
+    assert actions["start_retraining"]["outcome"].startswith(f"run {submitted['run_id']} (retraining-")
     assert "brightness" in actions["start_retraining"]["why"]
     assert submitted["pipeline_version_reference"] == {"pipeline_id": "p1", "pipeline_version_id": "v1"}
     assert submitted["runtime_config"]["parameters"]["data_repo_url"] == "https://example.invalid/data.git"
