@@ -528,22 +528,47 @@ ENV_VARIABLES = (ENV_URI, ENV_MAX_ITEMS, ENV_MIN_MARGIN)
 
 
 def params_from_env(env: Mapping[str, str] | None = None) -> tuple[str, InboxParams]:
-    """The inbox location (empty: off) and its bounds from the environment.
+    """The inbox location (empty: off) and its bounds from the environment, every value checked.
+
+    Called at start-up by :meth:`planets_mlops.service.settings.ServingSettings.from_env`, so
+    a bad value stops the launcher with a message instead of a worker that restarts in a loop.
 
     Raises:
-        InvalidParameterError: a bound that is not a number, naming its variable.
+        InvalidParameterError: a value outside what its variable accepts; the message names
+            the variable (never the field behind it), the value and the fix.
     """
     env = os.environ if env is None else env
     defaults = InboxParams()
+    raw_items = env.get(ENV_MAX_ITEMS, "").strip()
+    raw_margin = env.get(ENV_MIN_MARGIN, "").strip()
     try:
-        max_items = int(env.get(ENV_MAX_ITEMS) or defaults.max_items)
-    except ValueError as exc:
-        raise InvalidParameterError(ENV_MAX_ITEMS, env.get(ENV_MAX_ITEMS), "a positive integer") from exc
+        max_items = int(raw_items.replace("_", "")) if raw_items else defaults.max_items
+        InboxParams(max_items=max_items)
+    except (ValueError, InvalidParameterError) as exc:
+        raise InvalidParameterError(
+            ENV_MAX_ITEMS, raw_items, "a positive integer",
+            f"Unset {ENV_MAX_ITEMS} for the default {defaults.max_items}, or set e.g. {ENV_MAX_ITEMS}=500.",
+        ) from exc  # fmt: skip
     try:
-        min_margin = float(env.get(ENV_MIN_MARGIN) or defaults.min_margin)
-    except ValueError as exc:
-        raise InvalidParameterError(ENV_MIN_MARGIN, env.get(ENV_MIN_MARGIN), "a number in [0, 1]") from exc
-    return env.get(ENV_URI, "").strip(), InboxParams(
+        min_margin = float(raw_margin) if raw_margin else defaults.min_margin
+        InboxParams(min_margin=min_margin)
+    except (ValueError, InvalidParameterError) as exc:
+        raise InvalidParameterError(
+            ENV_MIN_MARGIN, raw_margin, "a number in [0, 1]",
+            f"Unset {ENV_MIN_MARGIN} for the default {defaults.min_margin}, or set {ENV_MIN_MARGIN}=0.1.",
+        ) from exc  # fmt: skip
+    uri = env.get(ENV_URI, "").strip()
+    if uri.startswith("gs://") and not uri[len("gs://") :].split("/")[0]:
+        raise InvalidParameterError(
+            ENV_URI, uri, "gs://BUCKET/PREFIX or a local folder, or empty for no inbox",
+            f"Name the bucket, e.g. {ENV_URI}=gs://my-bucket/inbox.",
+        )  # fmt: skip
+    if "://" in uri and not uri.startswith("gs://"):
+        raise InvalidParameterError(
+            ENV_URI, uri, "gs://BUCKET/PREFIX or a local folder, or empty for no inbox",
+            f"Only gs:// stores are supported; mount other storage as a folder and set {ENV_URI} to it.",
+        )  # fmt: skip
+    return uri, InboxParams(
         max_items=max_items, min_margin=min_margin, max_image_bytes=defaults.max_image_bytes
     )
 

@@ -210,3 +210,33 @@ def test_hostile_inbox_items_are_skipped_and_counted_not_a_crash(tmp_path):
     items, skipped = inbox.items()
     assert [item.sha256 for item in items] == [good["sha256"]]
     assert skipped == {"malformed_item": 5}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PLANETS_INBOX_MAX_ITEMS", "0"),
+        ("PLANETS_INBOX_MAX_ITEMS", "1e3"),
+        ("PLANETS_INBOX_MIN_MARGIN", "2"),
+        ("PLANETS_INBOX_MIN_MARGIN", "nan"),
+        ("PLANETS_INBOX_MIN_MARGIN", "much"),
+        ("PLANETS_INBOX", "gs://"),
+        ("PLANETS_INBOX", "s3://bucket/inbox"),
+    ],
+)
+def test_every_inbox_variable_is_checked_at_start_up_naming_it(name, value):
+    """Issue 26, defect 6: a bad PLANETS_INBOX* value gave a pod whose worker restarted in a
+    loop, and most messages named a field (max_items), not the variable. The serving settings,
+    which every launcher reads before starting bentoml serve, now check them."""
+    from planets_mlops.errors import InvalidParameterError
+    from planets_mlops.service.settings import ServingSettings
+    from planets_mlops.serving_entrypoint import main
+
+    env = {"PLANETS_INBOX": "/tmp/inbox", name: value}
+    with pytest.raises(InvalidParameterError) as caught:
+        ServingSettings.from_env(env)
+    message = str(caught.value)
+    assert caught.value.name == name and name in message and repr(value) in message
+    assert "Unset" in message or "e.g." in message or "Only gs://" in message
+    # The serving image's entrypoint refuses it before downloading the bento.
+    assert main({"BENTO_URI": "/nonexistent.bento", "BENTO_TAG": "a:b", **env}) == 2

@@ -187,7 +187,8 @@ class ServingSettings:
 
         Raises:
             InvalidParameterError: a value is not of its kind (positive integer, positive
-                seconds, true/false); the message names the variable, the value and the fix.
+                seconds, true/false), or an inbox variable (``PLANETS_INBOX*``) is bad; the
+                message names the variable, the value and the fix.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -212,6 +213,11 @@ class ServingSettings:
                 "gs://BUCKET/PREFIX or a local folder",
                 "Name the bucket, e.g. PLANETS_MONITORING_URI=gs://my-bucket/monitoring.",
             )
+        # The inbox's variables (PLANETS_INBOX*) are read by the worker, but checked here, at
+        # start-up, so a bad one stops the launcher instead of restarting workers in a loop.
+        from planets_mlops.inbox import params_from_env as inbox_params
+
+        inbox_params(env)
         if settings.inline_decode_pixels > settings.max_request_pixels:
             raise InvalidParameterError(
                 cls.variable("inline_decode_pixels"),
