@@ -755,6 +755,22 @@ def test_schedule_bad_cron_exits_2_without_requests(capsys, fake):
     assert fake.requests == []
 
 
+def test_a_recurring_monitoring_run_with_a_fixed_window_end_is_refused(capsys, fake):
+    """Issue 26, weak point: every run of such a schedule would check the same past window."""
+    code, _, err = run_cli(
+        capsys,
+        "schedule",
+        "monitoring",
+        "--cron",
+        "0 0 * * * *",
+        "--param",
+        "window_end=2026-12-04T10:00:00Z",
+    )
+    assert code == 2
+    assert "window_end" in err and "2026-12-04" in err and "planets-mlops run monitoring" in err
+    assert fake.requests == []
+
+
 # -------------------------------------------------------------------------- status
 
 

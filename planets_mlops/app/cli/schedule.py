@@ -12,7 +12,7 @@ from planets_mlops.app.cli import arguments, caching, options
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.versions import default_version_name, uncached_version, version_spec
-from planets_mlops.errors import KubeflowError
+from planets_mlops.errors import InvalidParameterError, KubeflowError
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -40,6 +40,14 @@ def handle(args: argparse.Namespace) -> int:
     name = args.pipeline
     kfp_name = options.kfp_pipeline(args, name)
     values = options.prefixed_arguments(args, name, arguments.from_flags(args))
+    if values.get("window_end"):
+        # Every run of a schedule would check the same past window, forever.
+        raise InvalidParameterError(
+            "window_end",
+            str(values["window_end"]),
+            "empty in a recurring run (each run checks the hours before it)",
+            "Drop --param window_end; check one past window with `planets-mlops run monitoring` instead.",
+        )
     package = None
     if args.version is None:
         source = args.source_factory()
