@@ -7,14 +7,20 @@ served with its defaults (2 workers) on 127.0.0.1 and, for ``--seconds`` (60), g
 
 * ``--valid-clients`` (4) keep-alive clients sending ``/predict`` with the 128x128 JPEGs
   of data/planets/extra, one request after the other;
-* ``--hostile-clients`` (4) clients sending, in turn, the batch of the probe (64 PNGs of
-  8800x8800, ~5 MB: each under Pillow's bomb guard) and a batch at the edge of the limits
-  (16 JPEGs of 1024x1024, 16 MP in all), each on a new connection (so that they reach
-  every worker, as an attacker's would);
+* ``--hostile-clients`` (4) clients, each request on a new connection (so that they reach
+  every worker, as an attacker's would), sending in turn, for each load of ``--loads``:
+
+  - ``pixels``: the batch of the probe (64 PNGs of 8800x8800, ~5 MB: each under Pillow's
+    bomb guard) and a batch at the edge of the limits (16 JPEGs of 1024x1024, 16 MP in all);
+  - ``scan-bomb``: progressive JPEG scan bombs (issue 26): a 512x512 one of ~786,000
+    scans (9 MiB, few pixels: it counted as light and was decoded on the event loop), a
+    2048x2048 one of ~170,000 scans (3 MiB, heavy: it held its decode slot for minutes),
+    and a 2048x2048 progressive one at the scan limit (100 scans: accepted, decoded by a
+    decode child within the deadline);
 * a poller in its own process opening a new connection to ``/livez`` every 0.25 s, as a
   liveness probe does, with a 1 s timeout.
 
-Printed per bento: valid-request count, p50/p99 and non-200 count; 5xx count over every
+Printed per bento and load: valid-request count, p50/p99 and non-200 count; 5xx count over every
 request; hostile answers by status; ``/livez`` availability (share of polls answered 200
 within 1 s) and its slowest answer.
 
@@ -23,6 +29,7 @@ Usage::
     git worktree add --detach /tmp/ref main
     .venv/bin/python scripts/bench_hostile.py --model-dir M --reference-src /tmp/ref
     .venv/bin/python scripts/bench_hostile.py --seconds 20            # trains a small model
+    .venv/bin/python scripts/bench_hostile.py --model-dir M --loads scan-bomb
 """
 
 from __future__ import annotations
@@ -76,10 +83,35 @@ def request(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def hostile_requests() -> list[tuple[str, bytes]]:
-    """(kind, complete HTTP request) of the two heavy batches."""
+LOADS = ("pixels", "scan-bomb")
+
+
+def scan_bombs() -> list[tuple[str, bytes]]:
+    """(kind, complete HTTP request) of the progressive JPEG scan bombs."""
+    from planets_mlops.imaging import LIMITS
+
+    small = hostile.progressive_scan_bomb(512, 786_000)
+    large = hostile.progressive_scan_bomb(2048, 170_000)
+    edge = hostile.progressive_scan_bomb(2048, LIMITS.max_scans - 10)
+    return [
+        (
+            f"512x512 JPEG, 786k scans ({len(small) / 2**20:.1f} MiB)",
+            request("/predict", multipart([("s.jpg", small)])),
+        ),
+        (
+            f"2048x2048 JPEG, 170k scans ({len(large) / 2**20:.1f} MiB)",
+            request("/predict", multipart([("l.jpg", large)])),
+        ),
+        (f"2048x2048 JPEG, {LIMITS.max_scans} scans", request("/predict", multipart([("e.jpg", edge)]))),
+    ]
+
+
+def hostile_requests(kind: str = "pixels") -> list[tuple[str, bytes]]:
+    """(kind, complete HTTP request) of the heavy requests of load ``kind`` (:data:`LOADS`)."""
     from PIL import Image
 
+    if kind == "scan-bomb":
+        return scan_bombs()
     huge = hostile.huge_png(8800)
     photo = Image.open(sorted(EXTRA.glob("*.jpg"))[0]).convert("RGB").resize((1024, 1024))
     buffer = io.BytesIO()
@@ -172,13 +204,13 @@ def _poll_livez(url: str, seconds: float, queue: Any) -> None:
     queue.put(answers)
 
 
-def load(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def load(url: str, args: argparse.Namespace, kind: str = "pixels") -> dict[str, Any]:
     host, port = url.removeprefix("http://").split(":")
     valid = [
         ("valid", request("/predict", multipart([(p.name, p.read_bytes())])))
         for p in sorted(EXTRA.glob("*.jpg"))
     ]
-    heavy = hostile_requests()
+    heavy = hostile_requests(kind)
     queue: Any = multiprocessing.get_context("spawn").Queue()
     poller = multiprocessing.get_context("spawn").Process(target=_poll_livez, args=(url, args.seconds, queue))
     poller.start()
@@ -191,7 +223,9 @@ def load(url: str, args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.valid_clients)
         ]
         clients += [
-            _client(host, int(port), heavy[i % 2 :] + heavy[: i % 2], until, out, fresh=True)
+            _client(
+                host, int(port), heavy[i % len(heavy) :] + heavy[: i % len(heavy)], until, out, fresh=True
+            )
             for i in range(args.hostile_clients)
         ]
         await asyncio.gather(*clients)
@@ -251,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--valid-clients", type=int, default=4)
     parser.add_argument("--hostile-clients", type=int, default=4)
+    parser.add_argument(
+        "--loads", default=",".join(LOADS), help=f"comma-separated hostile loads, of {', '.join(LOADS)}"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -265,11 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         archive = work / f"{len(results)}.bento"
         package(model_dir, archive, source)
         with serve_bento(archive, ready_timeout=180) as server:
-            log.info("%s: serving %s; %.0f s of load", label, server.tag, args.seconds)
-            results[label] = load(server.url, args)
-        print(f"\n== {label}")
-        for key, value in results[label].items():
-            print(f"  {key:16} {value}")
+            for kind in [k.strip() for k in args.loads.split(",") if k.strip()]:
+                if kind not in LOADS:
+                    parser.error(f"--loads: {kind!r} is not one of {', '.join(LOADS)}")
+                log.info("%s: serving %s; %.0f s of the %s load", label, server.tag, args.seconds, kind)
+                name = f"{label}, {kind} load"
+                results[name] = load(server.url, args, kind)
+                print(f"\n== {name}", flush=True)
+                for key, value in results[name].items():
+                    print(f"  {key:16} {value}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0
