@@ -8,6 +8,8 @@ Routes (``GET``):
     /drip-headers       the status line, then header bytes one every ``DRIP_INTERVAL`` s
     /redirect?to=URL    302 to URL
     /loop               302 to /loop
+    /health             200 ``OK`` (what a tracking server's health check asks)
+    /api/...            (GET or POST) never answered: a stalled tracking server
 Every request is recorded (path and headers), and the bytes of body actually sent are
 counted, so a test can tell a download that stopped early from one read to the end.
 """
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HUGE = 400 * 1024 * 1024
 DRIP_INTERVAL = 0.05
 DRIP_BYTES = 2000  # 100 s at DRIP_INTERVAL
+STALL_S = 120.0
 
 
 def _png(width: int = 8, height: int = 8) -> bytes:
@@ -113,10 +116,21 @@ def _handler(state: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self._redirect(target)
                 elif route == "/loop":
                     self._redirect("/loop")
+                elif route == "/health":
+                    self._send(200, b"OK")
+                elif route.startswith("/api/"):
+                    self._stall()
                 else:
                     self._send(404, b"not found")
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up, as it should
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            state.requests.append((urllib.parse.urlsplit(self.path).path, dict(self.headers)))
+            self._stall()
+
+        def _stall(self) -> None:
+            time.sleep(STALL_S)
 
         def _redirect(self, target: str) -> None:
             self.send_response(302)

@@ -318,3 +318,76 @@ def test_the_secret_never_overrides_the_kfp_mlflow_plugin():
     same = {**secret, "MLFLOW_TRACKING_URI": "http://ours:5000", "MLFLOW_TRACKING_TOKEN": "plugin-token"}
     assert secret_env(same) == {}
     assert TrackingSettings.from_env(secret).tracking_uri == "http://ours:5000"
+
+
+def test_a_stalled_tracking_server_is_a_tracking_error_within_the_budget():
+    """Issue 26, defect 8: against a server that answers its health check but stalls every
+    API call, `models list` waited 96 s (30 s x 3 attempts), then said "No registered model"
+    (exit 4). A real HTTP server on 127.0.0.1 that never answers /api/ stands in for it."""
+    from planets_mlops.registry.settings import call_budget_s
+    from tests.hostile_http import hostile_server
+
+    with hostile_server() as stalled:
+        client = TrackingSettings(stalled.url, timeout_s=1.0).client()
+        started = time.monotonic()
+        with pytest.raises(
+            TrackingError, match="failed while reading registered model 'planets-x'"
+        ) as caught:
+            reg.list_versions(client, "planets-x")
+        elapsed = time.monotonic() - started
+        with pytest.raises(TrackingError, match="failed while reading version '3'"):
+            reg.version_info(client, "planets-x", "3")
+    assert not isinstance(caught.value, NotFoundError)
+    assert "MLFLOW_TRACKING_URI" in str(caught.value)
+    assert elapsed < call_budget_s(1.0) + 5, elapsed  # bounded: about 3 x 2 s, not 3 x 30 s
+    assert [path for path, _ in stalled.requests].count("/health") == 1
+
+
+def test_an_unreadable_move_record_is_never_overwritten(mlflow_client, model_name, tmp_path):
+    """Issue 26, defect 9: the next sequence was the count of readable records plus one, so
+    one unreadable record made the next promotion overwrite the newest one."""
+    v1 = new_version(mlflow_client, model_name, tmp_path, "a", "kfp-a")
+    v2 = new_version(mlflow_client, model_name, tmp_path, "b", "kfp-b")
+    reg.move_alias(mlflow_client, model_name, "production", v1, expected=None, why="first")
+    mlflow_client.set_registered_model_tag(model_name, f"{reg.MOVE_TAG}000002", "{damaged")
+    move = reg.move_alias(mlflow_client, model_name, "production", v2, expected="1", why="second")
+    assert move.sequence == 3
+    tags = mlflow_client.get_registered_model(model_name).tags
+    assert tags[f"{reg.MOVE_TAG}000002"] == "{damaged"  # still there, for whoever investigates
+    assert json.loads(tags[f"{reg.MOVE_TAG}000003"])["why"] == "second"
+    assert [r["why"] for r in reg.moves(mlflow_client, model_name)] == ["first", "second"]
+
+
+def test_a_holder_whose_lock_was_taken_over_cannot_move_the_alias(mlflow_client, model_name, tmp_path):
+    """Issue 26, weak point: a holder stalled past the lock's lifetime undid another
+    promotion while both reported success. The fencing token refuses the stalled one."""
+    v1 = new_version(mlflow_client, model_name, tmp_path, "a", "kfp-a")
+    v2 = new_version(mlflow_client, model_name, tmp_path, "b", "kfp-b")
+    taken_over: list[reg.Move] = []
+
+    def stall_past_the_lifetime() -> None:
+        time.sleep(0.3)  # the lock (ttl 0.2 s) expires; another promoter takes it over
+        taken_over.append(
+            reg.move_alias(mlflow_client, model_name, "production", v2, expected=None, why="the other")
+        )
+
+    with pytest.raises(PromotionConflictError, match="took it over"):
+        reg.move_alias(
+            mlflow_client, model_name, "production", v1, expected=None, why="stalled",
+            lock=reg.LockSettings(ttl_s=0.2), before_move=stall_past_the_lifetime,
+        )  # fmt: skip
+    assert [m.to_version for m in taken_over] == [v2]
+    assert reg.alias_version(mlflow_client, model_name, "production") == v2
+    assert [r["why"] for r in reg.moves(mlflow_client, model_name)] == ["the other"]
+
+
+def test_a_tracking_uri_password_is_never_printed():
+    """Issue 26, weak point: an MLflow URI's password was printed in the unreachable message."""
+    from planets_mlops.registry.settings import redact_uri
+
+    uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"
+    with pytest.raises(TrackingError) as caught:
+        TrackingSettings(uri, timeout_s=1.0).client()
+    assert "s3cret" not in str(caught.value) and "alice:***@127.0.0.1" in str(caught.value)
+    assert redact_uri("https://host:5000/x") == "https://host:5000/x"
+    assert redact_uri("https://u:p@host/x") == "https://u:***@host/x"

@@ -11,13 +11,24 @@ move happens inside a lock:
    name its holder and its expiry; a lock past its expiry (its holder died) is taken over
    through a second atomic creation, ``<lock>.takeover.<holder digest>``, so two waiters
    never both take over the same dead lock.
+   **Fencing.** Each holding has a token: the lock model's creation time on the server
+   (a takeover creates a new lock, so a new token), written with the holder to the
+   registered model's tag ``planets.lock.fence`` as soon as the lock is held. A holder
+   that stalled past the lock's lifetime (or whose clock made a waiter think so) finds
+   another token there and is refused before it moves the alias, and checks again after
+   recording, so two promotions never both report success.
 2. **Compare-and-set.** Inside the lock the alias must still name the version the
    promoter expected (the one its gate compared against). If it moved, the promotion is
    refused with a message saying what it now names.
 3. **Move and record.** The alias moves and a move record (who or which run, when, why,
-   the gate's numbers, from and to) becomes the registered model's tag
-   ``planets.move.<sequence>``; if writing the record fails, the alias is put back.
+   the gate's numbers, from and to, the fencing token) becomes the registered model's tag
+   ``planets.move.<sequence>``, the sequence one above the highest record number present
+   (readable or not, so an unreadable record is never overwritten); if writing the record
+   fails, the alias is put back.
 4. **Release** the lock (only if this holder still holds it).
+
+MLflow has no conditional write, so the fence narrows the race to the few milliseconds
+between the fence check and the alias write; it does not close it (docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from planets_mlops import safejson
 from planets_mlops.errors import DataError, NotFoundError, PromotionConflictError, TrackingError
 from planets_mlops.knobs import RegistryParams
 from planets_mlops.storage_paths import MODEL_FILES, REQUIRED_MODEL_FILES, safe_destination
@@ -50,6 +62,7 @@ TAKEOVER_INFIX = ".takeover."
 MOVE_TAG = "planets.move."
 TAG_HOLDER = "planets.lock.holder"
 TAG_EXPIRES = "planets.lock.expires"
+TAG_FENCE = "planets.lock.fence"
 MAX_MODEL_FILE_BYTES = 512 * 1024 * 1024
 """Largest model file downloaded from the registry (the bundled model's ONNX is ~1 MB)."""
 
@@ -66,6 +79,26 @@ def actor() -> str:
 
 def _error_code(exc: BaseException) -> str:
     return str(getattr(exc, "error_code", ""))
+
+
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _not_found_or_tracking(exc: BaseException, not_found: str, action: str) -> Exception:
+    """The error to raise for an MLflow failure: not found only when the server said so.
+
+    A timeout, a refused connection, a 5xx or exhausted retries is a :class:`TrackingError`
+    that says what was being done; only an answer "does not exist" (or an invalid version
+    number, for version look-ups) is a :class:`NotFoundError` with ``not_found``.
+    """
+    code = _error_code(exc)
+    if code in _NOT_FOUND_CODES or (code == "INVALID_PARAMETER_VALUE" and "version" in action):
+        return NotFoundError(not_found)
+    detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return TrackingError(
+        f"The tracking server failed while {action}: {detail}. Check that it is up and answering "
+        "(MLFLOW_TRACKING_URI), then retry."
+    )
 
 
 def is_lock_name(name: str) -> bool:
@@ -135,8 +168,10 @@ def version_info(client: Any, name: str, version: str) -> dict[str, Any]:
     try:
         found = client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise NotFoundError(
-            f"No version {version!r} of registered model {name!r}. `planets-mlops models list` shows them."
+        raise _not_found_or_tracking(
+            exc,
+            f"No version {version!r} of registered model {name!r}. `planets-mlops models list` shows them.",
+            f"reading version {version!r} of {name!r}",
         ) from exc
     return {
         "name": name,
@@ -161,9 +196,11 @@ def list_versions(client: Any, name: str) -> list[dict[str, Any]]:
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
-        raise NotFoundError(
+        raise _not_found_or_tracking(
+            exc,
             f"No registered model {name!r} on this tracking server. Run the training pipeline with "
-            "tracking=True first, or pass --model NAME."
+            "tracking=True first, or pass --model NAME.",
+            f"reading registered model {name!r}",
         ) from exc
     versions = client.search_model_versions(f"name = '{name}'")
     infos = [version_info(client, name, str(v.version)) for v in versions]
@@ -278,6 +315,56 @@ def _take_over(
         _delete_if_held_by(client, marker, me)
 
 
+def _fence_of(client: Any, lock: str, holder: str) -> str:
+    """The fencing token of ``holder``'s holding of ``lock``: ``<creation ms>:<holder>``.
+
+    Raises:
+        PromotionConflictError: the lock is gone or held by another (this holding expired).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.get_registered_model(lock)
+    except MlflowException as exc:
+        if _error_code(exc) not in _NOT_FOUND_CODES:
+            raise
+        found = None
+    if found is None or (found.tags or {}).get(TAG_HOLDER) != holder:
+        raise PromotionConflictError(
+            f"The promotion lock {lock} is no longer held by {holder}: it expired and another "
+            "promotion took it over. Nothing was moved by this one; rerun it."
+        )
+    return f"{int(found.creation_timestamp or 0)}:{holder}"
+
+
+def check_fence(client: Any, model: str, fence: str, moved: bool = False) -> None:
+    """Refuse unless ``model``'s fence tag still holds this holding's token ``fence``.
+
+    Args:
+        client: An ``MlflowClient``.
+        model: Registered model name.
+        fence: The token :func:`promotion_lock` wrote for this holding.
+        moved: Checked after the move (the message then says the outcome is uncertain).
+
+    Raises:
+        PromotionConflictError: another holding wrote its token since (this one expired).
+    """
+    current = dict(client.get_registered_model(model).tags or {}).get(TAG_FENCE, "")
+    if current == fence:
+        return
+    other = current.partition(":")[2] or "another promoter"
+    if moved:
+        raise PromotionConflictError(
+            f"This promotion's lock on {model!r} expired while it moved the alias, and {other} took it "
+            "over: the alias may have been moved by both. Check it with `planets-mlops models show` "
+            "before anything else."
+        )
+    raise PromotionConflictError(
+        f"This promotion's lock on {model!r} expired (it stalled past lock_ttl_s, or a clock is off) "
+        f"and {other} took it over; nothing was moved by this one. Rerun it."
+    )
+
+
 @contextmanager
 def promotion_lock(
     client: Any,
@@ -309,6 +396,15 @@ def promotion_lock(
                 )
         sleep(settings.poll_s)
     try:
+        # Raise the fence at once: a holder this one took over from is refused from now on.
+        with_fence = _fence_of(client, lock, me)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.set_registered_model_tag(model, TAG_FENCE, with_fence)
+        except MlflowException as exc:
+            if _error_code(exc) not in _NOT_FOUND_CODES:
+                raise
         yield me
     finally:
         if not _delete_if_held_by(client, lock, me):
@@ -319,15 +415,31 @@ def promotion_lock(
 
 
 def moves(client: Any, model: str) -> list[dict[str, Any]]:
-    """Every recorded alias move of ``model``, oldest first."""
+    """Every readable recorded alias move of ``model``, oldest first (others logged and skipped)."""
     tags = dict(client.get_registered_model(model).tags or {})
     records = []
     for key in sorted(k for k in tags if k.startswith(MOVE_TAG)):
         try:
-            records.append(json.loads(tags[key]))
-        except ValueError:
-            log.warning("Skipping unreadable move record %s of %s", key, model)
+            record = safejson.loads(tags[key])
+        except safejson.JsonError as exc:
+            log.warning("Skipping unreadable move record %s of %s: %s", key, model, exc.reason)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            log.warning("Skipping move record %s of %s: not an object", key, model)
     return records
+
+
+def next_sequence(client: Any, model: str) -> int:
+    """One above the highest move record number present, readable or not (1 for the first)."""
+    tags = dict(client.get_registered_model(model).tags or {})
+    numbers = [
+        int(key[len(MOVE_TAG) :])
+        for key in tags
+        if key.startswith(MOVE_TAG) and key[len(MOVE_TAG) :].isdigit()
+    ]
+    return max(numbers, default=0) + 1
 
 
 @dataclass(frozen=True)
@@ -393,8 +505,10 @@ def move_alias(
     try:
         client.get_model_version(model, version)
     except MlflowException as exc:
-        raise NotFoundError(
-            f"No version {version!r} of registered model {model!r} to point {alias!r} at."
+        raise _not_found_or_tracking(
+            exc,
+            f"No version {version!r} of registered model {model!r} to point {alias!r} at.",
+            f"reading version {version!r} of {model!r}",
         ) from exc
     with promotion_lock(client, model, lock) as holder:
         current = alias_version(client, model, alias)
@@ -415,7 +529,9 @@ def move_alias(
             )
         if before_move is not None:
             before_move()
-        sequence = len(moves(client, model)) + 1
+        fence = _fence_of(client, model + LOCK_SUFFIX, holder)
+        check_fence(client, model, fence)
+        sequence = next_sequence(client, model)
         record = {
             "sequence": sequence,
             "model": model,
@@ -428,6 +544,7 @@ def move_alias(
             "why": why,
             "gate": dict(gate or {}),
             "lock_holder": holder,
+            "fence": fence,
         }
         client.set_registered_model_alias(model, alias, version)
         try:
@@ -441,6 +558,7 @@ def move_alias(
             else:
                 client.set_registered_model_alias(model, alias, current)
             raise
+        check_fence(client, model, fence, moved=True)
     log.info("%s of %s: version %s -> %s (%s)", alias, model, current, version, why)
     return Move(sequence, alias, current, version, record)
 
@@ -478,11 +596,11 @@ def require_model(client: Any, model: str) -> None:
     try:
         client.get_registered_model(model)
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFoundError(
-                f"No registered model {model!r}. Run a pipeline with tracking=True first."
-            ) from exc
-        raise TrackingError(f"Cannot read registered model {model!r}: {exc}") from exc
+        raise _not_found_or_tracking(
+            exc,
+            f"No registered model {model!r}. Run a pipeline with tracking=True first.",
+            f"reading registered model {model!r}",
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- evaluate's opponent

@@ -6,8 +6,10 @@ which the MLflow client reads itself. On a cluster the Kubernetes Secret ``mlflo
 (``docs/registry.md``) arrives as ``PLANETS_MLFLOW_*`` (:data:`SECRET_ENV`), so that it
 never defines a variable twice next to KFP's MLflow plugin, which sets MLflow's own;
 :func:`adopt_secret_env` turns them into MLflow's where the plugin set none. The client's
-own retries (7 by default, with backoff: minutes against a dead server) are cut down so a
-step fails in seconds.
+own retries (7 by default, with backoff: minutes against a dead server) and its per-request
+timeout (120 s) are cut down (:func:`bounded_requests`) so that one call against a stalled
+server fails within :func:`call_budget_s` (3 x 2 x ``timeout_s`` + 3 s: 33 s at the default
+5 s), not minutes.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class TrackingSettings:
         """True for an ``http(s)://`` server (the one kind the reachability check probes)."""
         return self.tracking_uri.startswith(("http://", "https://"))
 
+    @property
+    def shown_uri(self) -> str:
+        """The URI as messages show it: a password in it is replaced by ``***``."""
+        return redact_uri(self.tracking_uri)
+
     def _headers(self) -> dict[str, str]:
         token = os.environ.get("MLFLOW_TRACKING_TOKEN")
         if token:
@@ -146,7 +153,7 @@ class TrackingSettings:
             with opener.open(request, timeout=self.timeout_s) as response:
                 if response.status != 200:
                     raise TrackingError(
-                        f"MLflow tracking server {self.tracking_uri!r} answered {response.status} to "
+                        f"MLflow tracking server {self.shown_uri!r} answered {response.status} to "
                         f"/health. {FIX}"
                     )
         except urllib.error.HTTPError as exc:
@@ -156,11 +163,11 @@ class TrackingSettings:
                 else ""
             )
             raise TrackingError(
-                f"MLflow tracking server {self.tracking_uri!r} answered {exc.code} to /health.{hint} {FIX}"
+                f"MLflow tracking server {self.shown_uri!r} answered {exc.code} to /health.{hint} {FIX}"
             ) from exc
         except (OSError, ValueError) as exc:
             raise TrackingError(
-                f"MLflow tracking server {self.tracking_uri!r} is unreachable ({exc}) after "
+                f"MLflow tracking server {self.shown_uri!r} is unreachable ({exc}) after "
                 f"{self.timeout_s:g} s. {FIX}"
             ) from exc
 
@@ -171,13 +178,54 @@ class TrackingSettings:
             TrackingError: the server does not answer (see :meth:`check_reachable`).
         """
         self.check_reachable()
-        # Few, short retries: a dead server must fail a step in seconds, not minutes.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(int(self.timeout_s * 6), 10)))
+        bounded_requests(self.timeout_s)
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the password of its user part replaced by ``***`` (for messages and logs)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+# MLflow reads its HTTP settings from the environment at each request. The values this
+# module set, so that a later client with another timeout replaces them, while a value an
+# operator set is left alone.
+_SET_HERE: dict[str, str] = {}
+RETRIES = 2
+BACKOFF_S = 1  # MLflow reads it as an integer
+
+
+def bounded_requests(timeout_s: float) -> None:
+    """Few retries, a short backoff and a per-request timeout of ``2 x timeout_s`` for MLflow.
+
+    Variables an operator set (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``..._BACKOFF_FACTOR``,
+    ``..._TIMEOUT``) are kept.
+    """
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(RETRIES),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(BACKOFF_S),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(2 * timeout_s))),
+    }
+    for name, value in wanted.items():
+        if name not in os.environ or os.environ[name] == _SET_HERE.get(name):
+            os.environ[name] = _SET_HERE[name] = value
+
+
+def call_budget_s(timeout_s: float) -> float:
+    """The longest one MLflow call takes against a stalled server, with :func:`bounded_requests`."""
+    backoff = sum(BACKOFF_S * 2**attempt for attempt in range(RETRIES))
+    return (RETRIES + 1) * max(1, round(2 * timeout_s)) + backoff
 
 
 def connect(

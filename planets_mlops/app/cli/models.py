@@ -85,7 +85,7 @@ def client_of(args: argparse.Namespace) -> Any:
     if args.tracking_uri:
         env[TRACKING_URI_ENV] = args.tracking_uri
     settings = TrackingSettings.from_env(env)
-    say(f"registry {settings.tracking_uri} model {args.model}")
+    say(f"registry {settings.shown_uri} model {args.model}")
     return settings.client()
 
 
