@@ -115,7 +115,7 @@ def test_settings_from_the_environment(tmp_path):
     assert uri == str(tmp_path) and params.max_items == 5 and params.min_margin == InboxParams().min_margin
     with pytest.raises(Exception, match="PLANETS_INBOX_MAX_ITEMS"):
         ib.params_from_env({ib.ENV_URI: "x", ib.ENV_MAX_ITEMS: "many"})
-    with pytest.raises(Exception, match="min_margin=2.0"):
+    with pytest.raises(Exception, match="PLANETS_INBOX_MIN_MARGIN='2'"):
         ib.params_from_env({ib.ENV_URI: "x", ib.ENV_MIN_MARGIN: "2"})
 
 
