@@ -10,6 +10,8 @@ Routes (``GET``):
     /loop               302 to /loop
     /health             200 ``OK`` (what a tracking server's health check asks)
     /api/...            (GET or POST) never answered: a stalled tracking server
+    POST /drip          the drip above, after reading the request body (a slow webhook);
+                        other POSTs are never answered
 Every request is recorded (path and headers), and the bytes of body actually sent are
 counted, so a test can tell a download that stopped early from one read to the end.
 """
@@ -96,14 +98,7 @@ def _handler(state: HostileServer) -> type[BaseHTTPRequestHandler]:
                     if route == "/huge-chunked":
                         self.wfile.write(b"0\r\n\r\n")
                 elif route == "/drip":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(DRIP_BYTES))
-                    self.end_headers()
-                    for _ in range(DRIP_BYTES):
-                        self.wfile.write(b"x")
-                        self.wfile.flush()
-                        self._count(route, 1)
-                        time.sleep(DRIP_INTERVAL)
+                    self._drip(route)
                 elif route == "/drip-headers":
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n")
                     for _ in range(DRIP_BYTES):
@@ -126,8 +121,26 @@ def _handler(state: HostileServer) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up, as it should
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            state.requests.append((urllib.parse.urlsplit(self.path).path, dict(self.headers)))
-            self._stall()
+            route = urllib.parse.urlsplit(self.path).path
+            state.requests.append((route, dict(self.headers)))
+            if route != "/drip":
+                self._stall()
+                return
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                self._drip(route)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def _drip(self, route: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(DRIP_BYTES))
+            self.end_headers()
+            for _ in range(DRIP_BYTES):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                self._count(route, 1)
+                time.sleep(DRIP_INTERVAL)
 
         def _stall(self) -> None:
             time.sleep(STALL_S)

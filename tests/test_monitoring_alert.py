@@ -245,3 +245,66 @@ def test_one_drift_episode_starts_one_retraining_per_key_and_cool_down():
     assert skipped.metadata()["retraining_key"] == key.value
     with pytest.raises(InvalidParameterError, match="retraining_cooldown_hours"):
         AlertParams(retraining_cooldown_hours=-1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://hooks.example/services/T0K3N-secret path", "http://hooks.example:99999/services/T0K3N-secret"],
+    ids=["space-in-path", "bad-port"],
+)
+def test_every_action_is_isolated_and_secrets_never_shown(url, caplog):
+    """Issue 26, defect 3: an InvalidURL from the webhook (a space or a bad port), or a
+    KeyError from a KFP answer of another shape, escaped raise_alert: the alert and the
+    other actions were lost, and the URL case printed the webhook's secret path."""
+
+    def post() -> str:
+        return alert.post_webhook(url, {"text": "drift"}, 2.0)
+
+    def retrain() -> str:
+        answer: dict = {"unexpected": "shape"}
+        return f"run {answer['run_id']}"
+
+    result = alert.raise_alert(
+        _summary(), AlertParams(notify=True, start_retraining=True, push_to_label_studio=True),
+        notify=post, push=lambda: "3 task(s)", retrain=retrain,
+        secrets=[*alert.webhook_secrets(url), "kfp-token-xyz"],
+    )  # fmt: skip
+    actions = {a.action: a for a in result.actions}
+    assert actions["notify"].failed and actions["notify"].outcome.startswith("PlanetsError")
+    assert actions["start_retraining"].failed and "KeyError" in actions["start_retraining"].outcome
+    assert (
+        actions["push_to_label_studio"].outcome == "3 task(s)" and not actions["push_to_label_studio"].failed
+    )
+    shown = result.to_markdown() + result.to_json() + caplog.text
+    assert "T0K3N" not in shown and "services" not in shown
+
+
+def test_secrets_are_scrubbed_from_an_action_s_message():
+    url = "https://hooks.example/services/T0K3N?key=abc123"
+
+    def leaky() -> str:
+        raise RuntimeError(f"cannot post to {url} with token kfp-token-xyz")
+
+    result = alert.raise_alert(
+        _summary(),
+        AlertParams(notify=True),
+        notify=leaky,
+        secrets=[*alert.webhook_secrets(url), "kfp-token-xyz"],
+    )
+    outcome = result.actions[0].outcome
+    assert outcome == "RuntimeError: cannot post to <hidden> with token <hidden>"
+    assert alert.secrets_from_env({alert.WEBHOOK_ENV: url, "KFP_TOKEN": "t0k"})[-1] == "t0k"
+
+
+def test_the_webhook_timeout_bounds_the_whole_call():
+    """Issue 26, weak point: the timeout was per read, so a webhook that drip-feeds its
+    answer held the step 19-20 s against a 2 s limit. A real drip-feeding server on 127.0.0.1."""
+    import time
+
+    from tests.hostile_http import hostile_server
+
+    with hostile_server() as slow:
+        started = time.monotonic()
+        with pytest.raises(PlanetsError, match=r"did not answer within 1 s"):
+            alert.post_webhook(f"{slow.url}/drip", {"text": "drift"}, 1.0)
+        assert time.monotonic() - started < 5

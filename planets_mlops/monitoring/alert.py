@@ -14,17 +14,24 @@ switched by a parameter (:class:`~planets_mlops.knobs.AlertParams`):
   are in the record.
 
 A failed action is recorded as failed, with the error, and the others still run: the
-alert must reach a person even when one channel is down. The step then fails
-(:meth:`AlertResult.failed`), so a broken channel shows red in the KFP UI.
+alert must reach a person even when one channel is down. Every action is isolated: any
+exception it raises (an unusable webhook URL, an answer of another shape from the KFP
+API) is recorded, never raised, and every message is scrubbed of the secrets
+(:func:`secrets_from_env`: the webhook URL and its parts, the KFP token) before it is
+recorded or logged. The step then fails (:meth:`AlertResult.failed`), so a broken channel
+shows red in the KFP UI.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,44 +162,109 @@ def check_webhook_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InvalidParameterError(
-            WEBHOOK_ENV, "<hidden>" if parsed.netloc else url, "an http:// or https:// URL",
+            WEBHOOK_ENV, f"<hidden> (scheme {parsed.scheme!r})", "an http:// or https:// URL",
             "Put the webhook URL in the Secret monitoring-webhook, key url.",
         )  # fmt: skip
     return url
 
 
+def webhook_secrets(url: str) -> list[str]:
+    """The parts of a webhook URL that must never be shown: the URL, its path, query and user part."""
+    from urllib.parse import urlsplit
+
+    parts = [url]
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return parts
+    tail = split.path + (f"?{split.query}" if split.query else "")
+    parts += [tail, split.path, split.query, split.netloc.rpartition("@")[0]]
+    return [part for part in parts if len(part) > 1]
+
+
+def secrets_from_env(env: Mapping[str, str] | None = None) -> list[str]:
+    """What no alert message may show: the webhook URL (and its parts) and the KFP token."""
+    env = os.environ if env is None else env
+    return [*webhook_secrets(env.get(WEBHOOK_ENV, "")), env.get("KFP_TOKEN", "")]
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret of at least 2 characters replaced by ``<hidden>``, longest first."""
+    for secret in sorted({s for s in secrets if s and len(s) > 1}, key=len, reverse=True):
+        text = text.replace(secret, "<hidden>")
+    return text
+
+
 def post_webhook(url: str, payload: Mapping[str, Any], timeout: float) -> str:
-    """POST ``payload`` as JSON; returns ``HTTP <status>``. The URL (it may hold a token) is never logged.
+    """POST ``payload`` as JSON; returns ``HTTP <status>``. The URL (it may hold a token) is never shown.
+
+    ``timeout`` bounds the whole call (connecting, sending, every read), not each read: the
+    call runs on a daemon thread that the step stops waiting for at the deadline.
 
     Raises:
-        planets_mlops.errors.PlanetsError: no 2xx answer, or no answer within ``timeout``.
+        planets_mlops.errors.PlanetsError: no 2xx answer, no answer within ``timeout``, or a
+            URL the HTTP client refuses (the message never holds the URL or its parts).
     """
+    hidden = webhook_secrets(url)
     request = urllib.request.Request(
         check_webhook_url(url),
         data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - scheme checked above
-            answer.read(64 * 1024)
-            return f"HTTP {answer.status}"
-    except urllib.error.HTTPError as exc:
-        raise PlanetsError(f"the webhook answered HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise PlanetsError(f"the webhook did not answer: {reason}") from exc
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - scheme checked
+                answer.read(64 * 1024)
+                outcome["status"] = f"HTTP {answer.status}"
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting step, scrubbed there
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call, name="webhook", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise PlanetsError(f"the webhook did not answer within {timeout:g} s (webhook_timeout_s)")
+    error = outcome.get("error")
+    if error is None:
+        return str(outcome["status"])
+    if isinstance(error, urllib.error.HTTPError):
+        raise PlanetsError(f"the webhook answered HTTP {error.code}") from None
+    if isinstance(error, (urllib.error.URLError, OSError)):
+        reason = scrub(str(getattr(error, "reason", error)), hidden)
+        raise PlanetsError(f"the webhook did not answer: {reason}") from None
+    log.debug("webhook call failed after %.1f s", time.monotonic() - started)
+    raise PlanetsError(
+        f"the webhook call failed: {type(error).__name__}: {scrub(str(error), hidden)}. "
+        f"Check the URL in the Secret monitoring-webhook ({WEBHOOK_ENV})."
+    ) from None
 
 
 Action = Callable[[], str]
 
 
-def _attempt(name: str, why: str, action: Action) -> ActionRecord:
+def _attempt(name: str, why: str, action: Action, secrets: Sequence[str] = ()) -> ActionRecord:
+    """Run one action; whatever it raises is its failed record, never the step's crash."""
     try:
-        return ActionRecord(name, True, why, action())
-    except (PlanetsError, OSError, ValueError, RuntimeError) as exc:
-        log.error("%s failed: %s", name, exc)
-        return ActionRecord(name, True, why, f"{type(exc).__name__}: {exc}", failed=True)
+        return ActionRecord(name, True, why, scrub(str(action()), secrets))
+    except Exception as exc:  # noqa: BLE001 - one action must never lose the alert or the others
+        message = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        log.error("%s failed: %s", name, message)
+        return ActionRecord(name, True, why, message, failed=True)
+
+
+def _evidence(summary: Mapping[str, Any]) -> str:
+    """The drifted columns and their p-values, as one line (columns of another shape are left out)."""
+    parts = []
+    for column in summary.get("columns") or []:
+        if isinstance(column, Mapping) and column.get("drifted"):
+            p_value = column.get("p_value")
+            shown = f"{p_value:.2g}" if isinstance(p_value, (int, float)) else "?"
+            parts.append(f"{column.get('column')} p={shown}")
+    return "; ".join(parts)
 
 
 def raise_alert(
@@ -203,6 +275,7 @@ def raise_alert(
     retrain: Action | None = None,
     dedupe: Callable[[], TriggerDecision] | None = None,
     trigger: Mapping[str, Any] | None = None,
+    secrets: Sequence[str] | None = None,
 ) -> AlertResult:
     """Record the alert and take the actions ``params`` ask for.
 
@@ -215,6 +288,7 @@ def raise_alert(
         dedupe: Decides, before ``retrain``, whether a retraining with the same key is
             running or started within the cool-down (then it is skipped, not failed).
         trigger: The retraining key and its parts, for the record.
+        secrets: Text no record or log may show; default :func:`secrets_from_env`.
 
     Returns:
         The alert with every action's record. Only a ``drift`` verdict triggers actions.
@@ -224,7 +298,8 @@ def raise_alert(
         why = f"the verdict is {summary.get('verdict')!r}, not drift"
         names = ("notify", "push_to_label_studio", "start_retraining")
         return AlertResult(summary, [ActionRecord(name, False, why) for name in names], dict(trigger or {}))
-    evidence = "; ".join(f"{c['column']} p={c['p_value']:.2g}" for c in summary["columns"] if c["drifted"])
+    secrets = secrets_from_env() if secrets is None else secrets
+    evidence = _evidence(summary)
     actions = []
     plan: list[tuple[str, bool, Action | None, str]] = [
         ("notify", params.notify, notify, f"{WEBHOOK_ENV} (Secret monitoring-webhook, key url) is not set"),
@@ -242,22 +317,30 @@ def raise_alert(
         elif action is None:
             actions.append(ActionRecord(name, False, f"{name} is true but {missing}", failed=True))
         elif name == "start_retraining" and dedupe is not None:
-            actions.append(_deduplicated(name, evidence, action, dedupe))
+            actions.append(_deduplicated(name, evidence, action, dedupe, secrets))
         else:
-            actions.append(_attempt(name, f"{name} is true and drift was found ({evidence})", action))
+            actions.append(
+                _attempt(name, f"{name} is true and drift was found ({evidence})", action, secrets)
+            )
     return AlertResult(summary, actions, dict(trigger or {}))
 
 
 def _deduplicated(
-    name: str, evidence: str, action: Action, dedupe: Callable[[], TriggerDecision]
+    name: str,
+    evidence: str,
+    action: Action,
+    dedupe: Callable[[], TriggerDecision],
+    secrets: Sequence[str] = (),
 ) -> ActionRecord:
     try:
         decision = dedupe()
-    except (PlanetsError, OSError, ValueError, RuntimeError) as exc:
-        log.error("%s: the duplicate check failed: %s", name, exc)
-        return ActionRecord(name, True, "drift was found, but the duplicate check failed",
-                            f"{type(exc).__name__}: {exc}", failed=True)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - one action must never lose the alert or the others
+        message = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        log.error("%s: the duplicate check failed: %s", name, message)
+        return ActionRecord(
+            name, True, "drift was found, but the duplicate check failed", message, failed=True
+        )
     if not decision.start:
         log.info("%s skipped: %s", name, decision.why)
         return ActionRecord(name, False, f"drift was found, but {decision.why}", "skipped (duplicate)")
-    return _attempt(name, f"{name} is true and drift was found ({evidence}); {decision.why}", action)
+    return _attempt(name, f"{name} is true and drift was found ({evidence}); {decision.why}", action, secrets)
