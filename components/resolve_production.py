@@ -7,6 +7,7 @@ cached: production moves while the inputs stay the same.
 from typing import NamedTuple
 
 from kfp import dsl
+
 from planets_mlops.components.images import RUNTIME_IMAGE
 
 
@@ -30,8 +31,10 @@ def resolve_production(
         service_url: With tracking off: the deployed service, whose ``/metadata`` decides.
 
     Returns:
-        ``model_version`` (the tag records are written under), ``model_uri``,
-        ``registry_version`` (empty when not from the registry) and ``source``.
+        model_version: The model tag the service writes its records under.
+        model_uri: The model's folder (holds monitoring_reference.json).
+        registry_version: The registered version production names; empty when not from the registry.
+        source: What decided: the registry alias, the service's /metadata, or the tag named by hand.
     """
     from planets_mlops.knobs import RegistryParams
     from planets_mlops.monitoring.production import resolve_production as resolve

@@ -56,13 +56,13 @@ def test_every_input_and_output_is_described(compiled):
         f"{len(missing)} without a description (a knob: planets_mlops.knobs; otherwise the "
         f"docstring's Args:/Returns:): {missing}"
     )
-    # Today: training 32 root inputs, retraining 40, monitoring 21; 14 components.
+    # Today: training 32 root inputs, retraining 40, monitoring 27; 15 components.
     assert {p: len(_entries(s["root"]["inputDefinitions"])) >= 20 for p, s in pipelines.items()} == {
         "training": True,
         "retraining": True,
         "monitoring": True,
     }
-    assert len(components) == 14
+    assert len(components) >= 15
     assert counts["component outputs"] >= 30 and counts["component inputs"] >= 119
 
 
