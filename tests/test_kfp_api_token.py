@@ -82,7 +82,6 @@ def test_the_runner_may_make_exactly_the_calls_the_alert_makes(hydrated):
 
 def test_the_alert_pod_with_the_pod_default_merged_is_valid_and_has_the_token(hydrated, tmp_path):
     from planets_mlops.pipelines.compile import compile_all
-
     from tests.helpers import load_ir
 
     (path,) = [p for p in compile_all(tmp_path / "ir") if p.stem == "monitoring"]

@@ -111,7 +111,7 @@ def test_a_retraining_run_is_submitted_to_the_newest_version():
 
 
 def _retraining_pipeline(state, versions):
-    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "retraining", "created_at": NOW}
+    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "planets-retraining", "created_at": NOW}
     for i, name in enumerate(versions):
         created = f"2026-11-{1 + i // 24:02d}T{i % 24:02d}:00:00Z"
         vid = f"v{i:03d}"
@@ -125,10 +125,10 @@ def test_the_newest_retraining_version_is_the_last_uploaded_of_all_pages_and_nev
     _retraining_pipeline(state, [f"0.1.0-c{i:03d}" for i in range(149)] + ["0.1.0-c148-caching-off"])
     with serve_fake_kfp(state) as (url, state):
         api = alert.KfpApi(url)
-        assert api.pipeline_version("retraining", "") == ("p1", "v148", "0.1.0-c148")
+        assert api.pipeline_version("planets-retraining", "") == ("p1", "v148", "0.1.0-c148")
         # Named on purpose, a variant is still found.
-        assert api.pipeline_version("retraining", "0.1.0-c148-caching-off")[1] == "v149"
-        assert api.pipeline_version("retraining", "0.1.0-c003")[1] == "v003"
+        assert api.pipeline_version("planets-retraining", "0.1.0-c148-caching-off")[1] == "v149"
+        assert api.pipeline_version("planets-retraining", "0.1.0-c003")[1] == "v003"
 
 
 def _summary_file(tmp_path, verdict=drift.DRIFT):
@@ -139,8 +139,8 @@ def _summary_file(tmp_path, verdict=drift.DRIFT):
 
 def _alert_component(tmp_path, **arguments):
     from kfp import dsl
-    from planets_mlops.components.raise_alert import raise_alert
 
+    from planets_mlops.components.raise_alert import raise_alert
     from tests.helpers import make_artifact
 
     return raise_alert.python_func(

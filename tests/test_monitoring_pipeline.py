@@ -203,7 +203,7 @@ def test_rotated_or_one_class_traffic_gives_a_drift_verdict_and_an_alert(monitor
 
 def _retraining_uploaded() -> FakeKfpState:
     state = FakeKfpState()
-    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "retraining", "created_at": NOW}
+    state.pipelines["p1"] = {"pipeline_id": "p1", "display_name": "planets-retraining", "created_at": NOW}
     state.versions["v1"] = {"pipeline_id": "p1", "pipeline_version_id": "v1", "display_name": "0.1.0-abc",
                             "created_at": NOW, "pipeline_spec": {}}  # fmt: skip
     return state
