@@ -495,11 +495,7 @@ def _compare(
         predicted,
         classes,
         production_classes,
-        min_improvement=gate.min_improvement,
-        alpha=gate.gate_alpha,
-        resamples=gate.bootstrap_resamples,
-        confidence=gate.gate_confidence,
-        seed=gate.bootstrap_seed,
+        gate,
     )
     names = np.asarray(production_classes, dtype=object)
     truth = np.asarray(classes, dtype=object)[labels]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.knobs import EvaluateParams
 
 
 def mcnemar_exact(wins: int, losses: int) -> float:
@@ -347,33 +348,13 @@ def _row(stats: PairedStats) -> str:
     )
 
 
-def check_gate_params(alpha: float, resamples: int, confidence: float) -> None:
-    """Validate the gate's knobs.
-
-    Raises:
-        InvalidParameterError: ``alpha`` or ``confidence`` outside (0, 1), ``resamples`` not
-            a positive integer.
-    """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
-        raise InvalidParameterError(
-            "gate_alpha", alpha, "a significance level strictly between 0 and 1", "0.05 is usual."
-        )
-    _check_fraction("confidence", confidence, "a fraction strictly between 0 and 1")
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples <= 0:
-        raise InvalidParameterError("bootstrap_resamples", resamples, "a positive integer", "2000 is plenty.")
-
-
 def decide(
     labels: Any,
     candidate_predictions: Any,
     production_predictions: Any,
     candidate_classes: Sequence[str],
     production_classes: Sequence[str],
-    min_improvement: float = 0.0,
-    alpha: float = 0.05,
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    params: EvaluateParams | None = None,
 ) -> Verdict:
     """Compare the candidate with production on the same images and decide on promotion.
 
@@ -383,21 +364,20 @@ def decide(
         production_predictions: Production's predicted index per image (``production_classes``).
         candidate_classes: The candidate's class names (the data's classes).
         production_classes: Production's class names.
-        min_improvement: Required accuracy gain on the shared-class images (may be negative).
-        alpha: Significance level of "worse beyond noise".
-        resamples: Bootstrap resamples.
-        confidence: Confidence of the bootstrap intervals.
-        seed: Bootstrap seed.
+        params: The gate's knobs (checked when they were made): ``min_improvement``, the
+            significance level ``gate_alpha``, the bootstrap's ``bootstrap_resamples``,
+            ``gate_confidence`` and ``bootstrap_seed``; None: the defaults.
 
     Returns:
         The :class:`Verdict`.
 
     Raises:
-        InvalidParameterError: bad ``alpha``, ``resamples`` or ``confidence``.
         DataError: arrays of different lengths, indices outside the class lists, or no
             class in common.
     """
-    check_gate_params(alpha, resamples, confidence)
+    params = params or EvaluateParams()
+    min_improvement, alpha = params.min_improvement, params.gate_alpha
+    resamples, confidence, seed = params.bootstrap_resamples, params.gate_confidence, params.bootstrap_seed
     labels = np.asarray(labels, dtype=np.int64).ravel()
     cand = np.asarray(candidate_predictions, dtype=np.int64).ravel()
     prod = np.asarray(production_predictions, dtype=np.int64).ravel()

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.knobs import GuardParams
 
 FORMAT = "planets-guard/2"
 METRIC = "cosine-knn-classwise"
@@ -224,8 +225,7 @@ class Guard:
         cls,
         bank_embeddings: Any,
         calibration_embeddings: Any,
-        coverage: float = 0.95,
-        k: int = 1,
+        params: GuardParams | None = None,
         bank_labels: Any = None,
     ) -> Guard:
         """Bank the reference embeddings; set each class's threshold on the calibration ones.
@@ -237,8 +237,9 @@ class Guard:
                 (validation images, as they are and under benign changes, that the model
                 classifies right), ``(n, d)``: their scores stand for those of new images of
                 known classes.
-            coverage: The share of calibration images each class's threshold keeps.
-            k: Neighbours averaged in the similarity.
+            params: ``coverage``, the share of calibration images each class's threshold
+                keeps, and ``k``, the neighbours averaged in the similarity (checked when
+                they were made); None: the defaults.
             bank_labels: The class index of each bank row; ``None`` puts every row in one
                 class (one global threshold).
 
@@ -246,10 +247,10 @@ class Guard:
             The guard, with ``calibration`` = ``{"count", "kept", "per_class"}``.
 
         Raises:
-            InvalidParameterError: bad ``coverage`` or ``k``.
             DataError: empty, broken or mismatched embeddings or labels.
         """
-        coverage = check_coverage(coverage)
+        params = params or GuardParams()
+        coverage, k = float(params.coverage), params.k
         bank = normalize(bank_embeddings)
         if not np.any(np.linalg.norm(bank, axis=1) > 0):
             raise DataError("Every training embedding is zero: the model has learnt nothing to compare with.")

@@ -260,6 +260,27 @@ class PrepareParams(Knobs):
         return PreprocessConfig(image_size=self.image_size, grayscale=self.grayscale, rescale=self.rescale)
 
 
+_COVERAGE = fraction(
+    "a fraction in (0, 1]",
+    "It is the share of known validation images (as they are and under benign changes) "
+    "the open-set guard keeps in each class; 0.99 keeps 99 %.",
+    high_closed=True,
+)
+
+
+@dataclass(frozen=True)
+class GuardParams(Knobs):
+    """The open-set guard's calibration (:meth:`planets_mlops.guard.Guard.fit`)."""
+
+    coverage: float = knob(
+        0.99,
+        "Share of known validation images (as they are and under benign changes) the open-set "
+        "guard keeps in each class, in (0, 1]; the rest of the score range is answered 'unknown'.",
+        check=_COVERAGE,
+    )
+    k: int = knob(1, "Nearest bank embeddings averaged in the guard's similarity.", check=integer())
+
+
 @dataclass(frozen=True)
 class TrainParams(Knobs):
     """The guide's ``train`` parameters plus batch size, threads, the guard and augmentation.
@@ -292,17 +313,8 @@ class TrainParams(Knobs):
         "CPU threads TensorFlow uses; 0: all cores.",
         check=integer("0 (all cores) or a positive integer", minimum=0),
     )
-    guard_coverage: float = knob(
-        0.99,
-        "Share of known validation images (as they are and under benign changes) the open-set "
-        "guard keeps in each class, in (0, 1]; the rest of the score range is answered 'unknown'.",
-        check=fraction(
-            "a fraction in (0, 1]",
-            "It is the share of known validation images (as they are and under benign changes) "
-            "the open-set guard keeps in each class; 0.99 keeps 99 %.",
-            high_closed=True,
-        ),
-    )
+    # The guard's own knob (GuardParams.coverage), as training takes it.
+    guard_coverage: float = knob(GuardParams.coverage, describe(GuardParams, "coverage"), check=_COVERAGE)
     augment: str = knob(
         "photometric",
         "Training augmentation: 'photometric' trains on benign changes of exposure, contrast, "

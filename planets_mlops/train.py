@@ -31,7 +31,7 @@ from planets_mlops.augment import PHOTOMETRIC, augment_batch, benign_changes
 from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
-from planets_mlops.knobs import TrainParams
+from planets_mlops.knobs import GuardParams, TrainParams
 from planets_mlops.model_folder import (
     KERAS_FILE,
     LOGITS_OUTPUT,
@@ -272,7 +272,7 @@ def fit_guard(
     guard = Guard.fit(
         bank,
         np.concatenate(calibration),
-        coverage=coverage,
+        GuardParams(coverage=coverage),
         bank_labels=np.concatenate([train_labels, train_labels]),
     )
     classes = list(manifest["classes"])

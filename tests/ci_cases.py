@@ -11,6 +11,7 @@ import numpy as np
 
 from planets_mlops.app.review import Review
 from planets_mlops.gate import decide
+from planets_mlops.knobs import EvaluateParams
 from planets_mlops.registry.steps import gate_record
 
 PRODUCTION_CLASSES = ["Earth", "Jupiter", "Mars", "Moon"]
@@ -64,7 +65,14 @@ def review(case: str, kfp_ui: str = "https://kubeflow.example.com/pipeline") -> 
     """The review of ``case`` (``promote`` or ``refuse``) as ``planets-mlops report`` shows it."""
     classes = CANDIDATE_CLASSES if case == "promote" else PRODUCTION_CLASSES
     labels, cand, prod = _outcomes(case)
-    verdict = decide(labels, cand, prod, classes, PRODUCTION_CLASSES, resamples=2000, seed=0)
+    verdict = decide(
+        labels,
+        cand,
+        prod,
+        classes,
+        PRODUCTION_CLASSES,
+        EvaluateParams(bootstrap_resamples=2000, bootstrap_seed=0),
+    )
     gate = gate_record({"gate": verdict.summary(), "production_version": "6"}, verdict.promote)
     acc = float(np.mean(np.asarray(labels) == np.asarray(cand)))
     return Review(

@@ -126,6 +126,13 @@ def test_describe_knobs_adds_the_knob_lines_after_the_written_ones():
     assert bare.__doc__ == "Bare.\n\nArgs:\n    train_lr: Learning rate of the Adam optimiser."
 
 
+def test_training_takes_the_guards_coverage_knob_as_it_is_declared():
+    assert knobs.TrainParams.guard_coverage == knobs.GuardParams.coverage
+    assert knobs.describe(knobs.TrainParams, "guard_coverage") == knobs.describe(
+        knobs.GuardParams, "coverage"
+    )
+
+
 def test_describe_knobs_refuses_a_literal_that_differs_from_its_knob():
     def step(lr: float = 0.5):
         """Train."""
@@ -146,6 +153,13 @@ def test_describe_knobs_refuses_a_literal_that_differs_from_its_knob():
         (lambda: knobs.RegistryParams(model_name="-x"), "Invalid registered_model_name='-x'"),
         (lambda: knobs.MonitoringParams(batch_records=10**6), "an integer from 1 to 10000"),
         (lambda: knobs.InboxParams(min_margin=1.5), r"a number in \[0, 1\]"),
+        (lambda: knobs.GuardParams(coverage=1.5), r"Invalid coverage=1.5: must be a fraction in \(0, 1\]"),
+        (
+            lambda: knobs.TrainParams(guard_coverage=0),
+            r"Invalid guard_coverage=0: must be a fraction in \(0, 1\]",
+        ),
+        (lambda: knobs.GuardParams(k=0), "Invalid k=0: must be a positive integer"),
+        (lambda: knobs.EvaluateParams(gate_alpha=1.0), "Invalid gate_alpha=1.0"),
     ],
 )
 def test_each_knob_check_runs_from_its_declaration(make, match):

@@ -9,6 +9,7 @@ import pytest
 
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.gate import decide, mcnemar_exact, paired_bootstrap
+from planets_mlops.knobs import EvaluateParams
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ def test_equal_models_are_promoted_with_a_zero_margin():
     assert verdict.promote
     assert verdict.overall.delta == 0 and verdict.overall.p_value == 1.0
     assert not verdict.new_classes and not verdict.forgotten_classes
-    assert not decide(labels, cand, prod, CLASSES, CLASSES, min_improvement=0.01).promote
+    assert not decide(labels, cand, prod, CLASSES, CLASSES, EvaluateParams(min_improvement=0.01)).promote
 
 
 def test_a_class_worse_beyond_noise_blocks_promotion_despite_a_better_total():
@@ -140,7 +141,7 @@ def test_a_small_loss_within_noise_does_not_block():
 
 def test_overall_worse_beyond_noise_is_refused():
     labels, cand, prod = outcomes({c: (20, 0, 4, 0) for c in CLASSES})
-    verdict = decide(labels, cand, prod, CLASSES, CLASSES, min_improvement=-1.0)
+    verdict = decide(labels, cand, prod, CLASSES, CLASSES, EvaluateParams(min_improvement=-1.0))
     assert verdict.overall.worse and verdict.overall.p_value == pytest.approx(2 * 0.5**12)
     assert not verdict.promote
 
@@ -151,7 +152,7 @@ def test_a_new_class_is_compared_on_shared_classes_and_its_recall_reported():
     production_classes = ["Earth", "Mars"]
     prod[labels == 2] = 0  # production calls every Moon an Earth
     cand[labels == 2] = [2] * 9 + [0]  # the candidate knows 9 of 10
-    verdict = decide(labels, cand, prod, CLASSES, production_classes, min_improvement=0.05)
+    verdict = decide(labels, cand, prod, CLASSES, production_classes, EvaluateParams(min_improvement=0.05))
     assert verdict.shared_classes == ["Earth", "Mars"]
     assert verdict.overall.images == 60 and verdict.overall.delta == 0
     (new,) = verdict.new_classes
@@ -163,7 +164,7 @@ def test_a_new_class_is_compared_on_shared_classes_and_its_recall_reported():
 
 def test_a_candidate_that_forgets_a_class_is_refused():
     labels, cand, prod = outcomes({"Earth": (30, 0, 0, 0), "Mars": (30, 0, 0, 0)})
-    verdict = decide(labels, cand, prod, ["Earth", "Mars"], CLASSES, min_improvement=-1.0)
+    verdict = decide(labels, cand, prod, ["Earth", "Mars"], CLASSES, EvaluateParams(min_improvement=-1.0))
     assert verdict.forgotten_classes == ["Moon"] and not verdict.promote
 
 
@@ -175,4 +176,4 @@ def test_decide_refuses_mismatched_or_disjoint_input():
     with pytest.raises(DataError, match="production predictions hold indices"):
         decide([0], [0], [5], CLASSES, CLASSES)
     with pytest.raises(InvalidParameterError, match="gate_alpha=0"):
-        decide([0], [0], [0], CLASSES, CLASSES, alpha=0)
+        decide([0], [0], [0], CLASSES, CLASSES, EvaluateParams(gate_alpha=0))

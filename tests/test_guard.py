@@ -19,6 +19,7 @@ from planets_mlops.guard import (
     rejection_rate,
     tradeoff,
 )
+from planets_mlops.knobs import GuardParams
 
 
 def clusters(rng: np.random.Generator, centres: np.ndarray, per: int, spread: float) -> np.ndarray:
@@ -104,7 +105,7 @@ def test_knn_scores_refuse_mismatched_inputs():
 
 
 def test_fitted_guard_keeps_known_and_rejects_unseen(synthetic):
-    guard = Guard.fit(synthetic["train"], synthetic["validation"], coverage=0.95)
+    guard = Guard.fit(synthetic["train"], synthetic["validation"], GuardParams(coverage=0.95))
     assert guard.calibration == {"count": 200, "kept": pytest.approx(0.95), "per_class": {"0": 200}}
     validation = guard.scores(synthetic["validation"])
     assert np.mean(guard.recognised(validation)) >= 0.95
@@ -116,7 +117,7 @@ def test_fitted_guard_keeps_known_and_rejects_unseen(synthetic):
 
 def test_higher_coverage_lowers_the_threshold(synthetic):
     thresholds = [
-        Guard.fit(synthetic["train"], synthetic["validation"], c).class_thresholds[0]
+        Guard.fit(synthetic["train"], synthetic["validation"], GuardParams(coverage=c)).class_thresholds[0]
         for c in (0.8, 0.95, 1.0)
     ]
     assert thresholds[0] >= thresholds[1] >= thresholds[2]
@@ -127,8 +128,7 @@ def test_guard_round_trips_through_its_files(synthetic, tmp_path):
     guard = Guard.fit(
         synthetic["train"],
         synthetic["validation"],
-        coverage=0.9,
-        k=3,
+        GuardParams(coverage=0.9, k=3),
         # Interleaved classes: the guard keeps (and saves) its bank sorted by class.
         bank_labels=np.tile(np.arange(10), 80),
     )
@@ -148,7 +148,7 @@ def test_guard_round_trips_through_its_files(synthetic, tmp_path):
 def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     with pytest.raises(DataError, match="Retrain"):
         load_guard(tmp_path)  # nothing there
-    Guard.fit(synthetic["train"], synthetic["validation"]).save(tmp_path)
+    Guard.fit(synthetic["train"], synthetic["validation"], GuardParams(coverage=0.95)).save(tmp_path)
     np.save(tmp_path / BANK_FILE, np.ones((5, 64), np.float32))
     with pytest.raises(DataError, match="do not belong together"):
         load_guard(tmp_path)
@@ -158,7 +158,7 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     ):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.ones((800, 64), np.float32))
-    doc = Guard.fit(synthetic["train"], synthetic["validation"]).describe()
+    doc = Guard.fit(synthetic["train"], synthetic["validation"], GuardParams(coverage=0.95)).describe()
     (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "class_thresholds": []}))
     with pytest.raises(DataError, match="0 class thresholds"):
         load_guard(tmp_path)
@@ -222,8 +222,10 @@ def uneven():
 
 
 def test_classwise_thresholds_keep_every_class_where_one_threshold_cannot(uneven):
-    classwise = Guard.fit(uneven["train"], uneven["validation"], 0.95, bank_labels=uneven["labels"])
-    one = Guard.fit(uneven["train"], uneven["validation"], 0.95)
+    classwise = Guard.fit(
+        uneven["train"], uneven["validation"], GuardParams(coverage=0.95), bank_labels=uneven["labels"]
+    )
+    one = Guard.fit(uneven["train"], uneven["validation"], GuardParams(coverage=0.95))
     tight, loose = classwise.class_thresholds
     assert tight > loose  # the near-duplicate class gets the stricter threshold
     known = uneven["validation_labels"]
@@ -241,9 +243,12 @@ def test_classwise_thresholds_keep_every_class_where_one_threshold_cannot(uneven
 
 def test_calibrating_on_benign_changes_keeps_them_and_still_rejects_the_unseen(uneven):
     bank, labels = uneven["train"], uneven["labels"]
-    clean_only = Guard.fit(bank, uneven["validation"], 0.99, bank_labels=labels)
+    clean_only = Guard.fit(bank, uneven["validation"], GuardParams(coverage=0.99), bank_labels=labels)
     with_benign = Guard.fit(
-        bank, np.concatenate([uneven["validation"], uneven["shifted"]]), 0.99, bank_labels=labels
+        bank,
+        np.concatenate([uneven["validation"], uneven["shifted"]]),
+        GuardParams(coverage=0.99),
+        bank_labels=labels,
     )
     before, after = (np.mean(g.recognised(g.scores(uneven["shifted"]))) for g in (clean_only, with_benign))
     # The calibration keeps 99 % of clean and shifted images together, in each class.
