@@ -62,8 +62,38 @@ class ImageUpload(bentoml.IODescriptor):
     """
 
     max_images: ClassVar[int] = 1
+    # What the OpenAPI page documents: the multipart form the service parses, not this model's
+    # fields (BentoML would show them as a JSON body, which the service answers with 415).
+    media_type: ClassVar[str | None] = "multipart/form-data"
     images: list[bytes] = []
     error: dict | None = None
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The request's form as OpenAPI shows it: ``image`` file field(s).
+
+        Returns:
+            A JSON schema of the multipart form (one ``image`` file; several for a batch).
+        """
+        one = {"type": "string", "format": "binary", "description": "a JPEG, PNG, GIF or BMP file"}
+        if cls.max_images == 1:
+            image: dict[str, Any] = {**one, "description": "the image to classify (JPEG, PNG, GIF or BMP)"}
+        else:
+            image = {
+                "type": "array",
+                "items": one,
+                "maxItems": cls.max_images,
+                "description": f"up to {cls.max_images} images, each its own `image` field, answered in "
+                "order",
+            }
+        return {
+            "title": cls.__name__,
+            "type": "object",
+            "properties": {"image": image},
+            "required": ["image"],
+            "description": "multipart/form-data with the file field `image`; or, for /predict, the raw "
+            "file as the body with Content-Type image/jpeg, image/png or application/octet-stream.",
+        }
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> ImageUpload:
@@ -99,6 +129,12 @@ class ImageBatchUpload(ImageUpload):
     """Input of ``/predict_batch``: up to ``PLANETS_MAX_BATCH`` ``image`` fields."""
 
     max_images: ClassVar[int] = SETTINGS.max_batch
+
+
+# Every field is parsed from the form here: none is a JSON part of it (BentoML would document
+# the model's fields as JSON-encoded form parts).
+for _upload in (ImageUpload, ImageBatchUpload):
+    _upload.multipart_fields = list(_upload.model_fields)
 
 
 class Prediction(bentoml.IODescriptor):
@@ -255,3 +291,20 @@ class PlanetClassifier:
     async def predict_batch(self, images: list[bytes], error: dict | None = None) -> JSONResponse:
         """Classify several ``image`` fields in one model call: ``{"predictions": [...]}``."""
         return await self._answer(images, error, batch=True)
+
+
+class _PlanetsService(type(PlanetClassifier)):  # type: ignore[misc]
+    """The service with an OpenAPI page that lists ``/metrics`` only when metrics are on."""
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Any:
+        """BentoML's page, without ``/metrics`` when ``PLANETS_METRICS`` is off (it answers 404)."""
+        spec = super().openapi_spec
+        if not SETTINGS.metrics:
+            spec.paths.pop("/metrics", None)
+        return spec
+
+
+PlanetClassifier.__class__ = _PlanetsService  # type: ignore[method-assign]  # same slots: safe

@@ -18,6 +18,7 @@ from planets_mlops.app.cli import (
     run,
     schedule,
     schedule_sync,
+    serve,
     status,
     upload,
 )
@@ -41,7 +42,7 @@ from planets_mlops.errors import (
 )
 
 # In help order; each has register(subparsers, parents) and handle(args).
-COMMANDS = (compile_, upload, run, schedule, schedule_sync, status, models, report, ci, data)
+COMMANDS = (compile_, upload, run, schedule, schedule_sync, status, models, report, ci, data, serve)
 
 
 def build_parser(
