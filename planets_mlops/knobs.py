@@ -7,7 +7,7 @@ the pipelines derive their parameter defaults from them and their IR description
 :func:`describe_knobs`; the components repeat the defaults as literals (KFP copies a
 lightweight component's source into the container, where these names would not resolve),
 take their descriptions through :func:`describe_knobs`, which also refuses a literal that
-differs from its knob when the module is imported, and ``tests/test_defaults.py`` compiles
+differs from its knob when the module is imported, and ``tests/component/test_defaults.py`` compiles
 the IR and fails when any default differs from this module. ``docs/parameters.md`` is
 generated from the compiled IR, so it reads the same descriptions. Stdlib only: the compile
 path imports it.

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tests.conftest  # noqa: E402,F401  (emulator-friendly environment, set before gcsfs loads)
-from tests.fixtures.data import copy_subset  # noqa: E402
-from tests.fixtures.gcs import dvc_remote_config, start_emulator, stop_emulator  # noqa: E402
+from tests.support.fixtures.data import copy_subset  # noqa: E402
+from tests.support.fixtures.gcs import dvc_remote_config, start_emulator, stop_emulator  # noqa: E402
 
 log = logging.getLogger("bench_containers")
 CLASSES = sorted(p.name for p in (REPO / "data" / "planets" / "raw").iterdir() if p.is_dir())

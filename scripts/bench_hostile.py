@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from planets_mlops.app.dev.serve_local import serve_bento  # noqa: E402
-from tests.fixtures import hostile  # noqa: E402
+from tests.support.fixtures import hostile  # noqa: E402
 
 log = logging.getLogger("bench_hostile")
 EXTRA = REPO / "data" / "planets" / "extra"

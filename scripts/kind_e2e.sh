@@ -5,7 +5,7 @@
 # monitoring run right after it that starts none (with the trigger's cool-down).
 # Needs docker (or podman), kind, kubectl, and a GCS bucket with two service-account keys.
 # The CI machines have no Kubernetes, so only --print-setup runs in the tests
-# (tests/test_kustomize.py); every other step is run by hand (docs/cluster-loop.md).
+# (tests/pure/test_kustomize.py); every other step is run by hand (docs/cluster-loop.md).
 #
 #   scripts/kind_e2e.sh                 # everything, up to a served model
 #   scripts/kind_e2e.sh --print-setup   # the cluster objects it would apply (kubectl only)
@@ -40,7 +40,7 @@ cd "$(dirname "$0")/.."
 CLUSTER_NAME="${CLUSTER_NAME:-planets}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.30.13}"
 # The backend must come from the SDK's release line (requirements.lock pins kfp 2.17.x):
-# the 2.17 driver/launcher are what tests/test_rbac.py checks the runner's Role against.
+# the 2.17 driver/launcher are what tests/pure/test_rbac.py checks the runner's Role against.
 KFP_VERSION="${KFP_VERSION:-2.17.0}"
 ENGINE="${ENGINE:-docker}"
 EPOCHS="${EPOCHS:-3}"

@@ -4,7 +4,7 @@
 # requirements.lock is the one source of versions. The GPU training image needs TensorFlow's
 # GPU build instead of tensorflow-cpu, plus the CUDA wheels it brings; its lock is derived
 # here from requirements.lock (every shared package at the same exact version, checked by
-# tests/test_locks.py), so the GPU image is pinned exactly too.
+# tests/pure/test_locks.py), so the GPU image is pinned exactly too.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

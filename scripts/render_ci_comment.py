@@ -1,6 +1,6 @@
 """Render the pull request's review comment as GitHub shows it, and screenshot it.
 
-The comment is `planets-mlops report --format github` of the two golden cases (tests/ci_cases.py:
+The comment is `planets-mlops report --format github` of the two golden cases (tests/support/ci_cases.py:
 the real gate on fixed outcomes). Markdown -> HTML with markdown-it-py (CommonMark + tables,
 HTML kept, GitHub's alerts turned into their boxes), styled with a small GitHub-like sheet, then
 headless Chromium takes the picture:
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--size", default="960,1280", help="window WIDTH,HEIGHT")
     args = parser.parse_args()
     from planets_mlops.app.review import to_markdown
-    from tests.ci_cases import review
+    from tests.support.ci_cases import review
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

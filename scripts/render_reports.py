@@ -10,7 +10,7 @@ for a few epochs and writes, with headless Chromium (scripts/setup_chromium.sh):
 - prepare-preview.png: the prepare step's preview (every class, its counts, samples);
 - release-record.png: a release record's Markdown as the KFP UI renders it.
 
-tests/test_report_pages.py checks the same pages (they render, images load, no text clipped).
+tests/servers/test_report_pages.py checks the same pages (they render, images load, no text clipped).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def main() -> None:
     from planets_mlops.prepare import prepare_dataset
     from planets_mlops.registry.release import reproduce_command, to_markdown
     from planets_mlops.train import train_model
-    from tests.browser import markdown_page, screenshot
-    from tests.fixtures.data import copy_subset
+    from tests.support.browser import markdown_page, screenshot
+    from tests.support.fixtures.data import copy_subset
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

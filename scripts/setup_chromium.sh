@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for the report tests (tests/test_report_pages.py) and the screenshots in
+# Headless Chromium for the report tests (tests/servers/test_report_pages.py) and the screenshots in
 # docs/images (scripts/render_reports.py, scripts/render_ci_comment.py): installs Debian's
 # chromium (as root or with sudo) when missing. Idempotent.
 set -euo pipefail

@@ -32,48 +32,46 @@ os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 pytest_plugins = [
-    "tests.fixtures.data",
-    "tests.fixtures.gcs",
-    "tests.fixtures.serving",
-    "tests.fixtures.labelstudio",
-    "tests.fixtures.mlflow",
+    "tests.support.fixtures.data",
+    "tests.support.fixtures.gcs",
+    "tests.support.fixtures.serving",
+    "tests.support.fixtures.labelstudio",
+    "tests.support.fixtures.mlflow",
 ]
 
 # ----------------------------------------------------------------------------- test tiers
-# Each test gets exactly one tier marker (see [tool.pytest.ini_options] markers): an explicit
-# one wins; otherwise the fixtures it uses decide (a real server -> servers), then its file.
+# A test's tier is the folder it lives in (tests/<tier>/test_*.py), and nothing else: no
+# markers in the files, no guessing from fixtures. tests/support/ holds what they share.
 TIERS = ("pure", "component", "pipeline", "servers", "install", "containers")
+# Fixtures that start a real server: a test using one belongs in a tier that may wait for it.
 SERVER_FIXTURES = {
     "gcs_emulator", "label_studio", "ls_client", "ls_env", "ls_project", "label_studio_project",
     "bento_server", "served", "mlflow_server", "mlflow_env", "mlflow_client",
 }  # fmt: skip
-FILE_TIERS = {
-    "test_components.py": "component",
-    "test_compile.py": "component",
-    "test_argo_retries.py": "component",
-    "test_package.py": "component",
-    "test_deploy_component.py": "component",
-    "test_cli.py": "component",
-    "test_params_example.py": "component",
-    "test_train_evaluate.py": "component",
-    "test_parity.py": "component",
-    "test_pipeline_local.py": "pipeline",
-    "test_retraining.py": "pipeline",
-    "test_monitoring_pipeline.py": "pipeline",
-    "test_reference_results.py": "pipeline",
-    "test_quickstart.py": "pipeline",
-}
+FAST_TIERS = ("pure", "component")
+
+
+def tier_of(path) -> str:
+    """The tier of a test file: the name of its folder under tests/."""
+    from pathlib import Path
+
+    relative = Path(path).resolve().relative_to(Path(__file__).resolve().parent)
+    if len(relative.parts) != 2 or relative.parts[0] not in TIERS:
+        raise ValueError(f"{path}: a test file lives in tests/<tier>/, one of {', '.join(TIERS)}")
+    return relative.parts[0]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Give every test without an explicit tier marker its tier."""
+    """Give every test the tier of its folder; refuse a server fixture in a fast tier."""
     import pytest
 
     for item in items:
+        tier = tier_of(item.path)
         if any(m.name in TIERS for m in item.iter_markers()):
-            continue
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            tier = "servers"
-        else:
-            tier = FILE_TIERS.get(item.path.name, "pure")
+            raise pytest.UsageError(f"{item.nodeid}: remove the tier marker; its folder gives the tier")
+        servers = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier in FAST_TIERS and servers:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {sorted(servers)} (a real server): move it to tests/servers/"
+            )
         item.add_marker(getattr(pytest.mark, tier))

@@ -6,7 +6,7 @@ Google-style ``Args:``/``Returns:`` docstrings, whose knob lines come from
 
     make docs        # or: .venv/bin/python -m planets_mlops.app.parameter_docs
 
-``tests/test_descriptions.py`` fails when the page is out of date.
+``tests/component/test_descriptions.py`` fails when the page is out of date.
 """
 
 from __future__ import annotations

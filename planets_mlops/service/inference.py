@@ -2,7 +2,7 @@
 
 The tensor comes from :func:`planets_mlops.preprocess.preprocess_image`, the very
 function ``prepare_dataset`` used to build the training shards, so a served image and a
-training image go through the same code (``tests/test_parity.py`` checks it bit for bit).
+training image go through the same code (``tests/component/test_parity.py`` checks it bit for bit).
 The answers themselves (the one softmax, the guard's verdict) come from
 :mod:`planets_mlops.model_folder`, which every reader of a model folder shares.
 """

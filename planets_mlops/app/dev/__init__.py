@@ -7,5 +7,5 @@
 - :mod:`.imagechanges`: benign and hostile changes of raw images, for measuring the guard.
 - :mod:`.net`: free ports and process-group shutdown for those servers.
 
-The step logic never imports these (``tests/layers.py``: app is the top layer).
+The step logic never imports these (``tests/support/layers.py``: app is the top layer).
 """
