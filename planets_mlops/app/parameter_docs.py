@@ -6,7 +6,8 @@ Google-style ``Args:``/``Returns:`` docstrings, whose knob lines come from
 
     make docs        # or: .venv/bin/python -m planets_mlops.app.parameter_docs
 
-``tests/component/test_descriptions.py`` fails when the page is out of date.
+``tests/component/test_descriptions.py`` fails when the page is out of date, and when any
+input or output has no description; ``--counts`` prints how many are described, per pipeline.
 """
 
 from __future__ import annotations
@@ -101,6 +102,48 @@ def executor_components(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]
     return {name: comp for name, comp in spec.get("components", {}).items() if "executorLabel" in comp}
 
 
+def _entries(definitions: Mapping[str, Any]) -> dict[str, Any]:
+    return {**definitions.get("parameters", {}), **definitions.get("artifacts", {})}
+
+
+def undescribed(
+    pipelines: Mapping[str, Mapping[str, Any]], components: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[tuple[str, str]], dict[str, list[int]]]:
+    """What has no description: every root input, and every component input and output.
+
+    Returns:
+        ``(missing, counts)``: ``(where, name)`` of each input or output without a
+        description, and ``where -> [described, total]`` for each pipeline's root inputs, its
+        components' inputs and outputs, and the component files'.
+    """
+    missing: list[tuple[str, str]] = []
+    counts: dict[str, list[int]] = {}
+
+    def count(where: str, entries: Mapping[str, Any], label: str) -> None:
+        tally = counts.setdefault(where, [0, 0])
+        for name, entry in entries.items():
+            tally[1] += 1
+            if str(entry.get("description", "")).strip():
+                tally[0] += 1
+            else:
+                missing.append((label, name))
+
+    for pipeline, spec in pipelines.items():
+        root = spec.get("root", {})
+        count(
+            f"pipeline {pipeline}: root inputs",
+            _entries(root.get("inputDefinitions", {})),
+            f"pipeline {pipeline} input",
+        )
+    for group, specs in (("pipeline", pipelines), ("component files", components)):
+        for source, spec in specs.items():
+            where = f"pipeline {source}: components" if group == "pipeline" else "component files"
+            for comp, body in executor_components(spec).items():
+                for section, kind in (("inputDefinitions", "inputs"), ("outputDefinitions", "outputs")):
+                    count(f"{where}' {kind}", _entries(body.get(section, {})), f"{source}: {comp} {kind}")
+    return missing, counts
+
+
 def render(pipelines: Mapping[str, Mapping[str, Any]], components: Mapping[str, Mapping[str, Any]]) -> str:
     """The parameter reference page for compiled ``pipelines`` and ``components`` (name -> spec)."""
     lines = [
@@ -143,9 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PAGE, help=f"default: {PAGE}")
     parser.add_argument("--check", action="store_true", help="exit 1 if the page differs")
+    parser.add_argument("--counts", action="store_true", help="print described/total per pipeline and exit")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        text = render(*compile_specs(Path(tmp)))
+        specs = compile_specs(Path(tmp))
+    if args.counts:
+        missing, counts = undescribed(*specs)
+        for where, (described, total) in counts.items():
+            print(f"{where}: {described}/{total} described")
+        return 1 if missing else 0
+    text = render(*specs)
     if args.check:
         same = args.out.is_file() and args.out.read_text() == text
         print(f"{args.out} is {'up to date' if same else 'out of date: run ' + REGENERATE}")

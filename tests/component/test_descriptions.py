@@ -28,28 +28,9 @@ def _entries(definitions):
     return {**definitions.get("parameters", {}), **definitions.get("artifacts", {})}
 
 
-def undescribed(pipelines, components):
-    """``(where, name)`` of every root input and component input/output without a description."""
-    missing = []
-    counts = {"root inputs": 0, "component inputs": 0, "component outputs": 0}
-    for pipeline, spec in pipelines.items():
-        for name, entry in _entries(spec["root"].get("inputDefinitions", {})).items():
-            counts["root inputs"] += 1
-            if not str(entry.get("description", "")).strip():
-                missing.append((f"pipeline {pipeline} input", name))
-    for source, spec in [*pipelines.items(), *components.items()]:
-        for comp, body in parameter_docs.executor_components(spec).items():
-            for section, kind in (("inputDefinitions", "inputs"), ("outputDefinitions", "outputs")):
-                for name, entry in _entries(body.get(section, {})).items():
-                    counts[f"component {kind}"] += 1
-                    if not str(entry.get("description", "")).strip():
-                        missing.append((f"{source}: {comp} {kind}", name))
-    return missing, counts
-
-
 def test_every_input_and_output_is_described(compiled):
     pipelines, components = compiled
-    missing, counts = undescribed(pipelines, components)
+    missing, counts = parameter_docs.undescribed(pipelines, components)
     assert not missing, (
         f"{len(missing)} without a description (a knob: planets_mlops.knobs; otherwise the "
         f"docstring's Args:/Returns:): {missing}"
@@ -61,7 +42,7 @@ def test_every_input_and_output_is_described(compiled):
         "monitoring": True,
     }
     assert len(components) >= 15
-    assert counts["component outputs"] >= 30 and counts["component inputs"] >= 119
+    assert counts["component files' outputs"][1] >= 30 and counts["component files' inputs"][1] >= 119
 
 
 def test_a_missing_description_is_caught(compiled):
@@ -69,7 +50,7 @@ def test_a_missing_description_is_caught(compiled):
     del pipelines["training"]["root"]["inputDefinitions"]["parameters"]["train_lr"]["description"]
     spec = components["train_model"]["components"]["comp-train-model"]
     spec["outputDefinitions"]["artifacts"]["model"]["description"] = " "
-    missing, _ = undescribed(pipelines, components)
+    missing, _ = parameter_docs.undescribed(pipelines, components)
     assert missing == [
         ("pipeline training input", "train_lr"),
         ("train_model: comp-train-model outputs", "model"),
