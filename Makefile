@@ -50,8 +50,8 @@ test-fast:  ## Inner loop: the pure and component tiers (under a minute)
 	$(BIN)/python -m pytest -q -m "pure or component"
 
 lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, components and pipelines
-	$(BIN)/ruff format --check planets_mlops components pipelines tests scripts
-	$(BIN)/ruff check planets_mlops components pipelines tests scripts
+	$(BIN)/ruff format --check planets_mlops components pipelines tests scripts benchmarks
+	$(BIN)/ruff check planets_mlops components pipelines tests scripts benchmarks
 	$(BIN)/python scripts/typecheck.py
 
 compile:  ## Every pipeline and component to build/ (the same entry point as planets-mlops compile)
@@ -64,7 +64,7 @@ docs:  ## Regenerate docs/parameters.md from the compiled IR (a test fails when 
 	$(BIN)/python -m planets_mlops.app.parameter_docs
 
 bench:  ## Benchmarks (print figures; not tests)
-	$(BIN)/python scripts/bench_pipeline.py
+	$(BIN)/python -m benchmarks.bench_pipeline
 
 lock:  ## Re-resolve requirements.lock (and the GPU image's derived lock) after editing pyproject.toml
 	UV=$(abspath $(BIN)/uv) scripts/lock.sh

@@ -148,7 +148,7 @@ class Resources:
 
 # Sized for the bundled data set with headroom for a few thousand more images; a task
 # over its memory limit is OOM-killed and retried, so limits stay well above what the
-# steps use here (largest: train ~0.9 GB, scripts/bench_pipeline.py).
+# steps use here (largest: train ~0.9 GB, benchmarks/bench_pipeline.py).
 STEP_RESOURCES: dict[str, Resources] = {
     "pull-data": Resources("500m", "1Gi", "2", "4Gi"),
     "import-labels": Resources("500m", "1Gi", "2", "4Gi"),
@@ -170,7 +170,7 @@ STEP_RESOURCES: dict[str, Resources] = {
 
 # Each task's pod deadline (``activeDeadlineSeconds``): a hung clone, lock wait or image
 # pull fails the attempt instead of blocking a schedule that runs one run at a time. About
-# ten times what each step takes on the bundled data set (scripts/bench_pipeline.py), so
+# ten times what each step takes on the bundled data set (benchmarks/bench_pipeline.py), so
 # a few thousand more images still fit; training: CPU-only epochs are the slow case.
 STEP_TIMEOUTS: dict[str, int] = {
     "pull-data": 30 * 60,

@@ -205,7 +205,7 @@ class PrepareParams(Knobs):
     """The guide's ``prepare`` parameters.
 
     The suite's recipe keeps the images' colour (``grayscale=False``): colour separates
-    these classes almost perfectly (see ``scripts/bench_recipe.py``). The reference
+    these classes almost perfectly (see ``benchmarks/bench_recipe.py``). The reference
     experiment's grayscale is the ``reference`` preset (:data:`PRESETS`).
     """
 

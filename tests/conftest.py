@@ -21,14 +21,9 @@ os.environ["PYTHONDONTWRITEBYTECODE"] = ""
 sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
 sys.dont_write_bytecode = False
 
-os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
-os.environ["NO_GCE_CHECK"] = "true"
-os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"
-os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["no_proxy"] = "127.0.0.1,localhost"
-os.environ["DVC_NO_ANALYTICS"] = "1"
-os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+from planets_mlops.app.dev.gcs_emulator import use_emulator_environment  # noqa: E402
+
+use_emulator_environment()  # the same settings the benchmarks use
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 pytest_plugins = [

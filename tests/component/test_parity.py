@@ -64,9 +64,9 @@ def test_parity_holds_for_16_bit_and_palette_files(tmp_path: Path, small_raw: Pa
     and a 16-bit copy (v * 257) of a photo gives the tensor of the photo itself."""
     from PIL import Image
 
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.prepare import PrepareParams, prepare_dataset
     from planets_mlops.preprocess import decode_image, preprocess_image
-    from tests.support.fixtures import hostile
 
     raw = tmp_path / "raw"
     originals = {}

@@ -4,7 +4,7 @@ The original scripts give val_acc 0.9467 (ch 2.5 settings) and 0.443 (baseline) 
 kind of machine; the acceptance bands are >= 0.94 and 0.443 +- 0.01. The preprocessing is
 bit-identical to theirs (see test_preprocess), the split and batch order are theirs. The
 reference settings are the ``reference`` preset (planets_mlops.knobs.PRESETS); the suite's
-own defaults differ (colour) and are measured by scripts/bench_recipe.py.
+own defaults differ (colour) and are measured by benchmarks/bench_recipe.py.
 Each setting trains once on the full data (chapter 2.5 through the session's ``full_model``);
 that a training repeats exactly is checked on small data in test_train_evaluate.
 """

@@ -102,7 +102,7 @@ def test_random_bytes_never_crash_with_anything_but_data_error(data):
 @pytest.mark.parametrize("path", SAMPLES[::2], ids=lambda p: p.parent.name)
 def test_16_bit_pngs_give_the_tensor_of_their_8_bit_original(path, grayscale):
     """v * 257 stored as 16 bits is v: Pillow's own I;16 -> L conversion clipped it at 255."""
-    from tests.support.fixtures import hostile
+    from planets_mlops.app.dev import hostile_images as hostile
 
     config = PreprocessConfig(grayscale=grayscale)
     rgb = decode_image(path.read_bytes(), grayscale=False)
@@ -116,7 +116,7 @@ def test_16_bit_pngs_give_the_tensor_of_their_8_bit_original(path, grayscale):
 
 
 def test_16_bit_values_are_scaled_not_clipped():
-    from tests.support.fixtures import hostile
+    from planets_mlops.app.dev import hostile_images as hostile
 
     ramp = np.arange(0, 65536, 257, dtype=np.uint16).reshape(16, 16)
     assert np.array_equal(decode_image(hostile.png16(ramp))[:, :, 0], (ramp // 257).astype(np.uint8))
@@ -126,15 +126,15 @@ def test_16_bit_values_are_scaled_not_clipped():
     "build", ["corrupt_dds", "corrupt_ico", "tiff_bomb", "float_tiff"], ids=lambda name: name
 )
 def test_only_the_data_set_formats_are_opened(build):
-    from tests.support.fixtures import hostile
+    from planets_mlops.app.dev import hostile_images as hostile
 
     with pytest.raises(DataError, match="not a file of an accepted format"):
         preprocess_image(getattr(hostile, build)())
 
 
 def test_an_image_over_the_limits_is_refused_from_its_header():
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.imaging import LIMITS, read_header
-    from tests.support.fixtures import hostile
 
     with pytest.raises(DataError, match=r"too large: 8800x8800 pixels"):
         read_header(hostile.huge_png(8800))
@@ -157,8 +157,8 @@ def test_a_progressive_jpeg_scan_bomb_is_refused_from_its_markers():
     """
     import time
 
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.imaging import LIMITS, check_image, read_header
-    from tests.support.fixtures import hostile
 
     bomb = hostile.progressive_scan_bomb(512, 100_000)
     started = time.monotonic()
@@ -183,8 +183,8 @@ def test_a_progressive_jpeg_scan_bomb_is_refused_from_its_markers():
 
 
 def test_jpeg_scans_stop_counting_at_the_limit_and_skip_stuffed_bytes():
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.imaging import jpeg_scans
-    from tests.support.fixtures import hostile
 
     assert jpeg_scans(hostile.progressive_scan_bomb(64, 1000), 100) == (101, True)
     # Entropy-coded data of stuffed 0xFF00 pairs hides no marker.
@@ -196,15 +196,15 @@ def test_jpeg_scans_stop_counting_at_the_limit_and_skip_stuffed_bytes():
 
 
 def test_an_animated_gif_decodes_its_first_frame():
-    from tests.support.fixtures import hostile
+    from planets_mlops.app.dev import hostile_images as hostile
 
     tensor = preprocess_image(hostile.animated_gif(300, side=32), PreprocessConfig(image_size=32))
     assert np.array_equal(tensor, np.zeros((32, 32, 1), np.float32))
 
 
 def test_check_image_gives_the_decoder_s_reason(tmp_path):
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.imaging import check_image
-    from tests.support.fixtures import hostile
 
     big = tmp_path / "big.png"
     big.write_bytes(hostile.huge_png(5000))
@@ -215,9 +215,9 @@ def test_check_image_gives_the_decoder_s_reason(tmp_path):
 def test_import_prepare_and_serving_accept_and_refuse_the_same_files(tmp_path):
     """One decoder, one set of limits: the Label Studio import, prepare's data set check
     and the served decoder agree on every file, hostile or not."""
+    from planets_mlops.app.dev import hostile_images as hostile
     from planets_mlops.dataset import check_image
     from planets_mlops.labelstudio.merge import image_extension
-    from tests.support.fixtures import hostile
 
     files = {
         "photo.jpg": SAMPLES[1].read_bytes(),
@@ -248,7 +248,7 @@ def test_the_import_refuses_what_prepare_refuses_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    from tests.support.fixtures import hostile
+    from planets_mlops.app.dev import hostile_images as hostile
 
     path = tmp_path / "huge.png"
     path.write_bytes(hostile.huge_png(10000))

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from planets_mlops.app.dev import hostile_images as hostile
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 from tests.servers.test_service import onnx_answer
-from tests.support.fixtures import hostile
 from tests.support.fixtures.data import PLANETS
 
 EXTRA = sorted((PLANETS / "extra").glob("*.jpg"))

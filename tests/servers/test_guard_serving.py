@@ -6,7 +6,7 @@ class-wise guard) on their 150 images each, packaged by the real packaging logic
 served by the real ``bentoml serve`` on 127.0.0.1. Its answers are checked on images it
 never trained on: the nine classes' ``extra/`` images (known), the same images as another
 camera would take them (noise of sigma 25, blur of radius 2, half the contrast; sent as
-PNG), and Mars (unseen). ``scripts/bench_guard.py`` measures the same shares for every
+PNG), and Mars (unseen). ``benchmarks/bench_guard.py`` measures the same shares for every
 fold at three seeds, against the issue's targets; the bars here are a little lower, as
 they hold for one seed on fewer images.
 """

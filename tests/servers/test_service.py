@@ -2,7 +2,7 @@
 
 ``bento_server`` (tests/support/fixtures/serving.py) runs the real ``bentoml serve`` of a bento
 built from a tiny trained model, with one worker, a 1 MB upload limit, batches of 8 and
-small pixel, queue and timeout limits. Hostile files are built by tests/support/fixtures/hostile.py.
+small pixel, queue and timeout limits. Hostile files are built by planets_mlops/app/dev/hostile_images.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from planets_mlops.app.dev import hostile_images as hostile
 from planets_mlops.preprocess import PreprocessConfig, preprocess_image
-from tests.support.fixtures import hostile
 from tests.support.fixtures.data import PLANETS
 from tests.support.fixtures.serving import (
     TEST_BODY_TIMEOUT_S,

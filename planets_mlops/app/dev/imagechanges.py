@@ -2,7 +2,7 @@
 
 The open-set guard must keep an image of a known class that is a little noisier, blurrier,
 darker or flatter than the training images (:mod:`planets_mlops.guard`); the benchmark
-(``scripts/bench_guard.py``) and the tests apply these changes to the raw ``uint8`` image,
+(``benchmarks/bench_guard.py``) and the tests apply these changes to the raw ``uint8`` image,
 before the model's preprocessing, as a camera would, and encode the result as PNG bytes
 when it must travel as a file (to the service, for instance).
 

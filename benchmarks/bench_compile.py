@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time ``compile`` of every pipeline, in-process and as a CLI subprocess.
 
-Usage: ``.venv/bin/python scripts/bench_compile.py [--repeat 3] [--target 3.0]``
+Usage: ``.venv/bin/python -m benchmarks.bench_compile [--repeat 3] [--target 3.0]``
 
 In-process: the first import of ``pipelines`` (kfp, components) is timed once, then each
 pipeline's compile is timed ``--repeat`` times (best and median kept). Subprocess: the
@@ -34,7 +34,6 @@ def _stats(samples: list[float]) -> dict[str, float]:
 
 
 def bench_in_process(repeat: int, out_dir: Path) -> dict[str, object]:
-    sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
     from planets_mlops.app import cli
 

@@ -12,7 +12,7 @@ Recipes: ``reference`` (the ``reference`` preset: grayscale, chapter 2.5 setting
 ``suite`` (the defaults) and, with ``--steps``, each change of the suite over the
 reference on its own, to show what each one buys.
 
-    nice -n 10 .venv/bin/python scripts/bench_recipe.py [--seeds 5241,1,2] [--steps]
+    nice -n 10 .venv/bin/python -m benchmarks.bench_recipe [--seeds 5241,1,2] [--steps]
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "planets"
 TARGETS = {"val_acc": 0.99, "extra_acc": 0.985}

@@ -20,7 +20,7 @@ a small machine: about ten per seed for ``loco``), so ``--parts``, ``--seeds`` a
 ``--folds`` choose a subset; the output says which were run. Prints a table per part,
 then JSON (``--json`` also writes it to a file).
 
-    nice -n 10 .venv/bin/python scripts/bench_guard.py [--seeds 5241,1,2] [--parts known,loco]
+    nice -n 10 .venv/bin/python -m benchmarks.bench_guard [--seeds 5241,1,2] [--parts known,loco]
         [--folds Earth,Moon] [--epochs N] [--json out.json]
 """
 
@@ -32,15 +32,12 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "planets"
 SEEDS = (5241, 1, 2)

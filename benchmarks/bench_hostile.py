@@ -27,9 +27,9 @@ within 1 s) and its slowest answer.
 Usage::
 
     git worktree add --detach /tmp/ref main
-    .venv/bin/python scripts/bench_hostile.py --model-dir M --reference-src /tmp/ref
-    .venv/bin/python scripts/bench_hostile.py --seconds 20            # trains a small model
-    .venv/bin/python scripts/bench_hostile.py --model-dir M --loads scan-bomb
+    .venv/bin/python -m benchmarks.bench_hostile --model-dir M --reference-src /tmp/ref
+    .venv/bin/python -m benchmarks.bench_hostile --seconds 20            # trains a small model
+    .venv/bin/python -m benchmarks.bench_hostile --model-dir M --loads scan-bomb
 """
 
 from __future__ import annotations
@@ -51,12 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops.app.dev import hostile_images as hostile
+from planets_mlops.app.dev.serve_local import serve_bento
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from planets_mlops.app.dev.serve_local import serve_bento  # noqa: E402
-from tests.support.fixtures import hostile  # noqa: E402
-
 log = logging.getLogger("bench_hostile")
 EXTRA = REPO / "data" / "planets" / "extra"
 RAW = REPO / "data" / "planets" / "raw"

@@ -19,10 +19,10 @@ left to the server.
 
 Usage::
 
-    .venv/bin/python scripts/bench_serving.py                 # train, package, measure
-    .venv/bin/python scripts/bench_serving.py --model-dir M   # reuse a model folder
-    .venv/bin/python scripts/bench_serving.py --workers 1 --seconds 10 --json out.json
-    .venv/bin/python scripts/bench_serving.py --reuse --cold-starts 0 --monitoring   # records off vs on
+    .venv/bin/python -m benchmarks.bench_serving                 # train, package, measure
+    .venv/bin/python -m benchmarks.bench_serving --model-dir M   # reuse a model folder
+    .venv/bin/python -m benchmarks.bench_serving --workers 1 --seconds 10 --json out.json
+    .venv/bin/python -m benchmarks.bench_serving --reuse --cold-starts 0 --monitoring   # records off vs on
 """
 
 from __future__ import annotations
@@ -42,11 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops.app.dev.serve_local import LocalServer, process_tree, serve_bento
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from planets_mlops.app.dev.serve_local import LocalServer, process_tree, serve_bento  # noqa: E402
-
 log = logging.getLogger("bench_serving")
 EXTRA = REPO / "data" / "planets" / "extra"
 RAW = REPO / "data" / "planets" / "raw"

@@ -6,7 +6,7 @@ suite's default recipe (what ``make quickstart`` runs; ``--reference``: the guid
 Reference on this kind of 2-core machine: the original scripts' ``dvc repro`` takes 42 s
 (prepare 7 s, train 28 s, evaluate 12 s).
 
-    .venv/bin/python scripts/bench_pipeline.py [--repeat N] [--reference | --baseline]
+    .venv/bin/python -m benchmarks.bench_pipeline [--repeat N] [--reference | --baseline]
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from planets_mlops.app.quickstart import (  # noqa: E402
+from planets_mlops.app.quickstart import (
     BASELINE,
     CHAPTER_2_5,
     DATA_PATH,

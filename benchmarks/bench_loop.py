@@ -13,7 +13,7 @@ and McNemar for the gain).
 Target: the changed-traffic accuracy gains at least 30 points at every seed; unchanged
 accuracy not worse beyond noise (McNemar p >= 0.05 or no loss).
 
-    nice -n 10 .venv/bin/python scripts/bench_loop.py [--seeds 5241,1,2] [--shift swap_rb] \\
+    nice -n 10 .venv/bin/python -m benchmarks.bench_loop [--seeds 5241,1,2] [--shift swap_rb] \\
         [--max-tasks 0] [--json F]
 """
 
@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_GAIN = 0.30
 

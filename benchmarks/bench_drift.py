@@ -13,8 +13,8 @@ the smallest size at which every window was called ``drift``. Each check is prin
 two references computed on the same p-values: Evidently's defaults (p < 0.05 per column,
 dataset drift when half the columns drift) and no correction (p < 0.05, any column).
 
-    .venv/bin/python scripts/bench_drift.py                 # about 5 min on 2 cores
-    .venv/bin/python scripts/bench_drift.py --repeats 3 --sizes 20,50,100
+    .venv/bin/python -m benchmarks.bench_drift                 # about 5 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_drift --repeats 3 --sizes 20,50,100
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ that machine load hits both alike. Prints per-task and whole wall times.
 
 Usage::
 
-    .venv/bin/python scripts/bench_containers.py                 # 10 classes x 30 images, 2 epochs
-    .venv/bin/python scripts/bench_containers.py --per-class 150 --epochs 10 --repeats 2
+    .venv/bin/python -m benchmarks.bench_containers                 # 10 classes x 30 images, 2 epochs
+    .venv/bin/python -m benchmarks.bench_containers --per-class 150 --epochs 10 --repeats 2
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ import logging
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from planets_mlops.app.dev.gcs_emulator import (
+    dvc_remote_config,
+    start_emulator,
+    stop_emulator,
+    use_emulator_environment,
+)
+from planets_mlops.app.dev.sample_data import copy_subset
+
+use_emulator_environment()  # before gcsfs and google.auth load (inside the functions below)
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import tests.conftest  # noqa: E402,F401  (emulator-friendly environment, set before gcsfs loads)
-from tests.support.fixtures.data import copy_subset  # noqa: E402
-from tests.support.fixtures.gcs import dvc_remote_config, start_emulator, stop_emulator  # noqa: E402
-
 log = logging.getLogger("bench_containers")
 CLASSES = sorted(p.name for p in (REPO / "data" / "planets" / "raw").iterdir() if p.is_dir())
 
