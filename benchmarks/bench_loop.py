@@ -98,6 +98,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{fmt(unchanged['before']):<20} {after_u:<20} {delta:<18} | "
             f"{row['inbox_items']:>5} {row['labelled']:>8} | {str(row['promoted']):<8} | {stages}"
         )
+    for row in rows:
+        gate = row.get("gate") or {}
+        if "val_acc" in gate:
+            print(
+                f"seed {row['seed']}: gate on {gate.get('gate_images')} images, candidate "
+                f"{gate['val_acc']:.4f} against production {gate.get('production_val_acc', float('nan')):.4f}, "
+                f"{'promoted' if row['promoted'] else 'KEPT production'}: {'; '.join(gate.get('reasons', []))}"
+            )
     gains = [r["changed"]["paired"]["gain"] for r in rows if "paired" in r["changed"]]
     worse = [r["seed"] for r in rows if r["unchanged"].get("paired", {}).get("worse_beyond_noise")]
     met = len(gains) == len(rows) and min(gains) >= TARGET_GAIN and not worse

@@ -495,6 +495,7 @@ def run_loop(
     }
     prepared = run.metadata("prepare-dataset", "prepared") if "prepare-dataset" in run.tasks else {}
     result.gate["validation_images"] = prepared.get("validation_count")
+    result.gate["reasons"] = gate_reasons(run)
     say(_gate_line(result, run))
     if not result.promoted or "package-model" not in run.tasks:
         say("Not promoted: production stays, nothing new is served.")
@@ -503,6 +504,14 @@ def run_loop(
         result.after = measure(run.artifact("package-model", "bento"), turn)
     print_accuracy(say, "retrained", result.after)
     return result
+
+
+def gate_reasons(run: Any) -> list[str]:
+    """The reasons the gate gives in its verdict (its bullet lines), or none without a verdict."""
+    verdict = run.tasks["evaluate-model"].artifacts.get("verdict") if "evaluate-model" in run.tasks else None
+    if verdict is None or not Path(verdict).is_file():
+        return []
+    return [line[2:].strip() for line in Path(verdict).read_text().splitlines() if line.startswith("- ")]
 
 
 def _gate_line(result: LoopResult, run: Any) -> str:
@@ -514,6 +523,7 @@ def _gate_line(result: LoopResult, run: Any) -> str:
         f"Gate on the same {gate.get('validation_images')} images (original validation set + labelled "
         f"changed images held back from training): candidate {gate.get('val_acc', float('nan')):.4f}, "
         f"production {gate.get('production_val_acc', float('nan')):.4f}: {verdict}"
+        + "".join(f"\n  {reason}" for reason in gate.get("reasons", []))
     )
 
 

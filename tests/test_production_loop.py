@@ -1,0 +1,38 @@
+"""The loop's pure parts: the gate's reasons as the loop and its benchmark print them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from planets_mlops.app.production_loop import gate_reasons
+
+VERDICT = """# Promotion gate: **KEEP PRODUCTION**
+
+Candidate `c` against production `p`, paired on 338 validation images of the 10 classes both know.
+
+- Worse beyond noise on Moon: 8 losses against 0 wins, McNemar p = 0.007812 < 0.05.
+- Accuracy gain +0.0325 reaches the required +0.0000.
+
+## Overall (shared classes)
+
+| images | production | candidate |
+"""
+
+
+def run_with(verdict: object) -> SimpleNamespace:
+    return SimpleNamespace(tasks={"evaluate-model": SimpleNamespace(artifacts={"verdict": verdict})})
+
+
+def test_the_gate_reasons_are_the_verdicts_bullet_lines(tmp_path):
+    path = tmp_path / "verdict"
+    path.write_text(VERDICT)
+    assert gate_reasons(run_with(path)) == [
+        "Worse beyond noise on Moon: 8 losses against 0 wins, McNemar p = 0.007812 < 0.05.",
+        "Accuracy gain +0.0325 reaches the required +0.0000.",
+    ]
+
+
+def test_no_verdict_no_reasons(tmp_path):
+    assert gate_reasons(SimpleNamespace(tasks={})) == []
+    assert gate_reasons(run_with(None)) == []
+    assert gate_reasons(run_with(tmp_path / "missing")) == []
