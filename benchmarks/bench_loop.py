@@ -101,10 +101,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         gate = row.get("gate") or {}
         if "val_acc" in gate:
+            production = gate.get("production_val_acc", float("nan"))
+            decision = "promoted" if row["promoted"] else "KEPT production"
             print(
                 f"seed {row['seed']}: gate on {gate.get('gate_images')} images, candidate "
-                f"{gate['val_acc']:.4f} against production {gate.get('production_val_acc', float('nan')):.4f}, "
-                f"{'promoted' if row['promoted'] else 'KEPT production'}: {'; '.join(gate.get('reasons', []))}"
+                f"{gate['val_acc']:.4f} against production {production:.4f}, {decision}: "
+                + "; ".join(gate.get("reasons", []))
             )
     gains = [r["changed"]["paired"]["gain"] for r in rows if "paired" in r["changed"]]
     worse = [r["seed"] for r in rows if r["unchanged"].get("paired", {}).get("worse_beyond_noise")]
