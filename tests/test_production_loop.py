@@ -1,4 +1,5 @@
-"""The loop's pure parts: the gate's reasons as the loop and its benchmark print them."""
+"""The loop's pure parts: the gate's reasons as the loop and its benchmark print them, and where
+its Label Studio server comes from."""
 
 from __future__ import annotations
 
@@ -36,3 +37,15 @@ def test_no_verdict_no_reasons(tmp_path):
     assert gate_reasons(SimpleNamespace(tasks={})) == []
     assert gate_reasons(run_with(None)) == []
     assert gate_reasons(run_with(tmp_path / "missing")) == []
+
+
+def test_the_label_studio_server_venv_defaults_to_the_repository_root(monkeypatch):
+    """The loop's Label Studio comes from ``<repo>/.venv-labelstudio`` (``make setup``), wherever
+    the server module lives in the package."""
+    from pathlib import Path
+
+    from planets_mlops.app.dev.labelstudio_server import server_venv
+
+    monkeypatch.delenv("LABEL_STUDIO_VENV", raising=False)
+    root = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+    assert server_venv() == root / ".venv-labelstudio"

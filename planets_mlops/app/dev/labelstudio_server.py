@@ -35,7 +35,7 @@ from planets_mlops.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SETUP_COMMAND = "scripts/setup_label_studio.sh (or `make setup`)"
 TEMPLATE_VERSION = "1"
 # Variables Label Studio also reads under bare names; a stray DEBUG=maybe crashes it.
