@@ -273,9 +273,11 @@ import httpx
 import kfp
 import yaml
 
+from planets_mlops.monitoring.trigger import RUN_PREFIX
+
 host, service, build, repo, root, bucket, with_labels, project = sys.argv[1:]
 client = kfp.Client(host=host)
-meta = httpx.get(f"{service}/metadata", trust_env=False).json()
+print("production now:", httpx.get(f"{service}/metadata", trust_env=False).json()["model_tag"])
 # The alert starts the uploaded `planets-retraining` pipeline (its newest version): upload this
 # build's, as `planets-mlops upload` names it.
 package = f"{build}/retraining.yaml"
@@ -289,8 +291,10 @@ else:
 declared = yaml.safe_load(open(f"{build}/monitoring.yaml"))["root"]["inputDefinitions"]["parameters"]
 arguments = {
     "records_uri": f"gs://{bucket}/planets-mlops/kind/monitoring",
-    "model_uri": meta["model_uri"],
-    "model_version": meta["model_tag"],
+    # No version named: each run asks the deployed service's /metadata which model is
+    # production (tracking is off on kind), as a schedule would after the next deploy.
+    "tracking": False,
+    "service_url": "http://planets-classifier.planets-serving.svc.cluster.local:3000",
     "window_hours": 1,
     "min_records": 50,
     "start_retraining": True,
@@ -312,7 +316,8 @@ for name, value in (("retraining_service_account", "planets-pipeline-runner"), (
 
 def retraining_runs():
     runs = client.list_runs(page_size=100, sort_by="created_at desc").runs or []
-    return [r for r in runs if r.display_name.startswith("retraining-on-drift-")]
+    # The alert names its runs retraining-<trigger key>-<UTC stamp> (monitoring.trigger.run_name).
+    return [r for r in runs if r.display_name.startswith(f"{RUN_PREFIX}-")]
 
 
 before = {r.run_id for r in retraining_runs()}
