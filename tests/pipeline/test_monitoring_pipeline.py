@@ -227,8 +227,8 @@ def test_a_monitoring_run_after_a_promotion_reads_the_new_versions_records(
 ):
     # Nothing names a model version: each run asks the real MLflow registry which version
     # production is, and reads the records the service wrote under that version's model tag.
+    from planets_mlops.app.dev import traffic
     from planets_mlops.knobs import RegistryParams
-    from planets_mlops.monitoring import traffic
     from planets_mlops.registry import registry as reg
     from planets_mlops.registry.steps import promote_registered
 
