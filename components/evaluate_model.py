@@ -85,7 +85,17 @@ def evaluate_model(
         min_improvement,
         gate,
         verdict.path,
-        provenance=report_provenance(model.metadata, prepared.metadata, run_name),
+        provenance={
+            **report_provenance(model.metadata, prepared.metadata, run_name),
+            # The registry's name for the opponent, not the folder it was downloaded to.
+            "production": (
+                f"version {opponent.version} of {registered_model_name}"
+                if opponent.version
+                else opponent.source
+            )
+            if opponent.model_dir
+            else "",
+        },
     )
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)

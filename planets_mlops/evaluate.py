@@ -360,8 +360,9 @@ def render_report(
         class_title = "Per class"
     compare = "<p>No production model given: nothing to compare with.</p>"
     if comparison:
+        named = (provenance or {}).get("production") or comparison.production_model_uri
         compare = (
-            f"<p>Production model <code>{html.escape(comparison.production_model_uri)}</code>: "
+            f"<p>Production model <code>{html.escape(str(named))}</code>: "
             f"val_acc {comparison.production_val_acc:.4f}, candidate {metrics['val_acc']:.4f} "
             f"(delta {comparison.delta_val_acc:+.4f}). <b>{'Promote' if comparison.promote else 'Keep production'}</b>.</p>"  # noqa: E501
         )

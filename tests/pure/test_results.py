@@ -230,3 +230,19 @@ def test_the_verdict_goes_into_metadata_report_and_markdown():
     page = render_report(result.metrics, result.classes, {}, {}, comparison, np.array([0.5, 1.0]))
     assert "McNemar p 0.001953" in page and "<li>Not worse beyond noise" in page
     assert "No production model given" in _evaluate_result(None).verdict_markdown()
+
+
+def test_report_names_production_by_its_registry_version_when_known():
+    comparison = Comparison("/tmp/production-x1y2/model", 0.85, 0.5, 0.05, True)
+    page = render_report(
+        {"val_acc": 0.9},
+        ["Earth", "Moon"],
+        {},
+        {},
+        comparison,
+        np.array([0.5, 1.0]),
+        provenance={"run": "training-1", "production": "version 3 of planets-classifier"},
+    )
+    assert "Production model <code>version 3 of planets-classifier</code>" in page
+    assert "/tmp/production-x1y2" not in page
+    assert "<tr><th>run</th><td>training-1</td></tr>" in page

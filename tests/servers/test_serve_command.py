@@ -111,3 +111,17 @@ def test_the_serving_docs_curl_examples_run_as_written(bento_server):
         assert done.returncode == 0, (line, done.stderr)
         answer = json.loads(done.stdout)
         assert "probabilities" in answer or len(answer["predictions"]) == 2, answer
+
+
+def test_models_uri_serves_the_bento_the_alias_names(mlflow_client, model_name, packaged_bento, tmp_path):
+    from planets_mlops.registry import registry as reg
+    from tests.test_registry import new_version
+
+    version = new_version(mlflow_client, model_name, tmp_path, "a", "kfp-a")
+    archive = packaged_bento["archive"]
+    mlflow_client.set_model_version_tag(model_name, version, "planets.bento_uri", str(archive))
+    reg.move_alias(mlflow_client, model_name, "production", version, expected=None, why="test")
+    args = Namespace(tracking_uri=None, model=None)
+    assert bento_of(f"models:/{model_name}@production", args, tmp_path) == archive
+    with pytest.raises(NotFoundError, match="has the alias 'staging'"):
+        bento_of(f"models:/{model_name}@staging", args, tmp_path)
