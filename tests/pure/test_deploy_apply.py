@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from planets_mlops.deploy import apply as deploy_apply
-from planets_mlops.deploy import manifests
+from planets_mlops.deploy import cluster, manifests, rollout, smoke
 from planets_mlops.deploy.apply import DeployResult, deploy
 from planets_mlops.deploy.manifests import DeploySpec
 from planets_mlops.errors import DeployError, InvalidParameterError
@@ -70,7 +69,7 @@ class FakeCluster:
         with self.lock:
             meta = obj["metadata"]
             if (obj["kind"], meta["namespace"], meta["name"]) in self.objects:
-                raise deploy_apply.ClusterConflict(f"{obj['kind']} {meta['name']} already exists")
+                raise cluster.ClusterConflict(f"{obj['kind']} {meta['name']} already exists")
             return self.apply(obj)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +85,7 @@ class FakeCluster:
         old = self.objects.get(key)
         wanted = meta.get("resourceVersion")
         if wanted is not None and wanted != (old or {}).get("metadata", {}).get("resourceVersion"):
-            raise deploy_apply.ClusterConflict(f"{obj['kind']} {meta['name']}: resourceVersion moved")
+            raise cluster.ClusterConflict(f"{obj['kind']} {meta['name']}: resourceVersion moved")
         if obj["kind"] != "Lease":
             self.applied.append(copy.deepcopy(obj))
         self.versions += 1
@@ -100,14 +99,11 @@ class FakeCluster:
         annotations = new["metadata"].setdefault("annotations", {})
         if obj["kind"] == "Deployment":
             revision = int(
-                (old or {})
-                .get("metadata", {})
-                .get("annotations", {})
-                .get(deploy_apply.REVISION_ANNOTATION, "0")
+                (old or {}).get("metadata", {}).get("annotations", {}).get(rollout.REVISION_ANNOTATION, "0")
             )
             if old is None or old["spec"]["template"] != obj["spec"]["template"]:
                 revision += 1
-            annotations[deploy_apply.REVISION_ANNOTATION] = str(revision)
+            annotations[rollout.REVISION_ANNOTATION] = str(revision)
             new["status"] = self._deployment_status(new)
         elif obj["kind"] == "InferenceService":
             ready = self._mode(new) == "healthy"
@@ -437,7 +433,7 @@ def test_rollout_timeout_restores_previous_revision() -> None:
     restored = cluster.applied[-1]  # rollback goes in reverse: Service, then Deployment
     assert restored["kind"] == "Deployment"
     assert "resourceVersion" not in restored["metadata"]
-    assert deploy_apply.REVISION_ANNOTATION not in restored["metadata"]["annotations"]
+    assert rollout.REVISION_ANNOTATION not in restored["metadata"]["annotations"]
     # The restored spec is the one deployed before, so deploying v1 again is a no-op.
     assert run_deploy(cluster, make_spec("planets_classifier:v1")).changed is False
 
@@ -568,7 +564,7 @@ def test_failed_rollback_is_reported_with_manual_fix() -> None:
 )
 def test_deployment_status(status: dict[str, Any], generation: int, done: bool, state: str) -> None:
     obj = {"metadata": {"generation": generation}, "status": status}
-    got_done, got_state = deploy_apply.deployment_status(obj, replicas=2)
+    got_done, got_state = rollout.deployment_status(obj, replicas=2)
     assert got_done is done
     assert state in got_state
 
@@ -591,15 +587,15 @@ def test_fatal_pod_reason_ignores_pods_that_are_only_starting() -> None:
             ]
         },
     }
-    assert deploy_apply.fatal_pod_reason([starting, {"metadata": {"name": "r"}}]) is None
+    assert rollout.fatal_pod_reason([starting, {"metadata": {"name": "r"}}]) is None
     # A pull error may pass (the rollout waits it out); it is named when the deadline comes.
-    assert deploy_apply.fatal_pod_reason([starting, pulling]) is None
-    assert deploy_apply.fatal_pod_reason([starting, pulling], transient=True) == (
+    assert rollout.fatal_pod_reason([starting, pulling]) is None
+    assert rollout.fatal_pod_reason([starting, pulling], transient=True) == (
         "pod q container bento is ImagePullBackOff: manifest unknown"
     )
     bad_name = copy.deepcopy(pulling)
     bad_name["status"]["containerStatuses"][0]["state"]["waiting"] = {"reason": "InvalidImageName"}
-    assert deploy_apply.fatal_pod_reason([bad_name]) == "pod q container bento is InvalidImageName"
+    assert rollout.fatal_pod_reason([bad_name]) == "pod q container bento is InvalidImageName"
 
 
 # -- the real HTTP smoke-test call, against a local server ------------------------------
@@ -636,18 +632,18 @@ def predict_server():
 
 
 def test_http_predict_posts_multipart_jpeg_to_a_real_server(predict_server: str) -> None:
-    answer = deploy_apply.http_predict(predict_server, deploy_apply.smoke_image(), 5)
-    assert deploy_apply.check_prediction(answer) == "Mars"
+    answer = smoke.http_predict(predict_server, smoke.smoke_image(), 5)
+    assert smoke.check_prediction(answer) == "Mars"
 
 
 def test_http_predict_reports_http_errors(predict_server: str) -> None:
     with pytest.raises(DeployError, match="HTTP 400"):
-        deploy_apply.http_predict(predict_server, b"not a jpeg", 5)
+        smoke.http_predict(predict_server, b"not a jpeg", 5)
 
 
 def test_http_predict_reports_unreachable_endpoint() -> None:
     with pytest.raises(DeployError, match="failed"):
-        deploy_apply.http_predict("http://127.0.0.1:9", deploy_apply.smoke_image(), 2)
+        smoke.http_predict("http://127.0.0.1:9", smoke.smoke_image(), 2)
 
 
 # -- the real KubernetesApi, against a fake API server over HTTP ------------------------
@@ -745,7 +741,7 @@ def test_kubernetes_api_speaks_server_side_apply(fake_api_server: Any, tmp_path:
     from kubernetes import client
 
     host, handler = fake_api_server
-    api = deploy_apply.KubernetesApi(
+    api = cluster.KubernetesApi(
         client.ApiClient(client.Configuration(host=host)), discovery_cache=str(tmp_path / "discovery.json")
     )
     deployment, service = manifests.desired_objects(make_spec())
@@ -876,7 +872,7 @@ def test_a_deploy_never_reports_success_on_another_writers_rollout() -> None:
             writer.join(10)
         clock.sleep(seconds)
 
-    with pytest.raises(deploy_apply.SupersededError, match=r"changed by another writer during the rollout"):
+    with pytest.raises(rollout.SupersededError, match=r"changed by another writer during the rollout"):
         deploy(
             make_spec("planets_classifier:v2"),
             cluster,
