@@ -5,8 +5,9 @@
 - :mod:`.tracking`: one MLflow run per pipeline run, nested the way the KFP MLflow plugin
   nests them (a parent tagged ``kfp.pipeline_run_id``, a child per task tagged
   ``kfp.task_name``), reused when it already exists.
-- :mod:`.registry`: model versions with their lineage tags, the promotion lock, alias
-  moves by compare-and-set, and the record of every move.
+- :mod:`.registry`: model versions with their lineage tags (:mod:`.versions`), the promotion
+  lock (:mod:`.lock`), alias moves by compare-and-set and the record of every move
+  (:mod:`.aliases`), behind one front door.
 - :mod:`.release`: the release record of a promotion (JSON and Markdown) and the command
   that reproduces its model.
 
