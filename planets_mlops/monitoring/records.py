@@ -314,7 +314,7 @@ def read_window(
     was taken, ``seen`` how many records it was taken from). A larger or malformed object
     is skipped and counted.
     """
-    from planets_mlops.inbox import open_store
+    from planets_mlops.inbox.storage import open_store
 
     kept: list[PredictionRecord] = []
     skipped: Counter = Counter()

@@ -79,7 +79,7 @@ class RecordWriter:
         root: The store: a local folder or ``gs://BUCKET/PREFIX``.
         model_version: The serving model's tag (the partition's first segment).
         params: Sampling share, batch size and age, queue bound (defaults: knobs.py).
-        store_factory: ``location -> store`` (default :func:`planets_mlops.inbox.open_store`).
+        store_factory: ``location -> store`` (default :func:`planets_mlops.inbox.storage.open_store`).
         seed: Seed of the sampling draws (None: unseeded).
 
     Raises:
@@ -98,7 +98,7 @@ class RecordWriter:
         version_segment(model_version)
         params = params or MonitoringParams()
         if store_factory is None:
-            from planets_mlops.inbox import open_store
+            from planets_mlops.inbox.storage import open_store
 
             store_factory = open_store
         self.root = root.rstrip("/") or root

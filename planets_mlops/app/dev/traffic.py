@@ -129,7 +129,7 @@ def write_records(root: str, records: Sequence[PredictionRecord], client: Any = 
     Returns:
         The written object names.
     """
-    from planets_mlops.inbox import open_store
+    from planets_mlops.inbox.storage import open_store
     from planets_mlops.monitoring.records import parse_time
 
     batches: dict[str, list[PredictionRecord]] = {}
