@@ -115,7 +115,7 @@ def test_the_serving_docs_curl_examples_run_as_written(bento_server):
 
 def test_models_uri_serves_the_bento_the_alias_names(mlflow_client, model_name, packaged_bento, tmp_path):
     from planets_mlops.registry import registry as reg
-    from tests.test_registry import new_version
+    from tests.servers.test_registry import new_version
 
     version = new_version(mlflow_client, model_name, tmp_path, "a", "kfp-a")
     archive = packaged_bento["archive"]
