@@ -104,9 +104,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             production = gate.get("production_val_acc", float("nan"))
             decision = "promoted" if row["promoted"] else "KEPT production"
             print(
-                f"seed {row['seed']}: gate on {gate.get('gate_images')} images, candidate "
+                f"seed {row['seed']}: gate on {int(gate.get('gate_images') or 0)} images, candidate "
                 f"{gate['val_acc']:.4f} against production {production:.4f}, {decision}: "
-                + "; ".join(gate.get("reasons", []))
+                + " ".join(gate.get("reasons", []))
             )
     gains = [r["changed"]["paired"]["gain"] for r in rows if "paired" in r["changed"]]
     worse = [r["seed"] for r in rows if r["unchanged"].get("paired", {}).get("worse_beyond_noise")]
