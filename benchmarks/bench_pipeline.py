@@ -1,12 +1,16 @@
-"""Benchmark: wall time of each step and of the whole local loop, and peak memory.
+"""Benchmark: the local training loop beside the reference experiment's scripts, in one run.
 
-Runs the ``training`` pipeline under kfp.local on the full bundled data set with the
+Side A is the ``training`` pipeline under kfp.local on the full bundled data set with the
 suite's default recipe (what ``make quickstart`` runs; ``--reference``: the guide's chapter
-2.5 settings) and prints JSON and a table.
-Reference on this kind of 2-core machine: the original scripts' ``dvc repro`` takes 42 s
-(prepare 7 s, train 28 s, evaluate 12 s).
+2.5 settings; ``--baseline``: its baseline), one whole process per run. Side B is the
+reference experiment's own three scripts (prepare, train, evaluate with chapter 2.5
+settings, ``scripts/reference_experiment``), one process each, as ``dvc repro`` runs them.
+The two sides alternate (A B, B A, ...) so that both see the same load; each figure is the
+median over the pairs: wall seconds, CPU seconds (user + system of the process tree) and
+peak RSS (the largest single process of the tree, from ``wait4``). Both sides run with the
+same bytecode cache (``PYTHONPYCACHEPREFIX``, warmed before the first pair).
 
-    .venv/bin/python -m benchmarks.bench_pipeline [--repeat N] [--reference | --baseline]
+    .venv/bin/python -m benchmarks.bench_pipeline [--pairs N] [--reference | --baseline]
 """
 
 from __future__ import annotations
@@ -14,83 +18,190 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from planets_mlops.app.quickstart import (
-    BASELINE,
-    CHAPTER_2_5,
-    DATA_PATH,
-    SUITE,
-    ensure_data_repo,
-)
+ROOT = Path(__file__).resolve().parents[1]
 
-REFERENCE_SECONDS = {"whole": 42.0, "prepare-dataset": 7.0, "train-model": 28.0, "evaluate-model": 12.0}
+REFERENCE_SCRIPTS = ROOT / "scripts" / "reference_experiment"
+SUITE_STEPS = ["pull-data", "prepare-dataset", "train-model", "evaluate-model"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="")
+    env.setdefault("PYTHONPYCACHEPREFIX", str(ROOT / "build" / "pycache"))
+    return env
+
+
+def _timed(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
+    """Run ``command`` to completion: wall and CPU seconds and peak RSS of its process tree."""
+    with open(log, "a") as out:
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed with {process.returncode}; see {log}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def run_suite(work: Path, repo: Path, settings: str, log: Path) -> dict:
+    """One local training run in its own process; its per-step seconds and val_acc."""
+    out = work / "suite.json"
+    figures = _timed(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_pipeline",
+            "--one-suite",
+            str(work / "root"),
+            str(repo),
+            settings,
+            str(out),
+        ],
+        ROOT,
+        log,
+    )
+    return {**figures, **json.loads(out.read_text())}
+
+
+def run_reference(work: Path, log: Path) -> dict:
+    """The reference's prepare, train and evaluate, one process each, in a fresh folder."""
+    folder = work / f"reference-{time.monotonic_ns()}"
+    folder.mkdir()
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    steps = {
+        "prepare": ["prepare.py", str(ROOT / "data" / "planets" / "raw"), "data/prepared"],
+        "train": ["train.py", "data/prepared", "model"],
+        "evaluate": ["evaluate.py", "model", "data/prepared"],
+    }
+    figures = {
+        name: _timed([sys.executable, str(REFERENCE_SCRIPTS / script), *args], folder, log)
+        for name, (script, *args) in steps.items()
+    }
+    val_acc = json.loads((folder / "evaluation" / "metrics.json").read_text())["val_acc"]
+    shutil.rmtree(folder)
+    return {
+        "wall": sum(f["wall"] for f in figures.values()),
+        "cpu": sum(f["cpu"] for f in figures.values()),
+        "peak_mb": max(f["peak_mb"] for f in figures.values()),
+        "steps": {name: round(f["wall"], 2) for name, f in figures.items()},
+        "val_acc": val_acc,
+    }
+
+
+def one_suite(root: Path, repo: Path, settings: str, out: Path) -> None:
+    """The child process of :func:`run_suite`: run the pipeline once, write its figures."""
+    from planets_mlops.app.local import run_local
+    from planets_mlops.app.quickstart import BASELINE, CHAPTER_2_5, DATA_PATH, SUITE
+    from planets_mlops.pipelines.training import training
+
+    params = {"suite": SUITE, "chapter 2.5": CHAPTER_2_5, "baseline": BASELINE}[settings]
+    run = run_local(
+        training,
+        root,
+        log_file=root.parent / "run.log",
+        data_repo_url=str(repo),
+        data_rev="main",
+        data_path=DATA_PATH,
+        **params,
+    )
+    out.write_text(
+        json.dumps(
+            {
+                "pipeline": run.seconds,
+                "steps": {name: round(task.seconds, 2) for name, task in run.tasks.items()},
+                "val_acc": run.metadata("evaluate-model", "metrics")["val_acc"],
+            }
+        )
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=3, help="alternating pairs (default 3)")
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--reference", action="store_true")
+    parser.add_argument(
+        "--one-suite", nargs=4, metavar=("ROOT", "REPO", "SETTINGS", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.one_suite:
+        root, repo, settings, out = args.one_suite
+        one_suite(Path(root), Path(repo), settings, Path(out))
+        return 0
+    from planets_mlops.app.quickstart import ensure_data_repo
 
-    from planets_mlops.app.local import run_local
-    from planets_mlops.pipelines.training import training
-
+    settings = "baseline" if args.baseline else "chapter 2.5" if args.reference else "suite"
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    repo_started = time.monotonic()
+    log = work / "bench.log"
     repo = ensure_data_repo(work)
-    repo_seconds = time.monotonic() - repo_started
-    params = BASELINE if args.baseline else CHAPTER_2_5 if args.reference else SUITE
-    runs = []
-    for _ in range(args.repeat):
-        run = run_local(
-            training,
-            work / "root",
-            log_file=work / "run.log",
-            data_repo_url=str(repo),
-            data_rev="main",
-            data_path=DATA_PATH,
-            **params,
-        )
-        runs.append(
-            {
-                "whole": run.seconds,
-                **{name: task.seconds for name, task in run.tasks.items()},
-                "val_acc": run.metadata("evaluate-model", "metrics")["val_acc"],
-            }
-        )
-    # Each task is its own process: the largest child is the peak of the run.
-    peak_child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    peak_self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = ["pull-data", "prepare-dataset", "train-model", "evaluate-model", "whole"]
+    # Warm the bytecode cache for both sides (the first pair would otherwise pay for it).
+    warm = "import tensorflow, matplotlib.pyplot, yaml, kfp, onnxruntime, tf2onnx, planets_mlops.app.local"
+    _timed([sys.executable, "-c", warm], ROOT, log)
+    sides = {
+        "suite": lambda: run_suite(work, repo, settings, log),
+        "reference": lambda: run_reference(work, log),
+    }
+    runs: dict[str, list[dict]] = {"suite": [], "reference": []}
+    for pair in range(args.pairs):
+        for side in ("suite", "reference") if pair % 2 == 0 else ("reference", "suite"):
+            runs[side].append(sides[side]())
+            figures = runs[side][-1]
+            print(
+                f"pair {pair + 1} {side:<9} wall {figures['wall']:6.1f} s  cpu {figures['cpu']:6.1f} s  "
+                f"peak {figures['peak_mb']:6.0f} MB  steps {figures['steps']}",
+                flush=True,
+            )
+
+    def median(side: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[side]), 2)
+
     result = {
-        "settings": "baseline" if args.baseline else "chapter 2.5" if args.reference else "suite",
-        "repeat": args.repeat,
-        "data_repo_build_seconds": round(repo_seconds, 2),
-        "median_seconds": {s: round(statistics.median(r[s] for r in runs), 2) for s in steps},
-        "reference_seconds": REFERENCE_SECONDS,
-        "val_acc": [r["val_acc"] for r in runs],
-        "peak_rss_mb": {
-            "largest_task_process": round(peak_child_mb, 1),
-            "orchestrator": round(peak_self_mb, 1),
-        },
+        "settings": settings,
+        "pairs": args.pairs,
         "cpus": os.cpu_count(),
+        **{
+            side: {
+                "median_wall_s": median(side, "wall"),
+                "median_cpu_s": median(side, "cpu"),
+                "median_peak_rss_mb": median(side, "peak_mb"),
+                "median_step_s": {
+                    step: round(statistics.median(r["steps"][step] for r in runs[side]), 2)
+                    for step in runs[side][0]["steps"]
+                },
+                "val_acc": [round(r["val_acc"], 4) for r in runs[side]],
+            }
+            for side in runs
+        },
+    }
+    result["ratio"] = {
+        key: round(result["suite"][key] / result["reference"][key], 3)
+        for key in ("median_wall_s", "median_cpu_s", "median_peak_rss_mb")
     }
     print(json.dumps(result, indent=1))
-    print(f"\n{'step':<18}{'seconds':>10}{'reference':>12}")
-    for step in steps:
-        ref = REFERENCE_SECONDS.get(step)
-        print(f"{step:<18}{result['median_seconds'][step]:>10.2f}{(f'{ref:.0f}' if ref else '-'):>12}")
-    print(f"peak RSS: largest task {peak_child_mb:.0f} MB, orchestrator {peak_self_mb:.0f} MB")
+    print(f"\n{'':<22}{'suite':>10}{'reference':>12}{'ratio':>8}")
+    for key, label in (
+        ("median_wall_s", "wall s"),
+        ("median_cpu_s", "CPU s"),
+        ("median_peak_rss_mb", "peak RSS MB"),
+    ):
+        print(
+            f"{label:<22}{result['suite'][key]:>10.2f}{result['reference'][key]:>12.2f}{result['ratio'][key]:>8.3f}"
+        )
+    print(f"(median of {args.pairs} alternating pairs; suite settings: {settings}; log {log})")
     return 0
 
 
