@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,12 @@ def _knn(bank: Any, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     Computed in float64 on rows normalised again: the class-wise score divides a cosine
     distance by a small threshold distance, so float32 rounding (1e-7) would show.
     """
-    bank = _as_matrix(bank, "bank")
+    return _knn_unit(_unit64(_as_matrix(bank, "bank")), embeddings, k)
+
+
+def _knn_unit(bank64: np.ndarray, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_knn` against a bank already made unit rows in float64 by :func:`_unit64`."""
+    bank = bank64  # its length and width are checked against below
     queries = _as_matrix(embeddings, "embeddings")
     if queries.shape[1] != bank.shape[1]:
         raise DataError(
@@ -151,7 +157,6 @@ def _knn(bank: Any, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(bank):
         raise InvalidParameterError("k", k, f"an integer in [1, {len(bank)}] (the bank size)")
-    bank64 = _unit64(bank)
     scores = np.empty(len(queries), np.float64)
     nearest = np.empty(len(queries), np.int64)
     for start in range(0, len(queries), _BLOCK):
@@ -214,6 +219,15 @@ class Guard:
     coverage: float
     k: int = 1
     calibration: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def _bank64(self) -> np.ndarray:
+        """The bank checked and made unit rows in float64, once.
+
+        Not on every call: the service scores one image a request, and the bank's check and
+        normalisation were three passes over it each time (most of a request's guard cost).
+        """
+        return _unit64(_as_matrix(self.bank, "bank"))
 
     @property
     def threshold(self) -> float:
@@ -278,7 +292,8 @@ class Guard:
     def scores(self, embeddings: Any) -> np.ndarray:
         """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``."""
         embeddings = _as_matrix(embeddings, "embeddings")
-        similarity, nearest = nearest_neighbours(self.bank, self.labels, embeddings, self.k)
+        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k)
+        nearest = self.labels[nearest]
         distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
         scores = np.clip(1.0 - (1.0 - similarity) / distance * (1.0 - THRESHOLD), 0.0, 1.0)
         # A blank input (all-zero embedding) is never known, whatever the thresholds.
