@@ -28,7 +28,7 @@ NumPy only; no I/O. :meth:`Verdict.to_markdown` writes the verdict for the KFP U
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +195,108 @@ class NewClass:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """What one rule of the gate found.
+
+    Attributes:
+        rule: The rule's name (:data:`RULES`).
+        passed: Whether the candidate meets it.
+        reason: The sentence the verdict gives for it ("" when it has nothing to say).
+    """
+
+    rule: str
+    passed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the rules judge: both models on the same images, and the gate's settings."""
+
+    shared: list[str]
+    overall: PairedStats
+    per_class: dict[str, PairedStats]
+    new_classes: list[NewClass]
+    forgotten: list[str]
+    min_improvement: float
+    alpha: float
+
+
+def knows_production_classes(e: Evidence) -> list[Finding]:
+    """The candidate forgets no class production knows."""
+    if e.forgotten:
+        return [Finding(KNOWS, False, f"The candidate does not know production's classes {e.forgotten}.")]
+    return [Finding(KNOWS, True)]
+
+
+def not_worse_overall(e: Evidence) -> list[Finding]:
+    """Not worse beyond noise on every shared-class image together."""
+    if e.overall.worse:
+        return [
+            Finding(
+                NOT_WORSE_OVERALL,
+                False,
+                f"Worse beyond noise overall: {e.overall.losses} losses against {e.overall.wins} wins, "
+                f"McNemar p = {e.overall.p_value:.4g} < {e.alpha:g}.",
+            )
+        ]
+    return [Finding(NOT_WORSE_OVERALL, True)]
+
+
+def not_worse_on_any_class(e: Evidence) -> list[Finding]:
+    """Not worse beyond noise on any shared class (one finding per class that is)."""
+    worse = [
+        Finding(
+            NOT_WORSE_PER_CLASS,
+            False,
+            f"Worse beyond noise on {name}: {stats.losses} losses against {stats.wins} wins, "
+            f"McNemar p = {stats.p_value:.4g} < {e.alpha:g}.",
+        )
+        for name, stats in e.per_class.items()
+        if stats.worse
+    ]
+    return worse or [Finding(NOT_WORSE_PER_CLASS, True)]
+
+
+def gains_or_learns(e: Evidence) -> list[Finding]:
+    """Gains at least ``min_improvement`` accuracy on the shared images, or knows more classes."""
+    if e.new_classes:
+        learnt = ", ".join(f"{n.name} (recall {n.recall:.3f} on {n.images})" for n in e.new_classes)
+        return [Finding(GAINS, True, f"Knows {len(e.new_classes)} more class(es): {learnt}.")]
+    if e.overall.delta >= e.min_improvement - 1e-12:
+        return [
+            Finding(
+                GAINS,
+                True,
+                f"Accuracy gain {e.overall.delta:+.4f} reaches the required {e.min_improvement:+.4f}.",
+            )
+        ]
+    return [
+        Finding(
+            GAINS,
+            False,
+            f"Accuracy gain {e.overall.delta:+.4f} is short of the required {e.min_improvement:+.4f}.",
+        )
+    ]
+
+
+KNOWS = "knows-production-classes"
+NOT_WORSE_OVERALL = "not-worse-overall"
+NOT_WORSE_PER_CLASS = "not-worse-on-any-class"
+GAINS = "gains-or-learns"
+# The gate, in the order its verdict gives the reasons: the candidate is promoted when every
+# rule holds. A rule takes the evidence and returns its findings.
+RULES: tuple[tuple[str, Callable[[Evidence], list[Finding]]], ...] = (
+    (KNOWS, knows_production_classes),
+    (NOT_WORSE_OVERALL, not_worse_overall),
+    (NOT_WORSE_PER_CLASS, not_worse_on_any_class),
+    (GAINS, gains_or_learns),
+)
+# The rules that make "not worse": when they all hold, the verdict says so in one sentence.
+NOT_WORSE_RULES = (KNOWS, NOT_WORSE_OVERALL, NOT_WORSE_PER_CLASS)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The gate's decision with every number behind it.
 
@@ -211,6 +313,8 @@ class Verdict:
         confidence: Confidence of the bootstrap intervals.
         resamples: Bootstrap resamples.
         seed: Bootstrap seed.
+        findings: What each rule of :data:`RULES` found, in order; the verdict is "promote"
+            when every finding holds, and each reason is a finding's.
     """
 
     promote: bool
@@ -225,6 +329,7 @@ class Verdict:
     confidence: float = 0.95
     resamples: int = 2000
     seed: int = 0
+    findings: list[Finding] = field(default_factory=list)
 
     def metadata(self) -> dict[str, float]:
         """Numbers for the KFP Metrics output (all floats)."""
@@ -251,7 +356,8 @@ class Verdict:
 
         Returns:
             ``promote``, ``reasons``, the gate's settings, ``overall`` and ``per_class`` (each
-            as :func:`stats_dict`), ``new_classes`` and ``forgotten_classes``.
+            as :func:`stats_dict`), ``new_classes``, ``forgotten_classes`` and ``rules`` (each
+            rule's name and whether it held).
         """
         return {
             "promote": self.promote,
@@ -268,6 +374,7 @@ class Verdict:
                 {"name": n.name, "images": n.images, "recall": n.recall} for n in self.new_classes
             ],
             "forgotten_classes": list(self.forgotten_classes),
+            "rules": [{"rule": f.rule, "passed": f.passed} for f in self.findings],
         }
 
     def to_markdown(self, candidate: str = "candidate", production: str = "production") -> str:
@@ -423,39 +530,18 @@ def decide(
     ]
     forgotten = [c for c in production_classes if c not in set(candidate_classes)]
 
-    reasons: list[str] = []
-    ok = True
-    if forgotten:
-        ok = False
-        reasons.append(f"The candidate does not know production's classes {forgotten}.")
-    if overall.worse:
-        ok = False
-        reasons.append(
-            f"Worse beyond noise overall: {overall.losses} losses against {overall.wins} wins, "
-            f"McNemar p = {overall.p_value:.4g} < {alpha:g}."
-        )
-    worse_classes = [name for name, stats in per_class.items() if stats.worse]
-    for name in worse_classes:
-        stats = per_class[name]
-        ok = False
-        reasons.append(
-            f"Worse beyond noise on {name}: {stats.losses} losses against {stats.wins} wins, "
-            f"McNemar p = {stats.p_value:.4g} < {alpha:g}."
-        )
-    if ok:
+    evidence = Evidence(
+        shared, overall, per_class, new_classes, forgotten, float(min_improvement), float(alpha)
+    )
+    findings = [finding for _, rule in RULES for finding in rule(evidence)]
+    ok = all(f.passed for f in findings)
+    reasons = [f.reason for f in findings if f.reason and f.rule in NOT_WORSE_RULES]
+    if all(f.passed for f in findings if f.rule in NOT_WORSE_RULES):
         reasons.append(
             f"Not worse beyond noise overall (p = {overall.p_value:.4g}) nor on any of "
             f"{len(shared)} shared classes."
         )
-    gained = overall.delta >= min_improvement - 1e-12
-    if new_classes:
-        learnt = ", ".join(f"{n.name} (recall {n.recall:.3f} on {n.images})" for n in new_classes)
-        reasons.append(f"Knows {len(new_classes)} more class(es): {learnt}.")
-    elif gained:
-        reasons.append(f"Accuracy gain {overall.delta:+.4f} reaches the required {min_improvement:+.4f}.")
-    else:
-        ok = False
-        reasons.append(f"Accuracy gain {overall.delta:+.4f} is short of the required {min_improvement:+.4f}.")
+    reasons += [f.reason for f in findings if f.reason and f.rule not in NOT_WORSE_RULES]
     return Verdict(
         promote=ok,
         reasons=reasons,
@@ -469,4 +555,5 @@ def decide(
         confidence=float(confidence),
         resamples=int(resamples),
         seed=int(seed),
+        findings=findings,
     )

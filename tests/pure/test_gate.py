@@ -177,3 +177,24 @@ def test_decide_refuses_mismatched_or_disjoint_input():
         decide([0], [0], [5], CLASSES, CLASSES)
     with pytest.raises(InvalidParameterError, match="gate_alpha=0"):
         decide([0], [0], [0], CLASSES, CLASSES, EvaluateParams(gate_alpha=0))
+
+
+def test_the_verdict_cites_the_rule_behind_each_reason():
+    from planets_mlops.gate import RULES, decide
+
+    labels = [0] * 20 + [1] * 20
+    candidate = [0] * 20 + [0] * 12 + [1] * 8  # worse on class b
+    production = labels
+    verdict = decide(labels, candidate, production, ["a", "b"], ["a", "b"])
+    rules = verdict.summary()["rules"]
+    assert [r["rule"] for r in rules] == [
+        "knows-production-classes",
+        "not-worse-overall",
+        "not-worse-on-any-class",
+        "gains-or-learns",
+    ]
+    assert {name for name, _ in RULES} == {r["rule"] for r in rules}
+    failed = {f.rule: f.reason for f in verdict.findings if not f.passed}
+    assert not verdict.promote
+    assert "Worse beyond noise on b" in failed["not-worse-on-any-class"]
+    assert all(f.reason in verdict.reasons for f in verdict.findings if f.reason)
