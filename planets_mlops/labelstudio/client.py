@@ -53,6 +53,12 @@ def _describe_api_error(exc: Any) -> str:
     return f"HTTP {exc.status_code}: {text[:300]}"
 
 
+def _origin(url: Any) -> tuple[str, str, int]:
+    """(scheme, host, port) of an ``httpx.URL``, the default port filled in."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return url.scheme, url.host, port
+
+
 class LabelStudioClient:
     """A connection to one Label Studio server.
 
@@ -92,11 +98,27 @@ class LabelStudioClient:
                 f"key {API_KEY_ENV} of the Secret 'label-studio').",
             )
         self.fetch_limits = fetch_limits or fetch.limits_from_env()
+        import httpx
         from label_studio_sdk import LabelStudio
 
         self.url = url
+        origin = _origin(httpx.URL(url))
+
+        def same_origin(request: httpx.Request) -> None:
+            # Every request, redirects included, stays on the configured server: the SDK
+            # follows redirects, and a 307/308 would resend a personal access token's
+            # refresh request (the token in its body) to whatever host the answer names.
+            if _origin(request.url) != origin:
+                raise LabelStudioError(
+                    f"Label Studio at {url} redirected a request to {request.url.scheme}://"
+                    f"{request.url.netloc.decode('ascii', 'replace')}, another server; nothing is "
+                    f"sent there (the API token goes only to {URL_ENV}). Set {URL_ENV} to the "
+                    "address the server answers on itself."
+                )
+
+        http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [same_origin]})
         # Always pass api_key: the SDK otherwise reads the environment at import time.
-        self.sdk = LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
+        self.sdk = LabelStudio(base_url=url, api_key=api_key, timeout=timeout, httpx_client=http)
         self._http = self.sdk._client_wrapper.httpx_client
 
     # -- error translation ------------------------------------------------------------

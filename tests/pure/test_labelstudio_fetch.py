@@ -178,3 +178,66 @@ def test_every_fetch_failure_is_a_skipped_task_with_its_reason(monkeypatch, url,
     ls = LabelStudioClient("http://127.0.0.1:9", "token", fetch_limits=ImageFetchParams(deadline_s=5))
     with pytest.raises(ImageFetchError, match=reason):
         ls.fetch_image(url)
+
+
+def test_the_api_token_never_follows_a_redirect_to_another_server():
+    """Issue 26, weak point: the SDK follows redirects, so a 307 from the configured server
+    resent a personal access token's refresh request (the token in its body) to another
+    host. Real servers on 127.0.0.1: the configured one answers every request with a 307
+    to another port (another origin), which records what reaches it."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    import jwt
+
+    reached: list[tuple[str, bytes]] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            reached.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            body = json.dumps({"access": "x", "results": [], "next": None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for each in (other, server):
+        threading.Thread(target=each.serve_forever, daemon=True).start()
+    from planets_mlops.labelstudio.client import LabelStudioClient
+
+    try:
+        refresh = jwt.encode({"exp": int(time.time()) + 3600, "token_type": "refresh"}, "k" * 32)
+        for token in (refresh, "legacy-token-0123"):
+            ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", token, timeout=5)
+            with pytest.raises(LabelStudioError, match="redirected a request to .*another server"):
+                ls._request("GET", "/api/projects/", "listing projects")
+            with pytest.raises(LabelStudioError, match="redirected"):
+                ls.find_project("planets")
+    finally:
+        for each in (other, server):
+            each.shutdown()
+            each.server_close()
+    assert reached == []
