@@ -142,6 +142,23 @@ def _remote_settings(fs, remote: str, remote_config: dict | None) -> tuple[str, 
     return str(settings.get("url", "")), settings
 
 
+def _check_parents_readable(fs: Any, path: str) -> None:
+    """Before calling ``path`` untracked: can its nearest existing parent be listed?
+
+    A path inside a DVC-tracked folder exists only once the folder's listing (its ``.dir``
+    object) is read from the remote; with a remote that cannot be read (a bad endpoint,
+    key file or credentials) DVC answers "does not exist". Listing the parent raises that
+    remote's error instead, which the caller turns into a remote error, not "not tracked".
+    """
+    from pathlib import PurePosixPath
+
+    for parent in PurePosixPath(path).parents:
+        if str(parent) in ("", ".") or not fs.exists(str(parent)):
+            continue
+        fs.ls(str(parent), detail=False)
+        return
+
+
 def pull_dataset(
     repo_url: str,
     rev: str,
@@ -180,13 +197,14 @@ def pull_dataset(
         fs = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=remote_config or None)
         commit = fs.repo.get_rev()
         _check_remote_name(fs, remote, repo_url, rev)
+        check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
         if not fs.exists(path):
+            _check_parents_readable(fs, path)
             raise DataSourceError(
                 f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}. Use the path of "
                 "a DVC-tracked folder (the folder a .dvc file points to), e.g. 'data/raw'."
             )
         info = fs.info(path)
-        check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
         if info.get("type") != "directory":
             raise DataError(
                 f"data_path={path!r} in {repo_url!r} at {rev!r} is a file, not a folder of class "
@@ -248,6 +266,7 @@ def data_version(repo_url: str, rev: str, path: str) -> tuple[str, str]:
         fs = DVCFileSystem(url, rev=rev)
         commit = fs.repo.get_rev()
         if not fs.exists(path):
+            _check_parents_readable(fs, path)
             raise DataSourceError(f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}.")
         info = fs.info(path)
         dvc_hash = info.get("md5") or (info.get("dvc_info") or {}).get("md5") or ""
