@@ -483,6 +483,28 @@ def window_bounds(
     return end - timedelta(hours=window_hours), end
 
 
+def _check_location(records_uri: str, model_version: str, client: Any) -> None:
+    """An empty window: a typo in ``records_uri`` or ``model_version`` is an error, not "not enough data".
+
+    Raises:
+        planets_mlops.errors.NotFoundError: nothing under ``records_uri``, or no record of
+            ``model_version`` there in any hour.
+    """
+    from planets_mlops.errors import NotFoundError
+    from planets_mlops.monitoring.records import recorded_versions, version_segment
+
+    versions = recorded_versions(records_uri, client)
+    segment = version_segment(model_version)
+    if segment not in versions:
+        shown = ", ".join(versions[:10]) + (f" and {len(versions) - 10} more" if len(versions) > 10 else "")
+        raise NotFoundError(
+            f"No prediction record of model_version={model_version!r} (folder {segment!r}) under "
+            f"records_uri={records_uri!r}, in any hour; it holds records of: {shown}. Check the "
+            "version (the tag the service reports at /metadata). A version deployed only now has "
+            "answered no request yet: run the check again once it has traffic."
+        )
+
+
 def check_window(
     records_uri: str,
     model_dir: Path,
@@ -506,7 +528,9 @@ def check_window(
         workspace: An Evidently workspace to add the report to (see :func:`add_to_workspace`).
 
     Raises:
-        planets_mlops.errors.NotFoundError: the model folder holds no reference profile.
+        planets_mlops.errors.NotFoundError: the model folder holds no reference profile; or
+            the window is empty and ``records_uri`` holds no record at all, or none of
+            ``model_version`` in any hour (a typo in either is an error, not "not enough data").
     """
     from planets_mlops.monitoring.records import read_window
     from planets_mlops.monitoring.reference import load_reference
@@ -515,6 +539,8 @@ def check_window(
     reference = load_reference(Path(model_dir))
     start, end = window_bounds(window_end, params.window_hours)
     window = read_window(records_uri, model_version, start, end, params.max_records, client)
+    if window.seen <= 0 and not window.objects:
+        _check_location(records_uri, model_version, client)
     info = WindowInfo(
         model_version=model_version,
         start=start.isoformat(timespec="seconds"),

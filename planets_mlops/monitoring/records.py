@@ -210,6 +210,43 @@ def partition(root: str, model_version: str, when: datetime) -> str:
     return f"{root.rstrip('/')}/{version_segment(model_version)}/{hour:%Y-%m-%d}/{hour:%H}"
 
 
+def recorded_versions(root: str, client: Any = None, limit: int = 1000) -> list[str]:
+    """The version segments under ``root`` (:func:`version_segment` folders), sorted; at most ``limit``.
+
+    What a reader asks when a window holds no record at all: is ``root`` the records
+    location (a typo reads as an empty window forever), and does it hold the version?
+
+    Raises:
+        planets_mlops.errors.NotFoundError: nothing at all under ``root`` (a missing folder,
+            prefix or bucket).
+    """
+    if root.startswith("gs://"):
+        from planets_mlops.storage import make_client, parse_gs_uri
+
+        bucket, prefix = parse_gs_uri(root.rstrip("/") + "/x")
+        prefix = prefix[:-1]
+        client = client or make_client()
+        try:
+            blobs = client.list_blobs(client.bucket(bucket), prefix=prefix, delimiter="/", max_results=limit)
+            for _ in blobs:  # the prefixes (version folders) are known once the pages are read
+                pass
+            found = sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
+        except Exception as exc:  # noqa: BLE001 - a missing bucket is the same finding as an empty one
+            if type(exc).__name__ != "NotFound":
+                raise
+            found = []
+    else:
+        folder = Path(root)
+        found = sorted(e.name for e in folder.iterdir() if e.is_dir())[:limit] if folder.is_dir() else []
+    if not found:
+        raise NotFoundError(
+            f"No prediction records at all under records_uri={root!r}: not one model version's "
+            "folder. Check the location (a typo reads as an empty window forever) and that the "
+            "service writes there (serving_monitoring_uri, PLANETS_MONITORING_URI)."
+        )
+    return found
+
+
 def batch_name(first: datetime) -> str:
     """A unique object name for a batch whose first record is of time ``first``."""
     return f"{first.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex}{SUFFIX}"

@@ -261,3 +261,47 @@ def test_a_window_over_max_records_is_sampled_across_its_whole_span(images, refe
     assert "a uniform sample of the window's 1200 records" in result.to_markdown()
     again = records_module.read_window(str(tmp_path), "m:1", WHEN, end, params.max_records)
     assert again.records == window.records  # seeded by the window: a rerun judges the same sample
+
+
+def test_a_typo_in_the_records_location_or_the_model_version_is_an_error(images, reference, tmp_path):
+    """Issue 26, weak point: an empty window read as "not enough data" forever, whether the
+    location or the version had a typo. A window that is empty while the version has
+    records elsewhere is still "not enough data"."""
+    from datetime import timedelta
+
+    from planets_mlops.errors import NotFoundError
+    from planets_mlops.inbox import open_store
+    from planets_mlops.monitoring import records as records_module
+
+    model = tmp_path / "model"
+    model.mkdir()
+    reference.save(model)
+    root = str(tmp_path / "records")
+    when = WHEN + timedelta(minutes=10)
+    batch = [dataclasses.replace(r, time=when.isoformat()) for r in _traffic(images).records[:60]]
+    store = open_store(records_module.partition(root, "m:1", when))
+    assert store.put_if_absent(records_module.batch_name(when), records_module.encode_batch(batch))
+    end = (WHEN + timedelta(hours=1)).isoformat()
+    assert drift.check_window(root, model, "m:1", end).verdict != drift.NOT_ENOUGH_DATA
+    with pytest.raises(NotFoundError, match=r"No prediction records at all under records_uri=.*recrods"):
+        drift.check_window(str(tmp_path / "recrods"), model, "m:1", end)
+    with pytest.raises(NotFoundError, match=r"model_version='m:2'.*holds records of: m_1"):
+        drift.check_window(root, model, "m:2", end)
+    later = (WHEN + timedelta(hours=30)).isoformat()  # the version's records, outside the window
+    assert drift.check_window(root, model, "m:1", later).verdict == drift.NOT_ENOUGH_DATA
+
+
+def test_the_records_location_is_checked_on_gcs_too(gcs_emulator):
+    from planets_mlops.errors import NotFoundError
+    from planets_mlops.monitoring import records as records_module
+    from planets_mlops.storage import make_client
+
+    bucket = gcs_emulator.make_bucket("planets-records-typo")
+    client = make_client()
+    client.bucket(bucket.removeprefix("gs://")).blob("records/m_1/2026-12-04/10/a.jsonl").upload_from_string(
+        b""
+    )
+    assert records_module.recorded_versions(f"{bucket}/records", client) == ["m_1"]
+    for typo in (f"{bucket}/recrods", "gs://planets-no-such-bucket/records"):
+        with pytest.raises(NotFoundError, match="No prediction records at all"):
+            records_module.recorded_versions(typo, client)
