@@ -168,3 +168,22 @@ def test_drift_downloads_still_refuse_names_outside_the_folder(
     with pytest.raises(DataError, match=r"resolves outside"):
         resolve_model_dir(f"{bucket}/production/model", DRIFT_FILES, param="model_uri")
     assert list(temp_root.iterdir()) == []
+
+
+def test_the_records_location_is_checked_on_gcs_too(gcs_emulator):
+    """Issue 26, weak point: a typo in a gs:// records location is an error, not an empty window."""
+    import pytest
+
+    from planets_mlops.errors import NotFoundError
+    from planets_mlops.monitoring import records as records_module
+    from planets_mlops.storage import make_client
+
+    bucket = gcs_emulator.make_bucket("planets-records-typo")
+    client = make_client()
+    client.bucket(bucket.removeprefix("gs://")).blob("records/m_1/2026-12-04/10/a.jsonl").upload_from_string(
+        b""
+    )
+    assert records_module.recorded_versions(f"{bucket}/records", client) == ["m_1"]
+    for typo in (f"{bucket}/recrods", "gs://planets-no-such-bucket/records"):
+        with pytest.raises(NotFoundError, match="No prediction records at all"):
+            records_module.recorded_versions(typo, client)
