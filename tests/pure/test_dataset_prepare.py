@@ -166,3 +166,20 @@ def test_a_link_loop_in_a_class_folder_is_counted_not_followed(raw):
     index = index_dataset(raw)
     assert index.class_counts["Earth"] == 10
     assert index.skipped == [("Earth/loop", "in a nested folder: a link to a folder, not followed")]
+
+
+def test_a_scan_bomb_is_skipped_by_prepare_and_by_the_label_import_before_decoding(raw, tmp_path):
+    """Issue 26, defect 1: prepare and the label import use the serving decoder; a
+    progressive JPEG of 100,000 scans (minutes of libjpeg work) is refused from its markers
+    in both, so neither spends a decode on it, and a photo at the scan limit still counts."""
+    from planets_mlops.app.dev import hostile_images as hostile
+    from planets_mlops.labelstudio.merge import image_extension
+
+    bomb = hostile.progressive_scan_bomb(512, 100_000)
+    at_limit = hostile.progressive_scan_bomb(64, 90)  # 10 scans of the photo + 90 = the limit
+    (raw / "Earth" / "bomb.jpg").write_bytes(bomb)
+    (raw / "Earth" / "at-limit.jpg").write_bytes(at_limit)
+    reasons = dict(index_dataset(raw).skipped)
+    assert set(reasons) == {"Earth/bomb.jpg"} and "JPEG scans" in reasons["Earth/bomb.jpg"]
+    assert image_extension(bomb) is None
+    assert image_extension(at_limit) == ".jpg"
