@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from planets_mlops.monitoring import drift
     from planets_mlops.monitoring.records import Window
     from planets_mlops.monitoring.reference import has_reference, load_reference
-    from planets_mlops.prepare import load_manifest
+    from planets_mlops.prepared import load_manifest
 
     prepared, model = _model(args.workdir, args.epochs)
     runner = traffic.ModelRunner(model)

@@ -68,7 +68,8 @@ def extra_set(classes: list[str], config: Any) -> tuple[np.ndarray, np.ndarray]:
 def one_run(work: Path, name: str, prepare: Any, train: Any, seed: int) -> dict[str, Any]:
     """Prepare, train and score one recipe at one seed."""
     from planets_mlops.model_folder import predict_outputs
-    from planets_mlops.prepare import load_manifest, load_split, prepare_dataset
+    from planets_mlops.prepare import prepare_dataset
+    from planets_mlops.prepared import load_manifest, load_split
     from planets_mlops.train import train_model
 
     prepare = dataclasses.replace(prepare, seed=seed)

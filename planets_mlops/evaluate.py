@@ -33,7 +33,7 @@ from planets_mlops.model_folder import (
     softmax,
 )
 from planets_mlops.plots import plot_confusion, plot_guard_tradeoff, plot_history, plot_mistakes
-from planets_mlops.prepare import load_manifest, load_raw_split, load_split
+from planets_mlops.prepared import load_manifest, load_raw_split, load_split
 from planets_mlops.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from planets_mlops.model_folder import (
     write_description,
 )
 from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
-from planets_mlops.prepare import iter_shards, load_manifest, load_split
+from planets_mlops.prepared import iter_shards, load_manifest, load_split
 from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)

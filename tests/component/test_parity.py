@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planets_mlops.prepare import load_manifest, load_split
+from planets_mlops.prepared import load_manifest, load_split
 from planets_mlops.preprocess import PreprocessConfig
 from planets_mlops.service.inference import images_to_batch
 

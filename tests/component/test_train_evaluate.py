@@ -8,7 +8,7 @@ import pytest
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.evaluate import classification_scores, confusion_matrix, evaluate_model
 from planets_mlops.model_folder import predict_logits
-from planets_mlops.prepare import load_split
+from planets_mlops.prepared import load_split
 from planets_mlops.train import TrainParams, train_model
 
 
@@ -306,7 +306,8 @@ def test_a_grayscale_candidate_is_gated_against_a_colour_production_model(
     """Each model is scored with its own preprocessing on the same raw validation images: a
     grayscale 24 px candidate against the colour 32 px production model (no ONNX shape error)."""
     from planets_mlops.evaluate import production_inputs
-    from planets_mlops.prepare import PrepareParams, load_raw_split, prepare_dataset
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+    from planets_mlops.prepared import load_raw_split
     from planets_mlops.preprocess import PreprocessConfig
 
     gray = prepare_dataset(small_raw, tmp_path / "gray", PrepareParams(grayscale=True, image_size=24)).out_dir

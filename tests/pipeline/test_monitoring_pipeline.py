@@ -32,7 +32,8 @@ def monitored(tmp_path_factory):
     from planets_mlops.app.dev import traffic
     from planets_mlops.knobs import PrepareParams, TrainParams
     from planets_mlops.monitoring.reference import has_reference
-    from planets_mlops.prepare import load_manifest, prepare_dataset
+    from planets_mlops.prepare import prepare_dataset
+    from planets_mlops.prepared import load_manifest
     from planets_mlops.train import train_model
 
     base = tmp_path_factory.mktemp("monitored")

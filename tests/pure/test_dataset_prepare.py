@@ -8,7 +8,8 @@ import pytest
 
 from planets_mlops.dataset import index_dataset
 from planets_mlops.errors import DataError, InvalidParameterError
-from planets_mlops.prepare import PrepareParams, iter_shards, load_split, prepare_dataset, split_indices
+from planets_mlops.prepare import PrepareParams, prepare_dataset, split_indices
+from planets_mlops.prepared import iter_shards, load_split
 from tests.support.fixtures.data import copy_subset
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from planets_mlops.model_folder import answers
-from planets_mlops.prepare import load_split
+from planets_mlops.prepared import load_split
 from tests.component.test_parity import split_files
 
 

@@ -172,7 +172,7 @@ def guard_scores(model_dir: Path, paths: list[Path]) -> np.ndarray:
 def test_known_image_is_recognised_and_unseen_one_is_not(
     http: Any, packaged_bento: dict[str, Any], small_raw: Path, small_prepared: Path
 ) -> None:
-    from planets_mlops.prepare import load_manifest
+    from planets_mlops.prepared import load_manifest
 
     model_dir = packaged_bento["model_dir"]
     threshold = json.loads((model_dir / "guard.json").read_text())["threshold"]

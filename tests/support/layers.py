@@ -62,8 +62,6 @@ STEP_MODULES = frozenset(
 # of these no longer exists, so that the list only shrinks.
 KNOWN_STEP_ARROWS = frozenset(
     {
-        ("planets_mlops.evaluate", "planets_mlops.prepare"),
-        ("planets_mlops.train", "planets_mlops.prepare"),
         ("planets_mlops.monitoring.alert", "planets_mlops.monitoring.drift"),
     }
 )  # fmt: skip
