@@ -2,7 +2,8 @@
 
 Every ``planets-mlops compile|upload|run|schedule`` line of a code block in the README and
 the docs is parsed by the real CLI parser; the ``run``/``schedule``/``upload`` commands of
-the cluster pages (the loop, monitoring, Kubeflow, cluster setup) are run, as written, by
+the cluster pages (the README's CLI block, the loop, monitoring, Kubeflow, cluster setup) are
+run, as written, by
 the real CLI against the fake KFP API (``tests/support/fake_kfp_api.py``), with the environment the
 loop page exports. Each run and recurring run must carry the pipeline runner's service
 account and the exported pipeline root, name a pipeline with the suite's prefix, and a
@@ -24,7 +25,7 @@ from tests.support.fake_kfp_api import FakeKfpState, serve_fake_kfp
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-CLUSTER_PAGES = {"cluster-loop.md", "monitoring.md", "kubeflow.md", "cluster-setup.md"}
+CLUSTER_PAGES = {"README.md", "cluster-loop.md", "monitoring.md", "kubeflow.md", "cluster-setup.md"}
 # What docs/cluster-loop.md exports before its first run (steps 1 and 6).
 ENV = {
     "PROJECT_ID": "my-project",
