@@ -43,6 +43,10 @@ GCS_KEY_DIR = "/var/secrets/gcs"
 """Where a GCS key Secret is mounted in step containers (``key.json`` inside)."""
 
 
+MAX_GPUS_PER_NODE = 8
+"""The most GPUs one node offers (a2-highgpu-8g, a3-highgpu-8g): the highest ``--gpu-count``."""
+
+
 @dataclass(frozen=True)
 class GpuOptions:
     """Compile-time placement of the training task (``count=0``: CPU only).
@@ -58,10 +62,10 @@ class GpuOptions:
     only when every container is.
 
     Raises:
-        InvalidParameterError: ``count`` is negative or above 1 (``train_model`` builds one
-            Keras model with no ``tf.distribute`` strategy, so a second GPU would be
-            reserved, billed and never used), or ``cpu``/``memory`` is not a Kubernetes
-            quantity.
+        InvalidParameterError: ``count`` is negative or above :data:`MAX_GPUS_PER_NODE`
+            (one node's GPUs; several nodes: :mod:`planets_mlops.multiworker`),
+            or ``cpu``/``memory`` is not a Kubernetes quantity. Above 1, ``train_model``
+            trains one replica per GPU (``MirroredStrategy``).
     """
 
     count: int = 1
@@ -73,14 +77,14 @@ class GpuOptions:
 
     def __post_init__(self) -> None:
         """Refuse GPU counts the training code cannot use and sizes that are not quantities."""
-        if self.count < 0 or self.count > 1:
+        if self.count < 0 or self.count > MAX_GPUS_PER_NODE:
             raise InvalidParameterError(
                 "gpu count",
                 self.count,
-                "0 (CPU only) or 1",
-                "train_model trains one replica without a tf.distribute strategy, so more GPUs "
-                "would be reserved and never used; use a larger GPU (e.g. "
-                "--gpu-node-pool a100) instead of more of them.",
+                f"0 (CPU only) to {MAX_GPUS_PER_NODE}",
+                "Above 1, train_model trains one replica per GPU of one node (MirroredStrategy); "
+                f"no node has more than {MAX_GPUS_PER_NODE}. For several nodes, see the "
+                "multi-worker training in docs/scaling.md.",
             )
         for name, value in (("cpu", self.cpu), ("memory", self.memory)):
             if value:

@@ -73,19 +73,20 @@ def require_gpus(
 
     Raises:
         AcceleratorError: a GPU was requested and none is visible (with the likely cause),
-            or more than one was requested: training runs on one device, so the others
-            would stay reserved and idle.
+            or fewer are visible than were requested (the others would stay reserved and
+            idle). Several visible GPUs are trained on together (``MirroredStrategy``,
+            :func:`planets_mlops.train.choose_strategy`).
     """
     if requested <= 0:
         return []
-    if requested > 1:
-        raise AcceleratorError(
-            f"train_model was given {requested} GPUs but trains on one "
-            "device; the other GPUs would stay reserved and idle. Compile the pipeline with "
-            "--gpu-count 1 (or 0 for CPU)."
-        )
-    if visible:
+    if len(visible) >= requested:
         return list(visible[:requested])
+    if visible:
+        raise AcceleratorError(
+            f"train_model was given {requested} GPUs but TensorFlow sees {len(visible)} "
+            f"({', '.join(visible)}); the others would stay reserved and idle. Check the pod's "
+            f"nvidia.com/gpu limit and {GPU_COUNT_ENV}, or compile with --gpu-count {len(visible)}."
+        )
     if not built_with_cuda:
         cause = (
             "this TensorFlow is a CPU-only build: run train_model in the train-gpu image "

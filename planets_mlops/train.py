@@ -39,8 +39,9 @@ from planets_mlops.model_folder import (
     predict_outputs,
     write_description,
 )
+from planets_mlops.monitoring.features import image_features
 from planets_mlops.monitoring.reference import ReferenceProfile, build_reference
-from planets_mlops.prepared import iter_shards, load_manifest, load_split
+from planets_mlops.prepared import iter_shards, load_manifest
 from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class TrainResult:
         train_seconds: Wall-clock seconds from TensorFlow set-up to the last epoch.
         parameters: Number of model weights.
         framework: Framework name and version.
+        distribution: How training was spread (:func:`distribution_of`): ``strategy``,
+            ``replicas``, ``workers``, ``per_replica_batch_size``, ``global_batch_size``,
+            ``lr_scaling`` and the ``lr`` the optimiser used.
     """
 
     params: TrainParams
@@ -70,6 +74,7 @@ class TrainResult:
     train_seconds: float
     parameters: int
     framework: str
+    distribution: dict[str, Any] | None = None
 
     @property
     def final(self) -> dict[str, float]:
@@ -111,6 +116,7 @@ class TrainResult:
                 f"train_{name}": getattr(self.params, name)
                 for name in ("lr", "epochs", "conv_size", "dense_size", "batch_size", "seed")
             },
+            "distribution": self.distribution or distribution_of("default", 1, self.params),
             **{f"final_{key}": value for key, value in self.final.items()},
         }
 
@@ -143,6 +149,49 @@ def configure_tensorflow(seed: int, threads: int = 0) -> Any:
     tf.random.set_seed(seed)
     tf.config.experimental.enable_op_determinism()
     return tf
+
+
+LR_SCALING = "linear"
+"""How the learning rate follows the replicas: ``linear`` (lr x replicas, as the global batch
+grows by the same factor; Goyal et al. 2017). One replica: the knob's ``lr`` as it is."""
+
+
+def scaled_lr(lr: float, replicas: int) -> float:
+    """The learning rate for ``replicas`` replicas of ``lr``'s per-replica batch (:data:`LR_SCALING`)."""
+    return lr * replicas
+
+
+def distribution_of(strategy: str, replicas: int, params: TrainParams, workers: int = 1) -> dict[str, Any]:
+    """What the model's metadata records of how training was spread over devices.
+
+    ``params.batch_size`` is the batch of one replica; the global batch (one optimiser
+    step) is ``batch_size x replicas`` and the learning rate is scaled by :func:`scaled_lr`.
+    """
+    return {
+        "strategy": strategy,
+        "replicas": replicas,
+        "workers": workers,
+        "per_replica_batch_size": params.batch_size,
+        "global_batch_size": params.batch_size * replicas,
+        "lr_scaling": LR_SCALING if replicas > 1 else "none",
+        "lr": scaled_lr(params.lr, replicas),
+    }
+
+
+def gpu_replica_devices(physical: list[str]) -> list[str]:
+    """TensorFlow's logical names (``/gpu:0``...) of physical GPUs (``/physical_device:GPU:0``...)."""
+    return [f"/gpu:{name.rsplit(':', 1)[-1]}" for name in physical]
+
+
+def choose_strategy(tf: Any, devices: list[str]) -> Any:
+    """``MirroredStrategy`` over ``devices`` when there are several, else TensorFlow's default.
+
+    One device keeps the default strategy, so one-replica training is exactly what it was
+    (bit for bit, :func:`configure_tensorflow`).
+    """
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
 
 
 def build_model(input_shape: tuple[int, ...], classes: int, conv_size: int, dense_size: int) -> Any:
@@ -197,8 +246,16 @@ def _batches(
     return total, generate
 
 
-def _datasets(tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams) -> tuple[int, Any, int, Any]:
-    """Training and validation ``tf.data`` pipelines over the shards, with their sizes."""
+def _datasets(
+    tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams, replicas: int = 1
+) -> tuple[int, Any, int, Any]:
+    """Training and validation ``tf.data`` pipelines over the shards, with their sizes.
+
+    Each element is one global batch (``batch_size x replicas`` images), which a
+    ``tf.distribute`` strategy splits between the replicas. The sample order is the same
+    for any number of replicas.
+    """
+    global_batch = params.batch_size * replicas
     signature = (
         tf.TensorSpec(shape=(None, *manifest["input_shape"]), dtype=tf.float32),
         tf.TensorSpec(shape=(None,), dtype=tf.int32),
@@ -213,16 +270,21 @@ def _datasets(tf: Any, prepared_dir: Path, manifest: dict, params: TrainParams) 
         dtype=np.int64,
     )
     n_train, train_gen = _batches(
-        prepared_dir, "train", params.batch_size, order, augment=params.augment, seed=params.seed
+        prepared_dir, "train", global_batch, order, augment=params.augment, seed=params.seed
     )
-    n_val, val_gen = _batches(prepared_dir, "validation", params.batch_size)
+    n_val, val_gen = _batches(prepared_dir, "validation", global_batch)
+    options = tf.data.Options()
+    # Several workers (MultiWorkerMirroredStrategy) each read every batch and keep their
+    # share of it: a generator has no files to shard by.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     def dataset(generate: Any, count: int) -> Any:
-        batches = -(-count // params.batch_size)
+        batches = -(-count // global_batch)
         return (
             tf.data.Dataset.from_generator(generate, output_signature=signature)
             .apply(tf.data.experimental.assert_cardinality(batches))
             .prefetch(2)
+            .with_options(options)
         )
 
     return n_train, dataset(train_gen, n_train), n_val, dataset(val_gen, n_val)
@@ -260,24 +322,70 @@ def fit_guard(
     production inputs are compared with.
     """
     manifest = load_manifest(prepared_dir)
-    train_images, train_labels = load_split(prepared_dir, "train")
-    changed_train = augment_batch(train_images, np.random.default_rng(seed), PHOTOMETRIC)
-    bank = np.concatenate([predict(x)[1] for x in (train_images, changed_train)])
-    images, labels = load_split(prepared_dir, "validation")
-    logits, embeddings = predict(images)
-    calibration = [embeddings[np.argmax(logits, axis=-1) == labels]]
-    for changed in benign_changes(images, seed).values():
-        changed_logits, changed_embeddings = predict(changed)
-        calibration.append(changed_embeddings[np.argmax(changed_logits, axis=-1) == labels])
+    # In chunks of GUARD_CHUNK images, so 64x the bundled data fits in memory; a split of
+    # one chunk (the bundled data's) is handled exactly as a whole.
+    rng = np.random.default_rng(seed)
+    plain: list[np.ndarray] = []
+    changed: list[np.ndarray] = []
+    bank_labels: list[np.ndarray] = []
+    for train_images, train_labels in iter_chunks(prepared_dir, "train"):
+        plain.append(predict(train_images)[1])
+        changed.append(predict(augment_batch(train_images, rng, PHOTOMETRIC))[1])
+        bank_labels.append(train_labels)
+    bank = np.concatenate(plain + changed)
+    all_logits, all_embeddings, features, calibration = [], [], [], []
+    calibration_changed: dict[str, list[np.ndarray]] = {}
+    for chunk, (images, labels) in enumerate(iter_chunks(prepared_dir, "validation")):
+        logits, embeddings = predict(images)
+        all_logits.append(logits)
+        all_embeddings.append(embeddings)
+        features.append(image_features(images))
+        calibration.append(embeddings[np.argmax(logits, axis=-1) == labels])
+        for name, variant in benign_changes(images, seed + chunk).items():
+            changed_logits, changed_embeddings = predict(variant)
+            calibration_changed.setdefault(name, []).append(
+                changed_embeddings[np.argmax(changed_logits, axis=-1) == labels]
+            )
+    for parts in calibration_changed.values():
+        calibration.extend(parts)
     guard = Guard.fit(
         bank,
         np.concatenate(calibration),
         GuardParams(coverage=coverage),
-        bank_labels=np.concatenate([train_labels, train_labels]),
+        bank_labels=np.concatenate(bank_labels + bank_labels),
     )
     classes = list(manifest["classes"])
+    logits = np.concatenate(all_logits)
     predictions = [classes[int(index)] for index in np.argmax(logits, axis=-1)]
-    return guard, build_reference(images, predictions, classes, embeddings)
+    return guard, build_reference(
+        None, predictions, classes, np.concatenate(all_embeddings), features=np.concatenate(features)
+    )
+
+
+GUARD_CHUNK = 4096
+"""Images per chunk when the guard and the reference read a split (bounded memory)."""
+
+
+def iter_chunks(
+    prepared_dir: Path, split: str, size: int = GUARD_CHUNK
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The split in chunks of ``size`` images (in memory), read from its memory-mapped shards."""
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    held = 0
+    for shard_images, shard_labels in iter_shards(prepared_dir, split):
+        start = 0
+        while start < len(shard_labels):
+            take = min(size - held, len(shard_labels) - start)
+            images.append(np.asarray(shard_images[start : start + take]))
+            labels.append(np.asarray(shard_labels[start : start + take]))
+            held += take
+            start += take
+            if held == size:
+                yield np.concatenate(images), np.concatenate(labels)
+                images, labels, held = [], [], 0
+    if held:
+        yield np.concatenate(images), np.concatenate(labels)
 
 
 def _write_model_dir(
@@ -346,6 +454,26 @@ def _epoch_progress(keras: Any, epochs: int) -> Any:
     return EpochProgress()
 
 
+def _build_for_multi_worker(model: Any, input_shape: tuple[int, ...]) -> None:
+    """Build the model, its loss, metrics and optimiser before ``fit``, for several workers.
+
+    Keras 3.15's ``fit`` builds them from the first batch, which under
+    ``MultiWorkerMirroredStrategy`` it first averages with ``strategy.reduce`` on the
+    per-replica values, and that fails (``Attempt to convert a value (PerReplica...)``).
+    Built here from the batch's shape, the model skips that step. Its ``fit`` then also
+    averages each step's logs across workers with ``strategy.reduce(..., axis=0)`` on
+    scalars, which fails the same way, so that averaging is switched off: the logs are
+    read from the metrics' variables, which the strategy already aggregates, and the
+    gradients are still all-reduced over every replica of every worker (the two-worker test
+    finds the same history and the same weights on both).
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer  # type: ignore[import-untyped]
+
+    keras_tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
+    model._symbolic_build(data_batch=(np.zeros((1, *input_shape), np.float32), np.zeros((1,), np.int32)))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
 def _check_finite_history(history: Mapping[str, list[float]], params: TrainParams) -> None:
     for key, values in history.items():
         for epoch, value in enumerate(values):
@@ -353,13 +481,24 @@ def _check_finite_history(history: Mapping[str, list[float]], params: TrainParam
                 raise _diverged(f"epoch {epoch + 1}", {key: value}, params)
 
 
-def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> TrainResult:
+def train_model(
+    prepared_dir: Path, model_dir: Path, params: TrainParams, strategy: Any = None, workers: int = 1
+) -> TrainResult:
     """Train on the ``train`` split, validate on ``validation``, write the model folder.
+
+    One device (the CPU, or the one GPU given): no ``tf.distribute`` strategy, bit-for-bit
+    repeatable. Several GPUs given to the container: ``MirroredStrategy`` over them, with
+    ``params.batch_size`` per replica and the learning rate scaled (:func:`distribution_of`,
+    recorded in the model's metadata).
 
     Args:
         prepared_dir: A folder written by ``prepare_dataset``.
         model_dir: Where the model folder goes (see the module docstring for its files).
         params: The training parameters.
+        strategy: A ``tf.distribute`` strategy to train under (the tests' logical CPU
+            devices, :mod:`planets_mlops.multiworker`'s ``MultiWorkerMirroredStrategy``);
+            None: chosen from the GPUs given (:func:`choose_strategy`).
+        workers: Workers of ``strategy`` (several: multi-worker training), for the metadata.
 
     Returns:
         History, final metrics, sizes, duration and parameter count.
@@ -380,14 +519,32 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
     tf = configure_tensorflow(params.seed, params.threads)
     # A GPU given to this container but invisible to TensorFlow: stop now, not after
     # training on the CPU (planets_mlops.accelerators).
-    check_gpus()
-    n_train, train_ds, n_val, val_ds = _datasets(tf, prepared_dir, manifest, params)
-    model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(params.lr),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    gpus = check_gpus()
+    if strategy is None:
+        strategy = choose_strategy(tf, gpu_replica_devices(gpus))
+    replicas = int(strategy.num_replicas_in_sync)
+    name = type(strategy).__name__ if replicas > 1 or workers > 1 else "default"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"
+    distribution = distribution_of(name, replicas, params, workers)
+    n_train, train_ds, n_val, val_ds = _datasets(tf, prepared_dir, manifest, params, replicas)
+    with strategy.scope():
+        model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(distribution["lr"]),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        if workers > 1:
+            _build_for_multi_worker(model, tuple(manifest["input_shape"]))
+    if replicas > 1:
+        log.info(
+            "Training %d replicas (%s): global batch %d, lr %g",
+            replicas,
+            name,
+            distribution["global_batch_size"],
+            distribution["lr"],
+        )
     fit = model.fit(
         train_ds,
         epochs=params.epochs,
@@ -409,6 +566,7 @@ def train_model(prepared_dir: Path, model_dir: Path, params: TrainParams) -> Tra
         train_seconds=round(duration, 2),
         parameters=int(model.count_params()),
         framework=f"tensorflow {tf.__version__}",
+        distribution=distribution,
     )
     log.info(
         "Trained %d epochs on %d images in %.1f s: %s; guard keeps %.3f of its calibration images",

@@ -84,12 +84,15 @@ def build_reference(
     embeddings: Any = None,
     max_rows: int = MAX_ROWS,
     seed: int = 0,
+    features: Any = None,
 ) -> ReferenceProfile:
     """The profile of validation images (model-input tensors) and the model's answers on them.
 
-    Beyond ``max_rows`` images a seeded sample is kept.
+    Beyond ``max_rows`` images a seeded sample is kept. ``features``: the images'
+    :func:`image_features`, computed already (``tensors`` is then not read: training passes
+    them chunk by chunk, so the split is never whole in memory).
     """
-    features = image_features(tensors)
+    features = image_features(tensors) if features is None else np.asarray(features)
     if len(predictions) != len(features):
         raise DataError(f"{len(predictions)} predictions for {len(features)} reference images")
     projected = project_embeddings(embeddings) if embeddings is not None else np.zeros((len(features), 0))

@@ -103,22 +103,32 @@ def test_gpu_placement_is_a_compile_time_option(tmp_path):
     assert spec["root"]["dag"]["tasks"]["train-model"]["taskInfo"]["name"] == "Train model (CPU)"
 
 
-@pytest.mark.parametrize("count", [2, 4, -1])
+@pytest.mark.parametrize("count", [9, -1])
 def test_gpu_counts_the_training_cannot_use_are_refused(count):
     from planets_mlops.pipelines.platform import GpuOptions
 
-    # train_model runs one replica (no tf.distribute strategy): a second GPU would be
-    # reserved and never used, so the option is refused at compile time.
-    with pytest.raises(InvalidParameterError, match=rf"gpu count={count}.*0 \(CPU only\) or 1"):
+    # Beyond one node's GPUs (or negative): reserved and never scheduled, so refused at compile time.
+    with pytest.raises(InvalidParameterError, match=rf"gpu count={count}.*0 \(CPU only\) to 8"):
         GpuOptions(count=count)
 
 
-def test_cli_compile_refuses_two_gpus(tmp_path, capsys):
+def test_cli_compile_two_gpus_reserves_both_on_one_node(tmp_path):
     from planets_mlops.app.cli import main
 
+    # train_model trains one replica per GPU (MirroredStrategy), so two are asked of one node.
     code = main(["compile", "training", "--gpu-count", "2", "--out-dir", str(tmp_path), "--no-components"])
+    assert code == 0
+    spec, platform = load_ir(tmp_path / "pipelines" / "training.yaml")
+    assert _executor(spec, "train-model")["resources"]["accelerator"]["resourceCount"] == "2"
+    assert "nodeSelector" in platform["deploymentSpec"]["executors"]["exec-train-model"]
+
+
+def test_cli_compile_refuses_more_gpus_than_a_node_has(tmp_path, capsys):
+    from planets_mlops.app.cli import main
+
+    code = main(["compile", "training", "--gpu-count", "9", "--out-dir", str(tmp_path), "--no-components"])
     assert code == 2
-    assert "tf.distribute" in capsys.readouterr().err
+    assert "MirroredStrategy" in capsys.readouterr().err
     assert not (tmp_path / "pipelines" / "training.yaml").exists()
 
 

@@ -64,6 +64,18 @@ def test_requested_with_driver_path_but_no_device_points_at_the_node():
         require_gpus(1, [], built_with_cuda=True, library_path=GKE_PATH)
 
 
-def test_more_than_one_gpu_is_refused_rather_than_left_idle():
-    with pytest.raises(AcceleratorError, match="trains on one device.*--gpu-count 1"):
-        require_gpus(2, ["/physical_device:GPU:0", "/physical_device:GPU:1"], True, GKE_PATH)
+def test_several_visible_gpus_are_all_used():
+    # MirroredStrategy trains one replica on each (planets_mlops.train.choose_strategy).
+    gpus = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+    assert require_gpus(2, gpus, True, GKE_PATH) == gpus
+
+
+def test_fewer_visible_gpus_than_requested_is_refused_rather_than_left_idle():
+    with pytest.raises(AcceleratorError, match="given 2 GPUs but TensorFlow sees 1.*--gpu-count 1"):
+        require_gpus(2, ["/physical_device:GPU:0"], True, GKE_PATH)
+
+
+def test_gpu_names_become_replica_devices():
+    from planets_mlops.train import gpu_replica_devices
+
+    assert gpu_replica_devices(["/physical_device:GPU:0", "/physical_device:GPU:1"]) == ["/gpu:0", "/gpu:1"]

@@ -126,6 +126,16 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
             "train_batch_size": 32,
             "train_seed": 5241,
         },
+        # One device: no strategy, the knobs' batch and learning rate as they are.
+        "distribution": {
+            "strategy": "default",
+            "replicas": 1,
+            "workers": 1,
+            "per_replica_batch_size": 32,
+            "global_batch_size": 32,
+            "lr_scaling": "none",
+            "lr": 0.001,
+        },
         "final_accuracy": 0.75,
         "final_loss": 0.5,
         "final_val_accuracy": 0.5,

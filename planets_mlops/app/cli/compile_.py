@@ -21,7 +21,11 @@ def register(sub: Any, parents: Parents) -> None:
     )
     p.add_argument("names", nargs="*", metavar="PIPELINE", help="default: all")
     p.add_argument("--no-components", action="store_true", help="skip build/components/*.yaml")
-    p.add_argument("--gpu-count", type=int, help="GPUs for the training task (0: CPU only; default 1)")
+    p.add_argument(
+        "--gpu-count",
+        type=int,
+        help="GPUs for the training task (0: CPU only; default 1; 2-8: one replica per GPU of one node)",
+    )
     p.add_argument("--gpu-node-pool", help="node pool of GPU nodes (default gpu-pool)")
     p.add_argument("--gpu-node-label", help="node label naming pools (default cloud.google.com/gke-nodepool)")
     p.add_argument("--shm-size", help="size of the memory-backed /dev/shm of the training task (default 2Gi)")
