@@ -132,7 +132,7 @@ def test_decoder_stops_a_heavy_request_at_its_deadline() -> None:
 def test_a_scan_bomb_decode_is_killed_at_the_deadline_and_frees_its_slot() -> None:
     """Issue 26, defect 1: a decode that runs for minutes is stopped at its deadline.
 
-    The image limits are widened so that the bomb (100,000 scans, minutes of libjpeg work
+    The image limits are widened so that the bomb (400,000 scans, tens of seconds of libjpeg work
     in one call) reaches the decoder: a thread can only stop between images, so on a
     thread its slot stayed taken for minutes. The child decoding it is killed at the
     deadline, the slot is free at once, and the next request gets a fresh child.
@@ -145,7 +145,9 @@ def test_a_scan_bomb_decode_is_killed_at_the_deadline_and_frees_its_slot() -> No
     from planets_mlops.service.decoding import Refused
 
     decoder = _decoder(dataclasses.replace(LIMITS, max_scans=10**6), decode_timeout_s=3, decode_queue=1)
-    bomb = hostile.progressive_scan_bomb(512, 100_000)
+    # 1024x1024 of 400,000 scans: about 30 s of libjpeg work in one call here (512x512 of
+    # 100,000 scans took 2 s, under the deadline on a fast machine).
+    bomb = hostile.progressive_scan_bomb(1024, 400_000)
     try:
         started = time.monotonic()
         with pytest.raises(Refused) as caught:
