@@ -29,6 +29,7 @@ def detect_drift(
     prediction_test: str = "chisquare",
     max_records: int = 20000,
     evidently_workspace: str = "",
+    version_source: str = "",
 ) -> str:
     """Compare ``model_version``'s records of the last ``window_hours`` with its reference profile.
 
@@ -51,6 +52,9 @@ def detect_drift(
         window_end: End of the window (ISO-8601); empty: when the step starts.
         evidently_workspace: Evidently workspace (a folder or gs://BUCKET/PREFIX) the report is
             added to, for the Evidently UI; empty: none.
+        version_source: Where model_version came from (resolve-production's source): registry or
+            service (production now: a version with no record yet is not enough data); empty or
+            pinned: named by hand (a version with no record anywhere is an error).
 
     Returns:
         report: Evidently's drift report as HTML.
@@ -78,7 +82,14 @@ def detect_drift(
     model_dir = resolve_model_dir(model_uri, DRIFT_FILES, param="model_uri")
     report_path = Path(report.path)
     result = check_window(
-        records_uri, model_dir, model_version, window_end, params, report_path, workspace=evidently_workspace
+        records_uri,
+        model_dir,
+        model_version,
+        window_end,
+        params,
+        report_path,
+        workspace=evidently_workspace,
+        version_source=version_source,
     )
     for key, value in result.metadata().items():
         metrics.log_metric(key, value)

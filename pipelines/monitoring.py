@@ -131,6 +131,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
             records_uri=records_uri,
             model_uri=production.outputs["model_uri"],
             model_version=production.outputs["model_version"],
+            version_source=production.outputs["source"],
             window_end=window_end,
             window_hours=window_hours,
             alpha=drift_alpha,

@@ -483,19 +483,32 @@ def window_bounds(
     return end - timedelta(hours=window_hours), end
 
 
-def _check_location(records_uri: str, model_version: str, client: Any) -> None:
+PRODUCTION_SOURCES = ("registry", "service")  # resolve_production's sources that follow production
+
+
+def _check_location(records_uri: str, model_version: str, client: Any, named: bool = True) -> None:
     """An empty window: a typo in ``records_uri`` or ``model_version`` is an error, not "not enough data".
 
+    ``named``: ``model_version`` was named by hand. A version that production names (the
+    registry's alias or the service's ``/metadata``) and that has no record yet was deployed
+    and not asked anything since: that is "not enough data", not a typo.
+
     Raises:
-        planets_mlops.errors.NotFoundError: nothing under ``records_uri``, or no record of
-            ``model_version`` there in any hour.
+        planets_mlops.errors.NotFoundError: nothing under ``records_uri``, or no record of a
+            hand-named ``model_version`` there in any hour.
     """
     from planets_mlops.errors import NotFoundError
     from planets_mlops.monitoring.records import recorded_versions, version_segment
 
     versions = recorded_versions(records_uri, client)
     segment = version_segment(model_version)
-    if segment not in versions:
+    if segment not in versions and not named:
+        log.warning(
+            "no record of production's version %r under %s yet (records of: %s): deployed and "
+            "not asked anything since, or not writing its records",
+            model_version, records_uri, ", ".join(versions[:10]),
+        )  # fmt: skip
+    elif segment not in versions:
         shown = ", ".join(versions[:10]) + (f" and {len(versions) - 10} more" if len(versions) > 10 else "")
         raise NotFoundError(
             f"No prediction record of model_version={model_version!r} (folder {segment!r}) under "
@@ -514,6 +527,7 @@ def check_window(
     report_path: Path | None = None,
     client: Any = None,
     workspace: str = "",
+    version_source: str = "",
 ) -> DriftResult:
     """Read the window of ``model_version``'s records and compare it with the model's reference.
 
@@ -526,11 +540,14 @@ def check_window(
         report_path: Where to write the Evidently report (HTML).
         client: A storage client for ``gs://`` roots (default: the project's).
         workspace: An Evidently workspace to add the report to (see :func:`add_to_workspace`).
+        version_source: Where ``model_version`` came from (``resolve_production``'s source):
+            ``registry`` or ``service`` (production now), else named by hand.
 
     Raises:
         planets_mlops.errors.NotFoundError: the model folder holds no reference profile; or
-            the window is empty and ``records_uri`` holds no record at all, or none of
-            ``model_version`` in any hour (a typo in either is an error, not "not enough data").
+            the window is empty and ``records_uri`` holds no record at all, or none of a
+            hand-named ``model_version`` in any hour (a typo in either is an error, not "not
+            enough data"; production's new version with no record yet is "not enough data").
     """
     from planets_mlops.monitoring.records import read_window
     from planets_mlops.monitoring.reference import load_reference
@@ -540,7 +557,7 @@ def check_window(
     start, end = window_bounds(window_end, params.window_hours)
     window = read_window(records_uri, model_version, start, end, params.max_records, client)
     if window.seen <= 0 and not window.objects:
-        _check_location(records_uri, model_version, client)
+        _check_location(records_uri, model_version, client, named=version_source not in PRODUCTION_SOURCES)
     info = WindowInfo(
         model_version=model_version,
         start=start.isoformat(timespec="seconds"),

@@ -289,3 +289,12 @@ def test_a_typo_in_the_records_location_or_the_model_version_is_an_error(images,
         drift.check_window(root, model, "m:2", end)
     later = (WHEN + timedelta(hours=30)).isoformat()  # the version's records, outside the window
     assert drift.check_window(root, model, "m:1", later).verdict == drift.NOT_ENOUGH_DATA
+    # Production's version (the registry's alias or the service's /metadata), deployed and not
+    # asked anything yet: not enough data, not an error; the same version named by hand is one.
+    for source in ("registry", "service"):
+        judged = drift.check_window(root, model, "m:2", end, version_source=source)
+        assert judged.verdict == drift.NOT_ENOUGH_DATA
+    with pytest.raises(NotFoundError, match=r"model_version='m:2'"):
+        drift.check_window(root, model, "m:2", end, version_source="pinned")
+    with pytest.raises(NotFoundError, match=r"No prediction records at all"):  # a location typo stays one
+        drift.check_window(str(tmp_path / "recrods"), model, "m:2", end, version_source="registry")
