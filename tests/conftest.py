@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.support.fixtures.serving",
     "tests.support.fixtures.labelstudio",
     "tests.support.fixtures.mlflow",
+    "tests.support.fixtures.monitoring",
 ]
 
 # ----------------------------------------------------------------------------- test tiers

@@ -20,32 +20,9 @@ import pytest
 
 from planets_mlops.app.local import run_local
 from tests.support.fake_kfp_api import NOW, FakeKfpState, serve_fake_kfp
-from tests.support.fixtures.data import SMALL_CLASSES, copy_subset
 
 WHEN = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 VERSION = "planets-classifier:monitoring-test"
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory):
-    """A model trained on 3 classes x 150 images, its reference saved beside it, and its validation images."""
-    from planets_mlops.app.dev import traffic
-    from planets_mlops.knobs import PrepareParams, TrainParams
-    from planets_mlops.monitoring.reference import has_reference
-    from planets_mlops.prepare import prepare_dataset
-    from planets_mlops.prepared import load_manifest
-    from planets_mlops.train import train_model
-
-    base = tmp_path_factory.mktemp("monitored")
-    raw = copy_subset(base / "raw", SMALL_CLASSES, per_class=150)
-    prepare_dataset(raw, base / "prepared", PrepareParams())
-    model = base / "model"
-    train_model(base / "prepared", model, TrainParams(epochs=3, conv_size=8, dense_size=16, lr=0.01))
-    files = load_manifest(base / "prepared")["splits"]["validation"]["files"]
-    images = [(raw / name).read_bytes() for name in files]
-    # train_model wrote the reference profile of these validation images beside the guard.
-    assert has_reference(model)
-    return {"model": model, "images": images, "runner": traffic.ModelRunner(model)}
 
 
 def _records(monitored, root: Path, shift: str) -> None:

@@ -7,32 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from tests.support.fixtures.data import SMALL_CLASSES, copy_subset
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory):
-    """A model trained on 3 classes x 150 images, its reference saved beside it, and its validation images."""
-    from planets_mlops.app.dev import traffic
-    from planets_mlops.knobs import PrepareParams, TrainParams
-    from planets_mlops.monitoring.reference import has_reference
-    from planets_mlops.prepare import prepare_dataset
-    from planets_mlops.prepared import load_manifest
-    from planets_mlops.train import train_model
-
-    base = tmp_path_factory.mktemp("monitored")
-    raw = copy_subset(base / "raw", SMALL_CLASSES, per_class=150)
-    prepare_dataset(raw, base / "prepared", PrepareParams())
-    model = base / "model"
-    train_model(base / "prepared", model, TrainParams(epochs=3, conv_size=8, dense_size=16, lr=0.01))
-    files = load_manifest(base / "prepared")["splits"]["validation"]["files"]
-    images = [(raw / name).read_bytes() for name in files]
-    # train_model wrote the reference profile of these validation images beside the guard.
-    assert has_reference(model)
-    return {"model": model, "images": images, "runner": traffic.ModelRunner(model)}
-
 
 def test_the_quickstart_step_records_served_traffic_and_finds_the_drift(monitored, tmp_path, capsys):
     # The real path: bentoml serve with records on, darkened images over HTTP, the pipeline.
