@@ -64,11 +64,12 @@ def deploy_model(
         endpoint: The URL, revision and tag that now serve.
     """
     import json
+    from pathlib import Path
 
     from planets_mlops.components.images import SERVING_IMAGE
-    from planets_mlops.deploy.apply import deploy_bento
+    from planets_mlops.deploy.apply import deploy_model as deploy
 
-    info = deploy_bento(
+    info = deploy(
         bento_uri=bento.uri,
         bento_metadata=dict(bento.metadata),
         serving_image=serving_image or SERVING_IMAGE,
@@ -87,11 +88,8 @@ def deploy_model(
         inbox_uri=inbox_uri,
         inbox_max_items=inbox_max_items,
         inbox_min_margin=inbox_min_margin,
+        registered_model_name=registered_model_name,
+        registered_version=registered_version,
     )
     endpoint.metadata.update(info)
-    with open(endpoint.path, "w", encoding="utf-8") as out:
-        json.dump(info, out, indent=2)
-    if registered_model_name and registered_version.isdigit():
-        from planets_mlops.registry.release import record_deployment_safely
-
-        record_deployment_safely(registered_model_name, registered_version, info)
+    Path(endpoint.path).write_text(json.dumps(info, indent=2), encoding="utf-8")

@@ -52,9 +52,9 @@ def promote_model(
     from pathlib import Path
 
     from planets_mlops.knobs import RegistryParams
-    from planets_mlops.registry.steps import promote_registered, verdict_headline
+    from planets_mlops.registry.steps import promote_model as promote
 
-    outcome = promote_registered(
+    outcome = promote(
         RegistryParams(
             tracking=tracking,
             model_name=registered_model_name,
@@ -63,17 +63,13 @@ def promote_model(
             lock_wait_s=lock_wait_s,
         ),
         registered=dict(registered.metadata),
-        expected_version=str(verdict.metadata.get("production_version", "") or ""),
-        why=verdict_headline(verdict.path),
-        bento_tag=str(bento.metadata.get("bento_tag", "")),
+        verdict=dict(verdict.metadata),
+        verdict_path=verdict.path,
+        bento=dict(bento.metadata),
         bento_uri=bento.uri,
         kfp_run_id=kfp_run_id,
         move_production=move_production,
-        model_tag=str(bento.metadata.get("model_tag", "")),
-        model_uri=str(bento.metadata.get("model_uri", "")),
     )
     Path(release.path).write_text(outcome.markdown, encoding="utf-8")
     release.metadata.update(outcome.metadata())
-    if not outcome.moved:
-        return ""
-    return outcome.version or "untracked"
+    return outcome.production()

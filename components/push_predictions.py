@@ -38,10 +38,11 @@ def push_predictions(
 
     from planets_mlops.labelstudio.client import LabelStudioClient
     from planets_mlops.labelstudio.predictions import push_predictions as push
+    from planets_mlops.model_folder import ONNX_FILE
 
     version = (
         model_version
-        or "planets-" + hashlib.sha256((Path(model.path) / "model.onnx").read_bytes()).hexdigest()[:12]
+        or "planets-" + hashlib.sha256((Path(model.path) / ONNX_FILE).read_bytes()).hexdigest()[:12]
     )
     result = push(LabelStudioClient(), project, Path(model.path), version, low_confidence=low_confidence)
     summary.metadata.update(result.metadata())

@@ -58,6 +58,9 @@ def register_model(
         registered: The registered version, its runs and its lineage.
         Output: Whether a version was registered.
     """
+    import json
+    from pathlib import Path
+
     from planets_mlops.components.images import ALL_IMAGES, IMAGE_TAG
     from planets_mlops.knobs import RegistryParams
     from planets_mlops.registry.steps import register_trained_model
@@ -84,10 +87,7 @@ def register_model(
         images=ALL_IMAGES,
         code_revision=IMAGE_TAG,
     )
-    import json
-
     metadata = result.metadata()
     registered.metadata.update(metadata)
-    with open(registered.path, "w", encoding="utf-8") as out:
-        json.dump(metadata, out, indent=2, default=str)
+    Path(registered.path).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
     return bool(result.version)

@@ -54,7 +54,6 @@ def train_model(
     )
     result = train(prepared.path, model.path, params)
     Path(history.path).write_text(result.history_json())
-    for key, value in result.metrics().items():
-        metrics.log_metric(key, value)
+    metrics.metadata.update(result.metrics())
     Path(curves.path).write_text(result.curves_html())
     model.metadata.update(result.metadata(source=prepared.metadata))

@@ -279,3 +279,35 @@ def deploy_bento(
         "name": name,
         "serving_image": serving_image,
     }
+
+
+def deploy_model(
+    bento_uri: str,
+    bento_metadata: dict[str, Any],
+    serving_image: str,
+    registered_model_name: str = "",
+    registered_version: str = "",
+    **settings: Any,
+) -> dict[str, Any]:
+    """What the ``deploy_model`` component calls: deploy the bento, then record the release.
+
+    Args:
+        bento_uri: The bento artifact's ``.uri``.
+        bento_metadata: The bento artifact's metadata; ``bento_tag`` is required.
+        serving_image: Serving image reference (tagged).
+        registered_model_name: With ``registered_version``, the deployed revision is added to
+            that version's release record (``MLFLOW_TRACKING_URI``); a registry error then is
+            logged, not raised: the bento serves.
+        registered_version: The registered version this bento is; empty or ``untracked``
+            (not a number): nothing is recorded.
+        **settings: The other arguments of :func:`deploy_bento` (name, namespace, resources...).
+
+    Returns:
+        Metadata for the ``endpoint`` artifact (see :func:`deploy_bento`).
+    """
+    info = deploy_bento(bento_uri, bento_metadata, serving_image, **settings)
+    if registered_model_name and registered_version.isdigit():
+        from planets_mlops.registry.release import record_deployment_safely
+
+        record_deployment_safely(registered_model_name, registered_version, info)
+    return info

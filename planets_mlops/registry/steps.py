@@ -285,6 +285,12 @@ class Promotion:
         """Metadata of the ``release`` artifact."""
         return {"moved": self.moved, "version": self.version, "release": self.record.get("release", 0)}
 
+    def production(self) -> str:
+        """The version production now names: ``untracked`` when nothing is tracked, empty when refused."""
+        if not self.moved:
+            return ""
+        return self.version or "untracked"
+
 
 def promote_registered(
     params: RegistryParams,
@@ -375,3 +381,44 @@ def promote_registered(
     record = rel.release_record(move, info, run_params)
     rel.store_record(client, record)
     return Promotion(True, version, record, rel.to_markdown(record))
+
+
+def promote_model(
+    params: RegistryParams,
+    *,
+    registered: Mapping[str, Any],
+    verdict: Mapping[str, Any],
+    verdict_path: str | Path,
+    bento: Mapping[str, Any],
+    bento_uri: str,
+    kfp_run_id: str,
+    move_production: bool = True,
+) -> Promotion:
+    """What the ``promote_model`` component calls: :func:`promote_registered` from its artifacts.
+
+    Args:
+        params: Registry knobs.
+        registered: Metadata of ``register_model``'s output (:meth:`Registration.metadata`).
+        verdict: Metadata of the gate's verdict: ``production_version`` is the version
+            production named when the gate compared (the move expects to still find it).
+        verdict_path: The gate's verdict Markdown; its headline is the reason the move records.
+        bento: Metadata of the packaged bento: ``bento_tag``, ``model_tag``, ``model_uri``.
+        bento_uri: Where that bento archive is.
+        kfp_run_id: The KFP run promoting.
+        move_production: Off: record the bento on the version and move nothing.
+
+    Returns:
+        The promotion (:meth:`Promotion.production` is the component's output).
+    """
+    return promote_registered(
+        params,
+        registered=registered,
+        expected_version=str(verdict.get("production_version", "") or ""),
+        why=verdict_headline(verdict_path),
+        bento_tag=str(bento.get("bento_tag", "")),
+        bento_uri=bento_uri,
+        kfp_run_id=kfp_run_id,
+        move_production=move_production,
+        model_tag=str(bento.get("model_tag", "")),
+        model_uri=str(bento.get("model_uri", "")),
+    )

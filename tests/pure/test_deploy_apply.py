@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from planets_mlops.deploy import cluster, manifests, rollout, smoke
-from planets_mlops.deploy.apply import DeployResult, deploy
+from planets_mlops.deploy.apply import DeployResult, deploy, deploy_model
 from planets_mlops.deploy.manifests import DeploySpec
 from planets_mlops.errors import DeployError, InvalidParameterError
 
@@ -280,6 +280,26 @@ def env_of(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 # -- success paths ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version, recorded", [("7", True), ("untracked", False), ("", False)])
+def test_deploy_model_records_a_numbered_version_only(
+    version: str, recorded: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A registry that cannot be reached is logged, not raised: the bento serves either way.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "not-a-uri")
+    cluster = FakeCluster()
+    info = deploy_model(
+        "gs://planets-artifacts/bentos/v1.bento",
+        {"bento_tag": "planets_classifier:v1"},
+        IMAGE,
+        registered_model_name="planets-classifier",
+        registered_version=version,
+        api=cluster,
+        predict=Predictor(),
+    )
+    assert info["revision"] == "1" and info["serving_image"] == IMAGE
+    assert ("could not record it in the registry" in caplog.text) is recorded
 
 
 def test_first_deploy_applies_waits_and_smoke_tests() -> None:

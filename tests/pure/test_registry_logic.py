@@ -8,7 +8,13 @@ import pytest
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.knobs import RegistryParams
 from planets_mlops.registry.release import reproduce_command
-from planets_mlops.registry.steps import confusion_from_metadata, normalize_params, verdict_headline
+from planets_mlops.registry.steps import (
+    Promotion,
+    confusion_from_metadata,
+    normalize_params,
+    promote_model,
+    verdict_headline,
+)
 
 
 def test_params_get_their_knob_types_back():
@@ -93,3 +99,28 @@ def test_release_markdown_rounds_figures_and_wraps_the_reproduce_command():
     assert "| p_value | 0.007813 |" in text and "| delta | 0.2 |" in text
     assert "  - commit: `c0ffee`" in text and "{" not in text
     assert f"```bash\n{wrapped}\n```" in text
+
+
+def test_promote_model_with_tracking_off_lets_the_verdict_stand(tmp_path):
+    verdict = tmp_path / "verdict"
+    verdict.write_text("# Promotion gate: **PROMOTE**\n")
+    outcome = promote_model(
+        RegistryParams(tracking=False),
+        registered={"note": "tracking is off"},
+        verdict={"production_version": "", "promote": True},
+        verdict_path=verdict,
+        bento={"bento_tag": "planets_classifier:v1"},
+        bento_uri="gs://b/v1.bento",
+        kfp_run_id="run-1",
+    )
+    assert outcome.moved and outcome.version == ""
+    assert outcome.production() == "untracked"
+    assert "Nothing registered (tracking is off)" in outcome.markdown
+
+
+@pytest.mark.parametrize(
+    "moved, version, production", [(True, "4", "4"), (True, "", "untracked"), (False, "4", "")]
+)
+def test_the_promotion_names_the_version_production_now_names(moved, version, production):
+    # Empty when refused: the deploy step then does not run.
+    assert Promotion(moved, version, {}, "").production() == production

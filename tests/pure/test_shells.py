@@ -20,14 +20,10 @@ FLOW = (ast.If, ast.For, ast.While, ast.Try, ast.With)
 # Shells that still hold more than one call (issue 25); the list may only shrink.
 KNOWN = {
     "create_inbox_tasks": "opens the store and the inbox, then builds the tasks",
-    "deploy_model": "deploys, then records the deployment under a condition",
     "detect_drift": "resolves the model folder and loops over the outputs",
     "evaluate_model": "finds the production opponent, evaluates, loops over metrics",
     "import_labels": "imports, then decides the provenance and publishes",
-    "promote_model": "promotes, then words the verdict's headline under a condition",
     "raise_alert": "composes the inbox, the client and the alert",
-    "register_model": "registers inside a with block",
-    "train_model": "trains, then loops over the metrics",
 }
 
 
