@@ -1,26 +1,29 @@
 """KFP component, opt-in: train on several nodes through a Kubeflow Trainer TrainJob.
 
-Not wired into the suite's pipelines: a cluster with Kubeflow Trainer v2.3, the suite's
-runtime (kustomize/trainer-multiworker) and a ReadWriteMany volume is needed; no cluster
-ran it here (see docs/scaling.md). Mount the ``planets-shared`` claim at ``/mnt/shared``
-on the task (``kubernetes.mount_pvc``) when composing it.
+The training and retraining pipelines use it in place of ``train_model`` when compiled with
+``--train-nodes N`` (``knobs.MultiWorkerParams``; ``pipelines.steps.add_train``), with the
+``planets-shared`` claim mounted at ``/mnt/shared`` on its task. It needs a cluster with
+Kubeflow Trainer v2.3, the suite's runtime (kustomize/trainer-multiworker) and a
+ReadWriteMany volume; no cluster ran it here (see docs/scaling.md).
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from planets_mlops.components.images import TRAINING_GPU_IMAGE
-from planets_mlops.knobs import TrainParams, describe_knobs
+from planets_mlops.knobs import MultiWorkerParams, TrainParams, describe_knobs
 
 
 @dsl.component(base_image=TRAINING_GPU_IMAGE, install_kfp_package=False)
-@describe_knobs(TrainParams)
+@describe_knobs(TrainParams, MultiWorkerParams)
 def train_multiworker(
     prepared: Input[Dataset],
     model: Output[Model],
     metrics: Output[Metrics],
     workers: int = 2,
     gpus_per_worker: int = 1,
+    cpu_per_worker: str = "4",
+    memory_per_worker: str = "16Gi",
     queue: str = "",
     deadline_seconds: int = 3600,
     namespace: str = "kubeflow",
@@ -40,9 +43,8 @@ def train_multiworker(
         prepared: The prepared data set (prepare_dataset).
         workers: Nodes of the TrainJob, each one replica per GPU under MultiWorkerMirroredStrategy.
         gpus_per_worker: GPUs per node (0: CPU).
-        queue: Kueue LocalQueue of the TrainJob (label kueue.x-k8s.io/queue-name); empty: none.
-        deadline_seconds: activeDeadlineSeconds of the TrainJob: it fails after this long.
-        namespace: Namespace of the TrainJob (where the runtime's volume claim is).
+        cpu_per_worker: CPU request = limit of each worker (a Kubernetes quantity).
+        memory_per_worker: Memory request = limit of each worker (a Kubernetes quantity).
 
     Returns:
         model: The chief worker's model folder (as train_model writes it).
@@ -73,6 +75,8 @@ def train_multiworker(
         queue=queue,
         deadline_seconds=deadline_seconds,
         gpus=gpus_per_worker,
+        cpu=cpu_per_worker,
+        memory=memory_per_worker,
         namespace=namespace,
     )
     config.load_incluster_config()

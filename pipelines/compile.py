@@ -6,10 +6,12 @@ calls :func:`compile_pipeline` with the GPU options and also writes the componen
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from kfp import compiler
 
+from planets_mlops.knobs import MultiWorkerParams
 from planets_mlops.pipelines.platform import GKE, ClusterOptions, GpuOptions
 
 DEFAULT_OUT = Path("build/pipelines")
@@ -20,6 +22,7 @@ def compile_pipeline(
     out_dir: Path = DEFAULT_OUT,
     gpu: GpuOptions | None = None,
     cluster: ClusterOptions | None = None,
+    multiworker: MultiWorkerParams | None = None,
 ) -> Path:
     """Compile pipeline ``name`` to ``out_dir/<name>.yaml``.
 
@@ -29,6 +32,8 @@ def compile_pipeline(
         gpu: where the training task runs; the defaults of :class:`GpuOptions` when None.
         cluster: retries and bucket credentials; :data:`~planets_mlops.pipelines.platform.GKE`
             (Workload Identity, retries) when None, ``KIND`` for kind's key Secrets.
+        multiworker: training on several nodes (``--train-nodes``) in the pipelines that
+            train; None: one node. A pipeline that trains nothing (monitoring) is unchanged.
 
     Raises:
         KeyError: ``name`` is not a pipeline of the suite (the message lists them).
@@ -40,14 +45,21 @@ def compile_pipeline(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.yaml"
-    compiler.Compiler().compile(BUILDERS[name](gpu or GpuOptions(), cluster or GKE), str(path))
+    builder = BUILDERS[name]
+    options = {}
+    if multiworker is not None and "multiworker" in inspect.signature(builder).parameters:
+        options["multiworker"] = multiworker
+    compiler.Compiler().compile(builder(gpu or GpuOptions(), cluster or GKE, **options), str(path))
     return path
 
 
 def compile_all(
-    out_dir: Path = DEFAULT_OUT, gpu: GpuOptions | None = None, cluster: ClusterOptions | None = None
+    out_dir: Path = DEFAULT_OUT,
+    gpu: GpuOptions | None = None,
+    cluster: ClusterOptions | None = None,
+    multiworker: MultiWorkerParams | None = None,
 ) -> list[Path]:
     """Compile every pipeline to ``out_dir``; returns the written files."""
     from planets_mlops.pipelines import BUILDERS
 
-    return [compile_pipeline(name, out_dir, gpu, cluster) for name in BUILDERS]
+    return [compile_pipeline(name, out_dir, gpu, cluster, multiworker) for name in BUILDERS]

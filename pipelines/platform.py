@@ -168,8 +168,11 @@ STEP_RESOURCES: dict[str, Resources] = {
     "raise-alert": Resources("250m", "512Mi", "1", "2Gi"),
     "register-model": Resources("250m", "512Mi", "1", "2Gi"),
     "promote-model": Resources("100m", "256Mi", "500m", "1Gi"),
+    # --train-nodes N: launches the TrainJob, copies shards and the model, follows the log.
+    "train-multiworker": Resources("500m", "1Gi", "2", "4Gi"),
 }
-"""Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`)."""
+"""Requests and limits of every CPU step, by task name (``train-model``: :class:`GpuOptions`;
+``train-multiworker``'s workers: :class:`GpuOptions` too, per worker)."""
 
 
 # Each task's pod deadline (``activeDeadlineSeconds``): a hung clone, lock wait or image
@@ -182,6 +185,8 @@ STEP_TIMEOUTS: dict[str, int] = {
     "check-new-labels": 10 * 60,
     "prepare-dataset": 30 * 60,
     "train-model": 4 * 3600,
+    # The TrainJob's deadline (knobs.MAX_TRAINJOB_DEADLINE_S at most) plus the copies.
+    "train-multiworker": 4 * 3600,
     "evaluate-model": 30 * 60,
     "package-model": 30 * 60,
     "deploy-model": 30 * 60,

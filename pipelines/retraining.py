@@ -20,6 +20,7 @@ from planets_mlops.knobs import (
     DeployParams,
     EvaluateParams,
     LabelParams,
+    MultiWorkerParams,
     PrepareParams,
     RegistryParams,
     TrainParams,
@@ -54,8 +55,14 @@ def with_label_studio_secret(
     return with_secret_env(task, secret_name, LABEL_STUDIO_ENV)
 
 
-def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
-    """The ``retraining`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
+def build_retraining(
+    gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE, multiworker: MultiWorkerParams | None = None
+):
+    """The ``retraining`` pipeline with the training task placed by ``gpu``, for ``cluster``.
+
+    ``multiworker``: with ``nodes`` above 1, training runs as a Kubeflow Trainer TrainJob of
+    that many workers (``train_multiworker``); None or 1: ``train_model`` on one node.
+    """
     index_frozen_modules()
 
     @dsl.pipeline(
@@ -167,6 +174,7 @@ def build_retraining(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
                 allow_untracked=allow_untracked,
                 pipeline=PIPELINE,
                 cluster=cluster,
+                multiworker=multiworker,
             )
             with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 add_release(

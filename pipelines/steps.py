@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from planets_mlops.components.deploy_model import deploy_model
 from planets_mlops.components.evaluate_model import evaluate_model
@@ -22,6 +22,9 @@ from planets_mlops.components.promote_model import promote_model
 from planets_mlops.components.pull_data import pull_data
 from planets_mlops.components.register_model import register_model
 from planets_mlops.components.train_model import train_model
+from planets_mlops.components.train_multiworker import train_multiworker
+from planets_mlops.knobs import MultiWorkerParams
+from planets_mlops.multiworker import SHARED_CLAIM, SHARED_DIR
 from planets_mlops.pipelines.platform import (
     GKE,
     ClusterOptions,
@@ -44,6 +47,47 @@ def add_pull(
         remote_config=dvc_remote_config,
     ).set_display_name("Pull data (DVC)")
     return with_side_effects(step(pull, "pull-data", cluster, idempotent=True))
+
+
+def add_train(
+    prepared: Any,
+    gpu: GpuOptions,
+    multiworker: MultiWorkerParams | None,
+    cluster: ClusterOptions = GKE,
+    **params: Any,
+) -> dsl.PipelineTask:
+    """The training task on ``prepared``; its ``model`` output feeds the steps after it.
+
+    One node (``multiworker`` None or ``nodes=1``, the default): ``train_model``, placed by
+    ``gpu``. Several (``planets-mlops compile --train-nodes N``): ``train_multiworker``, a
+    CPU task that runs a Kubeflow Trainer TrainJob of N workers, each sized by ``gpu``
+    (GPUs, CPU, memory), on the ``planets-shared`` volume mounted on it.
+
+    Args:
+        prepared: The prepared data set (``prepare_dataset``'s output).
+        gpu: Placement of the training (of each worker, with several nodes).
+        multiworker: Training on several nodes; None: one node.
+        cluster: Retries and bucket credentials.
+        params: The training knobs (``TrainParams``' fields), pipeline inputs.
+    """
+    if multiworker is None or not multiworker.on:
+        train = train_model(prepared=prepared, **params).set_display_name(f"Train model ({gpu.label})")
+        return cluster.apply(gpu.apply(train), "train-model", idempotent=True)
+    cpu, memory = gpu.sizes
+    train = train_multiworker(
+        prepared=prepared,
+        workers=multiworker.nodes,
+        gpus_per_worker=gpu.count,
+        cpu_per_worker=cpu,
+        memory_per_worker=memory,
+        queue=multiworker.queue,
+        deadline_seconds=multiworker.deadline_seconds,
+        namespace=multiworker.namespace,
+        **params,
+    ).set_display_name(f"Train model ({multiworker.nodes} nodes, {gpu.label})")
+    kubernetes.mount_pvc(train, pvc_name=SHARED_CLAIM, mount_path=SHARED_DIR)
+    # A retry starts a new TrainJob under a new name (the old one ends at its deadline).
+    return step(train, "train-multiworker", cluster, idempotent=True)
 
 
 def add_train_and_evaluate(
@@ -73,12 +117,14 @@ def add_train_and_evaluate(
     pipeline: str,
     base: Any = None,
     cluster: ClusterOptions = GKE,
+    multiworker: MultiWorkerParams | None = None,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask, dsl.PipelineTask]:
     """Prepare -> train (placed by ``gpu``) -> evaluate -> register; returns (train, evaluate, register).
 
     ``base``: the data set ``raw`` was grown from; its files keep their split. ``register``
     logs the run and registers the model when ``tracking`` is on (it does nothing otherwise);
     evaluate then compares against the ``production`` alias unless a URI is given.
+    ``multiworker``: train on several nodes (:func:`add_train`); None: one node.
     """
     grown_from = {"base": base} if base is not None else {}
     prepare = prepare_dataset(
@@ -91,8 +137,11 @@ def add_train_and_evaluate(
         **grown_from,
     ).set_display_name("Prepare data set")
     step(prepare, "prepare-dataset", cluster, idempotent=True)
-    train = train_model(
-        prepared=prepare.outputs["prepared"],
+    train = add_train(
+        prepare.outputs["prepared"],
+        gpu,
+        multiworker,
+        cluster,
         lr=train_lr,
         epochs=train_epochs,
         conv_size=train_conv_size,
@@ -102,8 +151,7 @@ def add_train_and_evaluate(
         output_classes=train_output_classes,
         guard_coverage=train_guard_coverage,
         augment=train_augment,
-    ).set_display_name(f"Train model ({gpu.label})")
-    cluster.apply(gpu.apply(train), "train-model", idempotent=True)
+    )
     evaluate = evaluate_model(
         prepared=prepare.outputs["prepared"],
         model=train.outputs["model"],

@@ -15,6 +15,7 @@ from planets_mlops.knobs import (
     DataParams,
     DeployParams,
     EvaluateParams,
+    MultiWorkerParams,
     PrepareParams,
     RegistryParams,
     TrainParams,
@@ -37,8 +38,14 @@ from planets_mlops.pipelines.steps import (
 PIPELINE = "training"
 
 
-def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE):
-    """The ``training`` pipeline with the training task placed by ``gpu``, for ``cluster``."""
+def build_training(
+    gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE, multiworker: MultiWorkerParams | None = None
+):
+    """The ``training`` pipeline with the training task placed by ``gpu``, for ``cluster``.
+
+    ``multiworker``: with ``nodes`` above 1, training runs as a Kubeflow Trainer TrainJob of
+    that many workers (``train_multiworker``); None or 1: ``train_model`` on one node.
+    """
     index_frozen_modules()
 
     @dsl.pipeline(
@@ -119,6 +126,7 @@ def build_training(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GKE)
             allow_untracked=allow_untracked,
             pipeline=PIPELINE,
             cluster=cluster,
+            multiworker=multiworker,
         )
         promoted = evaluate.outputs["Output"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition

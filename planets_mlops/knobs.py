@@ -325,6 +325,78 @@ class TrainParams(Knobs):
     )
 
 
+# The longest TrainJob deadline: the launching task's own pod deadline (STEP_TIMEOUTS
+# ["train-multiworker"] in pipelines/platform.py, 4 h) less half an hour for copying the
+# shards to the shared volume and the chief's model back.
+MAX_TRAINJOB_DEADLINE_S = 4 * 3600 - 30 * 60
+
+
+@dataclass(frozen=True)
+class MultiWorkerParams(Knobs):
+    """Training on several nodes through a Kubeflow Trainer TrainJob: a compile-time option, off.
+
+    ``planets-mlops compile --train-nodes N`` (N of 2 or more) compiles the training and
+    retraining pipelines with ``train_multiworker`` in place of ``train_model``: the task
+    copies the prepared shards to the ``planets-shared`` volume (mounted on it), runs a
+    TrainJob of N workers (``kustomize/trainer-multiworker``) and returns the chief's model
+    to the same downstream steps. ``nodes=1``, the default, leaves the pipelines as they are.
+    The GPUs, CPU and memory of each worker are the training task's (``--gpu-count``,
+    ``--cpu``, ``--memory``). No cluster ran it here (docs/scaling.md).
+    """
+
+    nodes: int = knob(
+        1,
+        "Nodes the training step trains on: 1 trains with train_model on one node (the default); "
+        "2 or more runs train_multiworker, a Kubeflow Trainer TrainJob of that many workers.",
+        check=integer("1 (one node, train_model) or more (a TrainJob of that many workers)"),
+        name="--train-nodes",
+    )
+    queue: str = knob(
+        "",
+        "Kueue LocalQueue of the TrainJob (label kueue.x-k8s.io/queue-name); empty: none.",
+        name="--train-queue",
+    )
+    deadline_seconds: int = knob(
+        3600,
+        "activeDeadlineSeconds of the TrainJob: it fails after this long.",
+        check=integer(
+            f"1 to {MAX_TRAINJOB_DEADLINE_S} seconds",
+            "The launching task's own deadline is 4 h, half an hour of it for copying.",
+            maximum=MAX_TRAINJOB_DEADLINE_S,
+        ),
+        name="--train-deadline-seconds",
+    )
+    namespace: str = knob(
+        "kubeflow",
+        "Namespace of the TrainJob: the pipeline's, where the planets-shared volume claim is.",
+        name="--train-namespace",
+    )
+
+    @property
+    def on(self) -> bool:
+        """Whether training runs as a TrainJob (more than one node)."""
+        return isinstance(self.nodes, int) and self.nodes > 1
+
+    def check_together(self) -> None:
+        """The TrainJob's settings apply to a TrainJob only: refused with one node.
+
+        Raises:
+            InvalidParameterError: a queue, deadline or namespace given with ``nodes=1``
+                (they would be dropped without a word).
+        """
+        if self.on:
+            return
+        for f in fields(self):
+            if f.name != "nodes" and getattr(self, f.name) != f.default:
+                raise InvalidParameterError(
+                    f.metadata.get("name") or f.name,
+                    getattr(self, f.name),
+                    "left at its default with one node",
+                    "It is a setting of the TrainJob: add --train-nodes 2 (or more) to train on "
+                    "several nodes.",
+                )
+
+
 @dataclass(frozen=True)
 class EvaluateParams(Knobs):
     """The promotion gate (:mod:`planets_mlops.gate`)."""

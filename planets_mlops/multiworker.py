@@ -43,6 +43,8 @@ PORT = 12345
 """The port each worker's collective-ops server listens on."""
 SHARED_DIR = "/mnt/shared"
 """Where the runtime (and the launching step) mount the shared ``ReadWriteMany`` volume."""
+SHARED_CLAIM = "planets-shared"
+"""The ``ReadWriteMany`` claim of that volume (kustomize/trainer-multiworker/shared-volume.yaml)."""
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Set by the runtime from the pod's annotations (downward API), and by the TrainJob.
 ENV_JOBSET = "PLANETS_JOBSET_NAME"

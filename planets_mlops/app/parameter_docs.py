@@ -144,6 +144,31 @@ def undescribed(
     return missing, counts
 
 
+def _compile_options() -> list[str]:
+    """The ``planets-mlops compile`` flags declared as knobs (``knobs.MultiWorkerParams``)."""
+    from dataclasses import fields
+
+    from planets_mlops.app.cli.compile_ import MULTIWORKER_FLAGS
+    from planets_mlops.knobs import MultiWorkerParams
+
+    lines = [
+        "## Compile-time options: training on several nodes",
+        "",
+        _cell(
+            "Flags of `planets-mlops compile`, not run parameters: they change the compiled training "
+            "and retraining pipelines (docs/scaling.md). Off by default: with `--train-nodes 1` the IR is "
+            "the one above. No cluster ran a TrainJob here."
+        ),
+        "",
+        "| Flag | Type | Default | Description |",
+        "|---|---|---|---|",
+    ]
+    for f in fields(MultiWorkerParams):
+        cells = [f"`{MULTIWORKER_FLAGS[f.name]}`", type(f.default).__name__, f"`{json.dumps(f.default)}`"]
+        lines.append("| " + " | ".join([*cells, _cell(f.metadata["doc"])]) + " |")
+    return [*lines, ""]
+
+
 def render(pipelines: Mapping[str, Mapping[str, Any]], components: Mapping[str, Mapping[str, Any]]) -> str:
     """The parameter reference page for compiled ``pipelines`` and ``components`` (name -> spec)."""
     lines = [
@@ -169,6 +194,7 @@ def render(pipelines: Mapping[str, Mapping[str, Any]], components: Mapping[str, 
             root.get("inputDefinitions", {}),
             root.get("outputDefinitions", {}),
         )
+    lines += _compile_options()
     lines += ["## Components", ""]
     for name, spec in components.items():
         for comp in executor_components(spec).values():

@@ -12,6 +12,11 @@ from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, emit, say
 from planets_mlops.app.cli.source import compile_components
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.knobs import MultiWorkerParams, describe, knob_fields
+
+# --train-nodes, --train-queue, ...: one flag per knob of MultiWorkerParams, its help the
+# knob's description (declared once, in planets_mlops.knobs).
+MULTIWORKER_FLAGS = {name: f"--train-{name.replace('_', '-')}" for name in knob_fields(MultiWorkerParams)}
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -37,6 +42,17 @@ def register(sub: Any, parents: Parents) -> None:
         "--memory",
         help="memory request = limit of the training task (default 16Gi; 10Gi with --gpu-count 0)",
     )
+    for name, flag in MULTIWORKER_FLAGS.items():
+        default = getattr(MultiWorkerParams, name)
+        p.add_argument(
+            flag,
+            dest=f"multiworker_{name}",
+            metavar=name.split("_")[0].upper(),
+            type=type(default),
+            help=f"{describe(MultiWorkerParams, name)} (default {default!r}; docs/scaling.md)".replace(
+                "%", "%%"
+            ),
+        )
     p.add_argument("--components-package", default="planets_mlops.components", help=argparse.SUPPRESS)
     p.set_defaults(handler=handle)
 
@@ -66,6 +82,19 @@ def gpu_options(args: argparse.Namespace) -> Any:
     return GpuOptions(**given)
 
 
+def multiworker_options(args: argparse.Namespace) -> Any:
+    """Training on several nodes from the ``--train-*`` flags; None when none is given.
+
+    Raises:
+        InvalidParameterError: A value its knob refuses (``--train-nodes 0`` ...).
+    """
+    given = {name: getattr(args, f"multiworker_{name}") for name in MULTIWORKER_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    return MultiWorkerParams(**given)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Compile the named pipelines (default: all), then every component."""
     start = time.monotonic()
@@ -74,10 +103,11 @@ def handle(args: argparse.Namespace) -> int:
     for name in names:
         source.check(name)
     out = Path(args.out_dir)
+    gpu, multiworker = gpu_options(args), multiworker_options(args)
     pipelines = []
     for name in names:
         t0 = time.monotonic()
-        pipelines.append(source.compile(name, out / "pipelines", gpu_options(args)))
+        pipelines.append(source.compile(name, out / "pipelines", gpu, multiworker))
         say(f"compiled pipeline {name} in {time.monotonic() - t0:.2f} s")
     components: list[Path] = []
     if not args.no_components:

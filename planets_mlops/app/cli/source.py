@@ -47,20 +47,22 @@ class PipelineSource:
                 "compiled .yaml file."
             )
 
-    def compile(self, name: str, out_dir: Path, gpu: Any = None) -> Path:
+    def compile(self, name: str, out_dir: Path, gpu: Any = None, multiworker: Any = None) -> Path:
         """Compile pipeline ``name`` into ``out_dir``; returns the YAML file.
 
         Args:
             name: A known pipeline name.
             out_dir: Folder for ``<name>.yaml`` (created if missing).
             gpu: Compile-time GPU placement (``GpuOptions``); None keeps the defaults.
+            multiworker: Training on several nodes (``MultiWorkerParams``); None: one node.
         """
         self.check(name)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.compile_fn is not None:
-            return Path(
-                self.compile_fn(name, out_dir, gpu) if gpu is not None else self.compile_fn(name, out_dir)
-            )
+            options = {"multiworker": multiworker} if multiworker is not None else {}
+            if gpu is not None:
+                return Path(self.compile_fn(name, out_dir, gpu, **options))
+            return Path(self.compile_fn(name, out_dir, **options))
         from kfp import compiler
 
         path = out_dir / f"{name}.yaml"
