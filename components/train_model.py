@@ -24,6 +24,7 @@ def train_model(
     output_classes: int = 0,
     guard_coverage: float = 0.99,
     augment: str = "photometric",
+    lr_schedule: str = "cosine",
 ):
     """Train on the train split, validate per epoch, save Keras + ONNX model folder and its guard.
 
@@ -51,6 +52,7 @@ def train_model(
         output_classes=output_classes,
         guard_coverage=guard_coverage,
         augment=augment,
+        lr_schedule=lr_schedule,
     )
     result = train(prepared.path, model.path, params)
     Path(history.path).write_text(result.history_json())

@@ -36,6 +36,7 @@ def train_multiworker(
     output_classes: int = 0,
     guard_coverage: float = 0.99,
     augment: str = "photometric",
+    lr_schedule: str = "cosine",
 ):
     """Copy the shards to the shared volume, run a TrainJob of N workers, return the chief's model.
 
@@ -68,6 +69,7 @@ def train_multiworker(
         output_classes=output_classes,
         guard_coverage=guard_coverage,
         augment=augment,
+        lr_schedule=lr_schedule,
     )
     options = TrainJobOptions(
         workers=workers,

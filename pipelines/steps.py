@@ -107,6 +107,7 @@ def add_train_and_evaluate(
     train_output_classes,
     train_guard_coverage,
     train_augment,
+    train_lr_schedule,
     production_model_uri,
     min_improvement,
     gate_alpha,
@@ -151,6 +152,7 @@ def add_train_and_evaluate(
         output_classes=train_output_classes,
         guard_coverage=train_guard_coverage,
         augment=train_augment,
+        lr_schedule=train_lr_schedule,
     )
     evaluate = evaluate_model(
         prepared=prepare.outputs["prepared"],
@@ -178,6 +180,7 @@ def add_train_and_evaluate(
         "train_output_classes": train_output_classes,
         "train_guard_coverage": train_guard_coverage,
         "train_augment": train_augment,
+        "train_lr_schedule": train_lr_schedule,
         "min_improvement": min_improvement,
         "gate_alpha": gate_alpha,
         "production_model_uri": production_model_uri,

@@ -35,6 +35,9 @@ MIN_IMAGE_SIZE = 5
 # The training augmentation sets (planets_mlops.augment names what each applies).
 AUGMENT_SETS = ("none", "photometric")
 
+# How the learning rate moves over training (planets_mlops.train.learning_rate).
+LR_SCHEDULES = ("constant", "cosine")
+
 # Evidently statistical tests that return a p-value (the drift decision corrects p-values
 # for the number of columns, so distance-style tests do not fit it).
 NUMERIC_DRIFT_TESTS = ("ks", "anderson", "cramer_von_mises", "mannw", "t_test", "es")
@@ -322,6 +325,13 @@ class TrainParams(Knobs):
         choices=AUGMENT_SETS,
         fix="'photometric' trains on benign changes of exposure, contrast, blur and noise "
         "(planets_mlops.augment); 'none' trains on the images as they are.",
+    )
+    lr_schedule: str = knob(
+        "cosine",
+        "Learning rate over training: 'cosine' decays it from lr to zero over the epochs "
+        "(a steadier last epoch); 'constant' keeps lr (the reference experiment).",
+        choices=LR_SCHEDULES,
+        fix="'cosine' decays the learning rate to zero over the epochs; 'constant' keeps it.",
     )
 
 
@@ -853,6 +863,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_batch_size": 32,
         "train_seed": 5241,
         "train_augment": "none",
+        "train_lr_schedule": "constant",
     },
 }
 

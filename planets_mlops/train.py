@@ -114,7 +114,7 @@ class TrainResult:
             "data_content_hash": source.get("data_content_hash", ""),
             "train_params": {
                 f"train_{name}": getattr(self.params, name)
-                for name in ("lr", "epochs", "conv_size", "dense_size", "batch_size", "seed")
+                for name in ("lr", "lr_schedule", "epochs", "conv_size", "dense_size", "batch_size", "seed")
             },
             "distribution": self.distribution or distribution_of("default", 1, self.params),
             **{f"final_{key}": value for key, value in self.final.items()},
@@ -192,6 +192,18 @@ def choose_strategy(tf: Any, devices: list[str]) -> Any:
     if len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+def learning_rate(tf: Any, lr: float, schedule: str, steps: int) -> Any:
+    """The optimiser's learning rate: ``lr``, or a cosine decay from ``lr`` to zero in ``steps``.
+
+    With a constant rate the last epoch ends wherever Adam's last steps left the weights,
+    and on this data set the validation accuracy moves by up to five points between the
+    last two epochs; decaying the rate to zero ends training in a flat, repeatable place.
+    """
+    if schedule == "constant":
+        return lr
+    return tf.keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps), alpha=0.0)
 
 
 def build_model(input_shape: tuple[int, ...], classes: int, conv_size: int, dense_size: int) -> Any:
@@ -531,7 +543,14 @@ def train_model(
     with strategy.scope():
         model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
         model.compile(
-            optimizer=tf.keras.optimizers.Adam(distribution["lr"]),
+            optimizer=tf.keras.optimizers.Adam(
+                learning_rate(
+                    tf,
+                    distribution["lr"],
+                    params.lr_schedule,
+                    params.epochs * -(-n_train // distribution["global_batch_size"]),
+                )
+            ),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )

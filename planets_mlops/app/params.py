@@ -44,6 +44,7 @@ PARAMS_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "output_classes": (int,),
         "guard_coverage": (float, int),
         "augment": (str,),
+        "lr_schedule": (str,),
     },
     "data": {
         "repo_url": (str,),

@@ -57,6 +57,7 @@ CHAPTER_2_5 = {
     "train_epochs": 10,
     "train_seed": 5241,
     "train_output_classes": 10,
+    "train_lr_schedule": "constant",
 }
 # The suite's recipe: the defaults (planets_mlops.knobs), ten classes.
 SUITE = {"train_output_classes": 10}

@@ -40,6 +40,7 @@ REFERENCE = {
     "train_batch_size": 32,
     "train_output_classes": 10,
     "train_augment": "none",
+    "train_lr_schedule": "constant",
     "data_rev": "main",
     "data_path": "data/raw",
     "min_improvement": 0.0,

@@ -120,6 +120,7 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
         "data_content_hash": "",
         "train_params": {
             "train_lr": 0.001,
+            "train_lr_schedule": "cosine",
             "train_epochs": 2,
             "train_conv_size": 64,
             "train_dense_size": 128,
