@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from planets_mlops import metric_names
 from planets_mlops.app.dev.gcs_emulator import (
     dvc_remote_config,
     start_emulator,
@@ -85,7 +86,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                         {
                             "whole_s": round(run.seconds, 1),
                             "tasks_s": {t: round(r.seconds, 1) for t, r in run.tasks.items()},
-                            "val_acc": run.metadata("evaluate-model", "metrics").get("val_acc"),
+                            metric_names.VAL_ACCURACY: run.metadata("evaluate-model", "metrics").get(
+                                metric_names.VAL_ACCURACY
+                            ),
                         }
                     )
     finally:

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from planets_mlops import metric_names
+
 TARGET_GAIN = 0.30
 
 
@@ -99,13 +101,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['inbox_items']:>5} {row['labelled']:>8} | {str(row['promoted']):<8} | {stages}"
         )
     for row in rows:
-        gate = row.get("gate") or {}
-        if "val_acc" in gate:
-            production = gate.get("production_val_acc", float("nan"))
+        gate = metric_names.current(row.get("gate") or {})
+        images = int(gate.get(metric_names.GATE_IMAGES) or 0)
+        if metric_names.VAL_ACCURACY in gate:
+            production = gate.get(metric_names.PRODUCTION_VAL_ACCURACY, float("nan"))
             decision = "promoted" if row["promoted"] else "KEPT production"
             print(
-                f"seed {row['seed']}: gate on {int(gate.get('gate_images') or 0)} images, candidate "
-                f"{gate['val_acc']:.4f} against production {production:.4f}, {decision}: "
+                f"seed {row['seed']}: gate on {images} images, candidate "
+                f"{gate[metric_names.VAL_ACCURACY]:.4f} against production {production:.4f}, {decision}: "
                 + " ".join(gate.get("reasons", []))
             )
     gains = [r["changed"]["paired"]["gain"] for r in rows if "paired" in r["changed"]]

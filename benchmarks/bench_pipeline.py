@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from planets_mlops import metric_names
+
 ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE_SCRIPTS = ROOT / "scripts" / "reference_experiment"
@@ -56,7 +58,7 @@ def _timed(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
 
 
 def run_suite(work: Path, repo: Path, settings: str, log: Path) -> dict:
-    """One local training run in its own process; its per-step seconds and val_acc."""
+    """One local training run in its own process; its per-step seconds and val_accuracy."""
     out = work / "suite.json"
     figures = _timed(
         [
@@ -90,14 +92,15 @@ def run_reference(work: Path, log: Path) -> dict:
         name: _timed([sys.executable, str(REFERENCE_SCRIPTS / script), *args], folder, log)
         for name, (script, *args) in steps.items()
     }
-    val_acc = json.loads((folder / "evaluation" / "metrics.json").read_text())["val_acc"]
+    # The reference's own metrics.json names it val_acc.
+    scores = metric_names.current(json.loads((folder / "evaluation" / "metrics.json").read_text()))
     shutil.rmtree(folder)
     return {
         "wall": sum(f["wall"] for f in figures.values()),
         "cpu": sum(f["cpu"] for f in figures.values()),
         "peak_mb": max(f["peak_mb"] for f in figures.values()),
         "steps": {name: round(f["wall"], 2) for name, f in figures.items()},
-        "val_acc": val_acc,
+        metric_names.VAL_ACCURACY: scores[metric_names.VAL_ACCURACY],
     }
 
 
@@ -122,7 +125,9 @@ def one_suite(root: Path, repo: Path, settings: str, out: Path) -> None:
             {
                 "pipeline": run.seconds,
                 "steps": {name: round(task.seconds, 2) for name, task in run.tasks.items()},
-                "val_acc": run.metadata("evaluate-model", "metrics")["val_acc"],
+                metric_names.VAL_ACCURACY: run.metadata("evaluate-model", "metrics")[
+                    metric_names.VAL_ACCURACY
+                ],
             }
         )
     )
@@ -183,7 +188,7 @@ def main() -> int:
                     step: round(statistics.median(r["steps"][step] for r in runs[side]), 2)
                     for step in runs[side][0]["steps"]
                 },
-                "val_acc": [round(r["val_acc"], 4) for r in runs[side]],
+                metric_names.VAL_ACCURACY: [round(r[metric_names.VAL_ACCURACY], 4) for r in runs[side]],
             }
             for side in runs
         },

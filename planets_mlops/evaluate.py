@@ -22,6 +22,20 @@ from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
 from planets_mlops.guard import has_guard, load_guard, rejection_rate
 from planets_mlops.knobs import EvaluateParams
+from planets_mlops.metric_names import (
+    CLASSIFICATION,
+    DELTA_VAL_ACCURACY,
+    F1_MACRO,
+    GUARD_BENIGN_COVERAGE,
+    GUARD_COVERAGE,
+    GUARD_THRESHOLD,
+    GUARD_UNSEEN_REJECTED,
+    PRECISION_MACRO,
+    PRODUCTION_VAL_ACCURACY,
+    RECALL_MACRO,
+    VAL_ACCURACY,
+    VAL_LOSS,
+)
 from planets_mlops.model_folder import (
     CLASSES_FILE,
     PREPROCESS_FILE,
@@ -38,7 +52,7 @@ from planets_mlops.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
-METRIC_NAMES = ("val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro")
+METRIC_NAMES = CLASSIFICATION
 
 
 @dataclass(frozen=True)
@@ -47,18 +61,18 @@ class Comparison:
 
     Attributes:
         production_model_uri: Model folder of the production model.
-        production_val_acc: Its accuracy on the same validation images (an image of a class
+        production_val_accuracy: Its accuracy on the same validation images (an image of a class
             it does not know counts as wrong).
         production_val_loss: Its validation loss on the images of classes it knows.
-        delta_val_acc: Candidate minus production validation accuracy.
+        delta_val_accuracy: Candidate minus production validation accuracy.
         promote: The gate's decision (``verdict.promote``).
         verdict: The paired comparison behind the decision (:mod:`planets_mlops.gate`).
     """
 
     production_model_uri: str
-    production_val_acc: float
+    production_val_accuracy: float
     production_val_loss: float
-    delta_val_acc: float
+    delta_val_accuracy: float
     promote: bool
     verdict: Verdict | None = None
 
@@ -68,7 +82,7 @@ class EvaluateResult:
     """Scores of a model on the validation split and the promotion decision.
 
     Attributes:
-        metrics: ``val_loss``, ``val_acc`` and macro precision, recall and F1.
+        metrics: ``val_loss``, ``val_accuracy`` and macro precision, recall and F1.
         classes: Class names; the index is the label.
         confusion_matrix: Counts, rows are true classes and columns predicted ones.
         predictions: The predicted class index of each validation image.
@@ -91,8 +105,8 @@ class EvaluateResult:
         values = dict(self.metrics)
         values.update(self.guard or {})
         if self.comparison:
-            values["production_val_acc"] = self.comparison.production_val_acc
-            values["delta_val_acc"] = self.comparison.delta_val_acc
+            values[PRODUCTION_VAL_ACCURACY] = self.comparison.production_val_accuracy
+            values[DELTA_VAL_ACCURACY] = self.comparison.delta_val_accuracy
             if self.comparison.verdict:
                 values.update(self.comparison.verdict.metadata())
         return values
@@ -125,7 +139,7 @@ class EvaluateResult:
         if self.comparison is None or self.comparison.verdict is None:
             return (
                 "# Promotion gate: **PROMOTE**\n\nNo production model given: nothing to compare "
-                f"with. Candidate val_acc {self.metrics['val_acc']:.4f} on {len(self.predictions)} "
+                f"with. Candidate {VAL_ACCURACY} {self.metrics[VAL_ACCURACY]:.4f} on {len(self.predictions)} "
                 "validation images.\n"
             )
         return self.comparison.verdict.to_markdown(candidate, self.comparison.production_model_uri)
@@ -158,13 +172,13 @@ class GuardScores:
             recognised).
         """
         figures = {
-            "guard_threshold": self.threshold,
-            "guard_coverage": float(np.mean(self.known >= self.threshold)) if self.known.size else 0.0,
+            GUARD_THRESHOLD: self.threshold,
+            GUARD_COVERAGE: float(np.mean(self.known >= self.threshold)) if self.known.size else 0.0,
         }
         if self.benign.size:
-            figures["guard_benign_coverage"] = float(np.mean(self.benign >= self.threshold))
+            figures[GUARD_BENIGN_COVERAGE] = float(np.mean(self.benign >= self.threshold))
         if self.unseen is not None and self.unseen.size:
-            figures["guard_unseen_rejected"] = rejection_rate(self.unseen, self.threshold)
+            figures[GUARD_UNSEEN_REJECTED] = rejection_rate(self.unseen, self.threshold)
         return figures
 
 
@@ -227,11 +241,11 @@ def classification_scores(logits: np.ndarray, labels: np.ndarray, classes: int) 
         recall = np.where(actual > 0, true_positive / actual, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return {
-        "val_loss": loss,
-        "val_acc": float(np.mean(predictions == labels)),
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
+        VAL_LOSS: loss,
+        VAL_ACCURACY: float(np.mean(predictions == labels)),
+        PRECISION_MACRO: float(precision.mean()),
+        RECALL_MACRO: float(recall.mean()),
+        F1_MACRO: float(f1.mean()),
         "confusion_matrix": matrix,
         "predictions": predictions,
         "probabilities": probabilities,
@@ -363,8 +377,8 @@ def render_report(
         named = (provenance or {}).get("production") or comparison.production_model_uri
         compare = (
             f"<p>Production model <code>{html.escape(str(named))}</code>: "
-            f"val_acc {comparison.production_val_acc:.4f}, candidate {metrics['val_acc']:.4f} "
-            f"(delta {comparison.delta_val_acc:+.4f}). <b>{'Promote' if comparison.promote else 'Keep production'}</b>.</p>"  # noqa: E501
+            f"{VAL_ACCURACY} {comparison.production_val_accuracy:.4f}, candidate {metrics[VAL_ACCURACY]:.4f} "
+            f"(delta {comparison.delta_val_accuracy:+.4f}). <b>{'Promote' if comparison.promote else 'Keep production'}</b>.</p>"  # noqa: E501
         )
         if comparison.verdict:
             reasons = "".join(f"<li>{html.escape(r)}</li>" for r in comparison.verdict.reasons)
@@ -378,19 +392,19 @@ def render_report(
     guard_text = "<p>This model folder has no open-set guard.</p>"
     if guard:
         guard_text = (
-            f"<p>Threshold {guard['guard_threshold']:.4f} on the known score (the nearest-neighbour "
+            f"<p>Threshold {guard[GUARD_THRESHOLD]:.4f} on the known score (the nearest-neighbour "
             "cosine distance of the embedding, in units of its class's calibrated distance); it "
-            f"recognises {guard['guard_coverage']:.1%} of the validation images"
+            f"recognises {guard[GUARD_COVERAGE]:.1%} of the validation images"
             + (" (per class: the table above)" if any("guard_coverage" in r for r in per_class) else "")
             + "."
         )
-        if "guard_benign_coverage" in guard:
+        if GUARD_BENIGN_COVERAGE in guard:
             guard_text += (
                 f" Under benign changes (noise, blur, half contrast, 60 % exposure) it keeps "
-                f"{guard['guard_benign_coverage']:.1%} of the images the model classifies right."
+                f"{guard[GUARD_BENIGN_COVERAGE]:.1%} of the images the model classifies right."
             )
-        if "guard_unseen_rejected" in guard:
-            guard_text += f" It rejects {guard['guard_unseen_rejected']:.1%} of the unseen-class images."
+        if GUARD_UNSEEN_REJECTED in guard:
+            guard_text += f" It rejects {guard[GUARD_UNSEEN_REJECTED]:.1%} of the unseen-class images."
         guard_text += "</p>"
     pictures = "".join(
         f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'/>"
@@ -506,12 +520,12 @@ def _compare(
     if np.any(known):
         index = {name: i for i, name in enumerate(production_classes)}
         own_labels = np.array([index[name] for name in truth[known]])
-        loss = classification_scores(logits[known], own_labels, len(production_classes))["val_loss"]
+        loss = classification_scores(logits[known], own_labels, len(production_classes))[VAL_LOSS]
     return Comparison(
         production_model_uri=str(production_model_dir),
-        production_val_acc=production_acc,
+        production_val_accuracy=production_acc,
         production_val_loss=loss,
-        delta_val_acc=candidate["val_acc"] - production_acc,
+        delta_val_accuracy=candidate[VAL_ACCURACY] - production_acc,
         promote=verdict.promote,
         verdict=verdict,
     )

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops import metric_names
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.knobs import EvaluateParams
 
@@ -334,21 +335,21 @@ class Verdict:
     def metadata(self) -> dict[str, float]:
         """Numbers for the KFP Metrics output (all floats)."""
         values = {
-            "gate_promote": float(self.promote),
-            "gate_images": float(self.overall.images),
-            "gate_candidate_acc": self.overall.candidate_acc,
-            "gate_production_acc": self.overall.production_acc,
-            "gate_delta_acc": self.overall.delta,
-            "gate_delta_low": self.overall.interval[0],
-            "gate_delta_high": self.overall.interval[1],
-            "gate_mcnemar_p": self.overall.p_value,
-            "gate_wins": float(self.overall.wins),
-            "gate_losses": float(self.overall.losses),
-            "gate_overall_worse": float(self.overall.worse),
-            "gate_classes_worse": float(sum(s.worse for s in self.per_class.values())),
+            metric_names.GATE_PROMOTE: float(self.promote),
+            metric_names.GATE_IMAGES: float(self.overall.images),
+            metric_names.GATE_CANDIDATE_VAL_ACCURACY: self.overall.candidate_acc,
+            metric_names.GATE_PRODUCTION_VAL_ACCURACY: self.overall.production_acc,
+            metric_names.GATE_DELTA_VAL_ACCURACY: self.overall.delta,
+            metric_names.GATE_DELTA_LOW: self.overall.interval[0],
+            metric_names.GATE_DELTA_HIGH: self.overall.interval[1],
+            metric_names.GATE_MCNEMAR_P: self.overall.p_value,
+            metric_names.GATE_WINS: float(self.overall.wins),
+            metric_names.GATE_LOSSES: float(self.overall.losses),
+            metric_names.GATE_OVERALL_WORSE: float(self.overall.worse),
+            metric_names.GATE_CLASSES_WORSE: float(sum(s.worse for s in self.per_class.values())),
         }
         for new in self.new_classes:
-            values[f"new_class_recall_{new.name}"] = new.recall
+            values[f"{metric_names.NEW_CLASS_RECALL_PREFIX}{new.name}"] = new.recall
         return values
 
     def summary(self) -> dict[str, Any]:
@@ -433,12 +434,12 @@ class Verdict:
 
 
 def stats_dict(stats: PairedStats) -> dict[str, Any]:
-    """One :class:`PairedStats` as plain JSON values (``delta`` included)."""
+    """One :class:`PairedStats` as plain JSON values (names: :data:`metric_names.OLD_STATS_NAMES`)."""
     return {
         "images": stats.images,
-        "production_acc": stats.production_acc,
-        "candidate_acc": stats.candidate_acc,
-        "delta": stats.delta,
+        metric_names.STATS_PRODUCTION: stats.production_acc,
+        metric_names.STATS_CANDIDATE: stats.candidate_acc,
+        metric_names.STATS_DELTA: stats.delta,
         "interval": [stats.interval[0], stats.interval[1]],
         "wins": stats.wins,
         "losses": stats.losses,

@@ -64,6 +64,7 @@ SERVING_SOURCES = (
     "planets_mlops/inbox/storage.py",
     "planets_mlops/inbox/writer.py",
     "planets_mlops/knobs.py",
+    "planets_mlops/metric_names.py",
     "planets_mlops/model_folder.py",
     "planets_mlops/monitoring/__init__.py",
     "planets_mlops/monitoring/features.py",

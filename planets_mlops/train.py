@@ -32,6 +32,7 @@ from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
 from planets_mlops.knobs import GuardParams, TrainParams
+from planets_mlops.metric_names import training_names
 from planets_mlops.model_folder import (
     KERAS_FILE,
     LOGITS_OUTPUT,
@@ -82,10 +83,12 @@ class TrainResult:
         return {key: values[-1] for key, values in self.history.items()}
 
     def metrics(self) -> dict[str, float]:
-        """Values for the KFP Metrics output: ``train_<metric>`` and ``val_<metric>``."""
-        return {
-            (key if key.startswith("val_") else f"train_{key}"): value for key, value in self.final.items()
-        }
+        """The last epoch's values under their declared names (:mod:`planets_mlops.metric_names`).
+
+        ``train_loss``, ``train_accuracy``, ``val_loss`` and ``val_accuracy``: the KFP Metrics
+        output and the model's metadata.
+        """
+        return training_names(self.final)
 
     def metadata(self, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Metadata of the Model artifact.
@@ -98,7 +101,7 @@ class TrainResult:
         Returns:
             Framework, classes, parameter count, duration, provenance, the training
             augmentation (``augment``: its set; ``augmentation``: the changes it applies) and
-            ``final_<metric>``.
+            the last epoch's metrics (:meth:`metrics`).
         """
         source = source or {}
         return {
@@ -117,7 +120,7 @@ class TrainResult:
                 for name in ("lr", "lr_schedule", "epochs", "conv_size", "dense_size", "batch_size", "seed")
             },
             "distribution": self.distribution or distribution_of("default", 1, self.params),
-            **{f"final_{key}": value for key, value in self.final.items()},
+            **self.metrics(),
         }
 
     def history_json(self) -> str:
@@ -451,7 +454,7 @@ def _stop_on_non_finite_loss(keras: Any, params: TrainParams) -> Any:
 
 
 def _epoch_progress(keras: Any, epochs: int) -> Any:
-    """A callback printing ``progress: epoch n of N (loss ..., val_accuracy ...)`` after each epoch."""
+    """A callback printing ``progress: epoch n of N (train_loss ..., val_accuracy ...)`` after each epoch."""
 
     class EpochProgress(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
         def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -459,7 +462,7 @@ def _epoch_progress(keras: Any, epochs: int) -> Any:
             self.started = time.monotonic()
 
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-            figures: dict[str, float | str] = {k: float(v) for k, v in (logs or {}).items()}
+            figures: dict[str, float | str] = {k: float(v) for k, v in training_names(logs or {}).items()}
             figures["elapsed"] = f"{time.monotonic() - self.started:.1f} s"
             self.progress.step(**figures)
 
@@ -592,7 +595,7 @@ def train_model(
         params.epochs,
         n_train,
         duration,
-        ", ".join(f"{k}={v:.4f}" for k, v in result.final.items()),
+        ", ".join(f"{k}={v:.4f}" for k, v in result.metrics().items()),
         guard.calibration["kept"],
     )
     return result

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from planets_mlops import metric_names
 from planets_mlops.app.labelling_demo import CLASSES, EXTRA_DIR, true_label
 
 SHIFT = "swap_rb"
@@ -483,13 +484,13 @@ def run_loop(
     result.gate = {
         key: gate[key]
         for key in (
-            "val_acc",
-            "production_val_acc",
-            "gate_delta_acc",
-            "gate_delta_low",
-            "gate_delta_high",
-            "gate_mcnemar_p",
-            "gate_images",
+            metric_names.VAL_ACCURACY,
+            metric_names.PRODUCTION_VAL_ACCURACY,
+            metric_names.GATE_DELTA_VAL_ACCURACY,
+            metric_names.GATE_DELTA_LOW,
+            metric_names.GATE_DELTA_HIGH,
+            metric_names.GATE_MCNEMAR_P,
+            metric_names.GATE_IMAGES,
         )
         if key in gate
     }
@@ -521,8 +522,9 @@ def _gate_line(result: LoopResult, run: Any) -> str:
     verdict = "PROMOTED" if result.promoted else "KEPT production"
     return (
         f"Gate on the same {gate.get('validation_images')} images (original validation set + labelled "
-        f"changed images held back from training): candidate {gate.get('val_acc', float('nan')):.4f}, "
-        f"production {gate.get('production_val_acc', float('nan')):.4f}: {verdict}"
+        f"changed images held back from training): candidate "
+        f"{gate.get(metric_names.VAL_ACCURACY, float('nan')):.4f}, "
+        f"production {gate.get(metric_names.PRODUCTION_VAL_ACCURACY, float('nan')):.4f}: {verdict}"
         + "".join(f"\n  {reason}" for reason in gate.get("reasons", []))
     )
 

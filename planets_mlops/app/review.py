@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planets_mlops import metric_names
 from planets_mlops.errors import DataError, InvalidParameterError, NotFoundError
 from planets_mlops.registry import steps
 
@@ -34,13 +35,13 @@ MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
 
 # Metrics compared side by side (the evaluate step's names), in table order.
 COMPARED_METRICS = (
-    "val_acc",
-    "val_loss",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "guard_coverage",
-    "guard_unseen_rejected",
+    metric_names.VAL_ACCURACY,
+    metric_names.VAL_LOSS,
+    metric_names.F1_MACRO,
+    metric_names.PRECISION_MACRO,
+    metric_names.RECALL_MACRO,
+    metric_names.GUARD_COVERAGE,
+    metric_names.GUARD_UNSEEN_REJECTED,
 )
 # Parameters shown in the dvc-style params diff: the recipe, not the plumbing.
 RECIPE_PREFIXES = ("prepare_", "train_", "data_rev", "data_path", "min_improvement", "gate_alpha")
@@ -179,7 +180,8 @@ def _comparison(review: Review) -> list[str]:
     pct = round(float(review.gate.get("confidence", 0.95)) * 100)
     if not overall:
         return [
-            f"No production model to compare with: candidate val_acc {_num(review.metrics.get('val_acc'))} "
+            f"No production model to compare with: candidate {metric_names.VAL_ACCURACY} "
+            f"{_num(review.metrics.get(metric_names.VAL_ACCURACY))} "
             "on the validation split.",
         ]
     shared = review.gate.get("shared_classes") or []
@@ -202,9 +204,9 @@ def _comparison(review: Review) -> list[str]:
             [
                 (
                     "accuracy",
-                    _num(overall.get("production_acc")),
-                    _num(overall.get("candidate_acc")),
-                    _signed(overall.get("delta")),
+                    _num(overall.get(metric_names.STATS_PRODUCTION)),
+                    _num(overall.get(metric_names.STATS_CANDIDATE)),
+                    _signed(overall.get(metric_names.STATS_DELTA)),
                     _interval(overall),
                     str(overall.get("wins", "-")),
                     str(overall.get("losses", "-")),
@@ -227,9 +229,9 @@ def _per_class(review: Review) -> list[str]:
             (
                 _cell(name),
                 str(stats.get("images", "-")),
-                _num(stats.get("production_acc")),
-                _num(stats.get("candidate_acc")),
-                _signed(stats.get("delta")),
+                _num(stats.get(metric_names.STATS_PRODUCTION)),
+                _num(stats.get(metric_names.STATS_CANDIDATE)),
+                _signed(stats.get(metric_names.STATS_DELTA)),
                 _interval(stats),
                 _p(stats.get("p_value")),
                 "**worse**" if stats.get("worse") else "",
@@ -260,18 +262,20 @@ def _new_classes(review: Review) -> list[str]:
 
 
 def _guard(review: Review) -> str:
-    coverage = review.metrics.get("guard_coverage")
+    coverage = review.metrics.get(metric_names.GUARD_COVERAGE)
     if coverage is None:
         return "Open-set guard: none in this model folder."
     text = (
         f"Open-set guard: recognises {_pct(coverage)} of the validation images (threshold "
-        f"{_num(review.metrics.get('guard_threshold'))}"
+        f"{_num(review.metrics.get(metric_names.GUARD_THRESHOLD))}"
     )
     target = review.params.get("train_guard_coverage")
     text += f", target coverage {target})" if target else ")"
-    if "guard_unseen_rejected" in review.metrics:
-        text += f"; rejects {_pct(review.metrics['guard_unseen_rejected'])} of the unseen-class images"
-    production = review.production_metrics.get("guard_coverage")
+    if metric_names.GUARD_UNSEEN_REJECTED in review.metrics:
+        text += (
+            f"; rejects {_pct(review.metrics[metric_names.GUARD_UNSEEN_REJECTED])} of the unseen-class images"
+        )
+    production = review.production_metrics.get(metric_names.GUARD_COVERAGE)
     if production is not None:
         text += f". Production's guard: {_pct(production)}"
     return text + "."
@@ -439,7 +443,8 @@ def _run_values(client: Any, run_id: str | None) -> tuple[dict[str, float], dict
     if not run_id:
         return {}, {}, ""
     run = client.get_run(run_id)
-    return dict(run.data.metrics), dict(run.data.params), str(run.info.experiment_id)
+    # A version registered before one name per quantity carries the old names (val_acc...).
+    return metric_names.current(run.data.metrics), dict(run.data.params), str(run.info.experiment_id)
 
 
 def collect(client: Any, model: str, kfp_run_id: str, tracking_uri: str = "", kfp_ui: str = "") -> Review:
@@ -465,6 +470,7 @@ def collect(client: Any, model: str, kfp_run_id: str, tracking_uri: str = "", kf
     confusion = _read_json_artifact(client, info["run_id"], CONFUSION_FILE)
     if not isinstance(gate, dict) or not isinstance(confusion, dict):
         raise DataError(f"The gate or confusion record of MLflow run {info['run_id']} is not a JSON object.")
+    gate = metric_names.current_gate_record(gate)
     production_metrics: dict[str, float] = {}
     production_params: dict[str, str] = {}
     production = str(gate.get("production_version", "") or "")

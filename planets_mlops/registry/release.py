@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from planets_mlops import metric_names
 from planets_mlops.registry.registry import Move
 
 RELEASE_DIR = "releases"
@@ -105,7 +106,7 @@ def release_record(
         "by": move.record["by"],
         "kfp_run_id": move.record.get("kfp_run_id", ""),
         "why": move.record["why"],
-        "gate": move.record.get("gate", {}),
+        "gate": metric_names.current(move.record.get("gate") or {}),
         "data": {k.removeprefix("data_"): v for k, v in line.items() if k.startswith("data_")},
         "code": {k: line[k] for k in ("code_revision", "git_commit", "package_version") if k in line},
         "pipeline": {k: line[k] for k in ("pipeline", "pipeline_version") if k in line},

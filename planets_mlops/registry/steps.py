@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planets_mlops import __version__
+from planets_mlops import __version__, metric_names
 from planets_mlops.errors import PromotionConflictError
 from planets_mlops.knobs import RegistryParams
 from planets_mlops.registry import registry as reg
@@ -30,13 +30,9 @@ from planets_mlops.registry.settings import connect
 
 log = logging.getLogger(__name__)
 
-GATE_KEYS = (
-    "val_acc",
-    "val_loss",
-    "f1_macro",
-    "production_val_acc",
-    "delta_val_acc",
-)
+GATE_KEYS = metric_names.REGISTERED
+VAL_ACCURACY_TAG = f"planets.{metric_names.VAL_ACCURACY}"
+"""The version's tag with its validation accuracy (``models list`` shows it)."""
 
 
 def git_commit() -> str:
@@ -255,8 +251,15 @@ def register_trained_model(
             run.run_id,
             {f"planets.{k}": v for k, v in line.items()}
             | {"planets.gate_promote": str(bool(promote))}
-            | ({"planets.val_acc": f"{gate['val_acc']:.4f}"} if "val_acc" in gate else {}),
-            description=f"{pipeline} run {kfp_run_id}: val_acc {gate.get('val_acc', float('nan')):.4f}",
+            | (
+                {VAL_ACCURACY_TAG: f"{gate[metric_names.VAL_ACCURACY]:.4f}"}
+                if metric_names.VAL_ACCURACY in gate
+                else {}
+            ),
+            description=(
+                f"{pipeline} run {kfp_run_id}: {metric_names.VAL_ACCURACY} "
+                f"{gate.get(metric_names.VAL_ACCURACY, float('nan')):.4f}"
+            ),
         )
         client.update_run(run.run_id, status="FINISHED")
     except BaseException:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planets_mlops import metric_names
+
 log = logging.getLogger(__name__)
 
 TAG_KFP_RUN_ID = "kfp.pipeline_run_id"
@@ -176,7 +178,8 @@ def log_training(
         run: The task's nested run.
         params: Run parameters (logged as strings, nested values as JSON).
         metrics: The KFP Metrics artifact's values, logged under the same names.
-        history: Per-epoch series (``loss``, ``val_acc``...), logged with ``step`` = epoch.
+        history: Keras' per-epoch series (``loss``, ``val_accuracy``...), logged as
+            ``history.train_loss``, ``history.val_accuracy``... with ``step`` = epoch.
         classes: Class names, the confusion matrix's order.
         confusion_matrix: Rows are true classes, columns predicted ones.
         files: Artifact path in the run -> local file (reports, verdict, curves).
@@ -194,10 +197,10 @@ def log_training(
         if key not in existing or existing[key] == _param_value(value)
     ]
     metric_list = [Metric(key, value, now, 0) for key, value in finite_metrics(metrics).items()]
-    for name, series in history.items():
+    for name, series in metric_names.history_series(history).items():
         for epoch, value in enumerate(series):
             if isinstance(value, (int, float)) and math.isfinite(value):
-                metric_list.append(Metric(f"history.{name}", float(value), now, epoch))
+                metric_list.append(Metric(name, float(value), now, epoch))
     for start in range(0, max(len(param_list), len(metric_list)), 100):
         client.log_batch(
             run.run_id, metrics=metric_list[start : start + 100], params=param_list[start : start + 100]

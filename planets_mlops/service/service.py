@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from planets_mlops.errors import InvalidParameterError
+from planets_mlops.metric_names import current as current_metric_names
 from planets_mlops.service import protocol
 from planets_mlops.service.settings import ServingSettings
 from planets_mlops.service.uploads import UploadError, UploadGate, read_uploads
@@ -231,7 +232,8 @@ class PlanetClassifier:
                 "data_base_commit": info.labels.get("data_base_commit", ""),
                 "model_uri": info.labels.get("model_uri", ""),
                 "classes": self.classes,
-                "metrics": info.metadata.get("metrics", {}),
+                # A bento packaged before one name per quantity has val_acc...
+                "metrics": current_metric_names(info.metadata.get("metrics") or {}),
                 "preprocess": preprocess,
                 "input_shape": list(self.config.input_shape),
                 "guard": self.guard.describe() if self.guard else None,

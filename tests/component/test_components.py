@@ -68,8 +68,14 @@ def test_the_four_components_chain(data_repo, tmp_path):
     # The same model against itself: no discordant pair, p = 1, a zero-width interval.
     assert "# Promotion gate: **PROMOTE**" in Path(verdict.path).read_text()
     assert metrics.metadata["gate_mcnemar_p"] == 1.0 and metrics.metadata["gate_delta_low"] == 0.0
-    assert set(metrics.metadata) >= {"val_loss", "val_acc", "precision_macro", "recall_macro", "f1_macro"}
-    assert metrics.metadata["delta_val_acc"] == 0.0
+    assert set(metrics.metadata) >= {
+        "val_loss",
+        "val_accuracy",
+        "precision_macro",
+        "recall_macro",
+        "f1_macro",
+    }
+    assert metrics.metadata["delta_val_accuracy"] == 0.0
     matrix = confusion.metadata["confusionMatrix"]
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == ["Earth", "Jupiter", "Moon"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == 12

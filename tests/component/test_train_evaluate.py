@@ -34,7 +34,7 @@ def test_confusion_matrix_and_macro_scores_by_hand():
     logits = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 5.0
     scores = classification_scores(logits, labels, 3)
     assert scores["confusion_matrix"].tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    assert scores["val_acc"] == pytest.approx(4 / 6)
+    assert scores["val_accuracy"] == pytest.approx(4 / 6)
     # precision per class: 1/2, 2/3, 1/1; recall: 1/2, 1, 1/2
     assert scores["precision_macro"] == pytest.approx((0.5 + 2 / 3 + 1) / 3)
     assert scores["recall_macro"] == pytest.approx((0.5 + 1 + 0.5) / 3)
@@ -148,7 +148,7 @@ def test_training_is_deterministic(small_prepared, tmp_path):
     first = train_model(small_prepared, tmp_path / "a", params)
     second = train_model(small_prepared, tmp_path / "b", params)
     assert first.history == second.history
-    # The same weights: identical logits on every validation image, so an equal val_acc.
+    # The same weights: identical logits on every validation image, so an equal val_accuracy.
     images, _ = load_split(small_prepared, "validation")
     assert np.array_equal(predict_logits(tmp_path / "a", images), predict_logits(tmp_path / "b", images))
 
@@ -184,12 +184,18 @@ def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_p
     metrics = result.metrics
     history = json.loads((tiny_model / "history.json").read_text())
     # ONNX evaluation reproduces Keras' own validation accuracy of the last epoch.
-    assert metrics["val_acc"] == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
+    assert metrics["val_accuracy"] == pytest.approx(history["val_accuracy"][-1], abs=1e-6)
     assert np.array(result.confusion_matrix).sum() == 12
     assert result.comparison is not None
-    assert result.comparison.delta_val_acc == 0.0 and result.promote is True
+    assert result.comparison.delta_val_accuracy == 0.0 and result.promote is True
     report = (tmp_path / "report.html").read_text()
-    for needle in ("val_acc", "Confusion matrix", "Training history", "Per class", "data:image/png;base64"):
+    for needle in (
+        "val_accuracy",
+        "Confusion matrix",
+        "Training history",
+        "Per class",
+        "data:image/png;base64",
+    ):
         assert needle in report
     stricter = evaluate_model(
         small_prepared, tiny_model, tmp_path / "r2.html", tiny_model, min_improvement=0.01
@@ -319,7 +325,7 @@ def test_a_grayscale_candidate_is_gated_against_a_colour_production_model(
     # same 12 validation images (same seed and split), its own tensors.
     colour, labels = load_split(small_prepared, "validation")
     expected = float(np.mean(predict_logits(tiny_model, colour).argmax(axis=1) == labels))
-    assert result.comparison.production_val_acc == pytest.approx(expected)
+    assert result.comparison.production_val_accuracy == pytest.approx(expected)
     assert result.comparison.verdict.overall.images == len(labels) == 12
     # The raw images preprocessed as production does are production's own tensors.
     inputs = production_inputs(tiny_model, gray, load_split(gray, "validation")[0])

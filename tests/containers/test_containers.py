@@ -266,7 +266,7 @@ def test_retraining_pipeline_in_its_images(
     # Pushed through git daemon from inside the container; data pushed to the GCS remote.
     assert git(served_data_repo["repo"], "rev-parse", branch) == merged["commit"]
     assert run.metadata("prepare-dataset", "prepared")["split_method"] == "stable-over-base"
-    assert "delta_val_acc" in run.metadata("evaluate-model", "metrics")
+    assert "delta_val_accuracy" in run.metadata("evaluate-model", "metrics")
     assert run.metadata("push-predictions", "summary")["predicted_tasks"] == 3
     assert_ran_in_images(run, images)
 

@@ -24,7 +24,7 @@ def test_a_weaker_grayscale_rerun_is_gated_against_colour_production_and_ends_wi
     common = ["--workdir", str(tmp_path), "--skip-serving", "--skip-labelling"]
     assert main([*common, "--epochs", "2", "--json", str(tmp_path / "first.json")]) == 0
     first = json.loads((tmp_path / "first.json").read_text())
-    assert first["promoted"] is True and first["metrics"]["val_acc"] > 0.5
+    assert first["promoted"] is True and first["metrics"]["val_accuracy"] > 0.5
     capsys.readouterr()
 
     assert main([*common, "--baseline", "--epochs", "1", "--json", str(tmp_path / "second.json")]) == 0
@@ -35,6 +35,6 @@ def test_a_weaker_grayscale_rerun_is_gated_against_colour_production_and_ends_wi
     assert "# Promotion gate: **KEEP PRODUCTION**" in out
     # Production (colour) was scored with its own preprocessing: its accuracy on the same 300
     # validation images is the one it had on its own data set.
-    assert second["metrics"]["production_val_acc"] == first["metrics"]["val_acc"]
+    assert second["metrics"]["production_val_accuracy"] == first["metrics"]["val_accuracy"]
     assert second["metrics"]["gate_images"] == 300
     assert "Steps 3 to 5 need a promoted model" in out

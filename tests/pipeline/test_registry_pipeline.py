@@ -77,7 +77,7 @@ def test_train_register_promote_retrain_by_alias_and_roll_back(
     )
     verdict = second.metadata("evaluate-model", "verdict")
     assert verdict["production_version"] == "1" and verdict["production_source"] == f"models:/{model_name}/1"
-    assert "production_val_acc" in second.metadata("evaluate-model", "metrics")
+    assert "production_val_accuracy" in second.metadata("evaluate-model", "metrics")
     assert second.tasks["register-model"].parameters["Output"] is True
     promoted = second.tasks["evaluate-model"].parameters["Output"]
     assert promoted is True

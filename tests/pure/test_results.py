@@ -46,7 +46,7 @@ def _evaluate_result(comparison: Comparison | None) -> EvaluateResult:
     return EvaluateResult(
         metrics={
             "val_loss": 0.4,
-            "val_acc": 0.9,
+            "val_accuracy": 0.9,
             "precision_macro": 0.8,
             "recall_macro": 0.7,
             "f1_macro": 0.75,
@@ -137,10 +137,11 @@ def test_train_metadata_records_the_model_and_the_data_provenance():
             "lr_scaling": "none",
             "lr": 0.001,
         },
-        "final_accuracy": 0.75,
-        "final_loss": 0.5,
-        "final_val_accuracy": 0.5,
-        "final_val_loss": 1.25,
+        # The last epoch under the names of train-model's metrics (metric_names.TRAINING).
+        "train_accuracy": 0.75,
+        "train_loss": 0.5,
+        "val_accuracy": 0.5,
+        "val_loss": 1.25,
     }
     assert _train_result().metadata()["data_commit"] == ""
 
@@ -168,32 +169,34 @@ def test_evaluate_metadata_without_production_is_the_metrics():
 def test_evaluate_metadata_adds_the_comparison():
     comparison = Comparison(
         production_model_uri="gs://models/prod",
-        production_val_acc=0.95,
+        production_val_accuracy=0.95,
         production_val_loss=0.3,
-        delta_val_acc=-0.05,
+        delta_val_accuracy=-0.05,
         promote=False,
     )
     metadata = _evaluate_result(comparison).metadata()
     assert list(metadata) == [
         "val_loss",
-        "val_acc",
+        "val_accuracy",
         "precision_macro",
         "recall_macro",
         "f1_macro",
-        "production_val_acc",
-        "delta_val_acc",
+        "production_val_accuracy",
+        "delta_val_accuracy",
     ]
-    assert metadata["production_val_acc"] == 0.95 and metadata["delta_val_acc"] == -0.05
+    assert metadata["production_val_accuracy"] == 0.95 and metadata["delta_val_accuracy"] == -0.05
 
 
 @pytest.mark.parametrize(("promote", "verdict"), [(True, "Promote"), (False, "Keep production")])
 def test_report_states_the_comparison_and_the_decision(promote, verdict):
     comparison = Comparison("gs://models/<prod>", 0.85, 0.5, 0.05, promote)
-    page = render_report({"val_acc": 0.9}, ["Earth", "Moon"], {}, {}, comparison, np.array([0.5, 1.0]))
-    assert "<code>gs://models/&lt;prod&gt;</code>: val_acc 0.8500, candidate 0.9000 (delta +0.0500)" in page
+    page = render_report({"val_accuracy": 0.9}, ["Earth", "Moon"], {}, {}, comparison, np.array([0.5, 1.0]))
+    assert (
+        "<code>gs://models/&lt;prod&gt;</code>: val_accuracy 0.8500, candidate 0.9000 (delta +0.0500)" in page
+    )
     assert f"<b>{verdict}</b>" in page
     assert "<tr><td>Moon</td><td class='num'>1.000</td></tr>" in page
-    without = render_report({"val_acc": 0.9}, ["Earth", "Moon"], {}, {}, None, np.array([0.5, 1.0]))
+    without = render_report({"val_accuracy": 0.9}, ["Earth", "Moon"], {}, {}, None, np.array([0.5, 1.0]))
     assert "No production model given" in without
 
 
@@ -246,7 +249,7 @@ def test_the_verdict_goes_into_metadata_report_and_markdown():
 def test_report_names_production_by_its_registry_version_when_known():
     comparison = Comparison("/tmp/production-x1y2/model", 0.85, 0.5, 0.05, True)
     page = render_report(
-        {"val_acc": 0.9},
+        {"val_accuracy": 0.9},
         ["Earth", "Moon"],
         {},
         {},

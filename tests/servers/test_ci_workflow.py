@@ -232,7 +232,7 @@ def _register(
         pipeline="training",
         run_params=params,
         metrics={
-            "val_acc": verdict.overall.candidate_acc,
+            "val_accuracy": verdict.overall.candidate_acc,
             "guard_coverage": 0.95,
             "guard_threshold": 0.81,
             **verdict.metadata(),

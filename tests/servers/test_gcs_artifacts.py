@@ -25,7 +25,7 @@ def test_production_model_folder_on_gcs(gcs_emulator, tiny_model, small_prepared
     local = resolve_model_dir(f"{bucket}/production/model")
     assert {"model.onnx", "classes.json"} <= {p.name for p in local.iterdir()}
     result = evaluate_model(small_prepared, tiny_model, tmp_path / "r.html", production_model_dir=local)
-    assert result.comparison is not None and result.comparison.delta_val_acc == 0.0
+    assert result.comparison is not None and result.comparison.delta_val_accuracy == 0.0
 
 
 def test_missing_production_model_on_gcs_names_the_uri(gcs_emulator):

@@ -14,7 +14,7 @@ def test_the_quickstart_step_records_served_traffic_and_finds_the_drift(monitore
     from planets_mlops.package import package_model
 
     archive = tmp_path / "planets.bento"
-    package_model(monitored["model"], archive, metrics={"val_acc": 1.0}, data_revision="test",
+    package_model(monitored["model"], archive, metrics={"val_accuracy": 1.0}, data_revision="test",
                   model_uri=monitored["model"].as_uri())  # fmt: skip
     summary = monitoring_step(tmp_path, archive, monitored["model"], images=60)
     assert summary["verdict"] == "drift" and summary["records"] == 60

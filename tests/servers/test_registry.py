@@ -65,7 +65,13 @@ def test_compare_and_set_moves_records_and_rolls_back(mlflow_client, model_name,
         reg.move_alias(mlflow_client, model_name, "production", v2, expected=None, why="stale view")
     assert reg.alias_version(mlflow_client, model_name, "production") == "1"
     reg.move_alias(
-        mlflow_client, model_name, "production", v2, expected="1", why="gate", gate={"delta_val_acc": 0.1}
+        mlflow_client,
+        model_name,
+        "production",
+        v2,
+        expected="1",
+        why="gate",
+        gate={"delta_val_accuracy": 0.1},
     )
     assert reg.previous_version(mlflow_client, model_name) == "1"
     back = reg.move_alias(mlflow_client, model_name, "production", "1", expected="2", why="rollback")
@@ -76,7 +82,7 @@ def test_compare_and_set_moves_records_and_rolls_back(mlflow_client, model_name,
         ("1", "2", "gate"),
         ("2", "1", "rollback"),
     ]
-    assert records[1]["gate"] == {"delta_val_acc": 0.1} and records[0]["kfp_run_id"] == "kfp-a"
+    assert records[1]["gate"] == {"delta_val_accuracy": 0.1} and records[0]["kfp_run_id"] == "kfp-a"
     assert all(r["when"] and r["by"] for r in records)
     # The lock is gone after each move, and never listed as a model.
     assert mlflow_client.search_registered_models(f"name = '{model_name}{reg.LOCK_SUFFIX}'") == []

@@ -66,7 +66,7 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
     assert prepared["split_method"] == "stable-over-base"
     assert prepared["validation_count"] == 12 + 2  # base validation + int(0.2 * 11) new images
     assert run.tasks["evaluate-model"].parameters["Output"] is True
-    assert "delta_val_acc" in run.metadata("evaluate-model", "metrics")
+    assert "delta_val_accuracy" in run.metadata("evaluate-model", "metrics")
     assert run.metadata("package-model", "bento")["bento_tag"]
     pushed = run.metadata("push-predictions", "summary")
     assert pushed["predicted_tasks"] == 3 and pushed["model_version"].startswith("planets-")
@@ -176,6 +176,8 @@ def test_retraining_from_the_inbox_labels_is_promoted(
     # The gate's images: the 12 base validation images and the labelled changed images the
     # split held back from training, the same for both models.
     assert metrics["gate_images"] == 12 + int(0.2 * labelled)
-    assert metrics["gate_overall_worse"] == 0 and metrics["val_acc"] >= metrics["production_val_acc"]
+    assert (
+        metrics["gate_overall_worse"] == 0 and metrics["val_accuracy"] >= metrics["production_val_accuracy"]
+    )
     assert run.tasks["evaluate-model"].parameters["Output"] is True
     assert run.metadata("package-model", "bento")["bento_tag"]

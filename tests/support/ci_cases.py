@@ -82,15 +82,15 @@ def review(case: str, kfp_ui: str = "https://kubeflow.example.com/pipeline") -> 
         pipeline="training",
         gate=gate,
         metrics={
-            "val_acc": acc,
+            "val_accuracy": acc,
             "f1_macro": acc - 0.01,
             "guard_coverage": 0.95,
             "guard_threshold": 0.8123,
             "guard_unseen_rejected": 0.62,
         },
         production_metrics={
-            "val_acc": gate["overall"]["production_acc"],
-            "f1_macro": gate["overall"]["production_acc"] - 0.01,
+            "val_accuracy": gate["overall"]["production_val_accuracy"],
+            "f1_macro": gate["overall"]["production_val_accuracy"] - 0.01,
             "guard_coverage": 0.95,
         },
         params={

@@ -13,11 +13,12 @@ import argparse
 import os
 from typing import Any
 
+from planets_mlops import metric_names
 from planets_mlops.app.cli.options import Parents
 from planets_mlops.app.cli.output import EXIT_OK, emit, print_table, say, wants_json
 from planets_mlops.knobs import DeployParams, RegistryParams
 
-HEADER = ("VERSION", "ALIASES", "CREATED", "VAL_ACC", "DATA", "BENTO", "RUN")
+HEADER = ("VERSION", "ALIASES", "CREATED", metric_names.VAL_ACCURACY.upper(), "DATA", "BENTO", "RUN")
 
 
 def register(sub: Any, parents: Parents) -> None:
@@ -90,13 +91,14 @@ def client_of(args: argparse.Namespace) -> Any:
 
 
 def _row(info: dict[str, Any]) -> tuple[str, ...]:
-    tags = info["tags"]
+    # A version registered before one name per quantity has planets.val_acc.
+    tags = metric_names.current(info["tags"], prefix="planets.")
     data = tags.get("planets.data_commit", "")[:10] or tags.get("planets.data_content_hash", "")[:10] or "-"
     return (
         info["version"],
         ",".join(info["aliases"]) or "-",
         info["created"][:19],
-        tags.get("planets.val_acc", "-"),
+        tags.get(f"planets.{metric_names.VAL_ACCURACY}", "-"),
         data,
         tags.get("planets.bento_tag", "-"),
         info["run_id"] or "-",
