@@ -5,6 +5,7 @@ from pathlib import Path
 
 from kfp import dsl
 
+from planets_mlops import metric_names
 from planets_mlops.components.evaluate_model import evaluate_model
 from planets_mlops.components.prepare_dataset import prepare_dataset
 from planets_mlops.components.pull_data import pull_data
@@ -48,7 +49,8 @@ def test_the_four_components_chain(data_repo, tmp_path):
     assert model.metadata["data_commit"] == data_repo["commit"]
     assert model.metadata["classes"] == ["Earth", "Jupiter", "Moon"]
     assert len(json.loads(Path(history.path).read_text())["loss"]) == 1
-    assert set(train_metrics.metadata) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert set(train_metrics.metadata) == set(metric_names.TRAINING)
+    assert {k: model.metadata[k] for k in metric_names.TRAINING} == dict(train_metrics.metadata)
     assert "data:image/png;base64" in Path(curves.path).read_text()
 
     metrics = make_artifact(dsl.Metrics, tmp_path / "metrics")
@@ -76,6 +78,13 @@ def test_the_four_components_chain(data_repo, tmp_path):
         "f1_macro",
     }
     assert metrics.metadata["delta_val_accuracy"] == 0.0
+    # One name per quantity: nothing evaluate writes is outside planets_mlops.metric_names.
+    assert [name for name in metrics.metadata if not metric_names.is_declared(name)] == []
+    assert set(metrics.metadata) >= {
+        *metric_names.CLASSIFICATION,
+        *metric_names.COMPARISON,
+        *metric_names.GATE,
+    }
     matrix = confusion.metadata["confusionMatrix"]
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == ["Earth", "Jupiter", "Moon"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == 12
