@@ -13,16 +13,28 @@ that the model still classifies right: a slightly noisier photograph of Mars is 
 and the guard must keep it. The bank holds the training images as they are and once more
 under random benign changes, so a changed image of a known class finds a close neighbour.
 
-Score (``metric = "cosine-knn-classwise"``): with ``s`` the mean cosine similarity between
-the image's embedding and its ``k`` nearest bank rows, ``c`` the class of the nearest row and
-``t_c`` that class's calibrated similarity threshold, the *known score* is
+Score (``metric = "cosine-euclidean-knn-classwise"``): two distances to the bank, each in
+units of its class's calibrated distance, and the larger of the two:
 
-    ``score = clip(1 - (1 - s) / (1 - t_c) / 2, 0, 1)``
+- the cosine distance ``1 - s``, with ``s`` the mean cosine similarity between the image's
+  embedding and its ``k`` nearest bank rows, ``c`` the class of the nearest row and ``t_c``
+  that class's calibrated similarity: ``u = (1 - s) / (1 - t_c)``;
+- the Euclidean distance ``e`` to its ``k`` nearest bank rows (mean), ``c'`` the class of
+  the nearest, ``d_c'`` that class's calibrated distance: ``v = e / d_c'``;
+- ``r = max(u, v) / m_c``, with ``m_c`` the joint threshold of class ``c``, calibrated on
+  ``max(u, v)`` so that the class still keeps ``coverage`` of its calibration images.
 
-1 for an image identical to a training image, :data:`THRESHOLD` (0.5) at the class's
-threshold distance, 0 at twice that distance or more. An image is recognised when its score
-is ``>= 0.5``; one threshold for every consumer, the class-wise calibration inside the score.
-An all-zero embedding (the network saw nothing it responds to) scores 0.
+The *known score* is ``clip(1 - r / 2, 0, 1)``: 1 for an image identical to a training
+image, :data:`THRESHOLD` (0.5) at the class's threshold, 0 at twice that or more. An image
+is recognised when its score is ``>= 0.5``; one threshold for every consumer, the
+class-wise calibration inside the score. An all-zero embedding (the network saw nothing it
+responds to) scores 0.
+
+Why two distances: the cosine compares the direction of an embedding, the Euclidean also
+its length. Leaving one class out of training (``benchmarks/bench_guard.py``), images of
+the unseen Neptune point the way Earth's do, and only their length tells them apart: the
+cosine guard kept all 200 of them, the two together rejected all 200, and kept the same
+share of known and benign-changed images.
 
 API, for everything that scores images (training, evaluation, serving, the promotion gate,
 the labelling loop):
@@ -38,18 +50,20 @@ the labelling loop):
 
 Saved format, in the model folder (and so in the bento's model):
 
-- ``guard.json``: ``{"format": "planets-guard/2", "metric": "cosine-knn-classwise", "k",
-  "threshold" (0.5), "class_thresholds" (``t_c``, one per class), "bank_class_rows" (how
+- ``guard.json``: ``{"format": "planets-guard/3", "metric": "cosine-euclidean-knn-classwise",
+  "k", "threshold" (0.5), "class_thresholds" (``t_c``, one per class),
+  "euclidean_thresholds" (``d_c``), "joint_thresholds" (``m_c``), "bank_class_rows" (how
   many bank rows each class has), "coverage", "embedding_dim", "bank_size",
   "embedding_output", "calibration": {"count", "kept", ...}}``; ``embedding_output`` names
   the ONNX output that gives the embedding.
-- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, unit-length embeddings,
-  sorted by class (the first ``bank_class_rows[0]`` rows are class 0's, and so on; loaded
-  with ``allow_pickle=False``).
+- ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, the embeddings as the model
+  gives them, sorted by class (the first ``bank_class_rows[0]`` rows are class 0's, and so
+  on; loaded with ``allow_pickle=False``).
 
-A ``planets-guard/1`` guard (one global threshold on ``s``, written by earlier versions)
-still loads: it becomes a guard of one class whose threshold is the old one, which
-recognises exactly the images the old guard recognised.
+Guards of earlier versions still load and recognise exactly what they did:
+``planets-guard/2`` (``cosine-knn-classwise``: the cosine distance alone, unit-length bank)
+and ``planets-guard/1`` (one global threshold on ``s``: a guard of one class whose
+threshold is the old one).
 """
 
 from __future__ import annotations
@@ -66,9 +80,11 @@ import numpy as np
 from planets_mlops.errors import DataError, InvalidParameterError
 from planets_mlops.knobs import GuardParams
 
-FORMAT = "planets-guard/2"
-METRIC = "cosine-knn-classwise"
-# Earlier versions' format, still read (see load_guard).
+FORMAT = "planets-guard/3"
+METRIC = "cosine-euclidean-knn-classwise"
+# Earlier versions' formats, still read (see load_guard).
+FORMAT_V2 = "planets-guard/2"
+METRIC_V2 = "cosine-knn-classwise"
 FORMAT_V1 = "planets-guard/1"
 METRIC_V1 = "cosine-knn"
 # Recognised when the known score reaches this (the class's own threshold distance).
@@ -171,6 +187,29 @@ def _knn_unit(bank64: np.ndarray, embeddings: Any, k: int) -> tuple[np.ndarray, 
     return np.clip(scores, -1.0, 1.0), nearest
 
 
+def _euclidean_knn(bank64: np.ndarray, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean Euclidean distance to the ``k`` nearest rows of ``bank64``, and the nearest row.
+
+    In float64 and in blocks; the caller has checked the inputs.
+    """
+    squared_bank = np.einsum("ij,ij->i", bank64, bank64)
+    distances = np.empty(len(embeddings), np.float64)
+    nearest = np.empty(len(embeddings), np.int64)
+    for start in range(0, len(embeddings), _BLOCK):
+        block = embeddings[start : start + _BLOCK].astype(np.float64)
+        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * block @ bank64.T + squared_bank
+        squared = np.maximum(squared, 0.0)
+        nearest[start : start + _BLOCK] = np.argmin(squared, axis=1)
+        low = squared.min(axis=1, keepdims=True) if k == 1 else np.partition(squared, k - 1, axis=1)[:, :k]
+        distances[start : start + _BLOCK] = np.sqrt(low).mean(axis=1)
+    return distances, nearest
+
+
+def _distance_limit(distances: Any, coverage: float) -> float:
+    """The lowest distance that keeps at least ``coverage`` of ``distances`` (at or below it)."""
+    return -calibrate_threshold(-np.asarray(distances, np.float64), coverage)
+
+
 def calibrate_threshold(known_scores: Any, coverage: float) -> float:
     """The highest threshold that keeps at least ``coverage`` of ``known_scores``.
 
@@ -211,6 +250,10 @@ class Guard:
         coverage: The share of calibration images the thresholds keep in each class.
         k: Neighbours averaged in the similarity.
         calibration: Counts and shares of the calibration (for reports).
+        euclidean_thresholds: The calibrated Euclidean distance ``d_c`` of each class; None:
+            the cosine distance alone (a ``planets-guard/2`` or ``/1`` guard).
+        joint_thresholds: The joint threshold ``m_c`` of each class (with
+            ``euclidean_thresholds``).
     """
 
     bank: np.ndarray
@@ -219,6 +262,8 @@ class Guard:
     coverage: float
     k: int = 1
     calibration: dict[str, Any] = field(default_factory=dict)
+    euclidean_thresholds: np.ndarray | None = None
+    joint_thresholds: np.ndarray | None = None
 
     @cached_property
     def _bank64(self) -> np.ndarray:
@@ -228,6 +273,11 @@ class Guard:
         normalisation were three passes over it each time (most of a request's guard cost).
         """
         return _unit64(_as_matrix(self.bank, "bank"))
+
+    @cached_property
+    def _raw64(self) -> np.ndarray:
+        """The bank as float64, for the Euclidean distance."""
+        return _as_matrix(self.bank, "bank").astype(np.float64)
 
     @property
     def threshold(self) -> float:
@@ -265,23 +315,30 @@ class Guard:
         """
         params = params or GuardParams()
         coverage, k = float(params.coverage), params.k
-        bank = normalize(bank_embeddings)
+        bank = _as_matrix(bank_embeddings, "bank embeddings")
         if not np.any(np.linalg.norm(bank, axis=1) > 0):
             raise DataError("Every training embedding is zero: the model has learnt nothing to compare with.")
         labels = _labels(bank_labels, len(bank))
         # Sorted by class, as saved: a class's rows are then a count in guard.json.
         order = np.argsort(labels, kind="stable")
         bank, labels = bank[order], labels[order]
+        calibration_embeddings = _as_matrix(calibration_embeddings, "calibration embeddings")
         similarity, nearest = nearest_neighbours(bank, labels, calibration_embeddings, k)
-        overall = calibrate_threshold(similarity, coverage)
         classes = int(labels.max()) + 1
-        thresholds = np.array(
-            [
-                calibrate_threshold(similarity[nearest == c], coverage) if np.any(nearest == c) else overall
-                for c in range(classes)
-            ]
-        )
+
+        def per_class(values: np.ndarray, of: np.ndarray, limit: Any) -> np.ndarray:
+            overall = limit(values, coverage)
+            return np.array(
+                [limit(values[of == c], coverage) if np.any(of == c) else overall for c in range(classes)]
+            )
+
+        thresholds = per_class(similarity, nearest, calibrate_threshold)
         guard = cls(bank, labels, thresholds, coverage, k)
+        distance, closest = _euclidean_knn(guard._raw64, calibration_embeddings, k)
+        euclidean = per_class(distance, labels[closest], _distance_limit)
+        guard = replace(guard, euclidean_thresholds=euclidean, joint_thresholds=np.ones(classes))
+        ratio, _ = guard._ratios(calibration_embeddings)
+        guard = replace(guard, joint_thresholds=per_class(ratio, nearest, _distance_limit))
         kept = guard.recognised(guard.scores(calibration_embeddings))
         per_class = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
         return replace(
@@ -292,13 +349,28 @@ class Guard:
     def scores(self, embeddings: Any) -> np.ndarray:
         """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``."""
         embeddings = _as_matrix(embeddings, "embeddings")
-        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k)
-        nearest = self.labels[nearest]
-        distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
-        scores = np.clip(1.0 - (1.0 - similarity) / distance * (1.0 - THRESHOLD), 0.0, 1.0)
+        ratio, nearest = self._ratios(embeddings)
+        if self.joint_thresholds is not None:
+            ratio = ratio / np.maximum(self.joint_thresholds[nearest], _MIN_DISTANCE)
+        scores = np.clip(1.0 - ratio * (1.0 - THRESHOLD), 0.0, 1.0)
         # A blank input (all-zero embedding) is never known, whatever the thresholds.
         scores[~np.any(embeddings != 0, axis=1)] = 0.0
         return scores
+
+    def _ratios(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``max(u, v)`` of the module docstring, and each embedding's nearest class by cosine.
+
+        ``u`` alone for a guard without Euclidean thresholds (an earlier version's).
+        """
+        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k)
+        nearest = self.labels[nearest]
+        distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
+        ratio = (1.0 - similarity) / distance
+        if self.euclidean_thresholds is not None:
+            euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k)
+            limit = np.maximum(self.euclidean_thresholds[self.labels[closest]], _MIN_DISTANCE)
+            ratio = np.maximum(ratio, euclidean / limit)
+        return ratio, nearest
 
     def recognised(self, scores: Any) -> np.ndarray:
         """Boolean mask: the score reaches the threshold."""
@@ -306,12 +378,24 @@ class Guard:
 
     def describe(self) -> dict[str, Any]:
         """The ``guard.json`` document."""
-        return {
-            "format": FORMAT,
-            "metric": METRIC,
+        doc: dict[str, Any] = {
+            "format": FORMAT_V2,
+            "metric": METRIC_V2,
             "k": self.k,
             "threshold": THRESHOLD,
             "class_thresholds": [float(t) for t in self.class_thresholds],
+        }
+        if self.euclidean_thresholds is not None and self.joint_thresholds is not None:
+            # Without them (a guard built by hand with cosine thresholds only), the document
+            # is the cosine-only planets-guard/2 one, which scores the same.
+            doc.update(
+                format=FORMAT,
+                metric=METRIC,
+                euclidean_thresholds=[float(t) for t in self.euclidean_thresholds],
+                joint_thresholds=[float(t) for t in self.joint_thresholds],
+            )
+        return {
+            **doc,
             "coverage": self.coverage,
             "embedding_dim": int(self.bank.shape[1]),
             "bank_size": int(self.bank.shape[0]),
@@ -393,11 +477,11 @@ def load_guard(folder: Path) -> Guard:
             f"{GUARD_FILE} and {BANK_FILE}."
         ) from exc
     found = (doc.get("format"), doc.get("metric")) if isinstance(doc, dict) else (None, None)
-    if found not in ((FORMAT, METRIC), (FORMAT_V1, METRIC_V1)):
+    if found not in ((FORMAT, METRIC), (FORMAT_V2, METRIC_V2), (FORMAT_V1, METRIC_V1)):
         raise DataError(
             f"{str(path)!r} is a guard of format {found[0]!r} and metric {found[1]!r}; this version "
-            f"reads {FORMAT} ({METRIC}) and {FORMAT_V1} ({METRIC_V1}). Retrain the model with this "
-            "version, or serve it with the version that trained it."
+            f"reads {FORMAT} ({METRIC}), {FORMAT_V2} ({METRIC_V2}) and {FORMAT_V1} ({METRIC_V1}). "
+            "Retrain the model with this version, or serve it with the version that trained it."
         )
     bank = _as_matrix(bank, str(folder / BANK_FILE))
     try:
@@ -413,6 +497,16 @@ def load_guard(folder: Path) -> Guard:
                 raise ValueError(f"bank_class_rows {rows} do not add up to bank_size {shape[0]}")
             labels = np.repeat(np.arange(len(rows)), rows)
             thresholds = np.asarray([float(t) for t in doc["class_thresholds"]], np.float64)
+        if found[0] == FORMAT:
+            euclidean = np.asarray([float(t) for t in doc["euclidean_thresholds"]], np.float64)
+            joint = np.asarray([float(t) for t in doc["joint_thresholds"]], np.float64)
+            if euclidean.shape != thresholds.shape or joint.shape != thresholds.shape:
+                raise ValueError(
+                    f"{len(thresholds)} class thresholds, {len(euclidean)} Euclidean and {len(joint)} joint"
+                )
+            extra = {"euclidean_thresholds": euclidean, "joint_thresholds": joint}
+        else:
+            extra = {}
     except (KeyError, TypeError, ValueError, DataError, InvalidParameterError) as exc:
         raise DataError(f"{str(path)!r} is malformed ({exc!r}). Retrain the model to rewrite it.") from exc
     if bank.shape != shape or not 1 <= k <= len(bank):
@@ -420,9 +514,10 @@ def load_guard(folder: Path) -> Guard:
             f"{BANK_FILE} has shape {bank.shape} but {GUARD_FILE} says {shape} with k={k}: "
             "the guard files do not belong together. Retrain the model to rewrite them."
         )
-    if len(labels) and (labels.max() >= len(thresholds) or not np.all(np.isfinite(thresholds))):
+    limits = np.concatenate([thresholds, *extra.values()])
+    if len(labels) and (labels.max() >= len(thresholds) or not np.all(np.isfinite(limits))):
         raise DataError(
             f"{str(path)!r} has {len(thresholds)} class thresholds for bank labels up to {labels.max()} "
             "(or non-finite thresholds). Retrain the model to rewrite it."
         )
-    return Guard(bank, labels, thresholds, coverage, k, doc.get("calibration", {}))
+    return Guard(bank, labels, thresholds, coverage, k, doc.get("calibration", {}), **extra)

@@ -134,14 +134,17 @@ def test_guard_round_trips_through_its_files(synthetic, tmp_path):
     )
     guard.save(tmp_path)
     doc = json.loads((tmp_path / GUARD_FILE).read_text())
-    assert doc["format"] == "planets-guard/2" and doc["metric"] == "cosine-knn-classwise"
+    assert doc["format"] == "planets-guard/3" and doc["metric"] == "cosine-euclidean-knn-classwise"
     assert (doc["bank_size"], doc["embedding_dim"], doc["k"], doc["threshold"]) == (800, 64, 3, 0.5)
     assert len(doc["class_thresholds"]) == 10 and doc["bank_class_rows"] == [80] * 10
+    assert len(doc["euclidean_thresholds"]) == len(doc["joint_thresholds"]) == 10
     loaded = load_guard(tmp_path)
     assert loaded.threshold == guard.threshold and loaded.coverage == 0.9 and loaded.k == 3
     np.testing.assert_array_equal(loaded.bank, guard.bank)
     np.testing.assert_array_equal(loaded.labels, guard.labels)
     np.testing.assert_array_equal(loaded.class_thresholds, guard.class_thresholds)
+    np.testing.assert_array_equal(loaded.euclidean_thresholds, guard.euclidean_thresholds)
+    np.testing.assert_array_equal(loaded.joint_thresholds, guard.joint_thresholds)
     np.testing.assert_array_equal(loaded.scores(synthetic["unseen"]), guard.scores(synthetic["unseen"]))
 
 
@@ -154,13 +157,20 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
         load_guard(tmp_path)
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(
-        DataError, match="format 'other'.*reads planets-guard/2.*and planets-guard/1.*Retrain"
+        DataError,
+        match="format 'other'.*reads planets-guard/3.*planets-guard/2.*and planets-guard/1.*Retrain",
     ):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.ones((800, 64), np.float32))
     doc = Guard.fit(synthetic["train"], synthetic["validation"], GuardParams(coverage=0.95)).describe()
     (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "class_thresholds": []}))
     with pytest.raises(DataError, match="0 class thresholds"):
+        load_guard(tmp_path)
+    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "joint_thresholds": []}))
+    with pytest.raises(DataError, match="malformed.*1 class thresholds, 1 Euclidean and 0 joint"):
+        load_guard(tmp_path)
+    (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "euclidean_thresholds": [float("nan")]}))
+    with pytest.raises(DataError, match="non-finite thresholds"):
         load_guard(tmp_path)
     (tmp_path / GUARD_FILE).write_text(json.dumps({**doc, "bank_class_rows": [1, 2]}))
     with pytest.raises(DataError, match="malformed.*do not add up to bank_size 800"):
@@ -312,3 +322,53 @@ def test_a_guard_built_with_unsorted_labels_saves_and_scores_the_same(synthetic,
     loaded = load_guard(tmp_path)
     queries = np.concatenate([synthetic["validation"], synthetic["unseen"]])
     np.testing.assert_allclose(loaded.scores(queries), guard.scores(queries), atol=1e-6)
+
+
+def test_an_unseen_class_in_the_direction_of_a_known_one_is_rejected_by_its_length(synthetic):
+    """The Neptune case: an unseen class whose embeddings point the way a known class's do.
+
+    Cosine alone cannot tell them apart (same direction); the Euclidean distance can (they
+    are three times as long), and the joint threshold still keeps the known images.
+    """
+    rng = np.random.default_rng(7)
+    train, validation = synthetic["train"], synthetic["validation"]
+    labels = np.repeat(np.arange(10), 80)
+    # Class 3's embeddings, three times as long, plus a little noise of their own.
+    unseen = np.maximum(3.0 * clusters(rng, train[labels == 3][:10].mean(0, keepdims=True), 200, 0.1), 0.0)
+    guard = Guard.fit(train, validation, GuardParams(coverage=0.95), bank_labels=labels)
+    cosine_only = Guard(guard.bank, guard.labels, guard.class_thresholds, guard.coverage, guard.k)
+    assert np.mean(cosine_only.recognised(cosine_only.scores(unseen))) > 0.5
+    assert not np.any(guard.recognised(guard.scores(unseen)))
+    assert np.mean(guard.recognised(guard.scores(validation))) >= 0.95
+    assert np.mean(guard.recognised(guard.scores(synthetic["unseen"]))) == 0.0
+
+
+def test_the_joint_threshold_keeps_the_coverage_in_every_class(synthetic):
+    labels = np.repeat(np.arange(10), 80)
+    for coverage in (0.8, 0.9, 0.99):
+        guard = Guard.fit(
+            synthetic["train"], synthetic["validation"], GuardParams(coverage=coverage), bank_labels=labels
+        )
+        kept = guard.recognised(guard.scores(synthetic["validation"]))
+        for c in range(10):
+            assert np.mean(kept[np.repeat(np.arange(10), 20) == c]) >= coverage
+        assert guard.calibration["kept"] >= coverage
+
+
+def test_a_version_2_guard_loads_and_recognises_what_it_recognised_before(synthetic, tmp_path):
+    """A model trained by the previous version (planets-guard/2: cosine distance alone)."""
+    labels = np.repeat(np.arange(10), 80)
+    fitted = Guard.fit(
+        synthetic["train"], synthetic["validation"], GuardParams(coverage=0.9), bank_labels=labels
+    )
+    old = Guard(normalize(fitted.bank), fitted.labels, fitted.class_thresholds, 0.9, 1)
+    old.save(tmp_path)
+    assert json.loads((tmp_path / GUARD_FILE).read_text())["format"] == "planets-guard/2"
+    everything = np.concatenate([synthetic["validation"], synthetic["unseen"]])
+    # The cosine-only score of planets-guard/2, written out: 1 - (1 - s) / (1 - t_c) / 2.
+    similarity = normalize(everything).astype(np.float64) @ normalize(fitted.bank).astype(np.float64).T
+    nearest = fitted.labels[similarity.argmax(1)]
+    expected = np.clip(1 - (1 - similarity.max(1)) / (1 - fitted.class_thresholds[nearest]) / 2, 0, 1)
+    loaded = load_guard(tmp_path)
+    assert loaded.euclidean_thresholds is None
+    np.testing.assert_allclose(loaded.scores(everything), expected, atol=1e-5)  # a float32 bank
