@@ -340,10 +340,10 @@ class Guard:
         ratio, _ = guard._ratios(calibration_embeddings)
         guard = replace(guard, joint_thresholds=per_class(ratio, nearest, _distance_limit))
         kept = guard.recognised(guard.scores(calibration_embeddings))
-        per_class = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
+        counts = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
         return replace(
             guard,
-            calibration={"count": int(similarity.size), "kept": float(np.mean(kept)), "per_class": per_class},
+            calibration={"count": int(similarity.size), "kept": float(np.mean(kept)), "per_class": counts},
         )
 
     def scores(self, embeddings: Any) -> np.ndarray:
