@@ -67,8 +67,7 @@ def detect_drift(
     from pathlib import Path
 
     from planets_mlops.knobs import DriftParams
-    from planets_mlops.monitoring.drift import check_window
-    from planets_mlops.storage_paths import DRIFT_FILES, resolve_model_dir
+    from planets_mlops.monitoring.drift import check_model_window
 
     params = DriftParams(
         alpha=alpha,
@@ -79,29 +78,20 @@ def detect_drift(
         window_hours=window_hours,
         max_records=max_records,
     )
-    model_dir = resolve_model_dir(model_uri, DRIFT_FILES, param="model_uri")
-    report_path = Path(report.path)
-    result = check_window(
+    result = check_model_window(
         records_uri,
-        model_dir,
+        model_uri,
         model_version,
         window_end,
         params,
-        report_path,
+        Path(report.path),
         workspace=evidently_workspace,
         version_source=version_source,
     )
-    for key, value in result.metadata().items():
-        metrics.log_metric(key, value)
+    metrics.metadata.update(result.metadata())
     Path(verdict.path).write_text(result.to_markdown())
     Path(summary.path).write_text(json.dumps(result.summary(), indent=1))
-    for artifact in (verdict, summary, report):
-        artifact.metadata.update(
-            {
-                "verdict": result.verdict,
-                "model_version": model_version,
-                "window_start": result.window.start,
-                "window_end": result.window.end,
-            }
-        )
+    verdict.metadata.update(result.provenance())
+    summary.metadata.update(result.provenance())
+    report.metadata.update(result.provenance())
     return result.verdict

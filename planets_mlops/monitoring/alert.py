@@ -38,8 +38,8 @@ from typing import Any
 
 from planets_mlops.errors import DataError, InvalidParameterError, PlanetsError
 from planets_mlops.knobs import AlertParams
-from planets_mlops.monitoring.drift import DRIFT, SUMMARY_FORMAT, summary_markdown
 from planets_mlops.monitoring.records import read_json_file
+from planets_mlops.monitoring.summary import DRIFT, SUMMARY_FORMAT, summary_markdown
 from planets_mlops.monitoring.trigger import (  # noqa: F401 - the alert's KFP API, re-exported
     IN_CLUSTER_KFP,
     SA_TOKEN_PATH,

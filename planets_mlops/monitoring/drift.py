@@ -36,16 +36,20 @@ from planets_mlops.knobs import DriftParams
 from planets_mlops.monitoring.features import FEATURES, PROJECTION_DIM
 from planets_mlops.monitoring.records import Window
 from planets_mlops.monitoring.reference import ReferenceProfile
+from planets_mlops.monitoring.summary import (  # noqa: F401 - the verdicts, re-exported
+    DRIFT,
+    NO_DRIFT,
+    NOT_ENOUGH_DATA,
+    SUMMARY_FORMAT,
+    VERDICTS,
+    format_p,
+    summary_markdown,
+)
 
 log = logging.getLogger(__name__)
 
-DRIFT = "drift"
-NO_DRIFT = "no drift"
-NOT_ENOUGH_DATA = "not enough data"
-VERDICTS = (DRIFT, NO_DRIFT, NOT_ENOUGH_DATA)
 EMBEDDING_COLUMNS = tuple(f"embedding_{i}" for i in range(PROJECTION_DIM))
 PREDICTION_COLUMN = "prediction"
-SUMMARY_FORMAT = "planets-drift/1"
 # The reference profile stores its values to 6 decimals; records are compared at the same
 # precision, or the ties of discrete features (dark_fraction is a count of pixels over the
 # pixel count) would split apart and a window of the reference's own images would "drift".
@@ -182,47 +186,14 @@ class DriftResult:
         """The verdict with its evidence, for the KFP UI."""
         return summary_markdown(self.summary())
 
-
-def _fmt_p(value: float) -> str:
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """A drift summary (:meth:`DriftResult.summary`) as Markdown: verdict, window, evidence."""
-    window = summary["window"]
-    params = summary["params"]
-    lines = [
-        f"# Drift check: **{summary['verdict'].upper()}**",
-        "",
-        summary["reason"],
-        "",
-        f"- model version: `{window['model_version']}`",
-        f"- window: {window['start']} to {window['end']} (UTC), {summary['records']} records in "
-        f"{window['objects']} objects"
-        + (
-            f" (a uniform sample of the window's {window.get('seen', -1)} records, across all its hours)"
-            if window["truncated"]
-            else ""
-        ),
-        f"- reference: {summary['reference_records']} validation images",
-        f"- tests: {params['numeric_test']} per numeric column, {params['prediction_test']} on the "
-        f"predicted class; a column drifts below p = {summary['threshold']:.2g} "
-        f"(alpha {params['alpha']} / {len(summary['columns'])} columns); drift when at least "
-        f"{params['drift_share']:.0%} of the columns drift",
-    ]
-    if window["skipped"]:
-        skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(window["skipped"].items()))
-        lines.append(f"- skipped while reading: {skipped}")
-    lines += [f"- note: {note}" for note in summary["notes"]]
-    if summary["columns"]:
-        lines += ["", "| group | column | statistic | p-value | drifted |", "|---|---|---|---|---|"]
-        ordered = sorted(summary["columns"], key=lambda c: (not c["drifted"], c["p_value"]))
-        for c in ordered:
-            mark = "**yes**" if c["drifted"] else "no"
-            unseen = "inf (a class the reference never predicted)"
-            statistic = unseen if c["statistic"] is None else f"{c['statistic']:.3f}"
-            lines.append(f"| {c['group']} | {c['column']} | {statistic} | {_fmt_p(c['p_value'])} | {mark} |")
-    return "\n".join(lines) + "\n"
+    def provenance(self) -> dict[str, str]:
+        """What each of the step's artifacts says it is about: the verdict, the version, the window."""
+        return {
+            "verdict": self.verdict,
+            "model_version": self.window.model_version,
+            "window_start": self.window.start,
+            "window_end": self.window.end,
+        }
 
 
 def _frames(reference: ReferenceProfile, window: Window, use_embedding: bool) -> tuple[Any, Any]:
@@ -425,7 +396,7 @@ def detect_drift(
     needed = max(1, math.ceil(params.drift_share * len(columns) - 1e-9))
     drifted = sorted((c for c in tested if c.drifted), key=lambda c: c.p_value)
     if len(drifted) >= needed:
-        named = ", ".join(f"{c.column} (p={_fmt_p(c.p_value)})" for c in drifted[:5])
+        named = ", ".join(f"{c.column} (p={format_p(c.p_value)})" for c in drifted[:5])
         verdict, reason = (
             DRIFT,
             (
@@ -439,7 +410,7 @@ def detect_drift(
             NO_DRIFT,
             (
                 f"{len(drifted)} of {len(columns)} columns drifted, fewer than the {needed} needed; "
-                f"smallest p-value {_fmt_p(min(p_values.values()))} against a threshold of {threshold:.2g}."
+                f"smallest p-value {format_p(min(p_values.values()))} against a threshold of {threshold:.2g}."
             ),
         )
     result = DriftResult(
@@ -570,3 +541,49 @@ def check_window(
     if window.skipped:
         log.warning("skipped while reading the window: %s", window.skipped)
     return detect_drift(reference, window, params, report_path, info, workspace)
+
+
+def check_model_window(
+    records_uri: str,
+    model_uri: str,
+    model_version: str,
+    window_end: str = "",
+    params: DriftParams | None = None,
+    report_path: Path | None = None,
+    workspace: str = "",
+    version_source: str = "",
+) -> DriftResult:
+    """What the ``detect_drift`` component calls: :func:`check_window` on the model at ``model_uri``.
+
+    Args:
+        records_uri: Root of the prediction records (a folder or ``gs://BUCKET/PREFIX``).
+        model_uri: The served model's folder (``gs://`` or local); only the files the drift
+            check reads are downloaded.
+        model_version: The model tag the service writes its records under.
+        window_end: End of the window (ISO-8601); empty: now.
+        params: The decision's knobs.
+        report_path: Where to write the Evidently report (HTML).
+        workspace: An Evidently workspace to add the report to (see :func:`add_to_workspace`).
+        version_source: Where ``model_version`` came from (see :func:`check_window`).
+
+    Returns:
+        The verdict and its evidence; :meth:`DriftResult.provenance` labels the artifacts.
+
+    Raises:
+        planets_mlops.errors.NotFoundError: see :func:`check_window`.
+        planets_mlops.errors.DataError: ``model_uri`` holds no model folder with the drift
+            check's files.
+    """
+    from planets_mlops.storage_paths import DRIFT_FILES, resolve_model_dir
+
+    model_dir = resolve_model_dir(model_uri, DRIFT_FILES, param="model_uri")
+    return check_window(
+        records_uri,
+        model_dir,
+        model_version,
+        window_end,
+        params,
+        report_path,
+        workspace=workspace,
+        version_source=version_source,
+    )

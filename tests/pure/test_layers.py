@@ -60,6 +60,11 @@ def test_the_project_keeps_its_layers():
             "def f():\n    from planets_mlops.train import fit",
             "imports the sibling step planets_mlops.train",
         ),
+        (
+            "planets_mlops.monitoring.alert",
+            "from planets_mlops.monitoring.drift import DRIFT",
+            "imports the sibling step planets_mlops.monitoring.drift",
+        ),
     ],
 )
 def test_an_arrow_added_back_is_caught(module, source, expected):

@@ -298,3 +298,32 @@ def test_a_typo_in_the_records_location_or_the_model_version_is_an_error(images,
         drift.check_window(root, model, "m:2", end, version_source="pinned")
     with pytest.raises(NotFoundError, match=r"No prediction records at all"):  # a location typo stays one
         drift.check_window(str(tmp_path / "recrods"), model, "m:2", end, version_source="registry")
+
+
+def test_the_model_window_labels_every_artifact_and_names_a_wrong_model_uri(images, reference, tmp_path):
+    # What the detect_drift component calls: the model folder from its URI, then the window.
+    from datetime import timedelta
+
+    from planets_mlops.errors import DataError
+    from planets_mlops.inbox import open_store
+    from planets_mlops.monitoring import records as records_module
+
+    model = tmp_path / "model"
+    model.mkdir()
+    reference.save(model)
+    root = str(tmp_path / "records")
+    when = WHEN + timedelta(minutes=10)
+    batch = [dataclasses.replace(r, time=when.isoformat()) for r in _traffic(images).records[:60]]
+    store = open_store(records_module.partition(root, "m:1", when))
+    assert store.put_if_absent(records_module.batch_name(when), records_module.encode_batch(batch))
+    end = (WHEN + timedelta(hours=1)).isoformat()
+    result = drift.check_model_window(root, str(model), "m:1", end, DriftParams(window_hours=2))
+    assert result.records == 60
+    assert result.provenance() == {
+        "verdict": result.verdict,
+        "model_version": "m:1",
+        "window_start": (WHEN - timedelta(hours=1)).isoformat(timespec="seconds"),
+        "window_end": (WHEN + timedelta(hours=1)).isoformat(timespec="seconds"),
+    }
+    with pytest.raises(DataError, match=r"model_uri='.*no-model' is not a folder"):
+        drift.check_model_window(root, str(tmp_path / "no-model"), "m:1", end)
