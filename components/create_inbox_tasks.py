@@ -40,12 +40,9 @@ def create_inbox_tasks(
     import json
     from pathlib import Path
 
-    from planets_mlops.inbox import Inbox, open_store
     from planets_mlops.labelstudio.client import LabelStudioClient
-    from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks
+    from planets_mlops.labelstudio.inbox_tasks import create_inbox_tasks as create
 
-    result = inbox_to_tasks(
-        LabelStudioClient(), project, Inbox(open_store(inbox_uri)), Path(dataset.path), inbox_max_tasks
-    )
+    result = create(LabelStudioClient(), project, inbox_uri, Path(dataset.path), inbox_max_tasks)
     summary.metadata.update(result.metadata())
     Path(summary.path).write_text(json.dumps(result.metadata(), indent=2))

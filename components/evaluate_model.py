@@ -56,52 +56,29 @@ def evaluate_model(
         verdict: The gate's decision with its numbers as Markdown.
         Output: Whether to promote the candidate.
     """
-    import tempfile
-    from pathlib import Path
-
-    from planets_mlops.evaluate import evaluate_model as evaluate
-    from planets_mlops.evaluate import report_provenance
+    from planets_mlops.evaluate import evaluate_candidate
     from planets_mlops.knobs import EvaluateParams, RegistryParams
-    from planets_mlops.registry.registry import production_opponent
-    from planets_mlops.registry.settings import connect
 
-    gate = EvaluateParams(
-        min_improvement=min_improvement,
-        gate_alpha=gate_alpha,
-        gate_confidence=gate_confidence,
-        bootstrap_resamples=bootstrap_resamples,
-        bootstrap_seed=bootstrap_seed,
-    )
-    registry = RegistryParams(tracking=tracking, model_name=registered_model_name)
-    client = connect(registry, step="evaluate_model") if tracking else None
-    opponent = production_opponent(
-        client, registered_model_name, production_model_uri, Path(tempfile.mkdtemp(prefix="production-"))
-    )
-    result = evaluate(
+    evaluation = evaluate_candidate(
         prepared.path,
         model.path,
         report.path,
-        opponent.model_dir,
-        min_improvement,
-        gate,
         verdict.path,
-        provenance={
-            **report_provenance(model.metadata, prepared.metadata, run_name),
-            # The registry's name for the opponent, not the folder it was downloaded to.
-            "production": (
-                f"version {opponent.version} of {registered_model_name}"
-                if opponent.version
-                else opponent.source
-            )
-            if opponent.model_dir
-            else "",
-        },
+        EvaluateParams(
+            min_improvement=min_improvement,
+            gate_alpha=gate_alpha,
+            gate_confidence=gate_confidence,
+            bootstrap_resamples=bootstrap_resamples,
+            bootstrap_seed=bootstrap_seed,
+        ),
+        RegistryParams(tracking=tracking, model_name=registered_model_name),
+        production_model_uri,
+        model_metadata=model.metadata,
+        data_metadata=prepared.metadata,
+        run_name=run_name,
     )
-    for key, value in result.metadata().items():
-        metrics.log_metric(key, value)
+    result = evaluation.result
+    metrics.metadata.update(result.metadata())
     confusion.log_confusion_matrix(result.classes, result.confusion_matrix)
-    verdict.metadata["promote"] = result.promote
-    verdict.metadata["production_version"] = opponent.version
-    verdict.metadata["production_source"] = opponent.source if opponent.model_dir else ""
-    verdict.metadata["gate"] = result.gate_summary()
+    verdict.metadata.update(evaluation.verdict_metadata())
     return result.promote

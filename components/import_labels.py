@@ -48,45 +48,23 @@ def import_labels(
         merged: The data set with the new labels; metadata counts new labels and skipped tasks.
     """
     from planets_mlops.labelstudio.client import LabelStudioClient
-    from planets_mlops.labelstudio.importer import import_labels as run_import
-    from planets_mlops.labelstudio.publish import publish_dataset
+    from planets_mlops.labelstudio.importer import import_and_publish
 
-    result = run_import(
+    result = import_and_publish(
         LabelStudioClient(),
         project,
         dataset.path,
         merged.path,
+        dict(dataset.metadata),
         classes=list(classes) or None,
         allow_new_classes=allow_new_classes,
+        publish=publish,
+        data_repo_url=data_repo_url,
+        data_path=data_path,
+        publish_branch=publish_branch,
+        remote_config=dict(dvc_remote_config) or None,
     )
-    base = dict(dataset.metadata)
     merged.metadata.update(result.metadata())
-    merged.metadata.update(
-        {
-            "base_commit": base.get("commit", ""),
-            "base_dvc_hash": base.get("dvc_hash", ""),
-            "repo_url": base.get("repo_url", ""),
-            "data_path": base.get("data_path", data_path),
-            # Merged but unpublished labels are in no commit: the base's would be wrong.
-            "commit": "" if result.summary.accepted else base.get("commit", ""),
-            "dvc_hash": "" if result.summary.accepted else base.get("dvc_hash", ""),
-            "unpublished_changes": result.summary.accepted != [],
-        }
-    )
-    if publish:
-        published = publish_dataset(
-            merged.path,
-            data_repo_url or base.get("repo_url", ""),
-            data_path,
-            publish_branch,
-            base_commit=base.get("commit", ""),
-            remote_config=dict(dvc_remote_config) or None,
-            message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",  # noqa: E501
-        )
-        merged.metadata.update(published.metadata())
-        merged.metadata.update(
-            {"commit": published.commit, "dvc_hash": published.dvc_hash, "unpublished_changes": False}
-        )
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from planets_mlops.augment import benign_changes
 from planets_mlops.errors import DataError
 from planets_mlops.gate import Verdict, decide
 from planets_mlops.guard import has_guard, load_guard, rejection_rate
-from planets_mlops.knobs import EvaluateParams
+from planets_mlops.knobs import EvaluateParams, RegistryParams
 from planets_mlops.metric_names import (
     CLASSIFICATION,
     DELTA_VAL_ACCURACY,
@@ -700,3 +701,97 @@ def evaluate_model(
         promote,
     )
     return result
+
+
+@dataclass(frozen=True)
+class CandidateEvaluation:
+    """What the ``evaluate_model`` component reports: the scores and who the opponent was.
+
+    Attributes:
+        result: The candidate's scores and the promotion decision.
+        production_version: The registry version ``production`` named when it was read
+            (empty when the registry was not consulted or names none); the promotion
+            expects to still find it there.
+        production_source: Where the opponent came from (a URI or ``models:/...``); empty
+            when there was no opponent.
+    """
+
+    result: EvaluateResult
+    production_version: str
+    production_source: str
+
+    def verdict_metadata(self) -> dict[str, Any]:
+        """Metadata of the ``verdict`` artifact: the decision, production's version, the gate."""
+        return {
+            "promote": self.result.promote,
+            "production_version": self.production_version,
+            "production_source": self.production_source,
+            "gate": self.result.gate_summary(),
+        }
+
+
+def evaluate_candidate(
+    prepared_dir: Path,
+    model_dir: Path,
+    report_path: Path,
+    verdict_path: Path,
+    gate: EvaluateParams,
+    registry: RegistryParams,
+    production_model_uri: str = "",
+    model_metadata: Mapping[str, Any] | None = None,
+    data_metadata: Mapping[str, Any] | None = None,
+    run_name: str = "",
+) -> CandidateEvaluation:
+    """What the ``evaluate_model`` component calls: find production, then :func:`evaluate_model`.
+
+    The opponent is ``production_model_uri`` when given; else, with ``registry.tracking``,
+    the version the ``production`` alias of ``registry.model_name`` names
+    (``MLFLOW_TRACKING_URI``); else none, and the candidate is promoted.
+
+    Args:
+        prepared_dir: Output of ``prepare_dataset``.
+        model_dir: Output of ``train_model``.
+        report_path: Where the HTML report goes.
+        verdict_path: Where the verdict goes as Markdown.
+        gate: The gate's knobs.
+        registry: The registry knobs (``tracking``, ``model_name``).
+        production_model_uri: Model folder of the production model (a path or ``gs://``).
+        model_metadata: The trained model artifact's metadata, for the report's header.
+        data_metadata: The prepared data set's metadata, for the report's header.
+        run_name: The pipeline run's name, for the report's header.
+
+    Returns:
+        The scores, the decision and the opponent's version and source.
+
+    Raises:
+        DataError: see :func:`evaluate_model`.
+        TrackingError: the tracking server is unreachable (and ``allow_untracked`` is off).
+    """
+    from planets_mlops.registry.registry import production_opponent
+    from planets_mlops.registry.settings import connect
+
+    client = connect(registry, step="evaluate_model")
+    opponent = production_opponent(
+        client, registry.model_name, production_model_uri, Path(tempfile.mkdtemp(prefix="production-"))
+    )
+    result = evaluate_model(
+        prepared_dir,
+        model_dir,
+        report_path,
+        opponent.model_dir,
+        gate.min_improvement,
+        gate,
+        verdict_path,
+        provenance={
+            **report_provenance(model_metadata or {}, data_metadata or {}, run_name),
+            # The registry's name for the opponent, not the folder it was downloaded to.
+            "production": (
+                f"version {opponent.version} of {registry.model_name}"
+                if opponent.version
+                else opponent.source
+            )
+            if opponent.model_dir
+            else "",
+        },
+    )
+    return CandidateEvaluation(result, opponent.version, opponent.source if opponent.model_dir else "")

@@ -342,7 +342,7 @@ def label_inbox_tasks(client: Any, project_id: int, truth: dict[str, str]) -> in
     Returns:
         How many tasks were labelled.
     """
-    from planets_mlops.labelstudio.inbox_tasks import task_hash
+    from planets_mlops.labelstudio.inbox_transfer import task_hash
 
     labelled = 0
     for task in sorted(client.export_tasks(project_id), key=lambda t: int(t["id"])):

@@ -4,7 +4,7 @@ The service, when ``PLANETS_INBOX`` names a place (a local folder or ``gs://BUCK
 keeps each input that its guard did not recognise (``unrecognised``) or whose top two
 class probabilities lie closer than ``PLANETS_INBOX_MIN_MARGIN`` (``low_margin``), with the
 answer it gave. The retraining pipeline turns the inbox into Label Studio tasks
-(:mod:`planets_mlops.labelstudio.inbox_tasks`), hardest first.
+(:mod:`planets_mlops.labelstudio.inbox_transfer`), hardest first.
 
 Layout: per item two objects named by the SHA-256 of the image bytes,
 ``<sha256>.<ext>`` (the image) and ``<sha256>.json`` (:class:`InboxItem`). The JSON is

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from planets_mlops.dataset import list_classes
 from planets_mlops.labelstudio import labels as rules
 from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient
 from planets_mlops.labelstudio.merge import hash_dataset, image_extension, merge_images, sha256_bytes
+from planets_mlops.labelstudio.publish import PublishResult
 from planets_mlops.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -168,3 +170,104 @@ def import_labels(
         result.seconds,
     )
     return result
+
+
+@dataclass
+class MergedDataset:
+    """What the ``import_labels`` component reports: the import, its base and its publication.
+
+    Attributes:
+        result: The import.
+        base: The pulled data set's metadata (``commit``, ``dvc_hash``, ``repo_url``, ``data_path``).
+        data_path: The data's path in the data repository, when ``base`` names none.
+        published: The new DVC version, or None when the merge was not published.
+    """
+
+    result: ImportResult
+    base: dict[str, Any]
+    data_path: str
+    published: PublishResult | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """Metadata of the merged Dataset artifact: the import, its lineage and its version.
+
+        Merged labels that are not published are in no commit: ``commit`` and ``dvc_hash``
+        are then empty (the base's would be wrong) and ``unpublished_changes`` is True.
+        """
+        base, changed = self.base, self.result.summary.accepted != []
+        values = {
+            **self.result.metadata(),
+            "base_commit": base.get("commit", ""),
+            "base_dvc_hash": base.get("dvc_hash", ""),
+            "repo_url": base.get("repo_url", ""),
+            "data_path": base.get("data_path", self.data_path),
+            "commit": "" if changed else base.get("commit", ""),
+            "dvc_hash": "" if changed else base.get("dvc_hash", ""),
+            "unpublished_changes": changed,
+        }
+        if self.published is not None:
+            values.update(self.published.metadata())
+            values.update(
+                {
+                    "commit": self.published.commit,
+                    "dvc_hash": self.published.dvc_hash,
+                    "unpublished_changes": False,
+                }
+            )
+        return values
+
+
+def import_and_publish(
+    client: LabelStudioClient,
+    project: str | int,
+    base_dir: Path,
+    out_dir: Path,
+    base: Mapping[str, Any],
+    classes: list[str] | None = None,
+    allow_new_classes: bool = False,
+    publish: bool = False,
+    data_repo_url: str = "",
+    data_path: str = "data/raw",
+    publish_branch: str = "labels",
+    remote_config: dict | None = None,
+) -> MergedDataset:
+    """What the ``import_labels`` component calls: :func:`import_labels`, then publish the merge.
+
+    Args:
+        client: Connection to Label Studio.
+        project: Exact project title or numeric id.
+        base_dir: The pulled data set (``<Class>/<image>``).
+        out_dir: Where the merged data set is written (replaced).
+        base: The pulled data set's metadata: the lineage of the merge.
+        classes: Allowed labels; the class folders of ``base_dir`` when None.
+        allow_new_classes: Accept labels that are choices of the project but not classes.
+        publish: Commit the merged folder as a DVC version on ``publish_branch`` of the data
+            repository (starting from the pulled commit) and push it.
+        data_repo_url: The data repository; empty: the base's ``repo_url``.
+        data_path: The data's path in the data repository.
+        publish_branch: The branch the merge is published on.
+        remote_config: DVC remote settings used when publishing.
+
+    Returns:
+        The import and, when published, its new version (:meth:`MergedDataset.metadata`).
+
+    Raises:
+        See :func:`import_labels` and :func:`planets_mlops.labelstudio.publish.publish_dataset`.
+    """
+    result = import_labels(
+        client, project, base_dir, out_dir, classes=classes, allow_new_classes=allow_new_classes
+    )
+    merged = MergedDataset(result, dict(base), data_path)
+    if publish:
+        from planets_mlops.labelstudio.publish import publish_dataset
+
+        merged.published = publish_dataset(
+            Path(out_dir),
+            data_repo_url or merged.base.get("repo_url", ""),
+            data_path,
+            publish_branch,
+            base_commit=merged.base.get("commit", ""),
+            remote_config=remote_config,
+            message=f"Import {len(result.summary.accepted)} labels from Label Studio project {result.project_title!r}",  # noqa: E501
+        )
+    return merged

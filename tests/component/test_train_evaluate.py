@@ -203,6 +203,39 @@ def test_evaluate_writes_report_and_compares_with_production(tiny_model, small_p
     assert stricter.promote is False
 
 
+@pytest.mark.parametrize("against_production", [False, True])
+def test_evaluate_candidate_names_the_opponent_it_found(
+    tiny_model, small_prepared, tmp_path, against_production
+):
+    # What the evaluate_model component calls: the opponent (an explicit URI here, tracking
+    # off), the report's header and the verdict's metadata.
+    from planets_mlops.evaluate import evaluate_candidate
+    from planets_mlops.knobs import EvaluateParams, RegistryParams
+
+    uri = str(tiny_model) if against_production else ""
+    evaluation = evaluate_candidate(
+        small_prepared,
+        tiny_model,
+        tmp_path / "report.html",
+        tmp_path / "verdict.md",
+        EvaluateParams(min_improvement=0.01 if against_production else 0.0),
+        RegistryParams(tracking=False),
+        uri,
+        model_metadata={"framework": "tensorflow"},
+        run_name="run-7",
+    )
+    meta = evaluation.verdict_metadata()
+    assert meta["production_version"] == ""
+    assert meta["production_source"] == uri
+    # min_improvement reaches the gate: the same model does not gain 0.01 over itself.
+    assert meta["promote"] is evaluation.result.promote is (not against_production)
+    assert (meta["gate"]["overall"] is not None) is against_production
+    report = (tmp_path / "report.html").read_text()
+    assert "run-7" in report and "tensorflow" in report
+    assert (str(tiny_model) in report) is against_production
+    assert (tmp_path / "verdict.md").read_text().startswith("# Promotion gate")
+
+
 def test_evaluate_rejects_a_model_of_other_classes(tiny_model, tmp_path):
     from planets_mlops.prepare import PrepareParams, prepare_dataset
     from tests.support.fixtures.data import copy_subset

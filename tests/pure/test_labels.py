@@ -282,3 +282,37 @@ def test_refusing_new_classes_names_the_label_its_tasks_and_the_parameter():
 @pytest.mark.parametrize("name, ok", [("Pluto", True), ("Dwarf planet", True), ("../x", False), ("", False)])
 def test_is_class_name(name, ok):
     assert rules.is_class_name(name) is ok
+
+
+def _merged(accepted, published=None, base=None):
+    from planets_mlops.labelstudio.importer import ImportResult, MergedDataset
+
+    summary = rules.ImportSummary(
+        accepted=[rules.LabelledImage(7, "/x.png", "a" * 64, "Moon")] if accepted else []
+    )
+    result = ImportResult(3, "planets", CLASSES, summary, 10, 10 + len(summary.accepted), {"Moon": 4}, 0.1)
+    base = (
+        {"commit": "c0ffee", "dvc_hash": "d1", "repo_url": "https://git/data.git"} if base is None else base
+    )
+    return MergedDataset(result, base, "data/raw", published)
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+def test_merged_labels_that_are_not_published_are_in_no_commit(accepted):
+    meta = _merged(accepted).metadata()
+    assert meta["base_commit"] == "c0ffee" and meta["base_dvc_hash"] == "d1"
+    assert meta["repo_url"] == "https://git/data.git" and meta["data_path"] == "data/raw"
+    assert meta["new_labels"] == int(accepted) and meta["label_studio_project"] == "planets"
+    # The base's commit would be wrong for a merge with new labels.
+    assert (meta["commit"], meta["dvc_hash"]) == (("", "") if accepted else ("c0ffee", "d1"))
+    assert meta["unpublished_changes"] is accepted
+    assert _merged(accepted, base={"data_path": "data/x"}).metadata()["data_path"] == "data/x"
+
+
+def test_a_published_merge_names_its_new_version():
+    from planets_mlops.labelstudio.publish import PublishResult
+
+    meta = _merged(True, PublishResult("labels", "beef", True, "d2")).metadata()
+    assert (meta["commit"], meta["dvc_hash"], meta["unpublished_changes"]) == ("beef", "d2", False)
+    assert meta["published_branch"] == "labels" and meta["published_new_version"] is True
+    assert meta["base_commit"] == "c0ffee"

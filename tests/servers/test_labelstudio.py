@@ -460,7 +460,8 @@ def test_labelling_demo_is_idempotent(label_studio, tiny_model):
 
 def test_inbox_becomes_tasks_hardest_first_without_duplicates(ls_client, ls_project, small_raw, tmp_path):
     from planets_mlops.inbox import Inbox, LocalStore
-    from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks, task_hash
+    from planets_mlops.labelstudio.inbox_tasks import create_inbox_tasks
+    from planets_mlops.labelstudio.inbox_transfer import inbox_to_tasks, task_hash
 
     inbox = Inbox(LocalStore(tmp_path / "inbox"))
     images = extra_images(SMALL_CLASSES, per_class=2)
@@ -495,7 +496,8 @@ def test_inbox_becomes_tasks_hardest_first_without_duplicates(ls_client, ls_proj
     # The service keeps the same images again: no second task.
     for path in images[:2]:
         inbox.add(path.read_bytes(), {"closest_class": "Moon", "probabilities": {"Moon": 0.5, "Earth": 0.5}})
-    again = inbox_to_tasks(ls_client, ls_project.id, inbox, small_raw)
+    # The step's own entry opens the inbox from its URI (what the component passes).
+    again = create_inbox_tasks(ls_client, ls_project.id, str(tmp_path / "inbox"), small_raw)
     assert again.created == 0 and again.skipped == {"already_in_project": 2} and inbox.count() == 0
     assert len(ls_client.export_tasks(ls_project.id)) == 6
 

@@ -139,7 +139,7 @@ def test_retraining_from_the_inbox_labels_is_promoted(
     from planets_mlops.app.production_loop import changed_copies, label_inbox_tasks
     from planets_mlops.inbox import Inbox, LocalStore, triage
     from planets_mlops.knobs import InboxParams
-    from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks
+    from planets_mlops.labelstudio.inbox_transfer import inbox_to_tasks
 
     changed, truth = changed_copies(
         extra_images(SMALL_CLASSES, per_class=15), "swap_rb", tmp_path / "changed"
