@@ -67,87 +67,34 @@ def raise_alert(
         decision: The same as JSON.
         Output: The decision: the actions taken, or why none was.
     """
-    import datetime
-    import logging
-    import os
     from pathlib import Path
 
-    from planets_mlops.errors import DataSourceError, PlanetsError
-    from planets_mlops.knobs import AlertParams, DataParams
-    from planets_mlops.monitoring import alert as alerts
-    from planets_mlops.monitoring import trigger
+    from planets_mlops.knobs import AlertParams
+    from planets_mlops.monitoring.alert import RetrainingRun, alert_on_summary
 
-    data = alerts.load_summary(Path(summary.path))
-    params = AlertParams(
-        notify=notify,
-        push_to_label_studio=push_to_label_studio,
-        start_retraining=start_retraining,
-        webhook_timeout_s=webhook_timeout_s,
-        retraining_cooldown_hours=retraining_cooldown_hours,
-    )
-    url = os.environ.get(alerts.WEBHOOK_ENV, "")
-    now = datetime.datetime.now(datetime.UTC)
-
-    def post() -> str:
-        return alerts.post_webhook(url, {"text": alerts.AlertResult(data).decision(), "summary": data},
-                                   params.webhook_timeout_s)  # fmt: skip
-
-    def push() -> str:
-        from planets_mlops.inbox import Inbox, open_store
-        from planets_mlops.labelstudio.client import LabelStudioClient
-        from planets_mlops.labelstudio.inbox_tasks import inbox_to_tasks
-
-        made = inbox_to_tasks(LabelStudioClient(), label_studio_project, Inbox(open_store(inbox_uri)), None,
-                              inbox_max_tasks)  # fmt: skip
-        return f"{made.created} task(s) in project {made.project_id}, skipped {dict(made.skipped) or 0}"
-
-    target = trigger.RunTarget.resolve(os.environ, retraining_service_account, retraining_pipeline_root)
-    api = trigger.KfpApi(os.environ.get("KFP_HOST") or trigger.IN_CLUSTER_KFP, trigger.kfp_token(os.environ),
-                         namespace=target.namespace)  # fmt: skip
-    experiment = retraining_experiment or "monitoring"
-    key = None
-    if start_retraining and data.get("verdict") == "drift":
-        repo = str(retraining_arguments.get("data_repo_url", ""))
-        rev = str(retraining_arguments.get("data_rev", DataParams.rev))
-        path = str(retraining_arguments.get("data_path", DataParams.path))
-        try:
-            from planets_mlops.pull import data_version
-
-            data_id, why = data_version(repo, rev, path)[1], ""
-        except (DataSourceError, PlanetsError, OSError) as exc:
-            data_id, why = f"{repo}@{rev}:{path}", f"{type(exc).__name__}: {exc}"
-        key = trigger.retraining_key(data_id, str(data["window"]["model_version"]), retraining_arguments, why)
-
-    def dedupe() -> trigger.TriggerDecision:
-        assert key is not None
-        runs = api.runs_named_like(api.experiment_id(experiment), key.value)
-        return trigger.decide(runs, key, params.retraining_cooldown_hours, now)
-
-    def retrain() -> str:
-        assert key is not None
-        name = trigger.run_name(key, now)
-        run_id = api.start_run(
-            retraining_pipeline, retraining_version, experiment, retraining_arguments, name, target
-        )
-        return f"run {run_id} ({name}, as {target.service_account or 'the default service account'})"
-
-    result = alerts.raise_alert(
-        data,
-        params,
-        notify=post if url else None,
-        push=push if label_studio_project and inbox_uri else None,
-        retrain=retrain,
-        dedupe=dedupe,
-        trigger=key.to_dict() if key else None,
+    result = alert_on_summary(
+        Path(summary.path),
+        AlertParams(
+            notify=notify,
+            push_to_label_studio=push_to_label_studio,
+            start_retraining=start_retraining,
+            webhook_timeout_s=webhook_timeout_s,
+            retraining_cooldown_hours=retraining_cooldown_hours,
+        ),
+        RetrainingRun(
+            pipeline=retraining_pipeline,
+            version=retraining_version,
+            arguments=dict(retraining_arguments),
+            experiment=retraining_experiment,
+            service_account=retraining_service_account,
+            pipeline_root=retraining_pipeline_root,
+        ),
+        label_studio_project=label_studio_project,
+        inbox_uri=inbox_uri,
+        inbox_max_tasks=inbox_max_tasks,
     )
     Path(alert.path).write_text(result.to_markdown())
     Path(decision.path).write_text(result.to_json())
     alert.metadata.update(result.metadata())
     decision.metadata.update(result.metadata())
-    if result.failed:
-        logging.getLogger(__name__).error("%s", result.to_markdown())
-        raise PlanetsError(
-            "The alert is recorded, but these actions failed: "
-            + "; ".join(f"{a.action}: {a.outcome or a.why}" for a in result.failed)
-        )
-    return result.decision()
+    return result.outcome()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planets_mlops.data_source import check_parents_readable, explain, normalise_repo_url
 from planets_mlops.dataset import index_dataset
 from planets_mlops.errors import DataError, DataSourceError
 
@@ -47,55 +48,6 @@ class PullResult:
             "num_classes": len(self.class_counts),
             "skipped": self.skipped,
         }
-
-
-def _normalise_repo_url(repo_url: str) -> str:
-    """A bare local path becomes ``file://`` so DVC clones it and really reads the remote."""
-    if "://" in repo_url or repo_url.startswith("git@"):
-        return repo_url
-    path = Path(repo_url).expanduser().resolve()
-    if not path.exists():
-        raise DataSourceError(
-            f"Data repository {repo_url!r} not found. Pass a git URL (https://, git@, file://) "
-            "or an existing local repository path as data_repo_url."
-        )
-    return path.as_uri()
-
-
-def _find_cause(exc: BaseException, names: tuple[str, ...]) -> BaseException | None:
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ in names:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _explain(exc: Exception, repo_url: str, rev: str, path: str) -> DataSourceError:
-    """Turn DVC / git / GCS failures into one error that names the input and the fix."""
-    if _find_cause(exc, ("DefaultCredentialsError", "RefreshError")):
-        return DataSourceError(
-            f"No usable Google Cloud credentials to read the DVC remote of {repo_url!r} ({exc}). "
-            "Set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or run on a "
-            "cluster with Workload Identity bound to a service account that can read the bucket."
-        )
-    if _find_cause(exc, ("RevError",)):
-        return DataSourceError(
-            f"Unknown git revision data_rev={rev!r} in {repo_url!r}. "
-            "Use an existing branch, tag or commit of the data repository."
-        )
-    if _find_cause(exc, ("CloneError", "NotDvcRepoError", "SCMError", "NoSCMError")):
-        return DataSourceError(
-            f"Cannot clone data repository data_repo_url={repo_url!r} as a DVC repository: "
-            f"{exc}. Check the URL, network access and that the repository was initialised with DVC."
-        )
-    return DataSourceError(
-        f"Cannot download data_path={path!r} from the DVC remote of {repo_url!r} at {rev!r}: "
-        f"{type(exc).__name__}: {exc}. Check that the remote is reachable, that the data was "
-        "pushed (`dvc push`), and the remote credentials."
-    )
 
 
 def check_gcs_credentials(remote_url: str, remote_settings: dict, repo_url: str) -> None:
@@ -142,23 +94,6 @@ def _remote_settings(fs, remote: str, remote_config: dict | None) -> tuple[str, 
     return str(settings.get("url", "")), settings
 
 
-def _check_parents_readable(fs: Any, path: str) -> None:
-    """Before calling ``path`` untracked: can its nearest existing parent be listed?
-
-    A path inside a DVC-tracked folder exists only once the folder's listing (its ``.dir``
-    object) is read from the remote; with a remote that cannot be read (a bad endpoint,
-    key file or credentials) DVC answers "does not exist". Listing the parent raises that
-    remote's error instead, which the caller turns into a remote error, not "not tracked".
-    """
-    from pathlib import PurePosixPath
-
-    for parent in PurePosixPath(path).parents:
-        if str(parent) in ("", ".") or not fs.exists(str(parent)):
-            continue
-        fs.ls(str(parent), detail=False)
-        return
-
-
 def pull_dataset(
     repo_url: str,
     rev: str,
@@ -188,7 +123,7 @@ def pull_dataset(
     if remote_config and remote_config.get("endpointurl"):
         # gcsfs otherwise probes a gRPC API on the custom endpoint and hangs for minutes.
         os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-    url = _normalise_repo_url(repo_url)
+    url = normalise_repo_url(repo_url)
     started = time.monotonic()
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -199,7 +134,7 @@ def pull_dataset(
         _check_remote_name(fs, remote, repo_url, rev)
         check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
         if not fs.exists(path):
-            _check_parents_readable(fs, path)
+            check_parents_readable(fs, path)
             raise DataSourceError(
                 f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}. Use the path of "
                 "a DVC-tracked folder (the folder a .dvc file points to), e.g. 'data/raw'."
@@ -215,7 +150,7 @@ def pull_dataset(
     except (DataError, DataSourceError):
         raise
     except Exception as exc:  # noqa: BLE001 - mapped to one clear error below
-        raise _explain(exc, repo_url, rev, path) from exc
+        raise explain(exc, repo_url, rev, path) from exc
     finally:
         try:
             from dvc.repo.open_repo import clean_repos
@@ -246,39 +181,3 @@ def pull_dataset(
         time.monotonic() - started,
     )
     return result
-
-
-def data_version(repo_url: str, rev: str, path: str) -> tuple[str, str]:
-    """``(commit, DVC hash)`` of ``path`` of ``repo_url`` at ``rev``, without downloading the data.
-
-    What a trigger keys on: the same hash is the same data, whatever branch name led to it.
-
-    Raises:
-        DataSourceError: the repository, revision or path cannot be read, or ``path`` is not
-            tracked by DVC there.
-    """
-    from dvc.api import DVCFileSystem
-
-    if not rev:
-        raise DataSourceError("data_rev is empty: name a branch, tag or commit, e.g. 'main'.")
-    url = _normalise_repo_url(repo_url)
-    try:
-        fs = DVCFileSystem(url, rev=rev)
-        commit = fs.repo.get_rev()
-        if not fs.exists(path):
-            _check_parents_readable(fs, path)
-            raise DataSourceError(f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}.")
-        info = fs.info(path)
-        dvc_hash = info.get("md5") or (info.get("dvc_info") or {}).get("md5") or ""
-    except DataSourceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - mapped to one clear error below
-        raise _explain(exc, repo_url, rev, path) from exc
-    finally:
-        try:
-            from dvc.repo.open_repo import clean_repos
-
-            clean_repos()
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
-    return commit, dvc_hash

@@ -33,11 +33,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from planets_mlops.errors import DataError, InvalidParameterError, PlanetsError
 from planets_mlops.knobs import AlertParams
+from planets_mlops.monitoring import trigger as triggers
 from planets_mlops.monitoring.records import read_json_file
 from planets_mlops.monitoring.summary import DRIFT, SUMMARY_FORMAT, summary_markdown
 from planets_mlops.monitoring.trigger import (  # noqa: F401 - the alert's KFP API, re-exported
@@ -121,6 +123,21 @@ class AlertResult:
         if self.trigger:
             values["retraining_key"] = self.trigger.get("key", "")
         return values
+
+    def outcome(self) -> str:
+        """The step's answer, :meth:`decision`, once the record is written.
+
+        Raises:
+            PlanetsError: an action that was asked for failed (the record is logged first),
+                so that a broken channel shows red in the KFP UI.
+        """
+        if self.failed:
+            log.error("%s", self.to_markdown())
+            raise PlanetsError(
+                "The alert is recorded, but these actions failed: "
+                + "; ".join(f"{a.action}: {a.outcome or a.why}" for a in self.failed)
+            )
+        return self.decision()
 
     def to_json(self) -> str:
         """The decision, the actions and the drift summary as JSON."""
@@ -344,3 +361,111 @@ def _deduplicated(
         log.info("%s skipped: %s", name, decision.why)
         return ActionRecord(name, False, f"drift was found, but {decision.why}", "skipped (duplicate)")
     return _attempt(name, f"{name} is true and drift was found ({evidence}); {decision.why}", action, secrets)
+
+
+@dataclass(frozen=True)
+class RetrainingRun:
+    """The retraining run an alert may start (the ``retraining_*`` parameters of ``raise_alert``).
+
+    Attributes:
+        pipeline: The uploaded retraining pipeline's name.
+        version: Its version; empty: the newest.
+        arguments: The run's arguments (``data_repo_url``, ``data_rev``, ``data_path``...).
+        experiment: The KFP experiment; empty: ``monitoring``.
+        service_account: The run's service account; empty: the alert pod's own.
+        pipeline_root: The run's pipeline root; empty: the namespace's.
+    """
+
+    pipeline: str = "planets-retraining"
+    version: str = ""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    experiment: str = ""
+    service_account: str = ""
+    pipeline_root: str = ""
+
+
+def alert_on_summary(
+    summary_path: Path,
+    params: AlertParams,
+    retraining: RetrainingRun,
+    label_studio_project: str = "",
+    inbox_uri: str = "",
+    inbox_max_tasks: int = 0,
+    env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> AlertResult:
+    """What the ``raise_alert`` component calls: read the drift summary, wire the actions, raise the alert.
+
+    The webhook URL comes from ``MONITORING_WEBHOOK_URL``; Label Studio's from its own
+    variables; the KFP API from ``KFP_HOST`` (default: the in-cluster service) with the
+    token of :func:`~planets_mlops.monitoring.trigger.kfp_token`, and the run's namespace and
+    service account from ``KFP_NAMESPACE`` / ``KFP_RUN_SERVICE_ACCOUNT``
+    (:meth:`~planets_mlops.monitoring.trigger.RunTarget.resolve`). A retraining is keyed on
+    the data its arguments name and on the window's model version, and started only if no
+    run with that key is running or started within the cool-down.
+
+    Args:
+        summary_path: The drift summary of ``detect_drift``.
+        params: Which actions to take, the webhook's timeout and the cool-down.
+        retraining: The retraining run to start.
+        label_studio_project: The project the inbox tasks go to; empty: no push.
+        inbox_uri: The service's production inbox; empty: no push.
+        inbox_max_tasks: Most tasks per push (the hardest); 0: all.
+        env: Where the variables are read (default: the process environment).
+        now: The time the cool-down is measured from (default: now).
+
+    Returns:
+        The alert with every action's record (:meth:`AlertResult.outcome` is the step's answer).
+
+    Raises:
+        planets_mlops.errors.DataError: the summary is missing or of another format.
+    """
+    env = os.environ if env is None else env
+    now = now or datetime.now(UTC)
+    data = load_summary(Path(summary_path))
+    url = env.get(WEBHOOK_ENV, "")
+
+    def post() -> str:
+        return post_webhook(
+            url, {"text": AlertResult(data).decision(), "summary": data}, params.webhook_timeout_s
+        )
+
+    def push() -> str:
+        from planets_mlops.inbox import Inbox, open_store
+        from planets_mlops.labelstudio.client import LabelStudioClient
+        from planets_mlops.labelstudio.inbox_transfer import inbox_to_tasks
+
+        inbox = Inbox(open_store(inbox_uri))
+        made = inbox_to_tasks(LabelStudioClient(), label_studio_project, inbox, None, inbox_max_tasks)
+        return f"{made.created} task(s) in project {made.project_id}, skipped {dict(made.skipped) or 0}"
+
+    target = triggers.RunTarget.resolve(env, retraining.service_account, retraining.pipeline_root)
+    api = KfpApi(env.get("KFP_HOST") or IN_CLUSTER_KFP, kfp_token(env), namespace=target.namespace)
+    experiment = retraining.experiment or "monitoring"
+    key = None
+    if params.start_retraining and data.get("verdict") == DRIFT:
+        key = triggers.retraining_key_for(retraining.arguments, str(data["window"]["model_version"]))
+
+    def dedupe() -> TriggerDecision:
+        assert key is not None
+        runs = api.runs_named_like(api.experiment_id(experiment), key.value)
+        return triggers.decide(runs, key, params.retraining_cooldown_hours, now)
+
+    def retrain() -> str:
+        assert key is not None
+        name = triggers.run_name(key, now)
+        run_id = api.start_run(
+            retraining.pipeline, retraining.version, experiment, dict(retraining.arguments), name, target
+        )
+        return f"run {run_id} ({name}, as {target.service_account or 'the default service account'})"
+
+    return raise_alert(
+        data,
+        params,
+        notify=post if url else None,
+        push=push if label_studio_project and inbox_uri else None,
+        retrain=retrain,
+        dedupe=dedupe,
+        trigger=key.to_dict() if key else None,
+        secrets=secrets_from_env(env),
+    )

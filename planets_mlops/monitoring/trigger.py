@@ -302,6 +302,27 @@ def retraining_key(
     return RetrainingKey(data, production, parameters_digest(arguments), data_error)
 
 
+def retraining_key_for(arguments: Mapping[str, Any], production: str) -> RetrainingKey:
+    """The key of a retraining with ``arguments`` against ``production``, its data read from the repository.
+
+    The data is the DVC hash of ``data_path`` of ``data_repo_url`` at ``data_rev`` (the
+    arguments, else the data knobs' defaults); a repository that cannot be read keys on
+    ``repo@rev:path`` instead, and ``data_error`` says why.
+    """
+    from planets_mlops.data_source import data_version
+    from planets_mlops.errors import DataSourceError
+    from planets_mlops.knobs import DataParams
+
+    repo = str(arguments.get("data_repo_url", ""))
+    rev = str(arguments.get("data_rev", DataParams.rev))
+    path = str(arguments.get("data_path", DataParams.path))
+    try:
+        data_id, why = data_version(repo, rev, path)[1], ""
+    except (DataSourceError, PlanetsError, OSError) as exc:
+        data_id, why = f"{repo}@{rev}:{path}", f"{type(exc).__name__}: {exc}"
+    return retraining_key(data_id, production, arguments, why)
+
+
 def run_name(key: RetrainingKey, now: datetime) -> str:
     """``retraining-<key>-<UTC stamp>``: the key is what later triggers look for."""
     return f"{RUN_PREFIX}-{key.value}-{now.astimezone(UTC):%Y%m%d-%H%M%S}"

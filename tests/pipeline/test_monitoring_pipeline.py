@@ -173,7 +173,7 @@ def test_two_drift_verdicts_in_a_row_start_exactly_one_retraining(
 ):
     # One drift episode seen by two hourly runs: the first starts a retraining (to the fake
     # KFP API: no Kubeflow backend here), the second finds it by its key and skips.
-    from planets_mlops.pull import data_version
+    from planets_mlops.data_source import data_version
 
     arguments = {"data_repo_url": str(data_repo["repo"]), "data_rev": "v1", "label_studio_project": "p"}
     monkeypatch.setenv("KFP_RUN_SERVICE_ACCOUNT", "planets-pipeline-runner")  # the downward API's

@@ -306,3 +306,40 @@ def test_the_webhook_timeout_bounds_the_whole_call():
         with pytest.raises(PlanetsError, match=r"did not answer within 1 s"):
             alert.post_webhook(f"{slow.url}/drip", {"text": "drift"}, 1.0)
         assert time.monotonic() - started < 5
+
+
+def test_alert_on_summary_reads_its_environment_and_starts_one_run_per_key(tmp_path):
+    # What the raise_alert component calls, with the environment and the clock passed in.
+    state = FakeKfpState(token="the-token")
+    _retraining_pipeline(state, ["0.1.0-abc"])
+    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    retraining = alert.RetrainingRun(arguments={"data_repo_url": str(tmp_path / "no-such-repo")})
+    params = AlertParams(start_retraining=True, push_to_label_studio=True)
+    with serve_fake_kfp(state) as (url, state):
+        env = {"KFP_HOST": url, "KFP_TOKEN": "the-token", "KFP_RUN_SERVICE_ACCOUNT": "runner"}
+        first = alert.alert_on_summary(_summary_file(tmp_path), params, retraining, env=env, now=now)
+        again = alert.alert_on_summary(_summary_file(tmp_path), params, retraining, env=env, now=now)
+    (run,) = state.runs.values()
+    assert run["service_account"] == "runner" and run["display_name"].startswith("retraining-")
+    assert again.trigger["key"] == first.trigger["key"]
+    (repeat,) = [a for a in again.actions if a.action == "start_retraining"]
+    assert not repeat.taken and not repeat.failed  # the same key: a duplicate, skipped
+    # No project or inbox was given: the push asked for is a failed action, so the step fails.
+    (push,) = [a for a in first.actions if a.action == "push_to_label_studio"]
+    assert push.failed and "label_studio_project or inbox_uri is empty" in push.why
+    with pytest.raises(PlanetsError, match="these actions failed: push_to_label_studio"):
+        first.outcome()
+
+
+def test_the_outcome_of_an_alert_without_failures_is_its_decision(tmp_path):
+    result = alert.alert_on_summary(_summary_file(tmp_path, drift.NO_DRIFT), AlertParams(notify=True),
+                                    alert.RetrainingRun(), env={})  # fmt: skip
+    assert result.outcome() == result.decision() and result.decision().startswith("no drift for m:1")
+
+
+def test_the_retraining_key_names_an_unreadable_data_repository(tmp_path):
+    from planets_mlops.monitoring import trigger
+
+    key = trigger.retraining_key_for({"data_repo_url": str(tmp_path / "gone"), "data_rev": "v2"}, "m:1")
+    assert key.data == f"{tmp_path / 'gone'}@v2:data/raw" and "not found" in key.data_error
+    assert key.production == "m:1"

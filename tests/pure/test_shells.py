@@ -2,7 +2,8 @@
 
 Read with :mod:`ast` (nothing imported): the body of every ``@dsl.component`` function,
 its docstring and imports aside, holds no statement-level control flow (``if``, ``for``,
-``while``, ``try``, ``with``) and calls at most one function of the step logic (a
+``while``, ``try``, ``with``) nor function of its own (a closure is
+composition too), and calls at most one function of the step logic (a
 lower-case name imported from ``planets_mlops`` outside the components; classes such as
 parameter objects and clients are constructors, not steps). Composition and provenance
 rules belong in the logic, where the pure tier tests them.
@@ -16,11 +17,7 @@ import pytest
 
 from tests.support.layers import ROOT
 
-FLOW = (ast.If, ast.For, ast.While, ast.Try, ast.With)
-# Shells that still hold more than one call (issue 25); the list may only shrink.
-KNOWN = {
-    "raise_alert": "composes the inbox, the client and the alert",
-}
+FLOW = (ast.If, ast.For, ast.While, ast.Try, ast.With, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
 def shells() -> dict[str, tuple[list[str], list[str]]]:
@@ -62,14 +59,11 @@ def shells() -> dict[str, tuple[list[str], list[str]]]:
 
 def test_every_component_is_read():
     assert len(shells()) >= 14
-    assert set(KNOWN) <= set(shells())
 
 
 @pytest.mark.parametrize("name", sorted(shells()))
 def test_a_shell_calls_one_logic_function(name):
     flow, calls = shells()[name]
-    holds_more = bool(flow) or len(calls) > 1
-    if name in KNOWN:
-        assert holds_more, f"{name} is down to one call: remove it from KNOWN"
-    else:
-        assert not holds_more, f"{name}: control flow {flow}, logic calls {calls}; move them into the logic"
+    assert not flow and len(calls) <= 1, (
+        f"{name}: control flow {flow}, logic calls {calls}; move them into the logic"
+    )
