@@ -56,7 +56,9 @@ def build_parser(
         "2 bad input, 3 connection/auth, 4 not found.",
     )
     parser.add_argument("--version-info", action="version", version=f"planets-mlops {__version__}")
-    parser.set_defaults(source_factory=source_factory, verbose=False)
+    # ``schedule sync`` runs each entry through the whole CLI (``run_command``): handed down
+    # here, so that no command module imports this one back.
+    parser.set_defaults(source_factory=source_factory, verbose=False, run_command=main)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = options.parents()
     for command in COMMANDS:

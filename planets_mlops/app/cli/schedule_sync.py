@@ -92,7 +92,6 @@ def _prune(args: argparse.Namespace, experiment: str, keep: set[str]) -> list[st
 def handle(args: argparse.Namespace) -> int:
     """Check the file; then schedule every entry (and prune) unless ``--check``."""
     from planets_mlops.app.cicd import load_schedules, schedule_argv
-    from planets_mlops.app.cli.entry import main
 
     experiment, entries = load_schedules(Path(args.file))
     if args.check:
@@ -102,7 +101,8 @@ def handle(args: argparse.Namespace) -> int:
     failed = []
     for entry in entries:
         say(f"syncing {entry.name}")
-        code = main(schedule_argv(entry, experiment, _passthrough(args)), args.source_factory)
+        # The CLI's own entry point (``run_command``, set by the parser), as `planets-mlops schedule`.
+        code = args.run_command(schedule_argv(entry, experiment, _passthrough(args)), args.source_factory)
         if code != EXIT_OK:
             failed.append(f"{entry.name} (exit {code})")
     if failed:
