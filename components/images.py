@@ -90,6 +90,6 @@ TRAINING_GPU_IMAGE = image("train-gpu", IMAGE_TAG)
 # Serving: BentoML + ONNX Runtime; fetches the bento archive at start.
 SERVING_IMAGE = image("serving", IMAGE_TAG)
 
-# Every image the project builds, by the name of its folder under images/; read by
+# Every image the project builds, by its target in images/Dockerfile; read by
 # scripts/build_images.sh so the built tags are exactly the ones components run.
 ALL_IMAGES = {"runtime": RUNTIME_IMAGE, "train-gpu": TRAINING_GPU_IMAGE, "serving": SERVING_IMAGE}

@@ -25,7 +25,7 @@ from planets_mlops.errors import AcceleratorError, InvalidParameterError
 GPU_COUNT_ENV = "PLANETS_GPU_COUNT"
 DEVICE_DIR = Path("/dev")
 _GPU_DEVICE = re.compile(r"nvidia[0-9]+")
-# Where GKE's GPU node pools mount the node's NVIDIA driver (images/train-gpu/Dockerfile).
+# Where GKE's GPU node pools mount the node's NVIDIA driver (images/Dockerfile, target train-gpu).
 DRIVER_LIBRARY_DIR = "/usr/local/nvidia/lib64"
 
 

@@ -4,6 +4,8 @@
 # Tags come from components/images.py: <registry>/<name>:<version>-<source digest>, the
 # digest taken over the image build inputs, so a pipeline compiled from this checkout names
 # exactly the images built from it. The build context is a staged copy of those inputs.
+# The three images are the targets of one multi-stage images/Dockerfile (--target NAME);
+# they share its first stages, so the engine's layer cache builds those once.
 #
 # Usage (from anywhere):
 #   make images                                      # = --load --base local here (podman)
@@ -44,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --base) base="$2"; shift 2 ;;
     --ca-bundle) ca_bundle="$2"; shift 2 ;;
     --platform) platform="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -64,7 +66,7 @@ if [[ -n "$(git status --porcelain -- planets_mlops components pipelines pyproje
 fi
 if [[ ${#only[@]} -eq 0 ]]; then names=(runtime train-gpu serving); else names=("${only[@]}"); fi
 for name in "${names[@]}"; do
-  [[ -f "images/$name/Dockerfile" && "$name" != base ]] || { echo "unknown image '$name': runtime | train-gpu | serving" >&2; exit 2; }
+  case "$name" in runtime|train-gpu|serving) ;; *) echo "unknown image '$name': runtime | train-gpu | serving" >&2; exit 2 ;; esac
 done
 
 # The build context: exactly the inputs components/images.py hashes into the tag.
@@ -99,18 +101,18 @@ summary=()
 for name in "${names[@]}"; do
   tag="$registry/$name:$image_tag"
   case "$tag" in *:latest|*:) echo "refusing to build $name as '$tag': no :latest" >&2; exit 1 ;; esac
-  dockerfile="$context/images/$name/Dockerfile"
+  dockerfile="$context/images/Dockerfile"
   echo "==> $name -> $tag ($mode, $engine, base $base)"
   started=$SECONDS
   case "$mode" in
     push|load)
       if [[ "$engine" == podman ]]; then
-        nice -n 10 podman build --platform "$platform" --layers -f "$dockerfile" "${build_args[@]}" \
+        nice -n 10 podman build --platform "$platform" --layers -f "$dockerfile" --target "$name" "${build_args[@]}" \
           "${secret_args[@]}" -t "$tag" "$context"
         [[ "$mode" == push ]] && podman push "$tag"
         size="$(podman image inspect --format '{{.Size}}' "$tag")"
       else
-        DOCKER_BUILDKIT=1 docker buildx build --platform "$platform" -f "$dockerfile" "${build_args[@]}" \
+        DOCKER_BUILDKIT=1 docker buildx build --platform "$platform" -f "$dockerfile" --target "$name" "${build_args[@]}" \
           "${secret_args[@]}" -t "$tag" "--$mode" "$context"
         size="$(docker image inspect --format '{{.Size}}' "$tag" 2>/dev/null || echo 0)"
       fi
@@ -123,7 +125,7 @@ for name in "${names[@]}"; do
 steps:
   - name: gcr.io/cloud-builders/docker
     env: ["DOCKER_BUILDKIT=1"]
-    args: [build, -f, images/$name/Dockerfile, --build-arg, VERSION=$version, --build-arg, REGISTRY=$registry,
+    args: [build, -f, images/Dockerfile, --target, $name, --build-arg, VERSION=$version, --build-arg, REGISTRY=$registry,
            --build-arg, IMAGE_TAG=$image_tag, --build-arg, VCS_REF=$vcs_ref, -t, $tag, .]
 images: ["$tag"]
 options: {machineType: E2_HIGHCPU_8}

@@ -19,5 +19,5 @@ trap 'rm -rf "$tmp"' EXIT
 grep -v '^tensorflow-cpu==' "$tmp/runtime.lock" > "$tmp/gpu.in"
 echo "tensorflow[and-cuda]==${TF_VERSION}" >> "$tmp/gpu.in"
 "$UV" pip compile "$tmp/gpu.in" -c requirements.lock --python-version 3.11 \
-    --python-platform x86_64-manylinux_2_28 --no-header -q -o images/train-gpu/requirements-gpu.lock
-echo "requirements.lock and images/train-gpu/requirements-gpu.lock updated"
+    --python-platform x86_64-manylinux_2_28 --no-header -q -o images/requirements-gpu.lock
+echo "requirements.lock and images/requirements-gpu.lock updated"

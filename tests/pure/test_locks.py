@@ -12,7 +12,7 @@ def _pins(path: Path) -> dict[str, str]:
 
 
 def test_every_dependency_is_pinned_exactly():
-    for path in (ROOT / "requirements.lock", ROOT / "images/train-gpu/requirements-gpu.lock"):
+    for path in (ROOT / "requirements.lock", ROOT / "images/requirements-gpu.lock"):
         requirements = [
             line for line in path.read_text().splitlines() if line and not line.startswith((" ", "#"))
         ]
@@ -21,7 +21,7 @@ def test_every_dependency_is_pinned_exactly():
 
 def test_gpu_lock_matches_the_main_lock():
     main = _pins(ROOT / "requirements.lock")
-    gpu = _pins(ROOT / "images/train-gpu/requirements-gpu.lock")
+    gpu = _pins(ROOT / "images/requirements-gpu.lock")
     assert gpu["tensorflow"] == main["tensorflow-cpu"]
     assert "tensorflow-cpu" not in gpu
     shared = set(main) & set(gpu)

@@ -64,7 +64,7 @@ STEP_MODULES = frozenset(
 KNOWN_STEP_ARROWS: frozenset[tuple[str, str]] = frozenset()
 # The only arrow between the service and monitoring.
 SERVICE_TO_MONITORING = frozenset({"planets_mlops.monitoring.writer"})
-# What the serving image runs besides the components (images/serving/Dockerfile, the bento).
+# What the serving image runs besides the components (images/Dockerfile target serving, the bento).
 SERVING_ROOTS = ("planets_mlops.serving_entrypoint", "planets_mlops.service.service")
 
 
