@@ -50,6 +50,12 @@ def container_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# When a list, run_container appends each task container's phases to it, in seconds:
+# ``lookup`` (is the image here), ``start`` (create + start), ``run`` (until it exits),
+# ``logs``, ``remove``; benchmarks/bench_containers.py reads them.
+PHASES: list[dict[str, Any]] | None = None
+
+
 def run_container(client: Any, image: str, command: list[str], volumes: dict, **run_args: Any) -> int:
     """Run one task container to the end and return its exit status; then remove it.
 
@@ -60,32 +66,118 @@ def run_container(client: Any, image: str, command: list[str], volumes: dict, **
     container afterwards works on both engines and keeps the exit status (the task's
     output appears when it ends rather than while it runs).
     """
+    import docker  # type: ignore[import-untyped]  # no type information (docker 7.1)
     from kfp.local import docker_task_handler
 
+    phases: dict[str, Any] = {"image": image}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = now - clock
+        clock = now
+
     image = docker_task_handler.add_latest_tag_if_not_present(image)
-    present = any(image in (i.tags + i.attrs.get("RepoDigests", [])) for i in client.images.list())
-    if present:
+    # One inspect of this image (~0.05 s), not kfp's listing of every image in the store
+    # with its attributes (1.0-2.0 s per task with 16 images here).
+    try:
+        client.images.get(image)
         print(f"Found image {image!r}\n")
-    else:
+    except docker.errors.ImageNotFound:
         print(f"Pulling image {image!r}")
         client.images.pull(image)
+    lap("lookup")
     run_args.pop("auto_remove", None)
     container = client.containers.run(
         image=image, command=command, detach=True, stdout=True, stderr=True, volumes=volumes, **run_args
     )
+    lap("start")
     try:
         # Wait first, then read the logs: a followed log stream from Podman 4.3 does not
         # always end when its container exits, which would hang the run.
         status = int(container.wait()["StatusCode"])
+        lap("run")
         print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
+        lap("logs")
         return status
     finally:
         with contextlib.suppress(Exception):
             container.remove(force=True)
+        lap("remove")
+        if PHASES is not None:
+            PHASES.append(phases)
+
+
+# Engine answers that do not change while a process runs, by DOCKER_HOST: the API version
+# (``docker.from_env()`` asks it for every new client) and ``info()``. kfp 2.17 makes a new
+# client and asks ``info()`` (only to see whether SELinux is on) before every task; Podman
+# takes 0.35-0.8 s for each answer, so together they cost 1.2 s per task here.
+_ENGINE_ANSWERS: dict[tuple[str, str], Any] = {}
+
+
+def _engine_answer(what: str, ask: Any) -> Any:
+    key = (os.environ.get("DOCKER_HOST", ""), what)
+    if key not in _ENGINE_ANSWERS:
+        _ENGINE_ANSWERS[key] = ask()
+    return _ENGINE_ANSWERS[key]
+
+
+class _InfoOnce:
+    """A Docker client whose ``info()`` is asked once per engine and process."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def info(self) -> Any:
+        return _engine_answer("info", self._client.info)
+
+
+def _api_version() -> str:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return str(client.api.api_version)
+    finally:
+        client.close()
+
+
+def run_task(handler: Any) -> Any:
+    """``kfp.local.docker_task_handler.DockerTaskHandler.run`` without its per-task engine queries.
+
+    What kfp 2.17's does (a client, the pipeline root's volume, the task's environment, then
+    :func:`run_container`), with the engine's API version and ``info()`` asked once per
+    process (:data:`_ENGINE_ANSWERS`). A command that pip-installs goes to kfp's own, which
+    serialises those installs.
+    """
+    import docker
+    from kfp.local import docker_task_handler, status
+
+    if "pip install" in " ".join(handler.full_command or []):
+        return _KFP_RUN[0](handler)
+    client = docker.from_env(version=_engine_answer("version", _api_version))
+    try:
+        volumes = handler.get_volumes_to_mount(_InfoOnce(client))
+        run_args = dict(handler.runner.container_run_args)
+        if handler.env_vars:
+            run_args["environment"] = handler.env_vars
+        code = docker_task_handler.run_docker_container(
+            client=client, image=handler.image, command=handler.full_command, volumes=volumes, **run_args
+        )
+    finally:
+        client.close()
+    return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
+
+
+# kfp's own DockerTaskHandler.run, kept when docker_runner() installs run_task.
+_KFP_RUN: list[Any] = []
 
 
 def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None) -> Any:
     """A ``kfp.local.DockerRunner`` on the host network with :func:`container_env`.
+
+    Installs :func:`run_task` and :func:`run_container` into kfp (once per process).
 
     Args:
         env: extra environment for every task.
@@ -95,6 +187,10 @@ def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None)
     from kfp.local import docker_task_handler
 
     docker_task_handler.run_docker_container = run_container
+    handler = docker_task_handler.DockerTaskHandler
+    if handler.run is not run_task:
+        _KFP_RUN[:] = [handler.run]
+        handler.run = run_task  # type: ignore[method-assign]
     args: dict[str, Any] = {"network_mode": "host", "environment": container_env(env)}
     if user:
         args["user"] = user

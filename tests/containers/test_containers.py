@@ -296,3 +296,37 @@ def test_serving_image_serves_a_bento_from_gcs(built_images, gcs_emulator, packa
     assert answer.status_code == 200 and answer.json()["prediction"] in SMALL_CLASSES
     assert user == IMAGE_USER
     assert read_only.returncode != 0 and "Read-only file system" in read_only.stderr
+
+
+# ----------------------------------------------------------------------------- the task runner
+def test_task_containers_ask_the_engine_once_and_are_removed(podman_api, built_images, shared_root):
+    import os
+
+    from kfp.local import config, docker_task_handler, status
+
+    from planets_mlops.app import containers
+
+    containers.docker_runner()  # installs run_task and run_container into kfp
+    assert docker_task_handler.DockerTaskHandler.run is containers.run_task
+
+    def ours() -> set[str]:
+        listed = podman("ps", "-a", "--filter", f"ancestor={RUNTIME_IMAGE}", "--format", "{{.ID}}")
+        return set(listed.stdout.split())
+
+    before = ours()
+    containers._ENGINE_ANSWERS.clear()
+    containers.PHASES = []
+    try:
+        runner = config.DockerRunner(network_mode="host")
+        for command in (["true"], ["sh", "-c", f"touch {shared_root}/written"], ["false"]):
+            handler = docker_task_handler.DockerTaskHandler(RUNTIME_IMAGE, command, str(shared_root), runner)
+            expected = status.Status.FAILURE if command == ["false"] else status.Status.SUCCESS
+            assert handler.run() == expected, command
+        phases = containers.PHASES
+    finally:
+        containers.PHASES = None
+    # The API version and info() were asked once for the three tasks, of this engine.
+    assert set(containers._ENGINE_ANSWERS) == {(os.environ["DOCKER_HOST"], w) for w in ("version", "info")}
+    assert (shared_root / "written").is_file()  # the pipeline root is mounted, read-write
+    assert [set(p) for p in phases] == [{"image", "lookup", "start", "run", "logs", "remove"}] * 3
+    assert ours() <= before  # every task container removed
