@@ -11,7 +11,14 @@ conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
 * peak RSS of the server's whole process tree (supervisor + workers);
 * with ``--monitoring``: requests/s at 8 clients with prediction records off and on
   (``PLANETS_MONITORING_URI`` a local folder), alternating servers for ``--rounds`` rounds,
-  the ratio of the medians, and the records written against the requests answered.
+  the ratio of the medians, and the records written against the requests answered;
+* with ``--container``: the serving image (``make images``) run as a pod runs it (Podman,
+  non-root, read-only root filesystem, ``/tmp`` and ``$BENTOML_HOME`` on tmpfs, the bento
+  fetched from the GCS emulator through ``BENTO_URI``) beside the same bento under
+  ``bentoml serve``, alternating for ``--rounds`` rounds: start to ``/readyz`` (the
+  container's includes fetching and importing the bento; ``bentoml serve``'s is given
+  without and with its ``bentoml import``), req/s at 8 clients, p50 at 1 client, and the
+  ratio container / ``bentoml serve`` of each median.
 
 The load generator is a plain asyncio client writing pre-built HTTP/1.1 requests on
 keep-alive sockets: it costs a few per cent of a core, so on 2 cores nearly all CPU is
@@ -23,6 +30,7 @@ Usage::
     .venv/bin/python -m benchmarks.bench_serving --model-dir M   # reuse a model folder
     .venv/bin/python -m benchmarks.bench_serving --workers 1 --seconds 10 --json out.json
     .venv/bin/python -m benchmarks.bench_serving --reuse --cold-starts 0 --monitoring   # records off vs on
+    .venv/bin/python -m benchmarks.bench_serving --reuse --cold-starts 0 --clients --container  # image
 """
 
 from __future__ import annotations
@@ -253,15 +261,98 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             starts.append((round(server.ready_s, 2), round(first_answer_s(server, requests[0]), 2)))
     results["ready_s"] = [ready for ready, _ in starts]
     results["cold_start_s"] = [first for _, first in starts]
-    with serve_bento(archive, env=env, home=home, ready_timeout=120) as server:
-        sampler = RssSampler(server.process.pid)
-        sampler.start()
-        results["extra_accuracy"] = round(accuracy(server, paths), 4)
-        results["load"] = [load(server.url, requests, clients, args.seconds) for clients in args.clients]
-        results["peak_rss_mb"] = round(sampler.stop() / 2**20, 1)
+    if args.clients:
+        with serve_bento(archive, env=env, home=home, ready_timeout=120) as server:
+            sampler = RssSampler(server.process.pid)
+            sampler.start()
+            results["extra_accuracy"] = round(accuracy(server, paths), 4)
+            results["load"] = [load(server.url, requests, clients, args.seconds) for clients in args.clients]
+            results["peak_rss_mb"] = round(sampler.stop() / 2**20, 1)
     if args.monitoring:
         results["monitoring"] = monitoring_comparison(archive, requests, env, home, work, args)
+    if args.container:
+        results["container"] = container_comparison(archive, info.bento_tag, requests, env, args)
     return results
+
+
+def container_comparison(
+    archive: Path, bento_tag: str, requests: list[bytes], env: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The serving image as a pod runs it beside ``bentoml serve`` of the same bento, alternating."""
+    from planets_mlops.app.containers import serve_container
+    from planets_mlops.app.dev.gcs_emulator import start_emulator, stop_emulator, use_emulator_environment
+    from planets_mlops.components.images import SERVING_IMAGE
+
+    use_emulator_environment()
+    emulator = start_emulator()
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url  # the container is given it (container_env)
+    rows: dict[str, list[dict[str, Any]]] = {"serve": [], "container": []}
+    try:
+        from planets_mlops.storage import make_client
+
+        bucket = emulator.make_bucket("bench-artifacts").removeprefix("gs://")
+        name = "pipeline-root/run-1/package-model/bento/planets.bento"
+        make_client().bucket(bucket).blob(name).upload_from_filename(str(archive), checksum="md5")
+        uri = f"gs://{bucket}/{name}"
+        order = [
+            m
+            for r in range(args.rounds)
+            for m in (("serve", "container") if r % 2 == 0 else ("container", "serve"))
+        ]
+        for mode in order:
+            entered = time.monotonic()
+            if mode == "container":
+                server_cm = serve_container(SERVING_IMAGE, uri, bento_tag, env=env, ready_timeout=180)
+            else:
+                server_cm = serve_bento(archive, env=env, ready_timeout=180)  # a fresh BentoML home
+            with server_cm as server:
+                row: dict[str, Any] = {
+                    "ready_s": round(server.ready_s, 2),
+                    "ready_with_import_s": round(time.monotonic() - entered, 2),
+                }
+                load(server.url, requests, 8, 2.0)  # warm-up, not counted
+                eight = load(server.url, requests, 8, args.seconds)
+                one = load(server.url, requests, 1, args.seconds)
+                row.update(
+                    rps_8=eight["rps"],
+                    p50_ms_8=eight["p50_ms"],
+                    rps_1=one["rps"],
+                    p50_ms_1=one["p50_ms"],
+                    errors=eight["errors"] + one["errors"],
+                )
+            log.info("%s: %s", mode, row)
+            rows[mode].append(row)
+    finally:
+        stop_emulator(emulator.process)
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+    def median(mode: str, key: str) -> float:
+        return round(float(np.median([r[key] for r in rows[mode]])), 2)
+
+    keys = ("ready_s", "ready_with_import_s", "rps_8", "p50_ms_8", "rps_1", "p50_ms_1")
+    medians = {mode: {key: median(mode, key) for key in keys} for mode in rows}
+    # Like for like: the container's start includes fetching and importing the bento.
+    compared = {
+        "ready": ("ready_with_import_s", "ready_s"),
+        "rps_8": ("rps_8", "rps_8"),
+        "p50_ms_1": ("p50_ms_1", "p50_ms_1"),
+    }
+    return {
+        "image": SERVING_IMAGE,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "rows": rows,
+        "medians": medians,
+        "ratio_container_to_serve": {
+            name: round(medians["container"][c] / medians["serve"][s], 3) if medians["serve"][s] else None
+            for name, (s, c) in compared.items()
+        },
+        "errors": sum(r["errors"] for r in rows["serve"] + rows["container"]),
+    }
 
 
 def tree_cpu_s(root_pid: int) -> float:
@@ -354,17 +445,42 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"bento {results['bento_tag']}, {results['workers']} worker(s), {results['cpus']} CPUs",
         f"cold starts to first answer: {results['cold_start_s']} s (readyz {results['ready_s']} s, "
-        f"bytecode cache: {results['bytecode_cache']}); "
-        f"peak RSS of server tree: {results['peak_rss_mb']} MB; "
-        f"accuracy on {results['images']} extra images: {results['extra_accuracy']}",
-        "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
-        "|---|---|---|---|---|---|---|",
+        f"bytecode cache: {results['bytecode_cache']})",
     ]
-    for row in results["load"]:
+    if "load" in results:
+        lines += [
+            f"peak RSS of server tree: {results['peak_rss_mb']} MB; "
+            f"accuracy on {results['images']} extra images: {results['extra_accuracy']}",
+            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for row in results.get("load", []):
         lines.append(
             f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
             f"{row['p99_ms']} | {row['errors']} | {row['requests']} |"
         )
+    if "container" in results:
+        c = results["container"]
+        modes = ("serve", "container")
+        keys = ("ready_s", "ready_with_import_s", "rps_8", "p50_ms_8", "rps_1", "p50_ms_1")
+        lines += [
+            "",
+            f"serving image {c['image']} (podman, non-root, read-only root, bento from the GCS emulator) "
+            f"beside bentoml serve, {c['rounds']} alternating rounds of {c['seconds']} s:",
+            "| server | ready s (to /readyz) | ready s with bento fetch/import | req/s, 8 clients | "
+            "p50 ms, 8 clients | req/s, 1 client | p50 ms, 1 client |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {mode} | " + " | ".join(str([r[k] for r in c["rows"][mode]]) for k in keys) + " |"
+                for mode in modes
+            ),
+            *(
+                f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " |"
+                for mode in modes
+            ),
+            f"container / bentoml serve (ready: with the bento import on both sides): "
+            f"{c['ratio_container_to_serve']} (target: within 10 %); errors {c['errors']}",
+        ]
     if "monitoring" in results:
         m = results["monitoring"]
         lines += [
@@ -390,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(REPO / ".work" / "bench"), help="scratch folder")
     parser.add_argument("--reuse", action="store_true", help="reuse WORK/model if it exists")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--clients", type=int, nargs="*", default=[1, 8], help="none: skip this phase")
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load phase")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--cold-starts", type=int, default=3, help="server starts timed to first answer")
@@ -398,7 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--monitoring", action="store_true", help="also compare records off and on, 8 clients"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating off/on rounds of --monitoring")
+    parser.add_argument(
+        "--container", action="store_true", help="also compare the serving image with bentoml serve"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of --monitoring, --container"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = bench(args)
