@@ -37,6 +37,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -205,16 +206,27 @@ def _main(args: argparse.Namespace) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print("== 1. Data repository (git + DVC, local remote)")
-    if args.data_repo:
-        repo = args.data_repo
-        print(f"Data repository: {repo} (yours: revision {args.data_rev}, folder {args.data_path})")
-    else:
-        repo = ensure_data_repo(workdir)
+    # The MLflow server starts (and migrates its database, the first time) while the data
+    # repository is made; the training pipeline waits for it.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-start")
+    tracking = None if args.no_tracking else pool.submit(start_tracking, workdir)
+    pool.shutdown(wait=False)
+    try:
+        print("== 1. Data repository (git + DVC, local remote)")
+        if args.data_repo:
+            repo = args.data_repo
+            print(f"Data repository: {repo} (yours: revision {args.data_rev}, folder {args.data_path})")
+        else:
+            repo = ensure_data_repo(workdir)
+    except BaseException:
+        if tracking is not None and tracking.exception() is None:
+            tracking.result().stop()
+        raise
     setup = {"1. data repository": time.monotonic() - started}
-    server = None if args.no_tracking else start_tracking(workdir)
+    server = None if tracking is None else tracking.result()
     if server is not None:
-        setup["MLflow server start"] = time.monotonic() - started - setup["1. data repository"]
+        print(f"MLflow tracking server {server.url} (SQLite and artifacts in {workdir / 'mlflow'})")
+        setup["MLflow server (waited)"] = time.monotonic() - started - setup["1. data repository"]
     try:
         return _loop(args, workdir, repo, params, server, setup, began=started)
     finally:
@@ -229,7 +241,6 @@ def start_tracking(workdir: Path) -> Any:
     # A loaded 2-core machine can take more than the default 90 s to start it.
     server = start_server(workdir / "mlflow", ready_timeout_s=240)
     os.environ["MLFLOW_TRACKING_URI"] = server.url
-    print(f"MLflow tracking server {server.url} (SQLite and artifacts in {workdir / 'mlflow'})")
     return server
 
 

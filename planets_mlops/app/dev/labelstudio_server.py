@@ -26,7 +26,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,26 @@ def _new_credentials() -> dict[str, str]:
     }
 
 
+def init_command(exe: Path, project: Path, creds: dict[str, str]) -> list[str]:
+    """The ``label-studio init`` command line that creates the admin user and its token.
+
+    Each value is in its option's argument (``--password=...``): a random password may
+    begin with ``-``, which argparse takes for an option when it comes on its own (one
+    start in 64 failed so).
+    """
+    return [
+        str(exe),
+        "init",
+        str(project),
+        "-q",
+        "--no-browser",
+        f"--username={creds['username']}",
+        f"--password={creds['password']}",
+        f"--user-token={creds['token']}",
+        "--enable-legacy-api-token",
+    ]
+
+
 def build_template(template_dir: Path, venv: Path | None = None, timeout: float = 600.0) -> Path:
     """Make (once) a migrated data directory with an admin user and a legacy token.
 
@@ -153,20 +174,7 @@ def build_template(template_dir: Path, venv: Path | None = None, timeout: float 
         log_path = work / "init.log"
         with open(log_path, "wb") as out:
             result = subprocess.run(
-                [
-                    str(exe),
-                    "init",
-                    str(work / "project"),
-                    "-q",
-                    "--no-browser",
-                    "--username",
-                    creds["username"],
-                    "--password",
-                    creds["password"],
-                    "--user-token",
-                    creds["token"],
-                    "--enable-legacy-api-token",
-                ],
+                init_command(exe, work / "project", creds),
                 env=_child_env(data_dir, creds, None),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -261,6 +269,23 @@ def start_server(
         f"Label Studio did not answer {server.url}/health within {ready_timeout:.0f} s; "
         f"log {log_path}:\n{log_path.read_text(errors='replace')[-2000:]}"
     )
+
+
+@contextlib.contextmanager
+def starting_server(**kwargs: object) -> Iterator[Callable[[], LabelStudioServer]]:
+    """:func:`start_server` in a background thread, from entry on.
+
+    Its start (a database migration the first time: tens of seconds) overlaps the caller's
+    other work. Yields a function that waits for the server and returns it (raising what the
+    start raised); the server is stopped on exit, used or not.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-studio-start") as pool:
+        future = pool.submit(start_server, **kwargs)  # type: ignore[arg-type]
+        try:
+            yield future.result
+        finally:
+            if future.exception() is None:  # a failed start was raised to whoever waited for it
+                future.result().stop()
 
 
 @contextlib.contextmanager
