@@ -67,3 +67,25 @@ def test_a_shell_calls_one_logic_function(name):
     assert not flow and len(calls) <= 1, (
         f"{name}: control flow {flow}, logic calls {calls}; move them into the logic"
     )
+
+
+def test_no_shell_names_a_model_folder_file():
+    # planets_mlops/model_folder.py owns the model folder's file names: a shell takes them
+    # from there (docstrings aside, which describe the files to people).
+    from planets_mlops import model_folder
+
+    names = {model_folder.ONNX_FILE, *model_folder.REQUIRED_FILES, *model_folder.OPTIONAL_FILES}
+    found = []
+    for path in sorted((ROOT / "components").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef)) and ast.get_docstring(node) is not None
+        }
+        found += [
+            f"{path.name}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
+        ]
+    assert found == []
