@@ -1,38 +1,19 @@
-"""Several replicas without a GPU: MirroredStrategy over two logical CPU devices trains,
-exports ONNX that matches Keras, and records the global batch and the scaled learning rate.
+"""How training records its spread over devices, without training (the component tier's part).
 
-The logical devices are set up in a child process (tests/support/logical_devices.py): the
-split cannot be undone and would change every later test's TensorFlow.
+The two-logical-device training run itself, which exports ONNX and checks it against Keras,
+is in tests/pipeline/test_distributed_training.py (`make test`); the same settings here give the
+metadata it asserts.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
+def test_two_replicas_record_the_global_batch_and_the_scaled_lr():
+    # tests/support/logical_devices.py's settings (batch 16 per replica, lr 0.01) on 2 devices.
+    from planets_mlops.train import TrainParams, distribution_of
 
-from planets_mlops.model_folder import predict_logits
-from planets_mlops.prepared import load_split
-
-SCRIPT = Path(__file__).parents[1] / "support" / "logical_devices.py"
-
-
-def test_two_logical_cpu_devices_train_export_onnx_and_match_keras(small_prepared, tmp_path):
-    model_dir = tmp_path / "model"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(small_prepared), str(model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report["devices"]) == 2
-    distribution = report["metadata"]["distribution"]
-    assert distribution == {
+    params = TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01, batch_size=16)
+    assert distribution_of("MirroredStrategy", 2, params) == {
         "strategy": "MirroredStrategy",
         "replicas": 2,
         "workers": 1,
@@ -41,16 +22,6 @@ def test_two_logical_cpu_devices_train_export_onnx_and_match_keras(small_prepare
         "lr_scaling": "linear",
         "lr": 0.02,
     }
-    history = json.loads((model_dir / "history.json").read_text())
-    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
-
-    import keras
-
-    images, labels = load_split(small_prepared, "validation")
-    keras_logits = keras.models.load_model(model_dir / "model.keras")(images, training=False).numpy()
-    onnx_logits = predict_logits(model_dir, images)
-    assert np.max(np.abs(keras_logits - onnx_logits)) < 1e-4
-    assert (model_dir / "guard.json").is_file()
 
 
 def test_one_replica_records_no_scaling():

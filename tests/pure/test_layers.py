@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -11,8 +12,19 @@ import pytest
 from tests.support import layers
 
 
+@functools.cache
+def _graph_on_disk() -> dict[str, list[layers.Import]]:
+    return layers.project_graph()
+
+
+def project_graph() -> dict[str, list[layers.Import]]:
+    """The project's import graph, read from disk once per test process (each test gets a copy
+    it may change)."""
+    return {module: list(imports) for module, imports in _graph_on_disk().items()}
+
+
 def test_the_project_keeps_its_layers():
-    graph = layers.project_graph()
+    graph = project_graph()
     assert {layers.layer_of(m) for m in graph} == set(layers.LAYERS)
     violations = layers.check(graph)
     assert not violations, "\n".join(map(str, violations))
@@ -68,7 +80,7 @@ def test_the_project_keeps_its_layers():
     ],
 )
 def test_an_arrow_added_back_is_caught(module, source, expected):
-    graph = layers.project_graph()
+    graph = project_graph()
     graph["planets_mlops.train"] = [
         *graph.get("planets_mlops.train", []),
         layers.Import("planets_mlops.train", "numpy", 1, True),
@@ -80,7 +92,7 @@ def test_an_arrow_added_back_is_caught(module, source, expected):
 
 def test_the_known_step_arrows_still_exist():
     # The exceptions list only shrinks: an arrow moved out must leave it.
-    graph = layers.project_graph()
+    graph = project_graph()
     modules = set(graph)
     found = {
         (module, layers._owner(imp.target, modules)) for module, imports in graph.items() for imp in imports
@@ -92,11 +104,11 @@ def test_the_known_step_arrows_still_exist():
 def test_the_import_graph_has_no_circle():
     # `schedule sync` runs each entry through the CLI's own main, which the parser hands it
     # (run_command) instead of an import back into the entry module.
-    assert layers.cycles(layers.project_graph()) == []
+    assert layers.cycles(project_graph()) == []
 
 
 def test_a_circle_is_caught():
-    graph = layers.project_graph()
+    graph = project_graph()
     graph["planets_mlops.errors"] = [
         *graph["planets_mlops.errors"],
         *layers.imports_of("planets_mlops.errors", "def f():\n    from planets_mlops.train import fit"),
@@ -109,18 +121,18 @@ def test_serving_sources_are_the_service_import_closure():
     # moved or added under the service changes the list, or packaging ships a broken bento.
     from planets_mlops.package import SERVICE_IMPORT, SERVING_SOURCES
 
-    graph = layers.project_graph()
+    graph = project_graph()
     files = layers.module_files()
     closure = layers.reached(graph, [SERVICE_IMPORT.split(":")[0]])
     assert {files[m].relative_to(layers.ROOT).as_posix() for m in closure} == set(SERVING_SOURCES)
 
 
 def test_every_logic_module_is_reached_from_an_image():
-    assert layers.unreachable(layers.project_graph()) == [], "move developer tools under planets_mlops/app/"
+    assert layers.unreachable(project_graph()) == [], "move developer tools under planets_mlops/app/"
 
 
 def test_an_unreached_module_is_caught():
-    graph = layers.project_graph()
+    graph = project_graph()
     graph["planets_mlops.orphan"] = layers.imports_of("planets_mlops.orphan", "import json")
     assert layers.unreachable(graph) == ["planets_mlops.orphan"]
 

@@ -10,9 +10,8 @@ import time
 import pytest
 
 from planets_mlops.app.dev.net import free_port
-from planets_mlops.errors import InvalidParameterError, NotFoundError, TrackingError
+from planets_mlops.errors import InvalidParameterError, TrackingError
 from planets_mlops.knobs import RegistryParams
-from planets_mlops.registry import registry as reg
 from planets_mlops.registry.settings import TrackingSettings, connect
 
 
@@ -58,29 +57,6 @@ def test_the_secret_never_overrides_the_kfp_mlflow_plugin():
     same = {**secret, "MLFLOW_TRACKING_URI": "http://ours:5000", "MLFLOW_TRACKING_TOKEN": "plugin-token"}
     assert secret_env(same) == {}
     assert TrackingSettings.from_env(secret).tracking_uri == "http://ours:5000"
-
-
-def test_a_stalled_tracking_server_is_a_tracking_error_within_the_budget():
-    """Issue 26, defect 8: against a server that answers its health check but stalls every
-    API call, `models list` waited 96 s (30 s x 3 attempts), then said "No registered model"
-    (exit 4). A real HTTP server on 127.0.0.1 that never answers /api/ stands in for it."""
-    from planets_mlops.registry.settings import call_budget_s
-    from tests.support.hostile_http import hostile_server
-
-    with hostile_server() as stalled:
-        client = TrackingSettings(stalled.url, timeout_s=1.0).client()
-        started = time.monotonic()
-        with pytest.raises(
-            TrackingError, match="failed while reading registered model 'planets-x'"
-        ) as caught:
-            reg.list_versions(client, "planets-x")
-        elapsed = time.monotonic() - started
-        with pytest.raises(TrackingError, match="failed while reading version '3'"):
-            reg.version_info(client, "planets-x", "3")
-    assert not isinstance(caught.value, NotFoundError)
-    assert "MLFLOW_TRACKING_URI" in str(caught.value)
-    assert elapsed < call_budget_s(1.0) + 5, elapsed  # bounded: about 3 x 2 s, not 3 x 30 s
-    assert [path for path, _ in stalled.requests].count("/health") == 1
 
 
 def test_a_tracking_uri_password_is_never_printed():
