@@ -46,8 +46,15 @@ quickstart:  ## The whole loop on the bundled data under kfp.local
 test:  ## The whole test suite, every tier (CI runs exactly this)
 	$(BIN)/python -m pytest -q
 
-test-fast:  ## Inner loop: the pure and component tiers (under a minute)
-	$(BIN)/python -m pytest -q -m "pure or component"
+# The inner loop runs on two processes (pytest-xdist): a file's tests stay on one worker
+# (--dist loadfile), so a module fixture is built once. A venv made before pytest-xdist was
+# pinned runs it on one process, and says so (make setup installs it).
+TEST_FAST_WORKERS ?= 2
+XDIST = $(shell $(BIN)/python -c "import xdist" 2>/dev/null && echo "-n $(TEST_FAST_WORKERS) --dist loadfile")
+
+test-fast:  ## Inner loop: the pure and component tiers, on two processes (under a minute)
+	$(if $(XDIST),,@echo "pytest-xdist is not installed in $(VENV) (make setup): running on one process")
+	$(BIN)/python -m pytest -q -m "pure or component" $(XDIST)
 
 lint:  ## ruff (format check, lint, Google docstrings) and mypy over logic, components and pipelines
 	$(BIN)/ruff format --check planets_mlops components pipelines tests scripts benchmarks

@@ -12,11 +12,16 @@ import inspect
 import re
 import sys
 from dataclasses import asdict, dataclass, field
+from types import FrameType
 
 from kfp import dsl, kubernetes
 
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.registry.settings import SECRET_ENV
+
+_NO_MODULE = "<no module>"
+"""Not a module name: what :func:`index_frozen_modules` records for a frame's file that no
+loaded module holds."""
 
 
 def index_frozen_modules() -> None:
@@ -33,6 +38,17 @@ def index_frozen_modules() -> None:
         spec = getattr(module, "__spec__", None)
         if spec is not None and spec.origin == "frozen":
             inspect.modulesbyfile.setdefault(f"<frozen {name}>", name)  # type: ignore[attr-defined]
+    # Frames of code that no loaded module holds cost the same walk, on every call: code
+    # run from a string (``<string>``) and files run as code rather than imported, as
+    # pytest-xdist's workers run execnet and xdist/remote.py. Each frame on the stack now is
+    # resolved once here, by the walk itself; where it finds no module, that answer is kept
+    # (a name that is no module: ``getmodule`` answers None, as the walk did).
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename not in inspect.modulesbyfile and inspect.getmodule(frame, filename) is None:  # type: ignore[attr-defined]
+            inspect.modulesbyfile[filename] = _NO_MODULE  # type: ignore[attr-defined]
+        frame = frame.f_back
 
 
 index_frozen_modules()

@@ -143,8 +143,20 @@ def configure_tensorflow(seed: int, threads: int = 0) -> Any:
     import tensorflow as tf
 
     if threads:
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:
+            # TensorFlow's runtime was started earlier in this process, by a caller other
+            # than a training step (each step runs in a process of its own; a test run's
+            # process runs many): its thread pools cannot change any more.
+            log.warning(
+                "TensorFlow was initialised before training in this process: it keeps %d inter-op "
+                "and %d intra-op threads instead of threads=%d.",
+                tf.config.threading.get_inter_op_parallelism_threads(),
+                tf.config.threading.get_intra_op_parallelism_threads(),
+                threads,
+            )
     # Python, NumPy and TensorFlow seeds, as the reference experiment sets them (Keras 3
     # draws its initialiser seeds from Python's generator).
     random.seed(seed)

@@ -487,3 +487,26 @@ def test_no_step_sets_a_variable_the_mlflow_plugin_sets(compiled, name):
             assert not PLUGIN_ENV & set(names), (executor_name, sorted(PLUGIN_ENV & set(names)))
             assert len(names) == len(set(names)), executor_name
         assert mlflow_steps or name == "monitoring"
+
+
+def test_frames_of_code_run_from_a_string_are_resolved_once():
+    # KFP's task setters call inspect.stack(): for a frame with no file on disk, such as
+    # code run from a string (pytest-xdist's workers run execnet that way), inspect walked
+    # every loaded module on every call. index_frozen_modules keeps the walk's answer.
+    import inspect
+    import sys
+
+    from planets_mlops.pipelines import platform
+
+    name = "<code run from a string: test_compile>"
+    seen = {}
+
+    def probe():
+        frame = sys._getframe(1)
+        seen["walked"] = inspect.getmodule(frame, name)
+        platform.index_frozen_modules()
+        seen["kept"] = inspect.getmodule(frame, name)
+
+    exec(compile("probe()", name, "exec"), {"probe": probe})
+    assert seen["walked"] is None and seen["kept"] is None
+    assert inspect.modulesbyfile[name] == platform._NO_MODULE
