@@ -3,6 +3,8 @@
 Reads records that keep arriving while its inputs stay the same: disable caching on the task.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
 
@@ -30,7 +32,7 @@ def detect_drift(
     max_records: int = 20000,
     evidently_workspace: str = "",
     version_source: str = "",
-) -> str:
+) -> NamedTuple("Outputs", [("drift_verdict", str)]):  # type: ignore[valid-type]
     """Compare ``model_version``'s records of the last ``window_hours`` with its reference profile.
 
     ``records_uri`` is the root the service writes prediction records to (a folder or
@@ -61,7 +63,7 @@ def detect_drift(
         metrics: The verdict as numbers, records read, drifted columns and per-column p-values.
         verdict: The evidence as Markdown.
         summary: The JSON the alert step reads.
-        Output: The verdict: drift, no drift or not enough data.
+        drift_verdict: The verdict: drift, no drift or not enough data.
     """
     import json
     from pathlib import Path
@@ -94,4 +96,8 @@ def detect_drift(
     verdict.metadata.update(result.provenance())
     summary.metadata.update(result.provenance())
     report.metadata.update(result.provenance())
-    return result.verdict
+
+    class Outputs(NamedTuple):
+        drift_verdict: str
+
+    return Outputs(result.verdict)

@@ -1,5 +1,7 @@
 """KFP component: metrics, confusion matrix, a readable report and the promotion verdict."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -25,7 +27,7 @@ def evaluate_model(
     tracking: bool = False,
     registered_model_name: str = "planets-classifier",
     run_name: str = "",
-) -> bool:
+) -> NamedTuple("Outputs", [("promote", bool)]):  # type: ignore[valid-type]
     """Score ``model`` on the validation split; returns whether to promote it.
 
     ``production_model_uri`` is the model folder of the model in production (a local path
@@ -54,7 +56,7 @@ def evaluate_model(
         confusion: The confusion matrix, for the KFP UI.
         report: The evaluation report (per class, confusion matrix, mistakes) as HTML.
         verdict: The gate's decision with its numbers as Markdown.
-        Output: Whether to promote the candidate.
+        promote: Whether to promote the candidate.
     """
     from planets_mlops.evaluate import evaluate_candidate
     from planets_mlops.knobs import EvaluateParams, RegistryParams
@@ -81,4 +83,8 @@ def evaluate_model(
     metrics.metadata.update(result.metadata())
     confusion.log_confusion_matrix(result.classes, result.confusion_matrix)
     verdict.metadata.update(evaluation.verdict_metadata())
-    return result.promote
+
+    class Outputs(NamedTuple):
+        promote: bool
+
+    return Outputs(result.promote)

@@ -6,6 +6,8 @@ environment (on a cluster from the Secret ``label-studio``, see
 project changes between runs while the inputs do not.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -69,14 +71,17 @@ def import_labels(
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 @describe_knobs(LabelParams)
-def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
+def check_new_labels(
+    merged: Input[Dataset],
+    min_new_labels: int = 1,
+) -> NamedTuple("Outputs", [("enough_new_labels", bool)]):  # type: ignore[valid-type]
     """True when the import added at least ``min_new_labels`` images (retrain gate).
 
     Args:
         merged: import_labels's data set (metadata['new_labels']).
 
     Returns:
-        Output: Whether there are enough new labels to retrain.
+        enough_new_labels: Whether there are enough new labels to retrain.
     """
     import logging
 
@@ -85,4 +90,8 @@ def check_new_labels(merged: Input[Dataset], min_new_labels: int = 1) -> bool:
     logging.getLogger("check_new_labels").info(
         "%d new labels, minimum %d: %s", new, min_new_labels, "retrain" if enough else "skip retraining"
     )
-    return enough
+
+    class Outputs(NamedTuple):
+        enough_new_labels: bool
+
+    return Outputs(enough)

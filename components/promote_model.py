@@ -4,6 +4,8 @@ Reads ``MLFLOW_TRACKING_URI`` from the environment (the ``mlflow-tracking`` Secr
 cluster). With ``tracking`` off it moves nothing and lets the gate's verdict stand.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
@@ -25,7 +27,7 @@ def promote_model(
     lock_ttl_s: float = 300.0,
     lock_wait_s: float = 60.0,
     move_production: bool = True,
-) -> str:
+) -> NamedTuple("Outputs", [("production_version", str)]):  # type: ignore[valid-type]
     """Point ``production`` at the registered version, atomically, and write the release record.
 
     The move happens inside the registry's promotion lock and only if ``production`` still
@@ -46,7 +48,7 @@ def promote_model(
 
     Returns:
         release: The release record (or the refusal) as Markdown.
-        Output: The version production now names; untracked when nothing is tracked; empty
+        production_version: The version production now names; untracked when nothing is tracked; empty
             when the promotion was refused (the deploy step then does not run).
     """
     from pathlib import Path
@@ -72,4 +74,8 @@ def promote_model(
     )
     Path(release.path).write_text(outcome.markdown, encoding="utf-8")
     release.metadata.update(outcome.metadata())
-    return outcome.production()
+
+    class Outputs(NamedTuple):
+        production_version: str
+
+    return Outputs(outcome.production())

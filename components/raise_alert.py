@@ -10,6 +10,8 @@ Never cached and never retried: a retry would notify, create tasks and start run
 A failed action fails the step, after the record is written and logged.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
@@ -37,7 +39,7 @@ def raise_alert(
     push_to_label_studio: bool = False,
     start_retraining: bool = False,
     webhook_timeout_s: float = 10.0,
-) -> str:
+) -> NamedTuple("Outputs", [("outcome", str)]):  # type: ignore[valid-type]
     """Write the alert for the drift ``summary`` of ``detect_drift`` and act on it; returns the decision.
 
     ``notify`` posts the alert to the webhook; ``push_to_label_studio`` turns the inbox at
@@ -65,7 +67,7 @@ def raise_alert(
     Returns:
         alert: The evidence, the window, the model version and each action with why, as Markdown.
         decision: The same as JSON.
-        Output: The decision: the actions taken, or why none was.
+        outcome: The decision: the actions taken, or why none was.
     """
     from pathlib import Path
 
@@ -97,4 +99,8 @@ def raise_alert(
     Path(decision.path).write_text(result.to_json())
     alert.metadata.update(result.metadata())
     decision.metadata.update(result.metadata())
-    return result.outcome()
+
+    class Outputs(NamedTuple):
+        outcome: str
+
+    return Outputs(result.outcome())

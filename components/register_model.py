@@ -5,6 +5,8 @@ on a cluster from the Kubernetes Secret ``mlflow-tracking``
 (``pipelines.platform.with_mlflow_secret``). With ``tracking`` off it does nothing.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -31,7 +33,7 @@ def register_model(
     registered_model_name: str = "planets-classifier",
     mlflow_experiment: str = "planets",
     allow_untracked: bool = False,
-) -> bool:
+) -> NamedTuple("Outputs", [("version_registered", bool)]):  # type: ignore[valid-type]
     """Log the run to MLflow and register ``model`` as a version with the ``candidate`` alias.
 
     The task's MLflow run is nested under the KFP run's parent run as the KFP MLflow plugin
@@ -56,7 +58,7 @@ def register_model(
 
     Returns:
         registered: The registered version, its runs and its lineage.
-        Output: Whether a version was registered.
+        version_registered: Whether a version was registered.
     """
     import json
     from pathlib import Path
@@ -90,4 +92,8 @@ def register_model(
     metadata = result.metadata()
     registered.metadata.update(metadata)
     Path(registered.path).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
-    return bool(result.version)
+
+    class Outputs(NamedTuple):
+        version_registered: bool
+
+    return Outputs(bool(result.version))

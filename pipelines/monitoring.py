@@ -145,7 +145,7 @@ def build_monitoring(gpu: GpuOptions = DEFAULT_GPU, cluster: ClusterOptions = GK
         # Records keep arriving while the inputs stay the same: never cached; a retry only reads.
         with_side_effects(step(check, "detect-drift", cluster, idempotent=True))
 
-        with dsl.If(check.outputs["Output"] == "drift", name="drift"):
+        with dsl.If(check.outputs["drift_verdict"] == "drift", name="drift"):
             alert = raise_alert(
                 summary=check.outputs["summary"],
                 label_studio_project=label_studio_project,

@@ -148,7 +148,7 @@ def build_retraining(
         # Reads the merged data set only, but its answer gates training on new labels.
         with_side_effects(step(gate, "check-new-labels", cluster, idempotent=True))
 
-        with dsl.If(gate.output == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
+        with dsl.If(gate.outputs["enough_new_labels"] == True, name="enough-new-labels"):  # noqa: E712 - KFP condition
             train, evaluate, register = add_train_and_evaluate(
                 imported.outputs["merged"],
                 gpu,
@@ -178,7 +178,7 @@ def build_retraining(
                 cluster=cluster,
                 multiworker=multiworker,
             )
-            with dsl.If(evaluate.outputs["Output"] == True, name="promoted"):  # noqa: E712
+            with dsl.If(evaluate.outputs["promote"] == True, name="promoted"):  # noqa: E712
                 add_release(
                     train,
                     evaluate,

@@ -278,7 +278,10 @@ def add_deploy(
         monitoring_sample=monitoring_sample,
         inbox_uri=inbox_uri,
         **(
-            {"registered_model_name": registered_model_name, "registered_version": promote.outputs["Output"]}
+            {
+                "registered_model_name": registered_model_name,
+                "registered_version": promote.outputs["production_version"],
+            }
             if promote is not None
             else {}
         ),
@@ -322,7 +325,7 @@ def add_release(
         release=release,
         cluster=cluster,
     )
-    with dsl.If(promote.outputs["Output"] != "", name="production-moved"):
+    with dsl.If(promote.outputs["production_version"] != "", name="production-moved"):
         with dsl.If(deploy == True, name="deploy"):  # noqa: E712 - a KFP condition
             add_deploy(
                 package,

@@ -6,7 +6,7 @@ Kubernetes. With ``release`` off the alias stays and nothing is deployed: the pa
 waits for review (a pull request's run; the merge promotes exactly that version).
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfp import dsl
 
@@ -88,7 +88,7 @@ def build_training(
         mlflow_experiment: str = RegistryParams.experiment,
         allow_untracked: bool = RegistryParams.allow_untracked,
         release: bool = RegistryParams.release,
-    ) -> bool:
+    ) -> NamedTuple("Outputs", [("promoted", bool)]):  # type: ignore[valid-type]
         """Train, evaluate against production, and release the model when the gate promotes it.
 
         Args:
@@ -99,7 +99,7 @@ def build_training(
                 gs://); empty: the production alias with tracking, else no comparison.
 
         Returns:
-            Output: Whether the gate promoted the candidate.
+            promoted: Whether the gate promoted the candidate.
         """
         pull = add_pull(data_repo_url, data_rev, data_path, dvc_remote, dvc_remote_config, cluster)
         train, evaluate, register = add_train_and_evaluate(
@@ -130,7 +130,7 @@ def build_training(
             cluster=cluster,
             multiworker=multiworker,
         )
-        promoted = evaluate.outputs["Output"]
+        promoted = evaluate.outputs["promote"]
         with dsl.If(promoted == True, name="promoted"):  # noqa: E712 - a KFP condition
             add_release(
                 train,
@@ -148,7 +148,11 @@ def build_training(
                 serving_inbox_uri=serving_inbox_uri,
                 cluster=cluster,
             )
-        return promoted
+
+        class Outputs(NamedTuple):
+            promoted: bool
+
+        return Outputs(promoted)
 
     return training
 

@@ -309,14 +309,75 @@ class ProgressLog(io.TextIOBase):
         super().close()
 
 
+# kfp's own ConditionEvaluator._resolve_pipeline_channel, kept when named_output_conditions() patches it.
+_KFP_RESOLVE: list[Any] = []
+
+
+def _resolve_channel(channel_ref: str, io_store: Any) -> Any:
+    """``ConditionEvaluator._resolve_pipeline_channel`` of kfp 2.17, named outputs included.
+
+    kfp's reads ``pipelinechannel--<task>-<output>`` as a task's output only when it holds
+    ``-Output`` or ``--``; any other name (``evaluate-model-promote``) is looked up as a
+    parent input, is not found, and the condition counts as False. Here a name that is not
+    a parent input is the producer task's output: output names are Python identifiers (no
+    ``-``), so the output is what follows the last ``-`` and the task what precedes it.
+    """
+    ref = channel_ref.replace("pipelinechannel--", "")
+    if "-Output" in ref or "--" in ref or "-" not in ref:
+        return _KFP_RESOLVE[0](channel_ref, io_store)
+    for key in (ref, f"pipelinechannel--{ref}", channel_ref):
+        try:
+            return io_store.get_parent_input(key)
+        except (ValueError, KeyError):
+            continue
+    task, _, output = ref.rpartition("-")
+    try:
+        return io_store.get_task_output(task, output)
+    except (ValueError, KeyError):
+        return _KFP_RESOLVE[0](channel_ref, io_store)  # kfp's warning, then None: False
+
+
+def named_output_conditions() -> bool:
+    """Make ``kfp.local`` evaluate a ``dsl.If`` on a named output parameter (kfp 2.17.x only).
+
+    Without it kfp 2.17's local runner skips the body of ``dsl.If(task.outputs["promote"])``
+    and reports success (see :func:`_resolve_channel`); the suite's gates (``promoted``,
+    ``drift``, ``production-moved``, ``retrain``) are on named outputs. Installed once per
+    process. On another kfp version nothing is patched and a warning says so: check whether
+    that version still needs it (tests/pipeline/test_named_outputs_local.py tells).
+
+    Returns:
+        Whether kfp's evaluator is the patched one.
+    """
+    import kfp
+    from kfp.local.orchestrator import enhanced_dag_orchestrator
+
+    evaluator = enhanced_dag_orchestrator.ConditionEvaluator
+    if evaluator._resolve_pipeline_channel is _resolve_channel:
+        return True
+    if not kfp.__version__.startswith("2.17.") or not hasattr(evaluator, "_resolve_pipeline_channel"):
+        warnings.warn(
+            f"kfp {kfp.__version__}: kfp.local's condition evaluator is not patched for named outputs "
+            "(written for kfp 2.17.x); a dsl.If on a named output may be skipped locally",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    _KFP_RESOLVE[:] = [evaluator._resolve_pipeline_channel]
+    evaluator._resolve_pipeline_channel = staticmethod(_resolve_channel)  # type: ignore[assignment]
+    return True
+
+
 def init_local(pipeline_root: Path, runner: Any = None) -> None:
     """``kfp.local`` with ``runner``; default: this Python environment (no containers).
 
     ``runner`` may be a ``kfp.local.DockerRunner`` (see :mod:`planets_mlops.app.containers`)
-    to run every task in the image its component names.
+    to run every task in the image its component names. Installs
+    :func:`named_output_conditions` (kfp 2.17.x).
     """
     from kfp import local
 
+    named_output_conditions()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     local.init(
         runner=runner if runner is not None else local.SubprocessRunner(use_venv=False),
@@ -325,10 +386,45 @@ def init_local(pipeline_root: Path, runner: Any = None) -> None:
     )
 
 
-def _read_task(task_dir: Path) -> TaskResult:
+def output_parameter_types(pipeline: Any) -> dict[str, dict[str, int]]:
+    """Each task's output parameters and their IR types, in every DAG of ``pipeline``.
+
+    Args:
+        pipeline: A ``@dsl.pipeline`` function (or anything with a ``pipeline_spec``).
+
+    Returns:
+        ``{task name: {output name: ParameterTypeEnum value}}``.
+    """
+    spec = pipeline.pipeline_spec
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    types: dict[str, dict[str, int]] = {}
+    for dag in dags:
+        for name, task in dag.tasks.items():
+            outputs = spec.components[task.component_ref.name].output_definitions.parameters
+            types[name] = {key: value.parameter_type for key, value in outputs.items()}
+    return types
+
+
+def _read_task(task_dir: Path, parameter_types: dict[str, int] | None = None) -> TaskResult:
+    """What one task wrote: artifacts, their metadata and output parameters.
+
+    A returned value (a single ``Output`` or a NamedTuple's fields) is in
+    ``executor_output.json``'s ``parameterValues``; a ``dsl.OutputPath`` parameter is a file
+    named after the output, which kfp.local leaves there: read as kfp reads it (a string as
+    text, anything else as JSON) when ``parameter_types`` names it.
+    """
+    from kfp.local import executor_output_utils
+
+    types = parameter_types or {}
     result = TaskResult(name=task_dir.name)
     for path in sorted(task_dir.iterdir()):
-        if path.name != "executor_output.json":
+        if path.name == "executor_output.json":
+            continue
+        if path.name in types and path.is_file():
+            result.parameters[path.name] = executor_output_utils.special_dsl_outputpath_read(
+                path.name, str(path), types[path.name]
+            )
+        else:
             result.artifacts[path.name] = path
     output_file = task_dir / "executor_output.json"
     if output_file.is_file():
@@ -337,7 +433,7 @@ def _read_task(task_dir: Path) -> TaskResult:
             for artifact in entry.get("artifacts", []):
                 result.metadata[name] = artifact.get("metadata", {})
                 result.artifacts.setdefault(name, Path(artifact["uri"]))
-        result.parameters = data.get("parameterValues", {})
+        result.parameters.update(data.get("parameterValues", {}))
     return result
 
 
@@ -457,7 +553,8 @@ def run_local(
     seconds = time.monotonic() - started
     new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run = LocalRun(root=new[-1] if new else root, seconds=seconds, log_file=log_file)
+    types = output_parameter_types(pipeline) if hasattr(pipeline, "pipeline_spec") else {}
     for task_dir in sorted(p for p in run.root.iterdir() if p.is_dir()):
-        run.tasks[task_dir.name] = _read_task(task_dir)
+        run.tasks[task_dir.name] = _read_task(task_dir, types.get(task_dir.name))
         run.tasks[task_dir.name].seconds = durations.get(task_dir.name, 0.0)
     return run

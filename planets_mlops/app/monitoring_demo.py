@@ -68,7 +68,7 @@ def monitoring_step(
         model_version=model_version,
         window_hours=1,
     )
-    verdict = run.tasks["detect-drift"].parameters["Output"]
+    verdict = run.tasks["detect-drift"].parameters["drift_verdict"]
     metrics = run.metadata("detect-drift", "metrics")
     summary: dict[str, Any] = {
         "verdict": verdict,

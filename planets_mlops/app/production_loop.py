@@ -487,7 +487,7 @@ def _turn(
                     inbox_uri=str(inbox_uri),
                     inbox_max_tasks=max_tasks,
                 )
-            result.verdict = str(check.tasks["detect-drift"].parameters["Output"])
+            result.verdict = str(check.tasks["detect-drift"].parameters["drift_verdict"])
             metrics = check.metadata("detect-drift", "metrics")
             result.records = int(metrics.get("records", 0))
             result.drifted_columns = int(metrics.get("drifted_columns", 0))
@@ -520,7 +520,9 @@ def _turn(
     result.retraining_run = str(run.root)
     result.new_labels = int(run.metadata("import-labels", "merged").get("new_labels") or 0)
     result.promoted = (
-        bool(run.tasks["evaluate-model"].parameters.get("Output")) if "evaluate-model" in run.tasks else False
+        bool(run.tasks["evaluate-model"].parameters.get("promote"))
+        if "evaluate-model" in run.tasks
+        else False
     )
     gate = run.metadata("evaluate-model", "metrics") if "evaluate-model" in run.tasks else {}
     result.gate = {

@@ -405,7 +405,7 @@ def test_monitoring_alert_is_gated_on_drift_uncached_and_its_secrets_optional(co
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"resolve-production", "detect-drift", "condition-1"}
     assert tasks["condition-1"]["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--detect-drift-Output'] == 'drift'"
+        "inputs.parameter_values['pipelinechannel--detect-drift-drift_verdict'] == 'drift'"
     )
     all_tasks = _all_tasks(spec)
     for task in ("resolve-production", "detect-drift", "raise-alert"):

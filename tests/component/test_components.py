@@ -65,7 +65,7 @@ def test_the_four_components_chain(data_repo, tmp_path):
         report=report,
         verdict=verdict,
         production_model_uri=model.path,
-    )
+    ).promote
     assert promote is True and verdict.metadata["promote"] is True
     # The same model against itself: no discordant pair, p = 1, a zero-width interval.
     assert "# Promotion gate: **PROMOTE**" in Path(verdict.path).read_text()

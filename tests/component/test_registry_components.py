@@ -45,13 +45,13 @@ def dead_server(monkeypatch):
 def test_tracking_off_registers_and_moves_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     inputs = register_inputs(tmp_path)
-    assert register_model.python_func(**inputs) is False
+    assert register_model.python_func(**inputs).version_registered is False
     assert inputs["registered"].metadata["note"] == "tracking is off"
     release = make_artifact(dsl.Markdown, tmp_path / "release")
     bento = make_artifact(dsl.Model, tmp_path / "bento", {"bento_tag": "planets_classifier:x"})
     moved = promote_model.python_func(
         registered=inputs["registered"], verdict=inputs["verdict"], bento=bento, release=release
-    )
+    ).production_version
     assert moved == "untracked"
     assert "Nothing registered" in (tmp_path / "release").read_text()
 
@@ -66,7 +66,9 @@ def test_register_fails_fast_on_a_dead_server(tmp_path, dead_server):
 
 def test_register_and_promote_go_on_only_when_allowed(tmp_path, dead_server):
     inputs = register_inputs(tmp_path)
-    assert register_model.python_func(**inputs, tracking=True, allow_untracked=True) is False
+    assert (
+        register_model.python_func(**inputs, tracking=True, allow_untracked=True).version_registered is False
+    )
     assert "unreachable" in inputs["registered"].metadata["note"]
     release = make_artifact(dsl.Markdown, tmp_path / "release")
     bento = make_artifact(dsl.Model, tmp_path / "bento", {"bento_tag": "planets_classifier:x"})
@@ -77,7 +79,7 @@ def test_register_and_promote_go_on_only_when_allowed(tmp_path, dead_server):
         release=release,
         tracking=True,
         allow_untracked=True,
-    )
+    ).production_version
     assert moved == "untracked"
 
 

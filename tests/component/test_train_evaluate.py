@@ -330,7 +330,7 @@ def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_
         "verdict": make_artifact(dsl.Markdown, tmp_path / "verdict.md"),
     }
     # No production model: anything finite would be promoted.
-    assert component.python_func(prepared=prepared, model=model, **outputs) is False
+    assert component.python_func(prepared=prepared, model=model, **outputs).promote is False
     assert evaluate_model(small_prepared, tiny_model, tmp_path / "r.html").promote is True
     # Against production too, whatever the accuracy from argmax over NaN says.
     result = evaluate_model(

@@ -204,7 +204,7 @@ def test_training_pipeline_in_its_images(podman_api, served_data_repo, shared_ro
         "promote-model",
     }
     assert run.metadata("pull-data", "dataset")["commit"] == served_data_repo["commit"]
-    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert run.tasks["evaluate-model"].parameters["promote"] is True
     assert (run.artifact("train-model", "model") / "model.onnx").is_file()
     # The reference profile is made in the training image (planets_mlops.monitoring installed).
     assert (run.artifact("train-model", "model") / "monitoring_reference.json").is_file()

@@ -51,7 +51,7 @@ def _run(monitored, tmp_path, **arguments):
 def test_in_distribution_traffic_raises_no_alarm(monitored, tmp_path):
     _records(monitored, tmp_path / "records", "none")
     run = _run(monitored, tmp_path, notify=True, start_retraining=True)
-    assert run.tasks["detect-drift"].parameters["Output"] == "no drift"
+    assert run.tasks["detect-drift"].parameters["drift_verdict"] == "no drift"
     assert "raise-alert" not in run.tasks  # the alert step is gated on drift
     metrics = run.metadata("detect-drift", "metrics")
     assert metrics["records"] == len(monitored["images"]) == 90
@@ -108,7 +108,7 @@ def test_darkened_traffic_raises_an_alert_notifies_and_starts_retraining(
                 "label_studio_project": "p",
             },
         )
-    assert run.tasks["detect-drift"].parameters["Output"] == "drift"
+    assert run.tasks["detect-drift"].parameters["drift_verdict"] == "drift"
     metrics = run.metadata("detect-drift", "metrics")
     assert metrics["drift"] == 1.0 and metrics["brightness_p_value"] < metrics["p_value_threshold"]
     alert = run.artifact("raise-alert", "alert").read_text()
@@ -128,7 +128,7 @@ def test_darkened_traffic_raises_an_alert_notifies_and_starts_retraining(
     assert submitted["runtime_config"]["parameters"]["data_repo_url"] == "https://example.invalid/data.git"
     (posted,) = received
     assert posted["summary"]["verdict"] == "drift" and VERSION in posted["text"]
-    assert run.tasks["raise-alert"].parameters["Output"] == decision["decision"]
+    assert run.tasks["raise-alert"].parameters["outcome"] == decision["decision"]
 
 
 @pytest.mark.parametrize("shift", ["rotate", "class mix"])
@@ -146,7 +146,7 @@ def test_rotated_or_one_class_traffic_gives_a_drift_verdict_and_an_alert(monitor
         records = traffic.model_records(monitored["runner"], images, VERSION, WHEN)
         traffic.write_records(str(tmp_path / "records"), records)
     run = _run(monitored, tmp_path)
-    assert run.tasks["detect-drift"].parameters["Output"] == "drift"
+    assert run.tasks["detect-drift"].parameters["drift_verdict"] == "drift"
     metrics = run.metadata("detect-drift", "metrics")
     assert metrics["drift"] == 1.0 and metrics["drifted_columns"] >= 1
     if shift == "class mix":
@@ -185,7 +185,7 @@ def test_two_drift_verdicts_in_a_row_start_exactly_one_retraining(
             run = _run(
                 monitored, tmp_path / f"hour-{hour}", start_retraining=True, retraining_arguments=arguments
             )
-            assert run.tasks["detect-drift"].parameters["Output"] == "drift"
+            assert run.tasks["detect-drift"].parameters["drift_verdict"] == "drift"
             decisions.append(json.loads(run.artifact("raise-alert", "decision").read_text()))
     (started,) = state.runs.values()  # exactly one retraining
     first, second = ({a["action"]: a for a in d["actions"]}["start_retraining"] for d in decisions)
@@ -242,12 +242,12 @@ def test_a_monitoring_run_after_a_promotion_reads_the_new_versions_records(
     first_version = promote(old, "")
     before = monitor("before")
     assert before.tasks["resolve-production"].parameters["registry_version"] == first_version
-    assert before.tasks["detect-drift"].parameters["Output"] == "no drift"
+    assert before.tasks["detect-drift"].parameters["drift_verdict"] == "no drift"
     assert old in before.artifact("detect-drift", "verdict").read_text()
     second_version = promote(new, first_version)
     after = monitor("after")
     assert after.tasks["resolve-production"].parameters["registry_version"] == second_version
-    assert after.tasks["detect-drift"].parameters["Output"] == "drift"
+    assert after.tasks["detect-drift"].parameters["drift_verdict"] == "drift"
     assert after.metadata("detect-drift", "metrics")["records"] == len(monitored["images"])
     verdict = after.artifact("detect-drift", "verdict").read_text()
     assert new in verdict and old not in verdict

@@ -30,12 +30,12 @@ def test_training_pipeline_end_to_end(data_repo, tmp_path):
         "package-model",
         "promote-model",
     }
-    assert run.tasks["register-model"].parameters["Output"] is False
-    assert run.tasks["promote-model"].parameters["Output"] == "untracked"
+    assert run.tasks["register-model"].parameters["version_registered"] is False
+    assert run.tasks["promote-model"].parameters["production_version"] == "untracked"
     assert run.metadata("pull-data", "dataset")["commit"] == data_repo["commit"]
     metrics = run.metadata("evaluate-model", "metrics")
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and metrics["val_loss"] > 0
-    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert run.tasks["evaluate-model"].parameters["promote"] is True
     assert (run.artifact("train-model", "model") / "model.onnx").is_file()
     manifest = json.loads((run.artifact("prepare-dataset", "prepared") / "manifest.json").read_text())
     assert manifest["splits"]["validation"]["count"] == 12

@@ -40,8 +40,8 @@ def test_train_register_promote_retrain_by_alias_and_roll_back(
         **TINY,
         **registry,
     )
-    assert first.tasks["register-model"].parameters["Output"] is True
-    assert first.tasks["promote-model"].parameters["Output"] == "1"
+    assert first.tasks["register-model"].parameters["version_registered"] is True
+    assert first.tasks["promote-model"].parameters["production_version"] == "1"
     assert reg.alias_version(mlflow_client, model_name, "production") == "1"
     v1 = reg.version_info(mlflow_client, model_name, "1")
     assert v1["tags"]["planets.data_commit"] == data_repo["commit"]
@@ -78,10 +78,10 @@ def test_train_register_promote_retrain_by_alias_and_roll_back(
     verdict = second.metadata("evaluate-model", "verdict")
     assert verdict["production_version"] == "1" and verdict["production_source"] == f"models:/{model_name}/1"
     assert "production_val_accuracy" in second.metadata("evaluate-model", "metrics")
-    assert second.tasks["register-model"].parameters["Output"] is True
-    promoted = second.tasks["evaluate-model"].parameters["Output"]
+    assert second.tasks["register-model"].parameters["version_registered"] is True
+    promoted = second.tasks["evaluate-model"].parameters["promote"]
     assert promoted is True
-    assert second.tasks["promote-model"].parameters["Output"] == "2"
+    assert second.tasks["promote-model"].parameters["production_version"] == "2"
     assert reg.alias_version(mlflow_client, model_name, "production") == "2"
     v2 = reg.version_info(mlflow_client, model_name, "2")
     assert v2["tags"]["planets.label_studio_project"].startswith(labelled_small_project.title)

@@ -146,7 +146,7 @@ def _alert_component(tmp_path, **arguments):
         alert=make_artifact(dsl.Markdown, tmp_path / "alert.md"),
         decision=make_artifact(dsl.Artifact, tmp_path / "decision.json"),
         **arguments,
-    )
+    ).outcome
 
 
 def test_the_alert_run_carries_service_account_pipeline_root_and_namespace_with_the_pipelines_token(

@@ -113,7 +113,7 @@ def test_the_drift_step_reads_its_reference_from_a_model_on_gcs(gcs_emulator, ti
         records_uri=str(tmp_path / "records"),
         model_uri=f"{bucket}/production/model",
         model_version="7",
-    )
+    ).drift_verdict
     assert answer == "not enough data"  # 3 records < min_records; the reference was read
 
 

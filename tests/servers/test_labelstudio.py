@@ -371,8 +371,8 @@ def test_component_publishes_one_version_and_a_retry_makes_none(
         assert merged.metadata["new_labels"] == 6 and merged.metadata["commit"] == commits[-1]
         assert merged.metadata["published_new_version"] is (attempt == 0)
         assert merged.metadata["base_commit"] == pulled.commit
-        assert check_new_labels.python_func(merged=merged, min_new_labels=6) is True
-        assert check_new_labels.python_func(merged=merged, min_new_labels=7) is False
+        assert check_new_labels.python_func(merged=merged, min_new_labels=6).enough_new_labels is True
+        assert check_new_labels.python_func(merged=merged, min_new_labels=7).enough_new_labels is False
     assert commits[0] == commits[1]
     log = git(data_repo["repo"], "log", "--format=%H %s", branch).splitlines()
     assert log[0].startswith(commits[0]) and "Import 6 labels" in log[0]
@@ -526,7 +526,7 @@ def test_a_drift_alert_pushes_the_inbox_to_label_studio(ls_env, ls_client, ls_pr
         label_studio_project=ls_project.title,
         inbox_uri=str(tmp_path / "inbox"),
         push_to_label_studio=True,
-    )
+    ).outcome
     (push,) = [
         a for a in json.loads(decision.read_text())["actions"] if a["action"] == "push_to_label_studio"
     ]

@@ -65,7 +65,7 @@ def test_retraining_end_to_end(ls_env, labelled_small_project, data_repo, tiny_m
     # The pulled data set's files keep their split: production never trained on validation.
     assert prepared["split_method"] == "stable-over-base"
     assert prepared["validation_count"] == 12 + 2  # base validation + int(0.2 * 11) new images
-    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert run.tasks["evaluate-model"].parameters["promote"] is True
     assert "delta_val_accuracy" in run.metadata("evaluate-model", "metrics")
     assert run.metadata("package-model", "bento")["bento_tag"]
     pushed = run.metadata("push-predictions", "summary")
@@ -85,7 +85,7 @@ def test_retraining_stops_before_training_without_enough_labels(
         min_new_labels=12,
         **TINY,
     )
-    assert run.tasks["check-new-labels"].parameters["Output"] is False
+    assert run.tasks["check-new-labels"].parameters["enough_new_labels"] is False
     assert set(run.tasks) == {"pull-data", "import-labels", "check-new-labels"}
 
 
@@ -124,8 +124,8 @@ def test_retraining_adds_a_class_from_labels(ls_env, ls_client, data_repo, tiny_
     assert "## New classes" in verdict and "| Mars | 2 |" in verdict
     # A new class stands in for the required gain: only "worse beyond noise" could refuse it.
     not_worse = metrics["gate_overall_worse"] == 0 and metrics["gate_classes_worse"] == 0
-    assert run.tasks["evaluate-model"].parameters["Output"] is not_worse
-    assert ("package-model" in run.tasks) is run.tasks["evaluate-model"].parameters["Output"]
+    assert run.tasks["evaluate-model"].parameters["promote"] is not_worse
+    assert ("package-model" in run.tasks) is run.tasks["evaluate-model"].parameters["promote"]
 
 
 def test_retraining_from_the_inbox_labels_is_promoted(
@@ -179,5 +179,5 @@ def test_retraining_from_the_inbox_labels_is_promoted(
     assert (
         metrics["gate_overall_worse"] == 0 and metrics["val_accuracy"] >= metrics["production_val_accuracy"]
     )
-    assert run.tasks["evaluate-model"].parameters["Output"] is True
+    assert run.tasks["evaluate-model"].parameters["promote"] is True
     assert run.metadata("package-model", "bento")["bento_tag"]
