@@ -8,10 +8,12 @@ so that neither step imports the other.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from planets_mlops.errors import DataSourceError
+from planets_mlops.errors import DataSourceError, PlanetsError
 
 
 def normalise_repo_url(repo_url: str) -> str:
@@ -90,22 +92,32 @@ def data_version(repo_url: str, rev: str, path: str) -> tuple[str, str]:
         DataSourceError: the repository, revision or path cannot be read, or ``path`` is not
             tracked by DVC there.
     """
-    from dvc.api import DVCFileSystem
-
     if not rev:
         raise DataSourceError("data_rev is empty: name a branch, tag or commit, e.g. 'main'.")
-    url = normalise_repo_url(repo_url)
-    try:
-        fs = DVCFileSystem(url, rev=rev)
+    with dvc_filesystem(repo_url, rev, path) as fs:
         commit = fs.repo.get_rev()
         if not fs.exists(path):
             check_parents_readable(fs, path)
             raise DataSourceError(f"data_path={path!r} is not tracked in {repo_url!r} at {rev!r}.")
-        info = fs.info(path)
-        dvc_hash = info.get("md5") or (info.get("dvc_info") or {}).get("md5") or ""
-    except DataSourceError:
+        return commit, tree_hash(fs.info(path))
+
+
+@contextmanager
+def dvc_filesystem(repo_url: str, rev: str, path: str, **options: Any) -> Iterator[Any]:
+    """A ``DVCFileSystem`` of ``repo_url`` at ``rev`` (``options``: ``remote``, ``remote_config``).
+
+    Any error that is not the project's own, raised opening it or in the ``with`` body,
+    becomes one :class:`DataSourceError` that names the repository, revision and ``path``
+    (:func:`explain`); DVC's cached clones are cleaned up on the way out.
+    """
+    from dvc.api import DVCFileSystem
+
+    url = normalise_repo_url(repo_url)
+    try:
+        yield DVCFileSystem(url, rev=rev, **options)
+    except PlanetsError:
         raise
-    except Exception as exc:  # noqa: BLE001 - mapped to one clear error below
+    except Exception as exc:  # noqa: BLE001 - mapped to one clear error
         raise explain(exc, repo_url, rev, path) from exc
     finally:
         try:
@@ -114,4 +126,8 @@ def data_version(repo_url: str, rev: str, path: str) -> tuple[str, str]:
             clean_repos()
         except Exception:  # noqa: BLE001 - cleanup only
             pass
-    return commit, dvc_hash
+
+
+def tree_hash(info: dict[str, Any]) -> str:
+    """The DVC hash (``md5``) in a ``DVCFileSystem.info`` entry; empty when it has none."""
+    return str(info.get("md5") or (info.get("dvc_info") or {}).get("md5") or "")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planets_mlops.data_source import check_parents_readable, explain, normalise_repo_url
+from planets_mlops.data_source import check_parents_readable, dvc_filesystem, normalise_repo_url, tree_hash
 from planets_mlops.dataset import index_dataset
 from planets_mlops.errors import DataError, DataSourceError
 
@@ -116,20 +116,18 @@ def pull_dataset(
         DataSourceError: repository, revision, path or remote cannot be reached or read.
         DataError: the pulled folder is not a usable class-per-folder image data set.
     """
-    from dvc.api import DVCFileSystem
-
     if not rev:
         raise DataSourceError("data_rev is empty: name a branch, tag or commit, e.g. 'main'.")
     if remote_config and remote_config.get("endpointurl"):
         # gcsfs otherwise probes a gRPC API on the custom endpoint and hangs for minutes.
         os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-    url = normalise_repo_url(repo_url)
+    normalise_repo_url(repo_url)  # a missing local repository is refused before out_dir is emptied
     started = time.monotonic()
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    try:
-        fs = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=remote_config or None)
+    options = {"remote": remote or None, "remote_config": remote_config or None}
+    with dvc_filesystem(repo_url, rev, path, **options) as fs:
         commit = fs.repo.get_rev()
         _check_remote_name(fs, remote, repo_url, rev)
         check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
@@ -145,19 +143,8 @@ def pull_dataset(
                 f"data_path={path!r} in {repo_url!r} at {rev!r} is a file, not a folder of class "
                 "sub-folders. Point data_path at the DVC-tracked data set folder."
             )
-        dvc_hash = info.get("md5") or (info.get("dvc_info") or {}).get("md5") or ""
+        dvc_hash = tree_hash(info)
         fs.get(path, str(out_dir), recursive=True)
-    except (DataError, DataSourceError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - mapped to one clear error below
-        raise explain(exc, repo_url, rev, path) from exc
-    finally:
-        try:
-            from dvc.repo.open_repo import clean_repos
-
-            clean_repos()
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
     index = index_dataset(out_dir, verify=False)
     result = PullResult(
         repo_url=repo_url,
