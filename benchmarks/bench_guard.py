@@ -128,7 +128,7 @@ class Scorer:
         )
         logits, embedding = predict_outputs(self.model, tensors)
         names = np.asarray(self.classes, dtype=object)[logits.argmax(axis=1)]
-        return names, self.guard.recognised(self.guard.scores(embedding))
+        return names, self.guard.recognised(self.guard.scores(embedding, tensors))
 
 
 def decode_all(paths: list[Path], grayscale: bool) -> list[np.ndarray]:

@@ -70,8 +70,13 @@ CHANGES = (
 # Fixed benign changes, in the same units: what the open-set guard is calibrated on (the
 # validation images under each) and what the evaluation report's trade-off curve measures.
 # They stand for a camera with noise of sigma 25, a blur of radius 2, half the contrast, or
-# 60 % of the exposure, on the 128 px originals.
-BENIGN = (("noise", 0.05), ("blur", 0.5), ("contrast", 0.5), ("brightness", 0.6))
+# 60 % of the exposure, on the 128 px originals. Noise and blur are set a little above the
+# figures above: the 128 px change then the resize is not quite the 32 px change of the
+# same size (the resize samples the original without averaging), and the guard's image
+# statistics (planets_mlops.imagestats) see the difference: calibrated on 0.05 and 0.5, a
+# leave-Mercury-out guard kept 0.89 of the noisy and 0.84 of the blurred images its model
+# classified right; on 0.07 and 0.8, 0.98 and 0.91 (seed 5241).
+BENIGN = (("noise", 0.07), ("blur", 0.8), ("contrast", 0.5), ("brightness", 0.6))
 
 
 def benign_changes(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:

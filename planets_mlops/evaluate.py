@@ -208,14 +208,14 @@ def guard_scores(
         logits, embedding = predict_outputs(model_dir, changed)
         if embedding is not None and len(changed):
             right = logits.argmax(axis=1) == labels
-            benign.append(guard.scores(embedding[right]) if right.any() else np.zeros(0))
+            benign.append(guard.scores(embedding[right], changed[right]) if right.any() else np.zeros(0))
     unseen = None
     if unseen_images is not None and len(unseen_images):
         _, unseen_embedding = predict_outputs(model_dir, unseen_images)
-        unseen = guard.scores(unseen_embedding)
+        unseen = guard.scores(unseen_embedding, unseen_images)
     return GuardScores(
         guard.threshold,
-        guard.scores(known_embedding),
+        guard.scores(known_embedding, images),
         np.concatenate(benign) if benign else np.zeros(0),
         unseen,
     )

@@ -30,11 +30,23 @@ is recognised when its score is ``>= 0.5``; one threshold for every consumer, th
 class-wise calibration inside the score. An all-zero embedding (the network saw nothing it
 responds to) scores 0.
 
-Why two distances: the cosine compares the direction of an embedding, the Euclidean also
+With image statistics (``metric = "cosine-euclidean-image-knn-classwise"``, the default
+since ``planets-guard/4``), a third distance joins the two:
+
+- ``w = f / i_c``: ``f`` the Euclidean distance from the image's statistics
+  (:func:`planets_mlops.imagestats.image_statistics` of the model input, each statistic in
+  units of its spread over the bank) to the nearest bank image *of class c*, ``i_c`` that
+  class's calibrated distance; and ``r = max(u, v, w) / m_c``.
+
+Why three distances: the cosine compares the direction of an embedding, the Euclidean also
 its length. Leaving one class out of training (``benchmarks/bench_guard.py``), images of
 the unseen Neptune point the way Earth's do, and only their length tells them apart: the
 cosine guard kept all 200 of them, the two together rejected all 200, and kept the same
-share of known and benign-changed images.
+share of known and benign-changed images. Without Mercury, the model gives Mercury's images
+the Moon's embedding, direction and length: both distances kept all 200 of them. The
+statistics of the image itself (a neutral grey disc where the Moon's is warmer) are what
+tell them apart (:mod:`planets_mlops.imagestats`), so ``w`` is measured to the class the
+embedding points to.
 
 API, for everything that scores images (training, evaluation, serving, the promotion gate,
 the labelling loop):
@@ -50,17 +62,25 @@ the labelling loop):
 
 Saved format, in the model folder (and so in the bento's model):
 
-- ``guard.json``: ``{"format": "planets-guard/3", "metric": "cosine-euclidean-knn-classwise",
-  "k", "threshold" (0.5), "class_thresholds" (``t_c``, one per class),
-  "euclidean_thresholds" (``d_c``), "joint_thresholds" (``m_c``), "bank_class_rows" (how
-  many bank rows each class has), "coverage", "embedding_dim", "bank_size",
-  "embedding_output", "calibration": {"count", "kept", ...}}``; ``embedding_output`` names
-  the ONNX output that gives the embedding.
+- ``guard.json``: ``{"format": "planets-guard/4", "metric":
+  "cosine-euclidean-image-knn-classwise", "k", "threshold" (0.5), "class_thresholds" (``t_c``,
+  one per class), "euclidean_thresholds" (``d_c``), "image_thresholds" (``i_c``),
+  "joint_thresholds" (``m_c``), "image_statistics" (:data:`planets_mlops.imagestats.VERSION`),
+  "image_scale" (each statistic's spread in each class's bank rows, one list per class),
+  "bank_class_rows" (how many bank rows each class has), "coverage", "embedding_dim",
+  "bank_size", "embedding_output", "calibration": {"count", "kept", ...}}``;
+  ``embedding_output`` names the ONNX output that gives the embedding.
 - ``guard_bank.npy``: float32 ``(bank_size, embedding_dim)``, the embeddings as the model
   gives them, sorted by class (the first ``bank_class_rows[0]`` rows are class 0's, and so
   on; loaded with ``allow_pickle=False``).
+- ``guard_images.npy``: float32 ``(bank_size, statistics)``, the image statistics of the same
+  bank images in the same order.
+
+A guard with image statistics scores ``(embeddings, images)``: :meth:`Guard.scores` needs
+the model inputs too (``needs_images``).
 
 Guards of earlier versions still load and recognise exactly what they did:
+``planets-guard/3`` (``cosine-euclidean-knn-classwise``: no image statistics),
 ``planets-guard/2`` (``cosine-knn-classwise``: the cosine distance alone, unit-length bank)
 and ``planets-guard/1`` (one global threshold on ``s``: a guard of one class whose
 threshold is the old one).
@@ -78,11 +98,15 @@ from typing import Any
 import numpy as np
 
 from planets_mlops.errors import DataError, InvalidParameterError
+from planets_mlops.imagestats import STATISTICS, image_statistics
+from planets_mlops.imagestats import VERSION as STATISTICS_VERSION
 from planets_mlops.knobs import GuardParams
 
-FORMAT = "planets-guard/3"
-METRIC = "cosine-euclidean-knn-classwise"
+FORMAT = "planets-guard/4"
+METRIC = "cosine-euclidean-image-knn-classwise"
 # Earlier versions' formats, still read (see load_guard).
+FORMAT_V3 = "planets-guard/3"
+METRIC_V3 = "cosine-euclidean-knn-classwise"
 FORMAT_V2 = "planets-guard/2"
 METRIC_V2 = "cosine-knn-classwise"
 FORMAT_V1 = "planets-guard/1"
@@ -94,6 +118,7 @@ THRESHOLD = 0.5
 _MIN_DISTANCE = 1e-6
 GUARD_FILE = "guard.json"
 BANK_FILE = "guard_bank.npy"
+IMAGES_FILE = "guard_images.npy"
 EMBEDDING_OUTPUT = "embedding"
 
 # Scores are computed in blocks of this many rows: a (block, bank) similarity matrix of
@@ -254,6 +279,10 @@ class Guard:
             the cosine distance alone (a ``planets-guard/2`` or ``/1`` guard).
         joint_thresholds: The joint threshold ``m_c`` of each class (with
             ``euclidean_thresholds``).
+        image_bank: The standardised image statistics of the bank images ``(m, s)``, in the
+            bank's order; None: the embedding alone (a ``planets-guard/3`` or earlier guard).
+        image_scale: Each statistic's spread in each class's bank rows ``(classes, s)``.
+        image_thresholds: The calibrated image-statistics distance ``i_c`` of each class.
     """
 
     bank: np.ndarray
@@ -264,6 +293,14 @@ class Guard:
     calibration: dict[str, Any] = field(default_factory=dict)
     euclidean_thresholds: np.ndarray | None = None
     joint_thresholds: np.ndarray | None = None
+    image_bank: np.ndarray | None = None
+    image_scale: np.ndarray | None = None
+    image_thresholds: np.ndarray | None = None
+
+    @property
+    def needs_images(self) -> bool:
+        """Whether :meth:`scores` needs the model inputs too (a guard with image statistics)."""
+        return self.image_bank is not None
 
     @cached_property
     def _bank64(self) -> np.ndarray:
@@ -291,6 +328,8 @@ class Guard:
         calibration_embeddings: Any,
         params: GuardParams | None = None,
         bank_labels: Any = None,
+        bank_statistics: Any = None,
+        calibration_statistics: Any = None,
     ) -> Guard:
         """Bank the reference embeddings; set each class's threshold on the calibration ones.
 
@@ -306,6 +345,11 @@ class Guard:
                 they were made); None: the defaults.
             bank_labels: The class index of each bank row; ``None`` puts every row in one
                 class (one global threshold).
+            bank_statistics: :func:`planets_mlops.imagestats.image_statistics` of the bank
+                images, row for row; with ``calibration_statistics`` (of the calibration
+                images), the guard also compares the images themselves (``planets-guard/4``);
+                None: the embedding alone.
+            calibration_statistics: The image statistics of the calibration images.
 
         Returns:
             The guard, with ``calibration`` = ``{"count", "kept", "per_class"}``.
@@ -323,6 +367,16 @@ class Guard:
         order = np.argsort(labels, kind="stable")
         bank, labels = bank[order], labels[order]
         calibration_embeddings = _as_matrix(calibration_embeddings, "calibration embeddings")
+        if (bank_statistics is None) != (calibration_statistics is None):
+            raise DataError(
+                "Give the image statistics of both the bank and the calibration images, or of neither."
+            )
+        calibration_stats: np.ndarray | None = None
+        if bank_statistics is not None:
+            stats = _statistics(bank_statistics, "bank statistics", len(bank))[order]
+            calibration_stats = _statistics(
+                calibration_statistics, "calibration statistics", len(calibration_embeddings)
+            )
         similarity, nearest = nearest_neighbours(bank, labels, calibration_embeddings, k)
         classes = int(labels.max()) + 1
 
@@ -337,19 +391,47 @@ class Guard:
         distance, closest = _euclidean_knn(guard._raw64, calibration_embeddings, k)
         euclidean = per_class(distance, labels[closest], _distance_limit)
         guard = replace(guard, euclidean_thresholds=euclidean, joint_thresholds=np.ones(classes))
-        ratio, _ = guard._ratios(calibration_embeddings)
+        if bank_statistics is not None and calibration_stats is not None:
+            scale = _class_scales(stats, labels, classes)
+            guard = replace(guard, image_bank=stats, image_scale=scale)
+            image = per_class(guard._image_distance(calibration_stats, nearest), nearest, _distance_limit)
+            guard = replace(guard, image_thresholds=image)
+        ratio, _ = guard._ratios(calibration_embeddings, calibration_stats)
         guard = replace(guard, joint_thresholds=per_class(ratio, nearest, _distance_limit))
-        kept = guard.recognised(guard.scores(calibration_embeddings))
+        kept = guard.recognised(guard._scores(calibration_embeddings, calibration_stats))
         counts = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
         return replace(
             guard,
             calibration={"count": int(similarity.size), "kept": float(np.mean(kept)), "per_class": counts},
         )
 
-    def scores(self, embeddings: Any) -> np.ndarray:
-        """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``."""
+    def scores(self, embeddings: Any, images: Any = None) -> np.ndarray:
+        """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``.
+
+        Args:
+            embeddings: The model's embeddings ``(n, d)``.
+            images: The model inputs they are of ``(n, size, size, channels)``; needed by a
+                guard with image statistics (:attr:`needs_images`), ignored by others.
+
+        Raises:
+            DataError: broken or mismatched embeddings or images, or no images for a guard
+                that needs them.
+        """
         embeddings = _as_matrix(embeddings, "embeddings")
-        ratio, nearest = self._ratios(embeddings)
+        statistics = None
+        if self.needs_images:
+            if images is None:
+                raise DataError(
+                    "This guard also compares the images themselves (planets-guard/4): pass the model "
+                    "inputs with the embeddings, guard.scores(embeddings, images)."
+                )
+            statistics = _statistics(image_statistics(images), "image statistics", len(embeddings))
+        return self._scores(embeddings, statistics)
+
+    def _scores(self, embeddings: Any, statistics: np.ndarray | None) -> np.ndarray:
+        """:meth:`scores` from the embeddings and (for a guard with image statistics) theirs."""
+        embeddings = _as_matrix(embeddings, "embeddings")
+        ratio, nearest = self._ratios(embeddings, statistics)
         if self.joint_thresholds is not None:
             ratio = ratio / np.maximum(self.joint_thresholds[nearest], _MIN_DISTANCE)
         scores = np.clip(1.0 - ratio * (1.0 - THRESHOLD), 0.0, 1.0)
@@ -357,10 +439,13 @@ class Guard:
         scores[~np.any(embeddings != 0, axis=1)] = 0.0
         return scores
 
-    def _ratios(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``max(u, v)`` of the module docstring, and each embedding's nearest class by cosine.
+    def _ratios(
+        self, embeddings: np.ndarray, statistics: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``max(u, v, w)`` of the module docstring, and each embedding's nearest class by cosine.
 
-        ``u`` alone for a guard without Euclidean thresholds (an earlier version's).
+        ``u`` alone for a guard without Euclidean thresholds, ``max(u, v)`` for one without
+        image statistics (an earlier version's).
         """
         similarity, nearest = _knn_unit(self._bank64, embeddings, self.k)
         nearest = self.labels[nearest]
@@ -370,7 +455,35 @@ class Guard:
             euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k)
             limit = np.maximum(self.euclidean_thresholds[self.labels[closest]], _MIN_DISTANCE)
             ratio = np.maximum(ratio, euclidean / limit)
+        if self.image_bank is not None and self.image_thresholds is not None and statistics is not None:
+            limit = np.maximum(self.image_thresholds[nearest], _MIN_DISTANCE)
+            ratio = np.maximum(ratio, self._image_distance(statistics, nearest) / limit)
         return ratio, nearest
+
+    @cached_property
+    def _image_rows(self) -> dict[int, np.ndarray]:
+        """Each class's standardised bank statistics, float64."""
+        bank = np.asarray(self.image_bank, np.float64)
+        return {int(c): bank[self.labels == c] for c in np.unique(self.labels)}
+
+    def _image_distance(self, statistics: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Euclidean distance from each image's statistics to the nearest bank image of its class."""
+        assert self.image_scale is not None
+        queries = np.asarray(statistics, np.float64)
+        distance = np.full(len(queries), np.inf)
+        for c in np.unique(classes):
+            rows = self._image_rows.get(int(c))
+            if rows is None or not len(rows):
+                continue
+            rows = rows / self.image_scale[c]
+            chosen = np.flatnonzero(classes == c)
+            squared_rows = np.einsum("ij,ij->i", rows, rows)
+            for start in range(0, len(chosen), _BLOCK):
+                picked = chosen[start : start + _BLOCK]
+                block = queries[picked] / self.image_scale[c]
+                squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * block @ rows.T + squared_rows
+                distance[picked] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+        return distance
 
     def recognised(self, scores: Any) -> np.ndarray:
         """Boolean mask: the score reaches the threshold."""
@@ -389,11 +502,23 @@ class Guard:
             # Without them (a guard built by hand with cosine thresholds only), the document
             # is the cosine-only planets-guard/2 one, which scores the same.
             doc.update(
-                format=FORMAT,
-                metric=METRIC,
+                format=FORMAT_V3,
+                metric=METRIC_V3,
                 euclidean_thresholds=[float(t) for t in self.euclidean_thresholds],
                 joint_thresholds=[float(t) for t in self.joint_thresholds],
             )
+            if (
+                self.image_bank is not None
+                and self.image_thresholds is not None
+                and self.image_scale is not None
+            ):
+                doc.update(
+                    format=FORMAT,
+                    metric=METRIC,
+                    image_thresholds=[float(t) for t in self.image_thresholds],
+                    image_statistics=STATISTICS_VERSION,
+                    image_scale=[[float(v) for v in row] for row in self.image_scale],
+                )
         return {
             **doc,
             "coverage": self.coverage,
@@ -408,8 +533,35 @@ class Guard:
         """Write ``guard.json`` and ``guard_bank.npy`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / BANK_FILE, self.bank[np.argsort(self.labels, kind="stable")].astype(np.float32))
+        order = np.argsort(self.labels, kind="stable")
+        np.save(folder / BANK_FILE, self.bank[order].astype(np.float32))
+        if self.describe()["format"] == FORMAT:
+            np.save(folder / IMAGES_FILE, np.asarray(self.image_bank)[order].astype(np.float32))
         (folder / GUARD_FILE).write_text(json.dumps(self.describe()))
+
+
+def _class_scales(statistics: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Each statistic's spread within each class's rows, ``(classes, s)``.
+
+    Floored at a twentieth of its spread over all rows: a statistic nearly constant within a
+    class (the background's share of the image) must not turn a small change into a far one.
+    """
+    overall = statistics.std(axis=0)
+    floor = np.maximum(0.05 * overall, _MIN_DISTANCE)
+    spreads = [
+        statistics[labels == c].std(axis=0) if np.any(labels == c) else overall for c in range(classes)
+    ]
+    return np.maximum(np.asarray(spreads), floor)
+
+
+def _statistics(statistics: Any, name: str, count: int) -> np.ndarray:
+    array = _as_matrix(statistics, name).astype(np.float64)
+    if array.shape != (count, len(STATISTICS)):
+        raise DataError(
+            f"{name} must be {count} rows of {len(STATISTICS)} image statistics (planets_mlops.imagestats), "
+            f"one per embedding; got shape {array.shape}."
+        )
+    return array
 
 
 def _labels(labels: Any, count: int) -> np.ndarray:
@@ -477,10 +629,11 @@ def load_guard(folder: Path) -> Guard:
             f"{GUARD_FILE} and {BANK_FILE}."
         ) from exc
     found = (doc.get("format"), doc.get("metric")) if isinstance(doc, dict) else (None, None)
-    if found not in ((FORMAT, METRIC), (FORMAT_V2, METRIC_V2), (FORMAT_V1, METRIC_V1)):
+    known = ((FORMAT, METRIC), (FORMAT_V3, METRIC_V3), (FORMAT_V2, METRIC_V2), (FORMAT_V1, METRIC_V1))
+    if found not in known:
         raise DataError(
             f"{str(path)!r} is a guard of format {found[0]!r} and metric {found[1]!r}; this version "
-            f"reads {FORMAT} ({METRIC}), {FORMAT_V2} ({METRIC_V2}) and {FORMAT_V1} ({METRIC_V1}). "
+            f"reads {', '.join(f'{f} ({m})' for f, m in known[:-1])} and {known[-1][0]} ({known[-1][1]}). "
             "Retrain the model with this version, or serve it with the version that trained it."
         )
     bank = _as_matrix(bank, str(folder / BANK_FILE))
@@ -497,7 +650,7 @@ def load_guard(folder: Path) -> Guard:
                 raise ValueError(f"bank_class_rows {rows} do not add up to bank_size {shape[0]}")
             labels = np.repeat(np.arange(len(rows)), rows)
             thresholds = np.asarray([float(t) for t in doc["class_thresholds"]], np.float64)
-        if found[0] == FORMAT:
+        if found[0] in (FORMAT, FORMAT_V3):
             euclidean = np.asarray([float(t) for t in doc["euclidean_thresholds"]], np.float64)
             joint = np.asarray([float(t) for t in doc["joint_thresholds"]], np.float64)
             if euclidean.shape != thresholds.shape or joint.shape != thresholds.shape:
@@ -507,14 +660,47 @@ def load_guard(folder: Path) -> Guard:
             extra = {"euclidean_thresholds": euclidean, "joint_thresholds": joint}
         else:
             extra = {}
+        images = None
+        if found[0] == FORMAT:
+            if doc["image_statistics"] != STATISTICS_VERSION:
+                raise ValueError(
+                    f"image statistics {doc['image_statistics']!r}; this version computes "
+                    f"{STATISTICS_VERSION!r}"
+                )
+            extra["image_thresholds"] = np.asarray([float(t) for t in doc["image_thresholds"]], np.float64)
+            extra["image_scale"] = np.asarray(
+                [[float(v) for v in row] for row in doc["image_scale"]], np.float64
+            ).reshape(-1, len(STATISTICS))
+            if extra["image_thresholds"].shape != thresholds.shape:
+                raise ValueError(
+                    f"{len(thresholds)} class thresholds, {len(extra['image_thresholds'])} image"
+                )
+            if extra["image_scale"].shape != (len(thresholds), len(STATISTICS)):
+                raise ValueError(
+                    f"image_scale must hold {len(STATISTICS)} values for each of {len(thresholds)} classes"
+                )
+            images = np.load(folder / IMAGES_FILE, allow_pickle=False)
+    except OSError as exc:
+        raise DataError(
+            f"Cannot read {IMAGES_FILE} beside {str(path)!r}: {exc}. Retrain the model to write it."
+        ) from exc
     except (KeyError, TypeError, ValueError, DataError, InvalidParameterError) as exc:
         raise DataError(f"{str(path)!r} is malformed ({exc!r}). Retrain the model to rewrite it.") from exc
+    if images is not None:
+        images = _as_matrix(images, str(folder / IMAGES_FILE))
+        if images.shape != (shape[0], len(STATISTICS)) or np.any(extra["image_scale"] <= 0):
+            raise DataError(
+                f"{IMAGES_FILE} has shape {images.shape}, not {(shape[0], len(STATISTICS))}, or "
+                "image_scale is not positive: the guard files do not belong together. Retrain the model "
+                "to rewrite them."
+            )
+        extra["image_bank"] = images
     if bank.shape != shape or not 1 <= k <= len(bank):
         raise DataError(
             f"{BANK_FILE} has shape {bank.shape} but {GUARD_FILE} says {shape} with k={k}: "
             "the guard files do not belong together. Retrain the model to rewrite them."
         )
-    limits = np.concatenate([thresholds, *extra.values()])
+    limits = np.concatenate([thresholds, *(np.ravel(v) for key, v in extra.items() if key != "image_bank")])
     if len(labels) and (labels.max() >= len(thresholds) or not np.all(np.isfinite(limits))):
         raise DataError(
             f"{str(path)!r} has {len(thresholds)} class thresholds for bank labels up to {labels.max()} "

@@ -249,7 +249,7 @@ def model_scores(model_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.nd
     if not with_embedding or embedding is None:
         return logits, None, None
     guard = load_guard(Path(model_dir))
-    return logits, guard.scores(embedding), guard.threshold
+    return logits, guard.scores(embedding, images), guard.threshold
 
 
 class LoadedModel:
@@ -293,5 +293,5 @@ class LoadedModel:
         embeddings = outputs[1] if len(outputs) > 1 else None
         if self.guard is None or embeddings is None:
             return answers(outputs[0], self.classes), embeddings
-        scores = self.guard.scores(embeddings)
+        scores = self.guard.scores(embeddings, batch)
         return answers(outputs[0], self.classes, scores, self.guard.threshold), embeddings

@@ -31,6 +31,7 @@ from planets_mlops.augment import PHOTOMETRIC, augment_batch, benign_changes
 from planets_mlops.augment import describe as describe_augment
 from planets_mlops.errors import DataError, TrainingDivergedError
 from planets_mlops.guard import EMBEDDING_OUTPUT, Guard
+from planets_mlops.imagestats import image_statistics
 from planets_mlops.knobs import GuardParams, TrainParams
 from planets_mlops.metric_names import training_names
 from planets_mlops.model_folder import (
@@ -354,32 +355,43 @@ def fit_guard(
     rng = np.random.default_rng(seed)
     plain: list[np.ndarray] = []
     changed: list[np.ndarray] = []
+    plain_stats: list[np.ndarray] = []
+    changed_stats: list[np.ndarray] = []
     bank_labels: list[np.ndarray] = []
     for train_images, train_labels in iter_chunks(prepared_dir, "train"):
         plain.append(predict(train_images)[1])
-        changed.append(predict(augment_batch(train_images, rng, PHOTOMETRIC))[1])
+        plain_stats.append(image_statistics(train_images))
+        augmented = augment_batch(train_images, rng, PHOTOMETRIC)
+        changed.append(predict(augmented)[1])
+        changed_stats.append(image_statistics(augmented))
         bank_labels.append(train_labels)
     bank = np.concatenate(plain + changed)
-    all_logits, all_embeddings, features, calibration = [], [], [], []
-    calibration_changed: dict[str, list[np.ndarray]] = {}
+    all_logits, all_embeddings, features, calibration, calibration_stats = [], [], [], [], []
+    calibration_changed: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for chunk, (images, labels) in enumerate(iter_chunks(prepared_dir, "validation")):
         logits, embeddings = predict(images)
         all_logits.append(logits)
         all_embeddings.append(embeddings)
         features.append(image_features(images))
-        calibration.append(embeddings[np.argmax(logits, axis=-1) == labels])
+        right = np.argmax(logits, axis=-1) == labels
+        calibration.append(embeddings[right])
+        calibration_stats.append(image_statistics(images[right]))
         for name, variant in benign_changes(images, seed + chunk).items():
             changed_logits, changed_embeddings = predict(variant)
+            right = np.argmax(changed_logits, axis=-1) == labels
             calibration_changed.setdefault(name, []).append(
-                changed_embeddings[np.argmax(changed_logits, axis=-1) == labels]
+                (changed_embeddings[right], image_statistics(variant[right]))
             )
     for parts in calibration_changed.values():
-        calibration.extend(parts)
+        calibration.extend(embeddings for embeddings, _ in parts)
+        calibration_stats.extend(stats for _, stats in parts)
     guard = Guard.fit(
         bank,
         np.concatenate(calibration),
         GuardParams(coverage=coverage),
         bank_labels=np.concatenate(bank_labels + bank_labels),
+        bank_statistics=np.concatenate(plain_stats + changed_stats),
+        calibration_statistics=np.concatenate(calibration_stats),
     )
     classes = list(manifest["classes"])
     logits = np.concatenate(all_logits)

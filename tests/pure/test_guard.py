@@ -158,7 +158,7 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(
         DataError,
-        match="format 'other'.*reads planets-guard/3.*planets-guard/2.*and planets-guard/1.*Retrain",
+        match="format 'other'.*reads planets-guard/4.*planets-guard/3.*planets-guard/2.*and planets-guard/1.*Retrain",
     ):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.ones((800, 64), np.float32))

@@ -1,0 +1,107 @@
+"""What an image looks like, independent of the camera's exposure and contrast. NumPy only.
+
+The open-set guard (:mod:`planets_mlops.guard`) compares two things with the training
+images: the model's embedding of an image, and these *image statistics* of the model input
+itself. The embedding holds what tells the known classes apart and nothing else: a model
+that never saw Mercury has no reason to tell it from the Moon, and gives Mercury's images
+the Moon's embedding. The statistics keep what the embedding may drop: the shape of the
+brightness distribution and the colour balance of the disc. Leaving Mercury out of training
+(``benchmarks/bench_guard.py``), the embedding guard kept every Mercury image as the Moon;
+the statistics of a Mercury image (a neutral grey disc) lie away from every Moon image's
+(a warmer tint, maria).
+
+They change little under the benign changes of a camera the guard must keep
+(:data:`planets_mlops.augment.BENIGN`): each image's brightness is standardised (its mean
+and spread taken out), so another exposure or a lower contrast gives the same numbers, and
+noise and blur move quantiles of a thousand pixels little.
+
+:func:`image_statistics` gives, per image (:data:`STATISTICS` names them):
+
+- ``q40`` ... ``q95``: 12 quantiles of the standardised grey level (mean of the channels,
+  minus the image's mean, over its standard deviation), the disc's part of the image;
+- ``red_green``, ``blue_green``: the image's mean red-minus-green and blue-minus-green, over
+  the grey level's standard deviation;
+- ``disc_red_green``, ``disc_blue_green``: the same over the disc only (the pixels brighter
+  than halfway between the background and the bright end), over the disc's brightness above
+  the background;
+- ``disc_mean``, ``disc_std``, ``disc_q10``, ``disc_q90``: the standardised grey levels above
+  the image's mean.
+
+A grayscale model's inputs have no colour: their four colour statistics are 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from planets_mlops.errors import DataError
+
+VERSION = "planets-image-stats/1"
+# The quantiles below 0.40 fall on the background and the limb of the disc: what they hold
+# is the disc's size and the sharpness of its edge, which blur changes and which do not tell
+# the bodies apart (their discs are all of one size), so they are left out.
+QUANTILES = tuple(round(0.05 * step, 2) for step in range(8, 20))
+STATISTICS = (
+    *(f"q{round(q * 100):02d}" for q in QUANTILES),
+    "red_green",
+    "blue_green",
+    "disc_red_green",
+    "disc_blue_green",
+    "disc_mean",
+    "disc_std",
+    "disc_q10",
+    "disc_q90",
+)
+# A spread or brightness below this (in the input's units over its own range) is none.
+_EPSILON = 1e-6
+
+
+def image_statistics(images: Any) -> np.ndarray:
+    """The statistics of each model input, float64 ``(n, len(STATISTICS))``.
+
+    Args:
+        images: Model inputs ``(n, height, width, channels)`` (1 or 3 channels), any scale.
+
+    Raises:
+        DataError: not a batch of images, or non-finite values.
+    """
+    batch = np.asarray(images, dtype=np.float64)
+    if batch.ndim != 4 or batch.shape[-1] not in (1, 3) or min(batch.shape[1:3], default=0) < 2:
+        raise DataError(
+            f"Image statistics need model inputs of shape (images, height, width, 1 or 3 channels); "
+            f"got {batch.shape}."
+        )
+    if not np.all(np.isfinite(batch)):
+        raise DataError("The images hold NaN or infinite values: preprocess them before scoring.")
+    count = len(batch)
+    grey = batch.mean(axis=3).reshape(count, -1)
+    mean = grey.mean(axis=1, keepdims=True)
+    spread = grey.std(axis=1, keepdims=True)
+    scale = np.maximum(spread, _EPSILON * np.maximum(np.abs(grey).max(axis=1, keepdims=True), 1.0))
+    z = (grey - mean) / scale
+    out = np.zeros((count, len(STATISTICS)), np.float64)
+    out[:, : len(QUANTILES)] = np.quantile(z, QUANTILES, axis=1).T
+    colour = len(QUANTILES)
+    if batch.shape[-1] == 3:
+        red_green = (batch[..., 0] - batch[..., 1]).reshape(count, -1)
+        blue_green = (batch[..., 2] - batch[..., 1]).reshape(count, -1)
+        out[:, colour] = red_green.mean(axis=1) / scale[:, 0]
+        out[:, colour + 1] = blue_green.mean(axis=1) / scale[:, 0]
+        background, bright = np.quantile(grey, (0.05, 0.95), axis=1)
+        disc = grey > (background + 0.5 * (bright - background))[:, None]
+        for row in range(count):
+            inside = disc[row]
+            if not inside.any():
+                continue
+            above = max(
+                float(np.median(grey[row, inside]) - background[row]), float(scale[row, 0]) * _EPSILON
+            )
+            out[row, colour + 2] = red_green[row, inside].mean() / above
+            out[row, colour + 3] = blue_green[row, inside].mean() / above
+    for row in range(count):
+        upper = z[row][z[row] > 0]
+        if upper.size:
+            out[row, colour + 4 :] = (upper.mean(), upper.std(), *np.quantile(upper, (0.1, 0.9)))
+    return out
