@@ -330,6 +330,7 @@ class Guard:
         bank_labels: Any = None,
         bank_statistics: Any = None,
         calibration_statistics: Any = None,
+        calibration_labels: Any = None,
     ) -> Guard:
         """Bank the reference embeddings; set each class's threshold on the calibration ones.
 
@@ -350,6 +351,9 @@ class Guard:
                 images), the guard also compares the images themselves (``planets-guard/4``);
                 None: the embedding alone.
             calibration_statistics: The image statistics of the calibration images.
+            calibration_labels: The class of each calibration image (it is classified right);
+                each class's image threshold is calibrated on its own images. None: on the
+                images whose nearest bank embedding is of that class.
 
         Returns:
             The guard, with ``calibration`` = ``{"count", "kept", "per_class"}``.
@@ -394,10 +398,19 @@ class Guard:
         if bank_statistics is not None and calibration_stats is not None:
             scale = _class_scales(stats, labels, classes)
             guard = replace(guard, image_bank=stats, image_scale=scale)
-            image = per_class(guard._image_distance(calibration_stats, nearest), nearest, _distance_limit)
+            own = nearest if calibration_labels is None else _labels(calibration_labels, len(nearest))
+            image = per_class(guard._image_distance(calibration_stats, own), own, _distance_limit)
             guard = replace(guard, image_thresholds=image)
         ratio, _ = guard._ratios(calibration_embeddings, calibration_stats)
-        guard = replace(guard, joint_thresholds=per_class(ratio, nearest, _distance_limit))
+        if calibration_stats is not None and calibration_labels is not None:
+            # The joint threshold of a class is set on its own images: one of another class
+            # whose embedding lies nearest this class's but whose image does not look like it
+            # would otherwise stretch the class's threshold to keep it.
+            agree = nearest == _labels(calibration_labels, len(nearest))
+            joint = per_class(ratio[agree], nearest[agree], _distance_limit)
+        else:
+            joint = per_class(ratio, nearest, _distance_limit)
+        guard = replace(guard, joint_thresholds=joint)
         kept = guard.recognised(guard._scores(calibration_embeddings, calibration_stats))
         counts = {str(c): int(np.sum(nearest == c)) for c in range(classes)}
         return replace(
@@ -461,10 +474,12 @@ class Guard:
         return ratio, nearest
 
     @cached_property
-    def _image_rows(self) -> dict[int, np.ndarray]:
-        """Each class's standardised bank statistics, float64."""
+    def _image_rows(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each class's bank statistics in units of its spreads (float64), and their squared norms."""
+        assert self.image_scale is not None
         bank = np.asarray(self.image_bank, np.float64)
-        return {int(c): bank[self.labels == c] for c in np.unique(self.labels)}
+        rows = {int(c): bank[self.labels == c] / self.image_scale[c] for c in np.unique(self.labels)}
+        return {c: (scaled, np.einsum("ij,ij->i", scaled, scaled)) for c, scaled in rows.items()}
 
     def _image_distance(self, statistics: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Euclidean distance from each image's statistics to the nearest bank image of its class."""
@@ -472,12 +487,10 @@ class Guard:
         queries = np.asarray(statistics, np.float64)
         distance = np.full(len(queries), np.inf)
         for c in np.unique(classes):
-            rows = self._image_rows.get(int(c))
-            if rows is None or not len(rows):
+            if int(c) not in self._image_rows:
                 continue
-            rows = rows / self.image_scale[c]
+            rows, squared_rows = self._image_rows[int(c)]
             chosen = np.flatnonzero(classes == c)
-            squared_rows = np.einsum("ij,ij->i", rows, rows)
             for start in range(0, len(chosen), _BLOCK):
                 picked = chosen[start : start + _BLOCK]
                 block = queries[picked] / self.image_scale[c]

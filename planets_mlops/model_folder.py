@@ -13,6 +13,7 @@ of ZenML's materializers)::
     history.json       per-epoch loss/accuracy/val_loss/val_accuracy
     guard.json         the open-set guard's thresholds and settings (planets_mlops.guard)
     guard_bank.npy     the guard's unit-length training embeddings
+    guard_images.npy   the guard's image statistics of the same training images (planets-guard/4)
     monitoring_reference.json  the validation images' features, projected embeddings and
                        predictions (planets_mlops.monitoring.reference)
 
@@ -36,6 +37,7 @@ from planets_mlops.errors import DataError
 from planets_mlops.guard import BANK_FILE as BANK_FILE
 from planets_mlops.guard import EMBEDDING_OUTPUT as EMBEDDING_OUTPUT
 from planets_mlops.guard import GUARD_FILE as GUARD_FILE
+from planets_mlops.guard import IMAGES_FILE as IMAGES_FILE
 from planets_mlops.guard import Guard, has_guard, load_guard
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ LOGITS_OUTPUT = "logits"
 # What a model folder must hold to be packaged and served, and what travels with it when
 # present (the guard, the monitoring reference, the training history).
 REQUIRED_FILES = (ONNX_FILE, CLASSES_FILE, PREPROCESS_FILE)
-OPTIONAL_FILES = (HISTORY_FILE, GUARD_FILE, BANK_FILE, REFERENCE_FILE)
+OPTIONAL_FILES = (HISTORY_FILE, GUARD_FILE, BANK_FILE, IMAGES_FILE, REFERENCE_FILE)
 
 
 def missing_files(folder: Path, names: Sequence[str] = REQUIRED_FILES) -> list[str]:

@@ -20,6 +20,7 @@ from planets_mlops.model_folder import (
     BANK_FILE,
     CLASSES_FILE,
     GUARD_FILE,
+    IMAGES_FILE,
     ONNX_FILE,
     PREPROCESS_FILE,
     REFERENCE_FILE,
@@ -46,7 +47,7 @@ class ModelFiles:
         return self.required + self.optional
 
 
-EVALUATE_FILES = ModelFiles((ONNX_FILE, CLASSES_FILE), (PREPROCESS_FILE, GUARD_FILE, BANK_FILE))
+EVALUATE_FILES = ModelFiles((ONNX_FILE, CLASSES_FILE), (PREPROCESS_FILE, GUARD_FILE, BANK_FILE, IMAGES_FILE))
 """What evaluation reads from the production model: the model, its classes and its guard."""
 DRIFT_FILES = ModelFiles((REFERENCE_FILE,), (CLASSES_FILE,))
 """What the drift step reads from the model in production: its monitoring reference."""

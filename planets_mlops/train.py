@@ -367,7 +367,8 @@ def fit_guard(
         bank_labels.append(train_labels)
     bank = np.concatenate(plain + changed)
     all_logits, all_embeddings, features, calibration, calibration_stats = [], [], [], [], []
-    calibration_changed: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    calibration_labels: list[np.ndarray] = []
+    calibration_changed: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for chunk, (images, labels) in enumerate(iter_chunks(prepared_dir, "validation")):
         logits, embeddings = predict(images)
         all_logits.append(logits)
@@ -376,15 +377,17 @@ def fit_guard(
         right = np.argmax(logits, axis=-1) == labels
         calibration.append(embeddings[right])
         calibration_stats.append(image_statistics(images[right]))
+        calibration_labels.append(labels[right])
         for name, variant in benign_changes(images, seed + chunk).items():
             changed_logits, changed_embeddings = predict(variant)
             right = np.argmax(changed_logits, axis=-1) == labels
             calibration_changed.setdefault(name, []).append(
-                (changed_embeddings[right], image_statistics(variant[right]))
+                (changed_embeddings[right], image_statistics(variant[right]), labels[right])
             )
     for parts in calibration_changed.values():
-        calibration.extend(embeddings for embeddings, _ in parts)
-        calibration_stats.extend(stats for _, stats in parts)
+        calibration.extend(embeddings for embeddings, _, _ in parts)
+        calibration_stats.extend(stats for _, stats, _ in parts)
+        calibration_labels.extend(right_labels for _, _, right_labels in parts)
     guard = Guard.fit(
         bank,
         np.concatenate(calibration),
@@ -392,6 +395,7 @@ def fit_guard(
         bank_labels=np.concatenate(bank_labels + bank_labels),
         bank_statistics=np.concatenate(plain_stats + changed_stats),
         calibration_statistics=np.concatenate(calibration_stats),
+        calibration_labels=np.concatenate(calibration_labels),
     )
     classes = list(manifest["classes"])
     logits = np.concatenate(all_logits)

@@ -118,7 +118,7 @@ def test_packaged_bento_carries_model_provenance_pins_and_only_serving_sources(
     assert info["services"][0]["config"]["metrics"] == {"enabled": False}
     # The model carries its guard and its monitoring reference profile.
     model_files = {name.rsplit("/", 1)[-1] for name in archive_files(archive) if name.startswith("models/")}
-    assert {"guard.json", "guard_bank.npy", "monitoring_reference.json"} <= model_files
+    assert {"guard.json", "guard_bank.npy", "guard_images.npy", "monitoring_reference.json"} <= model_files
 
 
 def test_component_packages_real_artifacts(tmp_path: Path, tiny_model: Path) -> None:

@@ -54,7 +54,7 @@ def test_guard_scores_the_training_images_it_banked_as_fully_known(
     images, _ = load_split(small_prepared, "train")
     guard = load_guard(tiny_model)
     _, embedding = predict_outputs(tiny_model, images)
-    scores = guard.scores(embedding)
+    scores = guard.scores(embedding, images)
     nonzero = np.linalg.norm(embedding, axis=1) > 0
     np.testing.assert_allclose(scores[nonzero], 1.0, atol=1e-5)
 

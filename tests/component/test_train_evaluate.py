@@ -84,7 +84,8 @@ def test_model_folder_carries_a_calibrated_guard_and_named_onnx_outputs(tiny_mod
     kept = []
     for batch in [images, *benign_changes(images, seed=TrainParams().seed).values()]:
         logits, embedding = predict_outputs(tiny_model, batch)
-        kept.append(guard.recognised(guard.scores(embedding[logits.argmax(axis=1) == labels])))
+        right = logits.argmax(axis=1) == labels
+        kept.append(guard.recognised(guard.scores(embedding[right], batch[right])))
     assert np.mean(np.concatenate(kept)) >= 0.99
     assert guard.calibration["count"] == len(np.concatenate(kept))
     assert guard.calibration["kept"] >= 0.99
@@ -309,7 +310,7 @@ def _nan_model(tiny_model, folder):
     onnx.save(graph, folder / "model.onnx")
     # Without its open-set guard (whose NaN embedding check would stop evaluation first):
     # the gate itself must refuse the model.
-    for name in ("guard.json", "guard_bank.npy"):
+    for name in ("guard.json", "guard_bank.npy", "guard_images.npy"):
         (folder / name).unlink(missing_ok=True)
     return folder
 

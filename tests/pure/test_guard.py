@@ -158,7 +158,7 @@ def test_loading_a_broken_guard_names_the_problem(synthetic, tmp_path):
     (tmp_path / GUARD_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(
         DataError,
-        match="format 'other'.*reads planets-guard/4.*planets-guard/3.*planets-guard/2.*and planets-guard/1.*Retrain",
+        match="format 'other'.*reads planets-guard/4.*/3.*planets-guard/2.*and planets-guard/1.*Retrain",
     ):
         load_guard(tmp_path)
     np.save(tmp_path / BANK_FILE, np.ones((800, 64), np.float32))
@@ -372,3 +372,111 @@ def test_a_version_2_guard_loads_and_recognises_what_it_recognised_before(synthe
     loaded = load_guard(tmp_path)
     assert loaded.euclidean_thresholds is None
     np.testing.assert_allclose(loaded.scores(everything), expected, atol=1e-5)  # a float32 bank
+
+
+def discs(rng: np.random.Generator, count: int, tint: float, size: int = 16) -> np.ndarray:
+    """Model inputs of a bright textured disc on black, warmer (red > green) by ``tint``."""
+    yy, xx = np.mgrid[:size, :size]
+    inside = (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size * 0.4) ** 2
+    images = np.zeros((count, size, size, 3), np.float32)
+    for image in images:
+        grey = 0.6 + rng.normal(0.0, 0.08, (size, size))
+        image[inside] = np.stack([grey * (1 + tint), grey, grey * (1 - tint / 2)], -1)[inside]
+    return np.clip(images, 0.0, 1.0)
+
+
+def test_an_unseen_class_with_a_known_class_embedding_is_rejected_by_its_image_statistics(synthetic):
+    """The Mercury case: the model gives an unseen class a known class's embedding.
+
+    Only the images tell them apart (here a neutral grey disc where class 3's is warm):
+    the embedding guard (planets-guard/3) keeps them as class 3 (all but the calibration's
+    share), the one with image statistics rejects them all, and both keep the known images.
+    """
+    from planets_mlops.imagestats import image_statistics
+
+    rng = np.random.default_rng(11)
+    train, validation = synthetic["train"], synthetic["validation"]
+    labels, validation_labels = np.repeat(np.arange(10), 80), np.repeat(np.arange(10), 20)
+    tints = np.linspace(0.1, 0.3, 10)  # every known class is warm, by its own amount
+    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
+    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
+    embeddings_only = Guard.fit(train, validation, GuardParams(coverage=0.95), bank_labels=labels)
+    guard = Guard.fit(
+        train,
+        validation,
+        GuardParams(coverage=0.95),
+        bank_labels=labels,
+        bank_statistics=image_statistics(train_images),
+        calibration_statistics=image_statistics(validation_images),
+    )
+    assert guard.needs_images and not embeddings_only.needs_images
+    assert guard.describe()["format"] == "planets-guard/4"
+    unseen = validation[validation_labels == 3]  # class 3's embeddings ...
+    grey = discs(rng, len(unseen), 0.0)  # ... of grey discs
+    assert np.mean(embeddings_only.recognised(embeddings_only.scores(unseen))) >= 0.9
+    assert not np.any(guard.recognised(guard.scores(unseen, grey)))
+    kept = guard.recognised(guard.scores(validation, validation_images))
+    for c in range(10):
+        assert np.mean(kept[validation_labels == c]) >= 0.95
+    # Unseen embeddings are still rejected by the embedding part, whatever the images.
+    assert not np.any(guard.recognised(guard.scores(synthetic["unseen"], discs(rng, 200, 0.2))))
+
+
+def test_a_guard_with_image_statistics_needs_the_images_and_round_trips(synthetic, tmp_path):
+    from planets_mlops.guard import IMAGES_FILE
+    from planets_mlops.imagestats import image_statistics
+
+    rng = np.random.default_rng(12)
+    labels = np.repeat(np.arange(10), 80)
+    tints = np.linspace(0.1, 0.3, 10)
+    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
+    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
+    guard = Guard.fit(
+        synthetic["train"],
+        synthetic["validation"],
+        GuardParams(coverage=0.9),
+        bank_labels=labels,
+        bank_statistics=image_statistics(train_images),
+        calibration_statistics=image_statistics(validation_images),
+    )
+    with pytest.raises(
+        DataError, match=r"compares the images themselves.*guard\.scores\(embeddings, images\)"
+    ):
+        guard.scores(synthetic["validation"])
+    with pytest.raises(DataError, match="200 rows of .* image statistics"):
+        guard.scores(synthetic["validation"], validation_images[:10])
+    with pytest.raises(DataError, match="both the bank and the calibration images, or of neither"):
+        Guard.fit(synthetic["train"], synthetic["validation"], bank_statistics=image_statistics(train_images))
+    guard.save(tmp_path)
+    doc = json.loads((tmp_path / GUARD_FILE).read_text())
+    assert doc["metric"] == "cosine-euclidean-image-knn-classwise"
+    assert doc["image_statistics"] == "planets-image-stats/1" and len(doc["image_thresholds"]) == 10
+    loaded = load_guard(tmp_path)
+    np.testing.assert_array_equal(
+        loaded.scores(synthetic["validation"], validation_images),
+        guard.scores(synthetic["validation"], validation_images),
+    )
+    np.save(tmp_path / IMAGES_FILE, np.ones((5, 3), np.float32))
+    with pytest.raises(DataError, match="do not belong together"):
+        load_guard(tmp_path)
+    (tmp_path / IMAGES_FILE).unlink()
+    with pytest.raises(DataError, match="Cannot read guard_images.npy.*Retrain"):
+        load_guard(tmp_path)
+
+
+def test_a_version_3_guard_loads_and_recognises_what_it_recognised_before(synthetic, tmp_path):
+    """A model trained by the previous version (planets-guard/3: the embedding alone)."""
+    labels = np.repeat(np.arange(10), 80)
+    fitted = Guard.fit(
+        synthetic["train"], synthetic["validation"], GuardParams(coverage=0.9), bank_labels=labels
+    )
+    fitted.save(tmp_path)
+    assert json.loads((tmp_path / GUARD_FILE).read_text())["format"] == "planets-guard/3"
+    everything = np.concatenate([synthetic["validation"], synthetic["unseen"]])
+    loaded = load_guard(tmp_path)
+    assert not loaded.needs_images
+    np.testing.assert_array_equal(loaded.scores(everything), fitted.scores(everything))
+    # Images given to a guard that does not use them change nothing.
+    np.testing.assert_array_equal(
+        loaded.scores(everything, np.zeros((len(everything), 8, 8, 3))), fitted.scores(everything)
+    )

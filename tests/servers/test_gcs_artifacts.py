@@ -127,7 +127,7 @@ def test_each_caller_downloads_the_files_it_names_and_no_others(gcs_emulator, ti
     assert sorted(p.name for p in drift.iterdir()) == ["classes.json", "monitoring_reference.json"]
     evaluate = resolve_model_dir(f"{bucket}/production/model", EVALUATE_FILES)
     assert sorted(p.name for p in evaluate.iterdir()) == sorted(
-        ["model.onnx", "classes.json", "preprocess.json", "guard.json", "guard_bank.npy"]
+        ["model.onnx", "classes.json", "preprocess.json", "guard.json", "guard_bank.npy", "guard_images.npy"]
     )
 
 

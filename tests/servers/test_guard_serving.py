@@ -102,9 +102,10 @@ def test_known_images_are_answered_and_kept(guard_http: tuple[Any, Path]) -> Non
     from planets_mlops.preprocess import PreprocessConfig, preprocess_image
 
     config = PreprocessConfig.from_dict(json.loads((model / "preprocess.json").read_text()))
-    _, embedding = predict_outputs(model, np.stack([preprocess_image(p, config) for p, _ in known[:BATCH]]))
+    tensors = np.stack([preprocess_image(p, config) for p, _ in known[:BATCH]])
+    _, embedding = predict_outputs(model, tensors)
     np.testing.assert_allclose(
-        [a["known_score"] for a in answers[:BATCH]], load_guard(model).scores(embedding), atol=1e-4
+        [a["known_score"] for a in answers[:BATCH]], load_guard(model).scores(embedding, tensors), atol=1e-4
     )
 
 

@@ -27,7 +27,7 @@ def test_served_predictions_equal_evaluate_predictions_on_validation(
     classes = json.loads((tiny_model / "classes.json").read_text())
     guard = load_guard(tiny_model)
     logits, embedding = predict_outputs(tiny_model, images)
-    expected = answers(logits, classes, guard.scores(embedding), guard.threshold)
+    expected = answers(logits, classes, guard.scores(embedding, images), guard.threshold)
     paths = split_files(small_prepared, small_raw, "validation")
     served = [http.post("/predict", files={"image": (p.name, p.read_bytes())}).json() for p in paths]
     assert [s["prediction"] for s in served] == [e["prediction"] for e in expected]

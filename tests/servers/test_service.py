@@ -166,8 +166,9 @@ def guard_scores(model_dir: Path, paths: list[Path]) -> np.ndarray:
     from planets_mlops.model_folder import predict_outputs
 
     config = PreprocessConfig.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
-    _, embedding = predict_outputs(model_dir, np.stack([preprocess_image(p, config) for p in paths]))
-    return load_guard(model_dir).scores(embedding)
+    tensors = np.stack([preprocess_image(p, config) for p in paths])
+    _, embedding = predict_outputs(model_dir, tensors)
+    return load_guard(model_dir).scores(embedding, tensors)
 
 
 def test_known_image_is_recognised_and_unseen_one_is_not(
