@@ -57,6 +57,7 @@ SERVING_SOURCES = (
     "planets_mlops/safejson.py",
     "planets_mlops/imaging.py",
     "planets_mlops/guard.py",
+    "planets_mlops/imagestats.py",
     "planets_mlops/inbox/__init__.py",
     "planets_mlops/inbox/core.py",
     "planets_mlops/inbox/items.py",
