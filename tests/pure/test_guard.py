@@ -480,3 +480,41 @@ def test_a_version_3_guard_loads_and_recognises_what_it_recognised_before(synthe
     np.testing.assert_array_equal(
         loaded.scores(everything, np.zeros((len(everything), 8, 8, 3))), fitted.scores(everything)
     )
+
+
+def test_images_of_another_class_near_a_class_do_not_stretch_its_image_threshold(synthetic):
+    """Each class's image threshold is set on its own calibration images.
+
+    Two class-5 images whose embeddings lie among class 3's (the model still answers 5 for
+    them) must not widen class 3's threshold so far that grey discs with class 3's embedding
+    pass: calibrated on the images nearest each class, they would.
+    """
+    from planets_mlops.imagestats import image_statistics
+
+    rng = np.random.default_rng(13)
+    train, validation = synthetic["train"], synthetic["validation"]
+    labels, validation_labels = np.repeat(np.arange(10), 80), np.repeat(np.arange(10), 20)
+    tints = np.linspace(0.1, 0.3, 10)
+    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
+    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
+    strays = np.flatnonzero(validation_labels == 5)[:2]
+    validation = validation.copy()
+    validation[strays] = validation[validation_labels == 3][:2]
+    validation_images[strays] = discs(rng, 2, 0.0)  # grey, unlike class 3's
+    fitted = {
+        own: Guard.fit(
+            train,
+            validation,
+            GuardParams(coverage=0.95),
+            bank_labels=labels,
+            bank_statistics=image_statistics(train_images),
+            calibration_statistics=image_statistics(validation_images),
+            calibration_labels=validation_labels if own else None,
+        )
+        for own in (True, False)
+    }
+    unseen, grey = validation[validation_labels == 3], discs(rng, 20, 0.0)
+    assert not np.any(fitted[True].recognised(fitted[True].scores(unseen, grey)))
+    assert np.mean(fitted[False].recognised(fitted[False].scores(unseen, grey))) > 0.5
+    kept = fitted[True].recognised(fitted[True].scores(validation, validation_images))
+    assert np.mean(np.delete(kept, strays)) >= 0.95
