@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from planets_mlops.app.params import load_ir_documents
 
 PAGE = Path("docs/parameters.md")
 REGENERATE = "make docs"
@@ -44,7 +44,7 @@ def compile_specs(out_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, d
     from planets_mlops.pipelines.compile import compile_all
 
     def first(path: Path) -> dict[str, Any]:
-        return next(iter(yaml.safe_load_all(path.read_text())))
+        return load_ir_documents(path.read_text())[0]
 
     pipelines = {p.stem: first(p) for p in compile_all(out_dir / "pipelines")}
     components = {p.stem: first(p) for p in compile_components(out_dir / "components")}

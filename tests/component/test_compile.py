@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from planets_mlops.app.params import load_ir_documents
 from planets_mlops.components.images import RUNTIME_IMAGE, TRAINING_GPU_IMAGE
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.pipelines import PIPELINES
@@ -21,6 +22,13 @@ def test_every_pipeline_compiles(tmp_path):
     for path in paths:
         spec, _ = load_ir(path)
         assert spec["pipelineInfo"]["name"] == path.stem
+
+
+def test_the_ir_reader_reads_what_the_pure_python_loader_reads(tmp_path):
+    # load_ir_documents parses with libyaml (where PyYAML has it) for speed: same documents.
+    for path in compile_all(tmp_path):
+        text = path.read_text()
+        assert load_ir_documents(text) == list(yaml.safe_load_all(text)), path.name
 
 
 def test_training_ir_images_gpu_and_caching(tmp_path):

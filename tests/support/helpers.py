@@ -9,7 +9,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from planets_mlops.app.params import load_ir_documents
 
 A = TypeVar("A")
 
@@ -24,7 +24,7 @@ def make_artifact(kind: type[A], path: Path, metadata: dict[str, Any] | None = N
 
 def load_ir(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A compiled pipeline YAML as ``(pipeline spec, kubernetes platform spec or {})``."""
-    docs = list(yaml.safe_load_all(Path(path).read_text()))
+    docs = load_ir_documents(Path(path).read_text())
     platform = docs[1]["platforms"]["kubernetes"] if len(docs) > 1 else {}
     return docs[0], platform
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from planets_mlops.app.params import load_ir_documents
 from planets_mlops.monitoring.trigger import CACHING_OFF_SUFFIX as OFF_SUFFIX
 
 
@@ -70,5 +71,5 @@ def write_without_cache(documents: list[dict[str, Any]], path: Path) -> Path:
 
 def package_without_cache(package: Path, out_dir: Path) -> Path:
     """``out_dir/<name>-caching-off.yaml``: a compiled ``package`` with nothing cached."""
-    docs = list(yaml.safe_load_all(package.read_text()))
+    docs = load_ir_documents(package.read_text())
     return write_without_cache(docs, out_dir / (package.stem + OFF_SUFFIX + ".yaml"))
