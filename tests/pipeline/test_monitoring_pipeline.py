@@ -79,7 +79,7 @@ class _Webhook(BaseHTTPRequestHandler):
 def webhook():
     _Webhook.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Webhook.received
     server.shutdown()

@@ -644,7 +644,7 @@ class _PredictHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def predict_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _PredictHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -751,7 +751,7 @@ def fake_api_server():
     """A FAKE API server (no Kubernetes API server runs on this machine) on 127.0.0.1."""
     handler = type("Handler", (_ApiServerHandler,), {"store": {}, "requests": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler
     server.shutdown()
     server.server_close()

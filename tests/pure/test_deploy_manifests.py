@@ -276,7 +276,7 @@ def test_download_over_http_from_a_real_local_server(tmp_path: Path) -> None:
     (served / "planets.bento").write_bytes(b"bento-archive-bytes")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         dest = tmp_path / "dest"
         dest.mkdir()

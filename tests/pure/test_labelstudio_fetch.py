@@ -225,7 +225,7 @@ def test_the_api_token_never_follows_a_redirect_to_another_server():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
     for each in (other, server):
-        threading.Thread(target=each.serve_forever, daemon=True).start()
+        threading.Thread(target=each.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     from planets_mlops.labelstudio.client import LabelStudioClient
 
     try:

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import yaml
+from planets_mlops.app.params import load_ir_documents
 
 API = "/apis/v2beta1"
 NOW = "2026-11-23T10:00:00Z"
@@ -99,6 +99,9 @@ def _multipart_file(content_type: str, body: bytes) -> bytes:
 def _handler(state: FakeKfpState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Keep-alive answers are written as headers, then body: with Nagle's algorithm the
+        # body waited for the client's delayed ACK of the headers, 40 ms on every request.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:  # keep test output quiet
             pass
@@ -243,7 +246,7 @@ def route(state: FakeKfpState, method: str, path: str, query: dict[str, str], bo
         if pid not in state.pipelines:
             return 404, {"code": 404, "message": f"pipeline {pid} not found"}
         vid = state.new_id("version")
-        docs = list(yaml.safe_load_all(body["uploadfile"]))
+        docs = load_ir_documents(body["uploadfile"])
         state.versions[vid] = {
             "pipeline_id": pid,
             "pipeline_version_id": vid,
