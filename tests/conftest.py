@@ -21,6 +21,8 @@ os.environ["PYTHONDONTWRITEBYTECODE"] = ""
 sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
 sys.dont_write_bytecode = False
 
+import pytest  # noqa: E402
+
 from planets_mlops.app.dev.gcs_emulator import use_emulator_environment  # noqa: E402
 
 use_emulator_environment()  # the same settings the benchmarks use
@@ -58,9 +60,10 @@ def tier_of(path) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Give every test the tier of its folder; refuse a server fixture in a fast tier."""
-    import pytest
+    """Give every test the tier of its folder; refuse a server fixture in a fast tier.
 
+    An xdist worker of a loadfile run also orders the files (:func:`slowest_files_first`).
+    """
     for item in items:
         tier = tier_of(item.path)
         if any(m.name in TIERS for m in item.iter_markers()):
@@ -71,3 +74,68 @@ def pytest_collection_modifyitems(config, items):
                 f"{item.nodeid} uses {sorted(servers)} (a real server): move it to tests/servers/"
             )
         item.add_marker(getattr(pytest.mark, tier))
+    durations = getattr(config, "workerinput", {}).get(DURATIONS_KEY)
+    if durations:
+        slowest_files_first(items, durations)
+
+
+# ------------------------------------------------------- make test-fast: slowest files first
+# Under `-n 2 --dist loadfile` a file's tests run on one worker, and xdist hands files out
+# in order of their number of tests: the few slow files with few tests (a model trained per
+# test, an Evidently run per case) came last, and one worker ran on alone for 10-20 s while
+# the other sat idle. Each run keeps its tests' durations in pytest's cache (.pytest_cache,
+# removed by `make clean`); the next loadfile run hands the slowest files out first
+# (longest-processing-time first), so both workers finish together. Without a cache the
+# order is xdist's own. Only the order changes: every test runs, a file's tests in their
+# usual order.
+DURATIONS_KEY = "planets/test-seconds"
+UNTIMED_TEST_SECONDS = 1.0  # a test no run has timed yet: assumed slow, its file goes early
+_measured: dict[str, float] | None = None  # the controller's durations of this run
+_DURATIONS = pytest.StashKey[dict[str, float]]()  # the last runs' durations, read once
+
+
+def pytest_configure(config):
+    """Controller (or a run without xdist): read the last durations, record this run's."""
+    global _measured
+    if hasattr(config, "workerinput") or getattr(config, "cache", None) is None:
+        return
+    _measured = {}
+    config.stash[_DURATIONS] = durations = dict(config.cache.get(DURATIONS_KEY, {}))
+    if durations and getattr(config.option, "dist", "no") == "loadfile":
+        config.option.loadscopereorder = False  # the workers' collection order is the queue
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may be absent
+def pytest_configure_node(node):
+    """xdist controller: send each worker the durations that order its collection."""
+    if getattr(node.config.option, "dist", "no") == "loadfile":
+        node.workerinput[DURATIONS_KEY] = node.config.stash.get(_DURATIONS, {})
+
+
+def slowest_files_first(items, durations: dict[str, float]) -> None:
+    """Sort ``items`` by their file's total duration, slowest first, each file's tests kept in order."""
+    totals: dict[str, float] = {}
+    for item in items:
+        file = item.nodeid.split("::", 1)[0]
+        totals[file] = totals.get(file, 0.0) + durations.get(item.nodeid, UNTIMED_TEST_SECONDS)
+    items.sort(key=lambda item: -totals[item.nodeid.split("::", 1)[0]])
+
+
+def pytest_runtest_logreport(report):
+    """Controller: add up each test's setup, call and teardown seconds."""
+    if _measured is not None:
+        _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    """Controller: keep this run's durations (and the others' of files that still exist)."""
+    if not _measured:
+        return
+    root = session.config.rootpath
+    kept = {
+        nodeid: seconds
+        for nodeid, seconds in session.config.stash.get(_DURATIONS, {}).items()
+        if (root / nodeid.split("::", 1)[0]).is_file()
+    }
+    kept.update({nodeid: round(seconds, 3) for nodeid, seconds in _measured.items()})
+    session.config.cache.set(DURATIONS_KEY, kept)
