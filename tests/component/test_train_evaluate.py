@@ -340,19 +340,30 @@ def test_a_model_with_non_finite_outputs_is_never_promoted(small_prepared, tiny_
     assert result.promote is False and result.comparison.promote is False
 
 
+@pytest.fixture(scope="module")
+def gray_candidate(tmp_path_factory, small_raw):
+    """A grayscale 24 px data set and a tiny model trained on it: (prepared folder, model folder).
+
+    Other preprocessing than ``tiny_model``'s (colour, 32 px), for the gating tests; read-only.
+    """
+    from planets_mlops.prepare import PrepareParams, prepare_dataset
+
+    base = tmp_path_factory.mktemp("gray-candidate")
+    gray = prepare_dataset(small_raw, base / "gray", PrepareParams(grayscale=True, image_size=24)).out_dir
+    train_model(gray, base / "candidate", TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01))
+    return gray, base / "candidate"
+
+
 def test_a_grayscale_candidate_is_gated_against_a_colour_production_model(
-    tiny_model, small_raw, small_prepared, tmp_path
+    tiny_model, gray_candidate, small_prepared, tmp_path
 ):
     """Each model is scored with its own preprocessing on the same raw validation images: a
     grayscale 24 px candidate against the colour 32 px production model (no ONNX shape error)."""
     from planets_mlops.evaluate import production_inputs
-    from planets_mlops.prepare import PrepareParams, prepare_dataset
     from planets_mlops.prepared import load_raw_split
     from planets_mlops.preprocess import PreprocessConfig
 
-    gray = prepare_dataset(small_raw, tmp_path / "gray", PrepareParams(grayscale=True, image_size=24)).out_dir
-    candidate = tmp_path / "candidate"
-    train_model(gray, candidate, TrainParams(epochs=2, conv_size=8, dense_size=16, lr=0.01))
+    gray, candidate = gray_candidate
     result = evaluate_model(gray, candidate, tmp_path / "report.html", production_model_dir=tiny_model)
     assert result.comparison is not None and result.comparison.verdict is not None
     # Production's score here is the one it gets on its own (colour, 32 px) data set: the
@@ -370,14 +381,13 @@ def test_a_grayscale_candidate_is_gated_against_a_colour_production_model(
     assert raw_labels.tolist() == labels.tolist()
 
 
-def test_gating_against_other_preprocessing_needs_the_raw_validation_images(tiny_model, small_raw, tmp_path):
+def test_gating_against_other_preprocessing_needs_the_raw_validation_images(
+    tiny_model, gray_candidate, tmp_path
+):
     import shutil
 
-    from planets_mlops.prepare import PrepareParams, prepare_dataset
-
-    gray = prepare_dataset(small_raw, tmp_path / "gray", PrepareParams(grayscale=True)).out_dir
-    candidate = tmp_path / "candidate"
-    train_model(gray, candidate, TrainParams(epochs=1, conv_size=8, dense_size=16))
+    gray = shutil.copytree(gray_candidate[0], tmp_path / "gray")  # the fixture's stays whole
+    candidate = gray_candidate[1]
     shutil.rmtree(gray / "validation" / "raw")
     manifest = json.loads((gray / "manifest.json").read_text())
     del manifest["splits"]["validation"]["raw"]
