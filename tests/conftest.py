@@ -112,13 +112,45 @@ def pytest_configure_node(node):
         node.workerinput[DURATIONS_KEY] = node.config.stash.get(_DURATIONS, {})
 
 
+# The files whose tests import TensorFlow themselves (3.5-4 CPU s per process, whichever
+# test comes first): a loadfile run hands them to one worker together, so the other never
+# imports it. A file missing here only costs that import twice. (Tests that only read
+# tiny_model's folder need no TensorFlow: the model is built once per run.)
+TENSORFLOW_FILES = frozenset({
+    "tests/component/test_train_evaluate.py",
+    "tests/component/test_components.py",
+    "tests/component/test_accelerators_training.py",
+    "tests/pure/test_preprocess.py",
+})  # fmt: skip
+
+
+def work_unit(nodeid: str) -> str:
+    """What a loadfile worker takes at once: the test's file, or all of TENSORFLOW_FILES."""
+    file = nodeid.split("::", 1)[0]
+    return "tensorflow" if file in TENSORFLOW_FILES else file
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist controller, loadfile: one work unit per file, TENSORFLOW_FILES in one."""
+    if getattr(config.option, "dist", "no") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileTensorFlowTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return LoadFileTensorFlowTogether(config, log)
+
+
 def slowest_files_first(items, durations: dict[str, float]) -> None:
-    """Sort ``items`` by their file's total duration, slowest first, each file's tests kept in order."""
+    """Sort ``items`` by their work unit's total duration, slowest first, each file's tests kept in order."""
     totals: dict[str, float] = {}
     for item in items:
-        file = item.nodeid.split("::", 1)[0]
-        totals[file] = totals.get(file, 0.0) + durations.get(item.nodeid, UNTIMED_TEST_SECONDS)
-    items.sort(key=lambda item: -totals[item.nodeid.split("::", 1)[0]])
+        unit = work_unit(item.nodeid)
+        totals[unit] = totals.get(unit, 0.0) + durations.get(item.nodeid, UNTIMED_TEST_SECONDS)
+    items.sort(key=lambda item: -totals[work_unit(item.nodeid)])
 
 
 def pytest_runtest_logreport(report):
