@@ -217,12 +217,22 @@ def _knn_unit(bank64: np.ndarray, embeddings: Any, k: int) -> tuple[np.ndarray, 
     return np.clip(scores, -1.0, 1.0), nearest
 
 
-def _euclidean_knn(bank64: np.ndarray, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _squared_norms(bank64: np.ndarray) -> np.ndarray:
+    """The squared length of each row of ``bank64`` (float64)."""
+    return np.einsum("ij,ij->i", bank64, bank64)
+
+
+def _euclidean_knn(
+    bank64: np.ndarray, embeddings: np.ndarray, k: int, squared_bank: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean Euclidean distance to the ``k`` nearest rows of ``bank64``, and the nearest row.
 
-    In float64 and in blocks; the caller has checked the inputs.
+    In float64 and in blocks; the caller has checked the inputs. ``squared_bank`` is
+    :func:`_squared_norms` of the bank when the caller keeps it (a guard does: it was half
+    of a request's guard cost).
     """
-    squared_bank = np.einsum("ij,ij->i", bank64, bank64)
+    if squared_bank is None:
+        squared_bank = _squared_norms(bank64)
     distances = np.empty(len(embeddings), np.float64)
     nearest = np.empty(len(embeddings), np.int64)
     for start in range(0, len(embeddings), _BLOCK):
@@ -320,6 +330,11 @@ class Guard:
     def _raw64(self) -> np.ndarray:
         """The bank as float64, for the Euclidean distance."""
         return _as_matrix(self.bank, "bank").astype(np.float64)
+
+    @cached_property
+    def _raw_squared(self) -> np.ndarray:
+        """The squared length of each row of :attr:`_raw64`, once (the same sums as per call)."""
+        return _squared_norms(self._raw64)
 
     @property
     def threshold(self) -> float:
@@ -470,7 +485,7 @@ class Guard:
         distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
         ratio = (1.0 - similarity) / distance
         if self.euclidean_thresholds is not None:
-            euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k)
+            euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k, self._raw_squared)
             limit = np.maximum(self.euclidean_thresholds[self.labels[closest]], _MIN_DISTANCE)
             ratio = np.maximum(ratio, euclidean / limit)
         if self.image_bank is not None and self.image_thresholds is not None and statistics is not None:

@@ -1,7 +1,7 @@
 """Serving settings, read from the environment once per process, all validated together.
 
 Read at import time on purpose: ``@bentoml.service(...)`` needs the worker count and the
-metrics/access-log switches when the class is decorated, and the supervisor and every
+metrics/access-log/tracing switches when the class is decorated, and the supervisor and every
 worker must agree on them. Each bad value raises an error naming the variable, its value,
 what is allowed and how to fix it. BentoML replaces an error raised while it imports the
 service with an unrelated one ("No module named ..."), so the launchers
@@ -106,6 +106,9 @@ class ServingSettings:
             oversubscribes 2 cores).
         metrics: BentoML's Prometheus metrics on /metrics (default off).
         access_log: BentoML's per-request access log (default off).
+        tracing: BentoML's OpenTelemetry server span around each request (default off:
+            no span is then started; on, BentoML's ``tracing`` configuration applies, and
+            nothing leaves the worker without an exporter set there).
         max_upload_bytes: largest request body accepted (default 10 MiB); larger bodies
             get HTTP 413.
         max_batch: most images in one ``/predict_batch`` call (64).
@@ -145,6 +148,7 @@ class ServingSettings:
     ort_threads: int = 1
     metrics: bool = False
     access_log: bool = False
+    tracing: bool = False
     max_upload_bytes: int = 10 * 1024 * 1024
     max_batch: int = 64
     max_request_pixels: int = 16 * 1024 * 1024

@@ -165,6 +165,7 @@ def test_component_compiles_on_runtime_image_without_pip(tmp_path: Path) -> None
             {"PLANETS_WORKERS": "1", "PLANETS_METRICS": "true", "PLANETS_ACCESS_LOG": "on"},
             ServingSettings(workers=1, metrics=True, access_log=True),
         ),
+        ({"PLANETS_TRACING": "yes"}, ServingSettings(tracing=True)),
         (
             {"PLANETS_MAX_UPLOAD_BYTES": "2048", "PLANETS_MAX_BATCH": "4", "PLANETS_ORT_THREADS": "2"},
             ServingSettings(max_upload_bytes=2048, max_batch=4, ort_threads=2),
@@ -180,9 +181,11 @@ def test_serving_settings_from_env(env: dict[str, str], expected: ServingSetting
     [
         ({"PLANETS_WORKERS": "0"}, "PLANETS_WORKERS"),
         ({"PLANETS_METRICS": "maybe"}, "PLANETS_METRICS"),
+        ({"PLANETS_TRACING": "sometimes"}, "PLANETS_TRACING"),
         ({"PLANETS_MAX_UPLOAD_BYTES": "10MB"}, "PLANETS_MAX_UPLOAD_BYTES"),
     ],
 )
 def test_serving_settings_name_the_bad_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(InvalidParameterError, match=name):
         ServingSettings.from_env(env)
+
