@@ -189,3 +189,36 @@ def test_serving_settings_name_the_bad_variable(env: dict[str, str], name: str) 
     with pytest.raises(InvalidParameterError, match=name):
         ServingSettings.from_env(env)
 
+
+def test_the_serving_entrypoint_imports_in_process_what_bentoml_get_then_finds(
+    tmp_path: Path, packaged_bento: dict[str, Any]
+) -> None:
+    """The image imports the archive without the bentoml CLI, and reads the store as ``bentoml get``."""
+    import os
+    import subprocess
+    import sys
+
+    from planets_mlops.serving_entrypoint import is_imported
+
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home")}
+    tag = packaged_bento["bento_tag"]
+    name = tag.partition(":")[0]
+    assert not is_imported(tag, env) and not is_imported(f"{name}:latest", env)
+    script = (
+        "import sys; from planets_mlops.serving_entrypoint import import_archive; "
+        "print(import_archive(sys.argv[1]))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", script, str(packaged_bento["archive"])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == tag
+    assert is_imported(tag, env) and is_imported(f"{name}:latest", env)
+    assert not is_imported(f"{name}:other", env) and not is_imported(f"other:{tag.partition(':')[2]}", env)
+    bentoml = Path(sys.executable).with_name("bentoml")
+    listed = subprocess.run([str(bentoml), "get", tag, "-o", "json"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["name"] == name

@@ -112,8 +112,15 @@ def server_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
     return env
 
 
+# What ``bentoml import`` does, without the CLI: the serving image's import (a child process,
+# because BentoML fixes its home at import; 0.4 s against the CLI's 0.8 s on 2 cores).
+_IMPORT = (
+    "import sys; from planets_mlops.serving_entrypoint import import_archive; import_archive(sys.argv[1])"
+)
+
+
 def import_bento(archive: Path, home: Path) -> str:
-    """``bentoml import`` the archive into ``home``; return its tag (skip if present).
+    """Import the archive into ``home`` as ``bentoml import`` does; return its tag (skip if present).
 
     Args:
         archive: A ``.bento`` file.
@@ -132,7 +139,7 @@ def import_bento(archive: Path, home: Path) -> str:
     if (home / "bentos" / name / version / "bento.yaml").is_file():
         return tag
     done = subprocess.run(
-        [*_bentoml_command(), "import", str(archive)],
+        [sys.executable, "-c", _IMPORT, str(archive)],
         env=server_env(home),
         capture_output=True,
         text=True,
