@@ -15,13 +15,14 @@ help:  ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 
-setup:  ## Create .venv from the lock, install the project, the test servers and headless Chromium
+setup:  ## Create .venv from the lock, install the project, the test servers, headless Chromium and wrk
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	PATH="$(abspath $(BIN)):$$PATH" scripts/setup_label_studio.sh
 	scripts/setup_chromium.sh
+	scripts/setup_wrk.sh
 
 # Images: built here from a Debian base made with debootstrap (no registry needed), PyPI
 # through the host's CA bundle. Elsewhere: `make images IMAGE_BASE=public` (digest-pinned

@@ -20,9 +20,12 @@ conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
   without and with its ``bentoml import``), req/s at 8 clients, p50 at 1 client, and the
   ratio container / ``bentoml serve`` of each median.
 
-The load generator is a plain asyncio client writing pre-built HTTP/1.1 requests on
-keep-alive sockets: it costs a few per cent of a core, so on 2 cores nearly all CPU is
-left to the server.
+The load generator is ``wrk`` (Debian's; ``make setup`` installs it: ``scripts/setup_wrk.sh``)
+replaying the pre-built HTTP/1.1 requests on keep-alive sockets from one C thread
+(``benchmarks/wrk_requests.lua``), or, without ``wrk`` or with ``--load-generator python``,
+a plain asyncio client doing the same in this process. Each load row gives the
+generator's own CPU (``generator_cpu_share``, cores): on 2 cores it competes with the
+server's workers, so it is printed beside every figure.
 
 Usage::
 
@@ -42,6 +45,7 @@ import itertools
 import json
 import logging
 import os
+import resource
 import sys
 import threading
 import time
@@ -137,8 +141,89 @@ async def _client(
         writer.close()
 
 
+WRK_SCRIPT = Path(__file__).with_name("wrk_requests.lua")
+# The load generator of every load() call: "wrk" or "python" (main() sets it from
+# --load-generator), and the request file wrk replays.
+GENERATOR = {"name": "python", "requests_file": None}
+
+
+def choose_generator(name: str, requests: list[bytes], work: Path) -> str:
+    """Set the load generator: ``wrk`` (when on PATH, for ``auto``) or the asyncio client.
+
+    For wrk, ``requests`` are written to ``work/wrk-requests.bin`` (each preceded by its
+    length), the file ``wrk_requests.lua`` replays.
+    """
+    import shutil
+
+    if name == "auto":
+        name = "wrk" if shutil.which("wrk") else "python"
+        if name == "python":
+            log.warning("wrk is not installed (scripts/setup_wrk.sh): the asyncio client drives the load")
+    if name == "wrk":
+        path = work / "wrk-requests.bin"
+        with path.open("wb") as out:
+            for request in requests:
+                out.write(b"%d\n" % len(request) + request)
+        GENERATOR["requests_file"] = path
+    GENERATOR["name"] = name
+    return name
+
+
 def load(url: str, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
-    """Drive /predict with ``clients`` concurrent keep-alive connections for ``seconds``."""
+    """Drive /predict with ``clients`` concurrent keep-alive connections for ``seconds``.
+
+    With the load generator :func:`choose_generator` set; ``generator_cpu_share`` is its
+    own CPU time (user + system) over the run's wall time.
+    """
+    if GENERATOR["name"] == "wrk":
+        return load_wrk(url, clients, seconds)
+    cpu = time.process_time()
+    row = load_python(url, requests, clients, seconds)
+    row["generator"] = "python"
+    row["generator_cpu_share"] = round((time.process_time() - cpu) / row["seconds"], 3)
+    return row
+
+
+def load_wrk(url: str, clients: int, seconds: float) -> dict[str, Any]:
+    """:func:`load` by ``wrk -t1`` (one thread, ``clients`` connections, whole seconds)."""
+    import subprocess
+
+    whole = max(1, round(seconds))
+    command = [
+        "wrk", "-t1", f"-c{clients}", f"-d{whole}s", "--timeout", "10s",
+        "-s", str(WRK_SCRIPT), url, "--", str(GENERATOR["requests_file"]),
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    process = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out, err = process.stdout, process.stderr
+    lines = [line for line in out.splitlines() if line.startswith("WRK_RESULT ")]
+    if process.returncode or not lines:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err.strip() or out.strip()}")
+    result = json.loads(lines[0].removeprefix("WRK_RESULT "))
+    elapsed = result["duration_us"] / 1e6
+    errors = {k: result[k] for k in ("connect", "read", "write", "status", "timeout") if result[k]}
+    row: dict[str, Any] = {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "requests": result["requests"],
+        "rps": round(result["requests"] / elapsed, 1),
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p95_ms": round(result["p95_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "errors": sum(errors.values()),
+        "error_samples": [f"{k}: {v}" for k, v in errors.items()],
+        "generator": "wrk",
+        # The children reaped meanwhile: wrk alone.
+        "generator_cpu_share": round(
+            (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / elapsed, 3
+        ),
+    }
+    return row
+
+
+def load_python(url: str, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """:func:`load` by the asyncio client, in this process."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors: list[str] = []
@@ -241,6 +326,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     info = package_model(model_dir, archive, metrics={}, data_revision="bench", model_uri=model_dir.as_uri())
     paths = sorted(EXTRA.glob("*.jpg"))
     requests = [multipart_request("127.0.0.1", path) for path in paths]
+    generator = choose_generator(args.load_generator, requests, work)
     env = {"PLANETS_WORKERS": str(args.workers)}
     if args.bytecode_cache:
         # What a serving image with pre-compiled bytecode gets; this machine's environment
@@ -253,6 +339,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "images": len(paths),
         "bytecode_cache": bool(args.bytecode_cache),
+        "load_generator": generator,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
     home = work / "bentoml-home"
     starts = []
@@ -272,6 +360,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         results["monitoring"] = monitoring_comparison(archive, requests, env, home, work, args)
     if args.container:
         results["container"] = container_comparison(archive, info.bento_tag, requests, env, args)
+    results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
@@ -320,6 +409,9 @@ def container_comparison(
                     rps_1=one["rps"],
                     p50_ms_1=one["p50_ms"],
                     errors=eight["errors"] + one["errors"],
+                    generator_cpu_8=eight["generator_cpu_share"],
+                    generator_cpu_1=one["generator_cpu_share"],
+                    load_average=round(os.getloadavg()[0], 2),
                 )
             log.info("%s: %s", mode, row)
             rows[mode].append(row)
@@ -451,31 +543,38 @@ def table(results: dict[str, Any]) -> str:
         lines += [
             f"peak RSS of server tree: {results['peak_rss_mb']} MB; "
             f"accuracy on {results['images']} extra images: {results['extra_accuracy']}",
-            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests |",
-            "|---|---|---|---|---|---|---|",
+            f"load generator: {results['load_generator']}; load average "
+            f"{results['load_average_start']} at the start, {results['load_average_end']} at the end",
+            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests | generator CPU (cores) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
     for row in results.get("load", []):
         lines.append(
             f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
-            f"{row['p99_ms']} | {row['errors']} | {row['requests']} |"
+            f"{row['p99_ms']} | {row['errors']} | {row['requests']} | {row['generator_cpu_share']} |"
         )
     if "container" in results:
         c = results["container"]
         modes = ("serve", "container")
         keys = ("ready_s", "ready_with_import_s", "rps_8", "p50_ms_8", "rps_1", "p50_ms_1")
+        extra = ("generator_cpu_8", "generator_cpu_1", "load_average")
         lines += [
             "",
             f"serving image {c['image']} (podman, non-root, read-only root, bento from the GCS emulator) "
-            f"beside bentoml serve, {c['rounds']} alternating rounds of {c['seconds']} s:",
+            f"beside bentoml serve, {c['rounds']} alternating rounds of {c['seconds']} s "
+            f"(load generator: {results['load_generator']}):",
             "| server | ready s (to /readyz) | ready s with bento fetch/import | req/s, 8 clients | "
-            "p50 ms, 8 clients | req/s, 1 client | p50 ms, 1 client |",
-            "|---|---|---|---|---|---|---|",
+            "p50 ms, 8 clients | req/s, 1 client | p50 ms, 1 client | generator CPU, 8 / 1 clients | "
+            "load average |",
+            "|---|---|---|---|---|---|---|---|---|",
             *(
-                f"| {mode} | " + " | ".join(str([r[k] for r in c["rows"][mode]]) for k in keys) + " |"
+                f"| {mode} | "
+                + " | ".join(str([r[k] for r in c["rows"][mode]]) for k in (*keys, *extra[:1]))
+                + f" / {[r[extra[1]] for r in c['rows'][mode]]} | {[r[extra[2]] for r in c['rows'][mode]]} |"
                 for mode in modes
             ),
             *(
-                f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " |"
+                f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " | | |"
                 for mode in modes
             ),
             f"container / bentoml serve (ready: with the bento import on both sides): "
@@ -519,6 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds of --monitoring, --container"
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="wrk (auto: when installed) or the asyncio client",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
