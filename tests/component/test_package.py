@@ -190,35 +190,62 @@ def test_serving_settings_name_the_bad_variable(env: dict[str, str], name: str) 
         ServingSettings.from_env(env)
 
 
-def test_the_serving_entrypoint_imports_in_process_what_bentoml_get_then_finds(
+def _store(home: Path) -> dict[str, bytes]:
+    """Every file of a BentoML home's bento and model stores, by path, with its bytes."""
+    return {
+        p.relative_to(home).as_posix(): p.read_bytes()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and p.relative_to(home).parts[0] in ("bentos", "models")
+    }
+
+
+def test_the_serving_entrypoint_imports_what_bentoml_imports(
     tmp_path: Path, packaged_bento: dict[str, Any]
 ) -> None:
-    """The image imports the archive without the bentoml CLI, and reads the store as ``bentoml get``."""
+    """The image unpacks the archive itself: the same stores as ``bentoml import``, file by file."""
     import os
     import subprocess
     import sys
 
-    from planets_mlops.serving_entrypoint import is_imported
+    from planets_mlops.serving_entrypoint import import_archive, is_imported
 
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home")}
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     tag = packaged_bento["bento_tag"]
     name = tag.partition(":")[0]
+    env = {"BENTOML_HOME": str(ours)}
     assert not is_imported(tag, env) and not is_imported(f"{name}:latest", env)
-    script = (
-        "import sys; from planets_mlops.serving_entrypoint import import_archive; "
-        "print(import_archive(sys.argv[1]))"
-    )
-    imported = subprocess.run(
-        [sys.executable, "-c", script, str(packaged_bento["archive"])],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert imported.stdout.strip() == tag
+    assert import_archive(packaged_bento["archive"], ours) == tag
     assert is_imported(tag, env) and is_imported(f"{name}:latest", env)
     assert not is_imported(f"{name}:other", env) and not is_imported(f"other:{tag.partition(':')[2]}", env)
-    bentoml = Path(sys.executable).with_name("bentoml")
-    listed = subprocess.run([str(bentoml), "get", tag, "-o", "json"], env=env, capture_output=True, text=True)
+    assert import_archive(packaged_bento["archive"], ours) == tag  # again: already there, unchanged
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    cli = {**os.environ, "BENTOML_HOME": str(theirs), "BENTOML_DO_NOT_TRACK": "True"}
+    subprocess.run(
+        [bentoml, "import", str(packaged_bento["archive"])], env=cli, capture_output=True, check=True
+    )
+    assert _store(ours) == _store(theirs)
+    listed = subprocess.run(
+        [bentoml, "get", tag, "-o", "json"],
+        env={**cli, "BENTOML_HOME": str(ours)},
+        capture_output=True,
+        text=True,
+    )
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)["name"] == name
+    assert not list((ours / "tmp").iterdir())  # the staging folder is gone
+
+
+def test_the_serving_entrypoint_refuses_an_archive_entry_outside_it(tmp_path: Path) -> None:
+    import io
+
+    from planets_mlops.serving_entrypoint import import_archive
+
+    archive = tmp_path / "evil.bento"
+    with tarfile.open(archive, "w:xz") as tar:
+        for entry, data in (("./bento.yaml", b"name: a\nversion: b\n"), ("../escape.txt", b"x")):
+            member = tarfile.TarInfo(entry)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(InvalidParameterError, match="escape"):
+        import_archive(archive, tmp_path / "home")
+    assert not (tmp_path / "escape.txt").exists()
