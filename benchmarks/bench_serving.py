@@ -390,7 +390,7 @@ def container_comparison(
             for m in (("serve", "container") if r % 2 == 0 else ("container", "serve"))
         ]
         for mode in order:
-            entered = time.monotonic()
+            entered, entered_wall = time.monotonic(), time.time()
             if mode == "container":
                 server_cm = serve_container(SERVING_IMAGE, uri, bento_tag, env=env, ready_timeout=180)
             else:
@@ -400,6 +400,8 @@ def container_comparison(
                     "ready_s": round(server.ready_s, 2),
                     "ready_with_import_s": round(time.monotonic() - entered, 2),
                 }
+                if mode == "container":
+                    row.update(container_phases(server.log_path.read_text(errors="replace"), entered_wall))
                 load(server.url, requests, 8, 2.0)  # warm-up, not counted
                 eight = load(server.url, requests, 8, args.seconds)
                 one = load(server.url, requests, 1, args.seconds)
@@ -427,6 +429,9 @@ def container_comparison(
 
     keys = ("ready_s", "ready_with_import_s", "rps_8", "p50_ms_8", "rps_1", "p50_ms_1")
     medians = {mode: {key: median(mode, key) for key in keys} for mode in rows}
+    for key in ("fetched_s", "imported_s"):
+        if all(key in r for r in rows["container"]):
+            medians["container"][key] = median("container", key)
     # Like for like: the container's start includes fetching and importing the bento.
     compared = {
         "ready": ("ready_with_import_s", "ready_s"),
@@ -445,6 +450,26 @@ def container_comparison(
         },
         "errors": sum(r["errors"] for r in rows["serve"] + rows["container"]),
     }
+
+
+def container_phases(log_text: str, started: float) -> dict[str, float]:
+    """Seconds from ``podman run`` to the entrypoint's fetch and import, from its log lines.
+
+    ``fetched_s``: the container started, the interpreter and the entrypoint loaded and the
+    bento downloaded ("Downloaded ..."); ``imported_s``: then in the stores ("Starting
+    bentoml serve"). The rest to ``/readyz`` is ``bentoml serve``'s own start.
+    """
+    import datetime
+    import re
+
+    phases = {}
+    for key, marker in (("fetched_s", "Downloaded "), ("imported_s", "Starting bentoml serve")):
+        line = next((x for x in log_text.splitlines() if marker in x), None)
+        stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})", line or "")
+        if stamp:
+            when = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            phases[key] = round(when.replace(tzinfo=datetime.UTC).timestamp() - started, 2)
+    return phases
 
 
 def tree_cpu_s(root_pid: int) -> float:
@@ -577,6 +602,12 @@ def table(results: dict[str, Any]) -> str:
                 f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " | | |"
                 for mode in modes
             ),
+            "container start, from podman run (medians): entrypoint up and bento fetched "
+            f"{c['medians']['container'].get('fetched_s')} s, imported "
+            f"{c['medians']['container'].get('imported_s')} s, /readyz "
+            f"{c['medians']['container']['ready_s']} s; bentoml serve: imported "
+            f"{round(c['medians']['serve']['ready_with_import_s'] - c['medians']['serve']['ready_s'], 2)} s "
+            f"(medians' difference), then /readyz {c['medians']['serve']['ready_s']} s",
             f"container / bentoml serve (ready: with the bento import on both sides): "
             f"{c['ratio_container_to_serve']} (target: within 10 %); errors {c['errors']}",
         ]
