@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,7 @@ def serve_container(
     *,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 120.0,
+    podman_args: Sequence[str] = (),
 ) -> Iterator[Any]:
     """Run the serving image as a pod would, until the block ends.
 
@@ -273,6 +274,9 @@ def serve_container(
     ``/tmp`` and ``$BENTOML_HOME`` on tmpfs (the pod's emptyDir volumes), fetches its bento
     from ``bento_uri`` and serves on 127.0.0.1:``port`` (host network, so an emulator on
     127.0.0.1 is reachable as on a cluster's network).
+
+    ``podman_args`` go to ``podman run`` before the image (e.g. a benchmark's
+    ``--cgroup-parent``).
 
     Yields:
         A :class:`planets_mlops.app.dev.serve_local.LocalServer`; ``ready_s`` is the time from
@@ -293,7 +297,7 @@ def serve_container(
         command += ["--tmpfs", f"{path}:rw,size=512m,U"]
     for key, value in sorted(environment.items()):
         command += ["-e", f"{key}={value}"]
-    command.append(image)
+    command += [*podman_args, image]
     with tempfile.TemporaryDirectory(prefix="serve-container-") as tmp:
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log_file:
