@@ -298,26 +298,29 @@ def test_download_local_path_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_main_imports_then_execs_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``bentoml`` CLI calls and ``os.execvp`` are replaced: exec would replace pytest itself."""
+    """The archive is unpacked once, in process; ``os.execvp`` is replaced (it would replace pytest)."""
     archive = tmp_path / "m.bento"
     archive.write_bytes(b"x")
     ran: list[list[str]] = []
 
-    class Done:
-        returncode = 1
-
-    def fake_run(cmd: list[str], **_: Any) -> Done:
-        ran.append(cmd)
-        return Done()
+    def fake_import(path: Path, home: Path) -> str:
+        ran.append(["import", str(path), str(home)])
+        (home / "bentos" / "planets_classifier" / "v1").mkdir(parents=True)
+        (home / "bentos" / "planets_classifier" / "v1" / "bento.yaml").write_text(
+            "name: planets_classifier\n"
+        )
+        return "planets_classifier:v1"
 
     def fake_exec(file: str, args: list[str]) -> None:
         ran.append(["exec", *args])
 
-    monkeypatch.setattr(serving_entrypoint.subprocess, "run", fake_run)
+    monkeypatch.setattr(serving_entrypoint, "import_archive", fake_import)
     monkeypatch.setattr(serving_entrypoint.os, "execvp", fake_exec)
-    serving_entrypoint.main({"BENTO_URI": str(archive), "BENTO_TAG": "planets_classifier:v1"})
-    assert ran == [
-        ["bentoml", "get", "planets_classifier:v1"],
-        ["bentoml", "import", str(archive)],
-        ["exec", "bentoml", "serve", "planets_classifier:v1", "--host", "0.0.0.0", "--port", "3000"],
-    ]
+    home = tmp_path / "home"
+    env = {"BENTO_URI": str(archive), "BENTO_TAG": "planets_classifier:v1", "BENTOML_HOME": str(home)}
+    serving_entrypoint.main(env)
+    serve = ["exec", "bentoml", "serve", "planets_classifier:v1", "--host", "0.0.0.0", "--port", "3000"]
+    assert ran == [["import", str(archive), str(home)], serve]
+    ran.clear()
+    serving_entrypoint.main(env)  # a restart on the same emptyDir: already in the store
+    assert ran == [serve]
