@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from planets_mlops.labelstudio.client import ImageFetchError, LabelStudioClient
 from planets_mlops.labelstudio.merge import hash_dataset, image_extension, merge_images, sha256_bytes
 from planets_mlops.labelstudio.publish import PublishResult
 from planets_mlops.progress import Progress
+
+# Images downloaded at once: one request per labelled task, so the import waited on Label
+# Studio's answer to each in turn (most of import-labels' time in the quickstart).
+FETCH_THREADS = 4
 
 log = logging.getLogger(__name__)
 
@@ -107,35 +112,14 @@ def import_labels(
     if not allow_new_classes:
         rules.refuse_new_classes(new, known, str(proj.title))
     progress = Progress("labelled task", len(decisions))
-    for decision in decisions:
-        progress.step(images=len(pairs), skipped=len(summary.skipped))
-        if not decision.accepted:
-            summary.skipped.append(decision)
-            continue
-        try:
-            data = client.fetch_image(decision.image)
-        except ImageFetchError as exc:
-            summary.skipped.append(
-                rules.Decision(
-                    decision.task_id, decision.image, rules.IMAGE_MISSING, decision.label, str(exc)
-                )
-            )
-            continue
-        extension = image_extension(data)
-        if extension is None:
-            summary.skipped.append(
-                rules.Decision(
-                    decision.task_id,
-                    decision.image,
-                    rules.IMAGE_UNDECODABLE,
-                    decision.label,
-                    f"{len(data)} bytes are not a JPEG/PNG/GIF/BMP",
-                )
-            )
-            continue
-        sha = sha256_bytes(data)
-        payloads[sha] = (data, extension)
-        pairs.append((decision, sha))
+    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch-image") as pool:
+        fetched = _fetched_in_order(pool, client, [d for d in decisions if d.accepted])
+        for decision in decisions:
+            progress.step(images=len(pairs), skipped=len(summary.skipped))
+            if not decision.accepted:
+                summary.skipped.append(decision)
+                continue
+            _take(decision, next(fetched), summary, payloads, pairs)
     accepted, skipped = rules.resolve_content(pairs, hash_dataset(Path(base_dir)))
     summary.accepted.extend(accepted)
     summary.skipped.extend(skipped)
@@ -170,6 +154,55 @@ def import_labels(
         result.seconds,
     )
     return result
+
+
+def _fetched_in_order(
+    pool: ThreadPoolExecutor, client: LabelStudioClient, decisions: Sequence[rules.Decision]
+) -> Iterator[bytes | ImageFetchError]:
+    """Each decision's image (or why it could not be fetched), in order, fetched on ``pool``.
+
+    A :class:`LabelStudioError` (server gone, token refused) is raised where its image is read.
+    """
+
+    def fetch(decision: rules.Decision) -> bytes | ImageFetchError:
+        try:
+            return client.fetch_image(decision.image)
+        except ImageFetchError as exc:
+            return exc
+
+    return pool.map(fetch, decisions)
+
+
+def _take(
+    decision: rules.Decision,
+    fetched: bytes | ImageFetchError,
+    summary: rules.ImportSummary,
+    payloads: dict[str, tuple[bytes, str]],
+    pairs: list[tuple[rules.Decision, str]],
+) -> None:
+    """Record an accepted decision's fetched image, or why it is skipped."""
+    if isinstance(fetched, ImageFetchError):
+        summary.skipped.append(
+            rules.Decision(
+                decision.task_id, decision.image, rules.IMAGE_MISSING, decision.label, str(fetched)
+            )
+        )
+        return
+    extension = image_extension(fetched)
+    if extension is None:
+        summary.skipped.append(
+            rules.Decision(
+                decision.task_id,
+                decision.image,
+                rules.IMAGE_UNDECODABLE,
+                decision.label,
+                f"{len(fetched)} bytes are not a JPEG/PNG/GIF/BMP",
+            )
+        )
+        return
+    sha = sha256_bytes(fetched)
+    payloads[sha] = (fetched, extension)
+    pairs.append((decision, sha))
 
 
 @dataclass
