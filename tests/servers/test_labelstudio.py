@@ -458,10 +458,17 @@ def test_labelling_demo_is_idempotent(label_studio, tiny_model):
 # -- the production inbox --------------------------------------------------------------------
 
 
-def test_inbox_becomes_tasks_hardest_first_without_duplicates(ls_client, ls_project, small_raw, tmp_path):
+@pytest.mark.parametrize("batch", [25, 4], ids=["one-upload", "uploads-of-4"])
+def test_inbox_becomes_tasks_hardest_first_without_duplicates(
+    ls_client, ls_project, small_raw, tmp_path, monkeypatch, batch
+):
+    """Task ids follow the uncertainty, whether the images go up in one request or several."""
     from planets_mlops.inbox import Inbox, LocalStore
+    from planets_mlops.labelstudio import inbox_transfer
     from planets_mlops.labelstudio.inbox_tasks import create_inbox_tasks
     from planets_mlops.labelstudio.inbox_transfer import inbox_to_tasks, task_hash
+
+    monkeypatch.setattr(inbox_transfer, "UPLOAD_BATCH", batch)
 
     inbox = Inbox(LocalStore(tmp_path / "inbox"))
     images = extra_images(SMALL_CLASSES, per_class=2)
