@@ -21,8 +21,7 @@ setup:  ## Create .venv from the lock, install the project, the test servers, he
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	PATH="$(abspath $(BIN)):$$PATH" scripts/setup_label_studio.sh
-	scripts/setup_chromium.sh
-	scripts/setup_wrk.sh
+	scripts/setup_debian_tools.sh
 
 # Images: built here from a Debian base made with debootstrap (no registry needed), PyPI
 # through the host's CA bundle. Elsewhere: `make images IMAGE_BASE=public` (digest-pinned

@@ -20,7 +20,7 @@ conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
   without and with its ``bentoml import``), req/s at 8 clients, p50 at 1 client, and the
   ratio container / ``bentoml serve`` of each median.
 
-The load generator is ``wrk`` (Debian's; ``make setup`` installs it: ``scripts/setup_wrk.sh``)
+The load generator is ``wrk`` (Debian's; ``make setup`` installs it: ``scripts/setup_debian_tools.sh``)
 replaying the pre-built HTTP/1.1 requests on keep-alive sockets from one C thread
 (``benchmarks/wrk_requests.lua``), or, without ``wrk`` or with ``--load-generator python``,
 a plain asyncio client doing the same in this process. Each load row gives the
@@ -158,7 +158,9 @@ def choose_generator(name: str, requests: list[bytes], work: Path) -> str:
     if name == "auto":
         name = "wrk" if shutil.which("wrk") else "python"
         if name == "python":
-            log.warning("wrk is not installed (scripts/setup_wrk.sh): the asyncio client drives the load")
+            log.warning(
+                "wrk is not installed (scripts/setup_debian_tools.sh): the asyncio client drives the load"
+            )
     if name == "wrk":
         path = work / "wrk-requests.bin"
         with path.open("wb") as out:

@@ -1,7 +1,7 @@
 """Screenshots of the reports a person reads, for docs/images (linked from the README).
 
 Prepares the bundled planets (10 classes, ``--per-class`` images each), trains a small model
-for a few epochs and writes, with headless Chromium (scripts/setup_chromium.sh):
+for a few epochs and writes, with headless Chromium (scripts/setup_debian_tools.sh):
 
     .venv/bin/python scripts/render_reports.py --out docs/images
 

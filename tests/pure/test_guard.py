@@ -385,30 +385,48 @@ def discs(rng: np.random.Generator, count: int, tint: float, size: int = 16) -> 
     return np.clip(images, 0.0, 1.0)
 
 
-def test_an_unseen_class_with_a_known_class_embedding_is_rejected_by_its_image_statistics(synthetic):
+@pytest.fixture
+def warm():
+    """Model inputs of the synthetic clusters, row for row: class c's discs tinted by its own
+    amount (every known class is warm), and a generator for more discs."""
+    rng = np.random.default_rng(11)
+    tints = np.linspace(0.1, 0.3, 10)
+    return {
+        "train": np.concatenate([discs(rng, 80, t) for t in tints]),
+        "validation": np.concatenate([discs(rng, 20, t) for t in tints]),
+        "rng": rng,
+    }
+
+
+def image_guard(
+    embeddings: np.ndarray, validation: np.ndarray, images: dict, coverage: float, **extra: object
+) -> Guard:
+    """A guard with image statistics over ten classes of 80 bank rows each."""
+    from planets_mlops.imagestats import image_statistics
+
+    return Guard.fit(
+        embeddings,
+        validation,
+        GuardParams(coverage=coverage),
+        bank_labels=np.repeat(np.arange(10), 80),
+        bank_statistics=image_statistics(images["train"]),
+        calibration_statistics=image_statistics(images["validation"]),
+        **extra,
+    )
+
+
+def test_an_unseen_class_with_a_known_class_embedding_is_rejected_by_its_image_statistics(synthetic, warm):
     """The Mercury case: the model gives an unseen class a known class's embedding.
 
     Only the images tell them apart (here a neutral grey disc where class 3's is warm):
     the embedding guard (planets-guard/3) keeps them as class 3 (all but the calibration's
     share), the one with image statistics rejects them all, and both keep the known images.
     """
-    from planets_mlops.imagestats import image_statistics
-
-    rng = np.random.default_rng(11)
+    rng, validation_images = warm["rng"], warm["validation"]
     train, validation = synthetic["train"], synthetic["validation"]
     labels, validation_labels = np.repeat(np.arange(10), 80), np.repeat(np.arange(10), 20)
-    tints = np.linspace(0.1, 0.3, 10)  # every known class is warm, by its own amount
-    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
-    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
     embeddings_only = Guard.fit(train, validation, GuardParams(coverage=0.95), bank_labels=labels)
-    guard = Guard.fit(
-        train,
-        validation,
-        GuardParams(coverage=0.95),
-        bank_labels=labels,
-        bank_statistics=image_statistics(train_images),
-        calibration_statistics=image_statistics(validation_images),
-    )
+    guard = image_guard(train, validation, warm, 0.95)
     assert guard.needs_images and not embeddings_only.needs_images
     assert guard.describe()["format"] == "planets-guard/4"
     unseen = validation[validation_labels == 3]  # class 3's embeddings ...
@@ -422,23 +440,12 @@ def test_an_unseen_class_with_a_known_class_embedding_is_rejected_by_its_image_s
     assert not np.any(guard.recognised(guard.scores(synthetic["unseen"], discs(rng, 200, 0.2))))
 
 
-def test_a_guard_with_image_statistics_needs_the_images_and_round_trips(synthetic, tmp_path):
+def test_a_guard_with_image_statistics_needs_the_images_and_round_trips(synthetic, warm, tmp_path):
     from planets_mlops.guard import IMAGES_FILE
     from planets_mlops.imagestats import image_statistics
 
-    rng = np.random.default_rng(12)
-    labels = np.repeat(np.arange(10), 80)
-    tints = np.linspace(0.1, 0.3, 10)
-    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
-    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
-    guard = Guard.fit(
-        synthetic["train"],
-        synthetic["validation"],
-        GuardParams(coverage=0.9),
-        bank_labels=labels,
-        bank_statistics=image_statistics(train_images),
-        calibration_statistics=image_statistics(validation_images),
-    )
+    train_images, validation_images = warm["train"], warm["validation"]
+    guard = image_guard(synthetic["train"], synthetic["validation"], warm, 0.9)
     with pytest.raises(
         DataError, match=r"compares the images themselves.*guard\.scores\(embeddings, images\)"
     ):
@@ -482,34 +489,23 @@ def test_a_version_3_guard_loads_and_recognises_what_it_recognised_before(synthe
     )
 
 
-def test_images_of_another_class_near_a_class_do_not_stretch_its_image_threshold(synthetic):
+def test_images_of_another_class_near_a_class_do_not_stretch_its_image_threshold(synthetic, warm):
     """Each class's image threshold is set on its own calibration images.
 
     Two class-5 images whose embeddings lie among class 3's (the model still answers 5 for
     them) must not widen class 3's threshold so far that grey discs with class 3's embedding
     pass: calibrated on the images nearest each class, they would.
     """
-    from planets_mlops.imagestats import image_statistics
-
-    rng = np.random.default_rng(13)
-    train, validation = synthetic["train"], synthetic["validation"]
-    labels, validation_labels = np.repeat(np.arange(10), 80), np.repeat(np.arange(10), 20)
-    tints = np.linspace(0.1, 0.3, 10)
-    train_images = np.concatenate([discs(rng, 80, t) for t in tints])
-    validation_images = np.concatenate([discs(rng, 20, t) for t in tints])
+    rng = warm["rng"]
+    validation_labels = np.repeat(np.arange(10), 20)
     strays = np.flatnonzero(validation_labels == 5)[:2]
-    validation = validation.copy()
+    validation = synthetic["validation"].copy()
     validation[strays] = validation[validation_labels == 3][:2]
-    validation_images[strays] = discs(rng, 2, 0.0)  # grey, unlike class 3's
+    warm["validation"][strays] = discs(rng, 2, 0.0)  # grey, unlike class 3's
+    validation_images = warm["validation"]
     fitted = {
-        own: Guard.fit(
-            train,
-            validation,
-            GuardParams(coverage=0.95),
-            bank_labels=labels,
-            bank_statistics=image_statistics(train_images),
-            calibration_statistics=image_statistics(validation_images),
-            calibration_labels=validation_labels if own else None,
+        own: image_guard(
+            synthetic["train"], validation, warm, 0.95, calibration_labels=validation_labels if own else None
         )
         for own in (True, False)
     }

@@ -15,7 +15,7 @@ from tests.support.browser import check_page, chromium, markdown_page
 pytestmark = [
     # a real external program, like the servers
     pytest.mark.skipif(
-        chromium() is None, reason="no chromium: `make setup` installs it (scripts/setup_chromium.sh)"
+        chromium() is None, reason="no chromium: `make setup` installs it (scripts/setup_debian_tools.sh)"
     ),
 ]
 

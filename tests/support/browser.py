@@ -9,7 +9,7 @@ loaded, measures it and writes the result into the DOM, which ``--dump-dom`` pri
 - no element's content is wider than its box, and none that hides or scrolls its overflow has
   more content than room (clipped text).
 
-``make setup`` installs Chromium (scripts/setup_chromium.sh); the tests skip, saying so, on a
+``make setup`` installs Chromium (scripts/setup_debian_tools.sh); the tests skip, saying so, on a
 machine where it is missing.
 """
 
@@ -71,7 +71,7 @@ def chromium() -> str | None:
 def _run(arguments: list[str], timeout: float = 180) -> str:
     binary = chromium()
     if binary is None:
-        raise RuntimeError("chromium not found: make setup installs it (scripts/setup_chromium.sh)")
+        raise RuntimeError("chromium not found: make setup installs it (scripts/setup_debian_tools.sh)")
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         done = subprocess.run(
             [
