@@ -415,10 +415,10 @@ class Guard:
         distance, closest = _euclidean_knn(guard._raw64, calibration_embeddings, k)
         euclidean = per_class(distance, labels[closest], _distance_limit)
         guard = replace(guard, euclidean_thresholds=euclidean, joint_thresholds=np.ones(classes))
-        if bank_statistics is not None and calibration_stats is not None:
+        own = nearest if calibration_labels is None else _labels(calibration_labels, len(nearest))
+        if calibration_stats is not None:
             scale = _class_scales(stats, labels, classes)
             guard = replace(guard, image_bank=stats, image_scale=scale)
-            own = nearest if calibration_labels is None else _labels(calibration_labels, len(nearest))
             image = per_class(guard._image_distance(calibration_stats, own), own, _distance_limit)
             guard = replace(guard, image_thresholds=image)
         ratio, _ = guard._ratios(calibration_embeddings, calibration_stats)
@@ -426,7 +426,7 @@ class Guard:
             # The joint threshold of a class is set on its own images: one of another class
             # whose embedding lies nearest this class's but whose image does not look like it
             # would otherwise stretch the class's threshold to keep it.
-            agree = nearest == _labels(calibration_labels, len(nearest))
+            agree = nearest == own
             joint = per_class(ratio[agree], nearest[agree], _distance_limit)
         else:
             joint = per_class(ratio, nearest, _distance_limit)
@@ -499,7 +499,7 @@ class Guard:
         assert self.image_scale is not None
         bank = np.asarray(self.image_bank, np.float64)
         rows = {int(c): bank[self.labels == c] / self.image_scale[c] for c in np.unique(self.labels)}
-        return {c: (scaled, np.einsum("ij,ij->i", scaled, scaled)) for c, scaled in rows.items()}
+        return {c: (scaled, _squared_norms(scaled)) for c, scaled in rows.items()}
 
     def _image_distance(self, statistics: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Euclidean distance from each image's statistics to the nearest bank image of its class."""
@@ -510,12 +510,8 @@ class Guard:
             if int(c) not in self._image_rows:
                 continue
             rows, squared_rows = self._image_rows[int(c)]
-            chosen = np.flatnonzero(classes == c)
-            for start in range(0, len(chosen), _BLOCK):
-                picked = chosen[start : start + _BLOCK]
-                block = queries[picked] / self.image_scale[c]
-                squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * block @ rows.T + squared_rows
-                distance[picked] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+            chosen = classes == c
+            distance[chosen] = _euclidean_knn(rows, queries[chosen] / self.image_scale[c], 1, squared_rows)[0]
         return distance
 
     def recognised(self, scores: Any) -> np.ndarray:
