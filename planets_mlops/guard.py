@@ -131,6 +131,22 @@ EMBEDDING_OUTPUT = "embedding"
 _BLOCK = 512
 
 
+def _block_product(block: np.ndarray, bank_t: np.ndarray, row_by_row: bool = False) -> np.ndarray:
+    """``block @ bank_t``; with ``row_by_row``, one row at a time.
+
+    OpenBLAS picks its kernel by the shape: a single row goes to a matrix-vector kernel,
+    several to a matrix-matrix one (or, for a small product, a small-matrix one), and their
+    sums round differently (~1e-12 in a score). Row by row, a row's values are the same
+    whatever else is in the block: the service answers each image with the bits it would
+    get alone, whether it came alone, in a ``/predict_batch`` or coalesced with other
+    requests (``planets_mlops.service.coalesce``). A single row against the bank is
+    memory-bound either way (a product of 2 rows packs the bank first and cost ~3x as much).
+    """
+    if not row_by_row or len(block) == 1:
+        return block @ bank_t
+    return np.concatenate([block[i : i + 1] @ bank_t for i in range(len(block))])
+
+
 def check_coverage(coverage: float, name: str = "coverage") -> float:
     """``coverage`` as a float in (0, 1], or a clear error."""
     if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not 0.0 < coverage <= 1.0:
@@ -192,8 +208,13 @@ def _knn(bank: Any, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return _knn_unit(_unit64(_as_matrix(bank, "bank")), embeddings, k)
 
 
-def _knn_unit(bank64: np.ndarray, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_knn` against a bank already made unit rows in float64 by :func:`_unit64`."""
+def _knn_unit(
+    bank64: np.ndarray, embeddings: Any, k: int, row_by_row: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_knn` against a bank already made unit rows in float64 by :func:`_unit64`.
+
+    ``row_by_row``: see :func:`_block_product`.
+    """
     bank = bank64  # its length and width are checked against below
     queries = _as_matrix(embeddings, "embeddings")
     if queries.shape[1] != bank.shape[1]:
@@ -206,7 +227,7 @@ def _knn_unit(bank64: np.ndarray, embeddings: Any, k: int) -> tuple[np.ndarray, 
     scores = np.empty(len(queries), np.float64)
     nearest = np.empty(len(queries), np.int64)
     for start in range(0, len(queries), _BLOCK):
-        similarity = _unit64(queries[start : start + _BLOCK]) @ bank64.T
+        similarity = _block_product(_unit64(queries[start : start + _BLOCK]), bank64.T, row_by_row)
         nearest[start : start + _BLOCK] = np.argmax(similarity, axis=1)
         if k == 1:
             top = similarity.max(axis=1, keepdims=True)
@@ -223,13 +244,17 @@ def _squared_norms(bank64: np.ndarray) -> np.ndarray:
 
 
 def _euclidean_knn(
-    bank64: np.ndarray, embeddings: np.ndarray, k: int, squared_bank: np.ndarray | None = None
+    bank64: np.ndarray,
+    embeddings: np.ndarray,
+    k: int,
+    squared_bank: np.ndarray | None = None,
+    row_by_row: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean Euclidean distance to the ``k`` nearest rows of ``bank64``, and the nearest row.
 
     In float64 and in blocks; the caller has checked the inputs. ``squared_bank`` is
     :func:`_squared_norms` of the bank when the caller keeps it (a guard does: it was half
-    of a request's guard cost).
+    of a request's guard cost). ``row_by_row``: see :func:`_block_product`.
     """
     if squared_bank is None:
         squared_bank = _squared_norms(bank64)
@@ -237,7 +262,8 @@ def _euclidean_knn(
     nearest = np.empty(len(embeddings), np.int64)
     for start in range(0, len(embeddings), _BLOCK):
         block = embeddings[start : start + _BLOCK].astype(np.float64)
-        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * block @ bank64.T + squared_bank
+        product = _block_product(block, bank64.T, row_by_row)
+        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * product + squared_bank
         squared = np.maximum(squared, 0.0)
         nearest[start : start + _BLOCK] = np.argmin(squared, axis=1)
         low = squared.min(axis=1, keepdims=True) if k == 1 else np.partition(squared, k - 1, axis=1)[:, :k]
@@ -438,13 +464,16 @@ class Guard:
             calibration={"count": int(similarity.size), "kept": float(np.mean(kept)), "per_class": counts},
         )
 
-    def scores(self, embeddings: Any, images: Any = None) -> np.ndarray:
+    def scores(self, embeddings: Any, images: Any = None, row_by_row: bool = False) -> np.ndarray:
         """The known score of each embedding, in [0, 1]; recognised at ``>= 0.5``.
 
         Args:
             embeddings: The model's embeddings ``(n, d)``.
             images: The model inputs they are of ``(n, size, size, channels)``; needed by a
                 guard with image statistics (:attr:`needs_images`), ignored by others.
+            row_by_row: Each score to the bit as if its image were scored alone (what the
+                service asks: see :func:`_block_product`); otherwise faster for large
+                batches, and the same within ~1e-12.
 
         Raises:
             DataError: broken or mismatched embeddings or images, or no images for a guard
@@ -459,12 +488,12 @@ class Guard:
                     "inputs with the embeddings, guard.scores(embeddings, images)."
                 )
             statistics = _statistics(image_statistics(images), "image statistics", len(embeddings))
-        return self._scores(embeddings, statistics)
+        return self._scores(embeddings, statistics, row_by_row)
 
-    def _scores(self, embeddings: Any, statistics: np.ndarray | None) -> np.ndarray:
+    def _scores(self, embeddings: Any, statistics: np.ndarray | None, row_by_row: bool = False) -> np.ndarray:
         """:meth:`scores` from the embeddings and (for a guard with image statistics) theirs."""
         embeddings = _as_matrix(embeddings, "embeddings")
-        ratio, nearest = self._ratios(embeddings, statistics)
+        ratio, nearest = self._ratios(embeddings, statistics, row_by_row)
         if self.joint_thresholds is not None:
             ratio = ratio / np.maximum(self.joint_thresholds[nearest], _MIN_DISTANCE)
         scores = np.clip(1.0 - ratio * (1.0 - THRESHOLD), 0.0, 1.0)
@@ -473,24 +502,26 @@ class Guard:
         return scores
 
     def _ratios(
-        self, embeddings: np.ndarray, statistics: np.ndarray | None = None
+        self, embeddings: np.ndarray, statistics: np.ndarray | None = None, row_by_row: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """``max(u, v, w)`` of the module docstring, and each embedding's nearest class by cosine.
 
         ``u`` alone for a guard without Euclidean thresholds, ``max(u, v)`` for one without
         image statistics (an earlier version's).
         """
-        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k)
+        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k, row_by_row)
         nearest = self.labels[nearest]
         distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
         ratio = (1.0 - similarity) / distance
         if self.euclidean_thresholds is not None:
-            euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k, self._raw_squared)
+            euclidean, closest = _euclidean_knn(
+                self._raw64, embeddings, self.k, self._raw_squared, row_by_row
+            )
             limit = np.maximum(self.euclidean_thresholds[self.labels[closest]], _MIN_DISTANCE)
             ratio = np.maximum(ratio, euclidean / limit)
         if self.image_bank is not None and self.image_thresholds is not None and statistics is not None:
             limit = np.maximum(self.image_thresholds[nearest], _MIN_DISTANCE)
-            ratio = np.maximum(ratio, self._image_distance(statistics, nearest) / limit)
+            ratio = np.maximum(ratio, self._image_distance(statistics, nearest, row_by_row) / limit)
         return ratio, nearest
 
     @cached_property
@@ -501,7 +532,9 @@ class Guard:
         rows = {int(c): bank[self.labels == c] / self.image_scale[c] for c in np.unique(self.labels)}
         return {c: (scaled, _squared_norms(scaled)) for c, scaled in rows.items()}
 
-    def _image_distance(self, statistics: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def _image_distance(
+        self, statistics: np.ndarray, classes: np.ndarray, row_by_row: bool = False
+    ) -> np.ndarray:
         """Euclidean distance from each image's statistics to the nearest bank image of its class."""
         assert self.image_scale is not None
         queries = np.asarray(statistics, np.float64)
@@ -511,7 +544,9 @@ class Guard:
                 continue
             rows, squared_rows = self._image_rows[int(c)]
             chosen = classes == c
-            distance[chosen] = _euclidean_knn(rows, queries[chosen] / self.image_scale[c], 1, squared_rows)[0]
+            distance[chosen] = _euclidean_knn(
+                rows, queries[chosen] / self.image_scale[c], 1, squared_rows, row_by_row
+            )[0]
         return distance
 
     def recognised(self, scores: Any) -> np.ndarray:

@@ -289,11 +289,17 @@ class LoadedModel:
 
         return np.stack([preprocess_image(data, self.config) for data in images]).astype(np.float32)
 
-    def answer(self, batch: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        """The answers for the rows of a model-input batch, and the guard's embeddings of them."""
+    def answer(
+        self, batch: np.ndarray, row_by_row: bool = False
+    ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+        """The answers for the rows of a model-input batch, and the guard's embeddings of them.
+
+        ``row_by_row``: each row's answer to the bit as if it were answered alone (the
+        guard's products row by row; ONNX Runtime computes each row alone anyway).
+        """
         outputs = self.session.run(self.outputs, {self.input_name: np.ascontiguousarray(batch, np.float32)})
         embeddings = outputs[1] if len(outputs) > 1 else None
         if self.guard is None or embeddings is None:
             return answers(outputs[0], self.classes), embeddings
-        scores = self.guard.scores(embeddings, batch)
+        scores = self.guard.scores(embeddings, batch, row_by_row)
         return answers(outputs[0], self.classes, scores, self.guard.threshold), embeddings

@@ -77,6 +77,7 @@ SERVING_SOURCES = (
     "planets_mlops/service/settings.py",
     "planets_mlops/service/uploads.py",
     "planets_mlops/service/inference.py",
+    "planets_mlops/service/coalesce.py",
     "planets_mlops/service/decoding.py",
     "planets_mlops/service/decode_worker.py",
     "planets_mlops/service/protocol.py",

@@ -22,6 +22,7 @@ worker happens before uvicorn loads its protocol class.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -127,8 +128,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def install(settings: ServingSettings) -> None:
-    """Make uvicorn use :class:`GuardedHttpToolsProtocol` with ``settings``' limits."""
+    """Make uvicorn use :class:`GuardedHttpToolsProtocol` with ``settings``' limits.
+
+    Also asks libuv (uvloop) to accept one connection at a time (``UV_TCP_SINGLE_ACCEPT``,
+    read when the worker starts listening, after this): the workers share one listening
+    socket, and the first to wake used to accept every pending connection, so the 8
+    keep-alive connections of a load test usually all landed on one worker (measured:
+    5.0 against 0.0 CPU s). Accepting one, then yielding, gives the other worker its turn:
+    4 of 4 runs split evenly (docs/serving.md). Set to 0 to turn it off.
+    """
     import uvicorn.config
+
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
     GuardedHttpToolsProtocol.header_timeout_s = settings.header_timeout_s
     GuardedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes

@@ -199,6 +199,7 @@ class PlanetClassifier:
 
     def __init__(self) -> None:
         from planets_mlops.model_folder import LoadedModel
+        from planets_mlops.service.coalesce import Coalescer
         from planets_mlops.service.decoding import Decoder
 
         # On an instance BentoML has already swapped the BentoModel for the stored Model.
@@ -212,6 +213,8 @@ class PlanetClassifier:
         self.config = self.model.config
         self.guard = self.model.guard
         self.decoder = Decoder(self.config, SETTINGS)
+        # The requests ready in one turn of the event loop share one model and guard call.
+        self.coalescer = Coalescer(self._results)
         from planets_mlops.inbox import writer_from_env
 
         # PLANETS_INBOX set: rejected and unsure inputs are kept for labelling (off the request path).
@@ -251,7 +254,8 @@ class PlanetClassifier:
 
         The place to add per-image fields; the embeddings are None without a guard.
         """
-        return self.model.answer(batch)
+        # Row by row: an image gets the same bits alone, in a batch or coalesced.
+        return self.model.answer(batch, row_by_row=True)
 
     @bentoml.on_shutdown
     def close_writers(self) -> None:
@@ -279,9 +283,10 @@ class PlanetClassifier:
             tensors = await self.decoder.batch(images)
         except Refused as exc:
             return self._refusal(exc.error)
-        # The model (~0.2 ms for 32x32 inputs) runs on the event loop: a thread hop
-        # would cost more.
-        results, embeddings = self._results(tensors)
+        # The model and the guard (~0.5 ms for one 32x32 input, ~0.2 ms an image in a batch
+        # of 8) run on the event loop, once for every request ready in this turn of it: a
+        # thread hop would cost more.
+        results, embeddings = await self.coalescer.answer(tensors)
         if self.inbox is not None:
             self.inbox.offer(images, results)
         if self.monitor is not None:

@@ -106,3 +106,35 @@ def test_parity_holds_for_16_bit_and_palette_files(tmp_path: Path, small_raw: Pa
                     else preprocess_image(photo, config)
                 )
                 assert np.array_equal(tensor, expected), path.name
+
+
+def test_coalesced_requests_get_the_answers_they_get_alone(
+    small_prepared: Path, small_raw: Path, tiny_model: Path
+) -> None:
+    """The service's coalescer (requests of one turn of the event loop, one model call) changes no bit.
+
+    Each request alone, then all of them ready together (one call), then in a /predict_batch
+    of several: the same answers, ``known_score`` included, to the bit.
+    """
+    import asyncio
+
+    from planets_mlops.model_folder import LoadedModel
+    from planets_mlops.service.coalesce import Coalescer
+
+    model = LoadedModel(tiny_model)
+    assert model.guard is not None and model.guard.needs_images
+    blobs = [path.read_bytes() for path in split_files(small_prepared, small_raw, "validation")]
+    batches = [images_to_batch([blob], model.config) for blob in blobs]
+    alone = [model.answer(batch, row_by_row=True)[0][0] for batch in batches]
+    coalescer = Coalescer(lambda batch: model.answer(batch, row_by_row=True))
+
+    async def together() -> list:
+        return await asyncio.gather(*(coalescer.answer(batch) for batch in batches))
+
+    coalesced = [results[0] for results, _ in asyncio.run(together())]
+    assert coalescer.calls == 1 and coalescer.rows == len(blobs) > 8
+    assert json.dumps(coalesced) == json.dumps(alone)
+    in_batches = [
+        a for i in range(0, len(blobs), 5) for a in model.answer(np.concatenate(batches[i : i + 5]), True)[0]
+    ]
+    assert json.dumps(in_batches) == json.dumps(alone)

@@ -514,3 +514,23 @@ def test_images_of_another_class_near_a_class_do_not_stretch_its_image_threshold
     assert np.mean(fitted[False].recognised(fitted[False].scores(unseen, grey))) > 0.5
     kept = fitted[True].recognised(fitted[True].scores(validation, validation_images))
     assert np.mean(np.delete(kept, strays)) >= 0.95
+
+
+def test_row_by_row_scores_are_those_of_each_image_alone_whatever_the_batch(synthetic, warm):
+    """What the service asks (coalesced requests): each score to the bit, alone or in any batch.
+
+    The default (one matrix product a block) may differ from it in the last bits only.
+    """
+    guard = image_guard(synthetic["train"], synthetic["validation"], warm, 0.9)
+    embeddings = np.concatenate([synthetic["validation"], synthetic["unseen"][:40]])
+    images = np.concatenate([warm["validation"], discs(warm["rng"], 40, 0.0)])
+    alone = np.array([guard.scores(embeddings[i : i + 1], images[i : i + 1])[0] for i in range(len(images))])
+    for size in (2, 3, 8, 17, len(images)):
+        batched = np.concatenate(
+            [
+                guard.scores(embeddings[i : i + size], images[i : i + size], row_by_row=True)
+                for i in range(0, len(images), size)
+            ]
+        )
+        np.testing.assert_array_equal(batched, alone)
+    np.testing.assert_allclose(guard.scores(embeddings, images), alone, rtol=0, atol=1e-9)
