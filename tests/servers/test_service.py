@@ -576,3 +576,52 @@ def test_a_stalled_upload_gets_408_and_uploads_in_flight_are_bounded(bento_serve
 
 
 # --- The decoder of the service, in process (no server) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def bentoml_path_http(packaged_bento: dict[str, Any]) -> Any:
+    """The session's bento and limits with BentoML's access log on: every request takes
+    BentoML's own path (router, context, API wrapper) instead of the service's fast path."""
+    import httpx
+
+    from planets_mlops.app.dev.serve_local import serve_bento
+
+    env = {
+        "PLANETS_WORKERS": "1",
+        "PLANETS_ACCESS_LOG": "true",
+        "PLANETS_MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD_BYTES),
+        "PLANETS_MAX_BATCH": str(TEST_MAX_BATCH),
+        "PLANETS_MAX_REQUEST_PIXELS": str(TEST_MAX_REQUEST_PIXELS),
+        "PLANETS_HEADER_TIMEOUT_S": str(TEST_HEADER_TIMEOUT_S),
+        "PLANETS_BODY_TIMEOUT_S": str(TEST_BODY_TIMEOUT_S),
+        "PLANETS_UPLOADS_IN_FLIGHT": str(TEST_UPLOADS_IN_FLIGHT),
+    }
+    with serve_bento(packaged_bento["archive"], env=env, ready_timeout=60) as server:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            yield client
+
+
+ANSWERED = {
+    **{case: send for case, (send, _, _) in MALFORMED.items()},
+    "one image": lambda h: h.post("/predict", files={"image": ("a.jpg", _jpeg())}),
+    "raw body": lambda h: h.post("/predict", content=_jpeg(), headers={"Content-Type": "image/jpeg"}),
+    "a batch": lambda h: h.post(
+        "/predict_batch", files=[("image", (p.name, p.read_bytes())) for p in EXTRA[:3]]
+    ),
+    "bentoml pickle": lambda h: h.post(
+        "/predict", content=b"x", headers={"Content-Type": "application/vnd.bentoml+pickle"}
+    ),
+    "get predict": lambda h: h.get("/predict"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERED))
+def test_the_fast_path_answers_as_bentomls_own_path(http: Any, bentoml_path_http: Any, case: str) -> None:
+    """POST /predict and /predict_batch skip BentoML's per-request machinery (the service's
+    ``FastPredict``) and answer the same: status, body, and the headers a client reads."""
+    send = ANSWERED[case]
+    fast, bentoml_path = send(http), send(bentoml_path_http)
+    assert fast.status_code == bentoml_path.status_code, (fast.text, bentoml_path.text)
+    assert fast.content == bentoml_path.content
+    for header in ("content-type", "retry-after", "server"):
+        assert fast.headers.get_list(header) == bentoml_path.headers.get_list(header), header
