@@ -40,7 +40,7 @@ def train_model(
     from pathlib import Path
 
     from planets_mlops.train import TrainParams
-    from planets_mlops.train import train_model as train
+    from planets_mlops.train import train_model_in_child as train
 
     params = TrainParams(
         lr=lr,
