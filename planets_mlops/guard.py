@@ -263,12 +263,56 @@ def _euclidean_knn(
     for start in range(0, len(embeddings), _BLOCK):
         block = embeddings[start : start + _BLOCK].astype(np.float64)
         product = _block_product(block, bank64.T, row_by_row)
-        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * product + squared_bank
-        squared = np.maximum(squared, 0.0)
-        nearest[start : start + _BLOCK] = np.argmin(squared, axis=1)
-        low = squared.min(axis=1, keepdims=True) if k == 1 else np.partition(squared, k - 1, axis=1)[:, :k]
-        distances[start : start + _BLOCK] = np.sqrt(low).mean(axis=1)
+        distances[start : start + _BLOCK], nearest[start : start + _BLOCK] = _euclidean_of(
+            block, product, k, squared_bank
+        )
     return distances, nearest
+
+
+def _euclidean_of(
+    block: np.ndarray, product: np.ndarray, k: int, squared_bank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_euclidean_knn` of one block from its product with the bank."""
+    squared = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * product + squared_bank
+    squared = np.maximum(squared, 0.0)
+    nearest = np.argmin(squared, axis=1)
+    low = squared.min(axis=1, keepdims=True) if k == 1 else np.partition(squared, k - 1, axis=1)[:, :k]
+    return np.sqrt(low).mean(axis=1), nearest
+
+
+def _one_pass_knn(
+    bank64: np.ndarray, embeddings: np.ndarray, k: int, squared_bank: np.ndarray, bank_norms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_knn_unit` and :func:`_euclidean_knn` (row by row) from one product with the bank.
+
+    ``bank64`` is the bank as it is (not unit rows); the cosine similarity is the product
+    over the two lengths, ``q.b / (|q| |b|)``, where :func:`_knn_unit` multiplies the unit
+    rows: the same within ~6e-16 (measured on 1,400 queries of the benchmark's model, the
+    nearest class always the same), for one pass over the bank instead of two, each of
+    which reads its 2.4 MB. The Euclidean distances are those of :func:`_euclidean_knn`
+    row by row, to the bit.
+
+    Returns:
+        (similarity, nearest row by cosine, Euclidean distance, nearest row by distance).
+    """
+    count = len(embeddings)
+    similarity, nearest = np.empty(count, np.float64), np.empty(count, np.int64)
+    distances, closest = np.empty(count, np.float64), np.empty(count, np.int64)
+    for start in range(0, count, _BLOCK):
+        block = embeddings[start : start + _BLOCK].astype(np.float64)
+        product = _block_product(block, bank64.T, row_by_row=True)
+        part = slice(start, start + len(block))
+        distances[part], closest[part] = _euclidean_of(block, product, k, squared_bank)
+        lengths = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None] * bank_norms
+        cosine = np.divide(product, lengths, out=np.zeros_like(product), where=lengths > 0)
+        nearest[part] = np.argmax(cosine, axis=1)
+        top = (
+            cosine.max(axis=1, keepdims=True)
+            if k == 1
+            else np.partition(cosine, len(bank64) - k, axis=1)[:, len(bank64) - k :]
+        )
+        similarity[part] = top.mean(axis=1)
+    return np.clip(similarity, -1.0, 1.0), nearest, distances, closest
 
 
 def _distance_limit(distances: Any, coverage: float) -> float:
@@ -361,6 +405,11 @@ class Guard:
     def _raw_squared(self) -> np.ndarray:
         """The squared length of each row of :attr:`_raw64`, once (the same sums as per call)."""
         return _squared_norms(self._raw64)
+
+    @cached_property
+    def _raw_norms(self) -> np.ndarray:
+        """The length of each row of :attr:`_raw64` (the one-pass cosine's denominator)."""
+        return np.sqrt(self._raw_squared)
 
     @property
     def threshold(self) -> float:
@@ -471,9 +520,10 @@ class Guard:
             embeddings: The model's embeddings ``(n, d)``.
             images: The model inputs they are of ``(n, size, size, channels)``; needed by a
                 guard with image statistics (:attr:`needs_images`), ignored by others.
-            row_by_row: Each score to the bit as if its image were scored alone (what the
-                service asks: see :func:`_block_product`); otherwise faster for large
-                batches, and the same within ~1e-12.
+            row_by_row: What the service asks: each score to the bit as if its image were
+                scored alone (:func:`_block_product`), from one pass over the bank
+                (:func:`_one_pass_knn`). Within ~1e-12 of the default, which is faster for
+                large batches (evaluation, calibration).
 
         Raises:
             DataError: broken or mismatched embeddings or images, or no images for a guard
@@ -509,14 +559,19 @@ class Guard:
         ``u`` alone for a guard without Euclidean thresholds, ``max(u, v)`` for one without
         image statistics (an earlier version's).
         """
-        similarity, nearest = _knn_unit(self._bank64, embeddings, self.k, row_by_row)
+        one_pass = row_by_row and self.euclidean_thresholds is not None
+        if one_pass:
+            similarity, nearest, euclidean, closest = _one_pass_knn(
+                self._raw64, embeddings, self.k, self._raw_squared, self._raw_norms
+            )
+        else:
+            similarity, nearest = _knn_unit(self._bank64, embeddings, self.k, row_by_row)
         nearest = self.labels[nearest]
         distance = np.maximum(1.0 - self.class_thresholds[nearest], _MIN_DISTANCE)
         ratio = (1.0 - similarity) / distance
         if self.euclidean_thresholds is not None:
-            euclidean, closest = _euclidean_knn(
-                self._raw64, embeddings, self.k, self._raw_squared, row_by_row
-            )
+            if not one_pass:
+                euclidean, closest = _euclidean_knn(self._raw64, embeddings, self.k, self._raw_squared)
             limit = np.maximum(self.euclidean_thresholds[self.labels[closest]], _MIN_DISTANCE)
             ratio = np.maximum(ratio, euclidean / limit)
         if self.image_bank is not None and self.image_thresholds is not None and statistics is not None:

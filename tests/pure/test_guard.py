@@ -519,12 +519,18 @@ def test_images_of_another_class_near_a_class_do_not_stretch_its_image_threshold
 def test_row_by_row_scores_are_those_of_each_image_alone_whatever_the_batch(synthetic, warm):
     """What the service asks (coalesced requests): each score to the bit, alone or in any batch.
 
-    The default (one matrix product a block) may differ from it in the last bits only.
+    The default (two matrix products a block, unit rows for the cosine) may differ from it
+    in the last bits only, and recognises the same images.
     """
     guard = image_guard(synthetic["train"], synthetic["validation"], warm, 0.9)
     embeddings = np.concatenate([synthetic["validation"], synthetic["unseen"][:40]])
     images = np.concatenate([warm["validation"], discs(warm["rng"], 40, 0.0)])
-    alone = np.array([guard.scores(embeddings[i : i + 1], images[i : i + 1])[0] for i in range(len(images))])
+    alone = np.array(
+        [
+            guard.scores(embeddings[i : i + 1], images[i : i + 1], row_by_row=True)[0]
+            for i in range(len(images))
+        ]
+    )
     for size in (2, 3, 8, 17, len(images)):
         batched = np.concatenate(
             [
@@ -533,4 +539,11 @@ def test_row_by_row_scores_are_those_of_each_image_alone_whatever_the_batch(synt
             ]
         )
         np.testing.assert_array_equal(batched, alone)
-    np.testing.assert_allclose(guard.scores(embeddings, images), alone, rtol=0, atol=1e-9)
+    default = guard.scores(embeddings, images)
+    np.testing.assert_allclose(default, alone, rtol=0, atol=1e-9)
+    # The calibration images that set a class's threshold score 0.5 exactly, give or take the
+    # last bits; every other image is recognised alike.
+    clear = np.abs(alone - 0.5) > 1e-9
+    assert np.mean(clear) > 0.9
+    np.testing.assert_array_equal(guard.recognised(default)[clear], guard.recognised(alone)[clear])
+    assert 0 < np.mean(guard.recognised(alone)) < 1
