@@ -9,7 +9,8 @@ Steps, all inside a private ``BENTOML_HOME`` (never ``~/bentoml``):
    package (the service imports :func:`planets_mlops.preprocess.preprocess_image`, the
    function ``prepare_dataset`` used, never a copy), with exact pins for the serving
    dependencies taken from ``requirements.lock``;
-3. export it as one archive file, ready for ``bentoml import`` in the serving image.
+3. export it as one archive file, ready for ``bentoml import`` in the serving image
+   (:func:`write_archive`: the archive ``bentoml export`` writes, at a faster xz preset).
 
 BentoML keeps its stores in process-wide singletons fixed at import, so steps 1-3 run in
 a child Python process whose ``BENTOML_HOME`` is the private folder; the caller never
@@ -421,7 +422,10 @@ def _package_in_this_process(spec: PackageSpec) -> dict[str, Any]:
     # Export to a temporary name first: a half-written archive must never sit at the
     # artifact path of a retried task.
     partial = Path(spec.output_path + ".partial.bento")
-    bentoml.bentos.export_bento(str(bento.tag), str(partial))
+    with tempfile.TemporaryDirectory(prefix="bento-export-") as exported:
+        # BentoML's export with its models, as a folder; archived here at a faster preset.
+        folder = Path(bento.export(exported + "/bento/", output_format="folder"))
+        write_archive(folder, partial)
     os.replace(partial, spec.output_path)
     return {
         "bento_tag": str(bento.tag),
@@ -430,6 +434,25 @@ def _package_in_this_process(spec: PackageSpec) -> dict[str, Any]:
         "requirements": spec.requirements,
         "labels": spec.labels,
     }
+
+
+ARCHIVE_PRESET = 0
+"""The xz preset of the ``.bento`` archive: 0, LZMA's fast mode. ``bentoml export`` uses 6,
+which took 2.4 CPU s of the packaging's ~4 s for an archive 1 % smaller (3.59 against 3.63 MB:
+the ONNX weights hardly compress); preset 0 took 0.7 s."""
+
+
+def write_archive(bento_dir: Path, archive: Path, preset: int = ARCHIVE_PRESET) -> None:
+    """Write the ``.bento`` archive of the bento folder ``bento_dir``, as ``bentoml export`` writes it.
+
+    An xz-compressed tar whose entries are the folder's, under ``./``, in the same order
+    (``bentoml import`` and :func:`planets_mlops.serving_entrypoint.import_archive` read it),
+    compressed at ``preset``.
+    """
+    import tarfile
+
+    with tarfile.open(archive, "w:xz", preset=preset) as tar:  # type: ignore[call-overload]
+        tar.add(str(bento_dir), arcname=".")
 
 
 def _main(argv: list[str]) -> int:
