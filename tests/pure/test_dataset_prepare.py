@@ -184,3 +184,24 @@ def test_a_scan_bomb_is_skipped_by_prepare_and_by_the_label_import_before_decodi
     assert set(reasons) == {"Earth/bomb.jpg"} and "JPEG scans" in reasons["Earth/bomb.jpg"]
     assert image_extension(bomb) is None
     assert image_extension(at_limit) == ".jpg"
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_the_preview_shows_five_samples_of_each_class_beside_its_counts(raw, tmp_path, grayscale):
+    from PIL import Image
+
+    from planets_mlops.prepare import save_preview
+
+    out = tmp_path / "prepared"
+    manifest = prepare_dataset(raw, out, PrepareParams(grayscale=grayscale)).manifest
+    with Image.open(out / "preview.png") as picture:
+        # 1.9 in per column (the counts, then five samples) and per class, at 80 dpi.
+        assert picture.size == (round(1.9 * 6 * 80), round(1.9 * 3 * 80))
+        pixels = np.asarray(picture.convert("RGB"), np.int32)
+    # The samples' column holds the images (dark sky around bright planets), not a blank figure.
+    samples = pixels[:, pixels.shape[1] // 6 :]
+    assert samples.min() < 40 and samples.max() > 150
+    # Redrawn from the same shards, the picture is the same.
+    before = (out / "preview.png").read_bytes()
+    save_preview(out, manifest)
+    assert (out / "preview.png").read_bytes() == before
