@@ -58,6 +58,9 @@ def evaluate_model(
         verdict: The gate's decision with its numbers as Markdown.
         promote: Whether to promote the candidate.
     """
+    from planets_mlops.components.task_exit import end_when_written
+
+    end_when_written()  # once the outputs are written, the process ends without teardown
     from planets_mlops.evaluate import evaluate_candidate
     from planets_mlops.knobs import EvaluateParams, RegistryParams
 

@@ -38,6 +38,9 @@ def prepare_dataset(
         prepared: manifest.json, train/ and validation/ .npy shards and preview.png.
         preview: Sample images with their labels, for the KFP UI.
     """
+    from planets_mlops.components.task_exit import end_when_written
+
+    end_when_written()  # once the outputs are written, the process ends without teardown
     from pathlib import Path
 
     from planets_mlops.prepare import PrepareParams

@@ -30,6 +30,9 @@ def pull_data(
     Returns:
         dataset: The pulled class-per-folder data set; metadata names the repository, commit and DVC hash.
     """
+    from planets_mlops.components.task_exit import end_when_written
+
+    end_when_written()  # once the outputs are written, the process ends without teardown
     from planets_mlops.pull import pull_dataset
 
     result = pull_dataset(repo_url, rev, path, dataset.path, remote=remote, remote_config=remote_config)

@@ -37,6 +37,9 @@ def train_model(
         metrics: Final training and validation loss and accuracy.
         curves: Learning curves (loss and accuracy per epoch) as HTML.
     """
+    from planets_mlops.components.task_exit import end_when_written
+
+    end_when_written()  # once the outputs are written, the process ends without teardown
     from pathlib import Path
 
     from planets_mlops.train import TrainParams

@@ -1,9 +1,10 @@
-"""A task's process ends as soon as its outputs are written (planets_mlops.task_exit).
+"""A task's process ends as soon as its outputs are written (planets_mlops.components.task_exit).
 
-The real thing: ``python -m kfp.dsl.executor_main`` runs a component module that imports
-``planets_mlops.components`` as every component module does, which arms the quick exit; an
-``atexit`` handler registered before it (as a module imported earlier would) marks whether
-the interpreter's teardown ran.
+The real thing: a component's own container command (``sh -c`` writing the function's source
+to a file and running ``python -m kfp.dsl.executor_main`` on it, as kfp.local and a cluster
+run it) with an executor input naming a local output. The component registers an ``atexit``
+handler before it arms the quick exit, so the handler marks whether the interpreter's
+teardown ran.
 """
 
 import json
@@ -13,35 +14,31 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from planets_mlops.task_exit import end_when_written, executor_output_file
-
-COMPONENT = """
-import atexit, os
-from pathlib import Path
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-atexit.register(lambda: Path(os.environ["TEARDOWN_MARK"]).write_text("teardown ran"))
-
-# As every component module of the suite does: importing the package arms the quick exit.
-from planets_mlops.components.images import RUNTIME_IMAGE  # noqa: E402
+from planets_mlops.components.task_exit import end_when_written, executor_output_file
 
 
-@dsl.component(base_image=RUNTIME_IMAGE)
-def write_it(out: Output[Artifact], fail: bool = False):
+@dsl.component
+def write_it(out: Output[Artifact], mark: str, fail: bool = False):
+    import atexit
+    from pathlib import Path
+
+    from planets_mlops.components.task_exit import end_when_written
+
+    atexit.register(lambda: Path(mark).write_text("teardown ran"))
+    end_when_written()
     if fail:
         raise ValueError("asked to fail")
     Path(out.path).write_text("written")
     out.metadata["n"] = 1
-"""
 
 
 def _run(tmp_path: Path, fail: bool) -> tuple[subprocess.CompletedProcess, Path]:
-    module = tmp_path / "component.py"
-    module.write_text(COMPONENT)
+    mark = tmp_path / "teardown"
     executor_input = {
-        "inputs": {"parameterValues": {"fail": fail}},
+        "inputs": {"parameterValues": {"fail": fail, "mark": str(mark)}},
         "outputs": {
             "artifacts": {
                 "out": {
@@ -57,11 +54,12 @@ def _run(tmp_path: Path, fail: bool) -> tuple[subprocess.CompletedProcess, Path]
             "outputFile": str(tmp_path / "executor_output.json"),
         },
     }
-    command = [sys.executable, "-m", "kfp.dsl.executor_main", "--component_module_path", str(module)]
-    command += ["--function_to_execute", "write_it", "--executor_input", json.dumps(executor_input)]
-    env = {**os.environ, "TEARDOWN_MARK": str(tmp_path / "teardown")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    return done, tmp_path / "teardown"
+    container = write_it.component_spec.implementation.container
+    command = [part.replace("python3", sys.executable) for part in container.command[:-1]]
+    command += [container.command[-1]]  # the function's source, as kfp.local leaves it
+    args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container.args]
+    done = subprocess.run(command + args, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    return done, mark
 
 
 def test_a_task_that_wrote_its_outputs_ends_without_teardown_and_with_every_output(tmp_path):
@@ -100,3 +98,12 @@ def test_the_output_file_is_read_off_the_executor_arguments(argv, expected):
 
 def test_outside_an_executor_nothing_is_armed():
     assert end_when_written(["pytest", "-q"]) is False
+
+
+@pytest.mark.parametrize("name", ["pull_data", "prepare_dataset", "train_model", "evaluate_model"])
+def test_the_heavy_components_arm_it_in_the_source_kfp_runs(name):
+    import importlib
+
+    component = getattr(importlib.import_module(f"planets_mlops.components.{name}"), name)
+    source = component.component_spec.implementation.container.command[-1]
+    assert "end_when_written()" in source

@@ -7,7 +7,8 @@ tears down every module it imported (DVC, Matplotlib, ONNX Runtime, BentoML...) 
 exits: 0.2-0.5 s a task measured under kfp.local (pull-data 0.26 s, prepare-dataset 0.53 s,
 evaluate-model 0.20 s), during which the next task cannot start.
 
-:func:`end_when_written`, called in a component's body, ends the process at exit with
+:func:`end_when_written`, called first in a component's body (KFP runs the function's source
+alone, without its module's imports, so it must be called there), ends the process at exit with
 ``os._exit(0)`` only when the output file was written by this process (it did not exist or
 changed since the call) and no exception went uncaught; otherwise the exit is Python's own,
 with its status. Outside a KFP executor (a component's ``python_func`` in a test) it does
