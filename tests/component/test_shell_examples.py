@@ -193,6 +193,12 @@ EXAMPLES: dict[str, dict[str, tuple[str, str]]] = {
             "serving a bento from the GCS emulator is tested by tests/containers/test_containers.py::"
             "test_serving_image_serves_a_bento_from_gcs",
         ),
+        "PYTHONPYCACHEPREFIX=$PWD/build/pycache PYTHONDONTWRITEBYTECODE= nice -n 5 .venv/bin/python -m "
+        "benchmarks.bench_serving --work WORK --reuse --cold-starts 1 --clients 1 8 --seconds 8": (
+            BENCHMARK,
+            "run in two worktrees (before and after), alternating, each with its own copy of the model "
+            "folder as WORK; a cold start and 16 s of load each",
+        ),
     },
 }  # fmt: skip
 
