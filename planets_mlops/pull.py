@@ -73,6 +73,42 @@ def check_gcs_credentials(remote_url: str, remote_settings: dict, repo_url: str)
         ) from exc
 
 
+# How long the endpoint check waits for a TCP connection to a remote's ``endpointurl``.
+ENDPOINT_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_endpoint(remote_settings: dict, repo_url: str, path: str) -> None:
+    """Fail fast when a remote's ``endpointurl`` (an emulator, MinIO...) refuses connections.
+
+    gcsfs retries a refused connection six times with exponential backoff: a mistyped
+    endpoint was a remote error only after about a minute. One TCP connection says so at
+    once; anything past connecting (TLS, HTTP, credentials) is left to the real requests.
+
+    Raises:
+        DataSourceError: the endpoint's host does not resolve or does not accept a connection.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = str(remote_settings.get("endpointurl") or "")
+    if not endpoint:
+        return
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise DataSourceError(f"endpointurl={endpoint!r} of the DVC remote of {repo_url!r}: {exc}") from exc
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=ENDPOINT_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise DataSourceError(
+            f"Cannot download data_path={path!r} from the DVC remote of {repo_url!r}: its "
+            f"endpointurl={endpoint!r} does not accept connections ({type(exc).__name__}: {exc}). "
+            "Check that the remote is reachable at that address (is the emulator or object store "
+            "running?), or fix endpointurl in the remote's configuration."
+        ) from exc
+
+
 def _check_remote_name(fs, remote: str, repo_url: str, rev: str) -> None:
     """An unknown remote name would otherwise surface as an untracked data_path."""
     if not remote:
@@ -130,7 +166,9 @@ def pull_dataset(
     with dvc_filesystem(repo_url, rev, path, **options) as fs:
         commit = fs.repo.get_rev()
         _check_remote_name(fs, remote, repo_url, rev)
-        check_gcs_credentials(*_remote_settings(fs, remote, remote_config), repo_url)
+        remote_url, settings = _remote_settings(fs, remote, remote_config)
+        check_gcs_credentials(remote_url, settings, repo_url)
+        check_endpoint(settings, repo_url, path)
         if not fs.exists(path):
             check_parents_readable(fs, path)
             raise DataSourceError(

@@ -10,7 +10,7 @@ import pytest
 
 from planets_mlops.datarepo import commit_data, create_data_repo, git
 from planets_mlops.errors import DataSourceError
-from planets_mlops.pull import pull_dataset
+from planets_mlops.pull import check_endpoint, pull_dataset
 from tests.support.fixtures.data import copy_subset
 
 
@@ -79,6 +79,25 @@ def test_unreachable_remote(tmp_path):
     shutil.rmtree(remote)
     with pytest.raises(DataSourceError, match=r"Cannot download data_path='data/raw'.*remote is reachable"):
         pull_dataset(str(tmp_path / "repo"), "main", "data/raw", tmp_path / "out")
+
+
+def test_an_endpoint_that_refuses_connections_is_a_remote_error_at_once():
+    # gcsfs would retry a refused connection with backoff for about a minute (the servers
+    # tier checks the whole pull against a closed port: tests/servers/test_pull_gcs.py).
+    import socket
+
+    from planets_mlops.app.dev.net import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(
+        DataSourceError, match=rf"data_path='data/raw'.*endpointurl='{closed}'.*remote is reachable"
+    ):
+        check_endpoint({"endpointurl": closed}, "repo", "data/raw")
+    with pytest.raises(DataSourceError, match=r"endpointurl='http://127.0.0.1:99999'"):
+        check_endpoint({"endpointurl": "http://127.0.0.1:99999"}, "repo", "data/raw")
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # accepts: nothing to say
+        check_endpoint({"endpointurl": f"http://127.0.0.1:{listening.getsockname()[1]}"}, "repo", "data/raw")
+    check_endpoint({"url": "gs://bucket/store"}, "repo", "data/raw")  # no endpoint: Google's own
 
 
 def test_data_commits_need_no_global_git_identity(tmp_path, monkeypatch):
