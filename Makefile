@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 export PYTHONPYCACHEPREFIX ?= $(CURDIR)/build/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help setup quickstart test test-fast lint compile wheel docs bench lock clean clean-all containers-setup images test-containers
+.PHONY: help setup quickstart ci test test-fast lint compile wheel docs bench lock clean clean-all containers-setup images test-containers
 
 help:  ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,14 +43,19 @@ test-containers:  ## The container tier: both pipelines and the serving image in
 quickstart:  ## The whole loop on the bundled data under kfp.local
 	$(BIN)/python -m planets_mlops.app.quickstart
 
-test:  ## The whole test suite, every tier (CI runs exactly this)
-	$(BIN)/python -m pytest -q
-
-# The inner loop runs on two processes (pytest-xdist): a file's tests stay on one worker
+# The tests run on two processes (pytest-xdist): a file's tests stay on one worker
 # (--dist loadfile), so a module fixture is built once. A venv made before pytest-xdist was
-# pinned runs it on one process, and says so (make setup installs it).
-TEST_FAST_WORKERS ?= 2
-XDIST = $(shell $(BIN)/python -c "import xdist" 2>/dev/null && echo "-n $(TEST_FAST_WORKERS) --dist loadfile")
+# pinned runs them on one process, and says so (make setup installs it).
+TEST_WORKERS ?= 2
+XDIST = $(shell $(BIN)/python -c "import xdist" 2>/dev/null && echo "-n $(TEST_WORKERS) --dist loadfile")
+
+ci:  ## What CI runs (.ci/run): set-up, then every tier, the images built meanwhile
+	$(MAKE) setup containers-setup
+	TEST_WORKERS=$(TEST_WORKERS) scripts/ci_tests.sh
+
+test:  ## The whole test suite, every tier, on two processes (needs `make images` first)
+	$(if $(XDIST),,@echo "pytest-xdist is not installed in $(VENV) (make setup): running on one process")
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast:  ## Inner loop: the pure and component tiers, on two processes (under a minute)
 	$(if $(XDIST),,@echo "pytest-xdist is not installed in $(VENV) (make setup): running on one process")

@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(config, items):
             )
         item.add_marker(getattr(pytest.mark, tier))
     durations = getattr(config, "workerinput", {}).get(DURATIONS_KEY)
-    if durations:
+    if durations is not None:
         slowest_files_first(items, durations)
 
 
@@ -85,11 +85,15 @@ def pytest_collection_modifyitems(config, items):
 # test, an Evidently run per case) came last, and one worker ran on alone for 10-20 s while
 # the other sat idle. Each run keeps its tests' durations in pytest's cache (.pytest_cache,
 # removed by `make clean`); the next loadfile run hands the slowest files out first
-# (longest-processing-time first), so both workers finish together. Without a cache the
-# order is xdist's own. Only the order changes: every test runs, a file's tests in their
-# usual order.
+# (longest-processing-time first), so both workers finish together. Without a cache (a
+# clean clone) each tier's typical cost stands in for the durations. Only the order
+# changes: every test runs, a file's tests in their usual order.
 DURATIONS_KEY = "planets/test-seconds"
-UNTIMED_TEST_SECONDS = 1.0  # a test no run has timed yet: assumed slow, its file goes early
+# A test no run has timed yet (a clean clone: CI): its tier's typical cost. In the fast
+# tiers 1 s, well above their usual, so a new file goes early; a whole pipeline, a container
+# run, a server test take seconds to minutes, so a clean clone's heavy files start first too.
+UNTIMED_TEST_SECONDS = {"pipeline": 20.0, "containers": 20.0, "install": 5.0, "servers": 3.0}
+UNTIMED_FAST_TEST_SECONDS = 1.0
 _measured: dict[str, float] | None = None  # the controller's durations of this run
 _DURATIONS = pytest.StashKey[dict[str, float]]()  # the last runs' durations, read once
 
@@ -100,8 +104,8 @@ def pytest_configure(config):
     if hasattr(config, "workerinput") or getattr(config, "cache", None) is None:
         return
     _measured = {}
-    config.stash[_DURATIONS] = durations = dict(config.cache.get(DURATIONS_KEY, {}))
-    if durations and getattr(config.option, "dist", "no") == "loadfile":
+    config.stash[_DURATIONS] = dict(config.cache.get(DURATIONS_KEY, {}))
+    if getattr(config.option, "dist", "no") == "loadfile":
         config.option.loadscopereorder = False  # the workers' collection order is the queue
 
 
@@ -125,8 +129,19 @@ TENSORFLOW_FILES = frozenset({
 })  # fmt: skip
 
 
+# Tests that are a work unit of their own, away from the rest of their file: the container
+# tier runs alone at the end of `make ci` (scripts/ci_tests.sh) and is one file, so without
+# this one worker ran all of it (~3 min) while the other sat idle. The retraining run (Label
+# Studio, two pipelines in containers) is about half of it.
+OWN_UNIT_TESTS = frozenset({
+    "tests/containers/test_containers.py::test_retraining_pipeline_in_its_images",
+})  # fmt: skip
+
+
 def work_unit(nodeid: str) -> str:
-    """What a loadfile worker takes at once: the test's file, or all of TENSORFLOW_FILES."""
+    """What a loadfile worker takes at once: its file, all of TENSORFLOW_FILES or an OWN_UNIT_TESTS test."""
+    if nodeid in OWN_UNIT_TESTS:
+        return nodeid
     file = nodeid.split("::", 1)[0]
     return "tensorflow" if file in TENSORFLOW_FILES else file
 
@@ -150,7 +165,10 @@ def slowest_files_first(items, durations: dict[str, float]) -> None:
     totals: dict[str, float] = {}
     for item in items:
         unit = work_unit(item.nodeid)
-        totals[unit] = totals.get(unit, 0.0) + durations.get(item.nodeid, UNTIMED_TEST_SECONDS)
+        seconds = durations.get(item.nodeid)
+        if seconds is None:
+            seconds = UNTIMED_TEST_SECONDS.get(tier_of(item.path), UNTIMED_FAST_TEST_SECONDS)
+        totals[unit] = totals.get(unit, 0.0) + seconds
     items.sort(key=lambda item: -totals[work_unit(item.nodeid)])
 
 

@@ -58,10 +58,10 @@ EXAMPLES: dict[str, dict[str, tuple[str, str]]] = {
             f"quickstart's training steps 1-2 run by {QUICKSTART_TEST}; the whole loop (10+ min of "
             "training) only by hand, as the README's measured run",
         ),
-        "make setup containers-setup images && make test": (
+        "make ci": (
             DRY,
-            "CI's .ci/run runs exactly these targets (tests/component/test_shell_examples.py::"
-            "test_ci_runs_the_readme_test_line); images need Podman and about 10 min",
+            "CI's .ci/run runs exactly this target (tests/component/test_shell_examples.py::"
+            "test_ci_runs_the_readme_test_line); images need Podman and minutes on a fresh machine",
         ),
         "planets-mlops compile": (RUN, "every pipeline and component into build/ of an empty folder"),
         "planets-mlops upload": (
@@ -416,8 +416,18 @@ def test_no_shell_example_hides_in_an_untagged_block():
 
 def test_ci_runs_the_readme_test_line():
     # The README's second command is CI's script: the same make targets, in the same order.
-    (line,) = [line for _, line in shell_lines("README.md") if line.endswith("&& make test")]
+    (line,) = [line for _, line in shell_lines("README.md") if line.startswith("make ci")]
     readme = [target for command in line.split(" && ") for target in command.split()[1:]]
     rows = (ROOT / ".ci" / "run").read_text().splitlines()
     ci = [target for row in rows if row.startswith("make ") for target in row.split()[1:]]
-    assert ci == readme, (ci, readme)
+    assert ci == readme == ["ci"], (ci, readme)
+    # ... and `make ci` is the set-up, then the images and every tier (scripts/ci_tests.sh).
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nci:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert [row.strip() for row in recipe] == [
+        "$(MAKE) setup containers-setup",
+        "TEST_WORKERS=$(TEST_WORKERS) scripts/ci_tests.sh",
+    ]
+    script = (ROOT / "scripts" / "ci_tests.sh").read_text()
+    assert "setsid make images" in script
+    assert '-m "not containers"' in script and "-m containers" in script
