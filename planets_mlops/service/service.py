@@ -196,7 +196,9 @@ class FastPredict:
             return
         try:
             upload = await route.from_http_request(request, None)
-            response = await _INSTANCE[0]._answer(upload.images, upload.error, batch=route.max_images > 1)
+            # By the route, not by max_images: PLANETS_MAX_BATCH=1 still answers {"predictions": [...]}.
+            batch = route is ImageBatchUpload
+            response = await _INSTANCE[0]._answer(upload.images, upload.error, batch=batch)
         except Exception:
             logger.exception("Exception on %s", scope["path"])
             response = JSONResponse(_UNEXPECTED, status_code=500)
