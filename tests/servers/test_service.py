@@ -625,3 +625,23 @@ def test_the_fast_path_answers_as_bentomls_own_path(http: Any, bentoml_path_http
     assert fast.content == bentoml_path.content
     for header in ("content-type", "retry-after", "server"):
         assert fast.headers.get_list(header) == bentoml_path.headers.get_list(header), header
+
+
+def test_predict_batch_answers_a_list_even_when_the_batch_limit_is_one(
+    packaged_bento: dict[str, Any],
+) -> None:
+    """The fast path tells /predict_batch by its route: with ``PLANETS_MAX_BATCH=1`` its
+    answer is still ``{"predictions": [...]}`` (it once answered as /predict, by the limit)."""
+    import httpx
+
+    from planets_mlops.app.dev.serve_local import serve_bento
+
+    env = {"PLANETS_WORKERS": "1", "PLANETS_MAX_BATCH": "1"}
+    with serve_bento(packaged_bento["archive"], env=env, ready_timeout=60) as server:
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            batch = client.post("/predict_batch", files=[("image", ("a.jpg", _jpeg()))])
+            single = client.post("/predict", files={"image": ("a.jpg", _jpeg())})
+            two = client.post("/predict_batch", files=[("image", ("a.jpg", _jpeg()))] * 2)
+    assert batch.status_code == 200 and single.status_code == 200, (batch.text, single.text)
+    assert batch.json() == {"predictions": [single.json()]}
+    assert two.status_code == 400 and "1" in two.json()["error"], two.text
