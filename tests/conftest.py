@@ -122,7 +122,6 @@ def pytest_configure_node(node):
 # tiny_model's folder need no TensorFlow: the model is built once per run.)
 TENSORFLOW_FILES = frozenset({
     "tests/component/test_train_evaluate.py",
-    "tests/component/test_train_child.py",
     "tests/component/test_components.py",
     "tests/component/test_accelerators_training.py",
     "tests/pure/test_preprocess.py",

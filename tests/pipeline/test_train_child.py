@@ -1,6 +1,7 @@
 """Training with TensorFlow in a child process, the ONNX model written from the weights.
 
-The training task runs :func:`planets_mlops.train.train_model_in_child`: TensorFlow fits in a
+(Pipeline tier: its tests start TensorFlow training child processes, ~20 s in all.) The training task
+runs :func:`planets_mlops.train.train_model_in_child`: TensorFlow fits in a
 child process that ends without its teardown, the parent (no TensorFlow) writes the ONNX
 model from the weights (:mod:`planets_mlops.cnn_onnx`) and fits the guard with the image work
 done while the child trained. Every output must be what one process writes.
