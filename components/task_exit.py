@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import atexit
 import json
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from planets_mlops.quick_exit import end_now
 
 
 def executor_output_file(argv: Sequence[str]) -> Path | None:
@@ -71,13 +71,7 @@ def end_when_written(argv: Sequence[str] | None = None) -> bool:
         written = _stamp(output_file)
         if written is None or written == before:
             return
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(0)
+        end_now(0)
 
     atexit.register(end)
     return True
