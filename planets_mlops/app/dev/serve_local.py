@@ -128,11 +128,11 @@ def import_bento(archive: Path, home: Path) -> str:
     """
     archive = Path(archive).resolve()
     tag = bento_tag_of(archive)
-    name, version = tag.split(":")
-    if (home / "bentos" / name / version / "bento.yaml").is_file():
-        return tag
     from planets_mlops.errors import InvalidParameterError
-    from planets_mlops.serving_entrypoint import import_archive
+    from planets_mlops.serving_entrypoint import import_archive, is_imported
+
+    if is_imported(tag, {"BENTOML_HOME": str(home)}):
+        return tag
 
     try:
         import_archive(archive, home)  # as the serving image does: no bentoml CLI process
