@@ -81,7 +81,9 @@ def _create_lock(client: Any, lock: str, holder: str, ttl_s: float, clock: Calla
         )
         return True
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_ALREADY_EXISTS":
+        # Already held; or held when the insert collided and released before the server
+        # read it back (it then answers RESOURCE_DOES_NOT_EXIST): taken either way, try again.
+        if _error_code(exc) in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
             return False
         raise
 
