@@ -6,9 +6,12 @@ the bundled data set, served by ``git daemon`` on 127.0.0.1, its DVC remote on t
 emulator. Only the runner differs: ``SubprocessRunner`` runs each task as a process of this
 environment; ``DockerRunner`` runs each in the image the compiled IR names (``make images``
 first), as the image's non-root user. The runs alternate (subprocess, containers, ...) so
-that machine load hits both alike. Prints per-task and whole wall times, and for the
-container runs each task container's phases (``planets_mlops.app.containers.PHASES``):
-image lookup, create + start, run, logs, remove.
+that machine load hits both alike. The task containers run under a CPU cgroup with the
+weight of two processes (:mod:`benchmarks.fair_cpu`; a training task is the task and its
+TensorFlow child), as the subprocess runner's tasks weigh outside; ``--no-fair-cpu`` leaves
+them in Podman's default cgroup, which weighs as one process. Prints per-task and whole
+wall times, their ratio, and for the container runs each task container's phases
+(``planets_mlops.app.containers.PHASES``): image lookup, create + start, run, logs, remove.
 
 ``--split`` measures instead what one task container costs, phase by phase, through the
 same Docker-compatible API and the same ``run_container`` as DockerRunner, in each image
@@ -45,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.fair_cpu import fair_cpu_parent
 from planets_mlops import metric_names
 from planets_mlops.app.dev.gcs_emulator import (
     dvc_remote_config,
@@ -74,6 +78,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     from planets_mlops.datarepo import create_data_repo
     from planets_mlops.pipelines.training import training
 
+    # A training task is two busy processes at most (the task and its TensorFlow child).
+    parent = fair_cpu_parent("planets-bench-containers", 2) if args.fair_cpu else None
     work = Path(tempfile.mkdtemp(prefix="bench-containers-"))
     emulator = start_emulator()
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
@@ -83,6 +89,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "per_class": args.per_class,
         "epochs": args.epochs,
         "cpus": os.cpu_count(),
+        "cgroup_parent": parent,
         "runs": {"subprocess": [], "containers": []},
     }
     try:
@@ -103,7 +110,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             for repeat in range(args.repeats):
                 for name in ("subprocess", "containers"):
                     root = shared_pipeline_root(work)
-                    runner = docker_runner() if name == "containers" else None
+                    runner = docker_runner(cgroup_parent=parent) if name == "containers" else None
                     log.info("run %d: %s", repeat + 1, name)
                     containers.PHASES = []
                     try:
@@ -150,6 +157,12 @@ def table(results: dict[str, Any]) -> str:
     for task in [*tasks, None]:
         sub, con = median("subprocess", task), median("containers", task)
         lines.append(f"| {task or '**whole run**'} | {sub} | {con} | {con - sub:+.1f} |")
+    sub, con = median("subprocess", None), median("containers", None)
+    lines += [
+        "",
+        f"containers / subprocess, whole run: {con / sub:.2f}x (task containers' CPU cgroup parent: "
+        f"{results.get('cgroup_parent') or 'podman default, one process weight'})",
+    ]
     phases = [ph for r in runs["containers"] for ph in r["containers"]]
     if phases:
         lines += [
@@ -265,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="pairs of runs (subprocess, containers)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--no-fair-cpu",
+        dest="fair_cpu",
+        action="store_false",
+        help="run the task containers in Podman's default CPU cgroup (one process's weight)",
+    )
     parser.add_argument("--split", action="store_true", help="one task container's cost, phase by phase")
     parser.add_argument("--tags", nargs="+", help="--split: image tags to compare (default: this checkout's)")
     args = parser.parse_args(argv)

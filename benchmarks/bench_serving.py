@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.fair_cpu import fair_cpu_parent
 from planets_mlops.app.dev.serve_local import LocalServer, process_tree, serve_bento
 
 REPO = Path(__file__).resolve().parents[1]
@@ -366,41 +367,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-CPU_CGROUP = "planets-bench-serving"
-
-
-def fair_cpu_parent(workers: int) -> str | None:
-    """A CPU cgroup whose weight is that of ``workers`` processes; None where none can be made.
-
-    ``bentoml serve`` runs its workers as processes of the caller's cgroup, where each
-    busy one weighs as much as any other process of the machine; Podman puts the whole
-    container in one cgroup (``libpod_parent``) that weighs as much as one process. On a
-    shared machine the container's 2 workers then got ~0.65 of a core against ~0.95 for
-    the same 2 workers under ``bentoml serve`` (per-worker CPU measured side by side, load
-    average 5), which no code of the container explains. With this parent (cgroup v1
-    ``cpu.shares`` 1024 per worker, or v2 ``cpu.weight`` 100 per worker) both sides have the
-    same share. Needs root; on an idle machine it changes nothing.
-    """
-    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
-    controllers = v2 / "cgroup.subtree_control"
-    found: tuple[Path, str, int] | None = None
-    if (v1 / "cpu.shares").is_file():
-        found = (v1 / CPU_CGROUP, "cpu.shares", 1024 * workers)
-    elif controllers.is_file() and "cpu" in controllers.read_text().split():
-        found = (v2 / CPU_CGROUP, "cpu.weight", 100 * workers)
-    if found is not None:
-        folder, knob, value = found
-        try:
-            folder.mkdir(exist_ok=True)
-            (folder / knob).write_text(str(value))
-        except OSError as exc:
-            log.warning("No CPU cgroup for the container (%s): it weighs as one process", exc)
-            return None
-        return "/" + CPU_CGROUP
-    log.warning("No cgroup v1 or v2 CPU controller found: the container weighs as one process")
-    return None
-
-
 def container_comparison(
     archive: Path, bento_tag: str, requests: list[bytes], env: dict[str, str], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -409,7 +375,7 @@ def container_comparison(
     from planets_mlops.app.dev.gcs_emulator import start_emulator, stop_emulator, use_emulator_environment
     from planets_mlops.components.images import SERVING_IMAGE
 
-    parent = fair_cpu_parent(args.workers) if args.fair_cpu else None
+    parent = fair_cpu_parent("planets-bench-serving", args.workers) if args.fair_cpu else None
     podman_args = ["--cgroup-parent", parent] if parent else []
     use_emulator_environment()
     emulator = start_emulator()

@@ -174,7 +174,9 @@ def run_task(handler: Any) -> Any:
 _KFP_RUN: list[Any] = []
 
 
-def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None) -> Any:
+def docker_runner(
+    env: Mapping[str, str] | None = None, user: str | None = None, cgroup_parent: str | None = None
+) -> Any:
     """A ``kfp.local.DockerRunner`` on the host network with :func:`container_env`.
 
     Installs :func:`run_task` and :func:`run_container` into kfp (once per process).
@@ -182,6 +184,8 @@ def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None)
     Args:
         env: extra environment for every task.
         user: ``uid:gid`` to run as; default: the image's own (non-root) user.
+        cgroup_parent: the CPU cgroup every task container runs under (``podman run
+            --cgroup-parent``); default: Podman's own.
     """
     from kfp import local
     from kfp.local import docker_task_handler
@@ -194,6 +198,8 @@ def docker_runner(env: Mapping[str, str] | None = None, user: str | None = None)
     args: dict[str, Any] = {"network_mode": "host", "environment": container_env(env)}
     if user:
         args["user"] = user
+    if cgroup_parent:
+        args["cgroup_parent"] = cgroup_parent
     return local.DockerRunner(**args)
 
 
