@@ -115,25 +115,45 @@ def _resize_axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.nd
     return lower, upper, weights
 
 
+@functools.lru_cache(maxsize=256)
+def _resize_plan(
+    height: int, width: int, channels: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a resize of an image of this shape reads, and the weights it applies.
+
+    ``index`` ``(2, 2 size, size, channels)``: the flat position of every sample a resize
+    reads, left then right column of each output pixel, for the upper then the lower row
+    (:func:`_resize_axis_weights`), so that one gather reads all four neighbours. The
+    weights come expanded to the shapes they multiply: NumPy's broadcasting over a last
+    axis of 3 channels ran three times slower than the same products on whole arrays.
+    """
+    y_lo, y_hi, y_w = _resize_axis_weights(height, size)
+    x_lo, x_hi, x_w = _resize_axis_weights(width, size)
+    rows = np.concatenate((y_lo, y_hi))[None, :, None, None]
+    columns = np.stack((x_lo, x_hi))[:, None, :, None]
+    index = (rows * width + columns) * channels + np.arange(channels)
+    across = np.ascontiguousarray(np.broadcast_to(x_w[None, :, None], (2 * size, size, channels)))
+    down = np.ascontiguousarray(np.broadcast_to(y_w[:, None, None], (size, size, channels)))
+    for array in (index, across, down):
+        array.flags.writeable = False
+    return index, across, down
+
+
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of an (H, W, C) array to (size, size, C) as ``float32``.
 
     Matches ``tf.image.resize(image, (size, size), "bilinear", antialias=False)``.
     """
-    height, width = image.shape[:2]
-    y_lo, y_hi, y_w = _resize_axis_weights(height, size)
-    x_lo, x_hi, x_w = _resize_axis_weights(width, size)
-    # Gather the four neighbours first, then convert: only size x size pixels become
+    height, width, channels = image.shape
+    index, across, down = _resize_plan(height, width, channels, size)
+    # One gather of the four neighbours, then convert: only 4 x size x size samples become
     # float32 (uint8 -> float32 is exact, so the result is the same as converting first).
-    upper_rows, lower_rows = image[y_lo], image[y_hi]
-    top_left = upper_rows[:, x_lo].astype(np.float32)
-    top_right = upper_rows[:, x_hi].astype(np.float32)
-    bottom_left = lower_rows[:, x_lo].astype(np.float32)
-    bottom_right = lower_rows[:, x_hi].astype(np.float32)
-    x_w = x_w[None, :, None]
-    top = top_left + (top_right - top_left) * x_w
-    bottom = bottom_left + (bottom_right - bottom_left) * x_w
-    return top + (bottom - top) * y_w[:, None, None]
+    # The upper and lower rows are interpolated across in one operation: every output is
+    # computed by the same float32 operations as one row at a time, so to the same bits.
+    left, right = np.take(image.reshape(-1), index).astype(np.float32)
+    horizontal = left + (right - left) * across
+    top, bottom = horizontal[:size], horizontal[size:]
+    return top + (bottom - top) * down
 
 
 def preprocess_image(
@@ -144,6 +164,14 @@ def preprocess_image(
     Raises:
         DataError: the input is not a decodable image, or is outside ``limits``.
     """
-    pixels = decode_image(source, grayscale=config.grayscale, limits=limits)
+    return model_input(decode_image(source, grayscale=config.grayscale, limits=limits), config)
+
+
+def model_input(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Decoded pixels ``uint8`` (H, W, C) to the model's input tensor: resized, rescaled.
+
+    The second half of :func:`preprocess_image`, for a caller that decoded the file itself
+    with :func:`planets_mlops.imaging.decode_open` (the service, which opens each file once).
+    """
     resized = resize_bilinear(pixels, config.image_size)
     return resized * np.float32(config.rescale)

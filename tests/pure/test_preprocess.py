@@ -86,6 +86,36 @@ def test_resize_keeps_constant_images_constant(height, width, size, value):
     assert np.allclose(out, value)
 
 
+def _four_corner_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The resize as first written: each neighbour gathered and interpolated on its own."""
+    from planets_mlops.preprocess import _resize_axis_weights
+
+    y_lo, y_hi, y_w = _resize_axis_weights(image.shape[0], size)
+    x_lo, x_hi, x_w = _resize_axis_weights(image.shape[1], size)
+    top_left, top_right = (image[y_lo][:, x].astype(np.float32) for x in (x_lo, x_hi))
+    bottom_left, bottom_right = (image[y_hi][:, x].astype(np.float32) for x in (x_lo, x_hi))
+    top = top_left + (top_right - top_left) * x_w[None, :, None]
+    bottom = bottom_left + (bottom_right - bottom_left) * x_w[None, :, None]
+    return top + (bottom - top) * y_w[:, None, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 140),
+    width=st.integers(1, 140),
+    channels=st.sampled_from([1, 3]),
+    size=st.integers(1, 64),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_one_gather_resize_gives_the_bits_of_four_separate_ones(height, width, channels, size, seed):
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    expected = _four_corner_resize(image, size)
+    for layout in (image, np.asfortranarray(image)):
+        out = resize_bilinear(layout, size)
+        assert out.dtype == np.float32 and out.shape == expected.shape
+        assert out.tobytes() == expected.tobytes()
+
+
 @settings(max_examples=40, deadline=None)
 @given(data=st.binary(min_size=0, max_size=64))
 def test_random_bytes_never_crash_with_anything_but_data_error(data):
