@@ -236,6 +236,33 @@ def _header_of(img: Image.Image, source: ImageSource, limits: ImageLimits) -> Im
     )
 
 
+def open_image(source: ImageSource, limits: ImageLimits = LIMITS) -> tuple[ImageHeader, ImageFile.ImageFile]:
+    """:func:`read_header`, with the file left open for :func:`decode_open` (the caller closes it).
+
+    The service reads every header of a request before it decodes any pixel (its pixel
+    budget); keeping the files open spares a second open and marker walk per image.
+
+    Raises:
+        ImageError: as :func:`read_header`.
+    """
+    name = _name(source)
+    try:
+        img = _open(source)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash
+        raise _refusal(name, exc) from exc
+    try:
+        header = _header_of(img, source, limits)
+        _check(header, name, limits)
+    except BaseException as exc:
+        img.close()
+        if isinstance(exc, ImageError) or not isinstance(exc, Exception):
+            raise
+        raise _refusal(name, exc) from exc
+    return header, img
+
+
 def read_header(source: ImageSource, limits: ImageLimits = LIMITS) -> ImageHeader:
     """Format, mode and size of an image file, checked against ``limits``; no pixel is decoded.
 
@@ -243,15 +270,8 @@ def read_header(source: ImageSource, limits: ImageLimits = LIMITS) -> ImageHeade
         ImageError: empty, not of an accepted format, unreadable header, too large, or a
             JPEG of more than ``limits.max_scans`` scans.
     """
-    name = _name(source)
-    try:
-        with _open(source) as img:
-            header = _header_of(img, source, limits)
-    except ImageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash
-        raise _refusal(name, exc) from exc
-    _check(header, name, limits)
+    header, img = open_image(source, limits)
+    img.close()
     return header
 
 
@@ -275,39 +295,54 @@ def decode(source: ImageSource, grayscale: bool = True, limits: ImageLimits = LI
     """Decode an image file to a ``uint8`` array of shape (H, W, 1) or (H, W, 3).
 
     The header is checked first (:func:`read_header`'s rules), then the first frame is
-    decoded. JPEG luma comes straight from libjpeg's fast integer DCT, as TensorFlow's
-    ``decode_jpeg(channels=1)`` computes it; transparent pixels are composited on black,
-    the data set's background.
+    decoded (:func:`decode_open`).
 
     Raises:
         ImageError: the file is refused (see :func:`read_header`), truncated or corrupt, or
             its pixels have no 8-bit meaning.
     """
-    name = _name(source)
+    _, img = open_image(source, limits)
+    with img:
+        return decode_open(img, _name(source), grayscale)
+
+
+def decode_open(img: ImageFile.ImageFile, name: str, grayscale: bool = True) -> np.ndarray:
+    """The pixels of an image from :func:`open_image`, ``uint8`` (H, W, 1) or (H, W, 3).
+
+    JPEG luma comes straight from libjpeg's fast integer DCT, as TensorFlow's
+    ``decode_jpeg(channels=1)`` computes it; transparent pixels are composited on black,
+    the data set's background. Decodes ``img`` in place; the caller closes it.
+
+    Args:
+        img: The open image, its header checked.
+        name: The file's name in error messages.
+        grayscale: Luma (H, W, 1) rather than RGB (H, W, 3).
+
+    Raises:
+        ImageError: the file is truncated or corrupt, or its pixels have no 8-bit meaning.
+    """
     mode = "L" if grayscale else "RGB"
     try:
-        with _open(source) as img:
-            _check(_header_of(img, source, limits), name, limits)
-            if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
-                # Ask libjpeg for the target colour space directly (luma for "L"), exactly
-                # as TensorFlow's decoder does; no scaling because the size is unchanged.
-                img.draft(mode, img.size)
-                if grayscale:
-                    # (scale 1, draft on): libjpeg's fast integer DCT, TensorFlow's default.
-                    # Draft mode also skips fancy chroma upsampling, which luma never uses.
-                    img.decoderconfig = (1, 1)
-            img.load()
-            decoded = _to_8bit(img, name)
-            if decoded.mode != mode:
-                if decoded.mode in ("RGBA", "LA", "PA") or (
-                    decoded.mode == "P" and "transparency" in decoded.info
-                ):
-                    # Composite on black, the data set's background, rather than on garbage.
-                    decoded = decoded.convert("RGBA")
-                    background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))
-                    decoded = Image.alpha_composite(background, decoded)
-                decoded = decoded.convert(mode)
-            array = np.asarray(decoded, dtype=np.uint8)
+        if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
+            # Ask libjpeg for the target colour space directly (luma for "L"), exactly
+            # as TensorFlow's decoder does; no scaling because the size is unchanged.
+            img.draft(mode, img.size)
+            if grayscale:
+                # (scale 1, draft on): libjpeg's fast integer DCT, TensorFlow's default.
+                # Draft mode also skips fancy chroma upsampling, which luma never uses.
+                img.decoderconfig = (1, 1)
+        img.load()
+        decoded = _to_8bit(img, name)
+        if decoded.mode != mode:
+            if decoded.mode in ("RGBA", "LA", "PA") or (
+                decoded.mode == "P" and "transparency" in decoded.info
+            ):
+                # Composite on black, the data set's background, rather than on garbage.
+                decoded = decoded.convert("RGBA")
+                background = Image.new("RGBA", decoded.size, (0, 0, 0, 255))
+                decoded = Image.alpha_composite(background, decoded)
+            decoded = decoded.convert(mode)
+        array = np.asarray(decoded, dtype=np.uint8)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a refused file, never a crash

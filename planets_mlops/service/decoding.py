@@ -2,14 +2,15 @@
 
 The order, for every request:
 
-1. Read every image's header (:func:`planets_mlops.service.inference.read_headers`): format,
-   mode, size and, for a JPEG, its scans, counted from its markers; nothing decoded. A
+1. Open every image and read its header (:func:`planets_mlops.service.inference.open_images`):
+   format, mode, size and, for a JPEG, its scans, counted from its markers; nothing decoded. A
    refused file is a 400 (a JPEG of more than ``ImageLimits.max_scans`` scans included: a
    progressive scan bomb costs pixels x scans); more pixels in all than
    ``PLANETS_MAX_REQUEST_PIXELS`` is a 413, before a single pixel is decoded.
 2. Light requests (at most ``PLANETS_INLINE_DECODE_PIXELS`` in all, every image of a
-   single scan; a few 128x128 photos) are decoded on the event loop: about a millisecond,
-   less than a hand-over would cost. A progressive or multi-scan JPEG is never light.
+   single scan; a few 128x128 photos) are decoded on the event loop, from the files opened
+   in step 1: about a millisecond, less than a hand-over would cost. A progressive or
+   multi-scan JPEG is never light.
 3. Heavy requests go to ``PLANETS_DECODE_THREADS`` threads, each of which hands its request
    to its own decode child process (:mod:`.decode_worker`, nice +10, so the event loop
    keeps answering ``/livez`` and light requests) and waits for it. At most
@@ -32,12 +33,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+from PIL import ImageFile
 
 from planets_mlops.errors import DataError
 from planets_mlops.imaging import LIMITS, ImageHeader, ImageLimits
 from planets_mlops.preprocess import PreprocessConfig
 from planets_mlops.service.decode_worker import DecodeProcess
-from planets_mlops.service.inference import Cancelled, images_to_batch, read_headers
+from planets_mlops.service.inference import Cancelled, close_images, open_images, opened_to_batch
 from planets_mlops.service.settings import ServingSettings
 from planets_mlops.service.uploads import UploadError
 
@@ -106,14 +108,20 @@ class Decoder:
         with self._lock:
             self._admitted -= 1
 
-    def _budget(self, blobs: Sequence[bytes]) -> list[ImageHeader]:
+    def _budget(self, blobs: Sequence[bytes]) -> list[tuple[ImageHeader, ImageFile.ImageFile]]:
+        """Every blob's header, checked, and its file left open; within the pixel budget.
+
+        The caller closes the files (:func:`.inference.close_images`); on a refusal they are
+        closed here.
+        """
         try:
-            headers = read_headers(blobs, self.limits)
+            opened = open_images(blobs, self.limits)
         except DataError as exc:
             raise Refused(UploadError(400, str(exc))) from exc
-        pixels = sum(h.pixels for h in headers)
+        pixels = sum(header.pixels for header, _ in opened)
         limit = self.settings.max_request_pixels
         if pixels > limit:
+            close_images(opened)
             raise Refused(
                 UploadError(
                     413,
@@ -123,7 +131,7 @@ class Decoder:
                     f"{self.config.image_size}x{self.config.image_size} pixels.",
                 )
             )
-        return headers
+        return opened
 
     def is_light(self, headers: Sequence[ImageHeader]) -> bool:
         """Whether a request of these images is decoded inline, on the event loop.
@@ -144,10 +152,14 @@ class Decoder:
                 pixel budget) or 429 (too many heavy requests, or past the deadline).
         """
         arrived = time.monotonic()
-        headers = self._budget(blobs)
+        opened = self._budget(blobs)
         try:
-            if self.is_light(headers):
-                return images_to_batch(blobs, self.config, limits=self.limits)
+            try:
+                if self.is_light([header for header, _ in opened]):
+                    # From the files the budget opened: one open and marker walk an image.
+                    return opened_to_batch(opened, self.config)
+            finally:
+                close_images(opened)
             return await self._on_threads(blobs, arrived)
         except DataError as exc:
             raise Refused(UploadError(400, str(exc))) from exc

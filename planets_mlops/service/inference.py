@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import ImageFile
 
 from planets_mlops.errors import DataError
-from planets_mlops.imaging import LIMITS, ImageHeader, ImageLimits, read_header
-from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+from planets_mlops.imaging import LIMITS, ImageHeader, ImageLimits, decode_open, open_image
+from planets_mlops.preprocess import PreprocessConfig, model_input, preprocess_image
+
+# What an uploaded file is called in error messages (planets_mlops.imaging names bytes so).
+_UPLOAD = "upload"
 
 
 class Cancelled(Exception):
@@ -32,15 +36,60 @@ def read_headers(blobs: Sequence[bytes], limits: ImageLimits = LIMITS) -> list[I
         planets_mlops.errors.DataError: a blob is empty, of a refused format or too large;
             the message names its position in a batch.
     """
-    headers = []
+    opened = open_images(blobs, limits)
+    close_images(opened)
+    return [header for header, _ in opened]
+
+
+def open_images(
+    blobs: Sequence[bytes], limits: ImageLimits = LIMITS
+) -> list[tuple[ImageHeader, ImageFile.ImageFile]]:
+    """:func:`read_headers`, each file left open for :func:`opened_to_batch` (close them after).
+
+    Raises:
+        planets_mlops.errors.DataError: as :func:`read_headers` (the files opened so far are
+            closed).
+    """
+    opened: list[tuple[ImageHeader, ImageFile.ImageFile]] = []
     for position, blob in enumerate(blobs):
         try:
-            headers.append(read_header(blob, limits))
+            opened.append(open_image(blob, limits))
         except DataError as exc:
+            close_images(opened)
             if len(blobs) == 1:
                 raise
             raise DataError(f"Image {position} of {len(blobs)}: {exc}") from exc
-    return headers
+    return opened
+
+
+def close_images(opened: Sequence[tuple[ImageHeader, ImageFile.ImageFile]]) -> None:
+    """Close the files of :func:`open_images`."""
+    for _, image in opened:
+        image.close()
+
+
+def opened_to_batch(
+    opened: Sequence[tuple[ImageHeader, ImageFile.ImageFile]], config: PreprocessConfig
+) -> np.ndarray:
+    """:func:`images_to_batch` of files already opened by :func:`open_images` (not closed here).
+
+    The same tensors, to the bit: the same decoder (:func:`planets_mlops.imaging.decode_open`)
+    and the same resize (:func:`planets_mlops.preprocess.model_input`) as
+    :func:`planets_mlops.preprocess.preprocess_image`.
+
+    Raises:
+        planets_mlops.errors.DataError: one of the files does not decode; the message names
+            its position.
+    """
+    tensors = []
+    for position, (_, image) in enumerate(opened):
+        try:
+            tensors.append(model_input(decode_open(image, _UPLOAD, config.grayscale), config))
+        except DataError as exc:
+            if len(opened) == 1:
+                raise
+            raise DataError(f"Image {position} of {len(opened)}: {exc}") from exc
+    return np.stack(tensors).astype(np.float32, copy=False)
 
 
 def images_to_batch(

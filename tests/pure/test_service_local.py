@@ -148,6 +148,34 @@ def test_decoder_light_and_heavy_paths_give_the_same_batch() -> None:
     assert np.array_equal(inline[0], preprocess_image(blobs[0]))
 
 
+def test_the_light_path_decodes_the_files_it_opened_to_the_bits_of_preprocess_image() -> None:
+    """Each file is opened once (header, budget, pixels); the tensors are preprocess_image's."""
+    import asyncio
+
+    from planets_mlops.service.decoding import Refused
+
+    photo = Image.open(EXTRA[0])
+    blobs = [
+        EXTRA[1].read_bytes(),
+        hostile.encode(photo.convert("L"), "JPEG"),
+        hostile.encode(photo.convert("RGBA"), "PNG"),
+        hostile.encode(photo.convert("P"), "GIF"),
+        hostile.png16(np.asarray(photo.convert("L"), np.uint16) * 257),
+    ]
+    for config in (PreprocessConfig(), PreprocessConfig(image_size=20, grayscale=False)):
+        decoder = _decoder()
+        decoder.config = config
+        batch = asyncio.run(decoder.batch(blobs))
+        expected = np.stack([preprocess_image(blob, config) for blob in blobs])
+        assert batch.tobytes() == expected.tobytes()
+    # A file that fails only when its pixels are decoded: refused, named by its position.
+    broken = hostile.truncated(EXTRA[2].read_bytes(), 0.3)
+    with pytest.raises(Refused) as caught:
+        asyncio.run(_decoder().batch([blobs[0], broken]))
+    assert caught.value.error.status == 400
+    assert caught.value.error.message.startswith("Image 1 of 2: Cannot decode image upload")
+
+
 def test_decoder_refuses_over_budget_before_decoding() -> None:
     import asyncio
 
