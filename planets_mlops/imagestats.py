@@ -59,6 +59,7 @@ _EPSILON = 1e-6
 _LEVELS = np.asarray((*QUANTILES, 0.05, 0.95))
 _MEDIAN = np.asarray((0.5,))
 _UPPER = np.asarray((0.1, 0.9))
+_LEVELS_UPPER = np.concatenate((_LEVELS, _UPPER))
 
 
 def image_statistics(images: Any) -> np.ndarray:
@@ -83,21 +84,32 @@ def image_statistics(images: Any) -> np.ndarray:
     grey = (
         batch[..., 0] if batch.shape[-1] == 1 else (batch[..., 0] + batch[..., 1] + batch[..., 2]) / 3.0
     ).reshape(count, pixels)
-    mean = grey.mean(axis=1, keepdims=True)
-    spread = grey.std(axis=1, keepdims=True)
+    # grey.mean() and grey.std() as NumPy computes them (the same sums and divisions, so the
+    # same bits), the mean computed once and the deviations from it kept for z.
+    mean = np.add.reduce(grey, axis=1, keepdims=True) / pixels
+    centred = grey - mean
+    spread = np.sqrt(np.add.reduce(np.square(centred), axis=1, keepdims=True) / pixels)
     scale = np.maximum(spread, _EPSILON * np.maximum(np.abs(grey).max(axis=1, keepdims=True), 1.0))
-    z = (grey - mean) / scale
+    z = centred / scale
     # One sort per image; every quantile below is read off it (NumPy's linear interpolation).
     ordered = np.sort(z, axis=1)
+    upper = z > 0
+    above_mean = upper.sum(axis=1)
+    # The levels over the whole image and the two over the values above the mean, in one call.
+    starts = np.zeros((count, len(_LEVELS) + len(_UPPER)), np.int64)
+    starts[:, len(_LEVELS) :] = (pixels - above_mean)[:, None]
+    counts = np.full(starts.shape, pixels)
+    counts[:, len(_LEVELS) :] = above_mean[:, None]
+    read = _quantile(ordered, starts, counts, _LEVELS_UPPER)
+    levels = read[:, : len(_LEVELS)]
     out = np.zeros((count, len(STATISTICS)), np.float64)
-    levels = _quantile(ordered, np.zeros((count, 1), np.int64), np.full((count, 1), pixels), _LEVELS)
     out[:, : len(QUANTILES)] = levels[:, : len(QUANTILES)]
     colour = len(QUANTILES)
     if batch.shape[-1] == 3:
         red_green = (batch[..., 0] - batch[..., 1]).reshape(count, pixels) / scale
         blue_green = (batch[..., 2] - batch[..., 1]).reshape(count, pixels) / scale
-        out[:, colour] = red_green.mean(axis=1)
-        out[:, colour + 1] = blue_green.mean(axis=1)
+        out[:, colour] = np.add.reduce(red_green, axis=1) / pixels  # their mean, as NumPy's
+        out[:, colour + 1] = np.add.reduce(blue_green, axis=1) / pixels
         # The disc: brighter than halfway between the background (5 %) and the bright end (95 %).
         background, bright = levels[:, -2], levels[:, -1]
         disc = z > (background + 0.5 * (bright - background))[:, None]
@@ -108,13 +120,11 @@ def image_statistics(images: Any) -> np.ndarray:
         for offset, channel in ((2, red_green), (3, blue_green)):
             total = np.where(disc, channel, 0.0).sum(axis=1)
             out[:, colour + offset] = np.where(some, total / np.maximum(inside, 1) / above, 0.0)
-    upper = z > 0
-    above_mean = upper.sum(axis=1)
     some = above_mean > 0
     counted = np.maximum(above_mean, 1)
     average = np.where(upper, z, 0.0).sum(axis=1) / counted
     deviation = np.sqrt(np.where(upper, (z - average[:, None]) ** 2, 0.0).sum(axis=1) / counted)
-    tenth, ninetieth = _quantile(ordered, (pixels - above_mean)[:, None], above_mean[:, None], _UPPER).T
+    tenth, ninetieth = read[:, len(_LEVELS) :].T
     for offset, value in enumerate((deviation, tenth, ninetieth)):
         out[:, colour + 4 + offset] = np.where(some, value, 0.0)
     return out
@@ -123,9 +133,10 @@ def image_statistics(images: Any) -> np.ndarray:
 def _quantile(ordered: np.ndarray, start: np.ndarray, count: np.ndarray, qs: np.ndarray) -> np.ndarray:
     """Quantiles ``qs`` of each row's ``count`` values from ``start`` of its sorted row, ``(n, len(qs))``.
 
-    ``start`` and ``count`` are ``(n, 1)``. NumPy's linear interpolation; a row with no
-    values reads its first one (callers mask it). Indexes the flat array: a single image's
-    statistics are a few dozen small NumPy calls, so each call counts.
+    ``start`` and ``count`` are ``(n, 1)``, or ``(n, len(qs))`` for a range per quantile.
+    NumPy's linear interpolation; a row with no values reads its first one (callers mask
+    it). Indexes the flat array: a single image's statistics are a few dozen small NumPy
+    calls, so each call counts.
     """
     rows, width = ordered.shape
     last = np.maximum(count - 1, 0)
