@@ -541,8 +541,7 @@ class Guard:
         return self._scores(embeddings, statistics, row_by_row)
 
     def _scores(self, embeddings: Any, statistics: np.ndarray | None, row_by_row: bool = False) -> np.ndarray:
-        """:meth:`scores` from the embeddings and (for a guard with image statistics) theirs."""
-        embeddings = _as_matrix(embeddings, "embeddings")
+        """:meth:`scores` from the embeddings (checked by :func:`_as_matrix`) and their statistics."""
         ratio, nearest = self._ratios(embeddings, statistics, row_by_row)
         if self.joint_thresholds is not None:
             ratio = ratio / np.maximum(self.joint_thresholds[nearest], _MIN_DISTANCE)
@@ -594,10 +593,11 @@ class Guard:
         assert self.image_scale is not None
         queries = np.asarray(statistics, np.float64)
         distance = np.full(len(queries), np.inf)
-        for c in np.unique(classes):
-            if int(c) not in self._image_rows:
+        # Each class present once (a set of a few Python ints: np.unique costs more per request).
+        for c in sorted(set(classes.tolist())):
+            if c not in self._image_rows:
                 continue
-            rows, squared_rows = self._image_rows[int(c)]
+            rows, squared_rows = self._image_rows[c]
             chosen = classes == c
             distance[chosen] = _euclidean_knn(
                 rows, queries[chosen] / self.image_scale[c], 1, squared_rows, row_by_row
