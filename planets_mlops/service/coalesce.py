@@ -7,7 +7,10 @@ whole bank (2,400 x 128 float64) for each image. :class:`Coalescer` gathers the 
 batches submitted during one turn of the loop and answers them with one call of
 :meth:`planets_mlops.model_folder.LoadedModel.answer`, flushed by ``loop.call_soon``: it
 runs after the requests already ready in this turn and before any I/O is polled again, so a
-lone request waits for nothing but one hop of the loop.
+lone request waits for nothing but one hop of the loop. A request that is the only one the
+worker is running (``alone``: :func:`planets_mlops.service.protocol.lone_request`) has no
+one to wait for: no other can join its call, and it is answered at once, without the two
+hops (~7 us a request).
 
 The answers are those of one call per request, to the bit: ONNX Runtime computes each row
 of a batch alone, and the guard multiplies every block with one kernel whatever the number
@@ -33,11 +36,19 @@ class Coalescer:
         answer: Model batch ``(n, size, size, channels)`` -> (one answer per row, the
             embeddings or None), e.g. ``LoadedModel.answer``.
         max_rows: Most rows in one call; a turn with more starts a new call for the rest.
+        alone: Whether the calling request is the only one running; a batch submitted alone,
+            with nothing pending, is answered at once. None: never.
     """
 
-    def __init__(self, answer: Callable[[np.ndarray], Answer], max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        answer: Callable[[np.ndarray], Answer],
+        max_rows: int = 256,
+        alone: Callable[[], bool] | None = None,
+    ) -> None:
         self._answer = answer
         self.max_rows = max_rows
+        self._alone = alone
         self._pending: list[tuple[np.ndarray, asyncio.Future[Answer]]] = []
         self._scheduled = False
         # Calls made and rows answered (for the tests and the benchmark's curiosity).
@@ -50,6 +61,11 @@ class Coalescer:
         Raises:
             Exception: whatever ``answer`` raised for the call this batch was part of.
         """
+        if not self._pending and self._alone is not None and self._alone():
+            outcome = self._answer(batch)
+            self.calls += 1
+            self.rows += len(batch)
+            return outcome
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Answer] = loop.create_future()
         self._pending.append((batch, future))

@@ -30,6 +30,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from planets_mlops.service.settings import ServingSettings
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+# uvicorn's set of this worker's running request tasks (its ServerState.tasks), once a
+# connection has opened: a task is added when a request head is complete, before the app
+# starts, and leaves when the app is done.
+_RUNNING: list[set[Any]] = []
+
+
+def lone_request() -> bool:
+    """Whether the worker is running one request only (the caller's); False before any connection."""
+    return bool(_RUNNING) and len(_RUNNING[0]) <= 1
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -45,6 +54,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._in_head = False
+        _RUNNING[:] = [self.tasks]
 
     def _arm_head(self) -> None:
         self._disarm_head()

@@ -259,8 +259,9 @@ class PlanetClassifier:
         self.config = self.model.config
         self.guard = self.model.guard
         self.decoder = Decoder(self.config, SETTINGS)
-        # The requests ready in one turn of the event loop share one model and guard call.
-        self.coalescer = Coalescer(self._results)
+        # The requests ready in one turn of the event loop share one model and guard call; a
+        # request running alone is answered at once.
+        self.coalescer = Coalescer(self._results, alone=protocol.lone_request)
         from planets_mlops.inbox import writer_from_env
 
         # PLANETS_INBOX set: rejected and unsure inputs are kept for labelling (off the request path).

@@ -102,3 +102,44 @@ def test_a_cancelled_request_is_left_out_of_the_call() -> None:
 
     assert asyncio.run(main()) == [{"row": 2.0}]
     assert answer.calls == [1]
+
+
+def test_a_request_running_alone_is_answered_without_a_hop_of_the_loop() -> None:
+    """``alone``: no other request can join; the call runs at once (a callback queued first waits)."""
+    answer = Recorder()
+    alone = [True]
+    coalescer = Coalescer(answer, alone=lambda: alone[0])
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(order.append, "hop")
+        results, _ = await coalescer.answer(rows(1))
+        order.append(f"answered {results}")
+        alone[0] = False
+        loop.call_soon(order.append, "hop")
+        results, _ = await coalescer.answer(rows(2))
+        order.append(f"answered {results}")
+
+    asyncio.run(main())
+    # Alone: answered before the callback queued ahead of it; not alone: after its own.
+    assert order == ["answered [{'row': 1.0}]", "hop", "hop", "answered [{'row': 2.0}]"]
+    assert answer.calls == [1, 1] and (coalescer.calls, coalescer.rows) == (2, 2)
+
+
+def test_a_request_alone_with_calls_pending_joins_them() -> None:
+    answer = Recorder()
+    coalescer = Coalescer(answer, alone=lambda: True)
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        pending = loop.create_task(coalescer.answer(rows(1)))  # starts alone: answered at once
+        await asyncio.sleep(0)
+        coalescer._pending.append((rows(5), loop.create_future()))  # a call pending
+        coalescer._scheduled = True
+        loop.call_soon(coalescer._flush)
+        second = await coalescer.answer(rows(2))
+        return [(await pending)[0], second[0]]
+
+    assert asyncio.run(main()) == [[{"row": 1.0}], [{"row": 2.0}]]
+    assert answer.calls == [1, 2]
