@@ -164,6 +164,18 @@ def without_imports(names: tuple[str, ...] = KERAS_OPTIONAL_IMPORTS) -> Iterator
                 del sys.modules[name]
 
 
+def import_tensorflow() -> None:
+    """TensorFlow's first import in a process, as :func:`configure_tensorflow` makes it.
+
+    Starts no TensorFlow runtime: threads, seeds and determinism are still set by
+    :func:`configure_tensorflow` when training starts (the warm child of a local run,
+    :mod:`planets_mlops.warm_trainer`, imports this way while it waits for its job).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with without_imports(() if "tensorflow" in sys.modules else KERAS_OPTIONAL_IMPORTS):
+        import tensorflow  # noqa: F401
+
+
 def configure_tensorflow(seed: int, threads: int = 0) -> Any:
     """Import TensorFlow with seeds and deterministic ops; returns the module.
 
@@ -700,29 +712,20 @@ def train_model_in_child(prepared_dir: Path, model_dir: Path, params: TrainParam
         failed otherwise: ``RuntimeError`` (its traceback is in the log above it).
     """
     import dataclasses
-    import subprocess
     import tempfile
 
     from planets_mlops import errors
     from planets_mlops.cnn_onnx import SPEC_FILE, load_spec
+    from planets_mlops.warm_trainer import start_training
 
     manifest = load_manifest(prepared_dir)
     _check_classes(manifest, params)
     model_dir = Path(model_dir)
     with tempfile.TemporaryDirectory(prefix="train-child-") as scratch:
         result_file = Path(scratch) / "result.json"
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "planets_mlops.train",
-                str(prepared_dir),
-                str(model_dir),
-                json.dumps(dataclasses.asdict(params)),
-                str(result_file),
-            ],
+        # A new child, or the one a local run started before this task (TensorFlow imported).
+        child = start_training(
+            [str(prepared_dir), str(model_dir), json.dumps(dataclasses.asdict(params)), str(result_file)]
         )
         try:
             inputs = GuardInputs(prepared_dir, params.seed)
@@ -1007,4 +1010,8 @@ if __name__ == "__main__":
     )
     from planets_mlops.quick_exit import end_now
 
+    if sys.argv[1:2] == ["--warm"]:  # a local run's warm child: planets_mlops.warm_trainer
+        from planets_mlops.warm_trainer import serve_main
+
+        end_now(serve_main(sys.argv[2:], prepare=import_tensorflow, run=child_main))
     end_now(child_main(sys.argv[1:]))

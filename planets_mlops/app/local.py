@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from planets_mlops.errors import PlanetsError
 from planets_mlops.progress import ProgressLine, parse_line
+from planets_mlops.warm_trainer import warm_trainer
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
@@ -512,7 +513,9 @@ def run_local(
             folder ``<parent>/<stem>-<UTC time>/`` (``<name>`` for the whole run, one
             ``<task>.log`` per step; :attr:`LocalRun.log_file` is the whole run's) and the
             terminal shows one progress line per step; otherwise everything goes to stdout.
-        runner: the kfp.local runner (default: SubprocessRunner in this environment).
+        runner: the kfp.local runner (default: SubprocessRunner in this environment; then
+            a pipeline that trains gets a warm training child from the start,
+            :mod:`planets_mlops.warm_trainer`).
         **arguments: pipeline parameters.
 
     Raises:
@@ -521,6 +524,26 @@ def run_local(
     """
     arguments = check_arguments(pipeline, arguments)
     init_local(pipeline_root, runner)
+    with warm_trainer(enabled=runner is None and trains(pipeline)):
+        return _run(pipeline, pipeline_root, log_file, arguments)
+
+
+def trains(pipeline: Any) -> bool:
+    """Whether every run of ``pipeline`` trains: its top level has a training step.
+
+    Such a run starts the step's TensorFlow child first (:mod:`planets_mlops.warm_trainer`).
+    Where training is conditional (``retraining`` trains only on new labels), the child's
+    import would be wasted on the runs that do not train, so none is started.
+    """
+    spec = getattr(pipeline, "pipeline_spec", None)
+    return spec is not None and any(
+        task.component_ref.name.startswith("comp-train-model") for task in spec.root.dag.tasks.values()
+    )
+
+
+def _run(
+    pipeline: Callable, pipeline_root: Path, log_file: Path | None, arguments: dict[str, Any]
+) -> LocalRun:
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())

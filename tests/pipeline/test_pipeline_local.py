@@ -47,3 +47,8 @@ def test_training_pipeline_end_to_end(data_repo, tmp_path):
         "\x1b[96m", ""
     ).replace("\x1b[0m", "")
     assert all(task.seconds > 0 for task in run.tasks.values())
+    # The training step trained in the child the run started with TensorFlow imported
+    # (planets_mlops.warm_trainer), and its epochs are in the step's own log.
+    train_log = (run.log_file.parent / "train-model.log").read_text()
+    assert "Training in the warm trainer" in train_log and "progress: epoch 1 of 1" in train_log
+    assert "new process" not in train_log

@@ -7,7 +7,10 @@ pipe (not a terminal), on a real git repository that holds no DVC-tracked data.
 import pytest
 
 from planets_mlops.app import quickstart
-from planets_mlops.app.local import StepFailedError, run_log_folder, step_error
+from planets_mlops.app.local import StepFailedError, run_log_folder, step_error, trains
+from planets_mlops.pipelines.monitoring import monitoring
+from planets_mlops.pipelines.retraining import retraining
+from planets_mlops.pipelines.training import training
 
 LOG = """\
 08:21:46.900 - INFO - Executing task 'pull-data'
@@ -88,3 +91,9 @@ def test_reports_are_copied_with_names_a_browser_opens(tmp_path):
         "evaluate-model/verdict": tmp_path / "reports" / "evaluate-model-verdict.md",
     }
     assert copies["evaluate-model/report"].read_text() == (task / "report").read_text()
+
+
+def test_only_a_pipeline_that_always_trains_gets_a_warm_training_child():
+    # retraining trains only on new labels: a warm child would import TensorFlow for nothing.
+    assert [trains(p) for p in (training, retraining, monitoring)] == [True, False, False]
+    assert trains(step_error) is False  # not a pipeline
