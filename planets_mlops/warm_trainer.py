@@ -105,17 +105,22 @@ def warm_trainer(enabled: bool = True) -> Iterator[Path | None]:
     log_path = folder / "start.log"
     # Bound and listening before any task can look: a task that comes before the child has
     # imported TensorFlow waits in the backlog.
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with server, open(log_path, "wb") as start_log:
-        server.bind(str(path))
-        server.listen(4)
-        child = subprocess.Popen(
-            [sys.executable, "-m", "planets_mlops.train", "--warm", str(server.fileno()), str(log_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=start_log,
-            stderr=subprocess.STDOUT,
-            pass_fds=[server.fileno()],
-        )
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server, open(log_path, "wb") as start_log:
+            server.bind(str(path))
+            server.listen(4)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "planets_mlops.train", "--warm", str(server.fileno()), str(log_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=start_log,
+                stderr=subprocess.STDOUT,
+                pass_fds=[server.fileno()],
+            )
+    except OSError as exc:  # a socket path over the system's limit (a long $TMPDIR), no fork...
+        log.warning("No warm training child (%s): the training step starts its own.", exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        yield None
+        return
     previous = os.environ.get(ENV)
     os.environ[ENV] = str(path)
     try:

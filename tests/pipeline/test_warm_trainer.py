@@ -106,3 +106,13 @@ def test_a_bad_job_is_declined_and_its_descriptors_closed():
             probe.connect(str(path))
     assert [sorted(a) for a in answers] == [["declined"], ["declined"]]
     assert "unreadable job" in answers[0]["declined"] and "four arguments" in answers[1]["declined"]
+
+
+def test_a_run_whose_socket_cannot_be_made_goes_on_without_a_warm_child(monkeypatch, tmp_path, caplog):
+    # A $TMPDIR so long that the socket's path is over the system's limit (108 bytes on Linux).
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    with warm_trainer.warm_trainer() as path:
+        assert path is None and warm_trainer.ENV not in os.environ
+    assert "No warm training child" in caplog.text and list(deep.iterdir()) == []
