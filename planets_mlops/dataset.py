@@ -8,13 +8,19 @@ without a record in the returned :class:`DatasetIndex`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planets_mlops.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ def list_classes(root: Path) -> list[str]:
     return classes
 
 
-def check_image(path: Path) -> str | None:
+def check_image(path: Path, keep: Callable[[np.ndarray], None] | None = None) -> str | None:
     """Return why ``path`` is not a usable image, or None when it decodes fully.
 
     The project's one decoder decides (:func:`planets_mlops.imaging.check_image`: its
@@ -80,14 +86,21 @@ def check_image(path: Path) -> str | None:
 
     Args:
         path: Image file to decode completely.
+        keep: Called with the decoded RGB pixels of a good image.
 
     Returns:
         ``"undecodable: <the decoder's reason>"``, or None for a good image.
     """
     from planets_mlops.imaging import check_image as decoder_check
 
-    reason = decoder_check(path)
+    reason = decoder_check(path, keep=keep)
     return None if reason is None else f"undecodable: {reason}"
+
+
+def _kept_as(
+    keep: Callable[[Path, np.ndarray], None] | None, path: Path
+) -> Callable[[np.ndarray], None] | None:
+    return None if keep is None else functools.partial(keep, path)
 
 
 NESTED = "in a nested folder"
@@ -118,7 +131,12 @@ def _nested_files(root: Path, folder: Path) -> list[tuple[str, str]]:
     return found
 
 
-def index_dataset(root: Path, expected_classes: int | None = None, verify: bool = True) -> DatasetIndex:
+def index_dataset(
+    root: Path,
+    expected_classes: int | None = None,
+    verify: bool = True,
+    keep: Callable[[Path, np.ndarray], None] | None = None,
+) -> DatasetIndex:
     """List and check every image under ``root``.
 
     Files are ordered class by class (classes sorted), then by file name, the same order
@@ -128,6 +146,8 @@ def index_dataset(root: Path, expected_classes: int | None = None, verify: bool 
         root: folder of class sub-folders.
         expected_classes: fail unless exactly this many classes are found (None: any).
         verify: decode every image and skip (and count) the ones that fail.
+        keep: With ``verify``, called with each good image's path and its decoded RGB
+            pixels (``prepare_dataset`` preprocesses them then instead of decoding again).
 
     Raises:
         DataError: missing folder, no classes, a class with no valid image, or a class
@@ -153,7 +173,7 @@ def index_dataset(root: Path, expected_classes: int | None = None, verify: bool 
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 index.skipped.append((relative, f"not an image file: extension {path.suffix!r}"))
                 continue
-            if verify and (reason := check_image(path)) is not None:
+            if verify and (reason := check_image(path, _kept_as(keep, path))) is not None:
                 index.skipped.append((relative, reason))
                 continue
             index.files.append(path)

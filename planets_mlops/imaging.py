@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -352,13 +353,19 @@ def decode_open(img: ImageFile.ImageFile, name: str, grayscale: bool = True) -> 
     return array
 
 
-def check_image(source: ImageSource, limits: ImageLimits = LIMITS) -> str | None:
+def check_image(
+    source: ImageSource, limits: ImageLimits = LIMITS, keep: Callable[[np.ndarray], None] | None = None
+) -> str | None:
     """Why ``source`` is not a usable image (the :class:`ImageError` message), or None.
 
-    Decodes the file fully with :func:`decode`, exactly as training and serving will.
+    Decodes the file fully with :func:`decode` (RGB), exactly as training and serving will;
+    ``keep``, when given, is called with those pixels of a good image (so that a caller that
+    needs them does not decode the file again).
     """
     try:
-        decode(source, grayscale=False, limits=limits)
+        pixels = decode(source, grayscale=False, limits=limits)
     except ImageError as exc:
         return str(exc)
+    if keep is not None:
+        keep(pixels)
     return None

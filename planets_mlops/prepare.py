@@ -41,7 +41,7 @@ from planets_mlops.prepared import (
     SPLITS,
     iter_shards,
 )
-from planets_mlops.preprocess import PreprocessConfig, preprocess_image
+from planets_mlops.preprocess import PreprocessConfig, model_input, preprocess_image
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +175,48 @@ def split_indices(
     return order[:-num_val], order[-num_val:]
 
 
+KEPT_TENSOR_BYTES = 256 * 2**20
+"""Model input tensors the index's verification keeps for the shards (:class:`_DecodedOnce`):
+at most this many bytes (21,000 colour images of 32x32); the shards decode any other image again."""
+
+
+class _DecodedOnce:
+    """The model input of each image the index's verification decoded, so the shards need not decode it again.
+
+    Verification decodes every file as RGB (:func:`planets_mlops.imaging.check_image`); for a
+    colour data set that is the decode :func:`preprocess_image` does, so its tensor
+    (:func:`planets_mlops.preprocess.model_input`) is the one the shards would compute, to the bit. Grayscale
+    data sets decode luma for the shards: nothing is kept. At most :data:`KEPT_TENSOR_BYTES`.
+    """
+
+    def __init__(self, config: PreprocessConfig) -> None:
+        self.config = config
+        self.tensors: dict[Path, np.ndarray] = {}
+        self.left = KEPT_TENSOR_BYTES
+
+    def keep(self, path: Path, pixels: np.ndarray) -> None:
+        """Keep ``pixels``' model input tensor (the index's ``keep``)."""
+        if self.config.grayscale:
+            return
+        tensor = model_input(pixels, self.config)
+        if tensor.nbytes <= self.left:
+            self.tensors[path] = tensor
+            self.left -= tensor.nbytes
+
+    def tensor(self, path: Path) -> np.ndarray:
+        """The model input of ``path``: the one kept (once), or :func:`preprocess_image`'s."""
+        kept = self.tensors.pop(path, None)
+        return kept if kept is not None else preprocess_image(path, self.config)
+
+
 def _write_split(
-    files: list[Path], labels: list[int], out: Path, config: PreprocessConfig, shard_size: int
+    files: list[Path], labels: list[int], out: Path, decoded: _DecodedOnce, shard_size: int
 ) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     shards = []
     for number, start in enumerate(range(0, len(files), shard_size)):
         chunk = files[start : start + shard_size]
-        images = np.stack([preprocess_image(path, config) for path in chunk]).astype(np.float32)
+        images = np.stack([decoded.tensor(path) for path in chunk]).astype(np.float32)
         name = f"{number:05d}"
         np.save(out / f"images-{name}.npy", images)
         np.save(out / f"labels-{name}.npy", np.asarray(labels[start : start + shard_size], np.int32))
@@ -266,10 +300,13 @@ def prepare_dataset(
         DataError: bad data set, or more invalid files than ``max_invalid_fraction`` allows.
     """
     started = time.monotonic()
-    index = index_dataset(Path(raw_dir), expected_classes=params.output_classes or None, verify=True)
+    config = params.preprocess_config()
+    decoded = _DecodedOnce(config)
+    index = index_dataset(
+        Path(raw_dir), expected_classes=params.output_classes or None, verify=True, keep=decoded.keep
+    )
     _check_invalid(index, params.max_invalid_fraction)
     train_idx, val_idx = _split(index, params, base_dir)
-    config = params.preprocess_config()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict = {
@@ -286,7 +323,7 @@ def prepare_dataset(
     for split_name, chosen in zip(SPLITS, (train_idx, val_idx)):
         files = [index.files[i] for i in chosen]
         labels = [index.labels[i] for i in chosen]
-        shards = _write_split(files, labels, out_dir / split_name, config, params.shard_size)
+        shards = _write_split(files, labels, out_dir / split_name, decoded, params.shard_size)
         counts = np.bincount(np.asarray(labels), minlength=len(index.classes))
         relative = [str(path.relative_to(index.root)) for path in files]
         manifest["splits"][split_name] = {

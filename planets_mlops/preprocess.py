@@ -171,7 +171,8 @@ def model_input(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Decoded pixels ``uint8`` (H, W, C) to the model's input tensor: resized, rescaled.
 
     The second half of :func:`preprocess_image`, for a caller that decoded the file itself
-    with :func:`planets_mlops.imaging.decode_open` (the service, which opens each file once).
+    with :func:`planets_mlops.imaging.decode_open` (the service, which opens each file once)
+    or through :func:`planets_mlops.imaging.check_image` (``prepare_dataset``'s verification).
     """
     resized = resize_bilinear(pixels, config.image_size)
     return resized * np.float32(config.rescale)

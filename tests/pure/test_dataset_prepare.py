@@ -101,6 +101,39 @@ def test_prepare_is_deterministic(raw, tmp_path):
     assert np.array_equal(load_split(tmp_path / "a", "train")[0], load_split(tmp_path / "b", "train")[0])
 
 
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_prepare_decodes_each_colour_image_once_and_writes_what_decoding_twice_wrote(
+    raw, tmp_path, monkeypatch, grayscale
+):
+    """The index's verification decodes every file as RGB; a colour data set's shards reuse those
+    pixels (one decode per file), a grayscale one's decode luma again. Either way each shard
+    image is preprocess_image(file), to the bit, also with no budget to keep anything."""
+    from planets_mlops import imaging, prepare, preprocess
+    from planets_mlops.preprocess import preprocess_image
+
+    (raw / "Earth" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    params = PrepareParams(grayscale=grayscale, max_invalid_fraction=0.1)
+    decodes = []
+    decode = imaging.decode
+    for module in (imaging, preprocess):
+        monkeypatch.setattr(module, "decode", lambda *a, **k: decodes.append(a[0]) or decode(*a, **k))
+    manifest = prepare_dataset(raw, tmp_path / "once", params).manifest
+    assert [entry["file"] for entry in manifest["skipped"]] == ["Earth/broken.jpg"]
+    assert len(decodes) == (61 if grayscale else 31)
+    monkeypatch.setattr(prepare, "KEPT_TENSOR_BYTES", 0)
+    decodes.clear()
+    prepare_dataset(raw, tmp_path / "twice", params)
+    assert len(decodes) == 61
+    for split in ("train", "validation"):
+        images, _ = load_split(tmp_path / "once", split)
+        expected = [
+            preprocess_image(raw / name, params.preprocess_config())
+            for name in manifest["splits"][split]["files"]
+        ]
+        assert np.array_equal(images, np.stack(expected).astype(np.float32))
+        assert images.tobytes() == load_split(tmp_path / "twice", split)[0].tobytes()
+
+
 def test_too_many_invalid_files_fail_with_the_list(raw, tmp_path):
     for i in range(3):
         (raw / "Earth" / f"bad{i}.jpg").write_bytes(b"garbage")
