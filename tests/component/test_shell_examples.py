@@ -193,6 +193,14 @@ EXAMPLES: dict[str, dict[str, tuple[str, str]]] = {
             "serving a bento from the GCS emulator is tested by tests/containers/test_containers.py::"
             "test_serving_image_serves_a_bento_from_gcs",
         ),
+        "PYTHONPYCACHEPREFIX=$PWD/build/pycache PYTHONDONTWRITEBYTECODE= .venv/bin/python -m "
+        "benchmarks.bench_serving --work WORK --reuse --cold-starts 3 --clients 1 8 --seconds 10 "
+        "--container --rounds 3": (
+            BENCHMARK,
+            "the serving image (make images) and bentoml serve alternating under load after 3 cold "
+            "starts and the plain phase, minutes; the image serving a bento from the GCS emulator is "
+            "tested by tests/containers/test_containers.py::test_serving_image_serves_a_bento_from_gcs",
+        ),
         "PYTHONPYCACHEPREFIX=$PWD/build/pycache PYTHONDONTWRITEBYTECODE= nice -n 5 .venv/bin/python -m "
         "benchmarks.bench_serving --work WORK --reuse --cold-starts 1 --clients 1 8 --seconds 8": (
             BENCHMARK,
