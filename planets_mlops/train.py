@@ -180,11 +180,11 @@ def configure_tensorflow(seed: int, threads: int = 0) -> Any:
     """Import TensorFlow with seeds and deterministic ops; returns the module.
 
     The first import in a process leaves out the optional packages Keras would import with it
-    and that training never uses (:data:`KERAS_OPTIONAL_IMPORTS`), unless already imported.
+    and that training never uses (:data:`KERAS_OPTIONAL_IMPORTS`), unless already imported
+    (:func:`import_tensorflow`).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with without_imports(() if "tensorflow" in sys.modules else KERAS_OPTIONAL_IMPORTS):
-        import tensorflow as tf
+    import_tensorflow()
+    import tensorflow as tf
 
     if threads:
         try:
