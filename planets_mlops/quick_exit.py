@@ -14,12 +14,17 @@ import os
 import sys
 
 
-def end_now(code: int) -> None:
-    """Flush what this process logged and printed, then end it with ``code`` at once."""
-    logging.shutdown()
+def flush_output() -> None:
+    """Flush this process's ``sys.stdout`` and ``sys.stderr`` (a closed or broken one is skipped)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken stream: nothing more to save
             pass
+
+
+def end_now(code: int) -> None:
+    """Flush what this process logged and printed, then end it with ``code`` at once."""
+    logging.shutdown()
+    flush_output()
     os._exit(code)

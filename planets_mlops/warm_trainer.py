@@ -20,7 +20,8 @@ as before. So does a task whose socket is gone or refuses connections. A warm ch
 one job and ends; the run stops it if no job came. On a cluster every task is a pod of its
 own, and nothing here is used.
 
-This module imports only the standard library at the top: the training task imports it.
+This module imports only the standard library (and :mod:`planets_mlops.quick_exit`, which is
+standard library only) at the top: the training task imports it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from planets_mlops.quick_exit import flush_output
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,9 @@ _MAX_JOB_BYTES = 1 << 20
 _HEADER = struct.Struct("!I")
 
 
-def matched_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
-    """The part of ``environ`` (default: this process's) that a job must share with the warm child."""
-    environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if k.startswith(MATCHED_ENV_PREFIXES) and k != ENV}
+def matched_environment() -> dict[str, str]:
+    """The part of this process's environment that a job must share with the warm child."""
+    return {k: v for k, v in os.environ.items() if k.startswith(MATCHED_ENV_PREFIXES) and k != ENV}
 
 
 def _identity() -> dict[str, Any]:
@@ -203,8 +205,7 @@ class HandedOver:
 
 def new_child(argv: list[str]) -> subprocess.Popen:
     """A new training child, ``python -m planets_mlops.train ARGV``."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_output()
     return subprocess.Popen([sys.executable, "-m", "planets_mlops.train", *argv])
 
 
@@ -222,8 +223,7 @@ def start_training(argv: list[str]) -> HandedOver | subprocess.Popen:
 
 
 def _hand_over(path: Path, argv: list[str]) -> HandedOver | None:
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_output()
     job = json.dumps({**_identity(), "argv": argv, "cwd": os.getcwd()}).encode()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -260,6 +260,8 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
         job = json.loads(body)
         if not isinstance(job, dict) or not isinstance(job.get("argv"), list) or len(job["argv"]) != 4:
             raise ValueError("a job names four arguments")
+        if not isinstance(job.get("cwd"), str):
+            raise ValueError("a job names its working folder")
     except (ValueError, OSError):
         for fd in fds:
             os.close(fd)
@@ -283,14 +285,13 @@ def _reply(connection: socket.socket, answer: dict[str, Any]) -> None:
     connection.sendall(json.dumps(answer).encode() + b"\n")
 
 
-def _take_streams(fds: list[int], start_log: Path | None) -> None:
+def _take_streams(fds: list[int], start_log: Path) -> None:
     """Write from now on to the task's stdout and stderr; what the import printed goes there first."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_output()
     for fd, target in zip(fds, (1, 2), strict=True):
         os.dup2(fd, target)
         os.close(fd)
-    if start_log is not None and start_log.is_file():
+    if start_log.is_file():
         with contextlib.suppress(OSError):
             os.write(1, start_log.read_bytes()[-65536:])
 
@@ -304,7 +305,7 @@ def serve_main(argv: list[str], prepare: Callable[[], None], run: Callable[[list
 
 def serve(
     server: socket.socket,
-    start_log: Path | None,
+    start_log: Path,
     prepare: Callable[[], None],
     run: Callable[[list[str]], int],
 ) -> int:
@@ -336,6 +337,11 @@ def serve(
                     _reply(connection, {"declined": f"unreadable job: {exc}"})
                 continue
             reason = _mismatch(job, own)
+            if reason is None:
+                try:
+                    os.chdir(job["cwd"])
+                except OSError as exc:
+                    reason = f"no working folder {job['cwd']!r}: {exc.strerror}"
             if reason is not None:
                 for fd in fds:
                     os.close(fd)
@@ -344,7 +350,6 @@ def serve(
                 continue
             server.close()
             _take_streams(fds, start_log)
-            os.chdir(job["cwd"])
             _reply(connection, {"pid": os.getpid()})
             try:
                 code = run([str(a) for a in job["argv"]])
@@ -353,8 +358,7 @@ def serve(
 
                 traceback.print_exc()
                 code = 1
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+            flush_output()
             with contextlib.suppress(OSError):
                 _reply(connection, {"exit": code})
             return code

@@ -90,7 +90,9 @@ def test_a_task_whose_warm_child_is_gone_trains_in_a_new_child(
 def test_a_bad_job_is_declined_and_its_descriptors_closed():
     with warm_trainer.warm_trainer() as path:
         answers = []
-        for body in (b"not json", json.dumps({"argv": ["../x"]}).encode()):
+        # A job that matches this process but names a working folder that does not exist.
+        elsewhere = {**warm_trainer._identity(), "argv": ["a", "b", "c", "d"], "cwd": "/no/such/folder"}
+        for body in (b"not json", json.dumps({"argv": ["../x"]}).encode(), json.dumps(elsewhere).encode()):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bad:
                 bad.connect(str(path))
                 read, write = os.pipe()
@@ -104,8 +106,9 @@ def test_a_bad_job_is_declined_and_its_descriptors_closed():
         # Still waiting for a job it can take.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.connect(str(path))
-    assert [sorted(a) for a in answers] == [["declined"], ["declined"]]
+    assert [sorted(a) for a in answers] == [["declined"], ["declined"], ["declined"]]
     assert "unreadable job" in answers[0]["declined"] and "four arguments" in answers[1]["declined"]
+    assert "no working folder '/no/such/folder'" in answers[2]["declined"]
 
 
 def test_a_run_whose_socket_cannot_be_made_goes_on_without_a_warm_child(monkeypatch, tmp_path, caplog):
