@@ -10,6 +10,7 @@ The answers themselves (the one softmax, the guard's verdict) come from
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import ImageFile
@@ -81,15 +82,7 @@ def opened_to_batch(
         planets_mlops.errors.DataError: one of the files does not decode; the message names
             its position.
     """
-    tensors = []
-    for position, (_, image) in enumerate(opened):
-        try:
-            tensors.append(model_input(decode_open(image, _UPLOAD, config.grayscale), config))
-        except DataError as exc:
-            if len(opened) == 1:
-                raise
-            raise DataError(f"Image {position} of {len(opened)}: {exc}") from exc
-    return np.stack(tensors).astype(np.float32, copy=False)
+    return _batch(opened, lambda item: model_input(decode_open(item[1], _UPLOAD, config.grayscale), config))
 
 
 def images_to_batch(
@@ -112,14 +105,26 @@ def images_to_batch(
             message names its position.
         Cancelled: ``cancelled()`` answered True.
     """
+    return _batch(blobs, lambda blob: preprocess_image(blob, config, limits), cancelled)
+
+
+def _batch(
+    items: Sequence[Any], tensor_of: Callable[[Any], np.ndarray], cancelled: Callable[[], bool] | None = None
+) -> np.ndarray:
+    """``tensor_of`` each item, stacked ``float32``; an error names the item's position in a batch.
+
+    Raises:
+        planets_mlops.errors.DataError: ``tensor_of`` refused an item.
+        Cancelled: ``cancelled()`` answered True before an item.
+    """
     tensors = []
-    for position, blob in enumerate(blobs):
+    for position, item in enumerate(items):
         if cancelled is not None and cancelled():
             raise Cancelled
         try:
-            tensors.append(preprocess_image(blob, config, limits))
+            tensors.append(tensor_of(item))
         except DataError as exc:
-            if len(blobs) == 1:
+            if len(items) == 1:
                 raise
-            raise DataError(f"Image {position} of {len(blobs)}: {exc}") from exc
+            raise DataError(f"Image {position} of {len(items)}: {exc}") from exc
     return np.stack(tensors).astype(np.float32, copy=False)
