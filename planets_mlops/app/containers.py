@@ -96,7 +96,7 @@ def run_container(client: Any, image: str, command: list[str], volumes: dict, **
     try:
         # Wait first, then read the logs: a followed log stream from Podman 4.3 does not
         # always end when its container exits, which would hang the run.
-        status = int(container.wait()["StatusCode"])
+        status = wait_for_exit(client, container.id)
         lap("run")
         print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
         lap("logs")
@@ -107,6 +107,29 @@ def run_container(client: Any, image: str, command: list[str], volumes: dict, **
         lap("remove")
         if PHASES is not None:
             PHASES.append(phases)
+
+
+# States after which a container's process runs no more (Docker's and Podman's names).
+_ENDED = frozenset({"exited", "dead", "stopped"})
+
+
+def wait_for_exit(client: Any, container_id: str, first: float = 0.01, most: float = 0.1) -> int:
+    """The exit status of a started container, as soon as its process has ended.
+
+    Asks the engine for the container's state, first after ``first`` seconds, then 1.5
+    times longer each time up to ``most`` (an ask costs Podman 2-3 ms of CPU). Not the
+    engine's own ``wait``: Podman 4.3 answers it only after ``podman container cleanup``,
+    a new Podman process that conmon starts when the container exits, is done, 0.15-1.3 s
+    after the exit here (median 0.3 s per task container); its state says "exited"
+    within 20 ms, and the removal that follows cleans up in 0.04-0.09 s.
+    """
+    delay = first
+    while True:
+        state = client.api.inspect_container(container_id)["State"]
+        if str(state.get("Status", "")).lower() in _ENDED:
+            return int(state["ExitCode"])
+        time.sleep(delay)
+        delay = min(delay * 1.5, most)
 
 
 # Engine answers that do not change while a process runs, by DOCKER_HOST: the API version

@@ -330,3 +330,44 @@ def test_task_containers_ask_the_engine_once_and_are_removed(podman_api, built_i
     assert (shared_root / "written").is_file()  # the pipeline root is mounted, read-write
     assert [set(p) for p in phases] == [{"image", "lookup", "start", "run", "logs", "remove"}] * 3
     assert ours() <= before  # every task container removed
+
+
+def test_a_task_container_s_exit_status_and_whole_output_come_back(podman_api, built_images, capsys):
+    """run_container sees the exit from the container's state (not Podman's slower ``wait``),
+    and still returns the exit status and every line the task wrote, the last ones included."""
+    import docker
+
+    from planets_mlops.app import containers
+
+    script = (
+        "import sys\n"
+        "for i in range(20000): print('line', i)\n"
+        "sys.stdout.flush(); sys.stderr.write('last words\\n'); sys.exit(3)"
+    )
+    client = docker.from_env()
+    try:
+        for _ in range(3):
+            code = containers.run_container(
+                client, RUNTIME_IMAGE, ["python", "-c", script], {}, network_mode="host"
+            )
+            out = capsys.readouterr().out
+            assert code == 3
+            # Every line of both streams (the engine interleaves stdout and stderr as it reads them).
+            assert out.count("\nline ") == 20000 and "line 19999\n" in out and "last words\n" in out
+    finally:
+        client.close()
+
+
+def test_waiting_on_a_container_removed_meanwhile_fails_with_its_name(podman_api, built_images):
+    import docker
+
+    from planets_mlops.app import containers
+
+    client = docker.from_env()
+    try:
+        container = client.containers.run(RUNTIME_IMAGE, ["sleep", "30"], detach=True, network_mode="host")
+        podman("rm", "--force", "--time", "0", container.id)
+        with pytest.raises(docker.errors.NotFound, match=container.id[:12]):
+            containers.wait_for_exit(client, container.id)
+    finally:
+        client.close()
