@@ -10,7 +10,10 @@ median over the pairs: wall seconds, CPU seconds (user + system of the process t
 peak RSS (the largest single process of the tree, from ``wait4``). Both sides run with the
 same bytecode cache (``PYTHONPYCACHEPREFIX``, warmed before the first pair).
 
-    .venv/bin/python -m benchmarks.bench_pipeline [--pairs N] [--reference | --baseline]
+    .venv/bin/python -m benchmarks.bench_pipeline [--pairs N] [--reference | --baseline] [--epochs N]
+
+``--epochs N`` trains side A for N epochs instead of its recipe's (side B keeps the chapter
+2.5 settings): with ``--epochs 1`` it shows what the loop costs besides the epochs.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _timed(command: list[str], cwd: Path, log: Path) -> dict[str, float]:
     }
 
 
-def run_suite(work: Path, repo: Path, settings: str, log: Path) -> dict:
+def run_suite(work: Path, repo: Path, settings: str, log: Path, epochs: int | None = None) -> dict:
     """One local training run in its own process; its per-step seconds and val_accuracy."""
     out = work / "suite.json"
     figures = _timed(
@@ -70,6 +73,7 @@ def run_suite(work: Path, repo: Path, settings: str, log: Path) -> dict:
             str(repo),
             settings,
             str(out),
+            *([f"--epochs={epochs}"] if epochs else []),
         ],
         ROOT,
         log,
@@ -104,13 +108,15 @@ def run_reference(work: Path, log: Path) -> dict:
     }
 
 
-def one_suite(root: Path, repo: Path, settings: str, out: Path) -> None:
+def one_suite(root: Path, repo: Path, settings: str, out: Path, epochs: int | None = None) -> None:
     """The child process of :func:`run_suite`: run the pipeline once, write its figures."""
     from planets_mlops.app.local import run_local
     from planets_mlops.app.quickstart import BASELINE, CHAPTER_2_5, DATA_PATH, SUITE
     from planets_mlops.pipelines.training import training
 
     params = {"suite": SUITE, "chapter 2.5": CHAPTER_2_5, "baseline": BASELINE}[settings]
+    if epochs:
+        params = {**params, "train_epochs": epochs}
     run = run_local(
         training,
         root,
@@ -140,13 +146,14 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="alternating pairs (default 3)")
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--epochs", type=int, help="side A trains this many epochs instead of its recipe's")
     parser.add_argument(
         "--one-suite", nargs=4, metavar=("ROOT", "REPO", "SETTINGS", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one_suite:
         root, repo, settings, out = args.one_suite
-        one_suite(Path(root), Path(repo), settings, Path(out))
+        one_suite(Path(root), Path(repo), settings, Path(out), args.epochs)
         return 0
     from planets_mlops.app.quickstart import ensure_data_repo
 
@@ -158,7 +165,7 @@ def main() -> int:
     warm = "import tensorflow, matplotlib.pyplot, yaml, kfp, onnxruntime, tf2onnx, planets_mlops.app.local"
     _timed([sys.executable, "-c", warm], ROOT, log)
     sides = {
-        "suite": lambda: run_suite(work, repo, settings, log),
+        "suite": lambda: run_suite(work, repo, settings, log, args.epochs),
         "reference": lambda: run_reference(work, log),
     }
     runs: dict[str, list[dict]] = {"suite": [], "reference": []}
@@ -177,6 +184,7 @@ def main() -> int:
 
     result = {
         "settings": settings,
+        "epochs": args.epochs,
         "pairs": args.pairs,
         "cpus": os.cpu_count(),
         **{
@@ -207,7 +215,8 @@ def main() -> int:
         print(
             f"{label:<22}{result['suite'][key]:>10.2f}{result['reference'][key]:>12.2f}{result['ratio'][key]:>8.3f}"
         )
-    print(f"(median of {args.pairs} alternating pairs; suite settings: {settings}; log {log})")
+    trained = f", {args.epochs} epoch(s)" if args.epochs else ""
+    print(f"(median of {args.pairs} alternating pairs; suite settings: {settings}{trained}; log {log})")
     return 0
 
 
