@@ -176,15 +176,45 @@ def load(url: str, requests: list[bytes], clients: int, seconds: float) -> dict[
     """Drive /predict with ``clients`` concurrent keep-alive connections for ``seconds``.
 
     With the load generator :func:`choose_generator` set; ``generator_cpu_share`` is its
-    own CPU time (user + system) over the run's wall time.
+    own CPU time (user + system) over the run's wall time; ``worker_cpu_s`` the CPU seconds
+    each BentoML worker on this machine used meanwhile (by worker id: whether the
+    connections spread over the workers).
     """
+    before = workers_cpu_s()
     if GENERATOR["name"] == "wrk":
-        return load_wrk(url, clients, seconds)
-    cpu = time.process_time()
-    row = load_python(url, requests, clients, seconds)
-    row["generator"] = "python"
-    row["generator_cpu_share"] = round((time.process_time() - cpu) / row["seconds"], 3)
+        row = load_wrk(url, clients, seconds)
+    else:
+        cpu = time.process_time()
+        row = load_python(url, requests, clients, seconds)
+        row["generator"] = "python"
+        row["generator_cpu_share"] = round((time.process_time() - cpu) / row["seconds"], 3)
+    after = workers_cpu_s()
+    row["worker_cpu_s"] = [round(after[w] - before.get(w, 0.0), 2) for w in sorted(after)]
     return row
+
+
+def workers_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of every BentoML worker process here, by ``--worker-id``.
+
+    One server runs at a time in this benchmark (``bentoml serve`` or the container, whose
+    processes this host sees), so these are its workers.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--worker-id" not in argv:
+                continue
+            worker = argv[argv.index(b"--worker-id") + 1].decode()
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[worker] = found.get(worker, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def load_wrk(url: str, clients: int, seconds: float) -> dict[str, Any]:
@@ -420,6 +450,7 @@ def container_comparison(
                     errors=eight["errors"] + one["errors"],
                     generator_cpu_8=eight["generator_cpu_share"],
                     generator_cpu_1=one["generator_cpu_share"],
+                    worker_cpu_8=eight["worker_cpu_s"],
                     load_average=round(os.getloadavg()[0], 2),
                 )
             log.info("%s: %s", mode, row)
@@ -578,13 +609,15 @@ def table(results: dict[str, Any]) -> str:
             f"accuracy on {results['images']} extra images: {results['extra_accuracy']}",
             f"load generator: {results['load_generator']}; load average "
             f"{results['load_average_start']} at the start, {results['load_average_end']} at the end",
-            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests | generator CPU (cores) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | requests | generator CPU (cores) "
+            "| CPU s per worker |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
     for row in results.get("load", []):
         lines.append(
             f"| {row['clients']} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | "
-            f"{row['p99_ms']} | {row['errors']} | {row['requests']} | {row['generator_cpu_share']} |"
+            f"{row['p99_ms']} | {row['errors']} | {row['requests']} | {row['generator_cpu_share']} "
+            f"| {row.get('worker_cpu_s')} |"
         )
     if "container" in results:
         c = results["container"]
@@ -599,16 +632,17 @@ def table(results: dict[str, Any]) -> str:
             f"{c['cgroup_parent'] or 'podman default, one process weight'}):",
             "| server | ready s (to /readyz) | ready s with bento fetch/import | req/s, 8 clients | "
             "p50 ms, 8 clients | req/s, 1 client | p50 ms, 1 client | generator CPU, 8 / 1 clients | "
-            "load average |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "load average | CPU s per worker, 8 clients |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *(
                 f"| {mode} | "
                 + " | ".join(str([r[k] for r in c["rows"][mode]]) for k in (*keys, *extra[:1]))
-                + f" / {[r[extra[1]] for r in c['rows'][mode]]} | {[r[extra[2]] for r in c['rows'][mode]]} |"
+                + f" / {[r[extra[1]] for r in c['rows'][mode]]} | {[r[extra[2]] for r in c['rows'][mode]]} "
+                + f"| {[r.get('worker_cpu_8') for r in c['rows'][mode]]} |"
                 for mode in modes
             ),
             *(
-                f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " | | |"
+                f"| median {mode} | " + " | ".join(str(c["medians"][mode][k]) for k in keys) + " | | | |"
                 for mode in modes
             ),
             "container start, from podman run (medians): entrypoint up and bento fetched "

@@ -82,6 +82,7 @@ SERVING_SOURCES = (
     "planets_mlops/service/decoding.py",
     "planets_mlops/service/decode_worker.py",
     "planets_mlops/service/protocol.py",
+    "planets_mlops/service/listening.py",
     "planets_mlops/service/service.py",
 )
 # Distributions the service process imports, pinned exactly in the bento.

@@ -34,11 +34,20 @@ from starlette.routing import Route
 
 from planets_mlops.errors import InvalidParameterError
 from planets_mlops.metric_names import current as current_metric_names
-from planets_mlops.service import protocol
+from planets_mlops.service import listening, protocol
 from planets_mlops.service.settings import ServingSettings
 from planets_mlops.service.uploads import UploadError, UploadGate, read_uploads
 
 logger = logging.getLogger(__name__)
+
+
+def _worker_index() -> int | None:
+    """This BentoML worker's index (1, 2, ...), or None outside a worker."""
+    from bentoml._internal.context import server_context
+
+    index = getattr(server_context, "worker_index", None)
+    return index if isinstance(index, int) else None
+
 
 MODEL_NAME = "planets-classifier"
 SERVICE_NAME = "planets_classifier"
@@ -49,6 +58,9 @@ except InvalidParameterError as exc:
     print(f"planets_classifier: bad serving setting: {exc}", file=sys.stderr, flush=True)
     raise
 protocol.install(SETTINGS)
+# In a worker other than the first: a listening socket of its own, so that the kernel
+# spreads connections over the workers (listening.py); elsewhere nothing.
+LISTENING = listening.spread_connections(_worker_index(), sys.argv)
 UPLOADS = UploadGate(SETTINGS.uploads_in_flight)
 # At shutdown the record writer and the inbox get this long to write what they hold.
 SHUTDOWN_FLUSH_S = 10.0

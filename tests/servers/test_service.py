@@ -645,3 +645,52 @@ def test_predict_batch_answers_a_list_even_when_the_batch_limit_is_one(
     assert batch.status_code == 200 and single.status_code == 200, (batch.text, single.text)
     assert batch.json() == {"predictions": [single.json()]}
     assert two.status_code == 400 and "1" in two.json()["error"], two.text
+
+
+def test_two_workers_each_take_connections_opened_together(packaged_bento: dict[str, Any]) -> None:
+    """With 2 workers, 16 keep-alive connections opened at once land on both (listening.py):
+    each worker past the first listens on a socket of its own in one SO_REUSEPORT group."""
+    import os
+    import socket
+
+    import psutil
+
+    from planets_mlops.app.dev.serve_local import serve_bento
+
+    with serve_bento(packaged_bento["archive"], env={"PLANETS_WORKERS": "2"}, ready_timeout=60) as server:
+        host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+        workers = [
+            p
+            for p in psutil.Process(server.process.pid).children(recursive=True)
+            if "--worker-id" in p.cmdline()
+        ]
+        assert len(workers) == 2, [p.cmdline() for p in workers]
+        connections = [socket.create_connection((host, port), timeout=10) for _ in range(16)]
+        try:
+            for conn in connections:  # one request each: every connection is accepted by then
+                conn.sendall(f"GET /livez HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            for conn in connections:
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            held = {
+                worker.pid: sum(
+                    1
+                    for c in worker.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+                )
+                for worker in workers
+            }
+            # The socket each worker listens on (its inode): two different ones.
+            listening = [
+                {
+                    os.readlink(f"/proc/{worker.pid}/fd/{c.fd}")
+                    for c in worker.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                }
+                for worker in workers
+            ]
+        finally:
+            for conn in connections:
+                conn.close()
+    # Linux hashes connections over the two sockets: one worker holding all 16 has odds of 3e-5.
+    assert sum(held.values()) == 16 and min(held.values()) > 0, held
+    assert all(len(inodes) == 1 for inodes in listening) and listening[0] != listening[1], listening
