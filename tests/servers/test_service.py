@@ -694,3 +694,48 @@ def test_two_workers_each_take_connections_opened_together(packaged_bento: dict[
     # Linux hashes connections over the two sockets: one worker holding all 16 has odds of 3e-5.
     assert sum(held.values()) == 16 and min(held.values()) > 0, held
     assert all(len(inodes) == 1 for inodes in listening) and listening[0] != listening[1], listening
+
+
+def test_a_port_taken_before_the_server_binds_it_is_replaced(
+    packaged_bento: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve_bento chooses a free port, closes it, and bentoml serve binds it later; another
+    socket may take it meanwhile (bentoml serve's own circus endpoints pick free ports too).
+    The race cannot be forced with real processes, so ``free_port`` is made to return, first,
+    a port that a non-HTTP listener holds (it answers like ZeroMQ): the readiness poll must
+    not stop at its answer, and the server must come up on another port."""
+    import socket
+    import threading
+
+    from planets_mlops.app.dev import serve_local
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(16)
+    taken_port = taken.getsockname()[1]
+
+    def answer_like_zeromq() -> None:
+        while True:
+            try:
+                conn, _ = taken.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"\xff" + b"\x00" * 8 + b"\x7f")
+
+    threading.Thread(target=answer_like_zeromq, daemon=True).start()
+    ports = iter([taken_port])
+    real_free_port = serve_local.free_port
+    monkeypatch.setattr(serve_local, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
+        with serve_local.serve_bento(packaged_bento["archive"], env={"PLANETS_WORKERS": "1"}) as server:
+            assert not server.url.endswith(f":{taken_port}")
+            assert serve_local._get(f"{server.url}/readyz") == 200
+        # A port the caller names is not replaced: the error says the address is in use.
+        with (
+            pytest.raises(serve_local.PortTakenError, match="(?i)address already in use"),
+            serve_local.serve_bento(packaged_bento["archive"], port=taken_port, env={"PLANETS_WORKERS": "1"}),
+        ):
+            pass
+    finally:
+        taken.close()

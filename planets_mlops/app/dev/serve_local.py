@@ -9,6 +9,7 @@ supervisor and workers all go.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import signal
@@ -244,7 +245,43 @@ def serve_bento(
         ServeError: the server exited or was not ready in time (its log is in the message).
     """
     check_settings(server_env(Path("."), env))
-    port = port or free_port()
+    chosen = port is None
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        stack = contextlib.ExitStack()
+        try:
+            server = stack.enter_context(
+                _serve_bento_on(archive, port or free_port(), env, home, ready_timeout, extra_args)
+            )
+        except PortTakenError:
+            # free_port() closes its socket before bentoml serve binds the port, and another
+            # socket may take it meanwhile: bentoml serve's own circus endpoints pick free
+            # ports too (a readiness poll once got ZeroMQ's greeting, 0xff..., from one).
+            if not chosen or attempt == PORT_ATTEMPTS:
+                raise
+            log.warning("the port chosen for bentoml serve was taken before it bound it; trying another")
+            continue
+        with stack:
+            yield server
+        return
+
+
+# Ports :func:`serve_bento` tries when it chooses them and one is taken before the server binds it.
+PORT_ATTEMPTS = 3
+
+
+class PortTakenError(ServeError):
+    """``bentoml serve`` could not bind its port: another process holds it."""
+
+
+@contextlib.contextmanager
+def _serve_bento_on(
+    archive: Path,
+    port: int,
+    env: Mapping[str, str] | None,
+    home: Path | None,
+    ready_timeout: float,
+    extra_args: Sequence[str],
+) -> Iterator[LocalServer]:
     with tempfile.TemporaryDirectory(prefix="serve-bento-") as tmp:
         home = Path(home).resolve() if home else Path(tmp) / "bentoml"
         tag = import_bento(Path(archive), home)
@@ -286,10 +323,11 @@ def wait_ready(server: LocalServer, timeout: float) -> None:
     deadline = server.started_at + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise ServeError(
-                f"bentoml serve {server.tag} exited with {server.process.returncode}:\n{server.log_tail()}"
-            )
-        with contextlib.suppress(OSError):
+            tail = server.log_tail()
+            error = PortTakenError if "address already in use" in tail.lower() else ServeError
+            raise error(f"bentoml serve {server.tag} exited with {server.process.returncode}:\n{tail}")
+        # Not answering yet, or something else answers on the port (not HTTP): not ready.
+        with contextlib.suppress(OSError, http.client.HTTPException):
             if _get(f"{server.url}/readyz", timeout=1.0) == 200:
                 server.ready_s = time.monotonic() - server.started_at
                 return
