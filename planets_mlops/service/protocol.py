@@ -141,11 +141,11 @@ def install(settings: ServingSettings) -> None:
     """Make uvicorn use :class:`GuardedHttpToolsProtocol` with ``settings``' limits.
 
     Also asks libuv (uvloop) to accept one connection at a time (``UV_TCP_SINGLE_ACCEPT``,
-    read when the worker starts listening, after this): the workers share one listening
-    socket, and the first to wake used to accept every pending connection, so the 8
-    keep-alive connections of a load test usually all landed on one worker (measured:
-    5.0 against 0.0 CPU s). Accepting one, then yielding, gives the other worker its turn:
-    4 of 4 runs split evenly (docs/serving.md). Set to 0 to turn it off.
+    read when the worker starts listening, after this): on a listening socket that
+    workers share, the first to wake would otherwise accept every pending connection.
+    Set to 0 to turn it off. It was not enough to spread keep-alive connections opened
+    together (one worker took all 8 of a load test in 5 of 6 runs), so workers past the
+    first now listen on sockets of their own (:mod:`.listening`).
     """
     import uvicorn.config
 
