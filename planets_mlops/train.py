@@ -1010,8 +1010,8 @@ if __name__ == "__main__":
     )
     from planets_mlops.quick_exit import end_now
 
-    if sys.argv[1:2] == ["--warm"]:  # a local run's warm child: planets_mlops.warm_trainer
+    if sys.argv[1:2] in (["--warm"], ["--warm-at"]):  # a local run's warm child: planets_mlops.warm_trainer
         from planets_mlops.warm_trainer import serve_main
 
-        end_now(serve_main(sys.argv[2:], prepare=import_tensorflow, run=child_main))
+        end_now(serve_main(sys.argv[1:], prepare=import_tensorflow, run=child_main))
     end_now(child_main(sys.argv[1:]))

@@ -17,8 +17,10 @@ The warm child takes a job only from the same interpreter and checkout, and with
 value of every environment variable that can change TensorFlow or the training (``TF_*``,
 ``CUDA*``, ``OMP_*``, ``PLANETS_*``...); otherwise it declines, and the task starts a new child
 as before. So does a task whose socket is gone or refuses connections. A warm child serves
-one job and ends; the run stops it if no job came. On a cluster every task is a pod of its
-own, and nothing here is used.
+one job and ends; the run stops it if no job came. A local run in the images
+(``DockerRunner``) starts a warm training container the same way
+(:func:`planets_mlops.app.containers.warm_training_container`). On a cluster every task is a
+pod of its own, and nothing here is used.
 
 This module imports only the standard library (and :mod:`planets_mlops.quick_exit`, which is
 standard library only) at the top: the training task imports it.
@@ -175,17 +177,19 @@ class HandedOver:
             answer.get("pid"),
         )
         # The training itself may take as long as it takes; the child's end closes the socket.
-        ended = self._answer(None)
+        ended = self._answer(None, limit=_MAX_JOB_BYTES)
         self._close()
         if "exit" not in ended:
             log.error("The warm trainer ended without an exit status.")
             return 1
+        if isinstance(ended.get("result"), str):
+            Path(self._argv[3]).write_text(ended["result"])
         return int(ended["exit"])
 
-    def _answer(self, timeout: float | None) -> dict[str, Any]:
+    def _answer(self, timeout: float | None, limit: int = 4096) -> dict[str, Any]:
         self._connection.settimeout(timeout)
         try:
-            line = self._reader.readline(4096)
+            line = self._reader.readline(limit)
         except TimeoutError:
             return {"declined": f"no answer in {timeout:.0f} s"}
         except OSError as exc:
@@ -285,27 +289,39 @@ def _reply(connection: socket.socket, answer: dict[str, Any]) -> None:
     connection.sendall(json.dumps(answer).encode() + b"\n")
 
 
-def _take_streams(fds: list[int], start_log: Path) -> None:
+def _take_streams(fds: list[int], start_log: Path | None) -> None:
     """Write from now on to the task's stdout and stderr; what the import printed goes there first."""
     flush_output()
     for fd, target in zip(fds, (1, 2), strict=True):
         os.dup2(fd, target)
         os.close(fd)
-    if start_log.is_file():
+    if start_log is not None and start_log.is_file():
         with contextlib.suppress(OSError):
             os.write(1, start_log.read_bytes()[-65536:])
 
 
 def serve_main(argv: list[str], prepare: Callable[[], None], run: Callable[[list[str]], int]) -> int:
-    """``python -m planets_mlops.train --warm FD LOG``: :func:`serve` on the inherited socket ``FD``."""
+    """``python -m planets_mlops.train --warm FD LOG`` or ``--warm-at PATH``: :func:`serve`.
+
+    ``--warm FD LOG``: on the socket inherited as ``FD`` (a local run's subprocess runner),
+    what the import printed kept in ``LOG``. ``--warm-at PATH``: on a socket it binds at
+    ``PATH`` itself (a warm training container, :func:`planets_mlops.app.containers.warm_training_container`:
+    the folder is bind-mounted into the task containers); what the import printed stays in
+    the container's log.
+    """
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # waiting, nothing to keep: end now
-    fd, start_log = argv
+    if argv[:1] == ["--warm-at"] and len(argv) == 2:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(argv[1])
+        server.listen(4)
+        return serve(server, None, prepare, run)
+    _, fd, start_log = argv
     return serve(socket.socket(fileno=int(fd)), Path(start_log), prepare, run)
 
 
 def serve(
     server: socket.socket,
-    start_log: Path,
+    start_log: Path | None,
     prepare: Callable[[], None],
     run: Callable[[list[str]], int],
 ) -> int:
@@ -351,14 +367,21 @@ def serve(
             server.close()
             _take_streams(fds, start_log)
             _reply(connection, {"pid": os.getpid()})
-            try:
-                code = run([str(a) for a in job["argv"]])
-            except BaseException:  # noqa: BLE001 - reported as a new child would: traceback, status 1
-                import traceback
+            # The result file is written here and its text sent back: the task's own path
+            # may be in a folder this process cannot see (another container's /tmp).
+            argv = [str(a) for a in job["argv"]]
+            with tempfile.TemporaryDirectory(prefix="warm-trainer-") as scratch:
+                result_file = Path(scratch) / "result.json"
+                try:
+                    argv[3] = str(result_file)  # child_main: PREPARED_DIR MODEL_DIR PARAMS_JSON RESULT_FILE
+                    code = run(argv)
+                except BaseException:  # noqa: BLE001 - reported as a new child would: traceback, status 1
+                    import traceback
 
-                traceback.print_exc()
-                code = 1
+                    traceback.print_exc()
+                    code = 1
+                result = result_file.read_text() if result_file.is_file() else None
             flush_output()
             with contextlib.suppress(OSError):
-                _reply(connection, {"exit": code})
+                _reply(connection, {"exit": code, "result": result})
             return code

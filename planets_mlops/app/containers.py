@@ -13,6 +13,7 @@ starts one on a private socket and points ``DOCKER_HOST`` at it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Environment the components may need inside a container, copied from the caller's when set.
 PASSED_ENV = (
@@ -224,6 +227,82 @@ def docker_runner(
     if cgroup_parent:
         args["cgroup_parent"] = cgroup_parent
     return local.DockerRunner(**args)
+
+
+def training_image(pipeline: Any) -> str | None:
+    """The image of ``pipeline``'s top-level training step, from its compiled spec; None: none."""
+    from google.protobuf import json_format
+
+    spec = pipeline.pipeline_spec
+    for task in spec.root.dag.tasks.values():
+        if task.component_ref.name.startswith("comp-train-model"):
+            label = spec.components[task.component_ref.name].executor_label
+            executors = json_format.MessageToDict(spec.deployment_spec).get("executors", {})
+            return executors.get(label, {}).get("container", {}).get("image")
+    return None
+
+
+@contextlib.contextmanager
+def warm_training_container(runner: Any, pipeline: Any, pipeline_root: Path) -> Iterator[Path | None]:
+    """:func:`planets_mlops.warm_trainer.warm_trainer` for a run in the images (``DockerRunner``).
+
+    A container of the training step's image, with the runner's settings and the pipeline
+    root mounted as the task containers have it, runs ``python -m planets_mlops.train
+    --warm-at SOCKET`` with the socket in a new folder of the pipeline root: it imports
+    TensorFlow while pull and prepare run, and the training task's container, given
+    ``$PLANETS_WARM_TRAINER``, hands it its job and its output. On exit the container is
+    removed (it has trained and ended, or no job came) and the variable taken back from
+    the runner. Yields the socket's path; None, and nothing started, where the pipeline has
+    no top-level training step or the container cannot be started (a warning says why).
+    """
+    import uuid
+
+    import docker
+    from kfp.local import docker_task_handler
+
+    from planets_mlops.warm_trainer import ENV
+
+    image = training_image(pipeline)
+    if image is None:
+        yield None
+        return
+    root = Path(pipeline_root).resolve()
+    folder = root / f".warm-trainer-{uuid.uuid4().hex[:12]}"
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)  # the images' user binds the socket here
+    path = folder / "socket"
+    run_args = dict(runner.container_run_args)
+    run_args.pop("auto_remove", None)
+    environment = run_args.setdefault("environment", {})
+    client = docker.from_env(version=_engine_answer("version", _api_version))
+    try:
+        container = client.containers.run(
+            image=docker_task_handler.add_latest_tag_if_not_present(image),
+            command=["python", "-m", "planets_mlops.train", "--warm-at", str(path)],
+            detach=True,
+            volumes={str(root): {"bind": str(root), "mode": "rw"}},
+            **run_args,
+        )
+    except docker.errors.DockerException as exc:
+        log.warning("No warm training container (%s): the training step starts its own child.", exc)
+        client.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        yield None
+        return
+    previous = environment.get(ENV)
+    environment[ENV] = str(path)
+    runner.container_run_args["environment"] = environment
+    try:
+        yield path
+    finally:
+        if previous is None:
+            environment.pop(ENV, None)
+        else:
+            environment[ENV] = previous
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        client.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def shared_pipeline_root(parent: Path | None = None) -> Path:

@@ -513,9 +513,9 @@ def run_local(
             folder ``<parent>/<stem>-<UTC time>/`` (``<name>`` for the whole run, one
             ``<task>.log`` per step; :attr:`LocalRun.log_file` is the whole run's) and the
             terminal shows one progress line per step; otherwise everything goes to stdout.
-        runner: the kfp.local runner (default: SubprocessRunner in this environment; then
-            a pipeline that trains gets a warm training child from the start,
-            :mod:`planets_mlops.warm_trainer`).
+        runner: the kfp.local runner (default: SubprocessRunner in this environment). A
+            pipeline that always trains gets its training child started with the run
+            (:mod:`planets_mlops.warm_trainer`), in a container under ``DockerRunner``.
         **arguments: pipeline parameters.
 
     Raises:
@@ -524,8 +524,28 @@ def run_local(
     """
     arguments = check_arguments(pipeline, arguments)
     init_local(pipeline_root, runner)
-    with warm_trainer(enabled=runner is None and trains(pipeline)):
+    with _warm_training(runner, pipeline, pipeline_root):
         return _run(pipeline, pipeline_root, log_file, arguments)
+
+
+def _warm_training(runner: Any, pipeline: Any, pipeline_root: Path) -> contextlib.AbstractContextManager:
+    """The training step's child, started with the run where every run trains (:func:`trains`).
+
+    Under the subprocess runner a process of this environment
+    (:func:`planets_mlops.warm_trainer.warm_trainer`); under ``DockerRunner`` a container of
+    the training image (:func:`planets_mlops.app.containers.warm_training_container`).
+    """
+    if not trains(pipeline):
+        return contextlib.nullcontext()
+    if runner is None:
+        return warm_trainer()
+    from kfp import local
+
+    if isinstance(runner, local.DockerRunner):
+        from planets_mlops.app.containers import warm_training_container
+
+        return warm_training_container(runner, pipeline, pipeline_root)
+    return contextlib.nullcontext()
 
 
 def trains(pipeline: Any) -> bool:

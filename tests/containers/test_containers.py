@@ -211,6 +211,12 @@ def test_training_pipeline_in_its_images(podman_api, served_data_repo, shared_ro
     assert run.metadata("package-model", "bento")["bento_tag"].startswith("planets_classifier:")
     assert run.artifact("package-model", "bento").stat().st_size > 10_000
     assert_ran_in_images(run, images)
+    # The training step handed its job to the warm training container the run started
+    # (TensorFlow imported while pull and prepare ran), and its epochs are in its own log.
+    train_log = (run.log_file.parent / "train-model.log").read_text()
+    assert "Training in the warm trainer" in train_log and "progress: epoch 1 of" in train_log
+    assert "new process" not in train_log
+    assert not list(shared_root.glob(".warm-trainer-*"))
 
 
 @pytest.fixture

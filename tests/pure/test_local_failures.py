@@ -97,3 +97,12 @@ def test_only_a_pipeline_that_always_trains_gets_a_warm_training_child():
     # retraining trains only on new labels: a warm child would import TensorFlow for nothing.
     assert [trains(p) for p in (training, retraining, monitoring)] == [True, False, False]
     assert trains(step_error) is False  # not a pipeline
+
+
+def test_the_warm_training_container_runs_the_training_step_s_own_image():
+    from components.images import TRAINING_GPU_IMAGE
+    from planets_mlops.app.containers import training_image
+
+    assert training_image(training) == TRAINING_GPU_IMAGE
+    # No top-level training step: no warm container.
+    assert training_image(retraining) is None and training_image(monitoring) is None
