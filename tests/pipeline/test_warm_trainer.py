@@ -119,3 +119,35 @@ def test_a_run_whose_socket_cannot_be_made_goes_on_without_a_warm_child(monkeypa
     with warm_trainer.warm_trainer() as path:
         assert path is None and warm_trainer.ENV not in os.environ
     assert "No warm training child" in caplog.text and list(deep.iterdir()) == []
+
+
+def test_a_warm_child_bound_at_a_path_sends_the_result_back_over_the_socket(
+    small_prepared, new_child_model, tmp_path, monkeypatch, caplog
+):
+    """``python -m planets_mlops.train --warm-at PATH``, as the warm training container runs it:
+    it binds the socket itself, and writes the result file in a folder of its own and sends its
+    text back (in the images the task's own result path is in another container's /tmp)."""
+    import subprocess
+    import sys
+    import time
+
+    caplog.set_level("INFO", logger="planets_mlops.warm_trainer")
+    path = tmp_path / "socket"
+    child = subprocess.Popen([sys.executable, "-m", "planets_mlops.train", "--warm-at", str(path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.exists(), "the warm child bound no socket"
+        monkeypatch.setenv(warm_trainer.ENV, str(path))
+        result = train_model_in_child(small_prepared, tmp_path / "model", TINY)
+        assert child.wait(timeout=60) == 0  # it served its one job and ended
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "Training in the warm trainer" in caplog.text and "new process" not in caplog.text
+    folder, expected = new_child_model
+    assert result.history == expected.history
+    assert result.metadata() | {"train_seconds": 0} == expected.metadata() | {"train_seconds": 0}
+    _same_model(tmp_path / "model", folder, small_prepared)
