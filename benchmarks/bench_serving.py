@@ -199,21 +199,16 @@ def workers_cpu_s() -> dict[str, float]:
     One server runs at a time in this benchmark (``bentoml serve`` or the container, whose
     processes this host sees), so these are its workers.
     """
-    ticks = os.sysconf("SC_CLK_TCK")
     found: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"--worker-id" not in argv:
-                continue
             worker = argv[argv.index(b"--worker-id") + 1].decode()
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            found[worker] = found.get(worker, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError):  # gone, or not a worker
             continue
+        found[worker] = found.get(worker, 0.0) + process_cpu_s(entry.name)
     return found
 
 
@@ -513,16 +508,17 @@ def container_phases(log_text: str, started: float) -> dict[str, float]:
 
 def tree_cpu_s(root_pid: int) -> float:
     """CPU seconds (user + system) used so far by ``root_pid`` and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in process_tree(root_pid):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / ticks
+    return sum(process_cpu_s(pid) for pid in process_tree(root_pid))
+
+
+def process_cpu_s(pid: int | str) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def count_records(root: Path) -> int:

@@ -169,6 +169,13 @@ def _api_version() -> str:
         client.close()
 
 
+def _engine_client() -> Any:
+    """A Docker client of ``$DOCKER_HOST`` that does not ask the engine its API version again."""
+    import docker
+
+    return docker.from_env(version=_engine_answer("version", _api_version))
+
+
 def run_task(handler: Any) -> Any:
     """``kfp.local.docker_task_handler.DockerTaskHandler.run`` without its per-task engine queries.
 
@@ -177,12 +184,11 @@ def run_task(handler: Any) -> Any:
     process (:data:`_ENGINE_ANSWERS`). A command that pip-installs goes to kfp's own, which
     serialises those installs.
     """
-    import docker
     from kfp.local import docker_task_handler, status
 
     if "pip install" in " ".join(handler.full_command or []):
         return _KFP_RUN[0](handler)
-    client = docker.from_env(version=_engine_answer("version", _api_version))
+    client = _engine_client()
     try:
         volumes = handler.get_volumes_to_mount(_InfoOnce(client))
         run_args = dict(handler.runner.container_run_args)
@@ -233,13 +239,15 @@ def training_image(pipeline: Any) -> str | None:
     """The image of ``pipeline``'s top-level training step, from its compiled spec; None: none."""
     from google.protobuf import json_format
 
+    from planets_mlops.app.local import training_component
+
+    component = training_component(pipeline)
+    if component is None:
+        return None
     spec = pipeline.pipeline_spec
-    for task in spec.root.dag.tasks.values():
-        if task.component_ref.name.startswith("comp-train-model"):
-            label = spec.components[task.component_ref.name].executor_label
-            executors = json_format.MessageToDict(spec.deployment_spec).get("executors", {})
-            return executors.get(label, {}).get("container", {}).get("image")
-    return None
+    label = spec.components[component].executor_label
+    executors = json_format.MessageToDict(spec.deployment_spec).get("executors", {})
+    return executors.get(label, {}).get("container", {}).get("image")
 
 
 @contextlib.contextmanager
@@ -274,7 +282,7 @@ def warm_training_container(runner: Any, pipeline: Any, pipeline_root: Path) -> 
     run_args = dict(runner.container_run_args)
     run_args.pop("auto_remove", None)
     environment = run_args.setdefault("environment", {})
-    client = docker.from_env(version=_engine_answer("version", _api_version))
+    client = _engine_client()
     try:
         container = client.containers.run(
             image=docker_task_handler.add_latest_tag_if_not_present(image),

@@ -555,10 +555,18 @@ def trains(pipeline: Any) -> bool:
     Where training is conditional (``retraining`` trains only on new labels), the child's
     import would be wasted on the runs that do not train, so none is started.
     """
+    return training_component(pipeline) is not None
+
+
+def training_component(pipeline: Any) -> str | None:
+    """The name of the component of ``pipeline``'s top-level training step; None: it has none."""
     spec = getattr(pipeline, "pipeline_spec", None)
-    return spec is not None and any(
-        task.component_ref.name.startswith("comp-train-model") for task in spec.root.dag.tasks.values()
-    )
+    if spec is None:
+        return None
+    for task in spec.root.dag.tasks.values():
+        if task.component_ref.name.startswith("comp-train-model"):
+            return str(task.component_ref.name)
+    return None
 
 
 def _run(

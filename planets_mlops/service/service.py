@@ -60,7 +60,7 @@ except InvalidParameterError as exc:
 protocol.install(SETTINGS)
 # In a worker other than the first: a listening socket of its own, so that the kernel
 # spreads connections over the workers (listening.py); elsewhere nothing.
-LISTENING = listening.spread_connections(_worker_index(), sys.argv)
+listening.spread_connections(_worker_index(), sys.argv)
 UPLOADS = UploadGate(SETTINGS.uploads_in_flight)
 # At shutdown the record writer and the inbox get this long to write what they hold.
 SHUTDOWN_FLUSH_S = 10.0
