@@ -235,11 +235,20 @@ def docker_runner(
     return local.DockerRunner(**args)
 
 
+def training_component(pipeline: Any) -> str | None:
+    """The name of the component of ``pipeline``'s top-level training step; None: it has none."""
+    spec = getattr(pipeline, "pipeline_spec", None)
+    if spec is None:
+        return None
+    for task in spec.root.dag.tasks.values():
+        if task.component_ref.name.startswith("comp-train-model"):
+            return str(task.component_ref.name)
+    return None
+
+
 def training_image(pipeline: Any) -> str | None:
     """The image of ``pipeline``'s top-level training step, from its compiled spec; None: none."""
     from google.protobuf import json_format
-
-    from planets_mlops.app.local import training_component
 
     component = training_component(pipeline)
     if component is None:

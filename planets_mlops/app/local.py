@@ -555,18 +555,9 @@ def trains(pipeline: Any) -> bool:
     Where training is conditional (``retraining`` trains only on new labels), the child's
     import would be wasted on the runs that do not train, so none is started.
     """
+    from planets_mlops.app.containers import training_component
+
     return training_component(pipeline) is not None
-
-
-def training_component(pipeline: Any) -> str | None:
-    """The name of the component of ``pipeline``'s top-level training step; None: it has none."""
-    spec = getattr(pipeline, "pipeline_spec", None)
-    if spec is None:
-        return None
-    for task in spec.root.dag.tasks.values():
-        if task.component_ref.name.startswith("comp-train-model"):
-            return str(task.component_ref.name)
-    return None
 
 
 def _run(
