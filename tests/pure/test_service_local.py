@@ -91,7 +91,7 @@ def test_a_scan_bomb_decode_is_killed_at_the_deadline_and_frees_its_slot() -> No
     from planets_mlops.imaging import LIMITS
     from planets_mlops.service.decoding import Refused
 
-    decoder = _decoder(dataclasses.replace(LIMITS, max_scans=10**6), decode_timeout_s=3, decode_queue=1)
+    decoder = _decoder(dataclasses.replace(LIMITS, max_scans=10**6), decode_timeout_s=1, decode_queue=1)
     # 1024x1024 of 400,000 scans: about 30 s of libjpeg work in one call here (512x512 of
     # 100,000 scans took 2 s, under the deadline on a fast machine).
     bomb = hostile.progressive_scan_bomb(1024, 400_000)
