@@ -18,7 +18,8 @@ conv 64, dense 128, 10 epochs) unless ``--model-dir`` is given, packages it with
   ``bentoml serve``, alternating for ``--rounds`` rounds: start to ``/readyz`` (the
   container's includes fetching and importing the bento; ``bentoml serve``'s is given
   without and with its ``bentoml import``), req/s at 8 clients, p50 at 1 client, and the
-  ratio container / ``bentoml serve`` of each median.
+  ratio container / ``bentoml serve`` of each median and within each round (its two servers
+  back to back, so a host that speeds up or slows down between rounds moves both).
 
 The load generator is ``wrk`` (Debian's; ``make setup`` installs it: ``scripts/setup_debian_tools.sh``)
 replaying the pre-built HTTP/1.1 requests on keep-alive sockets from one C thread
@@ -482,6 +483,15 @@ def container_comparison(
             name: round(medians["container"][c] / medians["serve"][s], 3) if medians["serve"][s] else None
             for name, (s, c) in compared.items()
         },
+        # Each round runs its two servers back to back: the ratio within a round is not moved
+        # by the host's speed drifting between rounds (seen here: 1,832 to 1,118 req/s in 4 minutes).
+        "round_ratios": {
+            name: [
+                round(there[c] / here[s], 3) if here[s] else None
+                for here, there in zip(rows["serve"], rows["container"], strict=True)
+            ]
+            for name, (s, c) in compared.items()
+        },
         "errors": sum(r["errors"] for r in rows["serve"] + rows["container"]),
     }
 
@@ -649,6 +659,12 @@ def table(results: dict[str, Any]) -> str:
             f"(medians' difference), then /readyz {c['medians']['serve']['ready_s']} s",
             f"container / bentoml serve (ready: with the bento import on both sides): "
             f"{c['ratio_container_to_serve']} (target: within 10 %); errors {c['errors']}",
+            "the same ratio within each round (its two servers back to back), and their median: "
+            + "; ".join(
+                f"{name} {values} median {round(float(np.median(values)), 3)}"
+                for name, values in c["round_ratios"].items()
+                if None not in values
+            ),
         ]
     if "monitoring" in results:
         m = results["monitoring"]
