@@ -10,7 +10,7 @@ import pytest
 
 from planets_mlops.datarepo import commit_data, create_data_repo, git
 from planets_mlops.errors import DataSourceError
-from planets_mlops.pull import check_endpoint, pull_dataset
+from planets_mlops.pull import check_endpoint, is_local_remote, pull_dataset
 from tests.support.fixtures.data import copy_subset
 
 
@@ -29,6 +29,57 @@ def test_pull_at_tag_reads_the_remote(data_repo, small_raw, tmp_path):
     assert meta["dvc_hash"].endswith(".dir")
     dvc_file = (data_repo["repo"] / "data" / "raw.dvc").read_text()
     assert meta["dvc_hash"] in dvc_file
+
+
+def test_a_local_remote_is_copied_file_by_file_and_a_chosen_link_type_is_kept(
+    data_repo, small_raw, tmp_path, monkeypatch
+):
+    """From a remote folder DVC's link step is skipped: one reflink tried per file, not two.
+
+    ``system.reflink`` is DVC's own, wrapped to count its calls (it still runs). DVC links
+    each file with the remote's link types (reflink, then copy) and its copy tries a reflink
+    again: ext4 refuses both, and they cost a third of the bundled data set's pull. With the
+    link types set to copy, only the copy's own try is left. A caller who names link types
+    in ``remote_config`` gets them.
+    """
+    from dvc_objects.fs import system
+
+    tries = []
+    real = system.reflink
+
+    def counted(source, destination):
+        tries.append(source)
+        return real(source, destination)
+
+    monkeypatch.setattr(system, "reflink", counted)
+    pull_dataset(data_repo["url"], "v1", "data/raw", tmp_path / "out")
+    assert len(tries) == 60
+    assert _files(tmp_path / "out") == _files(small_raw)
+    for path in (tmp_path / "out").rglob("*.jpg"):
+        assert path.read_bytes() == (small_raw / path.relative_to(tmp_path / "out")).read_bytes()
+
+    tries.clear()
+    chosen = pull_dataset(
+        data_repo["url"], "v1", "data/raw", tmp_path / "chosen", remote_config={"type": ["reflink", "copy"]}
+    )
+    assert len(tries) == 120 and chosen.num_files == 60
+    assert _files(tmp_path / "chosen") == _files(small_raw)
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("/srv/dvc-remote", True),
+        ("../dvc-remote", True),
+        ("file:///srv/dvc-remote", True),
+        ("gs://bucket/dvc", False),
+        ("s3://bucket/dvc", False),
+        ("remote://storage/sub", False),
+        ("", False),
+    ],
+)
+def test_is_local_remote(url, local):
+    assert is_local_remote(url) is local
 
 
 def test_revision_selects_the_data_version(tmp_path):
