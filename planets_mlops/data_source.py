@@ -113,8 +113,10 @@ def dvc_filesystem(repo_url: str, rev: str, path: str, **options: Any) -> Iterat
     from dvc.api import DVCFileSystem
 
     url = normalise_repo_url(repo_url)
+    fs = None
     try:
-        yield DVCFileSystem(url, rev=rev, **options)
+        fs = DVCFileSystem(url, rev=rev, **options)
+        yield fs
     except PlanetsError:
         raise
     except Exception as exc:  # noqa: BLE001 - mapped to one clear error
@@ -123,9 +125,37 @@ def dvc_filesystem(repo_url: str, rev: str, path: str, **options: Any) -> Iterat
         try:
             from dvc.repo.open_repo import clean_repos
 
+            if fs is not None:
+                forget_clone_state(fs)
             clean_repos()
         except Exception:  # noqa: BLE001 - cleanup only
             pass
+
+
+def forget_clone_state(fs: Any) -> None:
+    """Remove what DVC keeps on this machine for the temporary clone behind ``fs``.
+
+    DVC keeps a folder of state for each repository it opens (``/var/tmp/dvc/repo/<hash>``,
+    its data index and file states, ~0.3 MB after a pull of the bundled data set), keyed by
+    the repository's path. Every pull reads a fresh clone in a temporary folder, so every
+    pull left a folder there that nothing would read again: 4,017 of them, 801 MB, on the
+    machine that ran this project's tests. The state of a repository that is not such a
+    clone (a user's own checkout) is left alone. Closes ``fs``.
+    """
+    import shutil
+
+    from dvc.repo.open_repo import CLONES
+
+    repo = vars(fs).get("repo")  # a cached property: None when the repository was never opened
+    fs.close()
+    if repo is None:
+        return
+    clones = [Path(folder) for folder, _ in CLONES.values()]
+    # A repository read at a git revision has root "/" in its git tree; its checkout is the scm's.
+    checkout = getattr(getattr(repo, "scm", None), "root_dir", None) or repo.root_dir
+    if not any(Path(checkout).is_relative_to(folder) for folder in clones):
+        return
+    shutil.rmtree(repo.site_cache_dir, ignore_errors=True)
 
 
 def tree_hash(info: dict[str, Any]) -> str:

@@ -200,8 +200,11 @@ def pull_dataset(
 
             copy_config = {**(remote_config or {}), "type": ["copy"]}
             url = normalise_repo_url(repo_url)
-            fs = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=copy_config)
-            fs.get(path, str(out_dir), recursive=True, batch_size=1)
+            copying = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=copy_config)
+            try:
+                copying.get(path, str(out_dir), recursive=True, batch_size=1)
+            finally:
+                copying.close()  # same clone, same state folder: forgotten with ``fs``'s
         else:
             fs.get(path, str(out_dir), recursive=True)
     index = index_dataset(out_dir, verify=False)

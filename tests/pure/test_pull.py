@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from planets_mlops.data_source import data_version
 from planets_mlops.datarepo import commit_data, create_data_repo, git
 from planets_mlops.errors import DataSourceError
 from planets_mlops.pull import check_endpoint, is_local_remote, pull_dataset
@@ -64,6 +65,21 @@ def test_a_local_remote_is_copied_file_by_file_and_a_chosen_link_type_is_kept(
     )
     assert len(tries) == 120 and chosen.num_files == 60
     assert _files(tmp_path / "chosen") == _files(small_raw)
+
+
+def test_a_pull_leaves_no_state_of_its_clone_behind(data_repo, tmp_path, monkeypatch):
+    """DVC keeps a state folder per repository path; each pull's clone is new, so it is removed.
+
+    ``DVC_SITE_CACHE_DIR`` (DVC's own setting) points DVC's machine-wide folder at this test's.
+    """
+    site = tmp_path / "dvc-site"
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(site))
+    for attempt in range(2):
+        result = pull_dataset(data_repo["url"], "v1", "data/raw", tmp_path / f"out{attempt}")
+        assert result.num_files == 60
+        assert (site / "repo").is_dir() and list((site / "repo").iterdir()) == []
+    assert data_version(data_repo["url"], "v1", "data/raw")[0] == data_repo["commit"]
+    assert list((site / "repo").iterdir()) == []
 
 
 @pytest.mark.parametrize(
