@@ -349,8 +349,7 @@ def _datasets(
     # share of it: a generator has no files to shard by.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
-    def dataset(generate: Any, count: int) -> Any:
-        batches = -(-count // global_batch)
+    def dataset(generate: Any, batches: int) -> Any:
         return (
             tf.data.Dataset.from_generator(generate, output_signature=signature)
             .apply(tf.data.experimental.assert_cardinality(batches))
@@ -358,7 +357,70 @@ def _datasets(
             .with_options(options)
         )
 
-    return n_train, dataset(train_gen, n_train), n_val, dataset(val_gen, n_val)
+    # The training batches of every epoch come from one generator that a thread of its own
+    # runs ahead (epochs_ahead), and fit reads steps_per_epoch of them per epoch: the same
+    # batches in the same order (the weights are the same to the bit), made while the
+    # previous step computes. A generator made again for each epoch, on TensorFlow's one
+    # inter-op thread, took 0.60-0.70 s an epoch against 0.52-0.59 (bundled data, suite recipe).
+    epochs = max(params.epochs, 1)
+    steps = -(-n_train // global_batch)
+    train = dataset(epochs_ahead(train_gen, epochs), steps * epochs)
+    return n_train, train, n_val, dataset(val_gen, -(-n_val // global_batch))
+
+
+def epochs_ahead(
+    generate: Callable[[], Iterator[Any]], epochs: int, depth: int = 4
+) -> Callable[[], Iterator[Any]]:
+    """A generator function over ``epochs`` runs of ``generate()``, made by a thread ``depth`` ahead.
+
+    The items and their order are those of calling ``generate()`` ``epochs`` times; the
+    thread only computes them earlier (NumPy and TensorFlow release the GIL while they
+    compute). An error in the thread is raised where its item would have come. The thread
+    stops when the generator is closed or dropped before its end (``fit`` stopped early).
+    """
+    import queue
+    import threading
+
+    def run() -> Iterator[Any]:
+        items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+
+        def put(kind: str, value: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    items.put((kind, value), timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for _ in range(epochs):
+                    for item in generate():
+                        if not put("item", item):
+                            return
+                put("end", None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                put("error", exc)
+
+        thread = threading.Thread(target=produce, name="training-batches", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = items.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            stop.set()
+            thread.join(timeout=1)  # it looks at stop every 0.1 s
+            if thread.is_alive():
+                log.warning("The thread making training batches did not stop in 1 s; it is left to end.")
+
+    return run
 
 
 def with_embedding(model: Any) -> Any:
@@ -935,6 +997,7 @@ def _fit(prepared_dir: Path, params: TrainParams, strategy: Any = None, workers:
     fit = model.fit(
         train_ds,
         epochs=params.epochs,
+        steps_per_epoch=-(-n_train // distribution["global_batch_size"]),
         validation_data=val_ds,
         shuffle=False,
         verbose=0,  # one progress line per epoch instead (planets_mlops.progress)
