@@ -110,12 +110,9 @@ def dvc_filesystem(repo_url: str, rev: str, path: str, **options: Any) -> Iterat
     becomes one :class:`DataSourceError` that names the repository, revision and ``path``
     (:func:`explain`); DVC's cached clones are cleaned up on the way out.
     """
-    from dvc.api import DVCFileSystem
-
-    url = normalise_repo_url(repo_url)
     fs = None
     try:
-        fs = DVCFileSystem(url, rev=rev, **options)
+        fs = open_filesystem(repo_url, rev, **options)
         yield fs
     except PlanetsError:
         raise
@@ -130,6 +127,17 @@ def dvc_filesystem(repo_url: str, rev: str, path: str, **options: Any) -> Iterat
             clean_repos()
         except Exception:  # noqa: BLE001 - cleanup only
             pass
+
+
+def open_filesystem(repo_url: str, rev: str, **options: Any) -> Any:
+    """A ``DVCFileSystem`` of ``repo_url`` at ``rev``; inside :func:`dvc_filesystem`, which cleans up.
+
+    A second one of the same repository and revision in that block reuses DVC's clone (the
+    pull opens one with other remote settings).
+    """
+    from dvc.api import DVCFileSystem
+
+    return DVCFileSystem(normalise_repo_url(repo_url), rev=rev, **options)
 
 
 def forget_clone_state(fs: Any) -> None:

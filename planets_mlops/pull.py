@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planets_mlops.data_source import check_parents_readable, dvc_filesystem, normalise_repo_url, tree_hash
+from planets_mlops.data_source import (
+    check_parents_readable,
+    dvc_filesystem,
+    normalise_repo_url,
+    open_filesystem,
+    tree_hash,
+)
 from planets_mlops.dataset import index_dataset
 from planets_mlops.errors import DataError, DataSourceError
 
@@ -196,11 +202,8 @@ def pull_dataset(
             # 1.36 s), the same files; a local run's pull shares the machine with the
             # training child importing TensorFlow. The repository is opened again with that
             # setting (DVC keeps its clone: ~10 ms).
-            from dvc.api import DVCFileSystem
-
             copy_config = {**(remote_config or {}), "type": ["copy"]}
-            url = normalise_repo_url(repo_url)
-            copying = DVCFileSystem(url, rev=rev, remote=remote or None, remote_config=copy_config)
+            copying = open_filesystem(repo_url, rev, remote=remote or None, remote_config=copy_config)
             try:
                 copying.get(path, str(out_dir), recursive=True, batch_size=1)
             finally:

@@ -362,9 +362,8 @@ def _datasets(
     # batches in the same order (the weights are the same to the bit), made while the
     # previous step computes. A generator made again for each epoch, on TensorFlow's one
     # inter-op thread, took 0.60-0.70 s an epoch against 0.52-0.59 (bundled data, suite recipe).
-    epochs = max(params.epochs, 1)
     steps = -(-n_train // global_batch)
-    train = dataset(epochs_ahead(train_gen, epochs), steps * epochs)
+    train = dataset(epochs_ahead(train_gen, params.epochs), steps * params.epochs)
     return n_train, train, n_val, dataset(val_gen, -(-n_val // global_batch))
 
 
@@ -970,6 +969,7 @@ def _fit(prepared_dir: Path, params: TrainParams, strategy: Any = None, workers:
         name = "MultiWorkerMirroredStrategy"
     distribution = distribution_of(name, replicas, params, workers)
     n_train, train_ds, n_val, val_ds = _datasets(tf, prepared_dir, manifest, params, replicas)
+    steps = -(-n_train // distribution["global_batch_size"])
     with strategy.scope():
         model = build_model(tuple(manifest["input_shape"]), len(classes), params.conv_size, params.dense_size)
         model.compile(
@@ -978,7 +978,7 @@ def _fit(prepared_dir: Path, params: TrainParams, strategy: Any = None, workers:
                     tf,
                     distribution["lr"],
                     params.lr_schedule,
-                    params.epochs * -(-n_train // distribution["global_batch_size"]),
+                    params.epochs * steps,
                 )
             ),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -997,7 +997,7 @@ def _fit(prepared_dir: Path, params: TrainParams, strategy: Any = None, workers:
     fit = model.fit(
         train_ds,
         epochs=params.epochs,
-        steps_per_epoch=-(-n_train // distribution["global_batch_size"]),
+        steps_per_epoch=steps,
         validation_data=val_ds,
         shuffle=False,
         verbose=0,  # one progress line per epoch instead (planets_mlops.progress)
